@@ -1,0 +1,181 @@
+/**
+ * The one interface every compute backend implements: buffers plus the kernels that the
+ * GPT-2 ops need, in llm.c's shape (a `*Forward` and a `*Backward` per layer).
+ *
+ * Conventions shared by all kernels:
+ * - Buffers are flat and row-major; shapes are passed as plain numbers.
+ * - Every `*Backward` kernel ACCUMULATES (`+=`) into its gradient buffers, so tied weights
+ *   (wte / lm_head) and gradient accumulation across micro-steps need no extra pass.
+ * - Kernels are enqueued in order; only `read` and `sumOfSquares` wait for results.
+ *
+ * @module
+ */
+
+/** Element types a tensor can hold: activations and weights in f32, token ids in i32. */
+export type DType = "f32" | "i32";
+
+/** A flat buffer owned by a backend; what it wraps is the backend's business. */
+export interface DeviceBuffer {
+  /** Number of elements. */
+  readonly length: number;
+  /** Element type. */
+  readonly dtype: DType;
+}
+
+/** Sizes of a causal self-attention call: qkv is (B, T, 3C), out is (B, T, C). */
+export interface AttentionDims {
+  B: number;
+  T: number;
+  C: number;
+  NH: number;
+}
+
+/** One AdamW update's hyperparameters (PyTorch's `torch.optim.AdamW` semantics). */
+export interface AdamWParams {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step count, for bias correction. */
+  step: number;
+}
+
+/** The operations a backend provides. */
+export interface Backend {
+  /** Short name, as `--backend` takes it ("cpu", "native", "webgpu"). */
+  readonly name: string;
+
+  /** A zero-filled buffer. */
+  alloc(length: number, dtype: DType): DeviceBuffer;
+  /** A buffer holding a copy of `data`. */
+  upload(data: Float32Array | Int32Array): DeviceBuffer;
+  /** Overwrites a whole buffer with `data` (same length and type). */
+  write(buf: DeviceBuffer, data: Float32Array | Int32Array): void;
+  /** Copies a buffer back to the host. */
+  read(buf: DeviceBuffer): Promise<Float32Array | Int32Array>;
+
+  /** out[i] = a[i] + b[i % nb]: residual adds, and adding wpe (T, C) to (B, T, C). */
+  addForward(out: DeviceBuffer, a: DeviceBuffer, b: DeviceBuffer, n: number, nb: number): void;
+  /** dst[i % nDst] += src[i]: the gradient of an add, summed over the broadcast rows. */
+  accumulate(dst: DeviceBuffer, src: DeviceBuffer, n: number, nDst: number): void;
+  /** out[i] = alpha * inp[i], or out[i] += alpha * inp[i] with `accumulate`. */
+  scale(
+    out: DeviceBuffer,
+    inp: DeviceBuffer,
+    alpha: number,
+    n: number,
+    accumulate: boolean,
+  ): void;
+
+  /** out (N, C) = weight[idx] with idx (N); rows of a (V, C) table. */
+  embeddingForward(
+    out: DeviceBuffer,
+    idx: DeviceBuffer,
+    weight: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void;
+  /** dweight[idx[n]] += dout[n] for every row n. */
+  embeddingBackward(
+    dweight: DeviceBuffer,
+    dout: DeviceBuffer,
+    idx: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void;
+
+  /** out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC): nn.Linear. */
+  matmulForward(
+    out: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer | null,
+    N: number,
+    C: number,
+    OC: number,
+  ): void;
+  /** dinp += dout @ weight; dweight += dout^T @ inp; dbias += sum of dout rows. */
+  matmulBackward(
+    dinp: DeviceBuffer | null,
+    dweight: DeviceBuffer | null,
+    dbias: DeviceBuffer | null,
+    dout: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    N: number,
+    C: number,
+    OC: number,
+  ): void;
+
+  /** LayerNorm over the last dim (eps 1e-5); saves mean and rstd (N each) for backward. */
+  layernormForward(
+    out: DeviceBuffer,
+    mean: DeviceBuffer,
+    rstd: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void;
+  layernormBackward(
+    dinp: DeviceBuffer,
+    dweight: DeviceBuffer,
+    dbias: DeviceBuffer,
+    dout: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    mean: DeviceBuffer,
+    rstd: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void;
+
+  /** GELU, tanh approximation (PyTorch's `approximate="tanh"`, HF's "gelu_new"). */
+  geluForward(out: DeviceBuffer, inp: DeviceBuffer, n: number): void;
+  geluBackward(dinp: DeviceBuffer, inp: DeviceBuffer, dout: DeviceBuffer, n: number): void;
+
+  /**
+   * Causal self-attention from packed qkv (B, T, 3C) to out (B, T, C), heads of C / NH.
+   * Returns whatever the backend saves for backward (probabilities, or softmax statistics).
+   */
+  attentionForward(out: DeviceBuffer, qkv: DeviceBuffer, dims: AttentionDims): DeviceBuffer;
+  attentionBackward(
+    dqkv: DeviceBuffer,
+    dout: DeviceBuffer,
+    qkv: DeviceBuffer,
+    saved: DeviceBuffer,
+    dims: AttentionDims,
+  ): void;
+
+  /** loss (1) = mean over N rows of cross-entropy(softmax(logits (N, V)), targets (N)). */
+  crossEntropyForward(
+    loss: DeviceBuffer,
+    logits: DeviceBuffer,
+    targets: DeviceBuffer,
+    N: number,
+    V: number,
+  ): void;
+  /** dlogits += (softmax(logits) - onehot(targets)) * dloss / N; no probabilities kept. */
+  crossEntropyBackward(
+    dlogits: DeviceBuffer,
+    dloss: DeviceBuffer,
+    logits: DeviceBuffer,
+    targets: DeviceBuffer,
+    N: number,
+    V: number,
+  ): void;
+
+  /** Sum of squares of the first n elements, read back to the host (grad-norm clipping). */
+  sumOfSquares(buf: DeviceBuffer, n: number): Promise<number>;
+  /** One AdamW update of n parameters in place, m and v being the moment buffers. */
+  adamw(
+    param: DeviceBuffer,
+    grad: DeviceBuffer,
+    m: DeviceBuffer,
+    v: DeviceBuffer,
+    n: number,
+    hp: AdamWParams,
+  ): void;
+}

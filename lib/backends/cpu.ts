@@ -1,0 +1,470 @@
+/**
+ * The reference backend: plain TypeScript loops on Float32Array, written to be read, as
+ * plain as llm.c's `train_gpt2.c`. Every faster backend is tested against this one, and
+ * this one is tested against PyTorch (`../shared/reference`).
+ *
+ * Sums are accumulated in JavaScript numbers (f64) and stored as f32.
+ *
+ * @module
+ */
+
+import type { AdamWParams, AttentionDims, Backend, DeviceBuffer, DType } from "../backend.ts";
+
+/** A CPU buffer: the typed array itself. */
+export class CpuBuffer implements DeviceBuffer {
+  constructor(readonly data: Float32Array | Int32Array, readonly dtype: DType) {}
+  get length(): number {
+    return this.data.length;
+  }
+}
+
+function f32(buf: DeviceBuffer): Float32Array {
+  const b = buf as CpuBuffer;
+  if (!(b instanceof CpuBuffer) || !(b.data instanceof Float32Array)) {
+    throw new Error(`Expected an f32 buffer of the cpu backend, found ${describe(buf)}`);
+  }
+  return b.data;
+}
+
+function i32(buf: DeviceBuffer): Int32Array {
+  const b = buf as CpuBuffer;
+  if (!(b instanceof CpuBuffer) || !(b.data instanceof Int32Array)) {
+    throw new Error(`Expected an i32 buffer of the cpu backend, found ${describe(buf)}`);
+  }
+  return b.data;
+}
+
+function describe(buf: DeviceBuffer): string {
+  return `${buf.constructor.name} (${buf.dtype}, ${buf.length} elements)`;
+}
+
+const GELU_SCALE = Math.sqrt(2 / Math.PI);
+const LN_EPS = 1e-5;
+
+/** The reference CPU backend. */
+export class CpuBackend implements Backend {
+  readonly name = "cpu";
+
+  alloc(length: number, dtype: DType): DeviceBuffer {
+    return new CpuBuffer(
+      dtype === "f32" ? new Float32Array(length) : new Int32Array(length),
+      dtype,
+    );
+  }
+
+  upload(data: Float32Array | Int32Array): DeviceBuffer {
+    return new CpuBuffer(data.slice(), data instanceof Float32Array ? "f32" : "i32");
+  }
+
+  write(buf: DeviceBuffer, data: Float32Array | Int32Array): void {
+    const dst = (buf as CpuBuffer).data;
+    if (dst.length !== data.length || dst.constructor !== data.constructor) {
+      throw new Error(
+        `Cannot write ${data.constructor.name}(${data.length}) into ${describe(buf)}`,
+      );
+    }
+    dst.set(data);
+  }
+
+  read(buf: DeviceBuffer): Promise<Float32Array | Int32Array> {
+    return Promise.resolve((buf as CpuBuffer).data.slice());
+  }
+
+  addForward(out: DeviceBuffer, a: DeviceBuffer, b: DeviceBuffer, n: number, nb: number): void {
+    const o = f32(out), x = f32(a), y = f32(b);
+    for (let i = 0; i < n; i++) o[i] = x[i] + y[i % nb];
+  }
+
+  accumulate(dst: DeviceBuffer, src: DeviceBuffer, n: number, nDst: number): void {
+    const d = f32(dst), s = f32(src);
+    for (let i = 0; i < n; i++) d[i % nDst] += s[i];
+  }
+
+  scale(out: DeviceBuffer, inp: DeviceBuffer, alpha: number, n: number, acc: boolean): void {
+    const o = f32(out), x = f32(inp);
+    if (acc) { for (let i = 0; i < n; i++) o[i] += alpha * x[i]; }
+    else for (let i = 0; i < n; i++) o[i] = alpha * x[i];
+  }
+
+  // out is (N, C); weight is (V, C); idx is (N)
+  embeddingForward(
+    out: DeviceBuffer,
+    idx: DeviceBuffer,
+    weight: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    const o = f32(out), ix = i32(idx), w = f32(weight);
+    const V = w.length / C;
+    for (let n = 0; n < N; n++) {
+      const token = ix[n];
+      if (token < 0 || token >= V) {
+        throw new RangeError(
+          `Token id ${token} at position ${n} is outside the table of ${V} rows`,
+        );
+      }
+      o.set(w.subarray(token * C, token * C + C), n * C);
+    }
+  }
+
+  embeddingBackward(
+    dweight: DeviceBuffer,
+    dout: DeviceBuffer,
+    idx: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    const dw = f32(dweight), d = f32(dout), ix = i32(idx);
+    for (let n = 0; n < N; n++) {
+      const row = ix[n] * C;
+      for (let c = 0; c < C; c++) dw[row + c] += d[n * C + c];
+    }
+  }
+
+  // out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC)
+  matmulForward(
+    out: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer | null,
+    N: number,
+    C: number,
+    OC: number,
+  ): void {
+    const o = f32(out), x = f32(inp), w = f32(weight), b = bias ? f32(bias) : null;
+    // Four rows at a time so each weight row is loaded once per four dot products.
+    let n = 0;
+    for (; n + 4 <= N; n += 4) {
+      const x0 = n * C, x1 = x0 + C, x2 = x1 + C, x3 = x2 + C;
+      for (let oc = 0; oc < OC; oc++) {
+        const w0 = oc * C;
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (let c = 0; c < C; c++) {
+          const wv = w[w0 + c];
+          s0 += x[x0 + c] * wv;
+          s1 += x[x1 + c] * wv;
+          s2 += x[x2 + c] * wv;
+          s3 += x[x3 + c] * wv;
+        }
+        const bv = b ? b[oc] : 0;
+        o[n * OC + oc] = s0 + bv;
+        o[(n + 1) * OC + oc] = s1 + bv;
+        o[(n + 2) * OC + oc] = s2 + bv;
+        o[(n + 3) * OC + oc] = s3 + bv;
+      }
+    }
+    for (; n < N; n++) {
+      for (let oc = 0; oc < OC; oc++) {
+        let s = b ? b[oc] : 0;
+        for (let c = 0; c < C; c++) s += x[n * C + c] * w[oc * C + c];
+        o[n * OC + oc] = s;
+      }
+    }
+  }
+
+  matmulBackward(
+    dinp: DeviceBuffer | null,
+    dweight: DeviceBuffer | null,
+    dbias: DeviceBuffer | null,
+    dout: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    N: number,
+    C: number,
+    OC: number,
+  ): void {
+    const d = f32(dout), x = f32(inp), w = f32(weight);
+    if (dinp) {
+      // dinp (N, C) += dout (N, OC) @ weight (OC, C)
+      const di = f32(dinp);
+      for (let n = 0; n < N; n++) {
+        const row = n * C;
+        for (let oc = 0; oc < OC; oc++) {
+          const g = d[n * OC + oc];
+          if (g === 0) continue;
+          const w0 = oc * C;
+          for (let c = 0; c < C; c++) di[row + c] += g * w[w0 + c];
+        }
+      }
+    }
+    if (dweight) {
+      // dweight (OC, C) += dout^T (OC, N) @ inp (N, C), accumulated in f64 per row
+      const dw = f32(dweight);
+      const acc = new Float64Array(C);
+      for (let oc = 0; oc < OC; oc++) {
+        acc.fill(0);
+        for (let n = 0; n < N; n++) {
+          const g = d[n * OC + oc];
+          if (g === 0) continue;
+          const x0 = n * C;
+          for (let c = 0; c < C; c++) acc[c] += g * x[x0 + c];
+        }
+        const w0 = oc * C;
+        for (let c = 0; c < C; c++) dw[w0 + c] += acc[c];
+      }
+    }
+    if (dbias) {
+      const db = f32(dbias);
+      for (let oc = 0; oc < OC; oc++) {
+        let s = 0;
+        for (let n = 0; n < N; n++) s += d[n * OC + oc];
+        db[oc] += s;
+      }
+    }
+  }
+
+  layernormForward(
+    out: DeviceBuffer,
+    mean: DeviceBuffer,
+    rstd: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    const o = f32(out),
+      mu = f32(mean),
+      rs = f32(rstd),
+      x = f32(inp),
+      w = f32(weight),
+      b = f32(bias);
+    for (let n = 0; n < N; n++) {
+      const x0 = n * C;
+      let m = 0;
+      for (let c = 0; c < C; c++) m += x[x0 + c];
+      m /= C;
+      let v = 0;
+      for (let c = 0; c < C; c++) v += (x[x0 + c] - m) ** 2;
+      v /= C; // biased variance, as nn.LayerNorm uses
+      const s = 1 / Math.sqrt(v + LN_EPS);
+      for (let c = 0; c < C; c++) o[x0 + c] = (x[x0 + c] - m) * s * w[c] + b[c];
+      mu[n] = m;
+      rs[n] = s;
+    }
+  }
+
+  layernormBackward(
+    dinp: DeviceBuffer,
+    dweight: DeviceBuffer,
+    dbias: DeviceBuffer,
+    dout: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    mean: DeviceBuffer,
+    rstd: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    const di = f32(dinp), dw = f32(dweight), db = f32(dbias), d = f32(dout);
+    const x = f32(inp), w = f32(weight), mu = f32(mean), rs = f32(rstd);
+    for (let n = 0; n < N; n++) {
+      const x0 = n * C, m = mu[n], s = rs[n];
+      // the two reductions of the normalisation's backward
+      let dnormMean = 0, dnormNormMean = 0;
+      for (let c = 0; c < C; c++) {
+        const norm = (x[x0 + c] - m) * s;
+        const dnorm = w[c] * d[x0 + c];
+        dnormMean += dnorm;
+        dnormNormMean += dnorm * norm;
+      }
+      dnormMean /= C;
+      dnormNormMean /= C;
+      for (let c = 0; c < C; c++) {
+        const norm = (x[x0 + c] - m) * s;
+        const dnorm = w[c] * d[x0 + c];
+        db[c] += d[x0 + c];
+        dw[c] += norm * d[x0 + c];
+        di[x0 + c] += (dnorm - dnormMean - norm * dnormNormMean) * s;
+      }
+    }
+  }
+
+  geluForward(out: DeviceBuffer, inp: DeviceBuffer, n: number): void {
+    const o = f32(out), x = f32(inp);
+    for (let i = 0; i < n; i++) {
+      const v = x[i];
+      o[i] = 0.5 * v * (1 + Math.tanh(GELU_SCALE * (v + 0.044715 * v * v * v)));
+    }
+  }
+
+  geluBackward(dinp: DeviceBuffer, inp: DeviceBuffer, dout: DeviceBuffer, n: number): void {
+    const di = f32(dinp), x = f32(inp), d = f32(dout);
+    for (let i = 0; i < n; i++) {
+      const v = x[i];
+      const u = GELU_SCALE * (v + 0.044715 * v * v * v);
+      const th = Math.tanh(u);
+      const sech2 = 1 - th * th;
+      const local = 0.5 * (1 + th) + 0.5 * v * sech2 * GELU_SCALE * (1 + 3 * 0.044715 * v * v);
+      di[i] += local * d[i];
+    }
+  }
+
+  // Saves the attention probabilities (B, NH, T, T): fine for a reference, which is why the
+  // fast backends use flash-style attention instead.
+  attentionForward(out: DeviceBuffer, qkv: DeviceBuffer, dims: AttentionDims): DeviceBuffer {
+    const { B, T, C, NH } = dims;
+    const hs = C / NH, scale = 1 / Math.sqrt(hs);
+    const o = f32(out), x = f32(qkv);
+    const att = new Float32Array(B * NH * T * T);
+    const row = new Float64Array(T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        for (let h = 0; h < NH; h++) {
+          const q0 = (b * T + t) * 3 * C + h * hs;
+          let max = -Infinity;
+          for (let t2 = 0; t2 <= t; t2++) {
+            const k0 = (b * T + t2) * 3 * C + C + h * hs;
+            let s = 0;
+            for (let i = 0; i < hs; i++) s += x[q0 + i] * x[k0 + i];
+            row[t2] = s * scale;
+            if (row[t2] > max) max = row[t2];
+          }
+          let sum = 0;
+          for (let t2 = 0; t2 <= t; t2++) {
+            row[t2] = Math.exp(row[t2] - max);
+            sum += row[t2];
+          }
+          const a0 = ((b * NH + h) * T + t) * T;
+          for (let t2 = 0; t2 <= t; t2++) att[a0 + t2] = row[t2] / sum;
+          const o0 = (b * T + t) * C + h * hs;
+          for (let i = 0; i < hs; i++) {
+            let s = 0;
+            for (let t2 = 0; t2 <= t; t2++) {
+              s += att[a0 + t2] * x[(b * T + t2) * 3 * C + 2 * C + h * hs + i];
+            }
+            o[o0 + i] = s;
+          }
+        }
+      }
+    }
+    return new CpuBuffer(att, "f32");
+  }
+
+  attentionBackward(
+    dqkv: DeviceBuffer,
+    dout: DeviceBuffer,
+    qkv: DeviceBuffer,
+    saved: DeviceBuffer,
+    dims: AttentionDims,
+  ): void {
+    const { B, T, C, NH } = dims;
+    const hs = C / NH, scale = 1 / Math.sqrt(hs);
+    const dx = f32(dqkv), d = f32(dout), x = f32(qkv), att = f32(saved);
+    const datt = new Float64Array(T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        for (let h = 0; h < NH; h++) {
+          const a0 = ((b * NH + h) * T + t) * T;
+          const o0 = (b * T + t) * C + h * hs;
+          // through y = att @ v
+          for (let t2 = 0; t2 <= t; t2++) {
+            const v0 = (b * T + t2) * 3 * C + 2 * C + h * hs;
+            let s = 0;
+            for (let i = 0; i < hs; i++) {
+              s += x[v0 + i] * d[o0 + i];
+              dx[v0 + i] += att[a0 + t2] * d[o0 + i];
+            }
+            datt[t2] = s;
+          }
+          // through the softmax: dpre = att * (datt - sum(att * datt))
+          let dot = 0;
+          for (let t2 = 0; t2 <= t; t2++) dot += att[a0 + t2] * datt[t2];
+          // through pre = q @ k^T * scale
+          const q0 = (b * T + t) * 3 * C + h * hs;
+          for (let t2 = 0; t2 <= t; t2++) {
+            const dpre = att[a0 + t2] * (datt[t2] - dot) * scale;
+            const k0 = (b * T + t2) * 3 * C + C + h * hs;
+            for (let i = 0; i < hs; i++) {
+              dx[q0 + i] += x[k0 + i] * dpre;
+              dx[k0 + i] += x[q0 + i] * dpre;
+            }
+          }
+        }
+      }
+    }
+  }
+
+  crossEntropyForward(
+    loss: DeviceBuffer,
+    logits: DeviceBuffer,
+    targets: DeviceBuffer,
+    N: number,
+    V: number,
+  ): void {
+    const l = f32(loss), z = f32(logits), y = i32(targets);
+    let total = 0;
+    for (let n = 0; n < N; n++) {
+      const target = checkTarget(y[n], n, V);
+      const z0 = n * V;
+      let max = -Infinity;
+      for (let v = 0; v < V; v++) if (z[z0 + v] > max) max = z[z0 + v];
+      let sum = 0;
+      for (let v = 0; v < V; v++) sum += Math.exp(z[z0 + v] - max);
+      total += Math.log(sum) + max - z[z0 + target];
+    }
+    l[0] = total / N;
+  }
+
+  crossEntropyBackward(
+    dlogits: DeviceBuffer,
+    dloss: DeviceBuffer,
+    logits: DeviceBuffer,
+    targets: DeviceBuffer,
+    N: number,
+    V: number,
+  ): void {
+    const dz = f32(dlogits), z = f32(logits), y = i32(targets);
+    const g = f32(dloss)[0] / N;
+    for (let n = 0; n < N; n++) {
+      const target = checkTarget(y[n], n, V);
+      const z0 = n * V;
+      let max = -Infinity;
+      for (let v = 0; v < V; v++) if (z[z0 + v] > max) max = z[z0 + v];
+      let sum = 0;
+      for (let v = 0; v < V; v++) sum += Math.exp(z[z0 + v] - max);
+      for (let v = 0; v < V; v++) {
+        const p = Math.exp(z[z0 + v] - max) / sum;
+        dz[z0 + v] += g * (p - (v === target ? 1 : 0));
+      }
+    }
+  }
+
+  sumOfSquares(buf: DeviceBuffer, n: number): Promise<number> {
+    const x = f32(buf);
+    let s = 0;
+    for (let i = 0; i < n; i++) s += x[i] * x[i];
+    return Promise.resolve(s);
+  }
+
+  adamw(
+    param: DeviceBuffer,
+    grad: DeviceBuffer,
+    m: DeviceBuffer,
+    v: DeviceBuffer,
+    n: number,
+    hp: AdamWParams,
+  ): void {
+    const p = f32(param), g = f32(grad), mm = f32(m), vv = f32(v);
+    const { lr, beta1, beta2, eps, weightDecay, step } = hp;
+    const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
+    const stepSize = lr / bc1, sqrtBc2 = Math.sqrt(bc2);
+    const decay = 1 - lr * weightDecay;
+    for (let i = 0; i < n; i++) {
+      const gi = g[i];
+      const mi = beta1 * mm[i] + (1 - beta1) * gi;
+      const vi = beta2 * vv[i] + (1 - beta2) * gi * gi;
+      mm[i] = mi;
+      vv[i] = vi;
+      // decoupled weight decay first, then the Adam step, as torch.optim.AdamW does
+      p[i] = p[i] * decay - stepSize * mi / (Math.sqrt(vi) / sqrtBc2 + eps);
+    }
+  }
+}
+
+function checkTarget(target: number, n: number, V: number): number {
+  if (target < 0 || target >= V) {
+    throw new RangeError(`Target ${target} at position ${n} is outside the vocabulary of ${V}`);
+  }
+  return target;
+}

@@ -1,0 +1,313 @@
+/**
+ * GPT-2, written the way the lecture writes it: `GPTConfig`, `CausalSelfAttention`, `MLP`,
+ * `Block`, `GPT` with `forward(idx, targets)` and `fromPretrained`. Parameter names are
+ * Hugging Face's (`transformer.h.0.attn.c_attn.weight`), so checkpoints map one to one.
+ *
+ * @module
+ */
+
+import type { Backend } from "./backend.ts";
+import { Embedding, LayerNorm, Linear, Module } from "./nn.ts";
+import * as ops from "./ops.ts";
+import { Generator } from "./random.ts";
+import { readSafetensors, toFloat32 } from "./safetensors.ts";
+import { Tensor } from "./tensor.ts";
+
+/** The shape of a GPT-2. */
+export interface GPTConfig {
+  /** max sequence length */
+  block_size: number;
+  /** number of tokens: 50,000 BPE merges + 256 bytes tokens + 1 <|endoftext|> token */
+  vocab_size: number;
+  n_layer: number;
+  n_head: number;
+  n_embd: number;
+}
+
+/** The four sizes OpenAI released, plus `tiny` for quick runs on a CPU. */
+export const GPT_CONFIGS: Record<string, GPTConfig> = {
+  "gpt2": { n_layer: 12, n_head: 12, n_embd: 768, block_size: 1024, vocab_size: 50257 }, // 124M
+  "gpt2-medium": { n_layer: 24, n_head: 16, n_embd: 1024, block_size: 1024, vocab_size: 50257 }, // 350M
+  "gpt2-large": { n_layer: 36, n_head: 20, n_embd: 1280, block_size: 1024, vocab_size: 50257 }, // 774M
+  "gpt2-xl": { n_layer: 48, n_head: 25, n_embd: 1600, block_size: 1024, vocab_size: 50257 }, // 1558M
+  "tiny": { n_layer: 4, n_head: 4, n_embd: 128, block_size: 256, vocab_size: 50257 },
+};
+
+/** A named config, with an optional vocab override (50304 = 128 * 393, "a nice number"). */
+export function gptConfig(name: string, vocabSize?: number): GPTConfig {
+  const base = GPT_CONFIGS[name];
+  if (!base) {
+    throw new Error(
+      `Unknown model "${name}", expected one of ${Object.keys(GPT_CONFIGS).join(", ")}`,
+    );
+  }
+  return { ...base, vocab_size: vocabSize ?? base.vocab_size };
+}
+
+/** Multi-head causal self-attention: one Linear makes q, k and v for all heads at once. */
+export class CausalSelfAttention extends Module {
+  c_attn: Linear;
+  c_proj: Linear;
+  n_head: number;
+  n_embd: number;
+  constructor(backend: Backend, config: GPTConfig) {
+    super();
+    if (config.n_embd % config.n_head !== 0) {
+      throw new Error(`n_embd ${config.n_embd} must be divisible by n_head ${config.n_head}`);
+    }
+    // key, query, value projections for all heads, but in a batch
+    this.c_attn = new Linear(backend, config.n_embd, 3 * config.n_embd);
+    // output projection; scaled at init as it feeds the residual stream
+    this.c_proj = new Linear(backend, config.n_embd, config.n_embd);
+    this.n_head = config.n_head;
+    this.n_embd = config.n_embd;
+  }
+  forward(x: Tensor): Tensor {
+    const qkv = this.c_attn.forward(x); // (B, T, 3C)
+    const y = ops.causalSelfAttention(qkv, this.n_head); // flash-style where the backend can
+    return this.c_proj.forward(y);
+  }
+}
+
+/** The feed-forward network: expand 4x, GELU (tanh), project back. */
+export class MLP extends Module {
+  c_fc: Linear;
+  c_proj: Linear;
+  constructor(backend: Backend, config: GPTConfig) {
+    super();
+    this.c_fc = new Linear(backend, config.n_embd, 4 * config.n_embd);
+    this.c_proj = new Linear(backend, 4 * config.n_embd, config.n_embd);
+  }
+  forward(x: Tensor): Tensor {
+    return this.c_proj.forward(ops.gelu(this.c_fc.forward(x)));
+  }
+}
+
+/** A transformer block: pre-norm attention and MLP, each added to the residual stream. */
+export class Block extends Module {
+  ln_1: LayerNorm;
+  attn: CausalSelfAttention;
+  ln_2: LayerNorm;
+  mlp: MLP;
+  constructor(backend: Backend, config: GPTConfig) {
+    super();
+    this.ln_1 = new LayerNorm(backend, config.n_embd);
+    this.attn = new CausalSelfAttention(backend, config);
+    this.ln_2 = new LayerNorm(backend, config.n_embd);
+    this.mlp = new MLP(backend, config);
+  }
+  forward(x: Tensor): Tensor {
+    x = ops.add(x, this.attn.forward(this.ln_1.forward(x)));
+    x = ops.add(x, this.mlp.forward(this.ln_2.forward(x)));
+    return x;
+  }
+}
+
+/** What `forward` returns: logits (B, T, vocab) and the loss when targets were given. */
+export interface GPTOutput {
+  logits: Tensor;
+  loss: Tensor | null;
+}
+
+/** Options of the GPT constructor. */
+export interface GPTOptions {
+  /** Seed of the GPT-2 init (N(0, 0.02), residual projections scaled); default 1337. */
+  seed?: number;
+  /** Skip the random init (weights are about to be loaded). */
+  skipInit?: boolean;
+}
+
+/** The four nn.Linear weights per block that OpenAI's checkpoint stores as Conv1D, [in, out]. */
+const CONV1D_WEIGHTS = [
+  "attn.c_attn.weight",
+  "attn.c_proj.weight",
+  "mlp.c_fc.weight",
+  "mlp.c_proj.weight",
+];
+
+/** GPT-2. */
+export class GPT extends Module {
+  config: GPTConfig;
+  transformer: { wte: Embedding; wpe: Embedding; h: Block[]; ln_f: LayerNorm };
+  lm_head: Linear;
+  backend: Backend;
+
+  constructor(backend: Backend, config: GPTConfig, options: GPTOptions = {}) {
+    super();
+    this.backend = backend;
+    this.config = { ...config };
+    this.transformer = {
+      wte: new Embedding(backend, config.vocab_size, config.n_embd),
+      wpe: new Embedding(backend, config.block_size, config.n_embd),
+      h: Array.from({ length: config.n_layer }, () => new Block(backend, config)),
+      ln_f: new LayerNorm(backend, config.n_embd),
+    };
+    this.lm_head = new Linear(backend, config.n_embd, config.vocab_size, false);
+    // weight sharing scheme: the token embedding is also the classifier
+    this.lm_head.weight = this.transformer.wte.weight;
+    if (!options.skipInit) this.initWeights(options.seed ?? 1337);
+  }
+
+  /**
+   * GPT-2's init: every weight N(0, 0.02), biases zero, and the two projections into the
+   * residual stream (`c_proj`) scaled by 1/sqrt(2 * n_layer), since each block adds twice.
+   */
+  initWeights(seed: number): void {
+    const rng = new Generator(seed);
+    const residualStd = 0.02 * (2 * this.config.n_layer) ** -0.5;
+    for (const [name, p] of this.namedParameters()) {
+      if (name.includes(".ln_")) continue; // LayerNorm keeps 1 and 0
+      if (name.endsWith(".bias")) {
+        this.backend.write(p.buffer, new Float32Array(p.size));
+        continue;
+      }
+      const std = name.endsWith("c_proj.weight") ? residualStd : 0.02;
+      this.backend.write(p.buffer, rng.fillNormal(new Float32Array(p.size), 0, std));
+    }
+  }
+
+  /** Logits for every position, and the mean cross-entropy when targets are given. */
+  forward(idx: Tensor, targets: Tensor | null = null): GPTOutput {
+    if (idx.shape.length !== 2) {
+      throw new Error(`Expected idx of shape [B, T], found [${idx.shape}]`);
+    }
+    const [, T] = idx.shape;
+    if (T > this.config.block_size) {
+      throw new Error(
+        `Cannot forward sequence of length ${T}, block size is only ${this.config.block_size}`,
+      );
+    }
+    const pos = Tensor.from(this.backend, Int32Array.from({ length: T }, (_, i) => i), [T]);
+    const posEmb = this.transformer.wpe.forward(pos); // (T, n_embd)
+    const tokEmb = this.transformer.wte.forward(idx); // (B, T, n_embd)
+    let x = ops.add(tokEmb, posEmb);
+    for (const block of this.transformer.h) x = block.forward(x);
+    x = this.transformer.ln_f.forward(x);
+    const logits = this.lm_head.forward(x); // (B, T, vocab_size)
+    const loss = targets ? ops.crossEntropy(logits, targets) : null;
+    return { logits, loss };
+  }
+
+  /** Number of parameters, the tied wte/lm_head counted once. */
+  numParameters(): number {
+    return this.parameters().reduce((n, p) => n + p.size, 0);
+  }
+
+  /** The weights by name, copied to the host. */
+  async stateDict(): Promise<Map<string, { data: Float32Array; shape: readonly number[] }>> {
+    const out = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+    for (const [name, p] of this.namedParameters()) {
+      out.set(name, { data: (await p.toArray()) as Float32Array, shape: p.shape });
+    }
+    return out;
+  }
+
+  /**
+   * Loads weights by our names (`transformer.h.0...`), checking every name and shape.
+   * `source` names the file in errors.
+   */
+  loadStateDict(weights: Map<string, Float32Array>, source = "state dict"): void {
+    const params = new Map(this.namedParameters());
+    const missing = [...params.keys()].filter((k) => !weights.has(k));
+    const unexpected = [...weights.keys()].filter((k) => !params.has(k));
+    if (missing.length || unexpected.length) {
+      const parts = [];
+      if (missing.length) parts.push(`missing ${missing.join(", ")}`);
+      if (unexpected.length) parts.push(`unexpected ${unexpected.join(", ")}`);
+      throw new Error(`${source}: tensors do not match the model: ${parts.join("; ")}`);
+    }
+    for (const [name, p] of params) {
+      const data = weights.get(name)!;
+      if (data.length !== p.size) {
+        throw new Error(
+          `${source}: tensor "${name}" has ${data.length} values, expected [${p.shape}]`,
+        );
+      }
+      this.backend.write(p.buffer, data);
+    }
+  }
+
+  /**
+   * Loads a Hugging Face GPT-2 folder (`config.json` + `model.safetensors`), or with a
+   * network one of "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl" from the hub.
+   */
+  static async fromPretrained(backend: Backend, dirOrName: string): Promise<GPT> {
+    const dir = await resolvePretrained(dirOrName);
+    const config = await readHfConfig(`${dir}/config.json`);
+    const file = `${dir}/model.safetensors`;
+    const st = await readSafetensors(file);
+    const model = new GPT(backend, config, { skipInit: true });
+    const shapes = new Map(model.namedParameters().map(([n, p]) => [n, p.shape]));
+    const weights = new Map<string, Float32Array>();
+    for (const [key, t] of st.tensors) {
+      // the causal-mask buffers are not parameters; lm_head is tied to wte
+      if (key.endsWith(".attn.bias") || key.endsWith(".attn.masked_bias")) continue;
+      if (key === "lm_head.weight") continue;
+      const name = key.startsWith("transformer.") ? key : `transformer.${key}`;
+      const expected = shapes.get(name);
+      if (!expected) throw new Error(`${file}: unexpected tensor "${key}"`);
+      let data = toFloat32(t, key);
+      let shape = t.shape;
+      if (CONV1D_WEIGHTS.some((w) => name.endsWith(w))) {
+        // Conv1D stores [in, out]; nn.Linear wants [out, in]
+        if (shape.length !== 2) {
+          throw new Error(`${file}: tensor "${key}" should be 2-D, found [${shape}]`);
+        }
+        data = transpose(data, shape[0], shape[1]);
+        shape = [shape[1], shape[0]];
+      }
+      if (shape.length !== expected.length || shape.some((d, i) => d !== expected[i])) {
+        const hint = CONV1D_WEIGHTS.some((w) => name.endsWith(w))
+          ? " after the Conv1D transpose"
+          : "";
+        throw new Error(
+          `${file}: tensor "${key}" has shape [${shape}]${hint}, expected [${expected}]`,
+        );
+      }
+      weights.set(name, data);
+    }
+    model.loadStateDict(weights, file);
+    return model;
+  }
+}
+
+function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
+  }
+  return out;
+}
+
+/** Reads a Hugging Face GPT2Config `config.json`. */
+export async function readHfConfig(path: string): Promise<GPTConfig> {
+  let raw: Record<string, number>;
+  try {
+    raw = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new Error(`Cannot read the model config ${path}: ${(e as Error).message}`);
+  }
+  const config = {
+    n_layer: raw.n_layer,
+    n_head: raw.n_head,
+    n_embd: raw.n_embd,
+    block_size: raw.n_positions ?? raw.n_ctx,
+    vocab_size: raw.vocab_size,
+  };
+  for (const [k, v] of Object.entries(config)) {
+    if (!Number.isInteger(v) || v <= 0) {
+      throw new Error(`${path}: expected a positive integer for ${k}, found ${v}`);
+    }
+  }
+  return config;
+}
+
+async function resolvePretrained(dirOrName: string): Promise<string> {
+  try {
+    if ((await Deno.stat(dirOrName)).isDirectory) return dirOrName;
+  } catch {
+    // not a local folder: a hub model name
+  }
+  const { snapshotGpt2 } = await import("./hub.ts");
+  return await snapshotGpt2(dirOrName);
+}

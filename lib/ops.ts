@@ -1,0 +1,159 @@
+/**
+ * Differentiable ops: each is a forward kernel call plus a closure that calls the
+ * backward kernel. The model in `gpt.ts` is written with these only.
+ *
+ * @module
+ */
+
+import { gradBuffer, isGradEnabled, numel, Tensor } from "./tensor.ts";
+
+function result(inputs: Tensor[], out: Tensor, backward: () => void): Tensor {
+  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.parents = inputs;
+    out.backwardFn = backward;
+  }
+  return out;
+}
+
+function expectShape(name: string, t: Tensor, expected: readonly number[]): void {
+  if (t.shape.length !== expected.length || t.shape.some((d, i) => d !== expected[i])) {
+    throw new Error(`Expected ${name} of shape [${expected}], found [${t.shape}]`);
+  }
+}
+
+function lastDim(t: Tensor): number {
+  return t.shape[t.shape.length - 1];
+}
+
+/** Rows of `weight` (V, C) picked by `idx` (...): shape (..., C). */
+export function embedding(idx: Tensor, weight: Tensor): Tensor {
+  if (idx.dtype !== "i32") throw new Error(`Expected i32 token ids, found ${idx.dtype}`);
+  const be = weight.backend, N = idx.size, C = lastDim(weight);
+  const out = Tensor.zeros(be, [...idx.shape, C]);
+  be.embeddingForward(out.buffer, idx.buffer, weight.buffer, N, C);
+  return result([weight], out, () => {
+    if (weight.requiresGrad) {
+      be.embeddingBackward(gradBuffer(weight), out.grad!.buffer, idx.buffer, N, C);
+    }
+  });
+}
+
+/** a + b, where b's shape is a suffix of a's (b repeats over a's leading dims). */
+export function add(a: Tensor, b: Tensor): Tensor {
+  const k = b.shape.length;
+  const suffix = a.shape.slice(a.shape.length - k);
+  if (k > a.shape.length || suffix.some((d, i) => d !== b.shape[i])) {
+    throw new Error(`Cannot add shape [${b.shape}] to [${a.shape}]: it must be a suffix`);
+  }
+  const be = a.backend, n = a.size, nb = b.size;
+  const out = Tensor.zeros(be, a.shape);
+  be.addForward(out.buffer, a.buffer, b.buffer, n, nb);
+  return result([a, b], out, () => {
+    const g = out.grad!.buffer;
+    if (a.requiresGrad) be.accumulate(gradBuffer(a), g, n, n);
+    if (b.requiresGrad) be.accumulate(gradBuffer(b), g, n, nb);
+  });
+}
+
+/** alpha * x, e.g. the loss divided by the gradient-accumulation steps. */
+export function scale(x: Tensor, alpha: number): Tensor {
+  const be = x.backend, n = x.size;
+  const out = Tensor.zeros(be, x.shape);
+  be.scale(out.buffer, x.buffer, alpha, n, false);
+  return result([x], out, () => be.scale(gradBuffer(x), out.grad!.buffer, alpha, n, true));
+}
+
+/** x (..., C) @ weight (OC, C)^T + bias (OC): nn.Linear, weight stored [out, in]. */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null): Tensor {
+  const be = x.backend, C = lastDim(x), OC = weight.shape[0], N = x.size / C;
+  expectShape("linear weight", weight, [OC, C]);
+  if (bias) expectShape("linear bias", bias, [OC]);
+  const out = Tensor.zeros(be, [...x.shape.slice(0, -1), OC]);
+  be.matmulForward(out.buffer, x.buffer, weight.buffer, bias?.buffer ?? null, N, C, OC);
+  return result(bias ? [x, weight, bias] : [x, weight], out, () => {
+    be.matmulBackward(
+      x.requiresGrad ? gradBuffer(x) : null,
+      weight.requiresGrad ? gradBuffer(weight) : null,
+      bias?.requiresGrad ? gradBuffer(bias) : null,
+      out.grad!.buffer,
+      x.buffer,
+      weight.buffer,
+      N,
+      C,
+      OC,
+    );
+  });
+}
+
+/** LayerNorm over the last dim with eps 1e-5. */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
+  const be = x.backend, C = lastDim(x), N = x.size / C;
+  expectShape("layernorm weight", weight, [C]);
+  expectShape("layernorm bias", bias, [C]);
+  const out = Tensor.zeros(be, x.shape);
+  const mean = be.alloc(N, "f32"), rstd = be.alloc(N, "f32");
+  be.layernormForward(out.buffer, mean, rstd, x.buffer, weight.buffer, bias.buffer, N, C);
+  return result([x, weight, bias], out, () => {
+    be.layernormBackward(
+      gradBuffer(x),
+      gradBuffer(weight),
+      gradBuffer(bias),
+      out.grad!.buffer,
+      x.buffer,
+      weight.buffer,
+      mean,
+      rstd,
+      N,
+      C,
+    );
+  });
+}
+
+/** GELU with the tanh approximation GPT-2 was trained with. */
+export function gelu(x: Tensor): Tensor {
+  const be = x.backend, n = x.size;
+  const out = Tensor.zeros(be, x.shape);
+  be.geluForward(out.buffer, x.buffer, n);
+  return result([x], out, () => be.geluBackward(gradBuffer(x), x.buffer, out.grad!.buffer, n));
+}
+
+/**
+ * Causal self-attention on packed qkv (B, T, 3C), heads of C / nHead: the whole of
+ * split, view, transpose, `F.scaled_dot_product_attention(is_causal=True)` and the
+ * transpose back, in one op. Returns (B, T, C).
+ */
+export function causalSelfAttention(qkv: Tensor, nHead: number): Tensor {
+  if (qkv.shape.length !== 3 || qkv.shape[2] % 3 !== 0) {
+    throw new Error(`Expected qkv of shape [B, T, 3C], found [${qkv.shape}]`);
+  }
+  const [B, T, C3] = qkv.shape, C = C3 / 3;
+  if (C % nHead !== 0) throw new Error(`n_embd ${C} is not divisible by n_head ${nHead}`);
+  const be = qkv.backend, dims = { B, T, C, NH: nHead };
+  const out = Tensor.zeros(be, [B, T, C]);
+  const saved = be.attentionForward(out.buffer, qkv.buffer, dims);
+  return result([qkv], out, () => {
+    be.attentionBackward(gradBuffer(qkv), out.grad!.buffer, qkv.buffer, saved, dims);
+  });
+}
+
+/** Mean cross-entropy of logits (..., V) against integer targets (...): a scalar. */
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  const be = logits.backend, V = lastDim(logits), N = logits.size / V;
+  if (targets.dtype !== "i32") throw new Error(`Expected i32 targets, found ${targets.dtype}`);
+  if (numel(targets.shape) !== N) {
+    throw new Error(`Expected ${N} targets for logits [${logits.shape}], found [${targets.shape}]`);
+  }
+  const loss = Tensor.zeros(be, [1]);
+  be.crossEntropyForward(loss.buffer, logits.buffer, targets.buffer, N, V);
+  return result([logits], loss, () => {
+    be.crossEntropyBackward(
+      gradBuffer(logits),
+      loss.grad!.buffer,
+      logits.buffer,
+      targets.buffer,
+      N,
+      V,
+    );
+  });
+}

@@ -1,0 +1,134 @@
+/**
+ * The lecture's optimisation recipe: AdamW (betas 0.9/0.95, eps 1e-8) with weight decay on
+ * the 2-D tensors only, gradient-norm clipping at 1.0, and linear warmup then cosine decay.
+ *
+ * @module
+ */
+
+import type { Module } from "./nn.ts";
+import type { Tensor } from "./tensor.ts";
+
+/** A group of parameters sharing a weight decay. */
+export interface ParamGroup {
+  params: Tensor[];
+  weightDecay: number;
+}
+
+/** AdamW hyperparameters. */
+export interface AdamWOptions {
+  lr: number;
+  betas?: [number, number];
+  eps?: number;
+}
+
+/** torch.optim.AdamW, one backend kernel call per parameter tensor. */
+export class AdamW {
+  lr: number;
+  readonly betas: [number, number];
+  readonly eps: number;
+  /** Steps taken so far (PyTorch keeps one per parameter; they move together here). */
+  stepCount = 0;
+  readonly groups: ParamGroup[];
+  readonly state = new Map<Tensor, { m: Tensor["buffer"]; v: Tensor["buffer"] }>();
+
+  constructor(groups: ParamGroup[], options: AdamWOptions) {
+    this.groups = groups;
+    this.lr = options.lr;
+    this.betas = options.betas ?? [0.9, 0.95];
+    this.eps = options.eps ?? 1e-8;
+  }
+
+  /** Clears every gradient (`zero_grad(set_to_none=True)`). */
+  zeroGrad(): void {
+    for (const g of this.groups) for (const p of g.params) p.grad = null;
+  }
+
+  /** One update of every parameter that has a gradient. */
+  step(): void {
+    this.stepCount++;
+    for (const group of this.groups) {
+      for (const p of group.params) {
+        if (!p.grad) continue;
+        let s = this.state.get(p);
+        if (!s) {
+          s = { m: p.backend.alloc(p.size, "f32"), v: p.backend.alloc(p.size, "f32") };
+          this.state.set(p, s);
+        }
+        p.backend.adamw(p.buffer, p.grad.buffer, s.m, s.v, p.size, {
+          lr: this.lr,
+          beta1: this.betas[0],
+          beta2: this.betas[1],
+          eps: this.eps,
+          weightDecay: group.weightDecay,
+          step: this.stepCount,
+        });
+      }
+    }
+  }
+}
+
+/** Options of `configureOptimizers`. */
+export interface ConfigureOptions {
+  weightDecay: number;
+  learningRate: number;
+  /** Print the two groups' sizes, as the lecture does. */
+  verbose?: boolean;
+}
+
+/**
+ * AdamW with two groups: every parameter of 2 or more dimensions (matmul weights,
+ * embeddings) decays; biases and LayerNorm parameters do not.
+ */
+export function configureOptimizers(model: Module, options: ConfigureOptions): AdamW {
+  const params = model.namedParameters();
+  const decay = params.filter(([, p]) => p.shape.length >= 2).map(([, p]) => p);
+  const noDecay = params.filter(([, p]) => p.shape.length < 2).map(([, p]) => p);
+  if (options.verbose) {
+    const count = (ps: Tensor[]) => ps.reduce((n, p) => n + p.size, 0).toLocaleString("en-US");
+    console.log(`num decayed parameter tensors: ${decay.length}, with ${count(decay)} parameters`);
+    console.log(
+      `num non-decayed parameter tensors: ${noDecay.length}, with ${count(noDecay)} parameters`,
+    );
+  }
+  return new AdamW(
+    [{ params: decay, weightDecay: options.weightDecay }, { params: noDecay, weightDecay: 0 }],
+    { lr: options.learningRate, betas: [0.9, 0.95], eps: 1e-8 },
+  );
+}
+
+/**
+ * Scales all gradients so their global L2 norm is at most `maxNorm`
+ * (`torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
+ */
+export async function clipGradNorm(params: Tensor[], maxNorm: number): Promise<number> {
+  let sumSq = 0;
+  for (const p of params) if (p.grad) sumSq += await p.backend.sumOfSquares(p.grad.buffer, p.size);
+  const norm = Math.sqrt(sumSq);
+  const coef = maxNorm / (norm + 1e-6);
+  if (coef < 1) {
+    for (const p of params) {
+      if (p.grad) p.backend.scale(p.grad.buffer, p.grad.buffer, coef, p.size, false);
+    }
+  }
+  return norm;
+}
+
+/** The learning-rate schedule's constants. */
+export interface LrSchedule {
+  maxLr: number;
+  minLr: number;
+  warmupSteps: number;
+  maxSteps: number;
+}
+
+/** Linear warmup for `warmupSteps`, then cosine decay to `minLr` at `maxSteps`, then flat. */
+export function getLr(it: number, s: LrSchedule): number {
+  // 1) linear warmup for warmup_iters steps
+  if (it < s.warmupSteps) return s.maxLr * (it + 1) / s.warmupSteps;
+  // 2) if it > lr_decay_iters, return min learning rate
+  if (it > s.maxSteps) return s.minLr;
+  // 3) in between, use cosine decay down to min learning rate
+  const decayRatio = (it - s.warmupSteps) / (s.maxSteps - s.warmupSteps);
+  const coeff = 0.5 * (1 + Math.cos(Math.PI * decayRatio)); // starts at 1 and goes to 0
+  return s.minLr + coeff * (s.maxLr - s.minLr);
+}

@@ -1,0 +1,242 @@
+/**
+ * safetensors, the format Hugging Face publishes GPT-2 in: an 8-byte little-endian header
+ * length, a JSON header `{name: {dtype, shape, data_offsets}, __metadata__?}`, then the
+ * raw little-endian bytes. Every malformed input fails with the file and tensor named.
+ *
+ * @module
+ */
+
+/** Element types read and written here. */
+export type SafetensorsDType =
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "F64"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U8"
+  | "BOOL";
+
+const DTYPE_BYTES: Record<SafetensorsDType, number> = {
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  F64: 8,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
+
+/** One tensor as stored: its type, shape and bytes (a view into the file). */
+export interface StoredTensor {
+  dtype: SafetensorsDType;
+  shape: number[];
+  bytes: Uint8Array;
+}
+
+/** A parsed file: tensors in header order, and the string metadata. */
+export interface SafetensorsFile {
+  tensors: Map<string, StoredTensor>;
+  metadata: Record<string, string>;
+}
+
+interface HeaderEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+/** Parses safetensors bytes; `source` names the file in errors. */
+export function parseSafetensors(bytes: Uint8Array, source = "safetensors data"): SafetensorsFile {
+  if (bytes.length < 8) {
+    throw new Error(
+      `${source}: truncated, ${bytes.length} bytes is shorter than the 8-byte header length`,
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = Number(view.getBigUint64(0, true));
+  if (8 + headerLen > bytes.length) {
+    throw new Error(
+      `${source}: truncated or not safetensors, header of ${headerLen} bytes exceeds the file's ${bytes.length}`,
+    );
+  }
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLen)),
+    );
+  } catch (e) {
+    throw new Error(`${source}: corrupt header, expected JSON (${(e as Error).message})`);
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) {
+    throw new Error(`${source}: corrupt header, expected a JSON object`);
+  }
+  const dataStart = 8 + headerLen;
+  const dataLen = bytes.length - dataStart;
+  const tensors = new Map<string, StoredTensor>();
+  let metadata: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      metadata = (raw ?? {}) as Record<string, string>;
+      continue;
+    }
+    const entry = raw as HeaderEntry;
+    if (
+      !entry || !(entry.dtype in DTYPE_BYTES) || !Array.isArray(entry.shape) ||
+      !Array.isArray(entry.data_offsets)
+    ) {
+      throw new Error(
+        `${source}: tensor "${name}" has a malformed header entry ${JSON.stringify(raw)}`,
+      );
+    }
+    const dtype = entry.dtype as SafetensorsDType;
+    const [begin, end] = entry.data_offsets;
+    const expected = entry.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+    if (end - begin !== expected) {
+      throw new Error(
+        `${source}: tensor "${name}" of ${dtype}[${entry.shape}] needs ${expected} bytes, its offsets span ${
+          end - begin
+        }`,
+      );
+    }
+    if (begin < 0 || end > dataLen) {
+      throw new Error(
+        `${source}: truncated, tensor "${name}" ends at byte ${end} of the data but the file holds ${dataLen}`,
+      );
+    }
+    tensors.set(name, {
+      dtype,
+      shape: entry.shape,
+      bytes: bytes.subarray(dataStart + begin, dataStart + end),
+    });
+  }
+  return { tensors, metadata };
+}
+
+/** Reads and parses a safetensors file. */
+export async function readSafetensors(path: string): Promise<SafetensorsFile> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    throw new Error(`Cannot read ${path}: ${(e as Error).message}`);
+  }
+  return parseSafetensors(bytes, path);
+}
+
+/** A tensor's values as f32 (F32, F16, BF16 and F64 are converted). */
+export function toFloat32(t: StoredTensor, name = "tensor"): Float32Array {
+  const b = aligned(t.bytes);
+  switch (t.dtype) {
+    case "F32":
+      return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+    case "F64":
+      return Float32Array.from(new Float64Array(b.buffer, b.byteOffset, b.length / 8));
+    case "F16": {
+      const h = new Uint16Array(b.buffer, b.byteOffset, b.length / 2);
+      return Float32Array.from(h, halfToFloat);
+    }
+    case "BF16": {
+      const h = new Uint16Array(b.buffer, b.byteOffset, b.length / 2);
+      const u = new Uint32Array(h.length);
+      for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
+      return new Float32Array(u.buffer);
+    }
+    default:
+      throw new Error(`Expected a floating-point ${name}, found dtype ${t.dtype}`);
+  }
+}
+
+/** A tensor's values as i32 (I64 must fit in 32 bits). */
+export function toInt32(t: StoredTensor, name = "tensor"): Int32Array {
+  const b = aligned(t.bytes);
+  switch (t.dtype) {
+    case "I32":
+      return new Int32Array(b.buffer, b.byteOffset, b.length / 4);
+    case "I64": {
+      const big = new BigInt64Array(b.buffer, b.byteOffset, b.length / 8);
+      const out = new Int32Array(big.length);
+      for (let i = 0; i < big.length; i++) {
+        if (big[i] > 2147483647n || big[i] < -2147483648n) {
+          throw new RangeError(`${name}: value ${big[i]} at ${i} does not fit in 32 bits`);
+        }
+        out[i] = Number(big[i]);
+      }
+      return out;
+    }
+    default:
+      throw new Error(`Expected an integer ${name}, found dtype ${t.dtype}`);
+  }
+}
+
+function aligned(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
+}
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
+  if (exp === 0) return sign * 2 ** -14 * (frac / 1024);
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * 2 ** (exp - 15) * (1 + frac / 1024);
+}
+
+/** A tensor to write: f32 or i32 values with a shape. */
+export interface TensorToWrite {
+  data: Float32Array | Int32Array;
+  shape: readonly number[];
+}
+
+/** Serialises tensors (in the given order) and string metadata to safetensors bytes. */
+export function serializeSafetensors(
+  tensors: Iterable<[string, TensorToWrite]>,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  const blobs: Uint8Array[] = [];
+  let offset = 0;
+  for (const [name, t] of tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (n !== t.data.length) {
+      throw new Error(
+        `Tensor "${name}": shape [${t.shape}] needs ${n} values, found ${t.data.length}`,
+      );
+    }
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    header[name] = {
+      dtype: t.data instanceof Float32Array ? "F32" : "I32",
+      shape: [...t.shape],
+      data_offsets: [offset, offset + bytes.length],
+    };
+    blobs.push(bytes);
+    offset += bytes.length;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const headerBytes = new Uint8Array(json.length + ((8 - (json.length % 8)) % 8)).fill(0x20);
+  headerBytes.set(json); // padded with spaces so the data stays 8-byte aligned
+  const out = new Uint8Array(8 + headerBytes.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  out.set(headerBytes, 8);
+  let pos = 8 + headerBytes.length;
+  for (const b of blobs) {
+    out.set(b, pos);
+    pos += b.length;
+  }
+  return out;
+}
+
+/** Writes a safetensors file atomically: a temporary file beside it, then a rename. */
+export async function writeSafetensors(
+  path: string,
+  tensors: Iterable<[string, TensorToWrite]>,
+  metadata?: Record<string, string>,
+): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await Deno.writeFile(tmp, serializeSafetensors(tensors, metadata));
+  await Deno.rename(tmp, path);
+}

@@ -1,0 +1,95 @@
+/**
+ * Generation: the model's next-token distribution at the last position, top-k (50 by
+ * default, Hugging Face's pipeline default) sampling from a seeded generator, or greedy.
+ *
+ * @module
+ */
+
+import type { GPT } from "./gpt.ts";
+import type { Generator } from "./random.ts";
+import { noGrad, Tensor } from "./tensor.ts";
+
+/** Softmax of a row of logits, in f64 for stable sums. */
+export function softmax(logits: ArrayLike<number>): Float64Array {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  const out = new Float64Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i] - max);
+  for (let i = 0; i < out.length; i++) out[i] /= sum;
+  return out;
+}
+
+/** The k largest probabilities and their indices, descending (ties: lower index first). */
+export function topK(probs: ArrayLike<number>, k: number): { probs: number[]; indices: number[] } {
+  const idx = Array.from({ length: probs.length }, (_, i) => i);
+  idx.sort((a, b) => probs[b] - probs[a] || a - b);
+  const indices = idx.slice(0, Math.min(k, probs.length));
+  return { probs: indices.map((i) => probs[i]), indices };
+}
+
+/** Options of `generate`. */
+export interface GenerateOptions {
+  /** Total length of each sequence, prompt included. */
+  maxLength: number;
+  /** Top-k sampling's k; default 50. */
+  topK?: number;
+  /** Argmax instead of sampling. */
+  greedy?: boolean;
+  /** The seeded generator to sample from (required unless greedy). */
+  generator?: Generator;
+  /** Called after each new token, e.g. for a progress line. */
+  onToken?: (length: number) => void;
+}
+
+/**
+ * Continues each row of `prompts` (all the same length) to `maxLength` tokens. Once the
+ * context passes the block size, only its last `block_size` tokens are fed.
+ */
+export async function generate(
+  model: GPT,
+  prompts: number[][],
+  options: GenerateOptions,
+): Promise<number[][]> {
+  const rows = prompts.map((p) => [...p]);
+  const k = options.topK ?? 50;
+  if (!options.greedy && !options.generator) {
+    throw new Error("Sampling needs a seeded generator, or greedy");
+  }
+  const V = model.config.vocab_size;
+  await noGrad(async () => {
+    while (rows[0].length < options.maxLength) {
+      const T = Math.min(rows[0].length, model.config.block_size);
+      const idx = Int32Array.from(rows.flatMap((r) => r.slice(r.length - T)));
+      const { logits } = model.forward(Tensor.from(model.backend, idx, [rows.length, T]));
+      const all = (await logits.toArray()) as Float32Array;
+      for (let b = 0; b < rows.length; b++) {
+        const last = all.subarray((b * T + T - 1) * V, (b * T + T) * V);
+        rows[b].push(
+          options.greedy ? argmax(last) : sampleTopK(softmax(last), k, options.generator!),
+        );
+      }
+      options.onToken?.(rows[0].length);
+    }
+  });
+  return rows;
+}
+
+/** Index of the largest value (the first one on ties, as torch.argmax). */
+export function argmax(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+/** Samples from the top k of `probs`, renormalised (torch.multinomial over topk). */
+export function sampleTopK(probs: ArrayLike<number>, k: number, rng: Generator): number {
+  const top = topK(probs, k);
+  const total = top.probs.reduce((a, b) => a + b, 0);
+  let u = rng.random() * total;
+  for (let i = 0; i < top.probs.length; i++) {
+    u -= top.probs[i];
+    if (u < 0) return top.indices[i];
+  }
+  return top.indices[top.indices.length - 1];
+}

@@ -1,0 +1,159 @@
+/**
+ * Tensors with reverse-mode autograd, as small as micrograd's: each op records its inputs
+ * and a closure that pushes the output's gradient into theirs; `backward()` walks the graph
+ * in reverse topological order.
+ *
+ * Gradients accumulate (`+=`) like PyTorch's `.grad`, so tied weights and gradient
+ * accumulation work without extra code; `zeroGrad` on the optimizer clears them.
+ *
+ * @module
+ */
+
+import type { Backend, DeviceBuffer, DType } from "./backend.ts";
+
+let gradEnabled = true;
+
+/** Runs `fn` without recording the graph (PyTorch's `torch.no_grad()`). */
+export async function noGrad<T>(fn: () => Promise<T> | T): Promise<T> {
+  const before = gradEnabled;
+  gradEnabled = false;
+  try {
+    return await fn();
+  } finally {
+    gradEnabled = before;
+  }
+}
+
+/** Whether ops record the graph now. */
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Number of elements of a shape. */
+export function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** An n-dimensional array on a backend, with an optional gradient and graph node. */
+export class Tensor {
+  /** The gradient, same shape, once backward() has reached this tensor. */
+  grad: Tensor | null = null;
+  /** Inputs of the op that made this tensor (empty for leaves). */
+  parents: Tensor[] = [];
+  /** Pushes this tensor's grad into the parents' grads; null for leaves. */
+  backwardFn: (() => void) | null = null;
+
+  constructor(
+    readonly backend: Backend,
+    readonly buffer: DeviceBuffer,
+    readonly shape: readonly number[],
+    /** Whether gradients flow to this tensor: parameters, and everything made from them. */
+    public requiresGrad = false,
+  ) {
+    if (numel(shape) !== buffer.length) {
+      throw new Error(
+        `Shape [${shape}] needs ${numel(shape)} elements, the buffer has ${buffer.length}`,
+      );
+    }
+  }
+
+  /** A tensor holding a copy of `data`. */
+  static from(
+    backend: Backend,
+    data: Float32Array | Int32Array,
+    shape: readonly number[],
+    requiresGrad = false,
+  ): Tensor {
+    return new Tensor(backend, backend.upload(data), shape, requiresGrad);
+  }
+
+  /** A zero-filled tensor. */
+  static zeros(backend: Backend, shape: readonly number[], dtype: DType = "f32"): Tensor {
+    return new Tensor(backend, backend.alloc(numel(shape), dtype), shape);
+  }
+
+  /** Element type. */
+  get dtype(): DType {
+    return this.buffer.dtype;
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    return this.buffer.length;
+  }
+
+  /** The same storage seen with another shape (PyTorch's `view`). */
+  view(...shape: number[]): Tensor {
+    const out = new Tensor(this.backend, this.buffer, shape, this.requiresGrad && gradEnabled);
+    if (out.requiresGrad) {
+      out.parents = [this];
+      out.backwardFn = () => {
+        const g = out.grad!;
+        this.backend.accumulate(gradBuffer(this), g.buffer, g.size, this.size);
+      };
+    }
+    return out;
+  }
+
+  /** Copies the data to the host. */
+  async toArray(): Promise<Float32Array | Int32Array> {
+    return await this.backend.read(this.buffer);
+  }
+
+  /** The value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) {
+      throw new Error(`item() needs one element, tensor has shape [${this.shape}]`);
+    }
+    return (await this.toArray())[0];
+  }
+
+  /**
+   * Backpropagates from this scalar: every tensor that requires grad and led here gets
+   * `.grad` accumulated. Intermediate gradients are dropped afterwards, as PyTorch does.
+   */
+  backward(): void {
+    if (this.size !== 1) {
+      throw new Error(`backward() starts from a scalar, this tensor has shape [${this.shape}]`);
+    }
+    if (!this.requiresGrad) throw new Error("backward() on a tensor that does not require grad");
+    const order = topologicalOrder(this);
+    this.grad = Tensor.from(this.backend, new Float32Array([1]), this.shape);
+    for (let i = order.length - 1; i >= 0; i--) {
+      const node = order[i];
+      if (node.backwardFn && node.grad) node.backwardFn();
+    }
+    for (const node of order) {
+      if (node.backwardFn) {
+        node.grad = null; // non-leaf: free its gradient
+        node.backwardFn = null; // and the graph, so memory can go
+        node.parents = [];
+      }
+    }
+  }
+}
+
+/** The gradient buffer of `t`, allocated zero-filled on first use. */
+export function gradBuffer(t: Tensor): DeviceBuffer {
+  if (!t.grad) t.grad = Tensor.zeros(t.backend, t.shape);
+  return t.grad.buffer;
+}
+
+function topologicalOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  // iterative DFS: a 48-layer graph is deep enough to matter for recursion
+  const stack: [Tensor, boolean][] = [[root, false]];
+  while (stack.length) {
+    const [node, expanded] = stack.pop()!;
+    if (expanded) {
+      order.push(node);
+      continue;
+    }
+    if (seen.has(node)) continue;
+    seen.add(node);
+    stack.push([node, true]);
+    for (const p of node.parents) if (p.requiresGrad && !seen.has(p)) stack.push([p, false]);
+  }
+  return order;
+}
