@@ -10,7 +10,7 @@ import type { Backend } from "./backend.ts";
 import { Embedding, LayerNorm, Linear, Module } from "./nn.ts";
 import * as ops from "./ops.ts";
 import { Generator } from "./random.ts";
-import { readSafetensors, toFloat32 } from "./safetensors.ts";
+import { readSafetensors, toFloat32, writeSafetensors } from "./safetensors.ts";
 import { Tensor } from "./tensor.ts";
 
 /** The shape of a GPT-2. */
@@ -310,4 +310,39 @@ async function resolvePretrained(dirOrName: string): Promise<string> {
   }
   const { snapshotGpt2 } = await import("./hub.ts");
   return await snapshotGpt2(dirOrName);
+}
+
+/**
+ * Saves `model` as a Hugging Face GPT-2 folder laid out like OpenAI's `gpt2` on the hub
+ * (keys without `transformer.`, Conv1D weights [in, out], no lm_head), so `fromPretrained`
+ * and Hugging Face's transformers both read it. Each file is written atomically.
+ */
+export async function savePretrained(model: GPT, dir: string): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const tensors: [string, { data: Float32Array; shape: readonly number[] }][] = [];
+  for (const [name, t] of await model.stateDict()) {
+    const key = name.replace(/^transformer\./, "");
+    if (CONV1D_WEIGHTS.some((w) => name.endsWith(w))) {
+      const [rows, cols] = t.shape;
+      tensors.push([key, { data: transpose(t.data, rows, cols), shape: [cols, rows] }]);
+    } else {
+      tensors.push([key, t]);
+    }
+  }
+  await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
+  const c = model.config;
+  const config = {
+    model_type: "gpt2",
+    architectures: ["GPT2LMHeadModel"],
+    activation_function: "gelu_new",
+    n_ctx: c.block_size,
+    n_positions: c.block_size,
+    n_embd: c.n_embd,
+    n_head: c.n_head,
+    n_layer: c.n_layer,
+    vocab_size: c.vocab_size,
+    layer_norm_epsilon: 1e-5,
+  };
+  await Deno.writeTextFile(`${dir}/config.json.tmp`, JSON.stringify(config, null, 2) + "\n");
+  await Deno.rename(`${dir}/config.json.tmp`, `${dir}/config.json`);
 }

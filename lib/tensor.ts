@@ -109,16 +109,20 @@ export class Tensor {
   }
 
   /**
-   * Backpropagates from this scalar: every tensor that requires grad and led here gets
-   * `.grad` accumulated. Intermediate gradients are dropped afterwards, as PyTorch does.
+   * Backpropagates from this tensor: every tensor that requires grad and led here gets
+   * `.grad` accumulated. Starts from 1 for a scalar, or from `gradient` (same shape), as
+   * PyTorch's `backward(gradient)`. Intermediate gradients are dropped afterwards.
    */
-  backward(): void {
-    if (this.size !== 1) {
+  backward(gradient?: Tensor): void {
+    if (!gradient && this.size !== 1) {
       throw new Error(`backward() starts from a scalar, this tensor has shape [${this.shape}]`);
+    }
+    if (gradient && gradient.size !== this.size) {
+      throw new Error(`backward(gradient) needs shape [${this.shape}], found [${gradient.shape}]`);
     }
     if (!this.requiresGrad) throw new Error("backward() on a tensor that does not require grad");
     const order = topologicalOrder(this);
-    this.grad = Tensor.from(this.backend, new Float32Array([1]), this.shape);
+    this.grad = gradient ?? Tensor.from(this.backend, new Float32Array([1]), this.shape);
     for (let i = order.length - 1; i >= 0; i--) {
       const node = order[i];
       if (node.backwardFn && node.grad) node.backwardFn();

@@ -1,0 +1,65 @@
+/**
+ * Flag parsing for the tasks, on `node:util`'s `parseArgs` (JSR's @std/cli cannot be
+ * fetched from these machines), with numbers checked and errors that name the flag.
+ *
+ * @module
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** Parsed flag values by name. */
+export type FlagValues = Record<string, string | boolean | undefined>;
+
+/** Parses `args` strictly: an unknown flag or a missing value is an error naming it. */
+export function parseFlags(args: string[], options: ParseArgsConfig["options"]): FlagValues {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as FlagValues;
+  } catch (e) {
+    throw new Error(`${(e as Error).message} (see --help)`);
+  }
+}
+
+/** A numeric flag: a finite number, or a positive integer with `integer`. */
+export function numberFlag(
+  values: FlagValues,
+  name: string,
+  fallback: number,
+  { integer = false, min = -Infinity }: { integer?: boolean; min?: number } = {},
+): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (
+    typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(n) ||
+    (integer && !Number.isInteger(n)) || n < min
+  ) {
+    const kind = integer ? "an integer" : "a number";
+    throw new Error(
+      `--${name} expects ${kind}${min > -Infinity ? ` >= ${min}` : ""}, found "${raw}"`,
+    );
+  }
+  return n;
+}
+
+/** A string flag with a default. */
+export function stringFlag(values: FlagValues, name: string, fallback: string): string;
+export function stringFlag(values: FlagValues, name: string): string | undefined;
+export function stringFlag(
+  values: FlagValues,
+  name: string,
+  fallback?: string,
+): string | undefined {
+  const v = values[name];
+  return typeof v === "string" ? v : fallback;
+}
+
+/** Runs a task's main, printing an error without a stack trace and exiting 1. */
+export async function runMain(main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    if (Deno.env.get("GPT2_DEBUG")) console.error((e as Error).stack);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * `deno task sample`: loads a Hugging Face GPT-2 folder (or `gpt2` from the hub) and
+ * continues a prompt with top-k sampling from a seeded generator, as the lecture does.
+ *
+ * @module
+ */
+
+import { selectBackend } from "../backends/mod.ts";
+import { GPT } from "../gpt.ts";
+import { Generator } from "../random.ts";
+import { generate } from "../sample.ts";
+import { getGpt2Tokenizer } from "../tokenizer.ts";
+import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+
+const HELP = `deno task sample [flags]
+
+  --weights DIR|NAME          a Hugging Face GPT-2 folder (model.safetensors + config.json), or
+                              gpt2, gpt2-medium, gpt2-large, gpt2-xl from the hub (default gpt2)
+  --prompt TEXT               default "Hello, I'm a language model,"
+  --prompt-ids 5,40,8,43      token ids instead of text (for models with their own vocabulary)
+  --num-return-sequences N    default 5
+  --max-length N              total tokens per sequence, prompt included (default 30)
+  --top-k K                   default 50
+  --greedy                    argmax instead of sampling
+  --seed N                    generator seed (default 42): same seed, same text
+  --backend NAME              auto (default) or cpu
+  --json                      one JSON object per sequence: {"tokens": [...], "text": "..."}
+  -h, --help                  this text`;
+
+await runMain(async () => {
+  const f = parseFlags(Deno.args, {
+    weights: { type: "string" },
+    prompt: { type: "string" },
+    "prompt-ids": { type: "string" },
+    "num-return-sequences": { type: "string" },
+    "max-length": { type: "string" },
+    "top-k": { type: "string" },
+    greedy: { type: "boolean" },
+    seed: { type: "string" },
+    backend: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (f.help) {
+    console.log(HELP);
+    return;
+  }
+  const log = f.json ? console.error : console.log; // keep stdout pure JSON with --json
+  const { backend, reason } = selectBackend(stringFlag(f, "backend", "auto"));
+  log(`backend: ${backend.name} (${reason})`);
+  const weights = stringFlag(f, "weights", "gpt2");
+  const model = await GPT.fromPretrained(backend, weights);
+  const { vocab_size: V, block_size } = model.config;
+  log(
+    `loaded ${weights}: ${model.numParameters().toLocaleString("en-US")} parameters, ${
+      JSON.stringify(model.config)
+    }`,
+  );
+
+  const tokenizer = getGpt2Tokenizer();
+  let prompt: number[];
+  const idsFlag = stringFlag(f, "prompt-ids");
+  if (idsFlag !== undefined) {
+    if (f.prompt !== undefined) throw new Error("Pass --prompt or --prompt-ids, not both");
+    prompt = idsFlag.split(",").map((s) => {
+      const n = Number(s.trim());
+      if (!Number.isInteger(n) || n < 0 || n >= V) {
+        throw new Error(`--prompt-ids expects comma-separated integers in [0, ${V}), found "${s}"`);
+      }
+      return n;
+    });
+  } else {
+    prompt = tokenizer.encode(stringFlag(f, "prompt", "Hello, I'm a language model,"));
+    const bad = prompt.find((t) => t >= V);
+    if (bad !== undefined) {
+      throw new Error(
+        `The prompt encodes to token ${bad}, outside this model's vocabulary of ${V}: use --prompt-ids`,
+      );
+    }
+  }
+  if (prompt.length === 0) throw new Error("The prompt is empty");
+  const maxLength = numberFlag(f, "max-length", 30, { integer: true, min: prompt.length });
+  const n = numberFlag(f, "num-return-sequences", 5, { integer: true, min: 1 });
+  if (maxLength > block_size) {
+    log(
+      `note: --max-length ${maxLength} exceeds the block size; the context is cropped to ${block_size}`,
+    );
+  }
+
+  const rows = await generate(model, Array.from({ length: n }, () => prompt), {
+    maxLength,
+    topK: numberFlag(f, "top-k", 50, { integer: true, min: 1 }),
+    greedy: Boolean(f.greedy),
+    generator: new Generator(numberFlag(f, "seed", 42, { integer: true })),
+  });
+  // Text only where ids are GPT-2 tokens: a model with its own small vocabulary has none.
+  const decodable = V >= tokenizer.nVocab;
+  for (const tokens of rows) {
+    const text = decodable
+      ? tokenizer.decode(tokens.map((t) => Math.min(t, tokenizer.nVocab - 1)))
+      : undefined;
+    if (f.json) console.log(JSON.stringify(text === undefined ? { tokens } : { tokens, text }));
+    else console.log(`> ${text ?? tokens.join(",")}`);
+  }
+});
