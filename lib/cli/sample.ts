@@ -96,10 +96,23 @@ await runMain(async () => {
   // Text only where ids are GPT-2 tokens: a model with its own small vocabulary has none.
   const decodable = V >= tokenizer.nVocab;
   for (const tokens of rows) {
-    const text = decodable
-      ? tokenizer.decode(tokens.map((t) => Math.min(t, tokenizer.nVocab - 1)))
-      : undefined;
+    const text = decodable ? decodeWithPadding(tokens) : undefined;
     if (f.json) console.log(JSON.stringify(text === undefined ? { tokens } : { tokens, text }));
     else console.log(`> ${text ?? tokens.join(",")}`);
   }
 });
+
+/** Decodes GPT-2 ids; the padding ids of a 50304 vocabulary (never trained on) show as <|pad:ID|>. */
+function decodeWithPadding(tokens: number[]): string {
+  const tokenizer = getGpt2Tokenizer();
+  let text = "", run: number[] = [];
+  for (const t of tokens) {
+    if (t < tokenizer.nVocab) {
+      run.push(t);
+      continue;
+    }
+    text += tokenizer.decode(run) + `<|pad:${t}|>`;
+    run = [];
+  }
+  return text + tokenizer.decode(run);
+}
