@@ -43,7 +43,7 @@ const LN_EPS = 1e-5;
 
 /** The reference CPU backend. */
 export class CpuBackend implements Backend {
-  readonly name = "cpu";
+  readonly name: string = "cpu";
 
   alloc(length: number, dtype: DType): DeviceBuffer {
     return new CpuBuffer(

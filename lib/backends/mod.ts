@@ -1,15 +1,17 @@
 /**
- * Picks a backend by name. The reference `cpu` backend is always present; the native CPU,
- * WebGPU and CUDA backends plug in here as they land.
+ * Picks a backend by name: `createBackend("auto")` takes the fastest one present. The
+ * reference `cpu` backend is always there; `native` needs a C compiler; WebGPU and CUDA plug
+ * in here as they land.
  *
  * @module
  */
 
 import type { Backend } from "../backend.ts";
 import { CpuBackend } from "./cpu.ts";
+import { NativeBackend } from "./native.ts";
 
 /** Backend names `--backend` accepts. */
-export const BACKEND_NAMES = ["auto", "cpu"] as const;
+export const BACKEND_NAMES = ["auto", "native", "cpu"] as const;
 
 /** The chosen backend and why it was chosen. */
 export interface BackendChoice {
@@ -17,19 +19,47 @@ export interface BackendChoice {
   reason: string;
 }
 
-/** The backend for `--backend NAME`; "auto" takes the fastest one present. */
-export function selectBackend(name = "auto"): BackendChoice {
+/**
+ * The backend for `--backend NAME`. "auto" takes the native C backend and falls back to the
+ * reference backend, saying why, when it cannot be built (no C compiler).
+ */
+export async function createBackend(name = "auto"): Promise<BackendChoice> {
   switch (name) {
     case "auto":
+      try {
+        const backend = await NativeBackend.create();
+        return { backend, reason: `auto: ${backend.describe()}` };
+      } catch (e) {
+        return {
+          backend: new CpuBackend(),
+          reason:
+            `auto: the native backend is unavailable (${(e as Error).message.split("\n")[0]}), ` +
+            "so the reference CPU backend (plain TypeScript, slow)",
+        };
+      }
+    case "native": {
+      const backend = await NativeBackend.create();
+      return { backend, reason: `--backend native: ${backend.describe()}` };
+    }
+    case "cpu":
       return {
         backend: new CpuBackend(),
-        reason: "auto: the reference CPU backend (plain TypeScript) is the only one in this build",
+        reason: "--backend cpu: the reference CPU backend (plain TypeScript)",
       };
-    case "cpu":
-      return { backend: new CpuBackend(), reason: "--backend cpu: the reference CPU backend" };
     default:
       throw new Error(`Unknown --backend "${name}", expected one of ${BACKEND_NAMES.join(", ")}`);
   }
+}
+
+/**
+ * The reference backend for "cpu" or "auto", synchronously (for code that cannot await);
+ * prefer `createBackend`, which finds the fast ones.
+ */
+export function selectBackend(name = "auto"): BackendChoice {
+  if (name !== "auto" && name !== "cpu") {
+    throw new Error(`selectBackend only makes the reference backend; use createBackend("${name}")`);
+  }
+  return { backend: new CpuBackend(), reason: "the reference CPU backend (plain TypeScript)" };
 }
 
 /**

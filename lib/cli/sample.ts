@@ -5,7 +5,7 @@
  * @module
  */
 
-import { selectBackend } from "../backends/mod.ts";
+import { createBackend } from "../backends/mod.ts";
 import { GPT } from "../gpt.ts";
 import { Generator } from "../random.ts";
 import { generate } from "../sample.ts";
@@ -46,7 +46,7 @@ await runMain(async () => {
     return;
   }
   const log = f.json ? console.error : console.log; // keep stdout pure JSON with --json
-  const { backend, reason } = selectBackend(stringFlag(f, "backend", "auto"));
+  const { backend, reason } = await createBackend(stringFlag(f, "backend", "auto"));
   log(`backend: ${backend.name} (${reason})`);
   const weights = stringFlag(f, "weights", "gpt2");
   const model = await GPT.fromPretrained(backend, weights);

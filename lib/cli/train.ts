@@ -5,7 +5,7 @@
  * @module
  */
 
-import { selectBackend, trainsGpt2InMinutes } from "../backends/mod.ts";
+import { createBackend, trainsGpt2InMinutes } from "../backends/mod.ts";
 import { resolveTinyShakespeare } from "../datasets.ts";
 import { GPT_CONFIGS, gptConfig } from "../gpt.ts";
 import { train } from "../train.ts";
@@ -54,7 +54,7 @@ await runMain(async () => {
     console.log(HELP);
     return;
   }
-  const { backend, reason } = selectBackend(stringFlag(f, "backend", "auto"));
+  const { backend, reason } = await createBackend(stringFlag(f, "backend", "auto"));
   console.log(`backend: ${backend.name} (${reason})`);
 
   let modelName = stringFlag(f, "model", "auto");

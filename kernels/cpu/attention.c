@@ -1,0 +1,89 @@
+// attention.c: causal self-attention from packed qkv, flash style on the CPU.
+//   forward:  qkv (B, T, 3C) -> out (B, T, C), heads of hs = C / NH; saves only the softmax
+//             statistics lse (B, NH, T) = log(sum exp(score)) per query, never the (T, T) matrix
+//   backward: recomputes each query's probabilities from q, k and lse, then
+//             dv += p dout;  dp = dout . v;  ds = p (dp - dout . out);  dq += ds k scale;  dk += ds q scale
+// Work is split over (b, h) pairs, which own disjoint slices of dqkv, so no atomics are needed.
+#include <math.h>
+#include <stdlib.h>
+
+void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH) {
+  int hs = C / NH;
+  float scale = 1.0f / sqrtf((float)hs);
+  size_t C3 = 3 * (size_t)C;
+#pragma omp parallel
+  {
+    float* score = malloc(sizeof(float) * T);
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++) {
+      for (int h = 0; h < NH; h++) {
+        const float* base = qkv + (size_t)b * T * C3;
+        for (int t = 0; t < T; t++) {
+          const float* q = base + t * C3 + h * hs;
+          float max = -INFINITY;
+          for (int t2 = 0; t2 <= t; t2++) {
+            const float* k = base + t2 * C3 + C + h * hs;
+            float s = 0;
+            for (int i = 0; i < hs; i++) s += q[i] * k[i];
+            s *= scale;
+            score[t2] = s;
+            if (s > max) max = s;
+          }
+          float sum = 0;
+          for (int t2 = 0; t2 <= t; t2++) sum += score[t2] = expf(score[t2] - max);
+          float inv = 1.0f / sum;
+          float* o = out + ((size_t)b * T + t) * C + h * hs;
+          for (int i = 0; i < hs; i++) o[i] = 0;
+          for (int t2 = 0; t2 <= t; t2++) {
+            const float* v = base + t2 * C3 + 2 * C + h * hs;
+            float p = score[t2] * inv;
+            for (int i = 0; i < hs; i++) o[i] += p * v[i];
+          }
+          lse[((size_t)b * NH + h) * T + t] = max + logf(sum);
+        }
+      }
+    }
+    free(score);
+  }
+}
+
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                        const float* lse, int B, int T, int C, int NH) {
+  int hs = C / NH;
+  float scale = 1.0f / sqrtf((float)hs);
+  size_t C3 = 3 * (size_t)C;
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < NH; h++) {
+      const float* base = qkv + (size_t)b * T * C3;
+      float* dbase = dqkv + (size_t)b * T * C3;
+      for (int t = 0; t < T; t++) {
+        const float* q = base + t * C3 + h * hs;
+        float* dq = dbase + t * C3 + h * hs;
+        const float* d = dout + ((size_t)b * T + t) * C + h * hs;
+        const float* o = out + ((size_t)b * T + t) * C + h * hs;
+        float l = lse[((size_t)b * NH + h) * T + t];
+        float D = 0;  // sum_t2 p dp = dout . out
+        for (int i = 0; i < hs; i++) D += d[i] * o[i];
+        for (int t2 = 0; t2 <= t; t2++) {
+          const float* k = base + t2 * C3 + C + h * hs;
+          const float* v = base + t2 * C3 + 2 * C + h * hs;
+          float* dk = dbase + t2 * C3 + C + h * hs;
+          float* dv = dbase + t2 * C3 + 2 * C + h * hs;
+          float s = 0, dp = 0;
+          for (int i = 0; i < hs; i++) {
+            s += q[i] * k[i];
+            dp += d[i] * v[i];
+          }
+          float p = expf(s * scale - l);
+          float ds = p * (dp - D) * scale;
+          for (int i = 0; i < hs; i++) {
+            dv[i] += p * d[i];
+            dq[i] += ds * k[i];
+            dk[i] += ds * q[i];
+          }
+        }
+      }
+    }
+  }
+}

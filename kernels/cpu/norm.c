@@ -1,0 +1,7 @@
+// norm.c: the sum of squares of n values in double (for the global gradient norm).
+double sum_of_squares(const float* x, long n) {
+  double s = 0;
+#pragma omp parallel for simd reduction(+ : s)
+  for (long i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return s;
+}

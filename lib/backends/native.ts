@@ -1,0 +1,393 @@
+/**
+ * The native CPU backend: the C kernels of `kernels/cpu/` (OpenMP over both cores, GEMMs in
+ * OpenBLAS when present), called through `Deno.dlopen`. Buffers are the reference
+ * backend's host arrays, handed to C as pointers, so memory is managed by V8 as before and
+ * any tensor can be checked against the reference kernel on the same data.
+ *
+ * @module
+ */
+
+import type { AdamWParams, AttentionDims, DeviceBuffer } from "../backend.ts";
+import { CpuBackend, CpuBuffer } from "./cpu.ts";
+import { buildNativeLibrary, type NativeLibrary } from "./native_build.ts";
+
+const SYMBOLS = {
+  gpt2_has_cblas: { parameters: [], result: "i32" },
+  gpt2_set_cblas: { parameters: ["i32"], result: "void" },
+  matmul_forward: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32"],
+    result: "void",
+  },
+  matmul_backward: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32"],
+    result: "void",
+  },
+  gemm_nt: { parameters: ["buffer", "buffer", "buffer", "i32", "i32", "i32"], result: "void" },
+  layernorm_forward: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32"],
+    result: "void",
+  },
+  layernorm_backward: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "i32",
+    ],
+    result: "void",
+  },
+  gelu_forward: { parameters: ["buffer", "buffer", "i64"], result: "void" },
+  gelu_backward: { parameters: ["buffer", "buffer", "buffer", "i64"], result: "void" },
+  add_forward: { parameters: ["buffer", "buffer", "buffer", "i64", "i64"], result: "void" },
+  accumulate: { parameters: ["buffer", "buffer", "i64", "i64"], result: "void" },
+  scale: { parameters: ["buffer", "buffer", "f32", "i64", "i32"], result: "void" },
+  embedding_forward: {
+    parameters: ["buffer", "buffer", "buffer", "i32", "i32", "i32"],
+    result: "i32",
+  },
+  embedding_backward: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "void" },
+  attention_forward: {
+    parameters: ["buffer", "buffer", "buffer", "i32", "i32", "i32", "i32"],
+    result: "void",
+  },
+  attention_backward: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32", "i32"],
+    result: "void",
+  },
+  crossentropy_forward: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "i32" },
+  crossentropy_backward: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "i32", "i32"],
+    result: "void",
+  },
+  adamw_update: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i64",
+      "f32",
+      "f32",
+      "f32",
+      "f32",
+      "f32",
+      "i32",
+    ],
+    result: "void",
+  },
+  sum_of_squares: { parameters: ["buffer", "i64"], result: "f64" },
+} as const;
+
+type Kernels = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+function f32(buf: DeviceBuffer): Float32Array {
+  const b = buf as CpuBuffer;
+  if (!(b instanceof CpuBuffer) || !(b.data instanceof Float32Array)) {
+    throw new Error(`Expected an f32 host buffer, found ${buf.constructor.name} (${buf.dtype})`);
+  }
+  return b.data;
+}
+
+function i32(buf: DeviceBuffer): Int32Array {
+  const b = buf as CpuBuffer;
+  if (!(b instanceof CpuBuffer) || !(b.data instanceof Int32Array)) {
+    throw new Error(`Expected an i32 host buffer, found ${buf.constructor.name} (${buf.dtype})`);
+  }
+  return b.data;
+}
+
+/** The native backend; make it with `NativeBackend.create()`. */
+export class NativeBackend extends CpuBackend {
+  override readonly name: string = "native";
+  readonly library: NativeLibrary;
+  readonly #k: Kernels;
+
+  private constructor(library: NativeLibrary, kernels: Kernels) {
+    super();
+    this.library = library;
+    this.#k = kernels;
+  }
+
+  /**
+   * Compiles or loads the kernels.
+   *
+   * @throws {Error} without a C compiler, or when the build fails.
+   */
+  static async create(): Promise<NativeBackend> {
+    // OpenMP's threads must sleep between kernels, not spin, or they steal the cores
+    // OpenBLAS's own threads need; both libraries read this when they load.
+    if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
+    const library = await buildNativeLibrary();
+    const lib = Deno.dlopen(library.path, SYMBOLS);
+    return new NativeBackend(library, lib.symbols);
+  }
+
+  /** A one-line description: the library and the GEMM in use. */
+  describe(): string {
+    return this.#k.gpt2_has_cblas()
+      ? `native C kernels, GEMMs in OpenBLAS (${this.library.blas})`
+      : "native C kernels, GEMMs in the project's blocked kernel (no OpenBLAS found)";
+  }
+
+  /** Routes GEMMs to OpenBLAS (when linked) or to the project's own kernel. */
+  useBlas(on: boolean): void {
+    this.#k.gpt2_set_cblas(on ? 1 : 0);
+  }
+
+  /** Whether GEMMs go to OpenBLAS now. */
+  get usesBlas(): boolean {
+    return this.#k.gpt2_has_cblas() === 1;
+  }
+
+  /** C (M, N) = A (M, K) @ B (N, K)^T: the forward GEMM alone, for benchmarks. */
+  gemm(c: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number): void {
+    this.#k.gemm_nt(c, a, b, M, N, K);
+  }
+
+  override addForward(
+    out: DeviceBuffer,
+    a: DeviceBuffer,
+    b: DeviceBuffer,
+    n: number,
+    nb: number,
+  ): void {
+    this.#k.add_forward(f32(out), f32(a), f32(b), BigInt(n), BigInt(nb));
+  }
+
+  override accumulate(dst: DeviceBuffer, src: DeviceBuffer, n: number, nDst: number): void {
+    this.#k.accumulate(f32(dst), f32(src), BigInt(n), BigInt(nDst));
+  }
+
+  override scale(
+    out: DeviceBuffer,
+    inp: DeviceBuffer,
+    alpha: number,
+    n: number,
+    acc: boolean,
+  ): void {
+    this.#k.scale(f32(out), f32(inp), alpha, BigInt(n), acc ? 1 : 0);
+  }
+
+  override embeddingForward(
+    out: DeviceBuffer,
+    idx: DeviceBuffer,
+    weight: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    const w = f32(weight), ix = i32(idx);
+    const bad = this.#k.embedding_forward(f32(out), ix, w, N, C, w.length / C);
+    if (bad) {
+      throw new RangeError(
+        `Token id ${ix[bad - 1]} at position ${bad - 1} is outside the table of ${
+          w.length / C
+        } rows`,
+      );
+    }
+  }
+
+  override embeddingBackward(
+    dweight: DeviceBuffer,
+    dout: DeviceBuffer,
+    idx: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    this.#k.embedding_backward(f32(dweight), f32(dout), i32(idx), N, C);
+  }
+
+  override matmulForward(
+    out: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer | null,
+    N: number,
+    C: number,
+    OC: number,
+  ): void {
+    this.#k.matmul_forward(f32(out), f32(inp), f32(weight), bias ? f32(bias) : null, N, C, OC);
+  }
+
+  override matmulBackward(
+    dinp: DeviceBuffer | null,
+    dweight: DeviceBuffer | null,
+    dbias: DeviceBuffer | null,
+    dout: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    N: number,
+    C: number,
+    OC: number,
+  ): void {
+    this.#k.matmul_backward(
+      dinp ? f32(dinp) : null,
+      dweight ? f32(dweight) : null,
+      dbias ? f32(dbias) : null,
+      f32(dout),
+      f32(inp),
+      f32(weight),
+      N,
+      C,
+      OC,
+    );
+  }
+
+  override layernormForward(
+    out: DeviceBuffer,
+    mean: DeviceBuffer,
+    rstd: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    this.#k.layernorm_forward(
+      f32(out),
+      f32(mean),
+      f32(rstd),
+      f32(inp),
+      f32(weight),
+      f32(bias),
+      N,
+      C,
+    );
+  }
+
+  override layernormBackward(
+    dinp: DeviceBuffer,
+    dweight: DeviceBuffer,
+    dbias: DeviceBuffer,
+    dout: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    mean: DeviceBuffer,
+    rstd: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    this.#k.layernorm_backward(
+      f32(dinp),
+      f32(dweight),
+      f32(dbias),
+      f32(dout),
+      f32(inp),
+      f32(weight),
+      f32(mean),
+      f32(rstd),
+      N,
+      C,
+    );
+  }
+
+  override geluForward(out: DeviceBuffer, inp: DeviceBuffer, n: number): void {
+    this.#k.gelu_forward(f32(out), f32(inp), BigInt(n));
+  }
+
+  override geluBackward(
+    dinp: DeviceBuffer,
+    inp: DeviceBuffer,
+    dout: DeviceBuffer,
+    n: number,
+  ): void {
+    this.#k.gelu_backward(f32(dinp), f32(inp), f32(dout), BigInt(n));
+  }
+
+  // Saves the softmax statistics (B, NH, T) only: flash-style, no (T, T) matrix is kept.
+  override attentionForward(
+    out: DeviceBuffer,
+    qkv: DeviceBuffer,
+    dims: AttentionDims,
+  ): DeviceBuffer {
+    const { B, T, C, NH } = dims;
+    const lse = new Float32Array(B * NH * T);
+    this.#k.attention_forward(f32(out), lse, f32(qkv), B, T, C, NH);
+    // backward needs out too; keep both in one saved buffer: [out | lse]
+    const saved = new Float32Array(B * T * C + lse.length);
+    saved.set(f32(out));
+    saved.set(lse, B * T * C);
+    return new CpuBuffer(saved, "f32");
+  }
+
+  override attentionBackward(
+    dqkv: DeviceBuffer,
+    dout: DeviceBuffer,
+    qkv: DeviceBuffer,
+    saved: DeviceBuffer,
+    dims: AttentionDims,
+  ): void {
+    const { B, T, C, NH } = dims;
+    const s = f32(saved);
+    this.#k.attention_backward(
+      f32(dqkv),
+      f32(dout),
+      f32(qkv),
+      s.subarray(0, B * T * C),
+      s.subarray(B * T * C),
+      B,
+      T,
+      C,
+      NH,
+    );
+  }
+
+  override crossEntropyForward(
+    loss: DeviceBuffer,
+    logits: DeviceBuffer,
+    targets: DeviceBuffer,
+    N: number,
+    V: number,
+  ): void {
+    const y = i32(targets);
+    const bad = this.#k.crossentropy_forward(f32(loss), f32(logits), y, N, V);
+    if (bad) {
+      throw new RangeError(
+        `Target ${y[bad - 1]} at position ${bad - 1} is outside the vocabulary of ${V}`,
+      );
+    }
+  }
+
+  override crossEntropyBackward(
+    dlogits: DeviceBuffer,
+    dloss: DeviceBuffer,
+    logits: DeviceBuffer,
+    targets: DeviceBuffer,
+    N: number,
+    V: number,
+  ): void {
+    this.#k.crossentropy_backward(f32(dlogits), f32(dloss), f32(logits), i32(targets), N, V);
+  }
+
+  override sumOfSquares(buf: DeviceBuffer, n: number): Promise<number> {
+    return Promise.resolve(this.#k.sum_of_squares(f32(buf), BigInt(n)));
+  }
+
+  override adamw(
+    param: DeviceBuffer,
+    grad: DeviceBuffer,
+    m: DeviceBuffer,
+    v: DeviceBuffer,
+    n: number,
+    hp: AdamWParams,
+  ): void {
+    this.#k.adamw_update(
+      f32(param),
+      f32(grad),
+      f32(m),
+      f32(v),
+      BigInt(n),
+      hp.lr,
+      hp.beta1,
+      hp.beta2,
+      hp.eps,
+      hp.weightDecay,
+      hp.step,
+    );
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Builds the native backend's C kernels (`kernels/cpu/*.c`) into one shared library on
+ * first use, with the system C compiler, cached by a hash of the sources, the flags and the
+ * compiler's version, so an edit or a new compiler rebuilds it.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { hubCacheDir } from "../hub.ts";
+
+/** What was built, and how. */
+export interface NativeLibrary {
+  /** Path of the shared library. */
+  path: string;
+  /** The OpenBLAS library linked for GEMMs, or null for the project's own GEMM. */
+  blas: string | null;
+  /** Whether this call compiled it (false: taken from the cache). */
+  compiled: boolean;
+}
+
+const KERNEL_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "kernels", "cpu");
+const BASE_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"];
+const BLAS_DIRS = [
+  "/usr/lib/x86_64-linux-gnu",
+  "/usr/lib/aarch64-linux-gnu",
+  "/usr/lib64",
+  "/usr/lib",
+  "/usr/local/lib",
+];
+
+/** OpenBLAS's shared library on this machine, or null; `GPT2_NO_BLAS=1` says null. */
+export function findOpenBlas(): string | null {
+  if (Deno.env.get("GPT2_NO_BLAS")) return null;
+  for (const dir of BLAS_DIRS) {
+    for (const name of ["libopenblas.so.0", "libopenblas.so"]) {
+      try {
+        if (Deno.statSync(join(dir, name)).isFile) return join(dir, name);
+      } catch {
+        // not here
+      }
+    }
+  }
+  return null;
+}
+
+async function run(cmd: string, args: string[]): Promise<{ ok: boolean; out: string }> {
+  try {
+    const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+    const dec = new TextDecoder();
+    return { ok: r.success, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
+  } catch (e) {
+    return { ok: false, out: (e as Error).message };
+  }
+}
+
+/**
+ * Compiles (or finds in the cache) the kernels library.
+ *
+ * @throws {Error} when there is no C compiler or the build fails, with the compiler's output.
+ */
+export async function buildNativeLibrary(): Promise<NativeLibrary> {
+  const cc = Deno.env.get("CC") ?? "cc";
+  const version = await run(cc, ["--version"]);
+  if (!version.ok) {
+    throw new Error(`No C compiler: "${cc} --version" failed (${version.out.trim()})`);
+  }
+  const blas = findOpenBlas();
+  const flags = [...BASE_FLAGS, ...(blas ? ["-DUSE_CBLAS"] : [])];
+  const sources = [...Deno.readDirSync(KERNEL_DIR)].filter((e) => e.name.endsWith(".c")).map((e) =>
+    e.name
+  )
+    .sort();
+  const hash = createHash("sha256");
+  hash.update(version.out.split("\n")[0]).update(flags.join(" ")).update(blas ?? "no-blas");
+  for (const s of sources) hash.update(s).update(Deno.readFileSync(join(KERNEL_DIR, s)));
+  const dir = join(hubCacheDir(), "native");
+  const path = join(dir, `libgpt2-${hash.digest("hex").slice(0, 16)}.so`);
+  try {
+    if (Deno.statSync(path).isFile) return { path, blas, compiled: false };
+  } catch {
+    // not built yet
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  const args = [
+    ...flags,
+    ...sources.map((s) => join(KERNEL_DIR, s)),
+    "-o",
+    tmp,
+    "-lm",
+    ...(blas ? [blas] : []),
+  ];
+  console.error(
+    `native: compiling ${sources.length} kernels with ${cc} ${flags.join(" ")}${
+      blas ? ` and ${blas}` : ""
+    }`,
+  );
+  const r = await run(cc, args);
+  if (!r.ok) throw new Error(`Compiling kernels/cpu failed:\n${r.out.trim()}`);
+  await Deno.rename(tmp, path);
+  return { path, blas, compiled: true };
+}

@@ -1,0 +1,214 @@
+// The native C backend: every kernel against the reference backend on odd shapes, with
+// OpenBLAS and with the project's own GEMM, then the PyTorch reference suite and the
+// full-size GPT-2 124M check.
+import { ok } from "node:assert/strict";
+import type { Backend, DeviceBuffer } from "../lib/backend.ts";
+import { CpuBackend } from "../lib/backends/cpu.ts";
+import { NativeBackend } from "../lib/backends/native.ts";
+import { Generator } from "../lib/random.ts";
+import { gpt2HashSuite } from "./gpt2_124m_suite.ts";
+import { referenceSuite } from "./reference_suite.ts";
+import { assertClose } from "./support.ts";
+
+const native = await NativeBackend.create();
+const cpu = new CpuBackend();
+const rng = new Generator(11);
+
+function randn(n: number, std = 1): Float32Array {
+  return rng.fillNormal(new Float32Array(n), 0, std);
+}
+
+/** Runs `f` on both backends over copies of the same inputs; returns every buffer after. */
+async function both(
+  inputs: (Float32Array | Int32Array)[],
+  f: (be: Backend, bufs: DeviceBuffer[]) => DeviceBuffer | void,
+): Promise<{ ref: (Float32Array | Int32Array)[]; got: (Float32Array | Int32Array)[] }> {
+  const run = async (be: Backend) => {
+    const bufs = inputs.map((x) => be.upload(x));
+    const extra = f(be, bufs);
+    if (extra) bufs.push(extra);
+    return await Promise.all(bufs.map((b) => be.read(b)));
+  };
+  return { ref: await run(cpu), got: await run(native) };
+}
+
+function compare(
+  name: string,
+  r: { ref: ArrayLike<number>[]; got: ArrayLike<number>[] },
+  tol = 1e-5,
+): void {
+  r.ref.forEach((x, i) =>
+    assertClose(`${name} buffer ${i}`, r.got[i], x, { rtol: tol, atol: tol })
+  );
+}
+
+for (const blas of [true, false]) {
+  const label = blas ? "OpenBLAS" : "own GEMM";
+  Deno.test(`native (${label}): matmul forward and backward on shapes off the tile sizes`, async () => {
+    if (blas && !native.library.blas) return console.log("no OpenBLAS on this machine: skipped");
+    native.useBlas(blas);
+    try {
+      for (
+        const [N, C, OC] of [[1, 1, 1], [7, 13, 5], [37, 70, 19], [64, 96, 288], [130, 33, 17]]
+      ) {
+        const inputs = [
+          randn(N * OC),
+          randn(N * C),
+          randn(OC * C),
+          randn(OC),
+          randn(N * C),
+          randn(OC * C),
+          randn(OC),
+          randn(N * OC),
+        ];
+        compare(
+          `matmul ${N}x${C}x${OC}`,
+          await both(inputs, (be, [out, inp, w, b, dinp, dw, db, dout]) => {
+            be.matmulForward(out, inp, w, b, N, C, OC);
+            be.matmulBackward(dinp, dw, db, dout, inp, w, N, C, OC);
+          }),
+          1e-4,
+        );
+      }
+    } finally {
+      native.useBlas(true);
+    }
+  });
+}
+
+Deno.test("native: layernorm forward and backward", async () => {
+  for (const [N, C] of [[1, 3], [13, 37], [64, 768]]) {
+    const inputs = [
+      new Float32Array(N * C),
+      new Float32Array(N),
+      new Float32Array(N),
+      randn(N * C, 2),
+      randn(C),
+      randn(C),
+      randn(N * C),
+      randn(C),
+      randn(C),
+      randn(N * C),
+    ];
+    compare(
+      `layernorm ${N}x${C}`,
+      await both(inputs, (be, [out, mean, rstd, x, w, b, dx, dw, db, dout]) => {
+        be.layernormForward(out, mean, rstd, x, w, b, N, C);
+        be.layernormBackward(dx, dw, db, dout, x, w, mean, rstd, N, C);
+      }),
+      1e-4,
+    );
+  }
+});
+
+Deno.test("native: gelu, add with broadcast, accumulate, scale", async () => {
+  const n = 1000 + 3, nb = 17 * 59;
+  compare(
+    "elementwise",
+    await both([randn(n, 3), new Float32Array(n), randn(n), randn(n)], (be, [x, out, dx, dout]) => {
+      be.geluForward(out, x, n);
+      be.geluBackward(dx, x, dout, n);
+    }),
+    1e-5,
+  );
+  compare(
+    "add/accumulate/scale",
+    await both(
+      [randn(3 * nb), randn(nb), new Float32Array(3 * nb), randn(nb), randn(3 * nb)],
+      (be, [a, b, out, acc, g]) => {
+        be.addForward(out, a, b, 3 * nb, nb);
+        be.accumulate(acc, g, 3 * nb, nb);
+        be.accumulate(a, g, 3 * nb, 3 * nb);
+        be.scale(b, acc, -0.5, nb, true);
+        be.scale(g, a, 2, 3 * nb, false);
+      },
+    ),
+  );
+});
+
+Deno.test("native: embedding forward and deterministic backward with repeated ids", async () => {
+  const V = 50, C = 70, N = 41;
+  const idx = Int32Array.from({ length: N }, (_, i) => (i * 7) % 11);
+  compare(
+    "embedding",
+    await both(
+      [randn(V * C), idx, new Float32Array(N * C), randn(V * C), randn(N * C)],
+      (be, [w, ix, out, dw, dout]) => {
+        be.embeddingForward(out, ix, w, N, C);
+        be.embeddingBackward(dw, dout, ix, N, C);
+      },
+    ),
+  );
+  let message = "";
+  try {
+    native.embeddingForward(
+      native.alloc(C, "f32"),
+      native.upload(Int32Array.from([V])),
+      native.upload(randn(V * C)),
+      1,
+      C,
+    );
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  ok(message.includes("Token id 50 at position 0 is outside the table of 50 rows"), message);
+});
+
+Deno.test("native: flash-style attention forward and backward, T up to 1024", async () => {
+  for (const [B, T, C, NH] of [[1, 1, 4, 1], [2, 7, 12, 3], [1, 65, 64, 4], [1, 1024, 32, 2]]) {
+    const qkv = randn(B * T * 3 * C), dout = randn(B * T * C);
+    const run = async (be: Backend) => {
+      const q = be.upload(qkv),
+        out = be.alloc(B * T * C, "f32"),
+        dq = be.alloc(B * T * 3 * C, "f32");
+      const saved = be.attentionForward(out, q, { B, T, C, NH });
+      be.attentionBackward(dq, be.upload(dout), q, saved, { B, T, C, NH });
+      return [await be.read(out), await be.read(dq)];
+    };
+    const [r, g] = [await run(cpu), await run(native)];
+    assertClose(`attention out ${B},${T},${C},${NH}`, g[0], r[0], { rtol: 1e-4, atol: 1e-5 });
+    assertClose(`attention dqkv ${B},${T},${C},${NH}`, g[1], r[1], { rtol: 1e-3, atol: 1e-4 });
+  }
+});
+
+Deno.test("native: cross-entropy forward and backward, V = 50304", async () => {
+  for (const [N, V] of [[3, 7], [33, 50304]]) {
+    const targets = Int32Array.from({ length: N }, (_, i) => (i * 7919) % V);
+    compare(
+      `cross-entropy ${N}x${V}`,
+      await both([
+        randn(N * V, 3),
+        targets,
+        new Float32Array(1),
+        Float32Array.from([0.7]),
+        randn(N * V),
+      ], (be, [z, y, loss, dl, dz]) => {
+        be.crossEntropyForward(loss, z, y, N, V);
+        be.crossEntropyBackward(dz, dl, z, y, N, V);
+      }),
+      1e-5,
+    );
+  }
+});
+
+Deno.test("native: AdamW and sum of squares", async () => {
+  const n = 4099;
+  const hp = { lr: 6e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3 };
+  compare(
+    "adamw",
+    await both(
+      [randn(n), randn(n), randn(n, 0.1), Float32Array.from(randn(n), (x) => x * x)],
+      (be, [p, g, m, v]) => {
+        be.adamw(p, g, m, v, n, hp);
+      },
+    ),
+    1e-5,
+  );
+  const x = randn(n);
+  assertClose("sum of squares", [await native.sumOfSquares(native.upload(x), n)], [
+    await cpu.sumOfSquares(cpu.upload(x), n),
+  ], { rtol: 1e-12 });
+});
+
+referenceSuite("native", () => native);
+gpt2HashSuite("native", () => native);
