@@ -82,6 +82,7 @@ const SYMBOLS = {
     result: "void",
   },
   sum_of_squares: { parameters: ["buffer", "i64"], result: "f64" },
+  fma_peak_flops: { parameters: ["i64"], result: "f64" },
 } as const;
 
 type Kernels = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -148,6 +149,18 @@ export class NativeBackend extends CpuBackend {
   /** C (M, N) = A (M, K) @ B (N, K)^T: the forward GEMM alone, for benchmarks. */
   gemm(c: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number): void {
     this.#k.gemm_nt(c, a, b, M, N, K);
+  }
+
+  /** The measured fp32 FMA peak of all threads, in GFLOP/s (for MFU). */
+  measurePeakGflops(seconds = 0.5): number {
+    let iters = 1_000_000n;
+    for (;;) {
+      const t0 = performance.now();
+      const flops = this.#k.fma_peak_flops(iters);
+      const dt = (performance.now() - t0) / 1000;
+      if (dt >= seconds) return flops / dt / 1e9;
+      iters *= 4n;
+    }
   }
 
   override addForward(

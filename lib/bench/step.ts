@@ -1,0 +1,100 @@
+/**
+ * Times GPT-2 training steps (zero_grad, forward, backward, clip 1.0, AdamW) and forward
+ * passes on a backend, the way `../shared/bench/torch_gpt2_step.py` times PyTorch's, so the
+ * two can be compared as ratios in one run.
+ *
+ * @module
+ */
+
+import type { Backend } from "../backend.ts";
+import { GPT, type GPTConfig } from "../gpt.ts";
+import { clipGradNorm, configureOptimizers } from "../optim.ts";
+import { noGrad, Tensor } from "../tensor.ts";
+
+/** Timings of one configuration. */
+export interface StepTiming {
+  mode: "train" | "fwd";
+  B: number;
+  T: number;
+  /** Median of the timed iterations, ms. */
+  medianMs: number;
+  minMs: number;
+  tokensPerSec: number;
+  /** Resident memory after the last iteration, bytes. */
+  rss: number;
+}
+
+/** Model FLOPs per token of a training step: 6N + 12 L C T (N without wpe, as nanoGPT counts). */
+export function trainFlopsPerToken(config: GPTConfig, T: number): number {
+  const { n_layer: L, n_embd: C, vocab_size: V } = config;
+  const N = V * C + L * (12 * C * C + 13 * C) + 2 * C; // wte (tied) + blocks + ln_f
+  return 6 * N + 12 * L * C * T;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Options of `timeSteps`. */
+export interface TimeStepsOptions {
+  mode: "train" | "fwd";
+  B: number;
+  T: number;
+  warmup: number;
+  iters: number;
+  /** Called with each iteration's milliseconds. */
+  onIter?: (i: number, ms: number, warmup: boolean) => void;
+}
+
+/** Builds a GPT on `backend` and times `warmup + iters` steps of `mode`. */
+export async function timeSteps(
+  backend: Backend,
+  config: GPTConfig,
+  o: TimeStepsOptions,
+): Promise<StepTiming> {
+  const model = new GPT(backend, config, { seed: 0 });
+  const optimizer = configureOptimizers(model, { weightDecay: 0.1, learningRate: 6e-4 });
+  const ids = (k: number) => Int32Array.from({ length: o.B * o.T }, (_, i) => (i * k + 7) % 50257);
+  const x = Tensor.from(backend, ids(31), [o.B, o.T]),
+    y = Tensor.from(backend, ids(17), [o.B, o.T]);
+  const times: number[] = [];
+  for (let i = 0; i < o.warmup + o.iters; i++) {
+    const t0 = performance.now();
+    if (o.mode === "train") {
+      optimizer.zeroGrad();
+      const { loss } = model.forward(x, y);
+      loss!.backward();
+      await clipGradNorm(model.parameters(), 1.0);
+      optimizer.step();
+      await loss!.item();
+    } else {
+      await noGrad(async () => await model.forward(x).logits.toArray());
+    }
+    const ms = performance.now() - t0;
+    o.onIter?.(i, ms, i < o.warmup);
+    if (i >= o.warmup) times.push(ms);
+  }
+  const medianMs = median(times);
+  return {
+    mode: o.mode,
+    B: o.B,
+    T: o.T,
+    medianMs,
+    minMs: Math.min(...times),
+    tokensPerSec: (o.B * o.T) / (medianMs / 1000),
+    rss: Deno.memoryUsage().rss,
+  };
+}
+
+/** The median time of `fn` over `iters` calls after `warmup`, ms. */
+export function timeMedian(fn: () => void, warmup: number, iters: number): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const times: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const t0 = performance.now();
+    fn();
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}

@@ -1,0 +1,145 @@
+/**
+ * `deno task bench`: GEMM throughput on GPT-2's shapes and GPT-2 124M training steps on the
+ * native backend, with `--peer torch` running PyTorch's CPU step interleaved in the same
+ * run so the two are compared as ratios (these machines are shared and noisy).
+ *
+ * @module
+ */
+
+import { NativeBackend } from "../backends/native.ts";
+import { timeMedian, timeSteps, trainFlopsPerToken } from "../bench/step.ts";
+import { runTorchPeer, torchPeerUnavailable } from "../bench/torch_peer.ts";
+import { gptConfig } from "../gpt.ts";
+import { Generator } from "../random.ts";
+import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+
+const HELP = `deno task bench [flags]
+
+  --peer torch        also time ../shared/bench/torch_gpt2_step.py (Debian's python3-torch),
+                      interleaved with ours, and print the ratios
+  --configs LIST      which steps to time (default train:4x64,train:8x128,fwd:1x1024)
+  --warmup N          untimed iterations per config (default 2)
+  --iters N           timed iterations per config; the median is reported (default 5)
+  --no-gemm           skip the GEMM table
+  -h, --help          this text`;
+
+const GEMM_SHAPES: [string, number, number, number][] = [
+  // M (tokens), N (out features), K (in features), as matmul_forward calls them at B*T = 512
+  ["c_attn", 512, 2304, 768],
+  ["attn c_proj", 512, 768, 768],
+  ["c_fc", 512, 3072, 768],
+  ["mlp c_proj", 512, 768, 3072],
+  ["lm_head", 512, 50304, 768],
+  ["1024^3", 1024, 1024, 1024],
+];
+
+await runMain(async () => {
+  const f = parseFlags(Deno.args, {
+    peer: { type: "string" },
+    configs: { type: "string" },
+    warmup: { type: "string" },
+    iters: { type: "string" },
+    "no-gemm": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (f.help) return console.log(HELP);
+  const peer = stringFlag(f, "peer");
+  if (peer !== undefined && peer !== "torch") {
+    throw new Error(`--peer expects "torch", found "${peer}"`);
+  }
+  const warmup = numberFlag(f, "warmup", 2, { integer: true, min: 0 });
+  const iters = numberFlag(f, "iters", 5, { integer: true, min: 1 });
+  const configs = stringFlag(f, "configs", "train:4x64,train:8x128,fwd:1x1024").split(",").map(
+    (s) => {
+      const m = s.trim().match(/^(train|fwd):(\d+)x(\d+)$/);
+      if (!m) {
+        throw new Error(`--configs expects items like train:4x64 or fwd:1x1024, found "${s}"`);
+      }
+      return { mode: m[1] as "train" | "fwd", B: Number(m[2]), T: Number(m[3]) };
+    },
+  );
+
+  const backend = await NativeBackend.create();
+  console.log(`backend: ${backend.describe()}`);
+  const peak = backend.measurePeakGflops();
+  console.log(`measured fp32 FMA peak: ${peak.toFixed(1)} GFLOP/s (all threads)`);
+  let torchReason = peer ? await torchPeerUnavailable() : "not asked (--peer torch)";
+  if (peer && torchReason) console.log(`PyTorch peer skipped: ${torchReason}`);
+
+  if (!f["no-gemm"]) {
+    console.log(
+      "\nGEMM out (M, N) = A (M, K) @ B (N, K)^T, GFLOP/s (percent of the measured peak)",
+    );
+    console.log("| shape | M x N x K | OpenBLAS | own blocked GEMM |\n| --- | --- | --- | --- |");
+    const rng = new Generator(0);
+    for (const [name, M, N, K] of GEMM_SHAPES) {
+      const a = rng.fillNormal(new Float32Array(M * K), 0, 1),
+        b = rng.fillNormal(new Float32Array(N * K), 0, 1);
+      const c = new Float32Array(M * N);
+      const cells: string[] = [];
+      for (const blas of [true, false]) {
+        if (blas && !backend.library.blas) {
+          cells.push("n/a");
+          continue;
+        }
+        backend.useBlas(blas);
+        const ms = timeMedian(() => backend.gemm(c, a, b, M, N, K), 1, 5);
+        const gflops = (2 * M * N * K) / (ms / 1000) / 1e9;
+        cells.push(`${gflops.toFixed(1)} (${((100 * gflops) / peak).toFixed(0)}%)`);
+      }
+      backend.useBlas(true);
+      console.log(`| ${name} | ${M} x ${N} x ${K} | ${cells.join(" | ")} |`);
+    }
+  }
+
+  const config = gptConfig("gpt2", 50304);
+  const rows: string[] = [];
+  for (const c of configs) {
+    const label = `${c.mode} B=${c.B} T=${c.T}`;
+    console.log(`\n${label}: ours (native)`);
+    const ours = await timeSteps(backend, config, {
+      ...c,
+      warmup,
+      iters,
+      onIter: (i, ms, w) => console.log(`  ${w ? "warmup" : "iter"} ${i}: ${ms.toFixed(0)} ms`),
+    });
+    const flops = c.mode === "train"
+      ? trainFlopsPerToken(config, c.T)
+      : trainFlopsPerToken(config, c.T) / 3;
+    const mfu = (ours.tokensPerSec * flops) / 1e9 / peak;
+    let torchCell = "-", ratio = "-";
+    if (!torchReason) {
+      console.log(`${label}: PyTorch`);
+      try {
+        const t = await runTorchPeer([
+          c.mode,
+          String(c.B),
+          String(c.T),
+          String(warmup),
+          String(iters),
+        ]);
+        torchCell = t.tok_s_at_median.toFixed(1);
+        ratio = `${(ours.tokensPerSec / t.tok_s_at_median).toFixed(2)}x`;
+      } catch (e) {
+        torchReason = (e as Error).message;
+        console.log(`PyTorch peer failed: ${torchReason}`);
+      }
+    }
+    rows.push(
+      `| ${label} | ${ours.medianMs.toFixed(0)} | ${
+        ours.tokensPerSec.toFixed(1)
+      } | ${torchCell} | ${ratio} | ${(100 * mfu).toFixed(0)}% | ${
+        (ours.rss / 2 ** 30).toFixed(2)
+      } |`,
+    );
+  }
+  console.log("\nGPT-2 124M (vocab 50304), median of the timed iterations");
+  console.log("| step | ours ms | ours tok/s | PyTorch tok/s | ours / PyTorch | MFU | RSS GiB |");
+  console.log("| --- | --- | --- | --- | --- | --- | --- |");
+  for (const r of rows) console.log(r);
+  console.log(
+    `\nMFU: model FLOPs (6N + 12LCT per token for a training step, a third of it forward-only) over the measured peak ${
+      peak.toFixed(1)
+    } GFLOP/s`,
+  );
+});
