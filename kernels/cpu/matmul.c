@@ -32,60 +32,77 @@ void gpt2_set_cblas(int on) {
 }
 
 // C (M, N) = beta * C + A' (M, K) @ B' (K, N), where A' = A or A^T and B' = B or B^T as stored
-// row-major. The fallback when there is no BLAS: pack B' into contiguous panels of 16 columns,
-// then each thread takes 4-row strips of C and accumulates 4x16 tiles in registers.
-#define MR 4
-#define NR 16
-static void gemm_fallback(int transA, int transB, int M, int N, int K, const float* A,
-                          const float* B, float beta, float* C) {
-  int npanels = (N + NR - 1) / NR;
-  float* packed = aligned_alloc(64, sizeof(float) * (size_t)npanels * NR * K + 64);
-  // packed[p][k][j] = B'[k][p*NR + j], zero beyond N
-#pragma omp parallel for schedule(static)
-  for (int p = 0; p < npanels; p++) {
-    for (int k = 0; k < K; k++) {
-      float* dst = packed + ((size_t)p * K + k) * NR;
-      for (int j = 0; j < NR; j++) {
-        int n = p * NR + j;
-        dst[j] = n < N ? (transB ? B[(size_t)n * K + k] : B[(size_t)k * N + n]) : 0.0f;
-      }
+// row-major. The fallback when there is no BLAS, in the BLIS style: A' is packed into strips
+// of MR rows and B' into panels of NR columns, both k-major, so the micro-kernel streams
+// through them contiguously and keeps an MR x NR tile of C in vector registers. Threads take
+// whole panels of B', and each panel meets every strip of A' while it is in cache.
+#define MR 6
+#define NR 32
+typedef float v16 __attribute__((vector_size(64)));
+
+static void micro_kernel(int K, const float* ap, const float* bp, float acc[MR][NR]) {
+  v16 c[MR][2];
+  for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = (v16){0};
+  for (int k = 0; k < K; k++) {
+    v16 b0, b1;
+    __builtin_memcpy(&b0, bp + (size_t)k * NR, sizeof b0);
+    __builtin_memcpy(&b1, bp + (size_t)k * NR + 16, sizeof b1);
+    const float* a = ap + (size_t)k * MR;
+    for (int i = 0; i < MR; i++) {
+      c[i][0] += a[i] * b0;
+      c[i][1] += a[i] * b1;
     }
   }
-  int mstrips = (M + MR - 1) / MR;
+  for (int i = 0; i < MR; i++) {
+    __builtin_memcpy(acc[i], &c[i][0], sizeof c[i][0]);
+    __builtin_memcpy(acc[i] + 16, &c[i][1], sizeof c[i][1]);
+  }
+}
+
+static void gemm_fallback(int transA, int transB, int M, int N, int K, const float* A,
+                          const float* B, float beta, float* C) {
+  int nstrips = (M + MR - 1) / MR, npanels = (N + NR - 1) / NR;
+  float* pa = malloc(sizeof(float) * (size_t)nstrips * MR * K);
+  float* pb = malloc(sizeof(float) * (size_t)npanels * NR * K);
 #pragma omp parallel
   {
-    float* arow = malloc(sizeof(float) * MR * (size_t)K);  // A' strip, [MR][K]
-#pragma omp for schedule(dynamic, 4)
-    for (int s = 0; s < mstrips; s++) {
-      int m0 = s * MR, mr = M - m0 < MR ? M - m0 : MR;
+    // pa[s][k][i] = A'[s*MR + i][k];  pb[p][k][j] = B'[k][p*NR + j]; zero past the edges
+#pragma omp for schedule(static) nowait
+    for (int s = 0; s < nstrips; s++) {
       for (int i = 0; i < MR; i++) {
+        int m = s * MR + i;
         for (int k = 0; k < K; k++) {
-          int m = m0 + i;
-          arow[(size_t)i * K + k] =
-              i < mr ? (transA ? A[(size_t)k * M + m] : A[(size_t)m * K + k]) : 0.0f;
+          pa[((size_t)s * K + k) * MR + i] =
+              m < M ? (transA ? A[(size_t)k * M + m] : A[(size_t)m * K + k]) : 0.0f;
         }
       }
-      for (int p = 0; p < npanels; p++) {
-        float acc[MR][NR];
-        memset(acc, 0, sizeof acc);
-        const float* bp = packed + (size_t)p * K * NR;
+    }
+#pragma omp for schedule(static)
+    for (int p = 0; p < npanels; p++) {
+      for (int j = 0; j < NR; j++) {
+        int n = p * NR + j;
         for (int k = 0; k < K; k++) {
-          const float* b = bp + (size_t)k * NR;
-          for (int i = 0; i < MR; i++) {
-            float a = arow[(size_t)i * K + k];
-            for (int j = 0; j < NR; j++) acc[i][j] += a * b[j];
-          }
+          pb[((size_t)p * K + k) * NR + j] =
+              n < N ? (transB ? B[(size_t)n * K + k] : B[(size_t)k * N + n]) : 0.0f;
         }
-        int n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
+      }
+    }
+#pragma omp for schedule(static)
+    for (int p = 0; p < npanels; p++) {
+      int n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
+      for (int s = 0; s < nstrips; s++) {
+        float acc[MR][NR];
+        micro_kernel(K, pa + (size_t)s * K * MR, pb + (size_t)p * K * NR, acc);
+        int m0 = s * MR, mr = M - m0 < MR ? M - m0 : MR;
         for (int i = 0; i < mr; i++) {
           float* c = C + (size_t)(m0 + i) * N + n0;
           for (int j = 0; j < nr; j++) c[j] = (beta == 0.0f ? 0.0f : beta * c[j]) + acc[i][j];
         }
       }
     }
-    free(arow);
   }
-  free(packed);
+  free(pa);
+  free(pb);
 }
 
 static void gemm(int transA, int transB, int M, int N, int K, const float* A, const float* B,
