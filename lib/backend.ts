@@ -54,6 +54,11 @@ export interface Backend {
   write(buf: DeviceBuffer, data: Float32Array | Int32Array): void;
   /** Copies a buffer back to the host. */
   read(buf: DeviceBuffer): Promise<Float32Array | Int32Array>;
+  /**
+   * Sets every element to 0, so gradient buffers are reused across steps instead of
+   * reallocated; without it, `zeroGrad` drops them and fresh ones are made.
+   */
+  zero?(buf: DeviceBuffer): void;
 
   /** out[i] = a[i] + b[i % nb]: residual adds, and adding wpe (T, C) to (B, T, C). */
   addForward(out: DeviceBuffer, a: DeviceBuffer, b: DeviceBuffer, n: number, nb: number): void;

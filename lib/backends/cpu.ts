@@ -66,6 +66,10 @@ export class CpuBackend implements Backend {
     dst.set(data);
   }
 
+  zero(buf: DeviceBuffer): void {
+    (buf as CpuBuffer).data.fill(0);
+  }
+
   read(buf: DeviceBuffer): Promise<Float32Array | Int32Array> {
     return Promise.resolve((buf as CpuBuffer).data.slice());
   }
