@@ -1,0 +1,68 @@
+/**
+ * `deno task hellaswag`: a GPT-2 folder (or `gpt2` from the hub) on HellaSwag's validation
+ * set, completion style, as build-nanogpt's `hellaswag.py`: prints acc and acc_norm.
+ *
+ * @module
+ */
+
+import { BACKEND_NAMES, createBackend } from "../backends/mod.ts";
+import { GPT } from "../gpt.ts";
+import { evaluateHellaswag, loadHellaswag, resolveHellaswag, sumCounts } from "../hellaswag.ts";
+import { ProgressBar } from "../progress.ts";
+import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+
+const HELP = `deno task hellaswag [flags]
+
+  --weights DIR|NAME   a Hugging Face GPT-2 folder (model.safetensors + config.json), or gpt2,
+                       gpt2-medium, gpt2-large, gpt2-xl from the hub (default gpt2)
+  --data PATH          hellaswag_val.jsonl (default: data/hellaswag/, ../shared/data/hellaswag/,
+                       else downloaded from rowanz/hellaswag)
+  --limit N            only the first N examples (default: all 10,042)
+  --backend NAME       ${BACKEND_NAMES.join(", ")} (default auto: the fastest one present)
+  --json               print the result as one JSON object
+  -h, --help           this text`;
+
+await runMain(async () => {
+  const f = parseFlags(Deno.args, {
+    weights: { type: "string" },
+    data: { type: "string" },
+    limit: { type: "string" },
+    backend: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (f.help) {
+    console.log(HELP);
+    return;
+  }
+  const log = f.json ? console.error : console.log; // keep stdout pure JSON with --json
+  const { backend, reason } = await createBackend(stringFlag(f, "backend", "auto"));
+  log(`backend: ${backend.name} (${reason})`);
+  const weights = stringFlag(f, "weights", "gpt2");
+  const model = await GPT.fromPretrained(backend, weights);
+  log(`loaded ${weights}: ${model.numParameters().toLocaleString("en-US")} parameters`);
+  const path = await resolveHellaswag(stringFlag(f, "data"), { quiet: Boolean(f.json) });
+  const limit = f.limit === undefined
+    ? undefined
+    : numberFlag(f, "limit", 0, { integer: true, min: 1 });
+  const examples = await loadHellaswag(path, limit);
+
+  const bar = new ProgressBar("hellaswag", { total: examples.length, unit: "examples" });
+  const start = performance.now();
+  const { counts } = await evaluateHellaswag(model, examples, {
+    onProgress: (done) => bar.update(done),
+  });
+  bar.done();
+  const seconds = (performance.now() - start) / 1000;
+  const result = sumCounts([counts]);
+  const rate = result.total / seconds;
+  if (f.json) {
+    console.log(JSON.stringify({ ...result, seconds, examplesPerSecond: rate }));
+    return;
+  }
+  console.log(
+    `${result.total} acc: ${result.correct}/${result.total}=${result.acc.toFixed(4)} ` +
+      `acc_norm: ${result.correctNorm}/${result.total}=${result.accNorm.toFixed(4)}`,
+  );
+  console.log(`${rate.toFixed(2)} examples/s on the ${backend.name} backend`);
+});

@@ -1,0 +1,273 @@
+/**
+ * The sharded data loader of build-nanogpt's section 4: `DataLoaderLite` over a folder of
+ * `.npy` token shards (`edufineweb_train_000001.npy`, ...), one shard in memory at a time.
+ * Each rank reads its own B*T window; when the next step's windows would run past the shard,
+ * all ranks move to the next shard (wrapping to the first after the last). The lecture's loader
+ * tests each rank's own position, so near a shard's end ranks can disagree about moving on; here
+ * every rank tests the step's first window, which gives the same batches on one process and
+ * keeps the ranks in step on several. `reset()` starts over (the validation loader is reset before each evaluation), and
+ * `state()` / `restore()` carry the position through a checkpoint.
+ *
+ * {@linkcode openTokenData} opens either a shard folder or a plain text file for a split.
+ *
+ * @module
+ */
+
+import { basename, join } from "node:path";
+import type { Batch } from "./data_loader.ts";
+import { npyUint16Length, readNpyUint16Sync } from "./npy.ts";
+import { getGpt2Tokenizer } from "./tokenizer.ts";
+
+/** One shard: a name for messages and errors, its length, and how to load its tokens. */
+export interface TokenShard {
+  /** A file path, or a label for tokens held in memory. */
+  readonly name: string;
+  /** Number of tokens. */
+  readonly length: number;
+  /** The tokens; called each time the loader moves to this shard. */
+  load(): Uint16Array | Int32Array;
+}
+
+/** Where a {@linkcode ShardedDataLoader} stands; JSON-safe, for checkpoints. */
+export interface LoaderState {
+  /** The index of the current shard in the loader's list. */
+  shard: number;
+  /** Where this rank's next batch starts in that shard. */
+  position: number;
+  /** The current shard's name (its file name for shard files), to catch a changed folder. */
+  shardName: string;
+}
+
+/** What the training loop needs of a loader. */
+export interface TokenLoader {
+  readonly B: number;
+  readonly T: number;
+  /** The next (B, T) inputs and targets. */
+  nextBatch(): Batch;
+  /** Back to the first batch of the first shard. */
+  reset(): void;
+  /** The position, for a checkpoint. */
+  state(): LoaderState;
+  /** Goes back to a position that `state()` returned. */
+  restore(state: LoaderState): void;
+}
+
+/** Options of {@linkcode ShardedDataLoader}. */
+export interface ShardedLoaderOptions {
+  processRank?: number;
+  numProcesses?: number;
+  /** Print which shards were found and skipped; true by default. */
+  verbose?: boolean;
+}
+
+/** DataLoaderLite over several shards, rank- and world-aware. */
+export class ShardedDataLoader implements TokenLoader {
+  readonly B: number;
+  readonly T: number;
+  readonly processRank: number;
+  readonly numProcesses: number;
+  /** The shards it cycles through. */
+  readonly shards: readonly TokenShard[];
+  /** The index of the shard in memory. */
+  currentShard = 0;
+  /** Where this rank's next batch starts. */
+  currentPosition = 0;
+  #tokens: Uint16Array | Int32Array = new Int32Array(0);
+
+  /**
+   * A loader over `shards`. Shards too short for one step of every rank (B*T*world + 1
+   * tokens) are left out with a note.
+   *
+   * @throws {Error} when no shard is long enough, or for a bad rank.
+   */
+  constructor(
+    shards: readonly TokenShard[],
+    B: number,
+    T: number,
+    options: ShardedLoaderOptions = {},
+  ) {
+    this.B = B;
+    this.T = T;
+    this.processRank = options.processRank ?? 0;
+    this.numProcesses = options.numProcesses ?? 1;
+    if (
+      !Number.isInteger(this.numProcesses) || this.numProcesses < 1 ||
+      !Number.isInteger(this.processRank) || this.processRank < 0 ||
+      this.processRank >= this.numProcesses
+    ) {
+      throw new RangeError(
+        `Expected a rank in [0, ${this.numProcesses}), found ${this.processRank}`,
+      );
+    }
+    const needed = B * T * this.numProcesses + 1;
+    const usable = shards.filter((s) => s.length >= needed);
+    if (options.verbose ?? true) {
+      for (const s of shards) {
+        if (s.length < needed) {
+          console.log(
+            `note: skipping ${
+              basename(s.name)
+            }: ${s.length} tokens, fewer than B*T*world+1 = ${needed}`,
+          );
+        }
+      }
+    }
+    if (usable.length === 0) {
+      const names = shards.map((s) => `${basename(s.name)} (${s.length})`).join(", ");
+      throw new Error(
+        `Expected a shard of at least ${needed} tokens for B=${B}, T=${T} on ${this.numProcesses} ` +
+          `process(es), found ${names || "no shards"}`,
+      );
+    }
+    this.shards = usable;
+    this.reset();
+  }
+
+  /** The tokens of the shard in memory. */
+  get tokens(): Uint16Array | Int32Array {
+    return this.#tokens;
+  }
+
+  /** Back to the first shard, this rank's first window. */
+  reset(): void {
+    this.#load(0);
+    this.currentPosition = this.B * this.T * this.processRank;
+  }
+
+  /** The next (B, T) batch: inputs and the same tokens shifted by one. */
+  nextBatch(): Batch {
+    const { B, T } = this;
+    const start = this.currentPosition;
+    const x = new Int32Array(B * T), y = new Int32Array(B * T);
+    const buf = this.#tokens;
+    for (let i = 0; i < B * T; i++) {
+      x[i] = buf[start + i]; // inputs
+      y[i] = buf[start + i + 1]; // targets
+    }
+    // advance the position in the tensor
+    this.currentPosition += B * T * this.numProcesses;
+    // if loading the next batch of any rank would be out of bounds, advance to next shard;
+    // tested from the step's first window (rank 0's), so that all ranks move together
+    const stepStart = this.currentPosition - B * T * this.processRank;
+    if (stepStart + (B * T * this.numProcesses + 1) > buf.length) {
+      this.#load((this.currentShard + 1) % this.shards.length);
+      this.currentPosition = B * T * this.processRank;
+    }
+    return { x, y };
+  }
+
+  /** The shard index and position of the next batch. */
+  state(): LoaderState {
+    return {
+      shard: this.currentShard,
+      position: this.currentPosition,
+      shardName: basename(this.shards[this.currentShard].name),
+    };
+  }
+
+  /**
+   * Continues from a position `state()` returned (by this rank, over the same shards).
+   *
+   * @throws {Error} when the shard index or position does not fit these shards.
+   */
+  restore(state: LoaderState): void {
+    const shard = this.shards[state.shard];
+    if (!shard || basename(shard.name) !== state.shardName) {
+      throw new Error(
+        `Cannot restore the data position: expected shard ${state.shard} to be ${state.shardName}, ` +
+          `found ${shard ? basename(shard.name) : `only ${this.shards.length} shards`}`,
+      );
+    }
+    // this rank's next window must fit in the shard
+    const { B, T } = this;
+    if (
+      !Number.isInteger(state.position) || state.position < 0 ||
+      state.position + B * T + 1 > shard.length
+    ) {
+      throw new Error(
+        `Cannot restore the data position: ${state.position} is outside ${state.shardName} ` +
+          `(${shard.length} tokens)`,
+      );
+    }
+    this.#load(state.shard);
+    this.currentPosition = state.position;
+  }
+
+  #load(index: number): void {
+    if (index === this.currentShard && this.#tokens.length > 0) return; // one shard: keep it
+    this.currentShard = index;
+    const tokens = this.shards[index].load();
+    if (tokens.length !== this.shards[index].length) {
+      throw new Error(
+        `${this.shards[index].name}: expected ${
+          this.shards[index].length
+        } tokens, found ${tokens.length}`,
+      );
+    }
+    this.#tokens = tokens;
+  }
+}
+
+/** The token shards of a split in `dir`: `.npy` files whose name holds `split`, sorted. */
+export async function listShards(dir: string, split: string): Promise<TokenShard[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.endsWith(".npy") && e.name.includes(split)) names.push(e.name);
+  }
+  names.sort();
+  const shards: TokenShard[] = [];
+  for (const name of names) {
+    const path = join(dir, name);
+    const length = await npyUint16Length(path); // checks magic, dtype, shape and size
+    shards.push({ name: path, length, load: () => readNpyUint16Sync(path) });
+  }
+  return shards;
+}
+
+/** The share of a text file's tokens that {@linkcode openTokenData} keeps for validation. */
+export const TEXT_VAL_FRACTION = 0.1;
+
+/**
+ * A loader for a split ("train" or "val") of `path`:
+ * - a folder of `.npy` shards: the files whose name holds the split, as build-nanogpt's loader
+ *   picks them (`edufineweb_val_000000.npy` is "val");
+ * - a text file: its GPT-2 tokens, the first 90% for "train" and the last 10% for "val".
+ *
+ * @throws {Error} for an unknown split, a folder with no shard of that split, or a bad shard
+ * (the message names the file).
+ */
+export async function openTokenData(
+  path: string,
+  split: string,
+  B: number,
+  T: number,
+  rank = 0,
+  world = 1,
+): Promise<ShardedDataLoader> {
+  if (split !== "train" && split !== "val") {
+    throw new Error(`Expected split "train" or "val", found "${split}"`);
+  }
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch {
+    throw new Error(`Expected a shard folder or a text file at ${path}, found nothing`);
+  }
+  const options = { processRank: rank, numProcesses: world, verbose: rank === 0 };
+  if (info.isDirectory) {
+    const shards = await listShards(path, split);
+    if (shards.length === 0) {
+      throw new Error(`Expected .npy shards with "${split}" in their names in ${path}, found none`);
+    }
+    if (rank === 0) console.log(`found ${shards.length} shards for split ${split}`);
+    return new ShardedDataLoader(shards, B, T, options);
+  }
+  const tokens = Int32Array.from(getGpt2Tokenizer().encode(await Deno.readTextFile(path)));
+  const n = Math.floor(tokens.length * (1 - TEXT_VAL_FRACTION));
+  const part = split === "train" ? tokens.subarray(0, n) : tokens.subarray(n);
+  if (rank === 0) {
+    console.log(`loaded ${part.length} ${split} tokens of ${tokens.length} from ${path}`);
+  }
+  const shard: TokenShard = { name: `${path} (${split})`, length: part.length, load: () => part };
+  return new ShardedDataLoader([shard], B, T, options);
+}
