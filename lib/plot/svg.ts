@@ -1,0 +1,151 @@
+/**
+ * The static figure without a browser: a vega-lite spec compiled to vega, rendered to an SVG
+ * string by vega's headless `View.toSVG()` (no DOM needed), then rasterised to PNG by
+ * `@resvg/resvg-js` (Rust's resvg through Node-API, with the system's fonts).
+ *
+ * @module
+ */
+
+import { Resvg } from "@resvg/resvg-js";
+import { logger as vegaLogger, None, parse as parseVega, View } from "vega";
+import { compile, type TopLevelSpec } from "vega-lite";
+import { type FigureData, type FigureLine, figureLines, panelTitles } from "./figure.ts";
+
+/** The font the static figure asks for; Debian's fonts-dejavu-core provides it. */
+export const FIGURE_FONT = "DejaVu Sans";
+const PANEL_WIDTH = 480;
+const PANEL_HEIGHT = 320;
+
+/** The vega-lite spec of the figure: two panels side by side, a legend under each. */
+export function vegaLiteSpec(figure: FigureData): TopLevelSpec {
+  const lines = figureLines(figure);
+  const panel = (which: FigureLine["panel"], title: string, yTitle: string, log: boolean) => {
+    const mine = lines.filter((l) => l.panel === which);
+    const names = mine.map((l) => l.name);
+    const legendless = { legend: null };
+    // A log scale's "nice" domain runs from a power of ten to the next (1 to 100 for a GPT-2
+    // run) and flattens the curve: fit the data instead.
+    let lo = Infinity, hi = -Infinity;
+    for (const l of mine) {
+      for (const v of l.values) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+    }
+    const logDomain = lo <= hi && lo > 0 ? [lo * 0.95, hi * 1.05] : undefined;
+    return {
+      title,
+      width: PANEL_WIDTH,
+      height: PANEL_HEIGHT,
+      data: {
+        values: mine.flatMap((l) =>
+          l.steps.map((step, i) => ({ series: l.name, step, value: l.values[i] }))
+        ),
+      },
+      mark: { type: "line" as const, clip: true },
+      encoding: {
+        x: {
+          field: "step",
+          type: "quantitative" as const,
+          title: "step",
+          scale: { domain: [0, Math.max(figure.maxStep, 1)], nice: false },
+        },
+        y: {
+          field: "value",
+          type: "quantitative" as const,
+          title: yTitle,
+          scale: log ? { type: "log" as const, domain: logDomain, nice: false } : { zero: false },
+        },
+        color: {
+          field: "series",
+          type: "nominal" as const,
+          title: null,
+          sort: names,
+          scale: { domain: names, range: mine.map((l) => l.color) },
+          legend: { orient: "bottom" as const, direction: "vertical" as const, labelLimit: 440 },
+        },
+        strokeDash: {
+          field: "series",
+          type: "nominal" as const,
+          title: null,
+          sort: names,
+          scale: { domain: names, range: mine.map((l) => l.dash.length ? l.dash : [1, 0]) },
+          legend: { orient: "bottom" as const, direction: "vertical" as const, labelLimit: 440 },
+        },
+        strokeWidth: {
+          field: "series",
+          type: "nominal" as const,
+          sort: names,
+          scale: { domain: names, range: mine.map((l) => l.width) },
+          ...legendless,
+        },
+        opacity: {
+          field: "series",
+          type: "nominal" as const,
+          sort: names,
+          scale: { domain: names, range: mine.map((l) => l.opacity) },
+          ...legendless,
+        },
+      },
+    };
+  };
+  const titles = panelTitles(figure);
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: { text: figure.title, fontSize: 15 },
+    background: "white",
+    padding: 12,
+    config: { font: FIGURE_FONT, view: { stroke: "#888" } },
+    hconcat: [
+      panel("loss", titles.loss, "loss (log scale)", true),
+      panel("hella", titles.hella, "acc_norm", false),
+    ],
+    resolve: {
+      scale: {
+        color: "independent",
+        strokeDash: "independent",
+        strokeWidth: "independent",
+        opacity: "independent",
+        y: "independent",
+      },
+      legend: { color: "independent", strokeDash: "independent" },
+    },
+  } as TopLevelSpec;
+}
+
+/** The figure as an SVG document (vega's headless renderer). */
+export async function renderSvg(figure: FigureData): Promise<string> {
+  const quiet = vegaLogger(None); // vega-lite's notes on merged legends are not for users
+  const { spec } = compile(vegaLiteSpec(figure), { logger: quiet });
+  const view = new View(parseVega(spec), { renderer: "none", logger: quiet });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/** Options for {@linkcode svgToPng}. */
+export interface PngOptions {
+  /** Pixels per SVG unit; 2 by default (a sharp image on high-density screens). */
+  scale?: number;
+}
+
+/** Rasterises an SVG document to PNG bytes with resvg, using the system's fonts. */
+export function svgToPng(svg: string, options: PngOptions = {}): Uint8Array {
+  const resvg = new Resvg(svg, {
+    fitTo: { mode: "zoom", value: options.scale ?? 2 },
+    background: "white",
+    font: { loadSystemFonts: true, defaultFontFamily: FIGURE_FONT },
+  });
+  return new Uint8Array(resvg.render().asPng());
+}
+
+/** The width and height an SVG document declares on its root element. */
+export function svgSize(svg: string): { width: number; height: number } {
+  const root = /<svg\b[^>]*>/.exec(svg)?.[0] ?? "";
+  const attr = (name: string): number =>
+    Number(new RegExp(`\\b${name}="([\\d.]+)"`).exec(root)?.[1]);
+  const width = attr("width"), height = attr("height");
+  if (!(width > 0 && height > 0)) {
+    throw new Error(`Expected an <svg> root with width and height, found ${root.slice(0, 120)}`);
+  }
+  return { width, height };
+}
