@@ -1,11 +1,16 @@
 // DataLoaderLite, the training loop and the train / sample tasks end to end.
-import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { CpuBackend } from "../lib/backends/cpu.ts";
+import { NativeBackend } from "../lib/backends/native.ts";
 import { DataLoaderLite } from "../lib/data_loader.ts";
 import { GPT } from "../lib/gpt.ts";
-import { train } from "../lib/train.ts";
-import { referenceDir, sharedDataDir } from "./support.ts";
+import { loadCheckpoint } from "../lib/checkpoint.ts";
+import * as ops from "../lib/ops.ts";
+import { formatPreset, getPreset } from "../lib/presets.ts";
+import { Tensor } from "../lib/tensor.ts";
+import { runCheckpoints, train, type TrainOptions } from "../lib/train.ts";
+import { assertClose, referenceDir, sharedDataDir } from "./support.ts";
 
 const shakespeare = join(sharedDataDir, "tinyshakespeare", "input.txt");
 
@@ -156,4 +161,293 @@ Deno.test("tasks: bad flags and a missing data file fail with a message naming t
   const prompt = await task(["lib/cli/sample.ts", "--weights", join(referenceDir, "tiny-gpt2")]);
   assertEquals(prompt.code, 1);
   ok(prompt.stderr.includes("outside this model's vocabulary of 64"), prompt.stderr);
+});
+
+// ---------------------------------------------------------------------------------------
+// The full recipe: gradient accumulation, evaluation, checkpoints, exact resume, faults.
+
+const small = { n_layer: 1, n_head: 2, n_embd: 16, block_size: 32, vocab_size: 50304 };
+
+function recipe(logDir: string | null, extra: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    backend: new CpuBackend(),
+    config: small,
+    dataPath: shakespeare,
+    B: 2,
+    T: 16,
+    totalBatchSize: 64, // two micro-steps
+    steps: 6,
+    maxLr: 1e-2,
+    minLr: 1e-3,
+    warmupSteps: 2,
+    weightDecay: 0.1,
+    seed: 1337,
+    logDir,
+    evalEvery: 3,
+    valBatches: 2,
+    checkpointEvery: 3,
+    sampleLength: 10,
+    handleSignals: false,
+    ...extra,
+  };
+}
+
+Deno.test("gradient accumulation: two micro-batches with the loss halved equal one big batch", async () => {
+  const be = new CpuBackend();
+  const config = { n_layer: 2, n_head: 2, n_embd: 32, block_size: 32, vocab_size: 512 };
+  const B = 4, T = 16;
+  const x = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % 512);
+  const y = Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + 3) % 512);
+  const big = new GPT(be, config, { seed: 7 });
+  big.forward(Tensor.from(be, x, [B, T]), Tensor.from(be, y, [B, T])).loss!.backward();
+  const grads = (m: GPT) => Promise.all(m.parameters().map((p) => p.grad!.toArray()));
+
+  const accumulate = async (scaleLoss: boolean) => {
+    const m = new GPT(be, config, { seed: 7 });
+    for (let k = 0; k < 2; k++) {
+      const rows = (a: Int32Array) => a.slice(k * 2 * T, (k + 1) * 2 * T);
+      const { loss } = m.forward(
+        Tensor.from(be, rows(x), [2, T]),
+        Tensor.from(be, rows(y), [2, T]),
+      );
+      (scaleLoss ? ops.scale(loss!, 1 / 2) : loss!).backward();
+    }
+    return await grads(m);
+  };
+  const expected = await grads(big);
+  const names = big.namedParameters().map(([n]) => n);
+  const right = await accumulate(true);
+  right.forEach((g, i) => assertClose(names[i], g, expected[i], { rtol: 1e-4, atol: 1e-6 }));
+  // the lecture's pitfall: without dividing by the steps, the gradient is a sum (2x)
+  const wrong = await accumulate(false);
+  throws(() => assertClose(names[0], wrong[0], expected[0], { rtol: 1e-4, atol: 1e-6 }));
+});
+
+Deno.test("train: evaluates, samples, checkpoints, and a resumed run equals the uninterrupted one bit for bit", async () => {
+  const a = await Deno.makeTempDir();
+  const full = await train(recipe(a));
+  const log = (await Deno.readTextFile(join(a, "log.txt"))).trimEnd().split("\n");
+  ok(log.includes(`0 val ${full.evals[0].valLoss.toFixed(4)}`), log.join("\n"));
+  ok(/^3 val \d+\.\d{4}$/.test(log[4]), log[4]);
+  ok(/^5 train \d+\.\d{6}$/.test(log[log.length - 1]), log[log.length - 1]);
+  assertEquals(full.evals.map((e) => e.step), [0, 3, 5]);
+  assertEquals(full.evals[0].samples.length, 0); // step 0 is noise: no samples
+  assertEquals(full.evals[1].samples.length, 4);
+  ok(full.evals[1].samples[0].startsWith("Hello, I'm a language model,"));
+  assertEquals((await runCheckpoints(a)).map((c) => c.step), [3, 6]);
+
+  // a second run starts from the step-3 checkpoint in its own folder
+  const b = await Deno.makeTempDir();
+  await Deno.mkdir(join(b, "checkpoints"));
+  await copyDir(join(a, "checkpoints", "step_000003"), join(b, "checkpoints", "step_000003"));
+  await Deno.writeTextFile(join(b, "log.txt"), log.slice(0, 5).join("\n") + "\n");
+  const resumed = await train(recipe(b, { resume: "latest" }));
+  assertEquals(resumed.history.map((s) => s.step), [3, 4, 5]);
+  assertEquals(resumed.history.map((s) => s.loss), full.history.slice(3).map((s) => s.loss));
+  assertEquals(resumed.history.map((s) => s.norm), full.history.slice(3).map((s) => s.norm));
+  assertEquals(resumed.evals.map((e) => e.valLoss), full.evals.slice(1).map((e) => e.valLoss));
+  assertEquals(resumed.evals[1].samples, full.evals[2].samples);
+  assertEquals(
+    await Deno.readTextFile(join(b, "log.txt")),
+    await Deno.readTextFile(join(a, "log.txt")),
+  );
+  const wa = await full.model.stateDict(), wb = await resumed.model.stateDict();
+  for (const [name, t] of wa) assertEquals(wb.get(name)!.data, t.data, name);
+});
+
+const native = await NativeBackend.create().catch(() => null);
+
+Deno.test({
+  name: "train: resume equals uninterrupted bit for bit on the native backend too",
+  ignore: native === null,
+  async fn() {
+    const opts = { backend: native!, evalEvery: 0, steps: 4, checkpointEvery: 2 };
+    const a = await Deno.makeTempDir(), b = await Deno.makeTempDir();
+    const full = await train(recipe(a, opts));
+    const resumed = await train(
+      recipe(b, { ...opts, resume: join(a, "checkpoints", "step_000002") }),
+    );
+    assertEquals(resumed.history.map((s) => s.loss), full.history.slice(2).map((s) => s.loss));
+    const wa = await full.model.stateDict(), wb = await resumed.model.stateDict();
+    for (const [name, t] of wa) assertEquals(wb.get(name)!.data, t.data, name);
+  },
+});
+
+Deno.test("checkpoints: a corrupt or partial one is refused naming the file; the previous one still loads", async () => {
+  const dir = await Deno.makeTempDir();
+  await train(recipe(dir, { evalEvery: 0, steps: 4, checkpointEvery: 2 }));
+  const [older, newest] = (await runCheckpoints(dir)).map((c) => c.path);
+  const model = join(newest, "model.safetensors");
+  const bytes = await Deno.readFile(model);
+  await Deno.writeFile(model, bytes.subarray(0, bytes.length - 100)); // truncated
+  await rejects(
+    loadCheckpoint(new CpuBackend(), newest),
+    /Checkpoint .*step_000004 is corrupt: model\.safetensors has \d+ bytes, expected \d+ \(truncated\?\)/,
+  );
+  await rejects(train(recipe(dir, { resume: "latest" })), /step_000004 is corrupt/);
+  bytes[bytes.length - 1] ^= 1; // same size, one bit flipped
+  await Deno.writeFile(model, bytes);
+  await rejects(
+    loadCheckpoint(new CpuBackend(), newest),
+    /model\.safetensors has SHA-256 \w+, expected/,
+  );
+  await Deno.remove(join(newest, "state.json"));
+  await rejects(
+    loadCheckpoint(new CpuBackend(), newest),
+    /is incomplete or not a checkpoint: expected state\.json/,
+  );
+  // an interrupted write leaves only a temporary folder, never listed
+  await Deno.mkdir(join(dir, "checkpoints", "step_000008.tmp-1"));
+  assertEquals((await runCheckpoints(dir)).map((c) => c.step), [2, 4]);
+  const ok2 = await loadCheckpoint(new CpuBackend(), older);
+  assertEquals(ok2.state.step, 2);
+  assertEquals(ok2.state.optimizer.stepCount, 2);
+  const resumed = await train(recipe(dir, { evalEvery: 0, steps: 4, resume: older }));
+  assertEquals(resumed.history.map((s) => s.step), [2, 3]);
+});
+
+Deno.test("train: a loss that blows up stops the run naming the step and the last good checkpoint", async () => {
+  const dir = await Deno.makeTempDir();
+  await rejects(
+    train(
+      recipe(dir, {
+        evalEvery: 0,
+        steps: 40,
+        warmupSteps: 0,
+        maxLr: 1e12,
+        minLr: 1e12,
+        checkpointEvery: 1,
+      }),
+    ),
+    (e: Error) => {
+      ok(/^Loss became (NaN|Infinity|-Infinity) at step \d+: stopping/.test(e.message), e.message);
+      ok(/the last good checkpoint is .*step_\d+/.test(e.message), e.message);
+      return true;
+    },
+  );
+  const last = (await runCheckpoints(dir)).at(-1)!;
+  const state = (await loadCheckpoint(new CpuBackend(), last.path)).state;
+  ok(Number.isFinite(state.loss), `checkpointed loss ${state.loss}`);
+});
+
+Deno.test("train task: SIGINT writes a checkpoint and exits 0; --resume latest continues", async () => {
+  const dir = await Deno.makeTempDir();
+  const args = [
+    "run",
+    "--allow-all",
+    "lib/cli/train.ts",
+    "--n-layer",
+    "1",
+    "--n-embd",
+    "16",
+    "--n-head",
+    "2",
+    "--block-size",
+    "32",
+    "-B",
+    "2",
+    "-T",
+    "16",
+    "--steps",
+    "1000",
+    "--eval-every",
+    "0",
+    "--checkpoint-every",
+    "0",
+    "--log-dir",
+    dir,
+  ];
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: join(import.meta.dirname!, ".."),
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = await readUntil(child.stdout, /step {5}1 \|/);
+  child.kill("SIGINT");
+  const status = await child.status;
+  const rest = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
+  assertEquals(status.code, 0, rest);
+  const ckpts = await runCheckpoints(dir);
+  assertEquals(ckpts.length, 1, stdout);
+  ok(ckpts[0].step >= 2, `checkpoint at ${ckpts[0].step}`);
+  const r = await task([
+    ...args.slice(2, -6),
+    "--steps",
+    String(ckpts[0].step + 1),
+    "--eval-every",
+    "0",
+    "--log-dir",
+    dir,
+    "--resume",
+    "latest",
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  ok(r.stdout.includes(`resuming from ${ckpts[0].path} at step ${ckpts[0].step}`), r.stdout);
+  ok(r.stdout.includes(`step ${String(ckpts[0].step).padStart(5)} |`), r.stdout);
+});
+
+Deno.test("presets: build-nanogpt's constants as data, printed, unknown names refused", () => {
+  const p = getPreset("gpt2-124M-fineweb");
+  assertEquals([
+    p.B,
+    p.T,
+    p.totalBatchSize,
+    p.maxLr,
+    p.minLr,
+    p.warmupSteps,
+    p.steps,
+    p.seed,
+    p.vocabSize,
+  ], [64, 1024, 524288, 6e-4, 6e-5, 715, 19073, 1337, 50304]);
+  throws(
+    () => getPreset("nope"),
+    /Unknown --preset "nope", expected one of shakespeare, gpt2-124M-fineweb/,
+  );
+  ok(formatPreset("gpt2-124M-fineweb", p).includes("  warmupSteps = 715"));
+});
+
+async function copyDir(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const e of Deno.readDir(from)) {
+    await Deno.copyFile(join(from, e.name), join(to, e.name));
+  }
+}
+
+/** Reads a stream until `pattern` shows up in it; returns what was read. */
+async function readUntil(stream: ReadableStream<Uint8Array>, pattern: RegExp): Promise<string> {
+  const reader = stream.getReader();
+  const dec = new TextDecoder();
+  let text = "";
+  while (!pattern.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`Stream ended before ${pattern}: ${text}`);
+    text += dec.decode(value);
+  }
+  // keep draining so the child never blocks on a full pipe
+  (async () => {
+    while (!(await reader.read()).done) { /* drain */ }
+  })();
+  return text;
+}
+
+Deno.test("train: the HellaSwag hook runs at each evaluation and its acc_norm is logged", async () => {
+  const dir = await Deno.makeTempDir();
+  const calls: string[] = [];
+  const { evals } = await train(recipe(dir, {
+    steps: 2,
+    evalEvery: 1,
+    checkpointEvery: 0,
+    sampleLength: 9,
+    hellaswag: (model, ctx) => {
+      calls.push(`${ctx.rank}/${ctx.world}@${ctx.step}:${model.config.n_layer}`);
+      return Promise.resolve({ total: 8, correctNorm: 3 });
+    },
+  }));
+  assertEquals(calls, ["0/1@0:1", "0/1@1:1"]);
+  assertEquals(evals.map((e) => e.hellaAcc), [0.375, 0.375]);
+  const log = await Deno.readTextFile(join(dir, "log.txt"));
+  ok(/^0 val \d+\.\d{4}\n0 hella 0\.3750\n0 train /.test(log), log);
+  ok(log.includes("\n1 hella 0.3750\n1 train "), log);
 });

@@ -1,40 +1,63 @@
 /**
- * `deno task train`: the lecture's section-1 run by default (Tiny Shakespeare, B=4, T=64,
- * 50 steps, from scratch), every constant a flag.
+ * `deno task train`: build-nanogpt's training run from a preset (`shakespeare` by default,
+ * the lecture's section-1 run; `gpt2-124M-fineweb`, the full GPT-2 124M recipe), every
+ * constant a flag. Under `deno task ddp` each rank runs this file with torchrun's
+ * environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
  *
  * @module
  */
 
+import { join } from "node:path";
 import { createBackend, trainsGpt2InMinutes } from "../backends/mod.ts";
-import { resolveTinyShakespeare } from "../datasets.ts";
+import { REPO_ROOT, resolveTinyShakespeare } from "../datasets.ts";
+import { distEnvFromEnv, initProcessGroup, type ProcessGroup } from "../ddp/process_group.ts";
 import { GPT_CONFIGS, gptConfig } from "../gpt.ts";
-import { train } from "../train.ts";
-import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import { formatPreset, getPreset, PRESETS } from "../presets.ts";
+import { type HellaswagHook, train } from "../train.ts";
+import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task train [flags]
 
-Trains GPT-2 from scratch on a text file, as the lecture's first sections do.
+Trains GPT-2 from scratch as build-nanogpt does. A preset sets every constant (printed at
+start); every flag overrides it. Under deno task ddp, each rank runs this.
 
-  --model NAME            ${Object.keys(GPT_CONFIGS).join(", ")}, or auto (default): gpt2 (124M)
+  --preset NAME           ${Object.keys(PRESETS).join(", ")} (default shakespeare)
+  --model NAME            ${Object.keys(GPT_CONFIGS).join(", ")}, or auto: gpt2 (124M)
                           where the backend trains it in minutes, tiny otherwise
-  --vocab-size N          50304 (default: 50257 padded to a multiple of 128) or 50257
-  --backend NAME          auto (default) or cpu
-  --data PATH             a text file; default Tiny Shakespeare (data/, ../shared/data, or download)
-  --steps N               optimizer steps (default 50)
-  -B, --batch-size N      micro batch size (default 4)
-  -T, --seq-len N         sequence length (default 64)
-  --total-batch-size N    tokens per step; B*T*k gives k gradient-accumulation steps (default B*T)
-  --max-lr X              peak learning rate (default 6e-4)
-  --min-lr X              final learning rate (default max-lr / 10)
-  --warmup-steps N        linear warmup steps (default 10)
-  --weight-decay X        AdamW weight decay on 2-D parameters (default 0.1)
-  --seed N                init seed (default 1337)
-  --log-dir DIR           log.txt and the final model/ go here (default log)
+  --n-layer N, --n-head N, --n-embd N, --block-size N
+                          override the model's shape (small test models)
+  --vocab-size N          50304 (50257 padded to a multiple of 128) or 50257
+  --backend NAME          auto (default: the fastest present), native, webgpu or cpu
+  --data PATH             a text file (90% train, 10% val) or a folder of .npy shards;
+                          default Tiny Shakespeare, or data/edu_fineweb10B for FineWeb
+  --steps N               optimizer steps (max_steps, the end of the cosine)
+  -B, --batch-size N      micro batch size
+  -T, --seq-len N         sequence length
+  --total-batch-size N    tokens per step, a multiple of B*T*world (the rest: accumulation)
+  --max-lr X / --min-lr X peak and final learning rate
+  --warmup-steps N        linear warmup steps
+  --weight-decay X        AdamW weight decay on 2-D parameters
+  --seed N                init seed
+  --eval-every N          val loss, HellaSwag and samples every N steps and at the last (0: never)
+  --val-batches N         batches per validation loss
+  --hellaswag N|all       HellaSwag examples per evaluation (0: off)
+  --hellaswag-data PATH   hellaswag_val.jsonl (default: data/, ../shared/data, or download)
+  --checkpoint-every N    checkpoint every N steps and at the end (0: only at the end)
+  --keep-checkpoints K    keep the newest K checkpoints
+  --resume DIR|latest     continue from a checkpoint folder, or the newest in <log-dir>/checkpoints
+  --log-dir DIR           log.txt, checkpoints/ and the final model/ (default log)
+  --timeout S             DDP: seconds a rendezvous or collective may wait (default 300)
+  --plot                  redraw <log-dir>/figure.{html,svg,png} after each evaluation
   -h, --help              this text`;
 
 await runMain(async () => {
   const f = parseFlags(Deno.args, {
+    preset: { type: "string" },
     model: { type: "string" },
+    "n-layer": { type: "string" },
+    "n-head": { type: "string" },
+    "n-embd": { type: "string" },
+    "block-size": { type: "string" },
     "vocab-size": { type: "string" },
     backend: { type: "string" },
     data: { type: "string" },
@@ -47,20 +70,39 @@ await runMain(async () => {
     "warmup-steps": { type: "string" },
     "weight-decay": { type: "string" },
     seed: { type: "string" },
+    "eval-every": { type: "string" },
+    "val-batches": { type: "string" },
+    hellaswag: { type: "string" },
+    "hellaswag-data": { type: "string" },
+    "checkpoint-every": { type: "string" },
+    "keep-checkpoints": { type: "string" },
+    resume: { type: "string" },
     "log-dir": { type: "string" },
+    timeout: { type: "string" },
+    plot: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
   if (f.help) {
     console.log(HELP);
     return;
   }
-  const { backend, reason } = await createBackend(stringFlag(f, "backend", "auto"));
-  console.log(`backend: ${backend.name} (${reason})`);
+  const presetName = stringFlag(f, "preset", "shakespeare");
+  const preset = getPreset(presetName);
 
-  let modelName = stringFlag(f, "model", "auto");
+  // DDP: torchrun's environment makes this process one rank of a group
+  const env = distEnvFromEnv();
+  const master = !env || env.rank === 0;
+  const say = (line: string): void => {
+    if (master) console.log(line);
+  };
+  say(formatPreset(presetName, preset));
+
+  const { backend, reason } = await createBackend(stringFlag(f, "backend", "auto"));
+  say(`backend: ${backend.name} (${reason})`);
+  let modelName = stringFlag(f, "model", preset.model);
   if (modelName === "auto") {
     modelName = trainsGpt2InMinutes(backend) ? "gpt2" : "tiny";
-    console.log(
+    say(
       modelName === "gpt2"
         ? "model: gpt2 (124M)"
         : `model: tiny (${
@@ -68,27 +110,141 @@ await runMain(async () => {
         }): GPT-2 124M takes over a minute per step on the ${backend.name} backend; --model gpt2 forces it`,
     );
   }
-  const vocabSize = numberFlag(f, "vocab-size", 50304, { integer: true, min: 50257 });
+  const vocabSize = numberFlag(f, "vocab-size", preset.vocabSize, { integer: true, min: 50257 });
   const config = gptConfig(modelName, vocabSize);
-  const B = numberFlag(f, "batch-size", 4, { integer: true, min: 1 });
-  const T = numberFlag(f, "seq-len", 64, { integer: true, min: 1 });
+  config.n_layer = numberFlag(f, "n-layer", config.n_layer, { integer: true, min: 1 });
+  config.n_head = numberFlag(f, "n-head", config.n_head, { integer: true, min: 1 });
+  config.n_embd = numberFlag(f, "n-embd", config.n_embd, { integer: true, min: 1 });
+  config.block_size = numberFlag(f, "block-size", config.block_size, { integer: true, min: 1 });
+  if (config.n_embd % config.n_head !== 0) {
+    throw new Error(`--n-embd ${config.n_embd} must be divisible by --n-head ${config.n_head}`);
+  }
+  if (["n-layer", "n-head", "n-embd", "block-size"].some((k) => f[k] !== undefined)) {
+    say(`model shape overridden: ${JSON.stringify(config)}`);
+  }
+  const B = numberFlag(f, "batch-size", preset.B, { integer: true, min: 1 });
+  const T = numberFlag(f, "seq-len", preset.T, { integer: true, min: 1 });
   if (T > config.block_size) {
     throw new Error(`-T ${T} exceeds the model's block size ${config.block_size}`);
   }
-  const maxLr = numberFlag(f, "max-lr", 6e-4, { min: 0 });
-  await train({
-    backend,
-    config,
-    dataPath: await resolveTinyShakespeare(stringFlag(f, "data")),
-    B,
-    T,
-    totalBatchSize: numberFlag(f, "total-batch-size", B * T, { integer: true, min: 1 }),
-    steps: numberFlag(f, "steps", 50, { integer: true, min: 1 }),
-    maxLr,
-    minLr: numberFlag(f, "min-lr", maxLr * 0.1, { min: 0 }),
-    warmupSteps: numberFlag(f, "warmup-steps", 10, { integer: true, min: 0 }),
-    weightDecay: numberFlag(f, "weight-decay", 0.1, { min: 0 }),
-    seed: numberFlag(f, "seed", 1337, { integer: true }),
-    logDir: stringFlag(f, "log-dir", "log"),
+  const world = env?.worldSize ?? 1;
+  const maxLr = numberFlag(f, "max-lr", preset.maxLr, { min: 0 });
+  const logDir = stringFlag(f, "log-dir", "log");
+  const dataPath = await resolveData(f, preset.data, master);
+  const timeoutS = numberFlag(f, "timeout", Number(Deno.env.get("GPT2_DDP_TIMEOUT") ?? 300), {
+    min: 0.1,
   });
+  const hellaswag = await hellaswagHook(f, preset.hellaswag, master);
+  const plot = f.plot ? await plotHook(logDir) : null;
+
+  let group: ProcessGroup | undefined;
+  if (env) {
+    group = await initProcessGroup(env, {
+      timeoutMs: timeoutS * 1000,
+      transport: Deno.env.get("GPT2_DDP_TRANSPORT") === "tcp" ? "tcp" : "shm",
+    });
+  }
+  try {
+    await train({
+      backend,
+      config,
+      dataPath,
+      B,
+      T,
+      totalBatchSize: numberFlag(f, "total-batch-size", preset.totalBatchSize ?? B * T * world, {
+        integer: true,
+        min: 1,
+      }),
+      steps: numberFlag(f, "steps", preset.steps, { integer: true, min: 1 }),
+      maxLr,
+      minLr: numberFlag(f, "min-lr", f["max-lr"] !== undefined ? maxLr * 0.1 : preset.minLr, {
+        min: 0,
+      }),
+      warmupSteps: numberFlag(f, "warmup-steps", preset.warmupSteps, { integer: true, min: 0 }),
+      weightDecay: numberFlag(f, "weight-decay", preset.weightDecay, { min: 0 }),
+      seed: numberFlag(f, "seed", preset.seed, { integer: true }),
+      logDir,
+      evalEvery: numberFlag(f, "eval-every", preset.evalEvery, { integer: true, min: 0 }),
+      valBatches: numberFlag(f, "val-batches", preset.valBatches, { integer: true, min: 1 }),
+      checkpointEvery: numberFlag(f, "checkpoint-every", preset.checkpointEvery, {
+        integer: true,
+        min: 0,
+      }),
+      keepCheckpoints: numberFlag(f, "keep-checkpoints", preset.keepCheckpoints, {
+        integer: true,
+        min: 1,
+      }),
+      resume: stringFlag(f, "resume") ?? null,
+      group,
+      hellaswag,
+      runInfo: { preset: presetName },
+      onEval: plot ?? undefined,
+    });
+  } finally {
+    group?.close();
+  }
 });
+
+async function resolveData(f: FlagValues, kind: string, master: boolean): Promise<string> {
+  const path = stringFlag(f, "data");
+  if (path && !(await isFile(path))) {
+    try {
+      // a folder of .npy shards, whatever the preset
+      if ((await Deno.stat(path)).isDirectory) return path;
+    } catch {
+      // neither a file nor a folder: the text-file path below names it
+    }
+  }
+  if (kind === "shakespeare" || (path && (await isFile(path)))) {
+    return await resolveTinyShakespeare(path, { quiet: !master });
+  }
+  const dir = path ?? join(REPO_ROOT, "data", "edu_fineweb10B");
+  try {
+    if ((await Deno.stat(dir)).isDirectory) return dir;
+  } catch {
+    // reported below
+  }
+  throw new Error(
+    `Expected FineWeb-EDU shards in ${dir} (--data DIR), found none: make them with deno task fineweb`,
+  );
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** The HellaSwag hook of lib/hellaswag.ts, or null when off. */
+async function hellaswagHook(
+  f: FlagValues,
+  presetOn: boolean,
+  master: boolean,
+): Promise<HellaswagHook | null> {
+  const raw = stringFlag(f, "hellaswag", presetOn ? "all" : "0");
+  const limit = raw === "all" ? Infinity : numberFlag({ hellaswag: raw }, "hellaswag", 0, {
+    integer: true,
+    min: 0,
+  });
+  if (limit === 0) return null;
+  const hs = await import("../hellaswag.ts");
+  const path = await hs.resolveHellaswag(stringFlag(f, "hellaswag-data"), { quiet: !master });
+  const examples = await hs.loadHellaswag(path, Number.isFinite(limit) ? limit : undefined);
+  return async (model, ctx) => {
+    const { counts } = await hs.evaluateHellaswag(model, examples, {
+      rank: ctx.rank,
+      world: ctx.world,
+    });
+    return { total: counts.total, correctNorm: counts.correctNorm };
+  };
+}
+
+/** Redraws the run's figure from log.txt after each evaluation (lib/plot). */
+async function plotHook(logDir: string): Promise<() => Promise<void>> {
+  const { writeRunFigure } = await import("../plot/mod.ts");
+  return async () => {
+    await writeRunFigure(join(logDir, "log.txt"), logDir);
+  };
+}

@@ -1,0 +1,72 @@
+/**
+ * `deno task ddp`: torchrun for this project. Starts `--nproc-per-node` ranks of
+ * `deno task train` on this node with torchrun's environment, e.g.
+ *
+ * ```sh
+ * deno task ddp --nproc-per-node 2 -- --preset shakespeare --steps 10
+ * ```
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { REPO_ROOT } from "../datasets.ts";
+import { launch } from "../ddp/launcher.ts";
+import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+
+const HELP = `deno task ddp --nproc-per-node N [launcher flags] -- [train flags]
+
+Runs deno task train as N data-parallel ranks on this node (torchrun's environment: RANK,
+LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Each rank's output is
+prefixed with [rankN]; SIGINT/SIGTERM are forwarded (the ranks checkpoint and stop); when a
+rank dies the others are stopped and the launcher exits 1, naming it.
+
+  --nproc-per-node N      ranks on this node (required)
+  --nnodes M              nodes in the job (default 1)
+  --node-rank R           this node's index (default 0)
+  --master-addr A         where rank 0 listens for the rendezvous (default 127.0.0.1)
+  --master-port P         its port (default 29500)
+  --timeout S             seconds a rendezvous or collective may wait (default 300)
+  --transport shm|tcp     data between ranks of a node: shared memory (default) or TCP
+  -h, --help              this text`;
+
+await runMain(async () => {
+  const split = Deno.args.indexOf("--");
+  const own = split >= 0 ? Deno.args.slice(0, split) : Deno.args;
+  const trainArgs = split >= 0 ? Deno.args.slice(split + 1) : [];
+  const f = parseFlags(own, {
+    "nproc-per-node": { type: "string" },
+    nnodes: { type: "string" },
+    "node-rank": { type: "string" },
+    "master-addr": { type: "string" },
+    "master-port": { type: "string" },
+    timeout: { type: "string" },
+    transport: { type: "string" },
+    script: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (f.help) {
+    console.log(HELP);
+    return;
+  }
+  if (f["nproc-per-node"] === undefined) {
+    throw new Error("Expected --nproc-per-node N (see --help)");
+  }
+  const transport = stringFlag(f, "transport", "shm");
+  if (transport !== "shm" && transport !== "tcp") {
+    throw new Error(`--transport expects shm or tcp, found "${transport}"`);
+  }
+  const code = await launch({
+    nprocPerNode: numberFlag(f, "nproc-per-node", 1, { integer: true, min: 1 }),
+    nnodes: numberFlag(f, "nnodes", 1, { integer: true, min: 1 }),
+    nodeRank: numberFlag(f, "node-rank", 0, { integer: true, min: 0 }),
+    masterAddr: stringFlag(f, "master-addr", "127.0.0.1"),
+    masterPort: numberFlag(f, "master-port", 29500, { integer: true, min: 1 }),
+    timeoutS: f.timeout !== undefined ? numberFlag(f, "timeout", 300, { min: 0.1 }) : undefined,
+    transport,
+    // --script: another rank program (the DDP benchmark); default the train task
+    script: stringFlag(f, "script", join(REPO_ROOT, "lib", "cli", "train.ts")),
+    args: trainArgs,
+  });
+  if (code !== 0) Deno.exit(code);
+});

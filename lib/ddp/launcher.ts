@@ -1,0 +1,217 @@
+/**
+ * The launcher behind `deno task ddp` (torchrun for Deno): starts this node's ranks as Deno
+ * subprocesses with torchrun's environment, prefixes their output with `[rankN]`, forwards
+ * SIGINT/SIGTERM to them, and when one rank dies, kills the others at once and exits
+ * non-zero naming the rank and its last lines of output.
+ *
+ * @module
+ */
+
+/** Options of {@linkcode launch}. */
+export interface LaunchOptions {
+  /** Ranks on this node. */
+  nprocPerNode: number;
+  /** Nodes in the job (default 1). */
+  nnodes?: number;
+  /** This node's index (default 0). */
+  nodeRank?: number;
+  /** Where rank 0 listens for the rendezvous (default 127.0.0.1). */
+  masterAddr?: string;
+  /** Its port (default 29500). */
+  masterPort?: number;
+  /** The script each rank runs. */
+  script: string;
+  /** Its arguments. */
+  args: string[];
+  /** Seconds a collective may wait, passed to the ranks as GPT2_DDP_TIMEOUT. */
+  timeoutS?: number;
+  /** "shm" (default) or "tcp", passed as GPT2_DDP_TRANSPORT. */
+  transport?: string;
+  /** Lines of output kept per rank for the failure report (default 20). */
+  tailLines?: number;
+  /** Where prefixed output goes (default: this process's stdout/stderr). */
+  write?: (stream: "stdout" | "stderr", line: string) => void;
+}
+
+/** Why a rank ended. */
+export interface RankExit {
+  rank: number;
+  pid: number;
+  code: number;
+  signal: Deno.Signal | null;
+}
+
+function defaultWrite(stream: "stdout" | "stderr", line: string): void {
+  if (stream === "stdout") console.log(line);
+  else console.error(line);
+}
+
+/**
+ * Runs the job's ranks on this node; resolves to the exit code the launcher should end with:
+ * 0 when every rank exited 0, 1 otherwise (the failed rank is reported on stderr).
+ */
+export async function launch(o: LaunchOptions): Promise<number> {
+  const nnodes = o.nnodes ?? 1, nodeRank = o.nodeRank ?? 0, N = o.nprocPerNode;
+  const masterAddr = o.masterAddr ?? "127.0.0.1", masterPort = o.masterPort ?? 29500;
+  const write = o.write ?? defaultWrite;
+  const tailLines = o.tailLines ?? 20;
+  if (!Number.isInteger(N) || N < 1) {
+    throw new Error(`--nproc-per-node expects an integer >= 1, found ${N}`);
+  }
+  if (nodeRank < 0 || nodeRank >= nnodes) {
+    throw new Error(`--node-rank ${nodeRank} must be in [0, --nnodes ${nnodes})`);
+  }
+  if (nodeRank === 0) checkPortFree(masterAddr, masterPort);
+  const world = N * nnodes;
+  const runId = crypto.randomUUID().slice(0, 8);
+
+  const children: { rank: number; child: Deno.ChildProcess; tail: string[] }[] = [];
+  for (let local = 0; local < N; local++) {
+    const rank = nodeRank * N + local;
+    const env: Record<string, string> = {
+      RANK: String(rank),
+      LOCAL_RANK: String(local),
+      WORLD_SIZE: String(world),
+      LOCAL_WORLD_SIZE: String(N),
+      GROUP_RANK: String(nodeRank),
+      ROLE_RANK: String(rank),
+      ROLE_WORLD_SIZE: String(world),
+      MASTER_ADDR: masterAddr,
+      MASTER_PORT: String(masterPort),
+      TORCHELASTIC_RUN_ID: runId,
+      GPT2_DDP_LAUNCHER_PID: String(Deno.pid),
+    };
+    // as torchrun does: N ranks share the cores, so each gets its share of threads
+    // (OpenMP and OpenBLAS in the native backend) unless the user said otherwise
+    const threads = String(Math.max(1, Math.floor(navigator.hardwareConcurrency / N)));
+    for (const k of ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"]) {
+      if (Deno.env.get(k) === undefined) env[k] = threads;
+    }
+    if (o.timeoutS !== undefined) env.GPT2_DDP_TIMEOUT = String(o.timeoutS);
+    if (o.transport) env.GPT2_DDP_TRANSPORT = o.transport;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", o.script, ...o.args],
+      env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    children.push({ rank, child, tail: [] });
+    write("stdout", `[launcher] rank ${rank}: pid ${child.pid}`);
+  }
+
+  const pumps = children.flatMap(({ rank, child, tail }) =>
+    (["stdout", "stderr"] as const).map((stream) =>
+      pumpLines(child[stream], (line) => {
+        tail.push(line);
+        if (tail.length > tailLines) tail.shift();
+        write(stream, `[rank${rank}] ${line}`);
+      })
+    )
+  );
+
+  // signals: forwarded once (the ranks checkpoint and stop); a second one kills
+  let forwarded = 0;
+  const forward = (sig: Deno.Signal) => () => {
+    forwarded++;
+    for (const { child } of children) {
+      try {
+        child.kill(forwarded > 1 ? "SIGKILL" : sig);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  const handlers: [Deno.Signal, () => void][] = [
+    ["SIGINT", forward("SIGINT")],
+    ["SIGTERM", forward("SIGTERM")],
+  ];
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+
+  try {
+    const pending = new Map(
+      children.map(({ rank, child }) => [
+        rank,
+        child.status.then((s): RankExit => ({
+          rank,
+          pid: child.pid,
+          code: s.code,
+          signal: s.signal,
+        })),
+      ]),
+    );
+    let failed: RankExit | null = null;
+    while (pending.size) {
+      const done = await Promise.race(pending.values());
+      pending.delete(done.rank);
+      if (done.code !== 0 && !failed) {
+        failed = done;
+        // the others wait on the dead rank in a collective: stop them now
+        for (const r of pending.keys()) {
+          try {
+            children.find((c) => c.rank === r)!.child.kill("SIGKILL");
+          } catch {
+            // already gone
+          }
+        }
+      }
+    }
+    await Promise.all(pumps);
+    if (failed) {
+      const how = failed.signal
+        ? `was killed by ${failed.signal}`
+        : `exited with code ${failed.code}`;
+      const tail = children.find((c) => c.rank === failed!.rank)!.tail;
+      const others = children.filter((c) => c.rank !== failed!.rank).map((c) => c.rank);
+      write(
+        "stderr",
+        [
+          `error: rank ${failed.rank} (pid ${failed.pid}) ${how}; its last lines:`,
+          ...(tail.length ? tail.map((l) => `  ${l}`) : ["  (no output)"]),
+          others.length ? `the launcher stopped rank(s) ${others.join(", ")}` : "",
+        ].filter(Boolean).join("\n"),
+      );
+      return 1;
+    }
+    return 0;
+  } finally {
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  }
+}
+
+/** Fails with a clear message when nothing can listen on host:port. */
+export function checkPortFree(host: string, port: number): void {
+  try {
+    Deno.listen({ hostname: host, port }).close();
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new Error(
+        `Port ${port} on ${host} is already in use (--master-port): another job holds it; pick another, e.g. --master-port ${
+          port + 1
+        }`,
+      );
+    }
+    throw new Error(
+      `Cannot listen on ${host}:${port} (--master-addr, --master-port): ${(e as Error).message}`,
+    );
+  }
+}
+
+/** Calls `onLine` for each line of a byte stream (the last one even without a newline). */
+async function pumpLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let rest = "";
+  for await (const chunk of stream) {
+    rest += decoder.decode(chunk, { stream: true });
+    let i;
+    while ((i = rest.indexOf("\n")) >= 0) {
+      onLine(rest.slice(0, i));
+      rest = rest.slice(i + 1);
+    }
+  }
+  rest += decoder.decode();
+  if (rest) onLine(rest);
+}

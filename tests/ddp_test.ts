@@ -1,0 +1,283 @@
+// The DDP runner: the launcher, the process group (rendezvous, collectives, timeouts) and
+// data-parallel training against a single process with gradient accumulation.
+import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
+import { join } from "node:path";
+import {
+  type DistEnv,
+  distEnvFromEnv,
+  initProcessGroup,
+  type ProcessGroup,
+} from "../lib/ddp/process_group.ts";
+import { readSafetensors, toFloat32 } from "../lib/safetensors.ts";
+import { assertClose } from "./support.ts";
+
+const root = join(import.meta.dirname!, "..");
+const modelFlags = [
+  "--n-layer",
+  "1",
+  "--n-embd",
+  "16",
+  "--n-head",
+  "2",
+  "--block-size",
+  "32",
+  "-B",
+  "2",
+  "-T",
+  "16",
+  "--eval-every",
+  "0",
+];
+
+/** A port nothing listens on now. */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", ...args],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return !/^\d+ \(.*\) Z/.test(stat); // a zombie is dead, only not yet reaped
+  } catch {
+    return false;
+  }
+}
+
+function shmFiles(): string[] {
+  return [...Deno.readDirSync("/dev/shm")].map((e) => e.name).filter((n) =>
+    n.startsWith("gpt2-ddp-")
+  );
+}
+
+Deno.test("ddp: 2 ranks x B equal 1 rank with 2 accumulation steps (losses and weights)", async () => {
+  const [ddpDir, oneDir] = [await Deno.makeTempDir(), await Deno.makeTempDir()];
+  const before = shmFiles();
+  const [ddp, one] = await Promise.all([
+    run([
+      "lib/cli/ddp.ts",
+      "--nproc-per-node",
+      "2",
+      "--master-port",
+      String(freePort()),
+      "--timeout",
+      "60",
+      "--",
+      ...modelFlags,
+      "--steps",
+      "4",
+      "--log-dir",
+      ddpDir,
+    ]),
+    run([
+      "lib/cli/train.ts",
+      ...modelFlags,
+      "--total-batch-size",
+      "64",
+      "--steps",
+      "4",
+      "--log-dir",
+      oneDir,
+    ]),
+  ]);
+  assertEquals(ddp.code, 0, ddp.stderr + ddp.stdout);
+  assertEquals(one.code, 0, one.stderr);
+  ok(ddp.stdout.includes("[rank0] => calculated gradient accumulation steps: 1"), ddp.stdout);
+  ok(one.stdout.includes("=> calculated gradient accumulation steps: 2"), one.stdout);
+  ok(ddp.stdout.includes("shared memory /dev/shm/gpt2-ddp-"), ddp.stdout);
+  ok(!/\[rank1\] step/.test(ddp.stdout), "rank 1 must not print step lines");
+  const losses = (s: string) => [...s.matchAll(/step +\d+ \| loss: ([\d.]+)/g)].map((m) => +m[1]);
+  assertEquals(losses(ddp.stdout).length, 4);
+  assertClose("losses", losses(ddp.stdout), losses(one.stdout), { rtol: 1e-6, atol: 2e-6 });
+  const a = await readSafetensors(join(ddpDir, "model", "model.safetensors"));
+  const b = await readSafetensors(join(oneDir, "model", "model.safetensors"));
+  for (const [name, t] of a.tensors) {
+    assertClose(name, toFloat32(t), toFloat32(b.tensors.get(name)!), { rtol: 1e-4, atol: 1e-6 });
+  }
+  assertEquals(shmFiles(), before); // the shared-memory file is unlinked once mapped
+});
+
+/** Starts a 2-rank job of many steps and reads its output until step 1 is printed. */
+async function startJob(launcherFlags: string[]) {
+  const logDir = await Deno.makeTempDir();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      "lib/cli/ddp.ts",
+      "--nproc-per-node",
+      "2",
+      "--master-port",
+      String(freePort()),
+      ...launcherFlags,
+      "--",
+      ...modelFlags,
+      "--steps",
+      "1000",
+      "--log-dir",
+      logDir,
+    ],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.getReader();
+  const dec = new TextDecoder();
+  let out = "";
+  while (!/\[rank0\] step {5}1 \|/.test(out)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`The job ended early: ${out}\n${await stderr}`);
+    out += dec.decode(value);
+  }
+  (async () => {
+    while (!(await reader.read()).done) { /* drain, so no rank blocks on a full pipe */ }
+  })();
+  const pids = [...out.matchAll(/\[launcher\] rank (\d): pid (\d+)/g)].map((m) => +m[2]);
+  assertEquals(pids.length, 2);
+  return { child, stderr, pids, logDir };
+}
+
+Deno.test("ddp: Ctrl-C on the launcher reaches every rank: one checkpoint, all exit 0", async () => {
+  const { child, stderr, pids, logDir } = await startJob([]);
+  child.kill("SIGINT");
+  const status = await child.status;
+  const err = await stderr;
+  assertEquals(status.code, 0, err);
+  const dirs = [...Deno.readDirSync(join(logDir, "checkpoints"))].map((e) => e.name);
+  assertEquals(dirs.length, 1, dirs.join(", "));
+  const state = JSON.parse(
+    await Deno.readTextFile(join(logDir, "checkpoints", dirs[0], "state.json")),
+  );
+  assertEquals(state.worldSize, 2);
+  assertEquals(state.ranks.length, 2);
+  ok(state.ranks[1].loader.position !== state.ranks[0].loader.position);
+  for (const pid of pids) ok(!alive(pid), `rank pid ${pid} is still running`);
+});
+
+Deno.test("ddp: a killed rank stops the job, the launcher names it with its last lines, no orphans", async () => {
+  const { child, stderr, pids } = await startJob([]);
+  const t0 = performance.now();
+  Deno.kill(pids[1], "SIGKILL");
+  const status = await child.status;
+  const seconds = (performance.now() - t0) / 1000;
+  const err = await stderr;
+  assertEquals(status.code, 1, err);
+  ok(seconds < 5, `the launcher took ${seconds} s`);
+  ok(err.includes(`error: rank 1 (pid ${pids[1]}) was killed by SIGKILL; its last lines:`), err);
+  ok(err.includes("the launcher stopped rank(s) 0"), err);
+  for (const pid of pids) ok(!alive(pid), `rank pid ${pid} is still running`);
+});
+
+Deno.test("ddp: a hung rank makes the collective time out (--timeout) and the job stop", async () => {
+  const { child, stderr, pids } = await startJob(["--timeout", "2"]);
+  Deno.kill(pids[1], "SIGSTOP"); // hangs without dying
+  const status = await child.status;
+  const err = await stderr;
+  assertEquals(status.code, 1, err);
+  ok(err.includes(`error: rank 0 (pid ${pids[0]}) exited with code 1`), err);
+  ok(/timed out after 2 s on rank 0, waiting for rank 1 \(see --timeout\)/.test(err), err);
+  for (const pid of pids) ok(!alive(pid), `rank pid ${pid} is still running`);
+});
+
+Deno.test("ddp: a port in use and a missing --nproc-per-node are clear errors", async () => {
+  const held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (held.addr as Deno.NetAddr).port;
+  try {
+    const r = await run(["lib/cli/ddp.ts", "--nproc-per-node", "2", "--master-port", String(port)]);
+    assertEquals(r.code, 1);
+    ok(r.stderr.includes(`Port ${port} on 127.0.0.1 is already in use (--master-port)`), r.stderr);
+  } finally {
+    held.close();
+  }
+  const r = await run(["lib/cli/ddp.ts", "--", "--steps", "1"]);
+  assertEquals(r.code, 1);
+  ok(r.stderr.includes("Expected --nproc-per-node N"), r.stderr);
+});
+
+function env(rank: number, worldSize: number, port: number): DistEnv {
+  return {
+    rank,
+    localRank: rank,
+    worldSize,
+    localWorldSize: worldSize,
+    nodeRank: 0,
+    masterAddr: "127.0.0.1",
+    masterPort: port,
+  };
+}
+
+Deno.test("process group: wrong world size, missing rank and a stuck collective fail with clear errors", async () => {
+  // a rank started with another WORLD_SIZE is refused, by rank 0 and on that rank
+  let port = freePort();
+  const r0 = initProcessGroup(env(0, 2, port), { timeoutMs: 5000, transport: "tcp" });
+  const r1 = initProcessGroup(env(1, 3, port), { timeoutMs: 5000, transport: "tcp" });
+  const wrong = /Rank 1 has WORLD_SIZE=3, rank 0 has 2: every rank must be started/;
+  await Promise.all([rejects(r0, wrong), rejects(r1, wrong)]);
+
+  // a rank that never comes: rank 0 names it when the rendezvous times out
+  port = freePort();
+  await rejects(
+    initProcessGroup(env(0, 3, port), { timeoutMs: 300, transport: "tcp" }),
+    /Rendezvous at 127\.0\.0\.1:\d+ timed out after 0\.3 s: rank\(s\) 1, 2 never joined \(WORLD_SIZE=3\)/,
+  );
+
+  // collectives: all-reduce sum and avg, gather, broadcast; then one rank stops calling
+  port = freePort();
+  const groups: ProcessGroup[] = await Promise.all(
+    [0, 1].map((r) => initProcessGroup(env(r, 2, port), { timeoutMs: 400, transport: "tcp" })),
+  );
+  try {
+    const y = [Float32Array.of(1, 2), Float32Array.of(3, 4)];
+    await Promise.all(groups.map((g, r) => g.allReduce([y[r]], "sum")));
+    assertEquals([...y[1]], [4, 6]);
+    const x = [Float32Array.of(1, 2, 3), Float32Array.of(10, 20, 30)];
+    await Promise.all(
+      groups.map((g, r) => g.allReduce([x[r].subarray(0, 1), x[r].subarray(1)], "avg")),
+    );
+    assertEquals([...x[0]], [5.5, 11, 16.5]);
+    assertEquals([...x[1]], [5.5, 11, 16.5]);
+    const gathered = await Promise.all(
+      groups.map((g, r) => g.allGatherBytes(new TextEncoder().encode(`rank${r}`))),
+    );
+    assertEquals(gathered[1].map((b) => new TextDecoder().decode(b)), ["rank0", "rank1"]);
+    const id = Uint8Array.from({ length: 128 }, (_, i) => i); // an NCCL unique id's size
+    const ids = await Promise.all([groups[0].broadcastBytes(id), groups[1].broadcastBytes(null)]);
+    assertEquals(ids[1], id);
+    await rejects(
+      groups[0].barrier(),
+      /Timed out after 0\.4 s waiting for rank 1 \(barrier\); see --timeout/,
+    );
+  } finally {
+    for (const g of groups) g.close();
+  }
+});
+
+Deno.test("process group: torchrun's environment is read and checked", () => {
+  const from = (vars: Record<string, string>) => distEnvFromEnv((k) => vars[k]);
+  assertEquals(from({}), null);
+  assertEquals(from({ RANK: "1", WORLD_SIZE: "2", MASTER_PORT: "1234" }), {
+    rank: 1,
+    localRank: 1,
+    worldSize: 2,
+    localWorldSize: 2,
+    nodeRank: 0,
+    masterAddr: "127.0.0.1",
+    masterPort: 1234,
+  });
+  throws(() => from({ RANK: "2", WORLD_SIZE: "2" }), /Expected RANK < WORLD_SIZE, found RANK=2/);
+  throws(() => from({ RANK: "0" }), /Expected a non-negative integer in \$WORLD_SIZE, found ""/);
+});
