@@ -22,9 +22,20 @@ export function softmax(logits: ArrayLike<number>): Float64Array {
 
 /** The k largest probabilities and their indices, descending (ties: lower index first). */
 export function topK(probs: ArrayLike<number>, k: number): { probs: number[]; indices: number[] } {
-  const idx = Array.from({ length: probs.length }, (_, i) => i);
-  idx.sort((a, b) => probs[b] - probs[a] || a - b);
-  const indices = idx.slice(0, Math.min(k, probs.length));
+  // one pass keeping a sorted list of the best k: most values fall below its last entry, so
+  // this is about one comparison per element, not a sort of the whole 50,304-wide vocabulary
+  k = Math.min(k, probs.length);
+  const indices: number[] = [];
+  for (let i = 0; i < probs.length; i++) {
+    const p = probs[i];
+    if (indices.length === k && !(p > probs[indices[k - 1]])) continue;
+    let j = indices.length < k ? indices.length : k - 1;
+    while (j > 0 && p > probs[indices[j - 1]]) {
+      if (j < k) indices[j] = indices[j - 1];
+      j--;
+    }
+    indices[j] = i;
+  }
   return { probs: indices.map((i) => probs[i]), indices };
 }
 
