@@ -174,6 +174,12 @@ export interface Backend {
 
   /** Sum of squares of the first n elements, read back to the host (grad-norm clipping). */
   sumOfSquares(buf: DeviceBuffer, n: number): Promise<number>;
+  /**
+   * Optional: `sumOfSquares` of several buffers (the first `ns[i]` elements of each) with
+   * one wait, for the global gradient norm over every parameter. Backends whose read-backs
+   * cost a round trip (WebGPU: about 10 ms each) provide it; `clipGradNorm` uses it.
+   */
+  sumsOfSquares?(bufs: DeviceBuffer[], ns: number[]): Promise<number[]>;
   /** One AdamW update of n parameters in place, m and v being the moment buffers. */
   adamw(
     param: DeviceBuffer,

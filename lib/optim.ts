@@ -110,7 +110,17 @@ export function configureOptimizers(model: Module, options: ConfigureOptions): A
  */
 export async function clipGradNorm(params: Tensor[], maxNorm: number): Promise<number> {
   let sumSq = 0;
-  for (const p of params) if (p.grad) sumSq += await p.backend.sumOfSquares(p.grad.buffer, p.size);
+  const withGrad = params.filter((p) => p.grad), backend = withGrad[0]?.backend;
+  if (backend?.sumsOfSquares && withGrad.every((p) => p.backend === backend)) {
+    // one read-back for all parameters where the backend can batch them
+    const sums = await backend.sumsOfSquares(
+      withGrad.map((p) => p.grad!.buffer),
+      withGrad.map((p) => p.size),
+    );
+    for (const s of sums) sumSq += s;
+  } else {
+    for (const p of withGrad) sumSq += await p.backend.sumOfSquares(p.grad!.buffer, p.size);
+  }
   const norm = Math.sqrt(sumSq);
   const coef = maxNorm / (norm + 1e-6);
   if (coef < 1) {

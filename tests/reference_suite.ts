@@ -168,7 +168,25 @@ export function referenceSuite(label: string, makeBackend: () => Backend | Promi
           atol: noiseAtol,
         });
       } else {
-        assertClose(`after3 ${name}`, actual, expected, { rtol: 1e-4, atol: 1e-6 });
+        // Elements whose first-step gradient is at f32 rounding level (|g| < 1e-6: 2 of the
+        // 3072 c_attn weights) also get Adam steps of about lr whatever their size, so they
+        // may drift like the key bias; the rest must agree.
+        const g = await ref(`grad.${name}`);
+        const pick = (x: Float32Array, noisy: boolean) =>
+          x.filter((_, i) => (Math.abs(g[i]) < 1e-6) === noisy);
+        assertClose(`after3 ${name}`, pick(actual, false), pick(expected, false), {
+          rtol: 1e-4,
+          atol: 1e-6,
+        });
+        assertClose(
+          `after3 ${name} (noise-level gradients)`,
+          pick(actual, true),
+          pick(expected, true),
+          {
+            rtol: 0,
+            atol: noiseAtol,
+          },
+        );
       }
     }
   });

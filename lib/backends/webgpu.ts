@@ -1,0 +1,1152 @@
+/**
+ * The WebGPU backend: every kernel of the `Backend` interface as a WGSL compute shader
+ * (`kernels/wgsl/`, one file per layer), run through Deno's `navigator.gpu`, so the same
+ * code trains on NVIDIA, AMD, Intel and Apple GPUs, and on Mesa's software adapter
+ * (llvmpipe) where there is no GPU.
+ *
+ * How it keeps the work on the device:
+ * - Buffers live on the GPU; `read` copies into a mappable staging buffer, the only wait.
+ * - Kernels are recorded into one command encoder (one compute pass while only dispatches
+ *   come in) and submitted at `read`, `write`, `flush`, or every 256 dispatches; kernel
+ *   parameters go to a uniform ring buffer bound with dynamic offsets, written once per
+ *   submit.
+ * - Pipelines and bind groups are cached; freed buffers (their wrapper garbage-collected)
+ *   return to a pool by size and are cleared on reuse, so a training step's allocations
+ *   reuse last step's buffers.
+ * - Buffers larger than `maxStorageBufferBindingSize` (wte is 154.5 MB, llvmpipe binds at
+ *   most 128 MiB) are bound in row slices aligned to `minStorageBufferOffsetAlignment`,
+ *   one dispatch per slice.
+ * - Every kernel is deterministic: reductions are loops in a fixed order, no float atomics.
+ * - Matmuls take vec4 loads when the feature counts are multiples of 4 (all of GPT-2's),
+ *   scalar ones otherwise.
+ *
+ * On llvmpipe, mind two facts the kernels are shaped around: an invocation stops after
+ * 65535 loop iterations in total (gallivm's loop limiter, silently), so long rows are
+ * split over a workgroup (cross-entropy) or walked four channels at a time (attention);
+ * and workgroup memory is slower than plain loads, so matmuls are register-blocked.
+ *
+ * @module
+ */
+
+import type { AdamWParams, AttentionDims, Backend, DeviceBuffer, DType } from "../backend.ts";
+
+/** A buffer on the GPU. */
+export class WebGpuBuffer implements DeviceBuffer {
+  /** Wraps `gpu`, which holds `length` elements of `dtype`. */
+  constructor(
+    /** The GPU buffer (at least `length` elements; it may be larger). */
+    readonly gpu: GPUBuffer,
+    readonly length: number,
+    readonly dtype: DType,
+    /** Unique per GPU buffer, the key of cached bind groups. */
+    readonly id: number,
+  ) {}
+}
+
+/**
+ * What attention saves for backward: lse and D (2 B NH T floats, the buffer itself) and a
+ * copy of its output. It holds the wrappers it shares GPU buffers with, so that their
+ * finalizers cannot return those buffers to the pool while it lives.
+ */
+class AttentionSaved extends WebGpuBuffer {
+  constructor(readonly stats: WebGpuBuffer, readonly out: WebGpuBuffer) {
+    super(stats.gpu, stats.length, stats.dtype, stats.id);
+  }
+}
+
+/** A range of a buffer, in elements. */
+interface Slice {
+  buf: WebGpuBuffer;
+  offset: number;
+  length: number;
+}
+
+type Binding = WebGpuBuffer | Slice;
+
+/** One compute entry point: its file, uniform layout (u32/i32/f32) and storage bindings. */
+interface KernelSpec {
+  file: string;
+  entry: string;
+  /** One letter per uniform field: "u" (u32), "f" (f32). */
+  params: string;
+  /** One letter per storage binding 1, 2, ...: "r" (read), "w" (read_write). */
+  bindings: string;
+}
+
+const KERNELS = {
+  matmulForward: { file: "matmul", entry: "matmul_forward", params: "uuuuuu", bindings: "rrrw" },
+  matmulBackwardInput: {
+    file: "matmul",
+    entry: "matmul_backward_input",
+    params: "uuuuuu",
+    bindings: "rrw",
+  },
+  matmulBackwardWeight: {
+    file: "matmul",
+    entry: "matmul_backward_weight",
+    params: "uuuuuu",
+    bindings: "rrw",
+  },
+  matmulBackwardBias: {
+    file: "matmul",
+    entry: "matmul_backward_bias",
+    params: "uuuuuu",
+    bindings: "rw",
+  },
+  matmulForwardVec4: {
+    file: "matmul",
+    entry: "matmul_forward_vec4",
+    params: "uuuuuu",
+    bindings: "rrrw",
+  },
+  matmulBackwardInputVec4: {
+    file: "matmul",
+    entry: "matmul_backward_input_vec4",
+    params: "uuuuuu",
+    bindings: "rrw",
+  },
+  matmulBackwardWeightVec4: {
+    file: "matmul",
+    entry: "matmul_backward_weight_vec4",
+    params: "uuuuuu",
+    bindings: "rrw",
+  },
+  addForward: { file: "residual", entry: "add_forward", params: "uuuuf", bindings: "rrw" },
+  accumulate: { file: "residual", entry: "accumulate", params: "uuuuf", bindings: "rw" },
+  accumulateBroadcast: {
+    file: "residual",
+    entry: "accumulate_broadcast",
+    params: "uuuuf",
+    bindings: "rw",
+  },
+  scale: { file: "residual", entry: "scale", params: "uuuuf", bindings: "rw" },
+  scaleInplace: { file: "residual", entry: "scale_inplace", params: "uuuuf", bindings: "w" },
+  geluForward: { file: "gelu", entry: "gelu_forward", params: "u", bindings: "rw" },
+  geluBackward: { file: "gelu", entry: "gelu_backward", params: "u", bindings: "rrw" },
+  layernormForward: {
+    file: "layernorm",
+    entry: "layernorm_forward",
+    params: "uu",
+    bindings: "rrrwww",
+  },
+  layernormBackwardInput: {
+    file: "layernorm",
+    entry: "layernorm_backward_input",
+    params: "uu",
+    bindings: "rrrrrw",
+  },
+  layernormBackwardParams: {
+    file: "layernorm",
+    entry: "layernorm_backward_params",
+    params: "uu",
+    bindings: "rrrrww",
+  },
+  embeddingForward: {
+    file: "embedding",
+    entry: "embedding_forward",
+    params: "uuuu",
+    bindings: "rrw",
+  },
+  embeddingLinks: { file: "embedding", entry: "embedding_links", params: "uuuu", bindings: "rw" },
+  embeddingBackward: {
+    file: "embedding",
+    entry: "embedding_backward",
+    params: "uuuu",
+    bindings: "rrrw",
+  },
+  attentionForward: {
+    file: "attention",
+    entry: "attention_forward",
+    params: "uuuuuuf",
+    bindings: "rww",
+  },
+  attentionBackwardQuery: {
+    file: "attention",
+    entry: "attention_backward_query",
+    params: "uuuuuuf",
+    bindings: "rrrww",
+  },
+  attentionBackwardKeyValue: {
+    file: "attention",
+    entry: "attention_backward_key_value",
+    params: "uuuuuuf",
+    bindings: "rrrw",
+  },
+  crossEntropyForwardRows: {
+    file: "crossentropy",
+    entry: "crossentropy_forward_rows",
+    params: "uuuu",
+    bindings: "rrw",
+  },
+  crossEntropyMean: {
+    file: "crossentropy",
+    entry: "crossentropy_mean",
+    params: "uuuu",
+    bindings: "rw",
+  },
+  crossEntropyBackward: {
+    file: "crossentropy",
+    entry: "crossentropy_backward",
+    params: "uuuu",
+    bindings: "rrrw",
+  },
+  sumSquares: { file: "norm", entry: "sum_squares", params: "uu", bindings: "rw" },
+  adamw: { file: "adamw", entry: "adamw", params: "uffffff", bindings: "rwww" },
+} satisfies Record<string, KernelSpec>;
+
+/** Names of the compute entry points. */
+type KernelName = keyof typeof KERNELS;
+
+/** The WGSL files the kernels come from. */
+export const WGSL_FILES = [
+  "matmul",
+  "residual",
+  "gelu",
+  "layernorm",
+  "embedding",
+  "attention",
+  "crossentropy",
+  "norm",
+  "adamw",
+];
+
+/** Bytes per uniform slot: the largest `minUniformBufferOffsetAlignment` allowed. */
+const SLOT = 256;
+/** Uniform slots per submit. */
+const RING_SLOTS = 1024;
+/** Dispatches recorded before a submit is forced, so the GPU starts early. */
+const DISPATCHES_PER_SUBMIT = 256;
+/** Freed buffers kept for reuse, in bytes, before the rest are destroyed. */
+const POOL_BYTES = 4 * 2 ** 30;
+/** Workgroups of sum_squares per chunk (each of 64 invocations). */
+const NORM_GROUPS = 256;
+/** Rows of the weight per backward_input dispatch (a multiple of 4 and of 64). */
+const K_PIECE = 4096;
+/** Largest workgroup count in one grid dimension. */
+const MAX_GROUPS = 65535;
+
+/** Options of `createWebGpuBackend`. */
+export interface WebGpuOptions {
+  /** Print nothing about the adapter (it is still in `adapterSummary`). */
+  quiet?: boolean;
+  /** `navigator.gpu.requestAdapter`'s power preference; default "high-performance". */
+  powerPreference?: GPUPowerPreference;
+  /**
+   * Bind at most this many bytes per binding (default: the adapter's limit). Tests set it
+   * low to run the sliced paths that wte needs on small tensors.
+   */
+  maxBindingBytes?: number;
+  /** Align binding offsets to this power of two, at least (default: the adapter's). */
+  minOffsetAlignment?: number;
+}
+
+/**
+ * Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set" when the
+ * variable is missing (CI, containers): point it at a private folder first, if allowed.
+ */
+function quietMesa(): void {
+  try {
+    if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR")) return;
+    const dir = `/tmp/deno-webgpu-runtime-${Deno.uid() ?? "user"}`;
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+  } catch {
+    // without env or write permission Mesa only prints its warning
+  }
+}
+
+/**
+ * Whether this Deno finds a WebGPU adapter: any (a GPU, or a software one), or with
+ * `excludeFallback` a real GPU only.
+ */
+export async function hasWebGpuAdapter(options: { excludeFallback?: boolean } = {}): Promise<
+  boolean
+> {
+  if (!("gpu" in navigator) || !navigator.gpu) return false;
+  quietMesa();
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    return adapter !== null && !(options.excludeFallback && adapter.info.isFallbackAdapter);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Opens the best adapter with its maximum limits, prints what it is (loudly when it is a
+ * fallback, software adapter) and returns the backend. Throws when there is no adapter.
+ */
+export async function createWebGpuBackend(options: WebGpuOptions = {}): Promise<WebGpuBackend> {
+  if (!("gpu" in navigator) || !navigator.gpu) {
+    throw new Error("WebGPU is not available in this Deno (navigator.gpu is missing)");
+  }
+  quietMesa();
+  const adapter = await navigator.gpu.requestAdapter({
+    powerPreference: options.powerPreference ?? "high-performance",
+  });
+  if (!adapter) {
+    throw new Error(
+      "No WebGPU adapter found: install a GPU driver with Vulkan, Metal or DX12 support, or " +
+        "Mesa's software rasteriser (Debian: mesa-vulkan-drivers), or use --backend cpu",
+    );
+  }
+  const requiredLimits: Record<string, number> = {};
+  const limits = adapter.limits as unknown as Record<string, number>;
+  for (const key in adapter.limits) {
+    const value = limits[key];
+    if (typeof value === "number") requiredLimits[key] = value;
+  }
+  const wanted: GPUFeatureName[] = ["shader-f16", "timestamp-query"];
+  const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  const sources = new Map<string, string>();
+  for (const file of WGSL_FILES) {
+    const url = new URL(`../../kernels/wgsl/${file}.wgsl`, import.meta.url);
+    sources.set(file, await Deno.readTextFile(url));
+  }
+  const backend = new WebGpuBackend(device, adapter.info, sources, options);
+  if (!options.quiet) {
+    console.log(`webgpu: ${backend.adapterSummary}`);
+    if (adapter.info.isFallbackAdapter) {
+      console.log(
+        "webgpu: WARNING: this is a FALLBACK adapter (software rendering on the CPU), " +
+          "not a GPU: correct but slow",
+      );
+    }
+  }
+  return backend;
+}
+
+/** The WebGPU backend; make it with `createWebGpuBackend`. */
+export class WebGpuBackend implements Backend {
+  readonly name = "webgpu";
+  /** The adapter in one line: description, vendor, architecture, fallback or not. */
+  readonly adapterSummary: string;
+  /** Whether the adapter is a fallback (software) one. */
+  readonly isFallbackAdapter: boolean;
+  /** Whether the device has `shader-f16`. */
+  readonly hasF16: boolean;
+  /** Largest storage binding, in bytes. */
+  readonly maxBinding: number;
+  private readonly align: number;
+
+  private nextId = 1;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private dispatches = 0;
+  private readonly ring: GPUBuffer;
+  private readonly ringData = new ArrayBuffer(SLOT * RING_SLOTS);
+  private readonly ringU32 = new Uint32Array(this.ringData);
+  private readonly ringF32 = new Float32Array(this.ringData);
+  private ringUsed = 0;
+  private readonly modules = new Map<string, GPUShaderModule>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly pool = new Map<number, { gpu: GPUBuffer; id: number }[]>();
+  private poolBytes = 0;
+  /** Allocations served from the pool so far (buffers whose wrapper was collected). */
+  reusedBuffers = 0;
+  private toDestroy: GPUBuffer[] = [];
+  private deviceError: GPUError | null = null;
+  private readonly dummy: WebGpuBuffer;
+  private readonly registry = new FinalizationRegistry<
+    { gpu: GPUBuffer; id: number; bytes: number }
+  >((held) => this.recycle(held));
+
+  /** Use `createWebGpuBackend`, which opens the adapter and reads the kernels. */
+  constructor(
+    readonly device: GPUDevice,
+    info: GPUAdapterInfo,
+    private readonly sources: Map<string, string>,
+    options: WebGpuOptions = {},
+  ) {
+    this.isFallbackAdapter = info.isFallbackAdapter;
+    this.adapterSummary = [
+      info.description || info.device || "unnamed adapter",
+      `vendor ${info.vendor || "?"}`,
+      info.architecture ? `architecture ${info.architecture}` : "",
+      info.isFallbackAdapter ? "FALLBACK (software) adapter" : "",
+    ].filter((s) => s).join(", ");
+    this.hasF16 = device.features.has("shader-f16");
+    this.maxBinding = Math.min(
+      device.limits.maxStorageBufferBindingSize,
+      options.maxBindingBytes ?? Infinity,
+    );
+    this.align = Math.max(
+      device.limits.minStorageBufferOffsetAlignment,
+      options.minOffsetAlignment ?? 0,
+    );
+    this.ring = device.createBuffer({
+      size: SLOT * RING_SLOTS,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    this.dummy = this.alloc(4, "f32") as WebGpuBuffer;
+    device.addEventListener("uncapturederror", (e) => {
+      this.deviceError ??= (e as GPUUncapturedErrorEvent).error;
+    });
+  }
+
+  // ---- buffers ---------------------------------------------------------------------
+
+  alloc(length: number, dtype: DType): DeviceBuffer {
+    const bytes = byteSize(length);
+    const pooled = this.pool.get(bytes)?.pop();
+    let gpu: GPUBuffer, id: number;
+    if (pooled) {
+      this.poolBytes -= bytes;
+      this.reusedBuffers++;
+      ({ gpu, id } = pooled);
+      this.commandEncoder().clearBuffer(gpu);
+    } else {
+      gpu = this.device.createBuffer({
+        size: bytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      });
+      id = this.nextId++;
+    }
+    return this.wrap(gpu, length, dtype, id, bytes);
+  }
+
+  upload(data: Float32Array | Int32Array): DeviceBuffer {
+    const bytes = byteSize(data.length);
+    const gpu = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      mappedAtCreation: true,
+    });
+    const range = gpu.getMappedRange();
+    if (data instanceof Float32Array) new Float32Array(range).set(data);
+    else new Int32Array(range).set(data);
+    gpu.unmap();
+    return this.wrap(gpu, data.length, dtypeOf(data), this.nextId++, bytes);
+  }
+
+  write(buf: DeviceBuffer, data: Float32Array | Int32Array): void {
+    const b = this.buffer(buf);
+    if (b.length !== data.length || b.dtype !== dtypeOf(data)) {
+      throw new Error(
+        `Cannot write ${data.constructor.name}(${data.length}) into a ${b.dtype} buffer of ${b.length} elements`,
+      );
+    }
+    this.flush(); // queue writes run before commands still being recorded: submit those first
+    this.device.queue.writeBuffer(b.gpu, 0, data as Float32Array<ArrayBuffer>);
+  }
+
+  async read(buf: DeviceBuffer): Promise<Float32Array | Int32Array> {
+    const b = this.buffer(buf);
+    const bytes = b.length * 4;
+    const staging = this.device.createBuffer({
+      size: Math.max(4, bytes),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    if (bytes > 0) this.commandEncoder().copyBufferToBuffer(b.gpu, 0, staging, 0, bytes);
+    this.flush();
+    await staging.mapAsync(GPUMapMode.READ);
+    const range = staging.getMappedRange(0, bytes);
+    const out = b.dtype === "f32"
+      ? new Float32Array(range.slice(0))
+      : new Int32Array(range.slice(0));
+    staging.unmap();
+    staging.destroy();
+    this.checkError();
+    return out;
+  }
+
+  /** Submits everything recorded so far (the GPU runs it while the host goes on). */
+  flush(): void {
+    this.endPass();
+    if (!this.encoder) return;
+    if (this.ringUsed > 0) {
+      this.device.queue.writeBuffer(this.ring, 0, this.ringData, 0, this.ringUsed * SLOT);
+    }
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.ringUsed = 0;
+    this.dispatches = 0;
+    for (const gpu of this.toDestroy) gpu.destroy();
+    this.toDestroy = [];
+  }
+
+  /** Submits and waits until the GPU has finished everything submitted. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.checkError();
+  }
+
+  /** Destroys every buffer this backend still pools, and the device. */
+  destroy(): void {
+    this.flush();
+    for (const list of this.pool.values()) for (const { gpu } of list) gpu.destroy();
+    this.pool.clear();
+    this.bindGroups.clear();
+    this.device.destroy();
+  }
+
+  private wrap(
+    gpu: GPUBuffer,
+    length: number,
+    dtype: DType,
+    id: number,
+    bytes: number,
+  ): WebGpuBuffer {
+    const b = new WebGpuBuffer(gpu, length, dtype, id);
+    this.registry.register(b, { gpu, id, bytes });
+    return b;
+  }
+
+  private recycle(held: { gpu: GPUBuffer; id: number; bytes: number }): void {
+    if (this.poolBytes + held.bytes > POOL_BYTES) {
+      this.toDestroy.push(held.gpu);
+      for (const key of this.bindGroups.keys()) {
+        if (key.includes(`#${held.id}:`)) this.bindGroups.delete(key);
+      }
+      return;
+    }
+    const list = this.pool.get(held.bytes) ?? [];
+    list.push({ gpu: held.gpu, id: held.id });
+    this.pool.set(held.bytes, list);
+    this.poolBytes += held.bytes;
+  }
+
+  private buffer(buf: DeviceBuffer): WebGpuBuffer {
+    if (!(buf instanceof WebGpuBuffer)) {
+      throw new Error(
+        `Expected a buffer of the webgpu backend, found ${buf.constructor.name} (${buf.dtype}, ${buf.length} elements)`,
+      );
+    }
+    return buf;
+  }
+
+  private f32(buf: DeviceBuffer): WebGpuBuffer {
+    const b = this.buffer(buf);
+    if (b.dtype !== "f32") throw new Error(`Expected an f32 buffer, found ${b.dtype}`);
+    return b;
+  }
+
+  private i32(buf: DeviceBuffer): WebGpuBuffer {
+    const b = this.buffer(buf);
+    if (b.dtype !== "i32") throw new Error(`Expected an i32 buffer, found ${b.dtype}`);
+    return b;
+  }
+
+  private checkError(): void {
+    const e = this.deviceError;
+    if (e) {
+      this.deviceError = null;
+      throw new Error(`WebGPU error: ${e.message}`);
+    }
+  }
+
+  // ---- recording -------------------------------------------------------------------
+
+  private commandEncoder(): GPUCommandEncoder {
+    this.endPass();
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) {
+      this.encoder ??= this.device.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
+    }
+    return this.pass;
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  private pipeline(name: KernelName, variant = ""): GPUComputePipeline {
+    const key = `${name}${variant}`;
+    let p = this.pipelines.get(key);
+    if (p) return p;
+    const spec: KernelSpec = KERNELS[name];
+    const moduleKey = `${spec.file}${variant}`;
+    let module = this.modules.get(moduleKey);
+    if (!module) {
+      let code = this.sources.get(spec.file)!;
+      if (spec.file === "attention") {
+        code = code.replace(/const HS: u32 = \d+u;/, `const HS: u32 = ${variant}u;`);
+      }
+      module = this.device.createShaderModule({ label: moduleKey, code });
+      this.modules.set(moduleKey, module);
+    }
+    const entries: GPUBindGroupLayoutEntry[] = [{
+      binding: 0,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: "uniform", hasDynamicOffset: true },
+    }];
+    [...spec.bindings].forEach((kind, i) =>
+      entries.push({
+        binding: i + 1,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: kind === "r" ? "read-only-storage" : "storage" },
+      })
+    );
+    const layout = this.device.createPipelineLayout({
+      bindGroupLayouts: [this.device.createBindGroupLayout({ entries })],
+    });
+    p = this.device.createComputePipeline({
+      label: key,
+      layout,
+      compute: { module, entryPoint: spec.entry },
+    });
+    this.pipelines.set(key, p);
+    return p;
+  }
+
+  /** Records one dispatch of `name` with its uniform fields and storage bindings. */
+  private dispatch(
+    name: KernelName,
+    params: number[],
+    bindings: Binding[],
+    groups: [number, number?, number?],
+    variant = "",
+  ): void {
+    const spec: KernelSpec = KERNELS[name];
+    if (params.length !== spec.params.length || bindings.length !== spec.bindings.length) {
+      throw new Error(
+        `Kernel ${name} takes ${spec.params.length} params and ${spec.bindings.length} bindings`,
+      );
+    }
+    if (this.ringUsed === RING_SLOTS) this.flush();
+    const pipeline = this.pipeline(name, variant);
+    const slot = this.ringUsed++;
+    const base = slot * (SLOT / 4);
+    for (let i = 0; i < params.length; i++) {
+      if (spec.params[i] === "f") this.ringF32[base + i] = params[i];
+      else this.ringU32[base + i] = params[i];
+    }
+    let key = `${name}${variant}`;
+    const ranges: { gpu: GPUBuffer; offset: number; size: number }[] = [];
+    for (const b of bindings) {
+      const s = b instanceof WebGpuBuffer ? { buf: b, offset: 0, length: b.length } : b;
+      const offset = s.offset * 4, size = Math.max(4, s.length * 4);
+      if (offset % this.align !== 0) {
+        throw new Error(`Binding offset ${offset} is not a multiple of ${this.align}`);
+      }
+      if (size > this.maxBinding) {
+        throw new Error(`Binding of ${size} bytes is over the adapter's ${this.maxBinding}`);
+      }
+      ranges.push({ gpu: s.buf.gpu, offset, size });
+      key += `#${s.buf.id}:${offset}:${size}`;
+    }
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      if (this.bindGroups.size > 8192) this.bindGroups.clear();
+      group = this.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: this.ring, offset: 0, size: SLOT } },
+          ...ranges.map((r, i) => ({
+            binding: i + 1,
+            resource: { buffer: r.gpu, offset: r.offset, size: r.size },
+          })),
+        ],
+      });
+      this.bindGroups.set(key, group);
+    }
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group, [slot * SLOT]);
+    pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
+    if (++this.dispatches >= DISPATCHES_PER_SUBMIT) this.flush();
+  }
+
+  /**
+   * Splits `rows` rows into chunks whose every binding fits the adapter: each row of each
+   * bound buffer holds the given number of elements, and every chunk starts at an offset
+   * the adapter can bind, on a multiple of `rowMultiple` rows.
+   */
+  private rowChunks(rows: number, rowElems: number[], rowMultiple = 1): [number, number][] {
+    const widest = Math.max(...rowElems, 1) * 4;
+    if (rows * widest <= this.maxBinding) return [[0, rows]];
+    let step = Math.floor(this.maxBinding / widest);
+    let unit = rowMultiple; // rows per alignment unit: the least common multiple over the buffers
+    for (const e of rowElems) {
+      const u = this.align / gcd(e * 4, this.align);
+      unit = unit * u / gcd(unit, u);
+    }
+    step -= step % unit;
+    if (step < 1) {
+      throw new Error(
+        `Cannot bind rows of ${widest} bytes within the adapter's ${this.maxBinding}-byte bindings`,
+      );
+    }
+    const chunks: [number, number][] = [];
+    for (let r = 0; r < rows; r += step) chunks.push([r, Math.min(rows, r + step)]);
+    return chunks;
+  }
+
+  // ---- kernels ---------------------------------------------------------------------
+
+  addForward(out: DeviceBuffer, a: DeviceBuffer, b: DeviceBuffer, n: number, nb: number): void {
+    const o = this.f32(out), x = this.f32(a), y = this.f32(b);
+    for (const [i0, i1] of this.rowChunks(n, [1])) {
+      const len = i1 - i0;
+      // same shape: b is sliced like a; broadcast (wpe over the batch): b is bound whole
+      const [bs, nbs, base] = nb >= n ? [slice(y, i0, len), len, 0] : [slice(y, 0, nb), nb, i0];
+      this.dispatch(
+        "addForward",
+        [len, nbs, base, 0, 0],
+        [slice(x, i0, len), bs, slice(o, i0, len)],
+        grid(len),
+      );
+    }
+  }
+
+  accumulate(dst: DeviceBuffer, src: DeviceBuffer, n: number, nDst: number): void {
+    const d = this.f32(dst), s = this.f32(src);
+    if (nDst >= n) {
+      for (const [i0, i1] of this.rowChunks(n, [1])) {
+        this.dispatch(
+          "accumulate",
+          [i1 - i0, 0, 0, 0, 0],
+          [slice(s, i0, i1 - i0), slice(d, i0, i1 - i0)],
+          grid(i1 - i0),
+        );
+      }
+      return;
+    }
+    const chunks = n * 4 <= this.maxBinding ? [[0, n / nDst]] : this.rowChunks(n / nDst, [nDst]);
+    if (chunks.length > 1 && n % nDst !== 0) {
+      throw new Error(`Cannot sum ${n} elements into ${nDst}: ${n} is not a multiple`);
+    }
+    for (const [r0, r1] of chunks) {
+      const len = r1 === n / nDst ? n - r0 * nDst : (r1 - r0) * nDst;
+      this.dispatch(
+        "accumulateBroadcast",
+        [len, nDst, 0, 0, 0],
+        [slice(s, r0 * nDst, len), slice(d, 0, nDst)],
+        grid(nDst),
+      );
+    }
+  }
+
+  scale(out: DeviceBuffer, inp: DeviceBuffer, alpha: number, n: number, acc: boolean): void {
+    const o = this.f32(out), x = this.f32(inp);
+    for (const [i0, i1] of this.rowChunks(n, [1])) {
+      const params = [i1 - i0, 0, 0, acc ? 1 : 0, alpha];
+      if (o.gpu === x.gpu) {
+        this.dispatch("scaleInplace", params, [slice(o, i0, i1 - i0)], grid(i1 - i0));
+      } else {
+        this.dispatch(
+          "scale",
+          params,
+          [slice(x, i0, i1 - i0), slice(o, i0, i1 - i0)],
+          grid(i1 - i0),
+        );
+      }
+    }
+  }
+
+  embeddingForward(
+    out: DeviceBuffer,
+    idx: DeviceBuffer,
+    weight: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    const o = this.f32(out), ix = this.i32(idx), w = this.f32(weight);
+    const V = Math.floor(w.length / C);
+    for (const [r0, r1] of this.rowChunks(V, [C])) {
+      this.dispatch(
+        "embeddingForward",
+        [N, C, r0, r1 - r0],
+        [slice(ix, 0, N), slice(w, r0 * C, (r1 - r0) * C), slice(o, 0, N * C)],
+        grid(N * C),
+      );
+    }
+  }
+
+  embeddingBackward(
+    dweight: DeviceBuffer,
+    dout: DeviceBuffer,
+    idx: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    const dw = this.f32(dweight), d = this.f32(dout), ix = this.i32(idx);
+    const V = Math.floor(dw.length / C);
+    const links = this.alloc(2 * N, "i32") as WebGpuBuffer;
+    this.dispatch("embeddingLinks", [N, C, 0, 0], [slice(ix, 0, N), links], grid(N));
+    for (const [r0, r1] of this.rowChunks(V, [C])) {
+      this.dispatch(
+        "embeddingBackward",
+        [N, C, r0, r1 - r0],
+        [slice(ix, 0, N), links, slice(d, 0, N * C), slice(dw, r0 * C, (r1 - r0) * C)],
+        grid(N * C),
+      );
+    }
+  }
+
+  matmulForward(
+    out: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer | null,
+    N: number,
+    C: number,
+    OC: number,
+  ): void {
+    const o = this.f32(out), x = this.f32(inp), w = this.f32(weight);
+    const b = bias ? this.f32(bias) : this.dummy;
+    const v4 = C % 4 === 0; // GPT-2's shapes all are
+    for (const [n0, n1] of this.rowChunks(N, [C, OC])) {
+      for (const [j0, j1] of this.rowChunks(OC, [C])) {
+        this.dispatch(
+          v4 ? "matmulForwardVec4" : "matmulForward",
+          [n1 - n0, C, j1 - j0, OC, j0, bias ? 1 : 0],
+          [
+            slice(x, n0 * C, (n1 - n0) * C),
+            slice(w, j0 * C, (j1 - j0) * C),
+            bias ? slice(b, 0, OC) : b,
+            slice(o, n0 * OC, (n1 - n0) * OC),
+          ],
+          [Math.ceil((j1 - j0) / 32), Math.ceil((n1 - n0) / 32)],
+        );
+      }
+    }
+  }
+
+  matmulBackward(
+    dinp: DeviceBuffer | null,
+    dweight: DeviceBuffer | null,
+    dbias: DeviceBuffer | null,
+    dout: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    N: number,
+    C: number,
+    OC: number,
+  ): void {
+    const d = this.f32(dout), x = this.f32(inp), w = this.f32(weight);
+    const v4 = C % 4 === 0 && OC % 4 === 0;
+    const nChunks = this.rowChunks(N, [C, OC]), ocChunks = this.rowChunks(OC, [C], v4 ? 4 : 1);
+    if (dinp) {
+      const di = this.f32(dinp);
+      // the reduction over OC in pieces of at most K_PIECE rows, so the weight rows that
+      // all workgroups of a dispatch read stay in cache (lm_head: 2x faster on llvmpipe)
+      const pieces = ocChunks.flatMap(([a, b]) => {
+        const out: [number, number][] = [];
+        for (let j = a; j < b; j += K_PIECE) out.push([j, Math.min(b, j + K_PIECE)]);
+        return out;
+      });
+      for (const [n0, n1] of nChunks) {
+        for (const [j0, j1] of pieces) {
+          this.dispatch(
+            v4 ? "matmulBackwardInputVec4" : "matmulBackwardInput",
+            [n1 - n0, C, j1 - j0, OC, j0, 0],
+            [
+              slice(d, n0 * OC, (n1 - n0) * OC),
+              slice(w, j0 * C, (j1 - j0) * C),
+              slice(di, n0 * C, (n1 - n0) * C),
+            ],
+            [Math.ceil(C / (v4 ? 64 : 32)), Math.ceil((n1 - n0) / 32)],
+          );
+        }
+      }
+    }
+    if (dweight) {
+      const dw = this.f32(dweight);
+      for (const [j0, j1] of ocChunks) {
+        for (const [n0, n1] of nChunks) {
+          this.dispatch(
+            v4 ? "matmulBackwardWeightVec4" : "matmulBackwardWeight",
+            [n1 - n0, C, j1 - j0, OC, j0, 0],
+            [
+              slice(d, n0 * OC, (n1 - n0) * OC),
+              slice(x, n0 * C, (n1 - n0) * C),
+              slice(dw, j0 * C, (j1 - j0) * C),
+            ],
+            v4
+              ? [Math.ceil(C / 64), Math.ceil((j1 - j0) / 32)]
+              : [Math.ceil(C / 32), Math.ceil((j1 - j0) / 32)],
+          );
+        }
+      }
+    }
+    if (dbias) {
+      const db = this.f32(dbias);
+      for (const [n0, n1] of nChunks) {
+        this.dispatch(
+          "matmulBackwardBias",
+          [n1 - n0, C, OC, OC, 0, 0],
+          [slice(d, n0 * OC, (n1 - n0) * OC), slice(db, 0, OC)],
+          [Math.ceil(OC / 64)],
+        );
+      }
+    }
+  }
+
+  layernormForward(
+    out: DeviceBuffer,
+    mean: DeviceBuffer,
+    rstd: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    this.dispatch(
+      "layernormForward",
+      [N, C],
+      [
+        slice(this.f32(inp), 0, N * C),
+        slice(this.f32(weight), 0, C),
+        slice(this.f32(bias), 0, C),
+        slice(this.f32(out), 0, N * C),
+        slice(this.f32(mean), 0, N),
+        slice(this.f32(rstd), 0, N),
+      ],
+      [Math.ceil(N / 64)],
+    );
+  }
+
+  layernormBackward(
+    dinp: DeviceBuffer,
+    dweight: DeviceBuffer,
+    dbias: DeviceBuffer,
+    dout: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    mean: DeviceBuffer,
+    rstd: DeviceBuffer,
+    N: number,
+    C: number,
+  ): void {
+    const d = slice(this.f32(dout), 0, N * C), x = slice(this.f32(inp), 0, N * C);
+    const mu = slice(this.f32(mean), 0, N), rs = slice(this.f32(rstd), 0, N);
+    this.dispatch(
+      "layernormBackwardInput",
+      [N, C],
+      [d, x, slice(this.f32(weight), 0, C), mu, rs, slice(this.f32(dinp), 0, N * C)],
+      [Math.ceil(N / 64)],
+    );
+    this.dispatch(
+      "layernormBackwardParams",
+      [N, C],
+      [d, x, mu, rs, slice(this.f32(dweight), 0, C), slice(this.f32(dbias), 0, C)],
+      [Math.ceil(C / 64)],
+    );
+  }
+
+  geluForward(out: DeviceBuffer, inp: DeviceBuffer, n: number): void {
+    const o = this.f32(out), x = this.f32(inp);
+    for (const [i0, i1] of this.rowChunks(n, [1])) {
+      this.dispatch(
+        "geluForward",
+        [i1 - i0],
+        [slice(x, i0, i1 - i0), slice(o, i0, i1 - i0)],
+        grid(i1 - i0),
+      );
+    }
+  }
+
+  geluBackward(dinp: DeviceBuffer, inp: DeviceBuffer, dout: DeviceBuffer, n: number): void {
+    const di = this.f32(dinp), x = this.f32(inp), d = this.f32(dout);
+    for (const [i0, i1] of this.rowChunks(n, [1])) {
+      this.dispatch(
+        "geluBackward",
+        [i1 - i0],
+        [slice(x, i0, i1 - i0), slice(d, i0, i1 - i0), slice(di, i0, i1 - i0)],
+        grid(i1 - i0),
+      );
+    }
+  }
+
+  attentionForward(out: DeviceBuffer, qkv: DeviceBuffer, dims: AttentionDims): DeviceBuffer {
+    const { B, T, C, NH } = dims;
+    const hs = C / NH, o = this.f32(out), x = this.f32(qkv);
+    const nStats = B * NH * T;
+    const stats = this.alloc(2 * nStats, "f32") as WebGpuBuffer;
+    const saved = new AttentionSaved(stats, this.alloc(B * T * C, "f32") as WebGpuBuffer);
+    for (const [b0, b1] of this.rowChunks(B, [T * 3 * C, T * C])) {
+      this.dispatch(
+        "attentionForward",
+        [b1 - b0, T, C, NH, b0, nStats, 1 / Math.sqrt(hs)],
+        [
+          slice(x, b0 * T * 3 * C, (b1 - b0) * T * 3 * C),
+          slice(o, b0 * T * C, (b1 - b0) * T * C),
+          stats,
+        ],
+        grid((b1 - b0) * NH * T),
+        String(hs),
+      );
+    }
+    this.commandEncoder().copyBufferToBuffer(o.gpu, 0, saved.out.gpu, 0, B * T * C * 4);
+    return saved;
+  }
+
+  attentionBackward(
+    dqkv: DeviceBuffer,
+    dout: DeviceBuffer,
+    qkv: DeviceBuffer,
+    saved: DeviceBuffer,
+    dims: AttentionDims,
+  ): void {
+    const { B, T, C, NH } = dims;
+    if (!(saved instanceof AttentionSaved)) {
+      throw new Error("Expected the buffer that attentionForward of the webgpu backend returned");
+    }
+    const hs = C / NH, nStats = B * NH * T;
+    const dx = this.f32(dqkv), d = this.f32(dout), x = this.f32(qkv);
+    const chunks = this.rowChunks(B, [T * 3 * C, T * C]);
+    for (const kernel of ["attentionBackwardQuery", "attentionBackwardKeyValue"] as const) {
+      for (const [b0, b1] of chunks) {
+        const nb = b1 - b0;
+        const xs = slice(x, b0 * T * 3 * C, nb * T * 3 * C);
+        const ds = slice(d, b0 * T * C, nb * T * C);
+        const dxs = slice(dx, b0 * T * 3 * C, nb * T * 3 * C);
+        this.dispatch(
+          kernel,
+          [nb, T, C, NH, b0, nStats, 1 / Math.sqrt(hs)],
+          kernel === "attentionBackwardQuery"
+            ? [xs, ds, slice(saved.out, b0 * T * C, nb * T * C), saved, dxs]
+            : [xs, ds, saved, dxs],
+          grid(nb * NH * T),
+          String(hs),
+        );
+      }
+    }
+  }
+
+  crossEntropyForward(
+    loss: DeviceBuffer,
+    logits: DeviceBuffer,
+    targets: DeviceBuffer,
+    N: number,
+    V: number,
+  ): void {
+    const z = this.f32(logits), y = this.i32(targets);
+    const losses = this.alloc(N, "f32") as WebGpuBuffer;
+    for (const [n0, n1] of this.rowChunks(N, [V])) {
+      this.dispatch(
+        "crossEntropyForwardRows",
+        [n1 - n0, V, n0, N],
+        [slice(z, n0 * V, (n1 - n0) * V), slice(y, 0, N), losses],
+        grid((n1 - n0) * 64), // a workgroup per row
+      );
+    }
+    this.dispatch("crossEntropyMean", [N, V, 0, N], [losses, slice(this.f32(loss), 0, 1)], [1]);
+  }
+
+  crossEntropyBackward(
+    dlogits: DeviceBuffer,
+    dloss: DeviceBuffer,
+    logits: DeviceBuffer,
+    targets: DeviceBuffer,
+    N: number,
+    V: number,
+  ): void {
+    const dz = this.f32(dlogits), z = this.f32(logits), y = this.i32(targets);
+    for (const [n0, n1] of this.rowChunks(N, [V])) {
+      this.dispatch(
+        "crossEntropyBackward",
+        [n1 - n0, V, n0, N],
+        [
+          slice(z, n0 * V, (n1 - n0) * V),
+          slice(y, 0, N),
+          slice(this.f32(dloss), 0, 1),
+          slice(dz, n0 * V, (n1 - n0) * V),
+        ],
+        grid((n1 - n0) * 64), // a workgroup per row
+      );
+    }
+  }
+
+  async sumOfSquares(buf: DeviceBuffer, n: number): Promise<number> {
+    return (await this.sumsOfSquares([buf], [n]))[0];
+  }
+
+  /** `sumOfSquares` of every buffer, with one read-back for all of them. */
+  async sumsOfSquares(bufs: DeviceBuffer[], ns: number[]): Promise<number[]> {
+    // each chunk of each buffer gets its own run of partial sums (64 per workgroup)
+    const plan: {
+      k: number;
+      x: WebGpuBuffer;
+      i0: number;
+      len: number;
+      at: number;
+      groups: number;
+    }[] = [];
+    const maxGroups = Math.max(1, Math.min(NORM_GROUPS, Math.floor(this.maxBinding / 256)));
+    let total = 0;
+    bufs.forEach((buf, k) => {
+      const x = this.f32(buf);
+      for (const [i0, i1] of this.rowChunks(ns[k], [1])) {
+        const groups = Math.min(maxGroups, Math.max(1, Math.ceil((i1 - i0) / 4096)));
+        plan.push({ k, x, i0, len: i1 - i0, at: total, groups });
+        total += groups * 64;
+      }
+    });
+    const partial = this.alloc(Math.max(1, total), "f32") as WebGpuBuffer;
+    for (const { x, i0, len, at, groups } of plan) {
+      this.dispatch(
+        "sumSquares",
+        [len, 0],
+        [slice(x, i0, len), slice(partial, at, groups * 64)],
+        [groups],
+      );
+    }
+    const parts = (await this.read(partial)) as Float32Array;
+    const sums = new Array<number>(bufs.length).fill(0);
+    for (const { k, at, groups } of plan) {
+      for (let i = at; i < at + groups * 64; i++) sums[k] += parts[i];
+    }
+    return sums;
+  }
+
+  adamw(
+    param: DeviceBuffer,
+    grad: DeviceBuffer,
+    m: DeviceBuffer,
+    v: DeviceBuffer,
+    n: number,
+    hp: AdamWParams,
+  ): void {
+    const p = this.f32(param), g = this.f32(grad), mm = this.f32(m), vv = this.f32(v);
+    const { lr, beta1, beta2, eps, weightDecay, step } = hp;
+    const stepSize = lr / (1 - beta1 ** step), sqrtBc2 = Math.sqrt(1 - beta2 ** step);
+    for (const [i0, i1] of this.rowChunks(n, [1])) {
+      const len = i1 - i0;
+      this.dispatch(
+        "adamw",
+        [len, beta1, beta2, eps, stepSize, sqrtBc2, 1 - lr * weightDecay],
+        [slice(g, i0, len), slice(p, i0, len), slice(mm, i0, len), slice(vv, i0, len)],
+        grid(len),
+      );
+    }
+  }
+}
+
+function slice(buf: WebGpuBuffer, offset: number, length: number): Slice {
+  return { buf, offset, length };
+}
+
+/** Workgroups for n invocations of 64, on a 2-D grid when one dimension is not enough. */
+function grid(n: number): [number, number] {
+  const groups = Math.max(1, Math.ceil(n / 64));
+  if (groups <= MAX_GROUPS) return [groups, 1];
+  const y = Math.ceil(groups / MAX_GROUPS);
+  return [Math.ceil(groups / y), y];
+}
+
+function byteSize(length: number): number {
+  return Math.max(16, Math.ceil((length * 4) / 16) * 16);
+}
+
+function dtypeOf(data: Float32Array | Int32Array): DType {
+  return data instanceof Float32Array ? "f32" : "i32";
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}

@@ -1,0 +1,209 @@
+/**
+ * The WebGPU backend's benchmark: each kernel's time on GPT-2 124M's shapes (GFLOP/s for
+ * the matmuls and attention, GB/s for the memory-bound kernels), then GPT-2 124M training
+ * steps (ms/step, tok/s) on the adapter at hand. `deno run -A lib/bench/webgpu.ts` prints
+ * both tables; `lib/cli/bench.ts` can call `benchWebGpuKernels` and `timeSteps`.
+ *
+ * Kernels are timed by recording `reps` dispatches and waiting for the queue to drain, so
+ * the time includes the GPU work and the recording, not a read-back per call.
+ *
+ * @module
+ */
+
+import type { DeviceBuffer } from "../backend.ts";
+import { createWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
+import { gptConfig } from "../gpt.ts";
+import { Generator } from "../random.ts";
+import { timeSteps, trainFlopsPerToken } from "./step.ts";
+
+/** One kernel's timing. */
+export interface KernelTiming {
+  /** What ran, e.g. "matmul c_fc backward". */
+  kernel: string;
+  /** The operand shapes, in words. */
+  shape: string;
+  /** Milliseconds per call. */
+  ms: number;
+  /** Useful FLOPs per second (model FLOPs), for the compute-bound kernels. */
+  gflops: number | null;
+  /** Bytes read and written per second, for the memory-bound kernels. */
+  gbps: number | null;
+}
+
+/** Options of `benchWebGpuKernels`. */
+export interface KernelBenchOptions {
+  /** Batch size. */
+  B: number;
+  /** Sequence length. */
+  T: number;
+  /** Timed repetitions per kernel (after one untimed call). */
+  reps: number;
+}
+
+/** Times every kernel at GPT-2 124M's shapes (C 768, 12 heads, vocab 50304) for B x T. */
+export async function benchWebGpuKernels(
+  backend: WebGpuBackend,
+  o: KernelBenchOptions,
+): Promise<KernelTiming[]> {
+  const { B, T, reps } = o, C = 768, NH = 12, V = 50304, N = B * T;
+  const rng = new Generator(0);
+  const rand = (n: number, std = 1): DeviceBuffer =>
+    backend.upload(rng.fillNormal(new Float32Array(n), 0, std));
+  const ids = (n: number): DeviceBuffer =>
+    backend.upload(Int32Array.from({ length: n }, () => Math.floor(rng.random() * 50257)));
+  const out: KernelTiming[] = [];
+  const time = async (
+    kernel: string,
+    shape: string,
+    work: { flops?: number; bytes?: number },
+    fn: () => void,
+  ): Promise<void> => {
+    fn();
+    await backend.sync();
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) fn();
+    await backend.sync();
+    const ms = (performance.now() - t0) / reps;
+    out.push({
+      kernel,
+      shape,
+      ms,
+      gflops: work.flops ? work.flops / ms / 1e6 : null,
+      gbps: work.bytes ? work.bytes / ms / 1e6 : null,
+    });
+  };
+
+  for (
+    const [name, inF, outF] of [
+      ["matmul c_attn", C, 3 * C],
+      ["matmul attn.c_proj", C, C],
+      ["matmul c_fc", C, 4 * C],
+      ["matmul mlp.c_proj", 4 * C, C],
+      ["matmul lm_head", C, V],
+    ] as const
+  ) {
+    const x = rand(N * inF), w = rand(outF * inF, 0.02), b = rand(outF), y = rand(N * outF);
+    const dx = rand(N * inF), dw = rand(outF * inF), db = rand(outF);
+    const shape = `${N}x${inF} @ ${outF}x${inF}^T`;
+    const flops = 2 * N * inF * outF;
+    await time(`${name} forward`, shape, { flops }, () => {
+      backend.matmulForward(y, x, w, name === "matmul lm_head" ? null : b, N, inF, outF);
+    });
+    await time(`${name} backward`, shape, { flops: 2 * flops }, () => {
+      backend.matmulBackward(dx, dw, name === "matmul lm_head" ? null : db, y, x, w, N, inF, outF);
+    });
+  }
+
+  const dims = { B, T, C, NH }, hs = C / NH;
+  const qkv = rand(N * 3 * C), att = rand(N * C), dqkv = rand(N * 3 * C), dAtt = rand(N * C);
+  const attFlops = 4 * B * NH * (T * (T + 1) / 2) * hs;
+  let saved = backend.attentionForward(att, qkv, dims);
+  await time("attention forward", `B${B} T${T} NH${NH} hs${hs}`, { flops: attFlops }, () => {
+    saved = backend.attentionForward(att, qkv, dims);
+  });
+  await time("attention backward", `B${B} T${T} NH${NH} hs${hs}`, { flops: 2 * attFlops }, () => {
+    backend.attentionBackward(dqkv, dAtt, qkv, saved, dims);
+  });
+
+  const x = rand(N * C), w = rand(C), b = rand(C), y = rand(N * C), dy = rand(N * C);
+  const mean = backend.alloc(N, "f32"), rstd = backend.alloc(N, "f32");
+  const act = N * C * 4;
+  await time("layernorm forward", `${N}x${C}`, { bytes: 2 * act }, () => {
+    backend.layernormForward(y, mean, rstd, x, w, b, N, C);
+  });
+  await time("layernorm backward", `${N}x${C}`, { bytes: 4 * act }, () => {
+    backend.layernormBackward(dy, rand(C), rand(C), y, x, w, mean, rstd, N, C);
+  });
+  const h = rand(N * 4 * C), g = rand(N * 4 * C), dh = rand(N * 4 * C);
+  await time("gelu forward", `${N}x${4 * C}`, { bytes: 8 * act }, () => {
+    backend.geluForward(g, h, N * 4 * C);
+  });
+  await time("gelu backward", `${N}x${4 * C}`, { bytes: 16 * act }, () => {
+    backend.geluBackward(dh, h, g, N * 4 * C);
+  });
+  await time("residual add", `${N}x${C}`, { bytes: 3 * act }, () => {
+    backend.addForward(y, x, dy, N * C, N * C);
+  });
+  const idx = ids(N), wte = rand(V * C, 0.02), dwte = backend.alloc(V * C, "f32");
+  await time("embedding forward", `${N} of ${V}x${C}`, { bytes: 2 * act }, () => {
+    backend.embeddingForward(y, idx, wte, N, C);
+  });
+  await time("embedding backward", `${N} into ${V}x${C}`, { bytes: 3 * act }, () => {
+    backend.embeddingBackward(dwte, dy, idx, N, C);
+  });
+  const logits = rand(N * V, 2), dlogits = backend.alloc(N * V, "f32");
+  const loss = backend.alloc(1, "f32"), dloss = backend.upload(new Float32Array([1]));
+  await time("cross-entropy forward", `${N}x${V}`, { bytes: N * V * 4 }, () => {
+    backend.crossEntropyForward(loss, logits, idx, N, V);
+  });
+  await time("cross-entropy backward", `${N}x${V}`, { bytes: 4 * N * V * 4 }, () => {
+    backend.crossEntropyBackward(dlogits, dloss, logits, idx, N, V);
+  });
+  const n = V * C, m = backend.alloc(n, "f32"), v = backend.alloc(n, "f32");
+  const hp = { lr: 6e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 };
+  await time("adamw (wte)", `${n}`, { bytes: 7 * n * 4 }, () => {
+    backend.adamw(wte, dwte, m, v, n, hp);
+  });
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await backend.sumOfSquares(dwte, n);
+  const ms = (performance.now() - t0) / reps;
+  out.push({
+    kernel: "sum of squares (wte)",
+    shape: `${n}`,
+    ms,
+    gflops: null,
+    gbps: n * 4 / ms / 1e6,
+  });
+  return out;
+}
+
+/** The kernel timings as a Markdown table. */
+export function kernelTable(rows: KernelTiming[]): string {
+  const lines = ["| kernel | shape | ms | GFLOP/s | GB/s |", "| --- | --- | --- | --- | --- |"];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.kernel} | ${r.shape} | ${r.ms.toFixed(2)} | ${r.gflops?.toFixed(2) ?? "-"} | ${
+        r.gbps?.toFixed(2) ?? "-"
+      } |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  const args = new Map(
+    Deno.args.map((a) => a.replace(/^--/, "").split("=") as [string, string]),
+  );
+  const B = Number(args.get("B") ?? 4), T = Number(args.get("T") ?? 64);
+  const reps = Number(args.get("reps") ?? 3), steps = Number(args.get("steps") ?? 2);
+  const backend = await createWebGpuBackend();
+  console.log(`\n## WebGPU kernels at GPT-2 124M shapes, B=${B}, T=${T}\n`);
+  console.log(kernelTable(await benchWebGpuKernels(backend, { B, T, reps })));
+  if (steps > 0) {
+    const config = gptConfig("gpt2", 50304);
+    console.log(`\n## GPT-2 124M training step on WebGPU, B=${B}, T=${T}\n`);
+    const r = await timeSteps(backend, config, {
+      mode: "train",
+      B,
+      T,
+      warmup: 1,
+      iters: steps,
+      onIter: (i, ms, warm) =>
+        console.log(
+          `step ${i}${warm ? " (warmup)" : ""}: ${ms.toFixed(0)} ms, RSS ${
+            (Deno.memoryUsage().rss / 2 ** 30).toFixed(2)
+          } GiB`,
+        ),
+    });
+    const tflops = trainFlopsPerToken(config, T) * r.tokensPerSec / 1e12;
+    console.log(
+      `\n${r.medianMs.toFixed(0)} ms/step (median of ${steps}), ${
+        r.tokensPerSec.toFixed(1)
+      } tok/s, ` +
+        `${(tflops * 1000).toFixed(2)} GFLOP/s of model FLOPs, RSS ${
+          (r.rss / 2 ** 30).toFixed(2)
+        } GiB ` +
+        `on ${backend.adapterSummary}`,
+    );
+  }
+}
