@@ -21,6 +21,8 @@ const HELP = `deno task bench [flags]
   --warmup N          untimed iterations per config (default 2)
   --iters N           timed iterations per config; the median is reported (default 5)
   --no-gemm           skip the GEMM table
+  --webgpu            also run the WebGPU benchmark (each kernel, then 124M steps at B=4, T=64)
+                      on the adapter at hand (lib/bench/webgpu.ts)
   -h, --help          this text`;
 
 const GEMM_SHAPES: [string, number, number, number][] = [
@@ -40,6 +42,7 @@ await runMain(async () => {
     warmup: { type: "string" },
     iters: { type: "string" },
     "no-gemm": { type: "boolean" },
+    webgpu: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
   if (f.help) return console.log(HELP);
@@ -142,4 +145,11 @@ await runMain(async () => {
       peak.toFixed(1)
     } GFLOP/s`,
   );
+  if (f.webgpu) {
+    console.log("\nWebGPU (lib/bench/webgpu.ts):");
+    const script = new URL("../bench/webgpu.ts", import.meta.url).pathname;
+    const r = await new Deno.Command(Deno.execPath(), { args: ["run", "--allow-all", script] })
+      .spawn().status;
+    if (!r.success) throw new Error(`The WebGPU benchmark failed with exit code ${r.code}`);
+  }
 });
