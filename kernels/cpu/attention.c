@@ -4,7 +4,7 @@
 //   backward: recomputes each query's probabilities from q, k and lse, then
 //             dv += p dout;  dp = dout . v;  ds = p (dp - dout . out);  dq += ds k scale;  dk += ds q scale
 // Work is split over (b, h) pairs, which own disjoint slices of dqkv, so no atomics are needed.
-#include <math.h>
+#include "vecmath.h"
 #include <stdlib.h>
 
 void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH) {
@@ -24,13 +24,18 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
           for (int t2 = 0; t2 <= t; t2++) {
             const float* k = base + t2 * C3 + C + h * hs;
             float s = 0;
+#pragma omp simd reduction(+ : s)
             for (int i = 0; i < hs; i++) s += q[i] * k[i];
             s *= scale;
             score[t2] = s;
             if (s > max) max = s;
           }
           float sum = 0;
-          for (int t2 = 0; t2 <= t; t2++) sum += score[t2] = expf(score[t2] - max);
+#pragma omp simd reduction(+ : sum)
+          for (int t2 = 0; t2 <= t; t2++) {
+            score[t2] = expf(score[t2] - max);
+            sum += score[t2];
+          }
           float inv = 1.0f / sum;
           float* o = out + ((size_t)b * T + t) * C + h * hs;
           for (int i = 0; i < hs; i++) o[i] = 0;
@@ -64,6 +69,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
         const float* o = out + ((size_t)b * T + t) * C + h * hs;
         float l = lse[((size_t)b * NH + h) * T + t];
         float D = 0;  // sum_t2 p dp = dout . out
+#pragma omp simd reduction(+ : D)
         for (int i = 0; i < hs; i++) D += d[i] * o[i];
         for (int t2 = 0; t2 <= t; t2++) {
           const float* k = base + t2 * C3 + C + h * hs;
@@ -71,6 +77,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
           float* dk = dbase + t2 * C3 + C + h * hs;
           float* dv = dbase + t2 * C3 + 2 * C + h * hs;
           float s = 0, dp = 0;
+#pragma omp simd reduction(+ : s, dp)
           for (int i = 0; i < hs; i++) {
             s += q[i] * k[i];
             dp += d[i] * v[i];

@@ -3,13 +3,15 @@
 //   backward: dlogits[n] += (softmax(logits[n]) - onehot(target[n])) * dloss[0] / N,
 //             recomputing the softmax row by row
 // Rows run in parallel; sums are in double, so V = 50304 loses nothing.
-#include <math.h>
+#include "vecmath.h"
 #include <stddef.h>
 
 static double row_logsumexp(const float* z, int V) {
   float max = -INFINITY;
+#pragma omp simd reduction(max : max)
   for (int v = 0; v < V; v++) max = z[v] > max ? z[v] : max;
   double sum = 0;
+#pragma omp simd reduction(+ : sum)
   for (int v = 0; v < V; v++) sum += expf(z[v] - max);
   return max + log(sum);
 }
@@ -37,6 +39,7 @@ void crossentropy_backward(float* dlogits, const float* dloss, const float* logi
     const float* z = logits + (size_t)n * V;
     float* dz = dlogits + (size_t)n * V;
     float l = (float)row_logsumexp(z, V);
+#pragma omp simd
     for (int v = 0; v < V; v++) dz[v] += g * expf(z[v] - l);
     dz[targets[n]] -= g;
   }

@@ -1,7 +1,7 @@
 // gelu.c: GELU with the tanh approximation, elementwise over n values.
 //   forward:  out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 //   backward: dinp += gelu'(x) * dout
-#include <math.h>
+#include "vecmath.h"
 
 #define GELU_SCALE 0.7978845608028654f
 

@@ -13,9 +13,11 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
   for (int n = 0; n < N; n++) {
     const float* x = inp + (size_t)n * C;
     double m = 0;
+#pragma omp simd reduction(+ : m)
     for (int c = 0; c < C; c++) m += x[c];
     m /= C;
     double v = 0;
+#pragma omp simd reduction(+ : v)
     for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
     v /= C;
     float s = (float)(1.0 / sqrt(v + 1e-5));
@@ -43,6 +45,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
       float* di = dinp + (size_t)n * C;
       float m = mean[n], s = rstd[n];
       float dnorm_mean = 0, dnorm_norm_mean = 0;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
       for (int c = 0; c < C; c++) {
         float norm = (x[c] - m) * s;
         float dnorm = weight[c] * d[c];

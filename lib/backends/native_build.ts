@@ -22,7 +22,15 @@ export interface NativeLibrary {
 }
 
 const KERNEL_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "kernels", "cpu");
-const BASE_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"];
+const BASE_FLAGS = [
+  "-O3",
+  "-march=native",
+  "-fopenmp",
+  "-fno-math-errno",
+  "-shared",
+  "-fPIC",
+  "-std=c11",
+];
 const BLAS_DIRS = [
   "/usr/lib/x86_64-linux-gnu",
   "/usr/lib/aarch64-linux-gnu",
@@ -75,7 +83,10 @@ export async function buildNativeLibrary(): Promise<NativeLibrary> {
     .sort();
   const hash = createHash("sha256");
   hash.update(version.out.split("\n")[0]).update(flags.join(" ")).update(blas ?? "no-blas");
-  for (const s of sources) hash.update(s).update(Deno.readFileSync(join(KERNEL_DIR, s)));
+  const hashed = [...Deno.readDirSync(KERNEL_DIR)].map((e) => e.name).filter((n) =>
+    /\.[ch]$/.test(n)
+  ).sort();
+  for (const s of hashed) hash.update(s).update(Deno.readFileSync(join(KERNEL_DIR, s))); // headers too
   const dir = join(hubCacheDir(), "native");
   const path = join(dir, `libgpt2-${hash.digest("hex").slice(0, 16)}.so`);
   try {
