@@ -124,6 +124,9 @@ export class NativeBackend extends CpuBackend {
     // OpenMP's threads must sleep between kernels, not spin, or they steal the cores
     // OpenBLAS's own threads need; both libraries read this when they load.
     if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
+    // and OpenBLAS's threads otherwise spin for about 2^28 cycles after each GEMM, taking the
+    // cores from the OpenMP kernel that follows it; 2^4 cycles makes them yield at once
+    if (!Deno.env.get("OPENBLAS_THREAD_TIMEOUT")) Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
     const library = await buildNativeLibrary();
     const lib = Deno.dlopen(library.path, SYMBOLS);
     return new NativeBackend(library, lib.symbols);
