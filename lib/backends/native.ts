@@ -154,16 +154,21 @@ export class NativeBackend extends CpuBackend {
     this.#k.gemm_nt(c, a, b, M, N, K);
   }
 
-  /** The measured fp32 FMA peak of all threads, in GFLOP/s (for MFU). */
-  measurePeakGflops(seconds = 0.5): number {
-    let iters = 1_000_000n;
-    for (;;) {
+  /** The measured fp32 FMA peak of all threads, in GFLOP/s (for MFU): the best of 3 runs. */
+  measurePeakGflops(seconds = 0.3): number {
+    let iters = 1_000_000n, best = 0;
+    for (let run = 0; run < 3;) {
       const t0 = performance.now();
       const flops = this.#k.fma_peak_flops(iters);
       const dt = (performance.now() - t0) / 1000;
-      if (dt >= seconds) return flops / dt / 1e9;
-      iters *= 4n;
+      if (dt < seconds) {
+        iters *= 4n;
+        continue;
+      }
+      best = Math.max(best, flops / dt / 1e9);
+      run++;
     }
+    return best;
   }
 
   override addForward(
