@@ -386,6 +386,10 @@ Deno.test("train task: SIGINT writes a checkpoint and exits 0; --resume latest c
   assertEquals(r.code, 0, r.stderr);
   ok(r.stdout.includes(`resuming from ${ckpts[0].path} at step ${ckpts[0].step}`), r.stdout);
   ok(r.stdout.includes(`step ${String(ckpts[0].step).padStart(5)} |`), r.stdout);
+  // a run that ends normally leaves its report beside the log; the interrupted one did not
+  const report = await Deno.readTextFile(join(dir, "report.html"));
+  ok(report.includes("<html") && report.includes("3.2924"), "report.html with the GPT-2 baseline");
+  ok(r.stdout.includes(`wrote the run report ${join(dir, "report.html")}`), r.stdout);
 });
 
 Deno.test("presets: build-nanogpt's constants as data, printed, unknown names refused", () => {

@@ -11,9 +11,10 @@ import { join } from "node:path";
 import { createBackend, trainsGpt2InMinutes } from "../backends/mod.ts";
 import { REPO_ROOT, resolveTinyShakespeare } from "../datasets.ts";
 import { distEnvFromEnv, initProcessGroup, type ProcessGroup } from "../ddp/process_group.ts";
-import { GPT_CONFIGS, gptConfig } from "../gpt.ts";
+import { GPT_CONFIGS, type GPTConfig, gptConfig } from "../gpt.ts";
+import { flopsPerToken, writeRunReport } from "../plot/report.ts";
 import { formatPreset, getPreset, PRESETS } from "../presets.ts";
-import { type HellaswagHook, train } from "../train.ts";
+import { type HellaswagHook, train, type TrainResult } from "../train.ts";
 import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task train [flags]
@@ -144,8 +145,9 @@ await runMain(async () => {
       transport: Deno.env.get("GPT2_DDP_TRANSPORT") === "tcp" ? "tcp" : "shm",
     });
   }
+  const startedAt = new Date();
   try {
-    await train({
+    const result = await train({
       backend,
       config,
       dataPath,
@@ -180,6 +182,17 @@ await runMain(async () => {
       runInfo: { preset: presetName },
       onEval: plot ?? undefined,
     });
+    if (master && logDir && !result.stoppedBy) {
+      await writeReport(logDir, result, {
+        preset: presetName,
+        model: modelName,
+        config,
+        backend: `${backend.name}: ${reason}`,
+        B,
+        T,
+        startedAt,
+      });
+    }
   } finally {
     group?.close();
   }
@@ -247,4 +260,39 @@ async function plotHook(logDir: string): Promise<() => Promise<void>> {
   return async () => {
     await writeRunFigure(join(logDir, "log.txt"), logDir);
   };
+}
+
+/** Writes `report.html` into the log folder: settings, throughput, the figure, the samples. */
+async function writeReport(
+  logDir: string,
+  result: TrainResult,
+  run: {
+    preset: string;
+    model: string;
+    config: GPTConfig;
+    backend: string;
+    B: number;
+    T: number;
+    startedAt: Date;
+  },
+): Promise<void> {
+  const steady = result.history.slice(1); // step 0 pays for warm-up
+  const tokensPerSec = steady.length
+    ? steady.reduce((a, s) => a + s.tokensPerSec, 0) / steady.length
+    : result.history[0]?.tokensPerSec ?? 0;
+  const parameters = result.model.numParameters();
+  const path = await writeRunReport(logDir, {
+    command: `deno task train ${Deno.args.join(" ")}`.trim(),
+    preset: run.preset,
+    model: run.model,
+    modelConfig: { ...run.config },
+    parameters,
+    training: { B: run.B, T: run.T, steps: result.history.length },
+    backend: run.backend,
+    throughput: { tokensPerSec, flopsPerToken: flopsPerToken(parameters, run.config, run.T) },
+    samples: result.evals.flatMap((e) => e.samples.map((text) => ({ step: e.step, text }))),
+    startedAt: run.startedAt.toISOString(),
+    durationSeconds: (Date.now() - run.startedAt.getTime()) / 1000,
+  });
+  console.log(`wrote the run report ${path.path}`);
 }
