@@ -68,3 +68,22 @@ function makeTokenizer(encoding: Tiktoken): Gpt2Tokenizer {
     nVocab: GPT2_N_VOCAB,
   };
 }
+
+/**
+ * GPT-2 text of ids from a model whose vocabulary may be padded past 50257 (to 50304): the
+ * padding ids, never in the training data, show as `<|pad:ID|>` instead of failing.
+ */
+export function decodePadded(ids: ArrayLike<number>): string {
+  const tokenizer = getGpt2Tokenizer();
+  let text = "", run: number[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    const t = ids[i];
+    if (t < tokenizer.nVocab) {
+      run.push(t);
+      continue;
+    }
+    text += tokenizer.decode(run) + `<|pad:${t}|>`;
+    run = [];
+  }
+  return text + tokenizer.decode(run);
+}

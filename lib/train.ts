@@ -28,7 +28,7 @@ import { Generator } from "./random.ts";
 import { generate } from "./sample.ts";
 import { openTokenData, type TokenLoader } from "./shard_loader.ts";
 import { gradBuffer, noGrad, Tensor } from "./tensor.ts";
-import { getGpt2Tokenizer } from "./tokenizer.ts";
+import { decodePadded, getGpt2Tokenizer } from "./tokenizer.ts";
 
 /** What the HellaSwag hook returns for this rank's share of the examples. */
 export interface HellaswagCounts {
@@ -450,27 +450,12 @@ async function evaluate(
       generator: sampleRng,
     });
     rows.forEach((tokens, i) => {
-      const text = decode(tokens);
+      const text = decodePadded(tokens);
       samples.push(text);
       console.log(`rank ${rank} sample ${i}: ${text}`);
     });
   }
   return { step, valLoss: valLossAccum, hellaAcc, samples };
-}
-
-/** GPT-2 text of ids; ids of the padded vocabulary (never trained on) show as <|pad:ID|>. */
-function decode(tokens: number[]): string {
-  const enc = getGpt2Tokenizer();
-  let text = "", run: number[] = [];
-  for (const t of tokens) {
-    if (t < enc.nVocab) {
-      run.push(t);
-      continue;
-    }
-    text += enc.decode(run) + `<|pad:${t}|>`;
-    run = [];
-  }
-  return text + enc.decode(run);
 }
 
 /**

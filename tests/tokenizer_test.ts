@@ -5,7 +5,7 @@
 
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { join, resolve } from "node:path";
-import { getGpt2Tokenizer, GPT2_EOT, GPT2_N_VOCAB } from "../lib/tokenizer.ts";
+import { decodePadded, getGpt2Tokenizer, GPT2_EOT, GPT2_N_VOCAB } from "../lib/tokenizer.ts";
 
 const SHARED_DATA = Deno.env.get("GPT2_SHARED_DATA") ||
   resolve(import.meta.dirname ?? ".", "..", "..", "shared", "data");
@@ -72,4 +72,10 @@ Deno.test("Tiny Shakespeare is 338,025 tokens", async () => {
   const ids = getGpt2Tokenizer().encode(text);
   assertEquals(ids.length, 338_025);
   assertEquals(ids.slice(0, 8), [5962, 22307, 25, 198, 8421, 356, 5120, 597]);
+});
+
+Deno.test("decodePadded shows the padding ids of a 50304 vocabulary instead of failing", () => {
+  const ids = getGpt2Tokenizer().encode("Hello, world");
+  assertEquals(decodePadded([...ids, 50300, ...ids]), "Hello, world<|pad:50300|>Hello, world");
+  assertEquals(decodePadded(ids), "Hello, world");
 });

@@ -9,7 +9,7 @@ import { createBackend } from "../backends/mod.ts";
 import { GPT } from "../gpt.ts";
 import { Generator } from "../random.ts";
 import { generate } from "../sample.ts";
-import { getGpt2Tokenizer } from "../tokenizer.ts";
+import { decodePadded, getGpt2Tokenizer } from "../tokenizer.ts";
 import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task sample [flags]
@@ -96,23 +96,8 @@ await runMain(async () => {
   // Text only where ids are GPT-2 tokens: a model with its own small vocabulary has none.
   const decodable = V >= tokenizer.nVocab;
   for (const tokens of rows) {
-    const text = decodable ? decodeWithPadding(tokens) : undefined;
+    const text = decodable ? decodePadded(tokens) : undefined;
     if (f.json) console.log(JSON.stringify(text === undefined ? { tokens } : { tokens, text }));
     else console.log(`> ${text ?? tokens.join(",")}`);
   }
 });
-
-/** Decodes GPT-2 ids; the padding ids of a 50304 vocabulary (never trained on) show as <|pad:ID|>. */
-function decodeWithPadding(tokens: number[]): string {
-  const tokenizer = getGpt2Tokenizer();
-  let text = "", run: number[] = [];
-  for (const t of tokens) {
-    if (t < tokenizer.nVocab) {
-      run.push(t);
-      continue;
-    }
-    text += tokenizer.decode(run) + `<|pad:${t}|>`;
-    run = [];
-  }
-  return text + tokenizer.decode(run);
-}
