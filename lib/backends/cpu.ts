@@ -400,12 +400,7 @@ export class CpuBackend implements Backend {
     let total = 0;
     for (let n = 0; n < N; n++) {
       const target = checkTarget(y[n], n, V);
-      const z0 = n * V;
-      let max = -Infinity;
-      for (let v = 0; v < V; v++) if (z[z0 + v] > max) max = z[z0 + v];
-      let sum = 0;
-      for (let v = 0; v < V; v++) sum += Math.exp(z[z0 + v] - max);
-      total += Math.log(sum) + max - z[z0 + target];
+      total += rowLogSumExp(z, n * V, V) - z[n * V + target];
     }
     l[0] = total / N;
   }
@@ -423,12 +418,9 @@ export class CpuBackend implements Backend {
     for (let n = 0; n < N; n++) {
       const target = checkTarget(y[n], n, V);
       const z0 = n * V;
-      let max = -Infinity;
-      for (let v = 0; v < V; v++) if (z[z0 + v] > max) max = z[z0 + v];
-      let sum = 0;
-      for (let v = 0; v < V; v++) sum += Math.exp(z[z0 + v] - max);
+      const lse = rowLogSumExp(z, z0, V);
       for (let v = 0; v < V; v++) {
-        const p = Math.exp(z[z0 + v] - max) / sum;
+        const p = Math.exp(z[z0 + v] - lse);
         dz[z0 + v] += g * (p - (v === target ? 1 : 0));
       }
     }
@@ -464,6 +456,15 @@ export class CpuBackend implements Backend {
       p[i] = p[i] * decay - stepSize * mi / (Math.sqrt(vi) / sqrtBc2 + eps);
     }
   }
+}
+
+/** log(sum(exp(row))) of z[start .. start + V), shifted by the row's max for stability. */
+function rowLogSumExp(z: Float32Array, start: number, V: number): number {
+  let max = -Infinity;
+  for (let v = 0; v < V; v++) if (z[start + v] > max) max = z[start + v];
+  let sum = 0;
+  for (let v = 0; v < V; v++) sum += Math.exp(z[start + v] - max);
+  return max + Math.log(sum);
 }
 
 function checkTarget(target: number, n: number, V: number): number {

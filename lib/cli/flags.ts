@@ -6,6 +6,8 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { createBackend } from "../backends/mod.ts";
+import { GPT } from "../gpt.ts";
 
 /** Parsed flag values by name. */
 export type FlagValues = Record<string, string | boolean | undefined>;
@@ -62,4 +64,24 @@ export async function runMain(main: () => Promise<void>): Promise<void> {
     if (Deno.env.get("GPT2_DEBUG")) console.error((e as Error).stack);
     Deno.exit(1);
   }
+}
+
+/**
+ * The `--backend` and `--weights` flags of the tasks that run a trained model: makes the
+ * backend and loads the weights (a Hugging Face folder, or a hub name), saying both on `log`.
+ */
+export async function loadModelFromFlags(
+  values: FlagValues,
+  log: (message: string) => void,
+): Promise<{ model: GPT; weights: string }> {
+  const { backend, reason } = await createBackend(stringFlag(values, "backend", "auto"));
+  log(`backend: ${backend.name} (${reason})`);
+  const weights = stringFlag(values, "weights", "gpt2");
+  const model = await GPT.fromPretrained(backend, weights);
+  log(
+    `loaded ${weights}: ${model.numParameters().toLocaleString("en-US")} parameters, ${
+      JSON.stringify(model.config)
+    }`,
+  );
+  return { model, weights };
 }

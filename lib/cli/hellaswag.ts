@@ -5,11 +5,10 @@
  * @module
  */
 
-import { BACKEND_NAMES, createBackend } from "../backends/mod.ts";
-import { GPT } from "../gpt.ts";
+import { BACKEND_NAMES } from "../backends/mod.ts";
 import { evaluateHellaswag, loadHellaswag, resolveHellaswag, sumCounts } from "../hellaswag.ts";
 import { ProgressBar } from "../progress.ts";
-import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import { loadModelFromFlags, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task hellaswag [flags]
 
@@ -36,11 +35,7 @@ await runMain(async () => {
     return;
   }
   const log = f.json ? console.error : console.log; // keep stdout pure JSON with --json
-  const { backend, reason } = await createBackend(stringFlag(f, "backend", "auto"));
-  log(`backend: ${backend.name} (${reason})`);
-  const weights = stringFlag(f, "weights", "gpt2");
-  const model = await GPT.fromPretrained(backend, weights);
-  log(`loaded ${weights}: ${model.numParameters().toLocaleString("en-US")} parameters`);
+  const { model } = await loadModelFromFlags(f, log);
   const path = await resolveHellaswag(stringFlag(f, "data"), { quiet: Boolean(f.json) });
   const limit = f.limit === undefined
     ? undefined
@@ -64,5 +59,5 @@ await runMain(async () => {
     `${result.total} acc: ${result.correct}/${result.total}=${result.acc.toFixed(4)} ` +
       `acc_norm: ${result.correctNorm}/${result.total}=${result.accNorm.toFixed(4)}`,
   );
-  console.log(`${rate.toFixed(2)} examples/s on the ${backend.name} backend`);
+  console.log(`${rate.toFixed(2)} examples/s on the ${model.backend.name} backend`);
 });

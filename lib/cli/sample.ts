@@ -5,12 +5,10 @@
  * @module
  */
 
-import { createBackend } from "../backends/mod.ts";
-import { GPT } from "../gpt.ts";
 import { Generator } from "../random.ts";
 import { generate } from "../sample.ts";
 import { decodePadded, getGpt2Tokenizer } from "../tokenizer.ts";
-import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import { loadModelFromFlags, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task sample [flags]
 
@@ -46,16 +44,8 @@ await runMain(async () => {
     return;
   }
   const log = f.json ? console.error : console.log; // keep stdout pure JSON with --json
-  const { backend, reason } = await createBackend(stringFlag(f, "backend", "auto"));
-  log(`backend: ${backend.name} (${reason})`);
-  const weights = stringFlag(f, "weights", "gpt2");
-  const model = await GPT.fromPretrained(backend, weights);
+  const { model } = await loadModelFromFlags(f, log);
   const { vocab_size: V, block_size } = model.config;
-  log(
-    `loaded ${weights}: ${model.numParameters().toLocaleString("en-US")} parameters, ${
-      JSON.stringify(model.config)
-    }`,
-  );
 
   const tokenizer = getGpt2Tokenizer();
   let prompt: number[];
