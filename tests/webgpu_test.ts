@@ -54,11 +54,25 @@ async function compare(
   }
 }
 
-// The capped variant runs shapes whose rows fit 8 KiB bindings; the other adds full-size
-// rows (C = 768, V = 50304, T = 1024 with 64-wide heads).
+// The capped variants run shapes whose rows fit 8 KiB bindings; the others add full-size
+// rows (C = 768, V = 50304, T = 1024 with 64-wide heads). Every kernel choice of the
+// speedup ladder runs too: workgroup-memory tiles, and the naive rung's kernels (one output
+// per invocation, materialized attention, GELU / bias / AdamW as elementwise chains).
+const capped = { maxBindingBytes: 8192 };
+const naive = {
+  matmul: "naive",
+  attention: "materialized",
+  fusedElementwise: false,
+  adamw: "elementwise",
+} as const;
 const variants: [string, WebGpuOptions, boolean][] = [
   ["webgpu", {}, true],
-  ["webgpu (bindings capped at 8 KiB)", { maxBindingBytes: 8192 }, false],
+  ["webgpu (bindings capped at 8 KiB)", capped, false],
+  ["webgpu tiled", { kernels: { matmul: "tiled" } }, true],
+  ["webgpu tiled (capped)", { ...capped, kernels: { matmul: "tiled" } }, false],
+  ["webgpu register-blocked", { kernels: { matmul: "register" } }, false],
+  ["webgpu naive", { kernels: naive }, true],
+  ["webgpu naive (capped)", { ...capped, kernels: naive }, false],
 ];
 
 Deno.test("webgpu: a clear error when no adapter exists", async () => {
@@ -84,6 +98,61 @@ if (!(await hasWebGpuAdapter())) {
     const backend = () => made ??= createWebGpuBackend({ quiet: true, ...options });
     registerKernelTests(label, backend, big);
   }
+  registerF16Tests();
+}
+
+/**
+ * f16 matmul precision: the GPU's result equals the reference's on operands rounded to
+ * half precision (sums in f32 in both), and differs from the unrounded f32 product.
+ */
+function registerF16Tests(): void {
+  Deno.test("webgpu f16 matmuls: operands rounded to half precision, sums in f32", async () => {
+    const gpu = await createWebGpuBackend({ quiet: true });
+    if (!gpu.hasF16) {
+      assertEquals(gpu.matmulPrecision, "f32");
+      await rejects(async () => gpu.setMatmulPrecision("f16"), /lacks/);
+      console.log("webgpu f16: this adapter has no shader-f16; checked the error only");
+      return;
+    }
+    gpu.setMatmulPrecision("f16");
+    const half = (x: Float32Array) => x.map(Math.f16round);
+    for (const [N, C, OC] of [[37, 64, 70], [5, 7, 3], [130, 96, 66]]) {
+      const x = randn(N * C), w = randn(OC * C, 0.3), b = randn(OC), dout = randn(N * OC);
+      const [dx0, dw0] = [randn(N * C), randn(OC * C)];
+      const fwd = (be: Backend, [out, xb, wb, bb]: DeviceBuffer[]) =>
+        be.matmulForward(out, xb, wb, bb, N, C, OC);
+      const bwd = (be: Backend, [dx, dw, db, d, xb, wb]: DeviceBuffer[]) =>
+        be.matmulBackward(dx, dw, db, d, xb, wb, N, C, OC);
+      const tag = `f16 matmul N=${N} C=${C} OC=${OC}`;
+      const tol = { rtol: 1e-4, atol: 5e-7 * Math.max(N, C, OC, 200) };
+      // the GPU rounds; the reference gets pre-rounded operands (bias and the accumulated
+      // gradients stay f32 on both)
+      const gb = [new Float32Array(N * OC), x, w, b].map((v) => gpu.upload(v));
+      fwd(gpu, gb);
+      const cb = [new Float32Array(N * OC), half(x), half(w), b].map((v) => cpu.upload(v));
+      fwd(cpu, cb);
+      const actual = (await gpu.read(gb[0])) as Float32Array;
+      assertClose(`${tag} forward`, actual, (await cpu.read(cb[0])) as Float32Array, tol);
+      const exact = [new Float32Array(N * OC), x, w, b].map((v) => cpu.upload(v));
+      fwd(cpu, exact);
+      const f32 = (await cpu.read(exact[0])) as Float32Array;
+      const worst = actual.reduce((m, v, i) => Math.max(m, Math.abs(v - f32[i])), 0);
+      assertEquals(worst > 1e-4, true, `${tag}: no f16 rounding seen (max diff ${worst})`);
+      const gd = [dx0, dw0, randn(OC), dout, x, w].map((v) => gpu.upload(v));
+      bwd(gpu, gd);
+      // (the bias gradient, an f32 sum of unrounded dout, is not a matmul: not compared)
+      const cdb = [dx0, dw0, randn(OC), half(dout), half(x), half(w)].map((v) => cpu.upload(v));
+      bwd(cpu, cdb);
+      for (const i of [0, 1]) {
+        assertClose(
+          `${tag} backward buffer ${i}`,
+          (await gpu.read(gd[i])) as Float32Array,
+          (await cpu.read(cdb[i])) as Float32Array,
+          tol,
+        );
+      }
+    }
+  });
 }
 
 function registerKernelTests(
@@ -268,7 +337,7 @@ function registerKernelTests(
     }
   });
 
-  Deno.test(`${label}: causal attention forward and backward (flash style), T up to 1024`, async () => {
+  Deno.test(`${label}: causal attention forward and backward, T up to 1024`, async () => {
     const gpu = await backend();
     for (
       const [B, T, C, NH] of sizes([[2, 5, 18, 3], [5, 16, 32, 2]], [

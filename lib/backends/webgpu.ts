@@ -54,6 +54,13 @@ class AttentionSaved extends WebGpuBuffer {
   }
 }
 
+/** What materialized attention saves for backward: the (B, NH, T, T) softmax itself. */
+class AttentionMatrix extends WebGpuBuffer {
+  constructor(readonly att: WebGpuBuffer) {
+    super(att.gpu, att.length, att.dtype, att.id);
+  }
+}
+
 /** A range of a buffer, in elements. */
 interface Slice {
   buf: WebGpuBuffer;
@@ -192,6 +199,22 @@ const KERNELS = {
   },
   sumSquares: { file: "norm", entry: "sum_squares", params: "uu", bindings: "rw" },
   adamw: { file: "adamw", entry: "adamw", params: "uffffff", bindings: "rwww" },
+  gemmNaive: { file: "gemm", entry: "gemm_naive", params: "uuuuuuuuuuuu", bindings: "rrrw" },
+  gemmTiled: { file: "gemm", entry: "gemm_tiled", params: "uuuuuuuuuuuu", bindings: "rrrw" },
+  ewUnary: { file: "elementwise", entry: "ew_unary", params: "uuuff", bindings: "rw" },
+  ewBinary: { file: "elementwise", entry: "ew_binary", params: "uuuff", bindings: "rrw" },
+  ewAddBias: { file: "elementwise", entry: "ew_add_bias", params: "uuuff", bindings: "rw" },
+  attnScores: { file: "attention_naive", entry: "attn_scores", params: "uuuuf", bindings: "rw" },
+  attnSoftmax: { file: "attention_naive", entry: "attn_softmax", params: "uuuuf", bindings: "w" },
+  attnValues: { file: "attention_naive", entry: "attn_values", params: "uuuuf", bindings: "rrw" },
+  attnDatt: { file: "attention_naive", entry: "attn_datt", params: "uuuuf", bindings: "rrw" },
+  attnSoftmaxBackward: {
+    file: "attention_naive",
+    entry: "attn_softmax_backward",
+    params: "uuuuf",
+    bindings: "rw",
+  },
+  attnDqkv: { file: "attention_naive", entry: "attn_dqkv", params: "uuuuf", bindings: "rrrrw" },
 } satisfies Record<string, KernelSpec>;
 
 /** Names of the compute entry points. */
@@ -208,7 +231,43 @@ export const WGSL_FILES = [
   "crossentropy",
   "norm",
   "adamw",
+  "gemm",
+  "elementwise",
+  "attention_naive",
 ];
+
+/** Elementwise ops of elementwise.wgsl (the unfused rungs' building blocks). */
+const UNARY = { affine: 0, tanh: 1, cube: 2, square: 3, sqrt: 4 } as const;
+const BINARY = { mul: 0, add: 1, div: 2 } as const;
+
+/**
+ * Which kernels the backend runs. The defaults are the fastest for the adapter; the
+ * speedup ladder (`lib/bench/webgpu_ladder.ts`) switches them one rung at a time.
+ */
+export interface WebGpuKernels {
+  /**
+   * "naive": one output per invocation; "tiled": 64 x 64 tiles staged in workgroup memory
+   * (real GPUs); "register": 32 x 32 tiles of 4 x 4 register blocks, no workgroup memory
+   * (llvmpipe, where workgroup memory is slower than plain loads).
+   */
+  matmul: "naive" | "tiled" | "register";
+  /** "materialized": the (B, NH, T, T) matrix stored; "flash": online softmax, never stored. */
+  attention: "materialized" | "flash";
+  /** GELU and matmul biases fused (true), or chains of elementwise kernels (eager style). */
+  fusedElementwise: boolean;
+  /** "fused": one kernel per parameter; "elementwise": PyTorch's for-loop AdamW, op by op. */
+  adamw: "elementwise" | "fused";
+}
+
+/** The fastest kernels for an adapter: workgroup-memory tiles unless it is a software one. */
+export function defaultKernels(isFallbackAdapter: boolean): WebGpuKernels {
+  return {
+    matmul: isFallbackAdapter ? "register" : "tiled",
+    attention: "flash",
+    fusedElementwise: true,
+    adamw: "fused",
+  };
+}
 
 /** Bytes per uniform slot: the largest `minUniformBufferOffsetAlignment` allowed. */
 const SLOT = 256;
@@ -238,6 +297,8 @@ export interface WebGpuOptions {
   maxBindingBytes?: number;
   /** Align binding offsets to this power of two, at least (default: the adapter's). */
   minOffsetAlignment?: number;
+  /** Kernel choices over the adapter's defaults (`defaultKernels`). */
+  kernels?: Partial<WebGpuKernels>;
 }
 
 /**
@@ -328,6 +389,13 @@ export class WebGpuBackend implements Backend {
   readonly hasF16: boolean;
   /** Largest storage binding, in bytes. */
   readonly maxBinding: number;
+  /** The kernels in use; change them between steps (the ladder does). */
+  kernels: WebGpuKernels;
+  /** Whether matmul operands are rounded to f16 (`setMatmulPrecision`). */
+  get matmulPrecision(): "f32" | "f16" {
+    return this.precision;
+  }
+  private precision: "f32" | "f16" = "f32";
   private readonly align: number;
 
   private nextId = 1;
@@ -368,6 +436,7 @@ export class WebGpuBackend implements Backend {
       info.isFallbackAdapter ? "FALLBACK (software) adapter" : "",
     ].filter((s) => s).join(", ");
     this.hasF16 = device.features.has("shader-f16");
+    this.kernels = { ...defaultKernels(info.isFallbackAdapter), ...options.kernels };
     this.maxBinding = Math.min(
       device.limits.maxStorageBufferBindingSize,
       options.maxBindingBytes ?? Infinity,
@@ -384,6 +453,19 @@ export class WebGpuBackend implements Backend {
     device.addEventListener("uncapturederror", (e) => {
       this.deviceError ??= (e as GPUUncapturedErrorEvent).error;
     });
+  }
+
+  /**
+   * "f16": matmuls round their operands to half precision (autocast's fp16; sums stay
+   * f32) with the tiled kernel; train with loss scaling. Needs `shader-f16`.
+   */
+  setMatmulPrecision(precision: "f32" | "f16"): void {
+    if (precision === "f16" && !this.hasF16) {
+      throw new Error(
+        `f16 matmuls need the shader-f16 feature, which this adapter (${this.adapterSummary}) lacks`,
+      );
+    }
+    this.precision = precision;
   }
 
   // ---- buffers ---------------------------------------------------------------------
@@ -572,6 +654,9 @@ export class WebGpuBackend implements Backend {
       let code = this.sources.get(spec.file)!;
       if (spec.file === "attention") {
         code = code.replace(/const HS: u32 = \d+u;/, `const HS: u32 = ${variant}u;`);
+      }
+      if (variant === "f16") {
+        code = `enable f16;\n${code.replace("alias TileT = f32;", "alias TileT = f16;")}`;
       }
       module = this.device.createShaderModule({ label: moduleKey, code });
       this.modules.set(moduleKey, module);
@@ -796,22 +881,82 @@ export class WebGpuBackend implements Backend {
   ): void {
     const o = this.f32(out), x = this.f32(inp), w = this.f32(weight);
     const b = bias ? this.f32(bias) : this.dummy;
+    const kernel = this.matmulKernel(), fuseBias = bias !== null && this.kernels.fusedElementwise;
     const v4 = C % 4 === 0; // GPT-2's shapes all are
     for (const [n0, n1] of this.rowChunks(N, [C, OC])) {
       for (const [j0, j1] of this.rowChunks(OC, [C])) {
+        const bindings = [
+          slice(x, n0 * C, (n1 - n0) * C),
+          slice(w, j0 * C, (j1 - j0) * C),
+          fuseBias ? slice(b, 0, OC) : this.dummy,
+          slice(o, n0 * OC, (n1 - n0) * OC),
+        ];
+        if (kernel === "register") {
+          this.dispatch(
+            v4 ? "matmulForwardVec4" : "matmulForward",
+            [n1 - n0, C, j1 - j0, OC, j0, fuseBias ? 1 : 0],
+            bindings,
+            [Math.ceil((j1 - j0) / 32), Math.ceil((n1 - n0) / 32)],
+          );
+        } else {
+          // A = inp (rows n, K = C contiguous), B(k, j) = weight[j C + k]
+          this.gemm(
+            kernel,
+            n1 - n0,
+            j1 - j0,
+            C,
+            [0, C, 1],
+            [0, 1, C],
+            [j0, OC],
+            fuseBias,
+            bindings,
+          );
+        }
+      }
+    }
+    if (bias && !fuseBias) {
+      for (const [n0, n1] of this.rowChunks(N, [OC])) {
+        const len = (n1 - n0) * OC;
         this.dispatch(
-          v4 ? "matmulForwardVec4" : "matmulForward",
-          [n1 - n0, C, j1 - j0, OC, j0, bias ? 1 : 0],
-          [
-            slice(x, n0 * C, (n1 - n0) * C),
-            slice(w, j0 * C, (j1 - j0) * C),
-            bias ? slice(b, 0, OC) : b,
-            slice(o, n0 * OC, (n1 - n0) * OC),
-          ],
-          [Math.ceil((j1 - j0) / 32), Math.ceil((n1 - n0) / 32)],
+          "ewAddBias",
+          [len, 0, OC, 0, 0],
+          [slice(b, 0, OC), slice(o, n0 * OC, len)],
+          grid(len),
         );
       }
     }
+  }
+
+  /** The matmul kernel to run: f16 operands are rounded where the tiled kernel stages them. */
+  private matmulKernel(): WebGpuKernels["matmul"] {
+    return this.precision === "f16" ? "tiled" : this.kernels.matmul;
+  }
+
+  /**
+   * One dispatch of gemm.wgsl: C (M, N) (+)= A (M, K) B (K, N), A at [offset, row stride,
+   * k stride], B at [offset, k stride, column stride], C at [offset, row stride].
+   */
+  private gemm(
+    kernel: "naive" | "tiled",
+    M: number,
+    N: number,
+    K: number,
+    a: [number, number, number],
+    b: [number, number, number],
+    c: [number, number],
+    withBias: boolean,
+    bindings: Binding[],
+    accumulate = false,
+  ): void {
+    const flags = (accumulate ? 1 : 0) | (withBias ? 2 : 0);
+    const tile = kernel === "naive" ? 8 : 64;
+    this.dispatch(
+      kernel === "naive" ? "gemmNaive" : "gemmTiled",
+      [M, N, K, ...a, ...b, ...c, flags],
+      bindings,
+      [Math.ceil(N / tile), Math.ceil(M / tile)],
+      kernel === "tiled" && this.precision === "f16" ? "f16" : "",
+    );
   }
 
   matmulBackward(
@@ -826,7 +971,7 @@ export class WebGpuBackend implements Backend {
     OC: number,
   ): void {
     const d = this.f32(dout), x = this.f32(inp), w = this.f32(weight);
-    const v4 = C % 4 === 0 && OC % 4 === 0;
+    const v4 = C % 4 === 0 && OC % 4 === 0, kernel = this.matmulKernel();
     const nChunks = this.rowChunks(N, [C, OC]), ocChunks = this.rowChunks(OC, [C], v4 ? 4 : 1);
     if (dinp) {
       const di = this.f32(dinp);
@@ -839,16 +984,28 @@ export class WebGpuBackend implements Backend {
       });
       for (const [n0, n1] of nChunks) {
         for (const [j0, j1] of pieces) {
-          this.dispatch(
-            v4 ? "matmulBackwardInputVec4" : "matmulBackwardInput",
-            [n1 - n0, C, j1 - j0, OC, j0, 0],
-            [
-              slice(d, n0 * OC, (n1 - n0) * OC),
-              slice(w, j0 * C, (j1 - j0) * C),
-              slice(di, n0 * C, (n1 - n0) * C),
-            ],
-            [Math.ceil(C / (v4 ? 64 : 32)), Math.ceil((n1 - n0) / 32)],
-          );
+          const bindings = [
+            slice(d, n0 * OC, (n1 - n0) * OC),
+            slice(w, j0 * C, (j1 - j0) * C),
+            slice(di, n0 * C, (n1 - n0) * C),
+          ];
+          if (kernel === "register") {
+            this.dispatch(
+              v4 ? "matmulBackwardInputVec4" : "matmulBackwardInput",
+              [n1 - n0, C, j1 - j0, OC, j0, 0],
+              bindings,
+              [Math.ceil(C / (v4 ? 64 : 32)), Math.ceil((n1 - n0) / 32)],
+            );
+          } else {
+            // A(n, k) = dout[n OC + j0 + k], B(k, c) = weight[k C + c]
+            const [dd, ww, dx] = bindings;
+            this.gemm(kernel, n1 - n0, C, j1 - j0, [j0, OC, 1], [0, C, 1], [0, C], false, [
+              dd,
+              ww,
+              this.dummy,
+              dx,
+            ], true);
+          }
         }
       }
     }
@@ -856,18 +1013,30 @@ export class WebGpuBackend implements Backend {
       const dw = this.f32(dweight);
       for (const [j0, j1] of ocChunks) {
         for (const [n0, n1] of nChunks) {
-          this.dispatch(
-            v4 ? "matmulBackwardWeightVec4" : "matmulBackwardWeight",
-            [n1 - n0, C, j1 - j0, OC, j0, 0],
-            [
-              slice(d, n0 * OC, (n1 - n0) * OC),
-              slice(x, n0 * C, (n1 - n0) * C),
-              slice(dw, j0 * C, (j1 - j0) * C),
-            ],
-            v4
-              ? [Math.ceil(C / 64), Math.ceil((j1 - j0) / 32)]
-              : [Math.ceil(C / 32), Math.ceil((j1 - j0) / 32)],
-          );
+          const bindings = [
+            slice(d, n0 * OC, (n1 - n0) * OC),
+            slice(x, n0 * C, (n1 - n0) * C),
+            slice(dw, j0 * C, (j1 - j0) * C),
+          ];
+          if (kernel === "register") {
+            this.dispatch(
+              v4 ? "matmulBackwardWeightVec4" : "matmulBackwardWeight",
+              [n1 - n0, C, j1 - j0, OC, j0, 0],
+              bindings,
+              v4
+                ? [Math.ceil(C / 64), Math.ceil((j1 - j0) / 32)]
+                : [Math.ceil(C / 32), Math.ceil((j1 - j0) / 32)],
+            );
+          } else {
+            // A(j, n) = dout[n OC + j0 + j], B(n, c) = inp[n C + c], K runs over rows n
+            const [dd, xx, dwc] = bindings;
+            this.gemm(kernel, j1 - j0, C, n1 - n0, [j0, 1, OC], [0, C, 1], [0, C], false, [
+              dd,
+              xx,
+              this.dummy,
+              dwc,
+            ], true);
+          }
         }
       }
     }
@@ -939,6 +1108,13 @@ export class WebGpuBackend implements Backend {
 
   geluForward(out: DeviceBuffer, inp: DeviceBuffer, n: number): void {
     const o = this.f32(out), x = this.f32(inp);
+    if (!this.kernels.fusedElementwise) {
+      // eager PyTorch's GELU(approximate="tanh"): six kernels, five temporaries
+      const t = this.geluTanh(x, n), half = this.temp(n);
+      this.unary("affine", half, t, n, 0.5, 0.5); // (1 + tanh) / 2
+      this.binary("mul", o, x, half, n);
+      return;
+    }
     for (const [i0, i1] of this.rowChunks(n, [1])) {
       this.dispatch(
         "geluForward",
@@ -951,6 +1127,25 @@ export class WebGpuBackend implements Backend {
 
   geluBackward(dinp: DeviceBuffer, inp: DeviceBuffer, dout: DeviceBuffer, n: number): void {
     const di = this.f32(dinp), x = this.f32(inp), d = this.f32(dout);
+    if (!this.kernels.fusedElementwise) {
+      // autograd's chain: d/dx [x (1 + tanh u) / 2] = (1 + tanh u) / 2
+      //   + x (1 - tanh^2 u) u' / 2, u' = sqrt(2/pi) (1 + 3 0.044715 x^2)
+      const th = this.geluTanh(x, n), k = Math.sqrt(2 / Math.PI);
+      const left = this.temp(n), sq = this.temp(n), sech2 = this.temp(n);
+      this.unary("affine", left, th, n, 0.5, 0.5);
+      this.unary("square", sq, th, n);
+      this.unary("affine", sech2, sq, n, -1, 1);
+      const x2 = this.temp(n), du = this.temp(n), r1 = this.temp(n), r2 = this.temp(n);
+      this.unary("square", x2, x, n);
+      this.unary("affine", du, x2, n, 3 * 0.044715 * k, k);
+      this.binary("mul", r1, x, sech2, n);
+      this.binary("mul", r2, r1, du, n);
+      const local = this.temp(n), g = this.temp(n);
+      this.binary("add", local, left, r2, n, 0.5);
+      this.binary("mul", g, local, d, n);
+      this.accumulate(di, g, n, n);
+      return;
+    }
     for (const [i0, i1] of this.rowChunks(n, [1])) {
       this.dispatch(
         "geluBackward",
@@ -961,9 +1156,78 @@ export class WebGpuBackend implements Backend {
     }
   }
 
+  /** tanh(sqrt(2/pi) (x + 0.044715 x^3)) in four elementwise kernels. */
+  private geluTanh(x: WebGpuBuffer, n: number): WebGpuBuffer {
+    const cube = this.temp(n), inner = this.temp(n), u = this.temp(n), th = this.temp(n);
+    this.unary("cube", cube, x, n);
+    this.binary("add", inner, x, cube, n, 0.044715);
+    this.unary("affine", u, inner, n, Math.sqrt(2 / Math.PI), 0);
+    this.unary("tanh", th, u, n);
+    return th;
+  }
+
+  private temp(n: number): WebGpuBuffer {
+    return this.alloc(n, "f32") as WebGpuBuffer;
+  }
+
+  /** out = op(a), elementwise over n, with alpha and beta for "affine" (alpha a + beta). */
+  private unary(
+    op: keyof typeof UNARY,
+    out: WebGpuBuffer,
+    a: WebGpuBuffer,
+    n: number,
+    alpha = 1,
+    beta = 0,
+  ): void {
+    for (const [i0, i1] of this.rowChunks(n, [1])) {
+      this.dispatch(
+        "ewUnary",
+        [i1 - i0, UNARY[op], 0, alpha, beta],
+        [slice(a, i0, i1 - i0), slice(out, i0, i1 - i0)],
+        grid(i1 - i0),
+      );
+    }
+  }
+
+  /** out = op(a, b), elementwise over n ("add" is a + alpha b). */
+  private binary(
+    op: keyof typeof BINARY,
+    out: WebGpuBuffer,
+    a: WebGpuBuffer,
+    b: WebGpuBuffer,
+    n: number,
+    alpha = 1,
+  ): void {
+    for (const [i0, i1] of this.rowChunks(n, [1])) {
+      this.dispatch(
+        "ewBinary",
+        [i1 - i0, BINARY[op], 0, alpha, 0],
+        [slice(a, i0, i1 - i0), slice(b, i0, i1 - i0), slice(out, i0, i1 - i0)],
+        grid(i1 - i0),
+      );
+    }
+  }
+
   attentionForward(out: DeviceBuffer, qkv: DeviceBuffer, dims: AttentionDims): DeviceBuffer {
     const { B, T, C, NH } = dims;
     const hs = C / NH, o = this.f32(out), x = this.f32(qkv);
+    if (this.kernels.attention === "materialized") {
+      // the lecture's att = softmax(mask(q k^T / sqrt(hs))) @ v, att kept for backward
+      const tt = NH * T * T, att = this.temp(B * tt);
+      for (const [b0, b1] of this.rowChunks(B, [tt, T * 3 * C, T * C])) {
+        const nb = b1 - b0, params = [nb, T, C, NH, 1 / Math.sqrt(hs)];
+        const xs = slice(x, b0 * T * 3 * C, nb * T * 3 * C), as = slice(att, b0 * tt, nb * tt);
+        this.dispatch("attnScores", params, [xs, as], grid(nb * tt));
+        this.dispatch("attnSoftmax", params, [as], grid(nb * NH * T));
+        this.dispatch(
+          "attnValues",
+          params,
+          [as, xs, slice(o, b0 * T * C, nb * T * C)],
+          grid(nb * T * C),
+        );
+      }
+      return new AttentionMatrix(att);
+    }
     const nStats = B * NH * T;
     const stats = this.alloc(2 * nStats, "f32") as WebGpuBuffer;
     const saved = new AttentionSaved(stats, this.alloc(B * T * C, "f32") as WebGpuBuffer);
@@ -992,6 +1256,24 @@ export class WebGpuBackend implements Backend {
     dims: AttentionDims,
   ): void {
     const { B, T, C, NH } = dims;
+    if (saved instanceof AttentionMatrix) {
+      const tt = NH * T * T, datt = this.temp(B * tt);
+      const dx = this.f32(dqkv), d = this.f32(dout), x = this.f32(qkv);
+      for (const [b0, b1] of this.rowChunks(B, [tt, T * 3 * C, T * C])) {
+        const nb = b1 - b0, params = [nb, T, C, NH, 1 / Math.sqrt(C / NH)];
+        const xs = slice(x, b0 * T * 3 * C, nb * T * 3 * C), ds = slice(d, b0 * T * C, nb * T * C);
+        const as = slice(saved.att, b0 * tt, nb * tt), das = slice(datt, b0 * tt, nb * tt);
+        this.dispatch("attnDatt", params, [xs, ds, das], grid(nb * tt));
+        this.dispatch("attnSoftmaxBackward", params, [as, das], grid(nb * NH * T));
+        this.dispatch(
+          "attnDqkv",
+          params,
+          [as, das, xs, ds, slice(dx, b0 * T * 3 * C, nb * T * 3 * C)],
+          grid(nb * T * 3 * C),
+        );
+      }
+      return;
+    }
     if (!(saved instanceof AttentionSaved)) {
       throw new Error("Expected the buffer that attentionForward of the webgpu backend returned");
     }
@@ -1114,6 +1396,26 @@ export class WebGpuBackend implements Backend {
     const p = this.f32(param), g = this.f32(grad), mm = this.f32(m), vv = this.f32(v);
     const { lr, beta1, beta2, eps, weightDecay, step } = hp;
     const stepSize = lr / (1 - beta1 ** step), sqrtBc2 = Math.sqrt(1 - beta2 ** step);
+    if (this.kernels.adamw === "elementwise") {
+      // torch.optim.AdamW(foreach=False): one kernel per op per parameter
+      const m1 = this.temp(n), m2 = this.temp(n), g2 = this.temp(n), v1 = this.temp(n);
+      const v2 = this.temp(n), root = this.temp(n), den = this.temp(n), upd = this.temp(n);
+      const p1 = this.temp(n), p2 = this.temp(n);
+      this.unary("affine", m1, mm, n, beta1, 0);
+      this.binary("add", m2, m1, g, n, 1 - beta1);
+      this.unary("square", g2, g, n);
+      this.unary("affine", v1, vv, n, beta2, 0);
+      this.binary("add", v2, v1, g2, n, 1 - beta2);
+      this.unary("sqrt", root, v2, n);
+      this.unary("affine", den, root, n, 1 / sqrtBc2, eps);
+      this.binary("div", upd, m2, den, n);
+      this.unary("affine", p1, p, n, 1 - lr * weightDecay, 0);
+      this.binary("add", p2, p1, upd, n, -stepSize);
+      this.scale(mm, m2, 1, n, false);
+      this.scale(vv, v2, 1, n, false);
+      this.scale(p, p2, 1, n, false);
+      return;
+    }
     for (const [i0, i1] of this.rowChunks(n, [1])) {
       const len = i1 - i0;
       this.dispatch(
