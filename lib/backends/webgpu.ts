@@ -573,8 +573,21 @@ export class WebGpuBackend implements Backend {
     bytes: number,
   ): WebGpuBuffer {
     const b = new WebGpuBuffer(gpu, length, dtype, id);
-    this.registry.register(b, { gpu, id, bytes });
+    this.registry.register(b, { gpu, id, bytes }, b);
     return b;
+  }
+
+  /**
+   * Returns temporaries to the pool now rather than when their wrappers are collected (the
+   * garbage collector does not see GPU memory). Commands already recorded still read them
+   * first: a reused buffer is cleared in order, after them.
+   */
+  private release(...bufs: WebGpuBuffer[]): void {
+    for (const b of bufs) {
+      if (this.registry.unregister(b)) {
+        this.recycle({ gpu: b.gpu, id: b.id, bytes: byteSize(b.length) });
+      }
+    }
   }
 
   private recycle(held: { gpu: GPUBuffer; id: number; bytes: number }): void {
@@ -1113,6 +1126,7 @@ export class WebGpuBackend implements Backend {
       const t = this.geluTanh(x, n), half = this.temp(n);
       this.unary("affine", half, t, n, 0.5, 0.5); // (1 + tanh) / 2
       this.binary("mul", o, x, half, n);
+      this.release(t, half);
       return;
     }
     for (const [i0, i1] of this.rowChunks(n, [1])) {
@@ -1144,6 +1158,7 @@ export class WebGpuBackend implements Backend {
       this.binary("add", local, left, r2, n, 0.5);
       this.binary("mul", g, local, d, n);
       this.accumulate(di, g, n, n);
+      this.release(th, left, sq, sech2, x2, du, r1, r2, local, g);
       return;
     }
     for (const [i0, i1] of this.rowChunks(n, [1])) {
@@ -1163,6 +1178,7 @@ export class WebGpuBackend implements Backend {
     this.binary("add", inner, x, cube, n, 0.044715);
     this.unary("affine", u, inner, n, Math.sqrt(2 / Math.PI), 0);
     this.unary("tanh", th, u, n);
+    this.release(cube, inner, u);
     return th;
   }
 
@@ -1272,6 +1288,7 @@ export class WebGpuBackend implements Backend {
           grid(nb * T * 3 * C),
         );
       }
+      this.release(datt);
       return;
     }
     if (!(saved instanceof AttentionSaved)) {
@@ -1414,6 +1431,7 @@ export class WebGpuBackend implements Backend {
       this.scale(mm, m2, 1, n, false);
       this.scale(vv, v2, 1, n, false);
       this.scale(p, p2, 1, n, false);
+      this.release(m1, m2, g2, v1, v2, root, den, upd, p1, p2);
       return;
     }
     for (const [i0, i1] of this.rowChunks(n, [1])) {

@@ -5,14 +5,20 @@
  * @module
  */
 
-import type { RungResult } from "./ladder.ts";
+/** A timed rung of either ladder (CPU or WebGPU). */
+export interface LadderRow {
+  rung: { name: string; change: string };
+  ms: number;
+  tokensPerSec: number;
+  speedup: number;
+}
 
 function escapeXml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
 /** An SVG bar chart of tokens/s per rung, labelled with ms/step and the speedup. */
-export function ladderSvg(results: RungResult[], title: string): string {
+export function ladderSvg(results: LadderRow[], title: string): string {
   const rowH = 30, left = 170, width = 720, barMax = width - left - 150, top = 40;
   const height = top + results.length * rowH + 20;
   const max = Math.max(...results.map((r) => r.tokensPerSec));
@@ -35,7 +41,7 @@ export function ladderSvg(results: RungResult[], title: string): string {
 }
 
 /** The ladder as a Markdown table. */
-export function ladderTable(results: RungResult[]): string {
+export function ladderTable(results: LadderRow[]): string {
   const lines = [
     "| rung | change | ms/step | tok/s | speedup |",
     "| --- | --- | --- | --- | --- |",

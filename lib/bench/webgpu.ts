@@ -11,7 +11,7 @@
  */
 
 import type { DeviceBuffer } from "../backend.ts";
-import { createWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
+import { createWebGpuBackend, type WebGpuBackend, type WebGpuKernels } from "../backends/webgpu.ts";
 import { gptConfig } from "../gpt.ts";
 import { Generator } from "../random.ts";
 import { timeSteps, trainFlopsPerToken } from "./step.ts";
@@ -73,26 +73,52 @@ export async function benchWebGpuKernels(
     });
   };
 
-  for (
-    const [name, inF, outF] of [
-      ["matmul c_attn", C, 3 * C],
-      ["matmul attn.c_proj", C, C],
-      ["matmul c_fc", C, 4 * C],
-      ["matmul mlp.c_proj", 4 * C, C],
-      ["matmul lm_head", C, V],
-    ] as const
-  ) {
-    const x = rand(N * inF), w = rand(outF * inF, 0.02), b = rand(outF), y = rand(N * outF);
-    const dx = rand(N * inF), dw = rand(outF * inF), db = rand(outF);
-    const shape = `${N}x${inF} @ ${outF}x${inF}^T`;
-    const flops = 2 * N * inF * outF;
-    await time(`${name} forward`, shape, { flops }, () => {
-      backend.matmulForward(y, x, w, name === "matmul lm_head" ? null : b, N, inF, outF);
-    });
-    await time(`${name} backward`, shape, { flops: 2 * flops }, () => {
-      backend.matmulBackward(dx, dw, name === "matmul lm_head" ? null : db, y, x, w, N, inF, outF);
-    });
+  // every matmul kernel the backend has: the adapter's pick first, then the other tiles,
+  // then f16 operands where the adapter has shader-f16
+  const pick = backend.kernels, precision = backend.matmulPrecision;
+  const other = pick.matmul === "tiled" ? "register" : "tiled";
+  const choices: [WebGpuKernels["matmul"], "f32" | "f16"][] = [
+    [pick.matmul, "f32"],
+    [other, "f32"],
+  ];
+  if (backend.hasF16) choices.push(["tiled", "f16"]);
+  for (const [matmul, prec] of choices) {
+    backend.kernels = { ...pick, matmul };
+    backend.setMatmulPrecision(prec);
+    const tag = `[${matmul} ${prec}${matmul === pick.matmul && prec === "f32" ? ", default" : ""}]`;
+    for (
+      const [name, inF, outF] of [
+        ["matmul c_attn", C, 3 * C],
+        ["matmul attn.c_proj", C, C],
+        ["matmul c_fc", C, 4 * C],
+        ["matmul mlp.c_proj", 4 * C, C],
+        ["matmul lm_head", C, V],
+      ] as const
+    ) {
+      const x = rand(N * inF), w = rand(outF * inF, 0.02), b = rand(outF), y = rand(N * outF);
+      const dx = rand(N * inF), dw = rand(outF * inF), db = rand(outF);
+      const shape = `${N}x${inF} @ ${outF}x${inF}^T`;
+      const flops = 2 * N * inF * outF;
+      await time(`${name} forward ${tag}`, shape, { flops }, () => {
+        backend.matmulForward(y, x, w, name === "matmul lm_head" ? null : b, N, inF, outF);
+      });
+      await time(`${name} backward ${tag}`, shape, { flops: 2 * flops }, () => {
+        backend.matmulBackward(
+          dx,
+          dw,
+          name === "matmul lm_head" ? null : db,
+          y,
+          x,
+          w,
+          N,
+          inF,
+          outF,
+        );
+      });
+    }
   }
+  backend.kernels = pick;
+  backend.setMatmulPrecision(precision);
 
   const dims = { B, T, C, NH }, hs = C / NH;
   const qkv = rand(N * 3 * C), att = rand(N * C), dqkv = rand(N * 3 * C), dAtt = rand(N * C);

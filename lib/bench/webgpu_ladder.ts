@@ -1,0 +1,128 @@
+/**
+ * The lecture's speedup ladder on WebGPU: start from naive kernels and switch on one
+ * speedup at a time (tiled matmuls, fused elementwise kernels, flash attention, vocab
+ * 50257 -> 50304, fused AdamW), timing a few training steps at each rung on the adapter at
+ * hand. A rung is a choice of `WebGpuKernels` plus a vocabulary size; the backend switches
+ * kernels between steps, so one device serves every rung.
+ *
+ * @module
+ */
+
+import { defaultKernels, type WebGpuBackend, type WebGpuKernels } from "../backends/webgpu.ts";
+import type { GPTConfig } from "../gpt.ts";
+import { timeSteps } from "./step.ts";
+
+/** One rung: the kernels it runs and the vocabulary size. */
+export interface WebGpuRung {
+  name: string;
+  /** What changed from the rung before, in the lecture's words. */
+  change: string;
+  kernels: WebGpuKernels;
+  vocabSize: number;
+}
+
+/** The ladder, bottom to top, for an adapter (tiles differ on software adapters). */
+export function webGpuLadder(isFallbackAdapter: boolean): WebGpuRung[] {
+  const best = defaultKernels(isFallbackAdapter);
+  const naive: WebGpuKernels = {
+    matmul: "naive",
+    attention: "materialized",
+    fusedElementwise: false,
+    adamw: "elementwise",
+  };
+  const tiled = { ...naive, matmul: best.matmul };
+  const fused = { ...tiled, fusedElementwise: true };
+  const flash = { ...fused, attention: "flash" as const };
+  return [
+    {
+      name: "naive kernels",
+      change: "one output per invocation; attention matrix stored; GELU, biases and AdamW " +
+        "op by op (eager PyTorch)",
+      kernels: naive,
+      vocabSize: 50257,
+    },
+    {
+      name: "tiled matmul",
+      change: best.matmul === "tiled"
+        ? "64x64 tiles staged in workgroup memory, 4x4 outputs per invocation"
+        : "32x32 tiles of 4x4 register blocks (no workgroup memory: on a software adapter " +
+          "it is slower than plain loads)",
+      kernels: tiled,
+      vocabSize: 50257,
+    },
+    {
+      name: "fused kernels",
+      change: "GELU in one kernel, biases in the matmul's epilogue (torch.compile's fusion)",
+      kernels: fused,
+      vocabSize: 50257,
+    },
+    {
+      name: "flash attention",
+      change: "online softmax, no (T, T) matrix stored; recomputed in backward",
+      kernels: flash,
+      vocabSize: 50257,
+    },
+    {
+      name: "vocab 50304",
+      change: "the nice number: 50257 padded to 128 x 393",
+      kernels: flash,
+      vocabSize: 50304,
+    },
+    {
+      name: "fused AdamW",
+      change: "AdamW in one kernel per parameter instead of ten",
+      kernels: best,
+      vocabSize: 50304,
+    },
+  ];
+}
+
+/** A timed rung. */
+export interface WebGpuRungResult {
+  rung: WebGpuRung;
+  ms: number;
+  tokensPerSec: number;
+  /** Speedup over the first rung. */
+  speedup: number;
+}
+
+/** Options of `runWebGpuLadder`. */
+export interface WebGpuLadderOptions {
+  B: number;
+  T: number;
+  warmup: number;
+  iters: number;
+  onRung?: (r: WebGpuRungResult) => void;
+}
+
+/** Times every rung on `config` (its vocab set per rung); leaves the backend's kernels as found. */
+export async function runWebGpuLadder(
+  backend: WebGpuBackend,
+  config: GPTConfig,
+  o: WebGpuLadderOptions,
+): Promise<WebGpuRungResult[]> {
+  const before = backend.kernels, out: WebGpuRungResult[] = [];
+  try {
+    for (const rung of webGpuLadder(backend.isFallbackAdapter)) {
+      backend.kernels = rung.kernels;
+      const t = await timeSteps(backend, { ...config, vocab_size: rung.vocabSize }, {
+        mode: "train",
+        B: o.B,
+        T: o.T,
+        warmup: o.warmup,
+        iters: o.iters,
+      });
+      const r = {
+        rung,
+        ms: t.medianMs,
+        tokensPerSec: t.tokensPerSec,
+        speedup: out.length ? out[0].ms / t.medianMs : 1,
+      };
+      out.push(r);
+      o.onRung?.(r);
+    }
+  } finally {
+    backend.kernels = before;
+  }
+  return out;
+}
