@@ -17,6 +17,10 @@
  *   most 128 MiB) are bound in row slices aligned to `minStorageBufferOffsetAlignment`,
  *   one dispatch per slice.
  * - Every kernel is deterministic: reductions are loops in a fixed order, no float atomics.
+ * - Kernels are chosen per adapter (`WebGpuKernels`): matmuls in workgroup-memory tiles on
+ *   GPUs, register-blocked on software adapters; `GPT2_WEBGPU_MATMUL` overrides. The
+ *   speedup ladder switches to the naive kernels and back; `setMatmulPrecision("f16")`
+ *   rounds matmul operands to half precision where the adapter has `shader-f16`.
  * - Matmuls take vec4 loads when the feature counts are multiples of 4 (all of GPT-2's),
  *   scalar ones otherwise.
  *
@@ -365,9 +369,16 @@ export async function createWebGpuBackend(options: WebGpuOptions = {}): Promise<
     const url = new URL(`../../kernels/wgsl/${file}.wgsl`, import.meta.url);
     sources.set(file, await Deno.readTextFile(url));
   }
-  const backend = new WebGpuBackend(device, adapter.info, sources, options);
+  const backend = new WebGpuBackend(device, adapter.info, sources, {
+    ...options,
+    kernels: { matmul: matmulFromEnv(), ...options.kernels },
+  });
   if (!options.quiet) {
-    console.log(`webgpu: ${backend.adapterSummary}`);
+    console.log(
+      `webgpu: ${backend.adapterSummary}; matmul kernel: ${backend.kernels.matmul}${
+        backend.hasF16 ? "; shader-f16 available (--precision f16)" : ""
+      }`,
+    );
     if (adapter.info.isFallbackAdapter) {
       console.log(
         "webgpu: WARNING: this is a FALLBACK adapter (software rendering on the CPU), " +
@@ -376,6 +387,22 @@ export async function createWebGpuBackend(options: WebGpuOptions = {}): Promise<
     }
   }
   return backend;
+}
+
+/**
+ * `GPT2_WEBGPU_MATMUL=naive|tiled|register` overrides the adapter's pick of matmul kernel
+ * (to compare tiles on a new GPU); unset, or without env permission, the pick stands.
+ */
+function matmulFromEnv(): WebGpuKernels["matmul"] | undefined {
+  let value: string | undefined;
+  try {
+    value = Deno.env.get("GPT2_WEBGPU_MATMUL");
+  } catch {
+    return undefined;
+  }
+  if (value === undefined || value === "") return undefined;
+  if (value === "naive" || value === "tiled" || value === "register") return value;
+  throw new Error(`GPT2_WEBGPU_MATMUL must be naive, tiled or register, not "${value}"`);
 }
 
 /** The WebGPU backend; make it with `createWebGpuBackend`. */
@@ -436,7 +463,8 @@ export class WebGpuBackend implements Backend {
       info.isFallbackAdapter ? "FALLBACK (software) adapter" : "",
     ].filter((s) => s).join(", ");
     this.hasF16 = device.features.has("shader-f16");
-    this.kernels = { ...defaultKernels(info.isFallbackAdapter), ...options.kernels };
+    const chosen = Object.entries(options.kernels ?? {}).filter(([, v]) => v !== undefined);
+    this.kernels = { ...defaultKernels(info.isFallbackAdapter), ...Object.fromEntries(chosen) };
     this.maxBinding = Math.min(
       device.limits.maxStorageBufferBindingSize,
       options.maxBindingBytes ?? Infinity,
