@@ -2,11 +2,16 @@
 // gradient, gradient accumulation, greedy generation, top-k, three AdamW steps, GELU), on
 // the full-size GPT-2 124M check with hashed weights (its wte, 154.5 MB, and its logits
 // cross llvmpipe's 128 MiB binding limit), and five training steps against the reference
-// CPU backend. Skipped, with a notice, only when no WebGPU adapter exists at all.
+// CPU backend with every choice of kernels (and close to it with f16 matmuls). Skipped,
+// with a notice, only when no WebGPU adapter exists at all.
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import type { Backend } from "../lib/backend.ts";
 import { CpuBackend } from "../lib/backends/cpu.ts";
-import { createWebGpuBackend, hasWebGpuAdapter } from "../lib/backends/webgpu.ts";
+import {
+  createWebGpuBackend,
+  hasWebGpuAdapter,
+  type WebGpuKernels,
+} from "../lib/backends/webgpu.ts";
 import { GPT, type GPTConfig } from "../lib/gpt.ts";
 import { clipGradNorm, configureOptimizers, getLr } from "../lib/optim.ts";
 import { Generator } from "../lib/random.ts";
@@ -23,32 +28,68 @@ if (!(await hasWebGpuAdapter())) {
 } else {
   referenceSuite("webgpu", () => createWebGpuBackend({ quiet: true }));
   gpt2HashSuite("webgpu", () => createWebGpuBackend());
-  Deno.test("webgpu: five training steps equal the reference CPU backend's", async () => {
-    const gpu = await createWebGpuBackend({ quiet: true });
-    const cpu = await train(new CpuBackend()), web = await train(gpu);
-    assertClose("losses", web.losses, cpu.losses, { rtol: 2e-5 });
-    assertClose("pre-clip norms", web.norms, cpu.norms, { rtol: 2e-4 });
-    assertEquals(web.params.length, cpu.params.length);
-    // Adam turns a gradient at f32 rounding level into a step of about lr whatever its
-    // size, so single elements may differ by up to the summed lrs; on average they agree.
-    let sumDiff = 0, count = 0;
-    web.params.forEach((p, k) => {
-      assertClose(`param ${k}`, p, cpu.params[k], { rtol: 0, atol: 2 * cpu.lrSum });
-      for (let i = 0; i < p.length; i++) sumDiff += Math.abs(p[i] - cpu.params[k][i]);
-      count += p.length;
+  // the adapter's kernels, the other tiles, and the speedup ladder's naive rung
+  const kernelChoices: [string, Partial<WebGpuKernels>][] = [
+    ["", {}],
+    [" (tiled matmul)", { matmul: "tiled" }],
+    [" (register-blocked matmul)", { matmul: "register" }],
+    [" (the ladder's naive kernels)", {
+      matmul: "naive",
+      attention: "materialized",
+      fusedElementwise: false,
+      adamw: "elementwise",
+    }],
+  ];
+  let cpuRun: ReturnType<typeof train> | null = null;
+  for (const [label, kernels] of kernelChoices) {
+    Deno.test(`webgpu${label}: five training steps equal the reference CPU backend's`, async () => {
+      const gpu = await createWebGpuBackend({ quiet: true, kernels });
+      const cpu = await (cpuRun ??= train(new CpuBackend())), web = await train(gpu);
+      compareRuns(web, cpu);
     });
-    const meanDiff = sumDiff / count;
-    if (!(meanDiff < 2e-6)) throw new Error(`Mean parameter difference ${meanDiff} over 2e-6`);
+  }
+  Deno.test("webgpu f16 matmuls: five training steps close to the CPU's f32 ones", async () => {
+    const gpu = await createWebGpuBackend({ quiet: true });
+    if (!gpu.hasF16) {
+      console.log("webgpu f16: no shader-f16 on this adapter: nothing to train");
+      return;
+    }
+    gpu.setMatmulPrecision("f16");
+    const cpu = await (cpuRun ??= train(new CpuBackend())), web = await train(gpu);
+    // half-precision operands: about 3 significant digits per product
+    assertClose("losses", web.losses, cpu.losses, { rtol: 2e-3 });
+    assertClose("pre-clip norms", web.norms, cpu.norms, { rtol: 3e-2 });
+    const diff = Math.max(...web.losses.map((l, i) => Math.abs(l - cpu.losses[i])));
+    if (!(diff > 0)) throw new Error("f16 losses are bit-identical to f32: f16 is not in use");
   });
 }
 
-/** Five steps of the lecture's loop (clipping, schedule, AdamW) on a small GPT-2. */
-async function train(backend: Backend): Promise<{
+/** Losses, norms and parameters of two runs agree to f32 rounding. */
+function compareRuns(web: Run, cpu: Run): void {
+  assertClose("losses", web.losses, cpu.losses, { rtol: 2e-5 });
+  assertClose("pre-clip norms", web.norms, cpu.norms, { rtol: 2e-4 });
+  assertEquals(web.params.length, cpu.params.length);
+  // Adam turns a gradient at f32 rounding level into a step of about lr whatever its
+  // size, so single elements may differ by up to the summed lrs; on average they agree.
+  let sumDiff = 0, count = 0;
+  web.params.forEach((p, k) => {
+    assertClose(`param ${k}`, p, cpu.params[k], { rtol: 0, atol: 2 * cpu.lrSum });
+    for (let i = 0; i < p.length; i++) sumDiff += Math.abs(p[i] - cpu.params[k][i]);
+    count += p.length;
+  });
+  const meanDiff = sumDiff / count;
+  if (!(meanDiff < 2e-6)) throw new Error(`Mean parameter difference ${meanDiff} over 2e-6`);
+}
+
+interface Run {
   losses: number[];
   norms: number[];
   params: Float32Array[];
   lrSum: number;
-}> {
+}
+
+/** Five steps of the lecture's loop (clipping, schedule, AdamW) on a small GPT-2. */
+async function train(backend: Backend): Promise<Run> {
   const config: GPTConfig = {
     n_layer: 2,
     n_head: 2,
