@@ -7,7 +7,8 @@
  * - `optimizer.safetensors`: AdamW's first and second moments per parameter
  *   (`<name>.exp_avg`, `<name>.exp_avg_sq`, PyTorch's names);
  * - `state.json`: the step, AdamW's step count and settings, every rank's data-loader
- *   position and RNG state, the run's settings, and the size and SHA-256 of each file.
+ *   position and RNG state, the loss scaler's state (runs with loss scaling), the run's
+ *   settings, and the size and SHA-256 of each file.
  *
  * A checkpoint is written into a temporary folder that is renamed into place once
  * complete, so a crash never leaves a half-written `step_*`; on load every file is checked
@@ -22,6 +23,7 @@ import { GPT as GPTClass, savePretrained } from "./gpt.ts";
 import type { AdamW } from "./optim.ts";
 import { readSafetensors, toFloat32, writeSafetensors } from "./safetensors.ts";
 import type { Backend } from "./backend.ts";
+import type { GradScalerState } from "./grad_scaler.ts";
 
 /** Format tag in `state.json`. */
 export const CHECKPOINT_FORMAT = "gpt2-ts-checkpoint/1";
@@ -53,6 +55,11 @@ export interface CheckpointState {
   };
   /** One entry per rank, in rank order. */
   ranks: RankState[];
+  /**
+   * The loss scaler's scale and growth count, in runs with loss scaling (absent otherwise, and
+   * in checkpoints older than it: a resumed run then starts a fresh scaler).
+   */
+  gradScaler?: GradScalerState;
   /** The last training loss, for the record. */
   loss: number | null;
   /** Size and SHA-256 of every other file of the folder. */
@@ -67,6 +74,8 @@ export interface SaveCheckpointInput {
   run: Record<string, unknown>;
   ranks: RankState[];
   loss: number | null;
+  /** The loss scaler's state, in runs with loss scaling. */
+  gradScaler?: GradScalerState | null;
 }
 
 const STEP_DIR = /^step_(\d+)$/;
@@ -136,6 +145,7 @@ export async function saveCheckpoint(
       })),
     },
     ranks: input.ranks,
+    ...(input.gradScaler ? { gradScaler: input.gradScaler } : {}),
     loss: input.loss,
     files,
   };

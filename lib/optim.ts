@@ -107,8 +107,22 @@ export function configureOptimizers(model: Module, options: ConfigureOptions): A
 /**
  * Scales all gradients so their global L2 norm is at most `maxNorm`
  * (`torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
+ *
+ * With `scale` (loss scaling, lib/grad_scaler.ts) the gradients hold `scale` times the true
+ * ones: the returned norm is the true one (divided by `scale`), and the gradients are
+ * unscaled and clipped together, one multiplication each by
+ * `min(1, maxNorm / (norm + 1e-6)) / scale` (GradScaler's `unscale_` then clipping, in one
+ * pass). With `scale`, a norm that is not finite (an inf or NaN in a gradient: overflow) is
+ * returned with the gradients left as they are, for the caller to skip the step.
  */
-export async function clipGradNorm(params: Tensor[], maxNorm: number): Promise<number> {
+export async function clipGradNorm(
+  params: Tensor[],
+  maxNorm: number,
+  scale?: number,
+): Promise<number> {
+  if (scale !== undefined && !(scale > 0 && Number.isFinite(scale))) {
+    throw new Error(`clipGradNorm: scale must be a positive finite number, found ${scale}`);
+  }
   let sumSq = 0;
   const withGrad = params.filter((p) => p.grad), backend = withGrad[0]?.backend;
   if (backend?.sumsOfSquares && withGrad.every((p) => p.backend === backend)) {
@@ -121,11 +135,16 @@ export async function clipGradNorm(params: Tensor[], maxNorm: number): Promise<n
   } else {
     for (const p of withGrad) sumSq += await p.backend.sumOfSquares(p.grad!.buffer, p.size);
   }
-  const norm = Math.sqrt(sumSq);
+  const unscale = scale ?? 1;
+  const norm = Math.sqrt(sumSq) / unscale;
+  // overflow under loss scaling: the caller skips the step (without a scale, as PyTorch: an
+  // inf norm clips by 0)
+  if (scale !== undefined && !Number.isFinite(norm)) return norm;
   const coef = maxNorm / (norm + 1e-6);
-  if (coef < 1) {
+  const factor = Math.min(1, coef) / unscale;
+  if (factor !== 1) {
     for (const p of params) {
-      if (p.grad) p.backend.scale(p.grad.buffer, p.grad.buffer, coef, p.size, false);
+      if (p.grad) p.backend.scale(p.grad.buffer, p.grad.buffer, factor, p.size, false);
     }
   }
   return norm;

@@ -4,7 +4,8 @@
  * accumulation over micro-steps, the gradients all-reduced across ranks after the last one,
  * (3) clipping, the lr schedule and AdamW, (4) the step line and `log.txt`, (5) once in a
  * while a checkpoint. Checkpoints resume exactly; a NaN loss stops the run; SIGINT/SIGTERM
- * save a checkpoint and end the run cleanly.
+ * save a checkpoint and end the run cleanly. Opt-in f16 matmuls (WebGPU) come with dynamic
+ * loss scaling (lib/grad_scaler.ts): a step whose gradients overflow is skipped.
  *
  * @module
  */
@@ -22,6 +23,7 @@ import {
 } from "./checkpoint.ts";
 import { type ProcessGroup, SingleProcessGroup } from "./ddp/process_group.ts";
 import { GPT, type GPTConfig, savePretrained } from "./gpt.ts";
+import { GradScaler, type GradScalerOptions, type GradScalerState } from "./grad_scaler.ts";
 import * as ops from "./ops.ts";
 import { clipGradNorm, configureOptimizers, getLr } from "./optim.ts";
 import { Generator } from "./random.ts";
@@ -45,6 +47,12 @@ export interface EvalContext {
 
 /** Scores this rank's share of HellaSwag (lib/hellaswag.ts plugs in here). */
 export type HellaswagHook = (model: GPT, ctx: EvalContext) => Promise<HellaswagCounts>;
+
+/** The precision of the matmuls: f32, or f16 (WebGPU with shader-f16). */
+export type Precision = "f32" | "f16";
+
+/** The precisions `--precision` accepts. */
+export const PRECISIONS: readonly Precision[] = ["f32", "f16"];
 
 /** Everything a run needs; the CLI fills it from a preset and flags. */
 export interface TrainOptions {
@@ -91,6 +99,20 @@ export interface TrainOptions {
   onStep?: (s: StepStats) => void;
   /** Called on rank 0 after each evaluation has been logged (e.g. to redraw a figure). */
   onEval?: (e: EvalStats) => Promise<void> | void;
+  /**
+   * The matmuls' precision; default f32. f16 needs a backend with f16 matmuls (WebGPU on an
+   * adapter with shader-f16) and turns loss scaling on.
+   */
+  precision?: Precision;
+  /**
+   * Dynamic loss scaling (PyTorch's GradScaler): the backward pass starts from the scale, the
+   * gradients are unscaled while clipping, and a step whose gradients overflow is skipped and
+   * the scale halved. Default: on with f16, off with f32 (where it changes nothing but costs
+   * a pass over the gradients).
+   */
+  lossScaling?: boolean;
+  /** The loss scaler's constants (initial scale, growth...); PyTorch's defaults otherwise. */
+  gradScaler?: GradScalerOptions;
 }
 
 /** What one optimizer step did. */
@@ -101,6 +123,10 @@ export interface StepStats {
   norm: number;
   dtMs: number;
   tokensPerSec: number;
+  /** With loss scaling: the scale this step's backward pass used. */
+  lossScale?: number;
+  /** With loss scaling: whether the gradients overflowed, so the optimizer step was skipped. */
+  skipped?: boolean;
 }
 
 /** What one evaluation found. */
@@ -123,6 +149,8 @@ export interface TrainResult {
   checkpoint: string | null;
   /** Why the run ended before its last step ("SIGINT"), or null. */
   stoppedBy: string | null;
+  /** The loss scaler's state at the end, with loss scaling; else null. */
+  gradScaler: GradScalerState | null;
 }
 
 /** The prompt build-nanogpt samples from at each evaluation. */
@@ -130,6 +158,74 @@ export const SAMPLE_PROMPT = "Hello, I'm a language model,";
 
 /** Trains as build-nanogpt's `train_gpt2.py` does, on one process or as one rank of many. */
 export async function train(o: TrainOptions): Promise<TrainResult> {
+  // the backend's matmul precision for this run, as it was afterwards
+  const restore = setMatmulPrecision(o.backend, o.precision ?? "f32");
+  try {
+    return await run(o);
+  } finally {
+    restore();
+  }
+}
+
+/** What a backend with a choice of matmul precision offers (WebGPU's `setMatmulPrecision`). */
+interface MatmulPrecisionControl {
+  setMatmulPrecision(p: Precision): void;
+  readonly matmulPrecision?: Precision;
+}
+
+const NEEDS_F16 = "--precision f16 needs --backend webgpu on an adapter with shader-f16";
+
+/** `value` as a {@linkcode Precision}, or an error naming `--precision` and the choices. */
+export function parsePrecision(value: string): Precision {
+  if (!(PRECISIONS as readonly string[]).includes(value)) {
+    throw new Error(`--precision expects one of ${PRECISIONS.join(", ")}, found "${value}"`);
+  }
+  return value as Precision;
+}
+
+/** The backend's matmul-precision switch (duck-typed: only WebGPU has one), or null. */
+function precisionControl(backend: Backend): MatmulPrecisionControl | null {
+  return "setMatmulPrecision" in backend &&
+      typeof (backend as Partial<MatmulPrecisionControl>).setMatmulPrecision === "function"
+    ? backend as unknown as MatmulPrecisionControl
+    : null;
+}
+
+/**
+ * Checks that `precision` is one of {@linkcode PRECISIONS} and that `backend` can run it
+ * (f16: a backend with f16 matmuls); an error says what is needed. The CLI calls it before
+ * reading any data; `train` again.
+ */
+export function checkPrecision(
+  backend: Backend,
+  precision: string,
+): asserts precision is Precision {
+  parsePrecision(precision);
+  if (precision === "f16" && !precisionControl(backend)) {
+    throw new Error(`${NEEDS_F16}; the ${backend.name} backend has f32 matmuls only`);
+  }
+}
+
+/**
+ * Sets the backend's matmul precision for a run; returns what puts the previous one back.
+ * The adapter's refusal of f16 (no shader-f16) is an error saying what is needed.
+ */
+function setMatmulPrecision(backend: Backend, precision: Precision): () => void {
+  checkPrecision(backend, precision);
+  const control = precisionControl(backend);
+  if (!control) return () => {}; // f32 only
+  const before = control.matmulPrecision ?? "f32";
+  if (before === precision) return () => {};
+  try {
+    control.setMatmulPrecision(precision);
+  } catch (e) {
+    if (precision !== "f16") throw e;
+    throw new Error(`${NEEDS_F16}: ${(e as Error).message}`, { cause: e });
+  }
+  return () => control.setMatmulPrecision(before);
+}
+
+async function run(o: TrainOptions): Promise<TrainResult> {
   const { B, T, backend } = o;
   const group = o.group ?? new SingleProcessGroup();
   const rank = group.rank, world = group.worldSize;
@@ -148,6 +244,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   say(`total desired batch size: ${o.totalBatchSize}`);
   say(`=> calculated gradient accumulation steps: ${gradAccumSteps}`);
   if (world > 1) say(`process group: ${group.describe()}`);
+  const precision = o.precision ?? "f32";
+  const scaler = (o.lossScaling ?? precision === "f16") ? new GradScaler(o.gradScaler) : null;
+  if (precision !== "f32") say(`precision: ${precision} matmuls`);
 
   const trainLoader: TokenLoader = await openTokenData(o.dataPath, "train", B, T, rank, world);
   const evalEvery = o.evalEvery ?? 0;
@@ -188,6 +287,19 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const mine = ckpt.state.ranks[rank];
     trainLoader.restore(mine.loader as ReturnType<TokenLoader["state"]>);
     if (mine.rng.sample) sampleRng.setState(mine.rng.sample);
+    // a checkpoint without a scaler's state (an f32 run, or an older one): a fresh scaler
+    if (scaler && ckpt.state.gradScaler) {
+      try {
+        scaler.load(ckpt.state.gradScaler);
+      } catch (e) {
+        throw new Error(`Checkpoint ${resumePath}: ${(e as Error).message}`, { cause: e });
+      }
+    }
+  }
+  if (scaler) {
+    say(
+      `dynamic loss scaling: scale ${scaler.scale}, x${scaler.growthFactor} after ${scaler.growthInterval} clean steps, x${scaler.backoffFactor} on overflow`,
+    );
   }
   const schedule = {
     maxLr: o.maxLr,
@@ -242,6 +354,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         step,
         ranks,
         loss,
+        gradScaler: scaler?.state() ?? null,
         run: { ...o.runInfo, ...runSettings(o), world },
       }, { keep: o.keepCheckpoints ?? 3 });
       console.log(`saved checkpoint ${lastCheckpoint}`);
@@ -268,6 +381,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
       // do one step of the optimization
       optimizer.zeroGrad();
+      // with loss scaling, the backward pass starts from the scale instead of 1: every
+      // gradient comes out multiplied by it (clipGradNorm divides it out again)
+      const lossScale = scaler?.scale;
       let lossAccum = 0;
       for (let microStep = 0; microStep < gradAccumSteps; microStep++) {
         const { x, y } = trainLoader.nextBatch();
@@ -278,8 +394,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         // we have to scale the loss to account for gradient accumulation, because the
         // gradients just add on each successive backward(): a SUM, and we want a MEAN
         const scaled = ops.scale(loss!, 1 / gradAccumSteps);
-        lossAccum += await scaled.item();
-        scaled.backward();
+        lossAccum += await scaled.item(); // the true loss, never the loss-scaled one
+        scaled.backward(
+          lossScale === undefined
+            ? undefined
+            : Tensor.from(backend, new Float32Array([lossScale]), scaled.shape),
+        );
       }
       // stop after this step? decided here, once, the same on every rank: a signal that
       // lands later in the step waits for the next one
@@ -302,15 +422,23 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           }`,
         );
       }
-      const norm = await clipGradNorm(model.parameters(), 1.0);
+      // the true norm; with loss scaling, the gradients unscaled in the same pass. Under DDP
+      // every rank holds the same averaged gradients, so all see the same norm and an
+      // overflow skips the step on every rank alike.
+      const norm = await clipGradNorm(model.parameters(), 1.0, lossScale);
+      // with loss scaling, an inf/NaN gradient (the loss itself was finite) is an overflow:
+      // the weights and AdamW's state are left alone and the scale backs off
+      const skipped = scaler !== null && !Number.isFinite(norm);
       // determine and set the learning rate for this iteration
       const lr = getLr(step, schedule);
       optimizer.lr = lr;
-      optimizer.step();
+      if (!skipped) optimizer.step();
+      scaler?.update(skipped);
       const dtMs = performance.now() - t0;
       const tokensProcessed = B * T * gradAccumSteps * world;
       const tokensPerSec = tokensProcessed / (dtMs / 1000);
-      const stats = { step, loss: lossAccum, lr, norm, dtMs, tokensPerSec };
+      const stats: StepStats = { step, loss: lossAccum, lr, norm, dtMs, tokensPerSec };
+      if (lossScale !== undefined) Object.assign(stats, { lossScale, skipped });
       history.push(stats);
       say(
         `step ${String(step).padStart(5)} | loss: ${lossAccum.toFixed(6)} | lr ${
@@ -320,6 +448,14 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         }`,
       );
       await log(`${step} train ${lossAccum.toFixed(6)}`);
+      if (skipped) {
+        say(
+          `step ${step} | gradient overflow at loss scale ${lossScale}: step skipped, scale -> ${
+            scaler!.scale
+          }`,
+        );
+        await log(`${step} overflow ${lossScale}`); // a stream of its own for lib/plot
+      }
       o.onStep?.(stats);
 
       const every = o.checkpointEvery ?? 0;
@@ -348,7 +484,15 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       `saved the model to ${modelDir} (Hugging Face layout; deno task sample --weights ${modelDir})`,
     );
   }
-  return { model, history, evals, modelDir, checkpoint: lastCheckpoint, stoppedBy };
+  return {
+    model,
+    history,
+    evals,
+    modelDir,
+    checkpoint: lastCheckpoint,
+    stoppedBy,
+    gradScaler: scaler?.state() ?? null,
+  };
 }
 
 /** The settings that must match for a checkpoint to continue a run exactly. */
@@ -364,6 +508,8 @@ function runSettings(o: TrainOptions): Record<string, unknown> {
     weightDecay: o.weightDecay,
     seed: o.seed,
     dataPath: o.dataPath,
+    precision: o.precision ?? "f32",
+    lossScaling: o.lossScaling ?? o.precision === "f16",
   };
 }
 

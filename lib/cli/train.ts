@@ -14,7 +14,14 @@ import { distEnvFromEnv, initProcessGroup, type ProcessGroup } from "../ddp/proc
 import { GPT_CONFIGS, type GPTConfig, gptConfig } from "../gpt.ts";
 import { flopsPerToken, writeRunReport } from "../plot/report.ts";
 import { formatPreset, getPreset, PRESETS } from "../presets.ts";
-import { type HellaswagHook, train, type TrainResult } from "../train.ts";
+import {
+  checkPrecision,
+  type HellaswagHook,
+  parsePrecision,
+  PRECISIONS,
+  train,
+  type TrainResult,
+} from "../train.ts";
 import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task train [flags]
@@ -29,6 +36,9 @@ start); every flag overrides it. Under deno task ddp, each rank runs this.
                           override the model's shape (small test models)
   --vocab-size N          50304 (50257 padded to a multiple of 128) or 50257
   --backend NAME          auto (default: the fastest present), native, webgpu or cpu
+  --precision P           ${PRECISIONS.join(" or ")} (default f32): f16 runs the matmuls in half
+                          precision (--backend webgpu on an adapter with shader-f16) with
+                          dynamic loss scaling; weights and AdamW stay f32
   --data PATH             a text file (90% train, 10% val) or a folder of .npy shards;
                           default Tiny Shakespeare, or data/edu_fineweb10B for FineWeb
   --steps N               optimizer steps (max_steps, the end of the cosine)
@@ -61,6 +71,7 @@ await runMain(async () => {
     "block-size": { type: "string" },
     "vocab-size": { type: "string" },
     backend: { type: "string" },
+    precision: { type: "string" },
     data: { type: "string" },
     steps: { type: "string" },
     "batch-size": { type: "string", short: "B" },
@@ -97,9 +108,11 @@ await runMain(async () => {
     if (master) console.log(line);
   };
   say(formatPreset(presetName, preset));
+  const precision = parsePrecision(stringFlag(f, "precision", "f32"));
 
   const { backend, reason } = await createBackend(stringFlag(f, "backend", "auto"));
   say(`backend: ${backend.name} (${reason})`);
+  checkPrecision(backend, precision); // before any data is read
   let modelName = stringFlag(f, "model", preset.model);
   if (modelName === "auto") {
     modelName = trainsGpt2InMinutes(backend) ? "gpt2" : "tiny";
@@ -179,6 +192,7 @@ await runMain(async () => {
       resume: stringFlag(f, "resume") ?? null,
       group,
       hellaswag,
+      precision,
       runInfo: { preset: presetName },
       onEval: plot ?? undefined,
     });
