@@ -16,9 +16,11 @@ import { GPT, type GPTConfig } from "../lib/gpt.ts";
 import { clipGradNorm, configureOptimizers, getLr } from "../lib/optim.ts";
 import { Generator } from "../lib/random.ts";
 import { Tensor } from "../lib/tensor.ts";
+import { train } from "../lib/train.ts";
 import { gpt2HashSuite } from "./gpt2_124m_suite.ts";
 import { referenceSuite } from "./reference_suite.ts";
-import { assertClose } from "./support.ts";
+import { assertClose, sharedDataDir } from "./support.ts";
+import { join } from "node:path";
 
 if (!(await hasWebGpuAdapter())) {
   console.log(
@@ -40,11 +42,11 @@ if (!(await hasWebGpuAdapter())) {
       adamw: "elementwise",
     }],
   ];
-  let cpuRun: ReturnType<typeof train> | null = null;
+  let cpuRun: ReturnType<typeof trainSteps> | null = null;
   for (const [label, kernels] of kernelChoices) {
     Deno.test(`webgpu${label}: five training steps equal the reference CPU backend's`, async () => {
       const gpu = await createWebGpuBackend({ quiet: true, kernels });
-      const cpu = await (cpuRun ??= train(new CpuBackend())), web = await train(gpu);
+      const cpu = await (cpuRun ??= trainSteps(new CpuBackend())), web = await trainSteps(gpu);
       compareRuns(web, cpu);
     });
   }
@@ -55,12 +57,44 @@ if (!(await hasWebGpuAdapter())) {
       return;
     }
     gpu.setMatmulPrecision("f16");
-    const cpu = await (cpuRun ??= train(new CpuBackend())), web = await train(gpu);
+    const cpu = await (cpuRun ??= trainSteps(new CpuBackend())), web = await trainSteps(gpu);
     // half-precision operands: about 3 significant digits per product
     assertClose("losses", web.losses, cpu.losses, { rtol: 2e-3 });
     assertClose("pre-clip norms", web.norms, cpu.norms, { rtol: 3e-2 });
     const diff = Math.max(...web.losses.map((l, i) => Math.abs(l - cpu.losses[i])));
     if (!(diff > 0)) throw new Error("f16 losses are bit-identical to f32: f16 is not in use");
+  });
+  Deno.test("webgpu: train --precision f16 (loss scaling) follows the f32 run", async () => {
+    const gpu = await createWebGpuBackend({ quiet: true });
+    if (!gpu.hasF16) {
+      console.log("webgpu f16: no shader-f16 on this adapter: nothing to train");
+      return;
+    }
+    const recipe = (precision: "f32" | "f16") => ({
+      backend: gpu,
+      config: { n_layer: 1, n_head: 2, n_embd: 32, block_size: 32, vocab_size: 50304 },
+      dataPath: join(sharedDataDir, "tinyshakespeare", "input.txt"),
+      B: 2,
+      T: 32,
+      totalBatchSize: 128, // two micro-steps
+      steps: 4,
+      maxLr: 6e-3,
+      minLr: 6e-4,
+      warmupSteps: 2,
+      weightDecay: 0.1,
+      seed: 1337,
+      logDir: null,
+      evalEvery: 0,
+      handleSignals: false,
+      precision,
+    });
+    const f32 = await train(recipe("f32")), f16 = await train(recipe("f16"));
+    assertEquals(gpu.matmulPrecision, "f32"); // put back after the run
+    const losses = (r: typeof f32) => r.history.map((s) => s.loss);
+    assertClose("f16 losses", losses(f16), losses(f32), { rtol: 2e-3 });
+    assertEquals(f16.history.map((s) => s.skipped), [false, false, false, false]);
+    assertEquals(f16.gradScaler?.scale, 2 ** 16);
+    assertEquals(f32.gradScaler, null);
   });
 }
 
@@ -89,7 +123,7 @@ interface Run {
 }
 
 /** Five steps of the lecture's loop (clipping, schedule, AdamW) on a small GPT-2. */
-async function train(backend: Backend): Promise<Run> {
+async function trainSteps(backend: Backend): Promise<Run> {
   const config: GPTConfig = {
     n_layer: 2,
     n_head: 2,
