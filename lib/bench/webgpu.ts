@@ -196,40 +196,83 @@ export function kernelTable(rows: KernelTiming[]): string {
   return lines.join("\n");
 }
 
+/**
+ * fp32 peaks (non-tensor-core: WGSL cannot reach tensor cores) of GPUs we know, TFLOP/s, for
+ * MFU; matched against the adapter's description. Unknown adapters print no MFU.
+ */
+const FP32_PEAK_TFLOPS: [RegExp, number][] = [
+  [/H100.*PCIe/i, 51.2],
+  [/H100|H200/i, 66.9],
+  [/A100/i, 19.5],
+  [/RTX 4090/i, 82.6],
+  [/RTX 3090/i, 35.6],
+  [/A10\b/i, 31.2],
+  [/L4\b/i, 30.3],
+  [/T4\b/i, 8.1],
+];
+
+/** The adapter's fp32 peak in TFLOP/s, when it is one we know. */
+export function knownPeakTflops(adapterSummary: string): number | null {
+  return FP32_PEAK_TFLOPS.find(([re]) => re.test(adapterSummary))?.[1] ?? null;
+}
+
+/** Step sizes to time: the lecture's section-1 size, and its B=16, T=1024 on a real GPU. */
+function stepSizes(backend: WebGpuBackend, B: number | null, T: number | null): [number, number][] {
+  if (B !== null || T !== null) return [[B ?? 4, T ?? 64]];
+  // on a software adapter B=16, T=1024 takes about half an hour a step: skipped, said so
+  return backend.isFallbackAdapter ? [[4, 64]] : [[4, 64], [16, 1024]];
+}
+
 if (import.meta.main) {
   const args = new Map(
     Deno.args.map((a) => a.replace(/^--/, "").split("=") as [string, string]),
   );
-  const B = Number(args.get("B") ?? 4), T = Number(args.get("T") ?? 64);
-  const reps = Number(args.get("reps") ?? 3), steps = Number(args.get("steps") ?? 2);
+  const num = (k: string) => args.has(k) ? Number(args.get(k)) : null;
+  const B = num("B"), T = num("T");
+  const reps = num("reps") ?? 3, steps = num("steps") ?? 2;
   const backend = await createWebGpuBackend();
-  console.log(`\n## WebGPU kernels at GPT-2 124M shapes, B=${B}, T=${T}\n`);
-  console.log(kernelTable(await benchWebGpuKernels(backend, { B, T, reps })));
-  if (steps > 0) {
-    const config = gptConfig("gpt2", 50304);
-    console.log(`\n## GPT-2 124M training step on WebGPU, B=${B}, T=${T}\n`);
-    const r = await timeSteps(backend, config, {
-      mode: "train",
-      B,
-      T,
-      warmup: 1,
-      iters: steps,
-      onIter: (i, ms, warm) =>
-        console.log(
-          `step ${i}${warm ? " (warmup)" : ""}: ${ms.toFixed(0)} ms, RSS ${
-            (Deno.memoryUsage().rss / 2 ** 30).toFixed(2)
-          } GiB`,
-        ),
-    });
-    const tflops = trainFlopsPerToken(config, T) * r.tokensPerSec / 1e12;
+  const sizes = stepSizes(backend, B, T);
+  console.log(`\n## WebGPU kernels at GPT-2 124M shapes, B=${sizes[0][0]}, T=${sizes[0][1]}\n`);
+  console.log(
+    kernelTable(await benchWebGpuKernels(backend, { B: sizes[0][0], T: sizes[0][1], reps })),
+  );
+  if (backend.isFallbackAdapter && B === null && T === null) {
+    console.log(
+      "\nB=16, T=1024 skipped: on a software adapter one step takes about half an hour " +
+        "(pass --B=16 --T=1024 to run it anyway)",
+    );
+  }
+  const peak = knownPeakTflops(backend.adapterSummary);
+  const config = gptConfig("gpt2", 50304);
+  for (const [b, t] of steps > 0 ? sizes : []) {
+    console.log(`\n## GPT-2 124M training step on WebGPU, B=${b}, T=${t}\n`);
+    let r;
+    try {
+      r = await timeSteps(backend, config, {
+        mode: "train",
+        B: b,
+        T: t,
+        warmup: 1,
+        iters: steps,
+        onIter: (i, ms, warm) =>
+          console.log(
+            `step ${i}${warm ? " (warmup)" : ""}: ${ms.toFixed(0)} ms, RSS ${
+              (Deno.memoryUsage().rss / 2 ** 30).toFixed(2)
+            } GiB`,
+          ),
+      });
+    } catch (e) {
+      console.log(`B=${b}, T=${t} did not run: ${(e as Error).message}`);
+      continue;
+    }
+    const tflops = trainFlopsPerToken(config, t) * r.tokensPerSec / 1e12;
+    const mfu = peak ? `, MFU ${(100 * tflops / peak).toFixed(1)}% of ${peak} TFLOP/s fp32` : "";
     console.log(
       `\n${r.medianMs.toFixed(0)} ms/step (median of ${steps}), ${
         r.tokensPerSec.toFixed(1)
-      } tok/s, ` +
-        `${(tflops * 1000).toFixed(2)} GFLOP/s of model FLOPs, RSS ${
-          (r.rss / 2 ** 30).toFixed(2)
-        } GiB ` +
-        `on ${backend.adapterSummary}`,
+      } tok/s, ${(tflops * 1000).toFixed(2)} GFLOP/s of model FLOPs${mfu}, RSS ${
+        (r.rss / 2 ** 30).toFixed(2)
+      } GiB on ${backend.adapterSummary}`,
     );
   }
 }
