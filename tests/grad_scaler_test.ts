@@ -18,32 +18,12 @@ import { GPT } from "../lib/gpt.ts";
 import { GradScaler } from "../lib/grad_scaler.ts";
 import { clipGradNorm } from "../lib/optim.ts";
 import { Tensor } from "../lib/tensor.ts";
-import { type Precision, runCheckpoints, train, type TrainOptions } from "../lib/train.ts";
-import { assertClose, sharedDataDir } from "./support.ts";
+import { type Precision, runCheckpoints, train } from "../lib/train.ts";
+import { assertClose, smallRecipe } from "./support.ts";
 
-const shakespeare = join(sharedDataDir, "tinyshakespeare", "input.txt");
 const small = { n_layer: 1, n_head: 2, n_embd: 16, block_size: 32, vocab_size: 50304 };
 
-function recipe(extra: Partial<TrainOptions> = {}): TrainOptions {
-  return {
-    backend: new CpuBackend(),
-    config: small,
-    dataPath: shakespeare,
-    B: 2,
-    T: 16,
-    totalBatchSize: 64, // two micro-steps
-    steps: 4,
-    maxLr: 1e-2,
-    minLr: 1e-3,
-    warmupSteps: 2,
-    weightDecay: 0.1,
-    seed: 1337,
-    logDir: null,
-    evalEvery: 0,
-    handleSignals: false,
-    ...extra,
-  };
-}
+const recipe = smallRecipe;
 
 /** Runs `fn` with console.log captured; returns the lines. */
 async function captureLog<T>(fn: () => Promise<T>): Promise<{ result: T; lines: string[] }> {

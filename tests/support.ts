@@ -7,7 +7,9 @@
 
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
+import { CpuBackend } from "../lib/backends/cpu.ts";
 import { readSafetensors, type SafetensorsFile } from "../lib/safetensors.ts";
+import type { TrainOptions } from "../lib/train.ts";
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -18,6 +20,34 @@ export const referenceDir: string = Deno.env.get("GPT2_SHARED_REFERENCE") ??
 /** `../shared/data`, or `$GPT2_SHARED_DATA`. */
 export const sharedDataDir: string = Deno.env.get("GPT2_SHARED_DATA") ??
   join(repoRoot, "..", "shared", "data");
+
+/** Tiny Shakespeare in the shared data folder. */
+export const shakespearePath: string = join(sharedDataDir, "tinyshakespeare", "input.txt");
+
+/**
+ * The training tests' recipe: a 1-layer GPT-2 (vocab 50304) on Tiny Shakespeare, reference
+ * CPU backend, B=2, T=16, two micro-steps, four steps, no logs, evaluation or signals.
+ */
+export function smallRecipe(extra: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    backend: new CpuBackend(),
+    config: { n_layer: 1, n_head: 2, n_embd: 16, block_size: 32, vocab_size: 50304 },
+    dataPath: shakespearePath,
+    B: 2,
+    T: 16,
+    totalBatchSize: 64, // two micro-steps
+    steps: 4,
+    maxLr: 1e-2,
+    minLr: 1e-3,
+    warmupSteps: 2,
+    weightDecay: 0.1,
+    seed: 1337,
+    logDir: null,
+    evalEvery: 0,
+    handleSignals: false,
+    ...extra,
+  };
+}
 
 let reference: SafetensorsFile | null = null;
 

@@ -10,9 +10,9 @@ import * as ops from "../lib/ops.ts";
 import { formatPreset, getPreset } from "../lib/presets.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { runCheckpoints, train, type TrainOptions } from "../lib/train.ts";
-import { assertClose, referenceDir, sharedDataDir } from "./support.ts";
+import { assertClose, referenceDir, shakespearePath, smallRecipe } from "./support.ts";
 
-const shakespeare = join(sharedDataDir, "tinyshakespeare", "input.txt");
+const shakespeare = shakespearePath;
 
 Deno.test("DataLoaderLite: windows march by B*T, targets shift by one, wrap at the end", () => {
   const tokens = Int32Array.from({ length: 23 }, (_, i) => i);
@@ -166,30 +166,16 @@ Deno.test("tasks: bad flags and a missing data file fail with a message naming t
 // ---------------------------------------------------------------------------------------
 // The full recipe: gradient accumulation, evaluation, checkpoints, exact resume, faults.
 
-const small = { n_layer: 1, n_head: 2, n_embd: 16, block_size: 32, vocab_size: 50304 };
-
 function recipe(logDir: string | null, extra: Partial<TrainOptions> = {}): TrainOptions {
-  return {
-    backend: new CpuBackend(),
-    config: small,
-    dataPath: shakespeare,
-    B: 2,
-    T: 16,
-    totalBatchSize: 64, // two micro-steps
+  return smallRecipe({
     steps: 6,
-    maxLr: 1e-2,
-    minLr: 1e-3,
-    warmupSteps: 2,
-    weightDecay: 0.1,
-    seed: 1337,
     logDir,
     evalEvery: 3,
     valBatches: 2,
     checkpointEvery: 3,
     sampleLength: 10,
-    handleSignals: false,
     ...extra,
-  };
+  });
 }
 
 Deno.test("gradient accumulation: two micro-batches with the loss halved equal one big batch", async () => {

@@ -19,8 +19,7 @@ import { Tensor } from "../lib/tensor.ts";
 import { train } from "../lib/train.ts";
 import { gpt2HashSuite } from "./gpt2_124m_suite.ts";
 import { referenceSuite } from "./reference_suite.ts";
-import { assertClose, sharedDataDir } from "./support.ts";
-import { join } from "node:path";
+import { assertClose, smallRecipe } from "./support.ts";
 
 if (!(await hasWebGpuAdapter())) {
   console.log(
@@ -70,24 +69,16 @@ if (!(await hasWebGpuAdapter())) {
       console.log("webgpu f16: no shader-f16 on this adapter: nothing to train");
       return;
     }
-    const recipe = (precision: "f32" | "f16") => ({
-      backend: gpu,
-      config: { n_layer: 1, n_head: 2, n_embd: 32, block_size: 32, vocab_size: 50304 },
-      dataPath: join(sharedDataDir, "tinyshakespeare", "input.txt"),
-      B: 2,
-      T: 32,
-      totalBatchSize: 128, // two micro-steps
-      steps: 4,
-      maxLr: 6e-3,
-      minLr: 6e-4,
-      warmupSteps: 2,
-      weightDecay: 0.1,
-      seed: 1337,
-      logDir: null,
-      evalEvery: 0,
-      handleSignals: false,
-      precision,
-    });
+    const recipe = (precision: "f32" | "f16") =>
+      smallRecipe({
+        backend: gpu,
+        config: { n_layer: 1, n_head: 2, n_embd: 32, block_size: 32, vocab_size: 50304 },
+        T: 32,
+        totalBatchSize: 128, // two micro-steps
+        maxLr: 6e-3,
+        minLr: 6e-4,
+        precision,
+      });
     const f32 = await train(recipe("f32")), f16 = await train(recipe("f16"));
     assertEquals(gpu.matmulPrecision, "f32"); // put back after the run
     const losses = (r: typeof f32) => r.history.map((s) => s.loss);

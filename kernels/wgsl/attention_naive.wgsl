@@ -3,10 +3,10 @@
 // softmaxed and stored, then multiplied with v; the backward reads it back. The ladder's
 // rungs before "flash attention" use it; attention.wgsl never stores it.
 //
-//   scores           att[b,h,t,s] = scale q_t . k_s for s <= t          (B NH T T)
+//   dots (scores)    att[b,h,t,s] = scale q_t . k_s for s <= t          (B NH T T)
 //   softmax          each row of att in place, over s <= t; zeros past t
 //   values           out[b,t,h,:] = sum_s att[b,h,t,s] v_s
-//   datt             datt[b,h,t,s] = dout_t . v_s for s <= t
+//   dots (datt)      datt[b,h,t,s] = dout_t . v_s for s <= t
 //   softmax_backward datt = scale att (datt - sum_s att datt), per row, in place
 //   dqkv             dq_t += sum_s datt[t,s] k_s, dk_t += sum_t' datt[t',t] q_t',
 //                    dv_t += sum_t' att[t',t] dout_t'   (one invocation per output element)
@@ -20,6 +20,10 @@ struct Params {
   C: u32,
   NH: u32,
   scale: f32, // 1 / sqrt(HS)
+  lhs_stride: u32, // attn_dots only: row strides and offsets of its operands
+  lhs_off: u32,
+  rhs_stride: u32,
+  rhs_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,11 +45,14 @@ fn qkv_at(b: u32, t: u32, part: u32, h: u32, d: u32) -> u32 {
   return (b * p.T + t) * 3u * p.C + part * p.C + h * hs + d;
 }
 
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read_write> att: array<f32>;
+@group(0) @binding(1) var<storage, read> lhs: array<f32>;
+@group(0) @binding(2) var<storage, read> rhs: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dots: array<f32>;
 
+// dots[b,h,t,s] = scale lhs_t . rhs_s over head h's channels, for s <= t (0 past t): the
+// scores (lhs q, rhs k) and, in backward, datt (lhs dout, rhs v)
 @compute @workgroup_size(64)
-fn attn_scores(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+fn attn_dots(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let i = flat(wg, nwg, l);
   if (i >= p.nb * p.NH * p.T * p.T) {
     return;
@@ -55,13 +62,13 @@ fn attn_scores(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
   var acc = 0.0;
   if (s <= bht.z) {
     let hs = p.C / p.NH;
-    let q = qkv_at(bht.x, bht.z, 0u, bht.y, 0u);
-    let k = qkv_at(bht.x, s, 1u, bht.y, 0u);
+    let x = (bht.x * p.T + bht.z) * p.lhs_stride + p.lhs_off + bht.y * hs;
+    let y = (bht.x * p.T + s) * p.rhs_stride + p.rhs_off + bht.y * hs;
     for (var d = 0u; d < hs; d++) {
-      acc += qkv[q + d] * qkv[k + d];
+      acc += lhs[x + d] * rhs[y + d];
     }
   }
-  att[i] = acc * p.scale;
+  dots[i] = acc * p.scale;
 }
 
 @group(0) @binding(1) var<storage, read_write> rows: array<f32>;
@@ -110,30 +117,6 @@ fn attn_values(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     acc += probs[row + s] * qkv_v[qkv_at(b, s, 2u, h, c % hs)];
   }
   out[i] = acc;
-}
-
-@group(0) @binding(1) var<storage, read> qkv_d: array<f32>;
-@group(0) @binding(2) var<storage, read> dout_d: array<f32>;
-@group(0) @binding(3) var<storage, read_write> datt_d: array<f32>;
-
-@compute @workgroup_size(64)
-fn attn_datt(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let i = flat(wg, nwg, l);
-  if (i >= p.nb * p.NH * p.T * p.T) {
-    return;
-  }
-  let s = i % p.T;
-  let bht = row_bht(i / p.T);
-  var acc = 0.0;
-  if (s <= bht.z) {
-    let hs = p.C / p.NH;
-    let o = (bht.x * p.T + bht.z) * p.C + bht.y * hs;
-    let v = qkv_at(bht.x, s, 2u, bht.y, 0u);
-    for (var d = 0u; d < hs; d++) {
-      acc += dout_d[o + d] * qkv_d[v + d];
-    }
-  }
-  datt_d[i] = acc;
 }
 
 @group(0) @binding(1) var<storage, read> probs_s: array<f32>;

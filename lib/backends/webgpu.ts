@@ -208,17 +208,31 @@ const KERNELS = {
   ewUnary: { file: "elementwise", entry: "ew_unary", params: "uuuff", bindings: "rw" },
   ewBinary: { file: "elementwise", entry: "ew_binary", params: "uuuff", bindings: "rrw" },
   ewAddBias: { file: "elementwise", entry: "ew_add_bias", params: "uuuff", bindings: "rw" },
-  attnScores: { file: "attention_naive", entry: "attn_scores", params: "uuuuf", bindings: "rw" },
-  attnSoftmax: { file: "attention_naive", entry: "attn_softmax", params: "uuuuf", bindings: "w" },
-  attnValues: { file: "attention_naive", entry: "attn_values", params: "uuuuf", bindings: "rrw" },
-  attnDatt: { file: "attention_naive", entry: "attn_datt", params: "uuuuf", bindings: "rrw" },
+  attnDots: { file: "attention_naive", entry: "attn_dots", params: "uuuufuuuu", bindings: "rrw" },
+  attnSoftmax: {
+    file: "attention_naive",
+    entry: "attn_softmax",
+    params: "uuuufuuuu",
+    bindings: "w",
+  },
+  attnValues: {
+    file: "attention_naive",
+    entry: "attn_values",
+    params: "uuuufuuuu",
+    bindings: "rrw",
+  },
   attnSoftmaxBackward: {
     file: "attention_naive",
     entry: "attn_softmax_backward",
-    params: "uuuuf",
+    params: "uuuufuuuu",
     bindings: "rw",
   },
-  attnDqkv: { file: "attention_naive", entry: "attn_dqkv", params: "uuuuf", bindings: "rrrrw" },
+  attnDqkv: {
+    file: "attention_naive",
+    entry: "attn_dqkv",
+    params: "uuuufuuuu",
+    bindings: "rrrrw",
+  },
 } satisfies Record<string, KernelSpec>;
 
 /** Names of the compute entry points. */
@@ -829,14 +843,7 @@ export class WebGpuBackend implements Backend {
   accumulate(dst: DeviceBuffer, src: DeviceBuffer, n: number, nDst: number): void {
     const d = this.f32(dst), s = this.f32(src);
     if (nDst >= n) {
-      for (const [i0, i1] of this.rowChunks(n, [1])) {
-        this.dispatch(
-          "accumulate",
-          [i1 - i0, 0, 0, 0, 0],
-          [slice(s, i0, i1 - i0), slice(d, i0, i1 - i0)],
-          grid(i1 - i0),
-        );
-      }
+      this.each("accumulate", n, (len) => [len, 0, 0, 0, 0], [s, d]);
       return;
     }
     const chunks = n * 4 <= this.maxBinding ? [[0, n / nDst]] : this.rowChunks(n / nDst, [nDst]);
@@ -856,19 +863,9 @@ export class WebGpuBackend implements Backend {
 
   scale(out: DeviceBuffer, inp: DeviceBuffer, alpha: number, n: number, acc: boolean): void {
     const o = this.f32(out), x = this.f32(inp);
-    for (const [i0, i1] of this.rowChunks(n, [1])) {
-      const params = [i1 - i0, 0, 0, acc ? 1 : 0, alpha];
-      if (o.gpu === x.gpu) {
-        this.dispatch("scaleInplace", params, [slice(o, i0, i1 - i0)], grid(i1 - i0));
-      } else {
-        this.dispatch(
-          "scale",
-          params,
-          [slice(x, i0, i1 - i0), slice(o, i0, i1 - i0)],
-          grid(i1 - i0),
-        );
-      }
-    }
+    const params = (len: number) => [len, 0, 0, acc ? 1 : 0, alpha];
+    if (o.gpu === x.gpu) this.each("scaleInplace", n, params, [o]);
+    else this.each("scale", n, params, [x, o]);
   }
 
   embeddingForward(
@@ -1157,14 +1154,7 @@ export class WebGpuBackend implements Backend {
       this.release(t, half);
       return;
     }
-    for (const [i0, i1] of this.rowChunks(n, [1])) {
-      this.dispatch(
-        "geluForward",
-        [i1 - i0],
-        [slice(x, i0, i1 - i0), slice(o, i0, i1 - i0)],
-        grid(i1 - i0),
-      );
-    }
+    this.each("geluForward", n, (len) => [len], [x, o]);
   }
 
   geluBackward(dinp: DeviceBuffer, inp: DeviceBuffer, dout: DeviceBuffer, n: number): void {
@@ -1189,14 +1179,7 @@ export class WebGpuBackend implements Backend {
       this.release(th, left, sq, sech2, x2, du, r1, r2, local, g);
       return;
     }
-    for (const [i0, i1] of this.rowChunks(n, [1])) {
-      this.dispatch(
-        "geluBackward",
-        [i1 - i0],
-        [slice(x, i0, i1 - i0), slice(d, i0, i1 - i0), slice(di, i0, i1 - i0)],
-        grid(i1 - i0),
-      );
-    }
+    this.each("geluBackward", n, (len) => [len], [x, d, di]);
   }
 
   /** tanh(sqrt(2/pi) (x + 0.044715 x^3)) in four elementwise kernels. */
@@ -1223,14 +1206,7 @@ export class WebGpuBackend implements Backend {
     alpha = 1,
     beta = 0,
   ): void {
-    for (const [i0, i1] of this.rowChunks(n, [1])) {
-      this.dispatch(
-        "ewUnary",
-        [i1 - i0, UNARY[op], 0, alpha, beta],
-        [slice(a, i0, i1 - i0), slice(out, i0, i1 - i0)],
-        grid(i1 - i0),
-      );
-    }
+    this.each("ewUnary", n, (len) => [len, UNARY[op], 0, alpha, beta], [a, out]);
   }
 
   /** out = op(a, b), elementwise over n ("add" is a + alpha b). */
@@ -1242,13 +1218,22 @@ export class WebGpuBackend implements Backend {
     n: number,
     alpha = 1,
   ): void {
+    this.each("ewBinary", n, (len) => [len, BINARY[op], 0, alpha, 0], [a, b, out]);
+  }
+
+  /**
+   * Dispatches a 1-D kernel over n elements, every buffer sliced alike in chunks that fit
+   * a binding; `params` gets the chunk's length.
+   */
+  private each(
+    name: KernelName,
+    n: number,
+    params: (len: number) => number[],
+    bufs: WebGpuBuffer[],
+  ): void {
     for (const [i0, i1] of this.rowChunks(n, [1])) {
-      this.dispatch(
-        "ewBinary",
-        [i1 - i0, BINARY[op], 0, alpha, 0],
-        [slice(a, i0, i1 - i0), slice(b, i0, i1 - i0), slice(out, i0, i1 - i0)],
-        grid(i1 - i0),
-      );
+      const len = i1 - i0;
+      this.dispatch(name, params(len), bufs.map((b) => slice(b, i0, len)), grid(len));
     }
   }
 
@@ -1259,9 +1244,11 @@ export class WebGpuBackend implements Backend {
       // the lecture's att = softmax(mask(q k^T / sqrt(hs))) @ v, att kept for backward
       const tt = NH * T * T, att = this.temp(B * tt);
       for (const [b0, b1] of this.rowChunks(B, [tt, T * 3 * C, T * C])) {
-        const nb = b1 - b0, params = [nb, T, C, NH, 1 / Math.sqrt(hs)];
+        const nb = b1 - b0, params = [nb, T, C, NH, 1 / Math.sqrt(hs), 0, 0, 0, 0];
         const xs = slice(x, b0 * T * 3 * C, nb * T * 3 * C), as = slice(att, b0 * tt, nb * tt);
-        this.dispatch("attnScores", params, [xs, as], grid(nb * tt));
+        // scores: q (channel 0 of 3C-wide rows) against k (channel C)
+        const scores = [nb, T, C, NH, 1 / Math.sqrt(hs), 3 * C, 0, 3 * C, C];
+        this.dispatch("attnDots", scores, [xs, xs, as], grid(nb * tt));
         this.dispatch("attnSoftmax", params, [as], grid(nb * NH * T));
         this.dispatch(
           "attnValues",
@@ -1304,10 +1291,12 @@ export class WebGpuBackend implements Backend {
       const tt = NH * T * T, datt = this.temp(B * tt);
       const dx = this.f32(dqkv), d = this.f32(dout), x = this.f32(qkv);
       for (const [b0, b1] of this.rowChunks(B, [tt, T * 3 * C, T * C])) {
-        const nb = b1 - b0, params = [nb, T, C, NH, 1 / Math.sqrt(C / NH)];
+        const nb = b1 - b0, params = [nb, T, C, NH, 1 / Math.sqrt(C / NH), 0, 0, 0, 0];
         const xs = slice(x, b0 * T * 3 * C, nb * T * 3 * C), ds = slice(d, b0 * T * C, nb * T * C);
         const as = slice(saved.att, b0 * tt, nb * tt), das = slice(datt, b0 * tt, nb * tt);
-        this.dispatch("attnDatt", params, [xs, ds, das], grid(nb * tt));
+        // datt: dout (C-wide rows) against v (channel 2C of 3C-wide rows)
+        const dots = [nb, T, C, NH, 1, C, 0, 3 * C, 2 * C];
+        this.dispatch("attnDots", dots, [ds, xs, das], grid(nb * tt));
         this.dispatch("attnSoftmaxBackward", params, [as, das], grid(nb * NH * T));
         this.dispatch(
           "attnDqkv",
@@ -1462,15 +1451,12 @@ export class WebGpuBackend implements Backend {
       this.release(m1, m2, g2, v1, v2, root, den, upd, p1, p2);
       return;
     }
-    for (const [i0, i1] of this.rowChunks(n, [1])) {
-      const len = i1 - i0;
-      this.dispatch(
-        "adamw",
-        [len, beta1, beta2, eps, stepSize, sqrtBc2, 1 - lr * weightDecay],
-        [slice(g, i0, len), slice(p, i0, len), slice(mm, i0, len), slice(vv, i0, len)],
-        grid(len),
-      );
-    }
+    this.each(
+      "adamw",
+      n,
+      (len) => [len, beta1, beta2, eps, stepSize, sqrtBc2, 1 - lr * weightDecay],
+      [g, p, mm, vv],
+    );
   }
 }
 

@@ -107,21 +107,52 @@ export function rungBackend(native: NativeBackend, rung: Rung): Backend {
 }
 
 /** A timed rung. */
-export interface RungResult {
-  rung: Rung;
+export interface RungResult<R = Rung> {
+  rung: R;
   ms: number;
   tokensPerSec: number;
   /** Speedup over the first rung. */
   speedup: number;
 }
 
-/** Options of `runLadder`. */
-export interface LadderOptions {
+/** Options of `runLadder` (and of the WebGPU ladder's `runWebGpuLadder`). */
+export interface LadderOptions<R = Rung> {
   B: number;
   T: number;
   warmup: number;
   iters: number;
-  onRung?: (r: RungResult) => void;
+  onRung?: (r: RungResult<R>) => void;
+}
+
+/**
+ * Times training steps at every rung, bottom to top: `prepare` sets the rung up and returns
+ * the backend to time; the model gets the rung's vocabulary.
+ */
+export async function timeRungs<R extends { vocabSize: number }>(
+  rungs: R[],
+  prepare: (rung: R) => Backend,
+  config: GPTConfig,
+  o: LadderOptions<R>,
+): Promise<RungResult<R>[]> {
+  const out: RungResult<R>[] = [];
+  for (const rung of rungs) {
+    const t = await timeSteps(prepare(rung), { ...config, vocab_size: rung.vocabSize }, {
+      mode: "train",
+      B: o.B,
+      T: o.T,
+      warmup: o.warmup,
+      iters: o.iters,
+    });
+    const r = {
+      rung,
+      ms: t.medianMs,
+      tokensPerSec: t.tokensPerSec,
+      speedup: out.length ? out[0].ms / t.medianMs : 1,
+    };
+    out.push(r);
+    o.onRung?.(r);
+  }
+  return out;
 }
 
 /** Times every rung on `config` (its vocab is set per rung). */
@@ -130,33 +161,19 @@ export async function runLadder(
   config: GPTConfig,
   o: LadderOptions,
 ): Promise<RungResult[]> {
-  const out: RungResult[] = [];
   try {
-    for (const rung of LADDER) {
-      native.useBlas(rung.blas);
-      const t = await timeSteps(rungBackend(native, rung), {
-        ...config,
-        vocab_size: rung.vocabSize,
-      }, {
-        mode: "train",
-        B: o.B,
-        T: o.T,
-        warmup: o.warmup,
-        iters: o.iters,
-      });
-      const r = {
-        rung,
-        ms: t.medianMs,
-        tokensPerSec: t.tokensPerSec,
-        speedup: out.length ? out[0].ms / t.medianMs : 1,
-      };
-      out.push(r);
-      o.onRung?.(r);
-    }
+    return await timeRungs(
+      LADDER,
+      (rung) => {
+        native.useBlas(rung.blas);
+        return rungBackend(native, rung);
+      },
+      config,
+      o,
+    );
   } finally {
     native.useBlas(true);
   }
-  return out;
 }
 
 /** The lecture's A100 ladder (B=16, T=1024), ms per step, approximate as said in the video. */

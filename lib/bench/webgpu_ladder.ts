@@ -10,7 +10,7 @@
 
 import { defaultKernels, type WebGpuBackend, type WebGpuKernels } from "../backends/webgpu.ts";
 import type { GPTConfig } from "../gpt.ts";
-import { timeSteps } from "./step.ts";
+import { type LadderOptions, type RungResult, timeRungs } from "./ladder.ts";
 
 /** One rung: the kernels it runs and the vocabulary size. */
 export interface WebGpuRung {
@@ -78,51 +78,26 @@ export function webGpuLadder(isFallbackAdapter: boolean): WebGpuRung[] {
 }
 
 /** A timed rung. */
-export interface WebGpuRungResult {
-  rung: WebGpuRung;
-  ms: number;
-  tokensPerSec: number;
-  /** Speedup over the first rung. */
-  speedup: number;
-}
-
-/** Options of `runWebGpuLadder`. */
-export interface WebGpuLadderOptions {
-  B: number;
-  T: number;
-  warmup: number;
-  iters: number;
-  onRung?: (r: WebGpuRungResult) => void;
-}
+export type WebGpuRungResult = RungResult<WebGpuRung>;
 
 /** Times every rung on `config` (its vocab set per rung); leaves the backend's kernels as found. */
 export async function runWebGpuLadder(
   backend: WebGpuBackend,
   config: GPTConfig,
-  o: WebGpuLadderOptions,
+  o: LadderOptions<WebGpuRung>,
 ): Promise<WebGpuRungResult[]> {
-  const before = backend.kernels, out: WebGpuRungResult[] = [];
+  const before = backend.kernels;
   try {
-    for (const rung of webGpuLadder(backend.isFallbackAdapter)) {
-      backend.kernels = rung.kernels;
-      const t = await timeSteps(backend, { ...config, vocab_size: rung.vocabSize }, {
-        mode: "train",
-        B: o.B,
-        T: o.T,
-        warmup: o.warmup,
-        iters: o.iters,
-      });
-      const r = {
-        rung,
-        ms: t.medianMs,
-        tokensPerSec: t.tokensPerSec,
-        speedup: out.length ? out[0].ms / t.medianMs : 1,
-      };
-      out.push(r);
-      o.onRung?.(r);
-    }
+    return await timeRungs(
+      webGpuLadder(backend.isFallbackAdapter),
+      (rung) => {
+        backend.kernels = rung.kernels;
+        return backend;
+      },
+      config,
+      o,
+    );
   } finally {
     backend.kernels = before;
   }
-  return out;
 }
