@@ -21,8 +21,10 @@ const HELP = `deno task bench [flags]
   --warmup N          untimed iterations per config (default 2)
   --iters N           timed iterations per config; the median is reported (default 5)
   --no-gemm           skip the GEMM table
-  --webgpu            also run the WebGPU benchmark (each kernel, then 124M steps at B=4, T=64)
-                      on the adapter at hand (lib/bench/webgpu.ts)
+  --webgpu            also run the WebGPU benchmark (each kernel, then 124M steps at B=4, T=64,
+                      and B=16, T=1024 on a real GPU) on the adapter at hand (lib/bench/webgpu.ts)
+  --backend NAME      native (default) or webgpu: only the WebGPU benchmark; with --configs
+                      train:BxT it times that size, with --iters that many steps
   -h, --help          this text`;
 
 const GEMM_SHAPES: [string, number, number, number][] = [
@@ -43,6 +45,7 @@ await runMain(async () => {
     iters: { type: "string" },
     "no-gemm": { type: "boolean" },
     webgpu: { type: "boolean" },
+    backend: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (f.help) return console.log(HELP);
@@ -61,6 +64,20 @@ await runMain(async () => {
       return { mode: m[1] as "train" | "fwd", B: Number(m[2]), T: Number(m[3]) };
     },
   );
+
+  const only = stringFlag(f, "backend", "native");
+  if (only !== "native" && only !== "webgpu") {
+    throw new Error(`--backend expects native or webgpu, found "${only}"`);
+  }
+  if (only === "webgpu") {
+    const size = f.configs === undefined ? [] : configs.filter((c) => c.mode === "train");
+    if (f.configs !== undefined && size.length !== 1) {
+      throw new Error("--backend webgpu times one training size: pass --configs train:BxT");
+    }
+    const args = size.length ? [`--B=${size[0].B}`, `--T=${size[0].T}`] : [];
+    if (f.iters !== undefined) args.push(`--steps=${iters}`);
+    return await runWebGpuBench(args);
+  }
 
   const backend = await NativeBackend.create();
   console.log(`backend: ${backend.describe()}`);
@@ -145,11 +162,15 @@ await runMain(async () => {
       peak.toFixed(1)
     } GFLOP/s`,
   );
-  if (f.webgpu) {
-    console.log("\nWebGPU (lib/bench/webgpu.ts):");
-    const script = new URL("../bench/webgpu.ts", import.meta.url).pathname;
-    const r = await new Deno.Command(Deno.execPath(), { args: ["run", "--allow-all", script] })
-      .spawn().status;
-    if (!r.success) throw new Error(`The WebGPU benchmark failed with exit code ${r.code}`);
-  }
+  if (f.webgpu) await runWebGpuBench([]);
 });
+
+/** Runs lib/bench/webgpu.ts in its own process (its device and memory go with it). */
+async function runWebGpuBench(args: string[]): Promise<void> {
+  console.log("\nWebGPU (lib/bench/webgpu.ts):");
+  const script = new URL("../bench/webgpu.ts", import.meta.url).pathname;
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", script, ...args],
+  }).spawn().status;
+  if (!r.success) throw new Error(`The WebGPU benchmark failed with exit code ${r.code}`);
+}

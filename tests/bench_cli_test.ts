@@ -1,0 +1,30 @@
+// `deno task bench`'s flags: --backend picks the benchmark and bad values say what is
+// expected (the benchmarks themselves take minutes; README has their numbers).
+import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { join } from "node:path";
+
+async function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "lib/cli/bench.ts", ...args],
+    cwd: join(import.meta.dirname!, ".."),
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("bench task: --help names --backend and --webgpu", async () => {
+  const r = await bench(["--help"]);
+  assertEquals(r.code, 0);
+  ok(r.stdout.includes("--backend NAME"), r.stdout);
+  ok(r.stdout.includes("--webgpu"), r.stdout);
+});
+
+Deno.test("bench task: an unknown --backend and a WebGPU size it cannot time fail clearly", async () => {
+  const unknown = await bench(["--backend", "cuda"]);
+  assertEquals(unknown.code, 1);
+  ok(unknown.stderr.includes('--backend expects native or webgpu, found "cuda"'), unknown.stderr);
+  const fwd = await bench(["--backend", "webgpu", "--configs", "fwd:1x1024"]);
+  assertEquals(fwd.code, 1);
+  ok(fwd.stderr.includes("--backend webgpu times one training size"), fwd.stderr);
+});
