@@ -9,7 +9,7 @@
  * @module
  */
 
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { downloadFile } from "./download.ts";
 
@@ -20,13 +20,13 @@ export const TINY_SHAKESPEARE_URL =
 /** The repository root, found from this file's location. */
 export const REPO_ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-/** Options for {@linkcode resolveTinyShakespeare}. */
+/** Options for {@linkcode resolveDataset} and the resolvers built on it. */
 export interface ResolveDataOptions {
   /** The folder downloads go to and are looked for in; `<repo>/data` by default. */
   dataDir?: string;
   /** The shared data folder; `GPT2_SHARED_DATA`, else `<repo>/../shared/data`, by default. */
   sharedDataDir?: string;
-  /** Where to download from when no local copy exists; {@linkcode TINY_SHAKESPEARE_URL}. */
+  /** Where to download from when no local copy exists; the dataset's own URL by default. */
   url?: string;
   /** Download when no local copy exists; true by default. */
   download?: boolean;
@@ -44,16 +44,36 @@ export function sharedDataDir(): string {
   return Deno.env.get("GPT2_SHARED_DATA") || resolve(REPO_ROOT, "..", "shared", "data");
 }
 
+/** A dataset file the resolvers find locally or download. */
+export interface DatasetFile {
+  /** The dataset's name in messages, e.g. "Tiny Shakespeare". */
+  name: string;
+  /** What an explicit path must name, e.g. "text file". */
+  kind: string;
+  /** Its path under a data folder, e.g. `tinyshakespeare/input.txt`. */
+  relative: string;
+  /** Where it is downloaded from by default. */
+  url: string;
+}
+
+/** Tiny Shakespeare's `input.txt`. */
+export const TINY_SHAKESPEARE: DatasetFile = {
+  name: "Tiny Shakespeare",
+  kind: "text file",
+  relative: join("tinyshakespeare", "input.txt"),
+  url: TINY_SHAKESPEARE_URL,
+};
+
 /**
- * The path of Tiny Shakespeare's `input.txt`: `path` when given (it must exist), else
- * `data/tinyshakespeare/input.txt`, else `tinyshakespeare/input.txt` in the shared data
- * folder, else a fresh download into `data/tinyshakespeare/input.txt`. Prints which file it
- * used.
+ * The path of a dataset file: `path` when given (it must exist), else `<relative>` in the
+ * repository's data folder, else in the shared data folder, else a fresh download into the
+ * repository's data folder. Prints which file it used.
  *
  * @throws {Error} when `path` does not name a file, and when the download fails (the message
  * says to pass `--data PATH`).
  */
-export async function resolveTinyShakespeare(
+export async function resolveDataset(
+  file: DatasetFile,
   path?: string,
   options: ResolveDataOptions = {},
 ): Promise<string> {
@@ -63,40 +83,47 @@ export async function resolveTinyShakespeare(
   if (path !== undefined) {
     const full = resolve(path);
     if (!(await isFile(full))) {
-      throw new Error(`Expected a Tiny Shakespeare text file at ${full}, found none`);
+      throw new Error(`Expected a ${file.name} ${file.kind} at ${full}, found none`);
     }
-    report(`Tiny Shakespeare: using ${full}`);
+    report(`${file.name}: using ${full}`);
     return full;
   }
-  const relative = join("tinyshakespeare", "input.txt");
-  const local = join(options.dataDir ?? repoDataDir(), relative);
-  const shared = join(options.sharedDataDir ?? sharedDataDir(), relative);
+  const local = join(options.dataDir ?? repoDataDir(), file.relative);
+  const shared = join(options.sharedDataDir ?? sharedDataDir(), file.relative);
   for (const candidate of [local, shared]) {
     if (await isFile(candidate)) {
-      report(`Tiny Shakespeare: using ${candidate}`);
+      report(`${file.name}: using ${candidate}`);
       return candidate;
     }
   }
-  const url = options.url ?? TINY_SHAKESPEARE_URL;
+  const url = options.url ?? file.url;
   if (options.download === false) {
     throw new Error(
-      `Expected Tiny Shakespeare at ${local} or ${shared}, found neither; ` +
+      `Expected ${file.name} at ${local} or ${shared}, found neither; ` +
         `pass --data PATH or download ${url}`,
     );
   }
-  report(`Tiny Shakespeare: downloading ${url} to ${local}`);
+  report(`${file.name}: downloading ${url} to ${local}`);
   try {
     await downloadFile(url, local, { retries: 2, progress: !options.quiet });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(
-      `Could not download Tiny Shakespeare from ${url} (${reason}); ` +
-        `pass --data PATH to a local copy of input.txt`,
+      `Could not download ${file.name} from ${url} (${reason}); ` +
+        `pass --data PATH to a local copy of ${basename(file.relative)}`,
       { cause: error },
     );
   }
-  report(`Tiny Shakespeare: using ${local}`);
+  report(`${file.name}: using ${local}`);
   return local;
+}
+
+/** {@linkcode resolveDataset} for Tiny Shakespeare's `input.txt`. */
+export function resolveTinyShakespeare(
+  path?: string,
+  options: ResolveDataOptions = {},
+): Promise<string> {
+  return resolveDataset(TINY_SHAKESPEARE, path, options);
 }
 
 async function isFile(path: string): Promise<boolean> {

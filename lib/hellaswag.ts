@@ -13,9 +13,8 @@
  * @module
  */
 
-import { join, resolve } from "node:path";
-import { repoDataDir, sharedDataDir } from "./datasets.ts";
-import { downloadFile } from "./download.ts";
+import { join } from "node:path";
+import { type DatasetFile, type ResolveDataOptions, resolveDataset } from "./datasets.ts";
 import type { GPT } from "./gpt.ts";
 import { noGrad, Tensor } from "./tensor.ts";
 import { getGpt2Tokenizer } from "./tokenizer.ts";
@@ -72,62 +71,22 @@ export interface HellaswagResult extends HellaswagCounts {
 }
 
 /** Options for {@linkcode resolveHellaswag}. */
-export interface ResolveHellaswagOptions {
-  /** `<repo>/data` by default. */
-  dataDir?: string;
-  /** `GPT2_SHARED_DATA` or `<repo>/../shared/data` by default. */
-  sharedDataDir?: string;
-  /** {@linkcode HELLASWAG_VAL_URL} by default. */
-  url?: string;
-  /** Download when no local copy exists; true by default. */
-  download?: boolean;
-  /** Print nothing; false by default. */
-  quiet?: boolean;
-}
+export type ResolveHellaswagOptions = ResolveDataOptions;
 
-/**
- * The path of `hellaswag_val.jsonl`: `path` when given, else `data/hellaswag/`, else the shared
- * data folder's `hellaswag/`, else a download into `data/hellaswag/`.
- *
- * @throws {Error} when `path` is not a file, or the download fails (saying to pass --data).
- */
-export async function resolveHellaswag(
+/** HellaSwag's validation set, `hellaswag/hellaswag_val.jsonl`. */
+export const HELLASWAG_VAL: DatasetFile = {
+  name: "HellaSwag",
+  kind: "jsonl file",
+  relative: join("hellaswag", "hellaswag_val.jsonl"),
+  url: HELLASWAG_VAL_URL,
+};
+
+/** {@linkcode resolveDataset} for HellaSwag's validation set. */
+export function resolveHellaswag(
   path?: string,
   options: ResolveHellaswagOptions = {},
 ): Promise<string> {
-  const report = (m: string): void => {
-    if (!options.quiet) console.log(m);
-  };
-  if (path !== undefined) {
-    if (!(await isFile(path))) {
-      throw new Error(`Expected a HellaSwag jsonl file at ${resolve(path)}, found none`);
-    }
-    return path;
-  }
-  const relative = join("hellaswag", "hellaswag_val.jsonl");
-  const local = join(options.dataDir ?? repoDataDir(), relative);
-  const shared = join(options.sharedDataDir ?? sharedDataDir(), relative);
-  for (const candidate of [local, shared]) {
-    if (await isFile(candidate)) {
-      report(`HellaSwag: using ${candidate}`);
-      return candidate;
-    }
-  }
-  const url = options.url ?? HELLASWAG_VAL_URL;
-  if (options.download === false) {
-    throw new Error(`Expected HellaSwag at ${local} or ${shared}, found neither; pass --data PATH`);
-  }
-  report(`HellaSwag: downloading ${url} to ${local}`);
-  try {
-    await downloadFile(url, local, { retries: 2, progress: !options.quiet });
-  } catch (error) {
-    throw new Error(
-      `Could not download HellaSwag from ${url} (${(error as Error).message}); ` +
-        `pass --data PATH to a local hellaswag_val.jsonl`,
-      { cause: error },
-    );
-  }
-  return local;
+  return resolveDataset(HELLASWAG_VAL, path, options);
 }
 
 /**
@@ -334,13 +293,4 @@ export async function evaluateHellaswag(
   }
   scores.sort((a, b) => a.index - b.index);
   return { counts, scores };
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }

@@ -6,6 +6,7 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { REPO_ROOT, resolveTinyShakespeare, sharedDataDir } from "../lib/datasets.ts";
+import { resolveHellaswag } from "../lib/hellaswag.ts";
 
 const SHARED_DATA = Deno.env.get("GPT2_SHARED_DATA") ||
   resolve(import.meta.dirname ?? ".", "..", "..", "shared", "data");
@@ -120,4 +121,23 @@ Deno.test("resolveTinyShakespeare says to pass --data when the download fails", 
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test("resolveHellaswag: the same resolver, HellaSwag's file and messages", async () => {
+  await withTempDir(async (dir) => {
+    const missing = join(dir, "nope.jsonl");
+    await rejects(() => resolveHellaswag(missing, { quiet: true }), {
+      message: `Expected a HellaSwag jsonl file at ${missing}, found none`,
+    });
+    const found = await resolveHellaswag(undefined, {
+      dataDir: dir,
+      url: "http://127.0.0.1:9/unreachable",
+      quiet: true,
+    });
+    assertEquals(found, join(SHARED_DATA, "hellaswag", "hellaswag_val.jsonl"));
+    await rejects(
+      () => resolveHellaswag(undefined, { dataDir: dir, sharedDataDir: dir, download: false }),
+      /^Error: Expected HellaSwag at .*hellaswag_val\.jsonl or .*, found neither; pass --data PATH/,
+    );
+  });
 });
