@@ -9,25 +9,9 @@ import {
   type ProcessGroup,
 } from "../lib/ddp/process_group.ts";
 import { readSafetensors, toFloat32 } from "../lib/safetensors.ts";
-import { assertClose } from "./support.ts";
+import { assertClose, smallModelFlags } from "./support.ts";
 
 const root = join(import.meta.dirname!, "..");
-const modelFlags = [
-  "--n-layer",
-  "1",
-  "--n-embd",
-  "16",
-  "--n-head",
-  "2",
-  "--block-size",
-  "32",
-  "-B",
-  "2",
-  "-T",
-  "16",
-  "--eval-every",
-  "0",
-];
 
 /** A port nothing listens on now. */
 function freePort(): number {
@@ -75,7 +59,7 @@ Deno.test("ddp: 2 ranks x B equal 1 rank with 2 accumulation steps (losses and w
       "--timeout",
       "60",
       "--",
-      ...modelFlags,
+      ...smallModelFlags,
       "--steps",
       "4",
       "--log-dir",
@@ -83,7 +67,7 @@ Deno.test("ddp: 2 ranks x B equal 1 rank with 2 accumulation steps (losses and w
     ]),
     run([
       "lib/cli/train.ts",
-      ...modelFlags,
+      ...smallModelFlags,
       "--total-batch-size",
       "64",
       "--steps",
@@ -123,7 +107,7 @@ async function startJob(launcherFlags: string[]) {
       String(freePort()),
       ...launcherFlags,
       "--",
-      ...modelFlags,
+      ...smallModelFlags,
       "--steps",
       "1000",
       "--log-dir",

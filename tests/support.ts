@@ -49,6 +49,24 @@ export function smallRecipe(extra: Partial<TrainOptions> = {}): TrainOptions {
   };
 }
 
+/** `lib/cli/train.ts` flags for {@linkcode smallRecipe}'s model and batch, no evaluation. */
+export const smallModelFlags: readonly string[] = [
+  "--n-layer",
+  "1",
+  "--n-embd",
+  "16",
+  "--n-head",
+  "2",
+  "--block-size",
+  "32",
+  "-B",
+  "2",
+  "-T",
+  "16",
+  "--eval-every",
+  "0",
+];
+
 let reference: SafetensorsFile | null = null;
 
 /** The PyTorch reference vectors (`reference.safetensors`), read once. */

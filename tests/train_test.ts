@@ -10,7 +10,13 @@ import * as ops from "../lib/ops.ts";
 import { formatPreset, getPreset } from "../lib/presets.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { runCheckpoints, train, type TrainOptions } from "../lib/train.ts";
-import { assertClose, referenceDir, shakespearePath, smallRecipe } from "./support.ts";
+import {
+  assertClose,
+  referenceDir,
+  shakespearePath,
+  smallModelFlags,
+  smallRecipe,
+} from "./support.ts";
 
 const shakespeare = shakespearePath;
 
@@ -322,22 +328,9 @@ Deno.test("train task: SIGINT writes a checkpoint and exits 0; --resume latest c
     "run",
     "--allow-all",
     "lib/cli/train.ts",
-    "--n-layer",
-    "1",
-    "--n-embd",
-    "16",
-    "--n-head",
-    "2",
-    "--block-size",
-    "32",
-    "-B",
-    "2",
-    "-T",
-    "16",
+    ...smallModelFlags,
     "--steps",
     "1000",
-    "--eval-every",
-    "0",
     "--checkpoint-every",
     "0",
     "--log-dir",
