@@ -40,6 +40,23 @@ export interface KernelBenchOptions {
   reps: number;
 }
 
+/**
+ * Milliseconds per call of `fn`, which records kernels on `backend`: one untimed call, then
+ * `reps` calls recorded back to back and timed until the queue drains.
+ */
+export async function timeDispatches(
+  backend: WebGpuBackend,
+  fn: () => void,
+  reps: number,
+): Promise<number> {
+  fn();
+  await backend.sync();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) fn();
+  await backend.sync();
+  return (performance.now() - t0) / reps;
+}
+
 /** Times every kernel at GPT-2 124M's shapes (C 768, 12 heads, vocab 50304) for B x T. */
 export async function benchWebGpuKernels(
   backend: WebGpuBackend,
@@ -58,12 +75,7 @@ export async function benchWebGpuKernels(
     work: { flops?: number; bytes?: number },
     fn: () => void,
   ): Promise<void> => {
-    fn();
-    await backend.sync();
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) fn();
-    await backend.sync();
-    const ms = (performance.now() - t0) / reps;
+    const ms = await timeDispatches(backend, fn, reps);
     out.push({
       kernel,
       shape,
