@@ -1,12 +1,12 @@
 /**
- * Tests for lib/datasets.ts: an explicit path, the shared-data fallback, and a download from a
+ * Tests for lib/data/datasets.ts: an explicit path, the shared-data fallback, and a download from a
  * loopback server into an empty data folder.
  */
 
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { join, resolve } from "node:path";
-import { REPO_ROOT, resolveTinyShakespeare, sharedDataDir } from "../lib/datasets.ts";
-import { resolveHellaswag } from "../lib/hellaswag.ts";
+import { REPO_ROOT, resolveTinyShakespeare, sharedDataDir } from "../lib/data/datasets.ts";
+import { resolveHellaswag } from "../lib/eval/hellaswag.ts";
 
 const SHARED_DATA = Deno.env.get("GPT2_SHARED_DATA") ||
   resolve(import.meta.dirname ?? ".", "..", "..", "shared", "data");

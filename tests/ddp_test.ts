@@ -8,7 +8,7 @@ import {
   initProcessGroup,
   type ProcessGroup,
 } from "../lib/ddp/process_group.ts";
-import { readSafetensors, toFloat32 } from "../lib/safetensors.ts";
+import { readSafetensors, toFloat32 } from "../lib/io/safetensors.ts";
 import { assertClose, smallModelFlags } from "./support.ts";
 
 const root = join(import.meta.dirname!, "..");

@@ -1,12 +1,12 @@
 /**
- * Tests for lib/download.ts and lib/hub.ts against a loopback HTTP server (127.0.0.1, a free
+ * Tests for lib/io/download.ts and lib/io/hub.ts against a loopback HTTP server (127.0.0.1, a free
  * port) that serves a generated 1 MiB file with Range support and counts the bytes it sends.
  */
 
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { join, resolve } from "node:path";
-import { DownloadError, downloadFile } from "../lib/download.ts";
-import { gpt2HubRepo, hubCacheDir, hubFileUrl, snapshotGpt2 } from "../lib/hub.ts";
+import { DownloadError, downloadFile } from "../lib/io/download.ts";
+import { gpt2HubRepo, hubCacheDir, hubFileUrl, snapshotGpt2 } from "../lib/io/hub.ts";
 
 const REFERENCE = Deno.env.get("GPT2_SHARED_REFERENCE") ||
   resolve(import.meta.dirname ?? ".", "..", "..", "shared", "reference");
@@ -267,7 +267,7 @@ Deno.test("downloadFile names the URL when nothing listens there", async () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// lib/hub.ts
+// lib/io/hub.ts
 
 /** Runs `fn` with environment variables set, restoring them afterwards. */
 async function withEnv(

@@ -1,4 +1,4 @@
-// lib/fineweb.ts: shards as build-nanogpt's fineweb.py writes them, from jsonl and parquet,
+// lib/data/fineweb.ts: shards as build-nanogpt's fineweb.py writes them, from jsonl and parquet,
 // deterministic, resumable, and from a (loopback) Hugging Face hub.
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
@@ -10,9 +10,9 @@ import {
   localInputs,
   type ShardProgress,
   tokenizeToShards,
-} from "../lib/fineweb.ts";
-import { readNpyUint16 } from "../lib/npy.ts";
-import { getGpt2Tokenizer } from "../lib/tokenizer.ts";
+} from "../lib/data/fineweb.ts";
+import { readNpyUint16 } from "../lib/io/npy.ts";
+import { getGpt2Tokenizer } from "../lib/data/tokenizer.ts";
 import { sharedDataDir } from "./support.ts";
 
 const SAMPLE = join(sharedDataDir, "fineweb-edu-sample", "test_labels.jsonl");
@@ -96,7 +96,7 @@ Deno.test("fineweb: the 5-document sample; the same bytes with 1 or 2 workers", 
   };
   const two = await run("two", 2);
   assertEquals(await run("one", 1), two);
-  // independently: each document's text through lib/tokenizer.ts, EOT first, concatenated
+  // independently: each document's text through lib/data/tokenizer.ts, EOT first, concatenated
   const enc = getGpt2Tokenizer();
   const stream: number[] = [];
   const lines = (await Deno.readTextFile(SAMPLE)).trim().split("\n");
@@ -110,7 +110,7 @@ Deno.test("fineweb: the 5-document sample; the same bytes with 1 or 2 workers", 
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("fineweb: awkward text and Tiny Shakespeare, as lib/tokenizer.ts encodes them", async () => {
+Deno.test("fineweb: awkward text and Tiny Shakespeare, as lib/data/tokenizer.ts encodes them", async () => {
   const dir = await Deno.makeTempDir();
   const awkward = [
     "<|endoftext|> is text here",

@@ -10,15 +10,15 @@ import {
 } from "node:assert/strict";
 import { join } from "node:path";
 import type { DeviceBuffer } from "../lib/backend.ts";
-import { CpuBackend, CpuBuffer } from "../lib/backends/cpu.ts";
-import { NativeBackend } from "../lib/backends/native.ts";
-import { loadCheckpoint, readCheckpointState } from "../lib/checkpoint.ts";
+import { CpuBackend, CpuBuffer } from "../lib/backends/cpu/mod.ts";
+import { NativeBackend } from "../lib/backends/native/mod.ts";
+import { loadCheckpoint, readCheckpointState } from "../lib/train/checkpoint.ts";
 import { type DistEnv, initProcessGroup, type ProcessGroup } from "../lib/ddp/process_group.ts";
-import { GPT } from "../lib/gpt.ts";
-import { GradScaler } from "../lib/grad_scaler.ts";
-import { clipGradNorm } from "../lib/optim.ts";
-import { Tensor } from "../lib/tensor.ts";
-import { type Precision, runCheckpoints, train } from "../lib/train.ts";
+import { GPT } from "../lib/model/gpt.ts";
+import { GradScaler } from "../lib/train/grad_scaler.ts";
+import { clipGradNorm } from "../lib/train/optim.ts";
+import { Tensor } from "../lib/model/tensor.ts";
+import { type Precision, runCheckpoints, train } from "../lib/train/train.ts";
 import { assertClose, smallRecipe } from "./support.ts";
 
 const small = { n_layer: 1, n_head: 2, n_embd: 16, block_size: 32, vocab_size: 50304 };

@@ -1,9 +1,9 @@
 // Finite-difference gradient checks of every op on the reference backend, on odd shapes.
 // L = sum(out * R) for a fixed random R; dL/dx from backward() against central differences.
-import { CpuBackend } from "../lib/backends/cpu.ts";
-import * as ops from "../lib/ops.ts";
-import { Generator } from "../lib/random.ts";
-import { Tensor } from "../lib/tensor.ts";
+import { CpuBackend } from "../lib/backends/cpu/mod.ts";
+import * as ops from "../lib/model/ops.ts";
+import { Generator } from "../lib/model/random.ts";
+import { Tensor } from "../lib/model/tensor.ts";
 import { assertClose } from "./support.ts";
 
 const backend = new CpuBackend();

@@ -1,16 +1,16 @@
-// lib/hellaswag.ts: build-nanogpt's rendering, and the tiny vocab-50257 model's scores on the
+// lib/eval/hellaswag.ts: build-nanogpt's rendering, and the tiny vocab-50257 model's scores on the
 // first 64 validation examples against PyTorch's (../shared/reference/hellaswag_reference.json).
 import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
-import { CpuBackend } from "../lib/backends/cpu.ts";
-import { GPT } from "../lib/gpt.ts";
+import { CpuBackend } from "../lib/backends/cpu/mod.ts";
+import { GPT } from "../lib/model/gpt.ts";
 import {
   evaluateHellaswag,
   examplesForRank,
   loadHellaswag,
   renderExample,
   sumCounts,
-} from "../lib/hellaswag.ts";
+} from "../lib/eval/hellaswag.ts";
 import { referenceDir, sharedDataDir } from "./support.ts";
 
 const VAL = join(sharedDataDir, "hellaswag", "hellaswag_val.jsonl");

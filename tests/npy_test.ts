@@ -1,4 +1,4 @@
-// lib/npy.ts: numpy's exact header bytes, round trips, and bad files named in errors.
+// lib/io/npy.ts: numpy's exact header bytes, round trips, and bad files named in errors.
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
 import { join } from "node:path";
 import {
@@ -9,7 +9,7 @@ import {
   readNpyUint16,
   readNpyUint16Sync,
   writeNpyUint16,
-} from "../lib/npy.ts";
+} from "../lib/io/npy.ts";
 
 const ascii = (s: string): number[] => Array.from(s, (c) => c.charCodeAt(0));
 

@@ -36,7 +36,7 @@ import {
 const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CHROMIUM = "/usr/bin/chromium";
 
-/** Lines exactly as our training loop writes them (lib/train.ts: `toFixed(6)`), plus val/hella. */
+/** Lines exactly as our training loop writes them (lib/train/train.ts: `toFixed(6)`), plus val/hella. */
 function oursLog(steps: number): string {
   let text = "";
   for (let step = 0; step < steps; step++) {

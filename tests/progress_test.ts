@@ -1,5 +1,5 @@
 /**
- * Tests for lib/progress.ts: what the bar writes on a terminal and in a log, with a fake
+ * Tests for lib/io/progress.ts: what the bar writes on a terminal and in a log, with a fake
  * clock and a writer that keeps the text.
  */
 
@@ -10,7 +10,7 @@ import {
   formatDuration,
   ProgressBar,
   type ProgressWriter,
-} from "../lib/progress.ts";
+} from "../lib/io/progress.ts";
 
 /** A writer that keeps what it is given, and a clock the test moves. */
 function fakes(): { writer: ProgressWriter; text: () => string; clock: { ms: number } } {

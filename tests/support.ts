@@ -7,9 +7,9 @@
 
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { CpuBackend } from "../lib/backends/cpu.ts";
-import { readSafetensors, type SafetensorsFile } from "../lib/safetensors.ts";
-import type { TrainOptions } from "../lib/train.ts";
+import { CpuBackend } from "../lib/backends/cpu/mod.ts";
+import { readSafetensors, type SafetensorsFile } from "../lib/io/safetensors.ts";
+import type { TrainOptions } from "../lib/train/train.ts";
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
 

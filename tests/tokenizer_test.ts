@@ -1,11 +1,11 @@
 /**
- * Tests for lib/tokenizer.ts: GPT-2's BPE through tiktoken, checked against the token ids
+ * Tests for lib/data/tokenizer.ts: GPT-2's BPE through tiktoken, checked against the token ids
  * the lecture shows and the token count of Tiny Shakespeare.
  */
 
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { join, resolve } from "node:path";
-import { decodePadded, getGpt2Tokenizer, GPT2_EOT, GPT2_N_VOCAB } from "../lib/tokenizer.ts";
+import { decodePadded, getGpt2Tokenizer, GPT2_EOT, GPT2_N_VOCAB } from "../lib/data/tokenizer.ts";
 
 const SHARED_DATA = Deno.env.get("GPT2_SHARED_DATA") ||
   resolve(import.meta.dirname ?? ".", "..", "..", "shared", "data");

@@ -1,15 +1,15 @@
 // DataLoaderLite, the training loop and the train / sample tasks end to end.
 import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
-import { CpuBackend } from "../lib/backends/cpu.ts";
-import { NativeBackend } from "../lib/backends/native.ts";
-import { DataLoaderLite } from "../lib/data_loader.ts";
-import { GPT } from "../lib/gpt.ts";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
-import * as ops from "../lib/ops.ts";
-import { formatPreset, getPreset } from "../lib/presets.ts";
-import { Tensor } from "../lib/tensor.ts";
-import { runCheckpoints, train, type TrainOptions } from "../lib/train.ts";
+import { CpuBackend } from "../lib/backends/cpu/mod.ts";
+import { NativeBackend } from "../lib/backends/native/mod.ts";
+import { DataLoaderLite } from "../lib/data/data_loader.ts";
+import { GPT } from "../lib/model/gpt.ts";
+import { loadCheckpoint } from "../lib/train/checkpoint.ts";
+import * as ops from "../lib/model/ops.ts";
+import { formatPreset, getPreset } from "../lib/train/presets.ts";
+import { Tensor } from "../lib/model/tensor.ts";
+import { runCheckpoints, train, type TrainOptions } from "../lib/train/train.ts";
 import {
   assertClose,
   referenceDir,

@@ -1,8 +1,8 @@
 // safetensors read/write, Hugging Face GPT-2 folders, and the errors bad files give.
 import { deepStrictEqual as assertEquals, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
-import { CpuBackend } from "../lib/backends/cpu.ts";
-import { GPT, gptConfig, savePretrained } from "../lib/gpt.ts";
+import { CpuBackend } from "../lib/backends/cpu/mod.ts";
+import { GPT, gptConfig, savePretrained } from "../lib/model/gpt.ts";
 import {
   parseSafetensors,
   readSafetensors,
@@ -10,8 +10,8 @@ import {
   toFloat32,
   toInt32,
   writeSafetensors,
-} from "../lib/safetensors.ts";
-import { Tensor } from "../lib/tensor.ts";
+} from "../lib/io/safetensors.ts";
+import { Tensor } from "../lib/model/tensor.ts";
 import { referenceDir } from "./support.ts";
 
 const backend = new CpuBackend();

@@ -7,9 +7,9 @@
  */
 
 import type { Backend } from "../backend.ts";
-import { CpuBackend } from "./cpu.ts";
-import { NativeBackend } from "./native.ts";
-import { createWebGpuBackend, hasWebGpuAdapter } from "./webgpu.ts";
+import { CpuBackend } from "./cpu/mod.ts";
+import { NativeBackend } from "./native/mod.ts";
+import { createWebGpuBackend, hasWebGpuAdapter } from "./webgpu/mod.ts";
 
 /** Backend names `--backend` accepts. */
 export const BACKEND_NAMES = ["auto", "native", "webgpu", "cpu"] as const;

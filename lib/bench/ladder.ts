@@ -9,9 +9,9 @@
  */
 
 import type { Backend } from "../backend.ts";
-import { CpuBackend } from "../backends/cpu.ts";
-import type { NativeBackend } from "../backends/native.ts";
-import type { GPTConfig } from "../gpt.ts";
+import { CpuBackend } from "../backends/cpu/mod.ts";
+import type { NativeBackend } from "../backends/native/mod.ts";
+import type { GPTConfig } from "../model/gpt.ts";
 import { timeSteps } from "./step.ts";
 
 type KernelName = Exclude<keyof Backend, "name">;

@@ -7,9 +7,9 @@
  */
 
 import type { Backend } from "../backend.ts";
-import { GPT, type GPTConfig } from "../gpt.ts";
-import { clipGradNorm, configureOptimizers } from "../optim.ts";
-import { noGrad, Tensor } from "../tensor.ts";
+import { GPT, type GPTConfig } from "../model/gpt.ts";
+import { clipGradNorm, configureOptimizers } from "../train/optim.ts";
+import { noGrad, Tensor } from "../model/tensor.ts";
 
 /** Timings of one configuration. */
 export interface StepTiming {

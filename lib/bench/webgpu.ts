@@ -11,9 +11,9 @@
  */
 
 import type { DeviceBuffer } from "../backend.ts";
-import { createWebGpuBackend, type WebGpuBackend, type WebGpuKernels } from "../backends/webgpu.ts";
-import { gptConfig } from "../gpt.ts";
-import { Generator } from "../random.ts";
+import { createWebGpuBackend, type WebGpuBackend, type WebGpuKernels } from "../backends/webgpu/mod.ts";
+import { gptConfig } from "../model/gpt.ts";
+import { Generator } from "../model/random.ts";
 import { timeSteps, trainFlopsPerToken } from "./step.ts";
 
 /** One kernel's timing. */

@@ -8,8 +8,8 @@
  * @module
  */
 
-import { defaultKernels, type WebGpuBackend, type WebGpuKernels } from "../backends/webgpu.ts";
-import type { GPTConfig } from "../gpt.ts";
+import { defaultKernels, type WebGpuBackend, type WebGpuKernels } from "../backends/webgpu/mod.ts";
+import type { GPTConfig } from "../model/gpt.ts";
 import { type LadderOptions, type RungResult, timeRungs } from "./ladder.ts";
 
 /** One rung: the kernels it runs and the vocabulary size. */

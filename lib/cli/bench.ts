@@ -6,11 +6,11 @@
  * @module
  */
 
-import { NativeBackend } from "../backends/native.ts";
+import { NativeBackend } from "../backends/native/mod.ts";
 import { timeMedian, timeSteps, trainFlopsPerToken } from "../bench/step.ts";
 import { runTorchPeer, torchPeerUnavailable } from "../bench/torch_peer.ts";
-import { gptConfig } from "../gpt.ts";
-import { Generator } from "../random.ts";
+import { gptConfig } from "../model/gpt.ts";
+import { Generator } from "../model/random.ts";
 import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task bench [flags]

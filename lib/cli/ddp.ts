@@ -10,7 +10,7 @@
  */
 
 import { join } from "node:path";
-import { REPO_ROOT } from "../datasets.ts";
+import { REPO_ROOT } from "../data/datasets.ts";
 import { launch } from "../ddp/launcher.ts";
 import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 

@@ -7,7 +7,7 @@
  */
 
 import { join, resolve } from "node:path";
-import { repoDataDir, sharedDataDir } from "../datasets.ts";
+import { repoDataDir, sharedDataDir } from "../data/datasets.ts";
 import {
   benchTokenize,
   DEFAULT_SHARD_SIZE,
@@ -19,8 +19,8 @@ import {
   localInputs,
   readDocuments,
   tokenizeToShards,
-} from "../fineweb.ts";
-import { formatCount } from "../progress.ts";
+} from "../data/fineweb.ts";
+import { formatCount } from "../io/progress.ts";
 import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task fineweb [flags]

@@ -7,7 +7,7 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { createBackend } from "../backends/mod.ts";
-import { GPT } from "../gpt.ts";
+import { GPT } from "../model/gpt.ts";
 
 /** Parsed flag values by name. */
 export type FlagValues = Record<string, string | boolean | undefined>;

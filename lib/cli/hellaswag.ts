@@ -6,8 +6,8 @@
  */
 
 import { BACKEND_NAMES } from "../backends/mod.ts";
-import { evaluateHellaswag, loadHellaswag, resolveHellaswag, sumCounts } from "../hellaswag.ts";
-import { ProgressBar } from "../progress.ts";
+import { evaluateHellaswag, loadHellaswag, resolveHellaswag, sumCounts } from "../eval/hellaswag.ts";
+import { ProgressBar } from "../io/progress.ts";
 import { loadModelFromFlags, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task hellaswag [flags]

@@ -8,8 +8,8 @@
  */
 
 import { join, resolve } from "node:path";
-import { repoDataDir, resolveTinyShakespeare } from "../datasets.ts";
-import { localInputs, tokenizeToShards } from "../fineweb.ts";
+import { repoDataDir, resolveTinyShakespeare } from "../data/datasets.ts";
+import { localInputs, tokenizeToShards } from "../data/fineweb.ts";
 import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task prepare-shakespeare [flags]

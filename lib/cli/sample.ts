@@ -5,9 +5,9 @@
  * @module
  */
 
-import { Generator } from "../random.ts";
-import { generate } from "../sample.ts";
-import { decodePadded, getGpt2Tokenizer } from "../tokenizer.ts";
+import { Generator } from "../model/random.ts";
+import { generate } from "../model/sample.ts";
+import { decodePadded, getGpt2Tokenizer } from "../data/tokenizer.ts";
 import { loadModelFromFlags, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task sample [flags]

@@ -9,11 +9,11 @@
 
 import { join } from "node:path";
 import { createBackend, trainsGpt2InMinutes } from "../backends/mod.ts";
-import { REPO_ROOT, resolveTinyShakespeare } from "../datasets.ts";
+import { REPO_ROOT, resolveTinyShakespeare } from "../data/datasets.ts";
 import { distEnvFromEnv, initProcessGroup, type ProcessGroup } from "../ddp/process_group.ts";
-import { GPT_CONFIGS, type GPTConfig, gptConfig } from "../gpt.ts";
+import { GPT_CONFIGS, type GPTConfig, gptConfig } from "../model/gpt.ts";
 import { flopsPerToken, writeRunReport } from "../plot/report.ts";
-import { formatPreset, getPreset, PRESETS } from "../presets.ts";
+import { formatPreset, getPreset, PRESETS } from "../train/presets.ts";
 import {
   checkPrecision,
   type HellaswagHook,
@@ -21,7 +21,7 @@ import {
   PRECISIONS,
   train,
   type TrainResult,
-} from "../train.ts";
+} from "../train/train.ts";
 import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task train [flags]
@@ -244,7 +244,7 @@ async function isFile(path: string): Promise<boolean> {
   }
 }
 
-/** The HellaSwag hook of lib/hellaswag.ts, or null when off. */
+/** The HellaSwag hook of lib/eval/hellaswag.ts, or null when off. */
 async function hellaswagHook(
   f: FlagValues,
   presetOn: boolean,
@@ -256,7 +256,7 @@ async function hellaswagHook(
     min: 0,
   });
   if (limit === 0) return null;
-  const hs = await import("../hellaswag.ts");
+  const hs = await import("../eval/hellaswag.ts");
   const path = await hs.resolveHellaswag(stringFlag(f, "hellaswag-data"), { quiet: !master });
   const examples = await hs.loadHellaswag(path, Number.isFinite(limit) ? limit : undefined);
   return async (model, ctx) => {

@@ -4,7 +4,7 @@
  * The Deno kernel does not type-check and `deno check` rejects `.ipynb`, so
  * this joins each notebook's code cells, in order, into a temporary module
  * next to the notebook (`<folder>/.check_<name>.<pid>.<n>.ts`, so relative
- * imports such as `../lib/gpt.ts` resolve as in the kernel), runs one
+ * imports such as `../lib/model/gpt.ts` resolve as in the kernel), runs one
  * `deno check` over all of them (one TypeScript program: about 4 s instead of
  * 4 s per notebook) and deletes them. Errors are reported against notebook
  * cells ("notebooks/01_x.ipynb cell 7, line 2:5", cells counted from 1 over

@@ -7,7 +7,7 @@ Usage (run with Debian's /usr/bin/python3, which has nbclient):
         [--timeout SECONDS] [--grace SECONDS] [--max-grace SECONDS] [--kernel NAME]
 
 The kernel runs with its working directory set to the notebook's folder, so
-relative imports such as `../lib/gpt.ts` resolve as they do in Jupyter.
+relative imports such as `../lib/model/gpt.ts` resolve as they do in Jupyter.
 Progress goes to stderr, one line per code cell.
 
 Why not `jupyter nbconvert --execute`

@@ -15,7 +15,7 @@
 
 import { basename, join } from "node:path";
 import type { Batch } from "./data_loader.ts";
-import { npyUint16Length, readNpyUint16Sync } from "./npy.ts";
+import { npyUint16Length, readNpyUint16Sync } from "../io/npy.ts";
 import { getGpt2Tokenizer } from "./tokenizer.ts";
 
 /** One shard: a name for messages and errors, its length, and how to load its tokens. */

@@ -1,5 +1,5 @@
 /**
- * A Web Worker that tokenizes batches of documents for `lib/fineweb.ts`, as the pool of
+ * A Web Worker that tokenizes batches of documents for `lib/data/fineweb.ts`, as the pool of
  * processes in build-nanogpt's `fineweb.py` does: each document becomes `[EOT, ...tokens]`
  * with tiktoken's "gpt2" `encode_ordinary`, stored as uint16.
  *
@@ -26,7 +26,7 @@ export type TokenizeResponse =
   | { id: number; tokens: Uint16Array; lengths: Uint32Array }
   | { id: number; error: string };
 
-// tiktoken directly rather than lib/tokenizer.ts: its Uint32Array copies straight into the
+// tiktoken directly rather than lib/data/tokenizer.ts: its Uint32Array copies straight into the
 // shard buffer, without the plain array that `Gpt2Tokenizer.encode` returns
 const encoding = get_encoding("gpt2");
 

@@ -32,7 +32,7 @@
  * @module
  */
 
-import type { AdamWParams, AttentionDims, Backend, DeviceBuffer, DType } from "../backend.ts";
+import type { AdamWParams, AttentionDims, Backend, DeviceBuffer, DType } from "../../backend.ts";
 
 /** A buffer on the GPU. */
 export class WebGpuBuffer implements DeviceBuffer {
@@ -380,7 +380,7 @@ export async function createWebGpuBackend(options: WebGpuOptions = {}): Promise<
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const sources = new Map<string, string>();
   for (const file of WGSL_FILES) {
-    const url = new URL(`../../kernels/wgsl/${file}.wgsl`, import.meta.url);
+    const url = new URL(`../../../kernels/wgsl/${file}.wgsl`, import.meta.url);
     sources.set(file, await Deno.readTextFile(url));
   }
   const backend = new WebGpuBackend(device, adapter.info, sources, {

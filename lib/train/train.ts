@@ -5,13 +5,13 @@
  * (3) clipping, the lr schedule and AdamW, (4) the step line and `log.txt`, (5) once in a
  * while a checkpoint. Checkpoints resume exactly; a NaN loss stops the run; SIGINT/SIGTERM
  * save a checkpoint and end the run cleanly. Opt-in f16 matmuls (WebGPU) come with dynamic
- * loss scaling (lib/grad_scaler.ts): a step whose gradients overflow is skipped.
+ * loss scaling (lib/train/grad_scaler.ts): a step whose gradients overflow is skipped.
  *
  * @module
  */
 
-import type { Backend, DeviceBuffer } from "./backend.ts";
-import { CpuBuffer } from "./backends/cpu.ts";
+import type { Backend, DeviceBuffer } from "../backend.ts";
+import { CpuBuffer } from "../backends/cpu/mod.ts";
 import {
   checkpointsDir,
   listCheckpoints,
@@ -21,16 +21,16 @@ import {
   restoreOptimizer,
   saveCheckpoint,
 } from "./checkpoint.ts";
-import { type ProcessGroup, SingleProcessGroup } from "./ddp/process_group.ts";
-import { GPT, type GPTConfig, savePretrained } from "./gpt.ts";
+import { type ProcessGroup, SingleProcessGroup } from "../ddp/process_group.ts";
+import { GPT, type GPTConfig, savePretrained } from "../model/gpt.ts";
 import { GradScaler, type GradScalerOptions, type GradScalerState } from "./grad_scaler.ts";
-import * as ops from "./ops.ts";
+import * as ops from "../model/ops.ts";
 import { clipGradNorm, configureOptimizers, getLr } from "./optim.ts";
-import { Generator } from "./random.ts";
-import { generate } from "./sample.ts";
-import { openTokenData, type TokenLoader } from "./shard_loader.ts";
-import { gradBuffer, noGrad, Tensor } from "./tensor.ts";
-import { decodePadded, getGpt2Tokenizer } from "./tokenizer.ts";
+import { Generator } from "../model/random.ts";
+import { generate } from "../model/sample.ts";
+import { openTokenData, type TokenLoader } from "../data/shard_loader.ts";
+import { gradBuffer, noGrad, Tensor } from "../model/tensor.ts";
+import { decodePadded, getGpt2Tokenizer } from "../data/tokenizer.ts";
 
 /** What the HellaSwag hook returns for this rank's share of the examples. */
 export interface HellaswagCounts {
@@ -45,7 +45,7 @@ export interface EvalContext {
   step: number;
 }
 
-/** Scores this rank's share of HellaSwag (lib/hellaswag.ts plugs in here). */
+/** Scores this rank's share of HellaSwag (lib/eval/hellaswag.ts plugs in here). */
 export type HellaswagHook = (model: GPT, ctx: EvalContext) => Promise<HellaswagCounts>;
 
 /** The precision of the matmuls: f32, or f16 (WebGPU with shader-f16). */

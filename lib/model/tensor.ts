@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Backend, DeviceBuffer, DType } from "./backend.ts";
+import type { Backend, DeviceBuffer, DType } from "../backend.ts";
 
 let gradEnabled = true;
 

@@ -18,11 +18,11 @@
  */
 
 import { join } from "node:path";
-import type { GPT, GPTConfig } from "./gpt.ts";
-import { GPT as GPTClass, savePretrained } from "./gpt.ts";
+import type { GPT, GPTConfig } from "../model/gpt.ts";
+import { GPT as GPTClass, savePretrained } from "../model/gpt.ts";
 import type { AdamW } from "./optim.ts";
-import { readSafetensors, toFloat32, writeSafetensors } from "./safetensors.ts";
-import type { Backend } from "./backend.ts";
+import { readSafetensors, toFloat32, writeSafetensors } from "../io/safetensors.ts";
+import type { Backend } from "../backend.ts";
 import type { GradScalerState } from "./grad_scaler.ts";
 
 /** Format tag in `state.json`. */

@@ -11,14 +11,14 @@
 
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { downloadFile } from "./download.ts";
+import { downloadFile } from "../io/download.ts";
 
 /** Where Tiny Shakespeare is downloaded from (karpathy/char-rnn, 1,115,394 bytes). */
 export const TINY_SHAKESPEARE_URL =
   "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
 
 /** The repository root, found from this file's location. */
-export const REPO_ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const REPO_ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 /** Options for {@linkcode resolveDataset} and the resolvers built on it. */
 export interface ResolveDataOptions {

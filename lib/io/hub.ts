@@ -12,6 +12,7 @@
  */
 
 import { join } from "node:path";
+import { cacheDir } from "./cache.ts";
 import { DownloadError, downloadFile } from "./download.ts";
 
 /** The default hub address. */
@@ -52,22 +53,9 @@ export function hubFileUrl(repo: string, file: string, revision = "main"): strin
   return `${hubEndpoint()}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
 }
 
-/**
- * The download cache: `GPT2_CACHE_DIR`, else `$XDG_CACHE_HOME/gpt2-deno`, else
- * `~/.cache/gpt2-deno`.
- */
+/** The download cache: the project's cache folder ({@linkcode cacheDir}). */
 export function hubCacheDir(): string {
-  const explicit = Deno.env.get("GPT2_CACHE_DIR");
-  if (explicit) return explicit;
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  if (xdg) return join(xdg, "gpt2-deno");
-  const home = Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE");
-  if (!home) {
-    throw new Error(
-      "Expected GPT2_CACHE_DIR, XDG_CACHE_HOME or HOME to be set to find a cache folder, found none",
-    );
-  }
-  return join(home, ".cache", "gpt2-deno");
+  return cacheDir();
 }
 
 /**

@@ -14,10 +14,10 @@
  */
 
 import { join } from "node:path";
-import { type DatasetFile, type ResolveDataOptions, resolveDataset } from "./datasets.ts";
-import type { GPT } from "./gpt.ts";
-import { noGrad, Tensor } from "./tensor.ts";
-import { getGpt2Tokenizer } from "./tokenizer.ts";
+import { type DatasetFile, type ResolveDataOptions, resolveDataset } from "../data/datasets.ts";
+import type { GPT } from "../model/gpt.ts";
+import { noGrad, Tensor } from "../model/tensor.ts";
+import { getGpt2Tokenizer } from "../data/tokenizer.ts";
 
 /** Where build-nanogpt downloads HellaSwag's validation set from (rowanz/hellaswag). */
 export const HELLASWAG_VAL_URL =

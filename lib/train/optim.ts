@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Module } from "./nn.ts";
-import type { Tensor } from "./tensor.ts";
+import type { Module } from "../model/nn.ts";
+import type { Tensor } from "../model/tensor.ts";
 
 /** A group of parameters sharing a weight decay. */
 export interface ParamGroup {
@@ -108,7 +108,7 @@ export function configureOptimizers(model: Module, options: ConfigureOptions): A
  * Scales all gradients so their global L2 norm is at most `maxNorm`
  * (`torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
  *
- * With `scale` (loss scaling, lib/grad_scaler.ts) the gradients hold `scale` times the true
+ * With `scale` (loss scaling, lib/train/grad_scaler.ts) the gradients hold `scale` times the true
  * ones: the returned norm is the true one (divided by `scale`), and the gradients are
  * unscaled and clipped together, one multiplication each by
  * `min(1, maxNorm / (norm + 1e-6)) / scale` (GradScaler's `unscale_` then clipping, in one

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Backend } from "./backend.ts";
+import type { Backend } from "../backend.ts";
 import * as ops from "./ops.ts";
 import { Tensor } from "./tensor.ts";
 

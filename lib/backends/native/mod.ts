@@ -7,9 +7,9 @@
  * @module
  */
 
-import type { AdamWParams, AttentionDims, DeviceBuffer } from "../backend.ts";
-import { CpuBackend, CpuBuffer } from "./cpu.ts";
-import { buildNativeLibrary, type NativeLibrary } from "./native_build.ts";
+import type { AdamWParams, AttentionDims, DeviceBuffer } from "../../backend.ts";
+import { CpuBackend, CpuBuffer } from "../cpu/mod.ts";
+import { buildNativeLibrary, type NativeLibrary } from "./build.ts";
 
 const SYMBOLS = {
   gpt2_has_cblas: { parameters: [], result: "i32" },

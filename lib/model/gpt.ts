@@ -6,11 +6,11 @@
  * @module
  */
 
-import type { Backend } from "./backend.ts";
+import type { Backend } from "../backend.ts";
 import { Embedding, LayerNorm, Linear, Module } from "./nn.ts";
 import * as ops from "./ops.ts";
 import { Generator } from "./random.ts";
-import { readSafetensors, toFloat32, writeSafetensors } from "./safetensors.ts";
+import { readSafetensors, toFloat32, writeSafetensors } from "../io/safetensors.ts";
 import { Tensor } from "./tensor.ts";
 
 /** The shape of a GPT-2. */
@@ -308,7 +308,7 @@ async function resolvePretrained(dirOrName: string): Promise<string> {
   } catch {
     // not a local folder: a hub model name
   }
-  const { snapshotGpt2 } = await import("./hub.ts");
+  const { snapshotGpt2 } = await import("../io/hub.ts");
   return await snapshotGpt2(dirOrName);
 }
 

@@ -12,10 +12,10 @@
  * @module
  */
 
-import { numberFlag, parseFlags, runMain, stringFlag } from "../cli/flags.ts";
-import { GPT, gptConfig } from "../gpt.ts";
-import { CpuBackend } from "../backends/cpu.ts";
-import { distEnvFromEnv, initProcessGroup } from "./process_group.ts";
+import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import { GPT, gptConfig } from "../model/gpt.ts";
+import { CpuBackend } from "../backends/cpu/mod.ts";
+import { distEnvFromEnv, initProcessGroup } from "../ddp/process_group.ts";
 
 await runMain(async () => {
   const f = parseFlags(Deno.args, {

@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { hubCacheDir } from "../hub.ts";
+import { cacheDir } from "../../io/cache.ts";
 
 /** What was built, and how. */
 export interface NativeLibrary {
@@ -21,7 +21,7 @@ export interface NativeLibrary {
   compiled: boolean;
 }
 
-const KERNEL_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "kernels", "cpu");
+const KERNEL_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "kernels", "cpu");
 const BASE_FLAGS = [
   "-O3",
   "-march=native",
@@ -87,7 +87,7 @@ export async function buildNativeLibrary(): Promise<NativeLibrary> {
     /\.[ch]$/.test(n)
   ).sort();
   for (const s of hashed) hash.update(s).update(Deno.readFileSync(join(KERNEL_DIR, s))); // headers too
-  const dir = join(hubCacheDir(), "native");
+  const dir = cacheDir("native");
   const path = join(dir, `libgpt2-${hash.digest("hex").slice(0, 16)}.so`);
   try {
     if (Deno.statSync(path).isFile) return { path, blas, compiled: false };

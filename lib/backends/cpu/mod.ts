@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { AdamWParams, AttentionDims, Backend, DeviceBuffer, DType } from "../backend.ts";
+import type { AdamWParams, AttentionDims, Backend, DeviceBuffer, DType } from "../../backend.ts";
 
 /** A CPU buffer: the typed array itself. */
 export class CpuBuffer implements DeviceBuffer {

@@ -11,7 +11,7 @@
  * network, {@linkcode fetchFinewebFiles} lists `HuggingFaceFW/fineweb-edu`'s `sample/10BT`
  * parquet files through the hub's API and downloads them into the cache.
  *
- * Tokenizing runs in Web Workers (`lib/tokenize_worker.ts`); batches are written in the order
+ * Tokenizing runs in Web Workers (`lib/data/tokenize_worker.ts`); batches are written in the order
  * they were read, so the output does not depend on the number of workers or on timing. After
  * each shard the run records where the next shard starts (input file, row, token within the
  * row) in `<prefix>_progress.json`, so a stopped run resumes at the first incomplete shard.
@@ -26,10 +26,10 @@
 import { basename, extname, join } from "node:path";
 import { type AsyncBuffer, type FileMetaData, parquetMetadataAsync, parquetRead } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
-import { DownloadError, downloadFile } from "./download.ts";
-import { hubCacheDir, hubEndpoint, hubFileUrl } from "./hub.ts";
-import { writeNpyUint16 } from "./npy.ts";
-import { formatCount, ProgressBar, type ProgressWriter } from "./progress.ts";
+import { DownloadError, downloadFile } from "../io/download.ts";
+import { hubCacheDir, hubEndpoint, hubFileUrl } from "../io/hub.ts";
+import { writeNpyUint16 } from "../io/npy.ts";
+import { formatCount, ProgressBar, type ProgressWriter } from "../io/progress.ts";
 import type { TokenizeRequest, TokenizeResponse } from "./tokenize_worker.ts";
 
 /** The Hugging Face dataset build-nanogpt uses. */
