@@ -7,6 +7,15 @@
  * - Every `*Backward` kernel ACCUMULATES (`+=`) into its gradient buffers, so tied weights
  *   (wte / lm_head) and gradient accumulation across micro-steps need no extra pass.
  * - Kernels are enqueued in order; only `read` and `sumOfSquares` wait for results.
+ * - Nothing outside a backend's folder asks which backend it has: what differs between
+ *   backends is a capability declared here (the optional members below), and callers test
+ *   for the member, never for a name or a class.
+ *
+ * What a new backend implements (see docs/architecture.md for the whole checklist):
+ * - required: `name`, `describe`, `isSoftwareAdapter`, `isReference`, the buffer calls
+ *   (`alloc`, `upload`, `write`, `read`, `zero`) and every kernel;
+ * - optional: `setMatmulPrecision` (lower-precision matmuls), `hostView` (buffers that live
+ *   in host memory), `sumsOfSquares` (one wait for many reductions), `sync` and `destroy`.
  *
  * @module
  */
@@ -41,10 +50,88 @@ export interface AdamWParams {
   step: number;
 }
 
+/**
+ * The precision of the matmuls' operands: "f32", or "f16" (operands rounded to half precision,
+ * products summed in f32, as autocast does on tensor cores).
+ */
+export type MatmulPrecision = "f32" | "f16";
+
+/** The matmul precisions `--precision` accepts. */
+export const MATMUL_PRECISIONS: readonly MatmulPrecision[] = ["f32", "f16"];
+
+/** Sizes of a row-wise kernel (LayerNorm): N rows of C channels. */
+export interface RowDims {
+  N: number;
+  C: number;
+}
+
+/** Sizes of a matmul (nn.Linear): inp (N, C) @ weight (OC, C)^T -> out (N, OC). */
+export interface MatmulDims {
+  N: number;
+  C: number;
+  OC: number;
+}
+
+/** Where `matmulBackward` accumulates; a null gradient is not computed. */
+export interface MatmulGrads {
+  dinp: DeviceBuffer | null;
+  dweight: DeviceBuffer | null;
+  dbias: DeviceBuffer | null;
+}
+
+/** Where `layernormBackward` accumulates. */
+export interface LayerNormGrads {
+  dinp: DeviceBuffer;
+  dweight: DeviceBuffer;
+  dbias: DeviceBuffer;
+}
+
+/** What LayerNorm's backward reads: its input and weight, and the forward's statistics. */
+export interface LayerNormSaved {
+  inp: DeviceBuffer;
+  weight: DeviceBuffer;
+  /** Per row (N), from `layernormForward`. */
+  mean: DeviceBuffer;
+  /** Per row (N), from `layernormForward`. */
+  rstd: DeviceBuffer;
+}
+
 /** The operations a backend provides. */
 export interface Backend {
   /** Short name, as `--backend` takes it ("cpu", "native", "webgpu"). */
   readonly name: string;
+  /** One line for a run's header: what runs the kernels (the adapter, the GEMM library). */
+  describe(): string;
+  /**
+   * True for the reference backend: plain loops, written to be read, the oracle the others are
+   * tested against; too slow to train GPT-2 124M (over a minute a step).
+   */
+  readonly isReference: boolean;
+  /**
+   * True when the device is a software emulation of a GPU (WebGPU on llvmpipe, lavapipe or
+   * SwiftShader): correct, and far too slow to train GPT-2 124M.
+   */
+  readonly isSoftwareAdapter: boolean;
+
+  // ---- capabilities: optional; a caller tests for the member ----
+
+  /** The matmuls' precision now; "f32" where `setMatmulPrecision` is absent. */
+  readonly matmulPrecision?: MatmulPrecision;
+  /**
+   * Optional: switches the matmuls' precision (between steps). Absent: f32 only. Throws,
+   * saying what is missing, where the device cannot (WebGPU without shader-f16).
+   */
+  setMatmulPrecision?(precision: MatmulPrecision): void;
+  /**
+   * Optional: the buffer's own memory as a host array, no copy, for backends that keep their
+   * buffers in host memory (cpu, native). Collectives (lib/ddp) reduce such buffers in place
+   * and serialisers read them directly; for other backends they go through `read`/`write`.
+   */
+  hostView?(buf: DeviceBuffer): Float32Array | Int32Array;
+  /** Optional: waits until every enqueued kernel has finished (for timing). */
+  sync?(): Promise<void>;
+  /** Optional: releases the device and its memory; the backend is unusable afterwards. */
+  destroy?(): void;
 
   /** A zero-filled buffer. */
   alloc(length: number, dtype: DType): DeviceBuffer;
@@ -54,11 +141,8 @@ export interface Backend {
   write(buf: DeviceBuffer, data: Float32Array | Int32Array): void;
   /** Copies a buffer back to the host. */
   read(buf: DeviceBuffer): Promise<Float32Array | Int32Array>;
-  /**
-   * Sets every element to 0, so gradient buffers are reused across steps instead of
-   * reallocated; without it, `zeroGrad` drops them and fresh ones are made.
-   */
-  zero?(buf: DeviceBuffer): void;
+  /** Sets every element to 0 (`zeroGrad` reuses gradient buffers across steps with it). */
+  zero(buf: DeviceBuffer): void;
 
   /** out[i] = a[i] + b[i % nb]: residual adds, and adding wpe (T, C) to (B, T, C). */
   addForward(out: DeviceBuffer, a: DeviceBuffer, b: DeviceBuffer, n: number, nb: number): void;
@@ -96,21 +180,15 @@ export interface Backend {
     inp: DeviceBuffer,
     weight: DeviceBuffer,
     bias: DeviceBuffer | null,
-    N: number,
-    C: number,
-    OC: number,
+    dims: MatmulDims,
   ): void;
   /** dinp += dout @ weight; dweight += dout^T @ inp; dbias += sum of dout rows. */
   matmulBackward(
-    dinp: DeviceBuffer | null,
-    dweight: DeviceBuffer | null,
-    dbias: DeviceBuffer | null,
+    grads: MatmulGrads,
     dout: DeviceBuffer,
     inp: DeviceBuffer,
     weight: DeviceBuffer,
-    N: number,
-    C: number,
-    OC: number,
+    dims: MatmulDims,
   ): void;
 
   /** LayerNorm over the last dim (eps 1e-5); saves mean and rstd (N each) for backward. */
@@ -121,20 +199,14 @@ export interface Backend {
     inp: DeviceBuffer,
     weight: DeviceBuffer,
     bias: DeviceBuffer,
-    N: number,
-    C: number,
+    dims: RowDims,
   ): void;
+  /** grads.dinp, dweight, dbias += LayerNorm's backward of dout (N, C). */
   layernormBackward(
-    dinp: DeviceBuffer,
-    dweight: DeviceBuffer,
-    dbias: DeviceBuffer,
+    grads: LayerNormGrads,
     dout: DeviceBuffer,
-    inp: DeviceBuffer,
-    weight: DeviceBuffer,
-    mean: DeviceBuffer,
-    rstd: DeviceBuffer,
-    N: number,
-    C: number,
+    saved: LayerNormSaved,
+    dims: RowDims,
   ): void;
 
   /** GELU, tanh approximation (PyTorch's `approximate="tanh"`, HF's "gelu_new"). */

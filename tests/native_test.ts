@@ -64,8 +64,8 @@ for (const blas of [true, false]) {
         compare(
           `matmul ${N}x${C}x${OC}`,
           await both(inputs, (be, [out, inp, w, b, dinp, dw, db, dout]) => {
-            be.matmulForward(out, inp, w, b, N, C, OC);
-            be.matmulBackward(dinp, dw, db, dout, inp, w, N, C, OC);
+            be.matmulForward(out, inp, w, b, { N, C, OC });
+            be.matmulBackward({ dinp, dweight: dw, dbias: db }, dout, inp, w, { N, C, OC });
           }),
           1e-4,
         );
@@ -93,8 +93,13 @@ Deno.test("native: layernorm forward and backward", async () => {
     compare(
       `layernorm ${N}x${C}`,
       await both(inputs, (be, [out, mean, rstd, x, w, b, dx, dw, db, dout]) => {
-        be.layernormForward(out, mean, rstd, x, w, b, N, C);
-        be.layernormBackward(dx, dw, db, dout, x, w, mean, rstd, N, C);
+        be.layernormForward(out, mean, rstd, x, w, b, { N, C });
+        be.layernormBackward({ dinp: dx, dweight: dw, dbias: db }, dout, {
+          inp: x,
+          weight: w,
+          mean,
+          rstd,
+        }, { N, C });
       }),
       1e-4,
     );

@@ -120,9 +120,9 @@ function registerF16Tests(): void {
       const x = randn(N * C), w = randn(OC * C, 0.3), b = randn(OC), dout = randn(N * OC);
       const [dx0, dw0] = [randn(N * C), randn(OC * C)];
       const fwd = (be: Backend, [out, xb, wb, bb]: DeviceBuffer[]) =>
-        be.matmulForward(out, xb, wb, bb, N, C, OC);
+        be.matmulForward(out, xb, wb, bb, { N, C, OC });
       const bwd = (be: Backend, [dx, dw, db, d, xb, wb]: DeviceBuffer[]) =>
-        be.matmulBackward(dx, dw, db, d, xb, wb, N, C, OC);
+        be.matmulBackward({ dinp: dx, dweight: dw, dbias: db }, d, xb, wb, { N, C, OC });
       const tag = `f16 matmul N=${N} C=${C} OC=${OC}`;
       const tol = { rtol: 1e-4, atol: 5e-7 * Math.max(N, C, OC, 200) };
       // the GPU rounds; the reference gets pre-rounded operands (bias and the accumulated
@@ -178,7 +178,7 @@ function registerKernelTests(
           `${tag} forward`,
           [randn(N * OC), randn(N * C), randn(OC * C), randn(OC)],
           [0],
-          (be, [out, x, w, b]) => be.matmulForward(out, x, w, withBias ? b : null, N, C, OC),
+          (be, [out, x, w, b]) => be.matmulForward(out, x, w, withBias ? b : null, { N, C, OC }),
           { rtol: 1e-4, atol: 5e-7 * C }, // f32 dot products of length C against f64 sums
         );
         await compare(
@@ -187,7 +187,13 @@ function registerKernelTests(
           [randn(N * C), randn(OC * C), randn(OC), randn(N * OC), randn(N * C), randn(OC * C)],
           [0, 1, 2],
           (be, [dx, dw, db, dout, x, w]) =>
-            be.matmulBackward(dx, dw, withBias ? db : null, dout, x, w, N, C, OC),
+            be.matmulBackward(
+              { dinp: dx, dweight: dw, dbias: withBias ? db : null },
+              dout,
+              x,
+              w,
+              { N, C, OC },
+            ),
           { rtol: 1e-4, atol: 5e-7 * Math.max(N, OC, 200) },
         );
       }
@@ -202,7 +208,8 @@ function registerKernelTests(
       "matmul dweight only",
       [randn(OC * C), randn(N * OC), randn(N * C), randn(OC * C)],
       [0],
-      (be, [dw, dout, x, w]) => be.matmulBackward(null, dw, null, dout, x, w, N, C, OC),
+      (be, [dw, dout, x, w]) =>
+        be.matmulBackward({ dinp: null, dweight: dw, dbias: null }, dout, x, w, { N, C, OC }),
     );
   });
 
@@ -217,7 +224,7 @@ function registerKernelTests(
         [new Float32Array(N * C), new Float32Array(N), new Float32Array(N), x, w, b],
         [0, 1, 2],
         (be, [out, mean, rstd, xb, wb, bb]) =>
-          be.layernormForward(out, mean, rstd, xb, wb, bb, N, C),
+          be.layernormForward(out, mean, rstd, xb, wb, bb, { N, C }),
       );
       const saved = [cpu.alloc(N, "f32"), cpu.alloc(N, "f32")];
       cpu.layernormForward(
@@ -227,8 +234,7 @@ function registerKernelTests(
         cpu.upload(x),
         cpu.upload(w),
         cpu.upload(b),
-        N,
-        C,
+        { N, C },
       );
       const mu = (await cpu.read(saved[0])) as Float32Array;
       const rs = (await cpu.read(saved[1])) as Float32Array;
@@ -238,7 +244,12 @@ function registerKernelTests(
         [randn(N * C), randn(C), randn(C), randn(N * C), x, w, mu, rs],
         [0, 1, 2],
         (be, [dx, dw, db, dout, xb, wb, m, r]) =>
-          be.layernormBackward(dx, dw, db, dout, xb, wb, m, r, N, C),
+          be.layernormBackward({ dinp: dx, dweight: dw, dbias: db }, dout, {
+            inp: xb,
+            weight: wb,
+            mean: m,
+            rstd: r,
+          }, { N, C }),
         { rtol: 1e-4, atol: 1e-4 },
       );
     }

@@ -11,7 +11,11 @@
  */
 
 import type { DeviceBuffer } from "../backend.ts";
-import { createWebGpuBackend, type WebGpuBackend, type WebGpuKernels } from "../backends/webgpu/mod.ts";
+import {
+  createWebGpuBackend,
+  type WebGpuBackend,
+  type WebGpuKernels,
+} from "../backends/webgpu/mod.ts";
 import { gptConfig } from "../model/gpt.ts";
 import { Generator } from "../model/random.ts";
 import { timeSteps, trainFlopsPerToken } from "./step.ts";
@@ -112,20 +116,12 @@ export async function benchWebGpuKernels(
       const shape = `${N}x${inF} @ ${outF}x${inF}^T`;
       const flops = 2 * N * inF * outF;
       await time(`${name} forward ${tag}`, shape, { flops }, () => {
-        backend.matmulForward(y, x, w, name === "matmul lm_head" ? null : b, N, inF, outF);
+        const dims = { N, C: inF, OC: outF };
+        backend.matmulForward(y, x, w, name === "matmul lm_head" ? null : b, dims);
       });
       await time(`${name} backward ${tag}`, shape, { flops: 2 * flops }, () => {
-        backend.matmulBackward(
-          dx,
-          dw,
-          name === "matmul lm_head" ? null : db,
-          y,
-          x,
-          w,
-          N,
-          inF,
-          outF,
-        );
+        const grads = { dinp: dx, dweight: dw, dbias: name === "matmul lm_head" ? null : db };
+        backend.matmulBackward(grads, y, x, w, { N, C: inF, OC: outF });
       });
     }
   }
@@ -147,10 +143,15 @@ export async function benchWebGpuKernels(
   const mean = backend.alloc(N, "f32"), rstd = backend.alloc(N, "f32");
   const act = N * C * 4;
   await time("layernorm forward", `${N}x${C}`, { bytes: 2 * act }, () => {
-    backend.layernormForward(y, mean, rstd, x, w, b, N, C);
+    backend.layernormForward(y, mean, rstd, x, w, b, { N, C });
   });
   await time("layernorm backward", `${N}x${C}`, { bytes: 4 * act }, () => {
-    backend.layernormBackward(dy, rand(C), rand(C), y, x, w, mean, rstd, N, C);
+    backend.layernormBackward({ dinp: dy, dweight: rand(C), dbias: rand(C) }, y, {
+      inp: x,
+      weight: w,
+      mean,
+      rstd,
+    }, { N, C });
   });
   const h = rand(N * 4 * C), g = rand(N * 4 * C), dh = rand(N * 4 * C);
   await time("gelu forward", `${N}x${4 * C}`, { bytes: 8 * act }, () => {
@@ -232,7 +233,7 @@ export function knownPeakTflops(adapterSummary: string): number | null {
 function stepSizes(backend: WebGpuBackend, B: number | null, T: number | null): [number, number][] {
   if (B !== null || T !== null) return [[B ?? 4, T ?? 64]];
   // on a software adapter B=16, T=1024 takes about half an hour a step: skipped, said so
-  return backend.isFallbackAdapter ? [[4, 64]] : [[4, 64], [16, 1024]];
+  return backend.isSoftwareAdapter ? [[4, 64]] : [[4, 64], [16, 1024]];
 }
 
 if (import.meta.main) {
@@ -248,7 +249,7 @@ if (import.meta.main) {
   console.log(
     kernelTable(await benchWebGpuKernels(backend, { B: sizes[0][0], T: sizes[0][1], reps })),
   );
-  if (backend.isFallbackAdapter && B === null && T === null) {
+  if (backend.isSoftwareAdapter && B === null && T === null) {
     console.log(
       "\nB=16, T=1024 skipped: on a software adapter one step takes about half an hour " +
         "(pass --B=16 --T=1024 to run it anyway)",

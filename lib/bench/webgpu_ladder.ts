@@ -89,7 +89,7 @@ export async function runWebGpuLadder(
   const before = backend.kernels;
   try {
     return await timeRungs(
-      webGpuLadder(backend.isFallbackAdapter),
+      webGpuLadder(backend.isSoftwareAdapter),
       (rung) => {
         backend.kernels = rung.kernels;
         return backend;

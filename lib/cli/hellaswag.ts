@@ -6,7 +6,12 @@
  */
 
 import { BACKEND_NAMES } from "../backends/mod.ts";
-import { evaluateHellaswag, loadHellaswag, resolveHellaswag, sumCounts } from "../eval/hellaswag.ts";
+import {
+  evaluateHellaswag,
+  loadHellaswag,
+  resolveHellaswag,
+  sumCounts,
+} from "../eval/hellaswag.ts";
 import { ProgressBar } from "../io/progress.ts";
 import { loadModelFromFlags, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 

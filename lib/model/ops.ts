@@ -70,19 +70,15 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null): Tensor {
   expectShape("linear weight", weight, [OC, C]);
   if (bias) expectShape("linear bias", bias, [OC]);
   const out = Tensor.zeros(be, [...x.shape.slice(0, -1), OC]);
-  be.matmulForward(out.buffer, x.buffer, weight.buffer, bias?.buffer ?? null, N, C, OC);
+  const dims = { N, C, OC };
+  be.matmulForward(out.buffer, x.buffer, weight.buffer, bias?.buffer ?? null, dims);
   return result(bias ? [x, weight, bias] : [x, weight], out, () => {
-    be.matmulBackward(
-      x.requiresGrad ? gradBuffer(x) : null,
-      weight.requiresGrad ? gradBuffer(weight) : null,
-      bias?.requiresGrad ? gradBuffer(bias) : null,
-      out.grad!.buffer,
-      x.buffer,
-      weight.buffer,
-      N,
-      C,
-      OC,
-    );
+    const grads = {
+      dinp: x.requiresGrad ? gradBuffer(x) : null,
+      dweight: weight.requiresGrad ? gradBuffer(weight) : null,
+      dbias: bias?.requiresGrad ? gradBuffer(bias) : null,
+    };
+    be.matmulBackward(grads, out.grad!.buffer, x.buffer, weight.buffer, dims);
   });
 }
 
@@ -93,20 +89,11 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   expectShape("layernorm bias", bias, [C]);
   const out = Tensor.zeros(be, x.shape);
   const mean = be.alloc(N, "f32"), rstd = be.alloc(N, "f32");
-  be.layernormForward(out.buffer, mean, rstd, x.buffer, weight.buffer, bias.buffer, N, C);
+  be.layernormForward(out.buffer, mean, rstd, x.buffer, weight.buffer, bias.buffer, { N, C });
   return result([x, weight, bias], out, () => {
-    be.layernormBackward(
-      gradBuffer(x),
-      gradBuffer(weight),
-      gradBuffer(bias),
-      out.grad!.buffer,
-      x.buffer,
-      weight.buffer,
-      mean,
-      rstd,
-      N,
-      C,
-    );
+    const grads = { dinp: gradBuffer(x), dweight: gradBuffer(weight), dbias: gradBuffer(bias) };
+    const saved = { inp: x.buffer, weight: weight.buffer, mean, rstd };
+    be.layernormBackward(grads, out.grad!.buffer, saved, { N, C });
   });
 }
 

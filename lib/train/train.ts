@@ -10,8 +10,12 @@
  * @module
  */
 
-import type { Backend, DeviceBuffer } from "../backend.ts";
-import { CpuBuffer } from "../backends/cpu/mod.ts";
+import {
+  type Backend,
+  type DeviceBuffer,
+  MATMUL_PRECISIONS,
+  type MatmulPrecision,
+} from "../backend.ts";
 import {
   checkpointsDir,
   listCheckpoints,
@@ -49,10 +53,10 @@ export interface EvalContext {
 export type HellaswagHook = (model: GPT, ctx: EvalContext) => Promise<HellaswagCounts>;
 
 /** The precision of the matmuls: f32, or f16 (WebGPU with shader-f16). */
-export type Precision = "f32" | "f16";
+export type Precision = MatmulPrecision;
 
 /** The precisions `--precision` accepts. */
-export const PRECISIONS: readonly Precision[] = ["f32", "f16"];
+export const PRECISIONS: readonly Precision[] = MATMUL_PRECISIONS;
 
 /** Everything a run needs; the CLI fills it from a preset and flags. */
 export interface TrainOptions {
@@ -167,12 +171,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
 }
 
-/** What a backend with a choice of matmul precision offers (WebGPU's `setMatmulPrecision`). */
-interface MatmulPrecisionControl {
-  setMatmulPrecision(p: Precision): void;
-  readonly matmulPrecision?: Precision;
-}
-
 const NEEDS_F16 = "--precision f16 needs --backend webgpu on an adapter with shader-f16";
 
 /** `value` as a {@linkcode Precision}, or an error naming `--precision` and the choices. */
@@ -183,25 +181,17 @@ export function parsePrecision(value: string): Precision {
   return value as Precision;
 }
 
-/** The backend's matmul-precision switch (duck-typed: only WebGPU has one), or null. */
-function precisionControl(backend: Backend): MatmulPrecisionControl | null {
-  return "setMatmulPrecision" in backend &&
-      typeof (backend as Partial<MatmulPrecisionControl>).setMatmulPrecision === "function"
-    ? backend as unknown as MatmulPrecisionControl
-    : null;
-}
-
 /**
  * Checks that `precision` is one of {@linkcode PRECISIONS} and that `backend` can run it
- * (f16: a backend with f16 matmuls); an error says what is needed. The CLI calls it before
- * reading any data; `train` again.
+ * (f16: a backend with `setMatmulPrecision`); an error says what is needed. The CLI calls it
+ * before reading any data; `train` again.
  */
 export function checkPrecision(
   backend: Backend,
   precision: string,
 ): asserts precision is Precision {
   parsePrecision(precision);
-  if (precision === "f16" && !precisionControl(backend)) {
+  if (precision !== "f32" && !backend.setMatmulPrecision) {
     throw new Error(`${NEEDS_F16}; the ${backend.name} backend has f32 matmuls only`);
   }
 }
@@ -212,17 +202,15 @@ export function checkPrecision(
  */
 function setMatmulPrecision(backend: Backend, precision: Precision): () => void {
   checkPrecision(backend, precision);
-  const control = precisionControl(backend);
-  if (!control) return () => {}; // f32 only
-  const before = control.matmulPrecision ?? "f32";
-  if (before === precision) return () => {};
+  const before = backend.matmulPrecision ?? "f32";
+  if (!backend.setMatmulPrecision || before === precision) return () => {};
   try {
-    control.setMatmulPrecision(precision);
+    backend.setMatmulPrecision(precision);
   } catch (e) {
     if (precision !== "f16") throw e;
     throw new Error(`${NEEDS_F16}: ${(e as Error).message}`, { cause: e });
   }
-  return () => control.setMatmulPrecision(before);
+  return () => backend.setMatmulPrecision!(before);
 }
 
 async function run(o: TrainOptions): Promise<TrainResult> {
@@ -627,8 +615,9 @@ async function reduceHost(
   buffers: DeviceBuffer[],
   fn: (views: Float32Array[]) => Promise<void>,
 ): Promise<void> {
-  if (buffers.every((b) => b instanceof CpuBuffer)) {
-    await fn(buffers.map((b) => (b as CpuBuffer).data as Float32Array));
+  const hostView = backend.hostView?.bind(backend);
+  if (hostView) {
+    await fn(buffers.map((b) => hostView(b) as Float32Array));
     return;
   }
   const views = await Promise.all(

@@ -8,7 +8,18 @@
  * @module
  */
 
-import type { AdamWParams, AttentionDims, Backend, DeviceBuffer, DType } from "../../backend.ts";
+import type {
+  AdamWParams,
+  AttentionDims,
+  Backend,
+  DeviceBuffer,
+  DType,
+  LayerNormGrads,
+  LayerNormSaved,
+  MatmulDims,
+  MatmulGrads,
+  RowDims,
+} from "../../backend.ts";
 
 /** A CPU buffer: the typed array itself. */
 export class CpuBuffer implements DeviceBuffer {
@@ -44,6 +55,21 @@ const LN_EPS = 1e-5;
 /** The reference CPU backend. */
 export class CpuBackend implements Backend {
   readonly name: string = "cpu";
+  readonly isReference: boolean = true;
+  readonly isSoftwareAdapter = false;
+
+  describe(): string {
+    return "the reference CPU backend (plain TypeScript)";
+  }
+
+  /** The typed array itself: buffers live in host memory. */
+  hostView(buf: DeviceBuffer): Float32Array | Int32Array {
+    const b = buf as CpuBuffer;
+    if (!(b instanceof CpuBuffer)) {
+      throw new Error(`Expected a buffer of the ${this.name} backend, found ${describe(buf)}`);
+    }
+    return b.data;
+  }
 
   alloc(length: number, dtype: DType): DeviceBuffer {
     return new CpuBuffer(
@@ -131,9 +157,7 @@ export class CpuBackend implements Backend {
     inp: DeviceBuffer,
     weight: DeviceBuffer,
     bias: DeviceBuffer | null,
-    N: number,
-    C: number,
-    OC: number,
+    { N, C, OC }: MatmulDims,
   ): void {
     const o = f32(out), x = f32(inp), w = f32(weight), b = bias ? f32(bias) : null;
     // Four rows at a time so each weight row is loaded once per four dot products.
@@ -167,15 +191,11 @@ export class CpuBackend implements Backend {
   }
 
   matmulBackward(
-    dinp: DeviceBuffer | null,
-    dweight: DeviceBuffer | null,
-    dbias: DeviceBuffer | null,
+    { dinp, dweight, dbias }: MatmulGrads,
     dout: DeviceBuffer,
     inp: DeviceBuffer,
     weight: DeviceBuffer,
-    N: number,
-    C: number,
-    OC: number,
+    { N, C, OC }: MatmulDims,
   ): void {
     const d = f32(dout), x = f32(inp), w = f32(weight);
     if (dinp) {
@@ -224,8 +244,7 @@ export class CpuBackend implements Backend {
     inp: DeviceBuffer,
     weight: DeviceBuffer,
     bias: DeviceBuffer,
-    N: number,
-    C: number,
+    { N, C }: RowDims,
   ): void {
     const o = f32(out),
       mu = f32(mean),
@@ -249,16 +268,10 @@ export class CpuBackend implements Backend {
   }
 
   layernormBackward(
-    dinp: DeviceBuffer,
-    dweight: DeviceBuffer,
-    dbias: DeviceBuffer,
+    { dinp, dweight, dbias }: LayerNormGrads,
     dout: DeviceBuffer,
-    inp: DeviceBuffer,
-    weight: DeviceBuffer,
-    mean: DeviceBuffer,
-    rstd: DeviceBuffer,
-    N: number,
-    C: number,
+    { inp, weight, mean, rstd }: LayerNormSaved,
+    { N, C }: RowDims,
   ): void {
     const di = f32(dinp), dw = f32(dweight), db = f32(dbias), d = f32(dout);
     const x = f32(inp), w = f32(weight), mu = f32(mean), rs = f32(rstd);

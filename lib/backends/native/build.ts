@@ -21,7 +21,14 @@ export interface NativeLibrary {
   compiled: boolean;
 }
 
-const KERNEL_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "kernels", "cpu");
+const KERNEL_DIR = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "..",
+  "..",
+  "kernels",
+  "cpu",
+);
 const BASE_FLAGS = [
   "-O3",
   "-march=native",

@@ -7,7 +7,16 @@
  * @module
  */
 
-import type { AdamWParams, AttentionDims, DeviceBuffer } from "../../backend.ts";
+import type {
+  AdamWParams,
+  AttentionDims,
+  DeviceBuffer,
+  LayerNormGrads,
+  LayerNormSaved,
+  MatmulDims,
+  MatmulGrads,
+  RowDims,
+} from "../../backend.ts";
 import { CpuBackend, CpuBuffer } from "../cpu/mod.ts";
 import { buildNativeLibrary, type NativeLibrary } from "./build.ts";
 
@@ -106,6 +115,7 @@ function i32(buf: DeviceBuffer): Int32Array {
 /** The native backend; make it with `NativeBackend.create()`. */
 export class NativeBackend extends CpuBackend {
   override readonly name: string = "native";
+  override readonly isReference = false;
   readonly library: NativeLibrary;
   readonly #k: Kernels;
 
@@ -133,7 +143,7 @@ export class NativeBackend extends CpuBackend {
   }
 
   /** A one-line description: the library and the GEMM in use. */
-  describe(): string {
+  override describe(): string {
     return this.#k.gpt2_has_cblas()
       ? `native C kernels, GEMMs in OpenBLAS (${this.library.blas})`
       : "native C kernels, GEMMs in the project's blocked kernel (no OpenBLAS found)";
@@ -228,23 +238,17 @@ export class NativeBackend extends CpuBackend {
     inp: DeviceBuffer,
     weight: DeviceBuffer,
     bias: DeviceBuffer | null,
-    N: number,
-    C: number,
-    OC: number,
+    { N, C, OC }: MatmulDims,
   ): void {
     this.#k.matmul_forward(f32(out), f32(inp), f32(weight), bias ? f32(bias) : null, N, C, OC);
   }
 
   override matmulBackward(
-    dinp: DeviceBuffer | null,
-    dweight: DeviceBuffer | null,
-    dbias: DeviceBuffer | null,
+    { dinp, dweight, dbias }: MatmulGrads,
     dout: DeviceBuffer,
     inp: DeviceBuffer,
     weight: DeviceBuffer,
-    N: number,
-    C: number,
-    OC: number,
+    { N, C, OC }: MatmulDims,
   ): void {
     this.#k.matmul_backward(
       dinp ? f32(dinp) : null,
@@ -266,8 +270,7 @@ export class NativeBackend extends CpuBackend {
     inp: DeviceBuffer,
     weight: DeviceBuffer,
     bias: DeviceBuffer,
-    N: number,
-    C: number,
+    { N, C }: RowDims,
   ): void {
     this.#k.layernorm_forward(
       f32(out),
@@ -282,16 +285,10 @@ export class NativeBackend extends CpuBackend {
   }
 
   override layernormBackward(
-    dinp: DeviceBuffer,
-    dweight: DeviceBuffer,
-    dbias: DeviceBuffer,
+    { dinp, dweight, dbias }: LayerNormGrads,
     dout: DeviceBuffer,
-    inp: DeviceBuffer,
-    weight: DeviceBuffer,
-    mean: DeviceBuffer,
-    rstd: DeviceBuffer,
-    N: number,
-    C: number,
+    { inp, weight, mean, rstd }: LayerNormSaved,
+    { N, C }: RowDims,
   ): void {
     this.#k.layernorm_backward(
       f32(dinp),

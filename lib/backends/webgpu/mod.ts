@@ -32,7 +32,18 @@
  * @module
  */
 
-import type { AdamWParams, AttentionDims, Backend, DeviceBuffer, DType } from "../../backend.ts";
+import type {
+  AdamWParams,
+  AttentionDims,
+  Backend,
+  DeviceBuffer,
+  DType,
+  LayerNormGrads,
+  LayerNormSaved,
+  MatmulDims,
+  MatmulGrads,
+  RowDims,
+} from "../../backend.ts";
 
 /** A buffer on the GPU. */
 export class WebGpuBuffer implements DeviceBuffer {
@@ -422,10 +433,11 @@ function matmulFromEnv(): WebGpuKernels["matmul"] | undefined {
 /** The WebGPU backend; make it with `createWebGpuBackend`. */
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
+  readonly isReference = false;
   /** The adapter in one line: description, vendor, architecture, fallback or not. */
   readonly adapterSummary: string;
-  /** Whether the adapter is a fallback (software) one. */
-  readonly isFallbackAdapter: boolean;
+  /** Whether the adapter is a fallback (software) one: llvmpipe, lavapipe, SwiftShader. */
+  readonly isSoftwareAdapter: boolean;
   /** Whether the device has `shader-f16`. */
   readonly hasF16: boolean;
   /** Largest storage binding, in bytes. */
@@ -469,7 +481,7 @@ export class WebGpuBackend implements Backend {
     private readonly sources: Map<string, string>,
     options: WebGpuOptions = {},
   ) {
-    this.isFallbackAdapter = info.isFallbackAdapter;
+    this.isSoftwareAdapter = info.isFallbackAdapter;
     this.adapterSummary = [
       info.description || info.device || "unnamed adapter",
       `vendor ${info.vendor || "?"}`,
@@ -495,6 +507,13 @@ export class WebGpuBackend implements Backend {
     device.addEventListener("uncapturederror", (e) => {
       this.deviceError ??= (e as GPUUncapturedErrorEvent).error;
     });
+  }
+
+  /** The adapter and the matmul kernel, in one line. */
+  describe(): string {
+    return `${this.adapterSummary}; matmul kernel: ${this.kernels.matmul}${
+      this.hasF16 ? "; shader-f16" : ""
+    }`;
   }
 
   /**
@@ -529,6 +548,11 @@ export class WebGpuBackend implements Backend {
       id = this.nextId++;
     }
     return this.wrap(gpu, length, dtype, id, bytes);
+  }
+
+  zero(buf: DeviceBuffer): void {
+    const b = this.buffer(buf);
+    this.commandEncoder().clearBuffer(b.gpu, 0, byteSize(b.length));
   }
 
   upload(data: Float32Array | Int32Array): DeviceBuffer {
@@ -913,9 +937,7 @@ export class WebGpuBackend implements Backend {
     inp: DeviceBuffer,
     weight: DeviceBuffer,
     bias: DeviceBuffer | null,
-    N: number,
-    C: number,
-    OC: number,
+    { N, C, OC }: MatmulDims,
   ): void {
     const o = this.f32(out), x = this.f32(inp), w = this.f32(weight);
     const b = bias ? this.f32(bias) : this.dummy;
@@ -998,15 +1020,11 @@ export class WebGpuBackend implements Backend {
   }
 
   matmulBackward(
-    dinp: DeviceBuffer | null,
-    dweight: DeviceBuffer | null,
-    dbias: DeviceBuffer | null,
+    { dinp, dweight, dbias }: MatmulGrads,
     dout: DeviceBuffer,
     inp: DeviceBuffer,
     weight: DeviceBuffer,
-    N: number,
-    C: number,
-    OC: number,
+    { N, C, OC }: MatmulDims,
   ): void {
     const d = this.f32(dout), x = this.f32(inp), w = this.f32(weight);
     const v4 = C % 4 === 0 && OC % 4 === 0, kernel = this.matmulKernel();
@@ -1098,8 +1116,7 @@ export class WebGpuBackend implements Backend {
     inp: DeviceBuffer,
     weight: DeviceBuffer,
     bias: DeviceBuffer,
-    N: number,
-    C: number,
+    { N, C }: RowDims,
   ): void {
     this.dispatch(
       "layernormForward",
@@ -1117,16 +1134,10 @@ export class WebGpuBackend implements Backend {
   }
 
   layernormBackward(
-    dinp: DeviceBuffer,
-    dweight: DeviceBuffer,
-    dbias: DeviceBuffer,
+    { dinp, dweight, dbias }: LayerNormGrads,
     dout: DeviceBuffer,
-    inp: DeviceBuffer,
-    weight: DeviceBuffer,
-    mean: DeviceBuffer,
-    rstd: DeviceBuffer,
-    N: number,
-    C: number,
+    { inp, weight, mean, rstd }: LayerNormSaved,
+    { N, C }: RowDims,
   ): void {
     const d = slice(this.f32(dout), 0, N * C), x = slice(this.f32(inp), 0, N * C);
     const mu = slice(this.f32(mean), 0, N), rs = slice(this.f32(rstd), 0, N);
