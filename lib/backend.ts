@@ -14,8 +14,8 @@
  * What a new backend implements (see docs/architecture.md for the whole checklist):
  * - required: `name`, `describe`, `isSoftwareAdapter`, `isReference`, the buffer calls
  *   (`alloc`, `upload`, `write`, `read`, `zero`) and every kernel;
- * - optional: `setMatmulPrecision` (lower-precision matmuls), `hostView` (buffers that live
- *   in host memory), `sumsOfSquares` (one wait for many reductions), `sync` and `destroy`.
+ * - optional: `setMatmulPrecision` (lower-precision matmuls), `hostView` and `wrapHost` (buffers
+ *   that live in host memory), `sumsOfSquares` (one wait for many reductions), `sync` and `destroy`.
  *
  * @module
  */
@@ -128,6 +128,12 @@ export interface Backend {
    * and serialisers read them directly; for other backends they go through `read`/`write`.
    */
   hostView?(buf: DeviceBuffer): Float32Array | Int32Array;
+  /**
+   * Optional, with `hostView`: a buffer over host memory the caller owns (no copy), so that a
+   * collective's shared-memory mapping can hold the gradients themselves and DDP reduces
+   * them where they are.
+   */
+  wrapHost?(data: Float32Array): DeviceBuffer;
   /** Optional: waits until every enqueued kernel has finished (for timing). */
   sync?(): Promise<void>;
   /** Optional: releases the device and its memory; the backend is unusable afterwards. */

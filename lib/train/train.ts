@@ -10,12 +10,7 @@
  * @module
  */
 
-import {
-  type Backend,
-  type DeviceBuffer,
-  MATMUL_PRECISIONS,
-  type MatmulPrecision,
-} from "../backend.ts";
+import { type Backend, MATMUL_PRECISIONS, type MatmulPrecision } from "../backend.ts";
 import {
   checkpointsDir,
   listCheckpoints,
@@ -27,13 +22,14 @@ import {
 } from "./checkpoint.ts";
 import { type ProcessGroup, SingleProcessGroup } from "../ddp/process_group.ts";
 import { GPT, type GPTConfig, savePretrained } from "../model/gpt.ts";
+import { allReduceGradients, broadcastParameters } from "./ddp_sync.ts";
 import { GradScaler, type GradScalerOptions, type GradScalerState } from "./grad_scaler.ts";
 import * as ops from "../model/ops.ts";
 import { clipGradNorm, configureOptimizers, getLr } from "./optim.ts";
 import { Generator } from "../model/random.ts";
 import { generate } from "../model/sample.ts";
 import { openTokenData, type TokenLoader } from "../data/shard_loader.ts";
-import { gradBuffer, noGrad, Tensor } from "../model/tensor.ts";
+import { noGrad, Tensor } from "../model/tensor.ts";
 import { decodePadded, getGpt2Tokenizer } from "../data/tokenizer.ts";
 
 /** What the HellaSwag hook returns for this rank's share of the examples. */
@@ -258,11 +254,7 @@ async function run(o: TrainOptions): Promise<TrainResult> {
   say(`model: ${model.numParameters().toLocaleString("en-US")} parameters`);
   if (world > 1 && !ckpt) {
     // as DDP does at construction: every rank starts from rank 0's weights
-    await reduceHost(
-      backend,
-      model.parameters().map((p) => p.buffer),
-      (views) => group.broadcast(views, 0),
-    );
+    await broadcastParameters(model, group);
   }
   const optimizer = configureOptimizers(model, {
     weightDecay: o.weightDecay,
@@ -590,41 +582,6 @@ async function evaluate(
     });
   }
   return { step, valLoss: valLossAccum, hellaAcc, samples };
-}
-
-/**
- * Averages every parameter's gradient over the ranks, in one all-reduce over all of them
- * (DDP's `require_backward_grad_sync` on the last micro-step only).
- */
-export async function allReduceGradients(model: GPT, group: ProcessGroup): Promise<void> {
-  const params = model.parameters();
-  const grads = params.map((p) => gradBuffer(p)); // a tensor with no gradient adds zeros
-  if (group.allReduceDevice) {
-    await group.allReduceDevice(model.backend, grads, "avg");
-    return;
-  }
-  await reduceHost(model.backend, grads, (views) => group.allReduce(views, "avg"));
-}
-
-/**
- * Runs `fn` on host views of `buffers`: the arrays themselves on the CPU backend (no copy),
- * else copies that are written back afterwards.
- */
-async function reduceHost(
-  backend: Backend,
-  buffers: DeviceBuffer[],
-  fn: (views: Float32Array[]) => Promise<void>,
-): Promise<void> {
-  const hostView = backend.hostView?.bind(backend);
-  if (hostView) {
-    await fn(buffers.map((b) => hostView(b) as Float32Array));
-    return;
-  }
-  const views = await Promise.all(
-    buffers.map(async (b) => (await backend.read(b)) as Float32Array),
-  );
-  await fn(views);
-  buffers.forEach((b, i) => backend.write(b, views[i]));
 }
 
 /** The checkpoints of a log folder, oldest first. */

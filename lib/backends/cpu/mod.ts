@@ -62,6 +62,11 @@ export class CpuBackend implements Backend {
     return "the reference CPU backend (plain TypeScript)";
   }
 
+  /** A buffer over `data` itself (a shared-memory mapping's gradients, say), no copy. */
+  wrapHost(data: Float32Array): DeviceBuffer {
+    return new CpuBuffer(data, "f32");
+  }
+
   /** The typed array itself: buffers live in host memory. */
   hostView(buf: DeviceBuffer): Float32Array | Int32Array {
     const b = buf as CpuBuffer;

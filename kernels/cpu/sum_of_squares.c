@@ -1,4 +1,4 @@
-// norm.c: the sum of squares of n values in double (for the global gradient norm).
+// sum_of_squares.c: the sum of squares of n values in double (for the global gradient norm).
 double sum_of_squares(const float* x, long n) {
   double s = 0;
 #pragma omp parallel for simd reduction(+ : s)

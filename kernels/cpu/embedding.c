@@ -1,4 +1,4 @@
-// encoder.c: embedding lookup, llm.c's encoder without the position add (that is an add op).
+// embedding.c: embedding lookup (llm.c calls it the encoder) without the position add (that is an add op).
 //   forward:  out (N, C) = weight[idx[n]]      weight is (V, C)
 //   backward: dweight[idx[n]] += dout[n]       deterministic: parallel over channels, rows in order
 #include <string.h>
