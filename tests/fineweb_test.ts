@@ -1,4 +1,4 @@
-// lib/data/fineweb.ts: shards as build-nanogpt's fineweb.py writes them, from jsonl and parquet,
+// lib/data/fineweb/: shards as build-nanogpt's fineweb.py writes them, from jsonl and parquet,
 // deterministic, resumable, and from a (loopback) Hugging Face hub.
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
@@ -10,7 +10,7 @@ import {
   localInputs,
   type ShardProgress,
   tokenizeToShards,
-} from "../lib/data/fineweb.ts";
+} from "../lib/data/fineweb/mod.ts";
 import { readNpyUint16 } from "../lib/io/npy.ts";
 import { getGpt2Tokenizer } from "../lib/data/tokenizer.ts";
 import { sharedDataDir } from "./support.ts";

@@ -19,7 +19,7 @@ import {
   localInputs,
   readDocuments,
   tokenizeToShards,
-} from "../data/fineweb.ts";
+} from "../data/fineweb/mod.ts";
 import { formatCount } from "../io/progress.ts";
 import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 

@@ -9,7 +9,7 @@
 
 import { join, resolve } from "node:path";
 import { repoDataDir, resolveTinyShakespeare } from "../data/datasets.ts";
-import { localInputs, tokenizeToShards } from "../data/fineweb.ts";
+import { localInputs, tokenizeToShards } from "../data/fineweb/mod.ts";
 import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task prepare-shakespeare [flags]

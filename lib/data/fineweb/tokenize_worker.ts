@@ -1,7 +1,7 @@
 /**
- * A Web Worker that tokenizes batches of documents for `lib/data/fineweb.ts`, as the pool of
- * processes in build-nanogpt's `fineweb.py` does: each document becomes `[EOT, ...tokens]`
- * with tiktoken's "gpt2" `encode_ordinary`, stored as uint16.
+ * A Web Worker that tokenizes batches of documents for `TokenizerPool` (tokenizer_pool.ts), as
+ * the pool of processes in build-nanogpt's `fineweb.py` does: each document becomes
+ * `[EOT, ...tokens]` with tiktoken's "gpt2" `encode_ordinary`, stored as uint16.
  *
  * In: {@linkcode TokenizeRequest}. Out: {@linkcode TokenizeResponse}, the buffers transferred.
  *
@@ -11,7 +11,7 @@
 /// <reference lib="deno.worker" />
 
 import { get_encoding } from "tiktoken";
-import { GPT2_EOT } from "./tokenizer.ts";
+import { GPT2_EOT } from "../tokenizer.ts";
 
 /** A batch of documents to tokenize. */
 export interface TokenizeRequest {

@@ -1,0 +1,107 @@
+/**
+ * The documents of FineWeb's inputs, in order and in batches: parquet files (Hugging Face's
+ * layout, a `text` column; see parquet.ts), jsonl files (a `"text"` field per line) or plain
+ * text files (the whole file is one document). A run resumes at a file and row.
+ *
+ * @module
+ */
+
+import { extname } from "node:path";
+import { readParquet } from "./parquet.ts";
+
+/** One input file of documents. */
+export interface DocumentInput {
+  /** What identifies the file in the progress record and in errors (a path or hub path). */
+  name: string;
+  /** The local path, downloading first where needed; called when the file's turn comes. */
+  path(): Promise<string>;
+}
+
+/** A run of consecutive documents of one input file. */
+export interface DocumentBatch {
+  /** The input's index. */
+  file: number;
+  /** The row (document) index of `texts[0]` within that file. */
+  row: number;
+  texts: string[];
+}
+
+/** Local files as inputs (`.parquet`, `.jsonl`, or any other file as one text document). */
+export function localInputs(paths: string[]): DocumentInput[] {
+  return paths.map((p) => ({ name: p, path: () => Promise.resolve(p) }));
+}
+
+/**
+ * The documents of `inputs` in order, from input `start.file`, row `start.row` on, in
+ * batches of at most `batchDocs` documents that never span two files.
+ *
+ * @throws {Error} naming the file (and line) for a jsonl line without a string `"text"`, a
+ * parquet file without a `text` column, or a file that cannot be parsed.
+ */
+export async function* readDocuments(
+  inputs: DocumentInput[],
+  start: { file: number; row: number } = { file: 0, row: 0 },
+  batchDocs = 1024,
+): AsyncGenerator<DocumentBatch> {
+  for (let file = start.file; file < inputs.length; file++) {
+    const path = await inputs[file].path();
+    const firstRow = file === start.file ? start.row : 0;
+    const ext = extname(path).toLowerCase();
+    if (ext === ".parquet") {
+      yield* readParquet(path, file, firstRow, batchDocs);
+    } else if (ext === ".jsonl" || ext === ".json" || ext === ".ndjson") {
+      yield* readJsonl(path, file, firstRow, batchDocs);
+    } else if (firstRow === 0) {
+      yield { file, row: 0, texts: [await Deno.readTextFile(path)] };
+    }
+  }
+}
+
+async function* readJsonl(
+  path: string,
+  file: number,
+  firstRow: number,
+  batchDocs: number,
+): AsyncGenerator<DocumentBatch> {
+  let row = 0, lineNo = 0;
+  let batch: DocumentBatch = { file, row: firstRow, texts: [] };
+  const handle = await Deno.open(path, { read: true });
+  const decoder = new TextDecoder();
+  let rest = "";
+  const take = (line: string): void => {
+    lineNo++;
+    if (line.trim() === "") return; // blank lines are not documents
+    if (row++ < firstRow) return;
+    let text: unknown;
+    try {
+      text = (JSON.parse(line) as { text?: unknown }).text;
+    } catch (error) {
+      throw new Error(`${path}:${lineNo}: expected a JSON object, ${(error as Error).message}`);
+    }
+    if (typeof text !== "string") {
+      throw new Error(`${path}:${lineNo}: expected a string "text" field, found ${typeof text}`);
+    }
+    batch.texts.push(text);
+  };
+  try {
+    for await (const chunk of handle.readable) {
+      const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) {
+        take(line);
+        if (batch.texts.length >= batchDocs) {
+          yield batch;
+          batch = { file, row: row, texts: [] };
+        }
+      }
+    }
+  } finally {
+    try {
+      handle.close();
+    } catch {
+      // the readable stream closes the file when it ends
+    }
+  }
+  take(rest + decoder.decode());
+  if (batch.texts.length > 0) yield batch;
+}

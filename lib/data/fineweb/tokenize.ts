@@ -1,0 +1,262 @@
+/**
+ * The whole FineWeb run: documents read in order, tokenized in Web Workers several batches at
+ * a time, written into shards in reading order, and the progress record updated after each
+ * shard, so a stopped run resumes at its first incomplete shard.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { ProgressBar, type ProgressWriter } from "../../io/progress.ts";
+import { type DocumentBatch, type DocumentInput, readDocuments } from "./documents.ts";
+import {
+  DocCountWriter,
+  openProgress,
+  progressFileName,
+  type ShardProgress,
+  writeProgress,
+} from "./progress.ts";
+import {
+  DEFAULT_SHARD_SIZE,
+  FINEWEB_PREFIX,
+  removeShards,
+  shardFileName,
+  type ShardInfo,
+  ShardWriter,
+  type StreamPosition,
+} from "./shards.ts";
+import { defaultWorkers, textRuns, type TokenizedBatch, TokenizerPool } from "./tokenizer_pool.ts";
+
+/** Options for {@linkcode tokenizeToShards}. */
+export interface TokenizeOptions {
+  /** Where the shards go (created if missing). */
+  outDir: string;
+  /** Tokens per shard; {@linkcode DEFAULT_SHARD_SIZE} by default. */
+  shardSize?: number;
+  /** File name prefix; {@linkcode FINEWEB_PREFIX} by default. */
+  prefix?: string;
+  /** Tokenizing workers; one per core by default. */
+  workers?: number;
+  /** Show a progress bar; true by default. */
+  progress?: boolean;
+  /** Where the progress bar writes; stderr by default. */
+  progressWriter?: ProgressWriter;
+  /** Start over even when a progress record exists; false by default. */
+  restart?: boolean;
+}
+
+/** What {@linkcode tokenizeToShards} did. */
+export interface TokenizeResult {
+  /** Every shard of the output, in order (those of an earlier run included). */
+  shards: string[];
+  /** Documents and tokens in all the shards. */
+  documents: number;
+  tokens: number;
+  /** Shards written by this call (fewer than `shards` after a resume). */
+  written: number;
+  /** Tokens tokenized by this call, and the seconds it took. */
+  tokenized: number;
+  seconds: number;
+  /** True when this call resumed an earlier run. */
+  resumed: boolean;
+}
+
+/**
+ * Tokenizes `inputs` into shards in `options.outDir`, resuming from the progress record
+ * there when one exists.
+ *
+ * @throws {Error} when the progress record belongs to other inputs or another shard size,
+ * when an input cannot be read, or when a tokenizing worker fails.
+ */
+export async function tokenizeToShards(
+  inputs: DocumentInput[],
+  options: TokenizeOptions,
+): Promise<TokenizeResult> {
+  const shardSize = options.shardSize ?? DEFAULT_SHARD_SIZE;
+  const prefix = options.prefix ?? FINEWEB_PREFIX;
+  const outDir = options.outDir;
+  await Deno.mkdir(outDir, { recursive: true });
+  const progressPath = join(outDir, progressFileName(prefix));
+  const names = inputs.map((i) => i.name);
+  const { state, resumed } = await openProgress(
+    progressPath,
+    { inputs: names, shardSize, prefix },
+    options.restart ?? false,
+  );
+  if (!resumed) await removeShards(outDir, prefix); // a fresh run: no stale shards may stay
+  const allShards = (n: number): string[] =>
+    Array.from({ length: n }, (_, i) => join(outDir, shardFileName(prefix, i)));
+  if (state.complete) {
+    return {
+      shards: allShards(state.shards),
+      documents: state.documents,
+      tokens: state.tokens,
+      written: 0,
+      tokenized: 0,
+      seconds: 0,
+      resumed: true,
+    };
+  }
+
+  const start = performance.now();
+  const counter = new DocCountWriter(options.progressWriter ?? Deno.stderr);
+  const bar = new ProgressBar("tokenizing", {
+    unit: "tokens",
+    initial: state.tokens,
+    writer: counter,
+    enabled: options.progress ?? true,
+    tty: options.progressWriter ? false : undefined,
+  });
+  const run = new ShardRun(outDir, progressPath, state);
+  const pool = new TokenizerPool(options.workers ?? defaultWorkers());
+  try {
+    await tokenizeInOrder(readDocuments(inputs, state.next, 4096), pool, async (batch, result) => {
+      await run.push(batch, result);
+      counter.documents = run.documents;
+      bar.update(run.tokens);
+    });
+    await run.finish();
+  } finally {
+    // a failed batch leaves the others pending: stop the workers so the process can exit
+    pool.close();
+    bar.done();
+  }
+  const done = await run.complete();
+  return {
+    shards: allShards(done.shards),
+    documents: done.documents,
+    tokens: done.tokens,
+    written: run.written,
+    tokenized: run.tokenized,
+    seconds: (performance.now() - start) / 1000,
+    resumed,
+  };
+}
+
+/**
+ * Tokenizes the reader's batches on the pool, several in flight, and hands each result to
+ * `onBatch` in reading order, so the output depends neither on the workers nor on timing.
+ */
+async function tokenizeInOrder(
+  reader: AsyncGenerator<DocumentBatch>,
+  pool: TokenizerPool,
+  onBatch: (batch: DocumentBatch, result: TokenizedBatch) => Promise<void>,
+): Promise<void> {
+  const inFlight: { batch: DocumentBatch; result: Promise<TokenizedBatch> }[] = [];
+  const maxInFlight = pool.size * 3;
+  const drainOne = async (): Promise<void> => {
+    const { batch, result } = inFlight.shift()!;
+    await onBatch(batch, await result);
+  };
+  const batches = {
+    // an input that fails (a download, a bad file) still lets the batches read before it
+    // reach their shards, so a rerun resumes after them
+    async *[Symbol.asyncIterator](): AsyncGenerator<DocumentBatch> {
+      try {
+        yield* reader;
+      } catch (error) {
+        while (inFlight.length > 0) await drainOne();
+        throw error;
+      }
+    },
+  };
+  for await (const batch of batches) {
+    for (const [from, to] of textRuns(batch.texts)) {
+      const texts = batch.texts.slice(from, to);
+      const result = pool.tokenize(texts);
+      result.catch(() => {}); // a failure is reported where the batch is awaited, in order
+      inFlight.push({ batch: { file: batch.file, row: batch.row + from, texts }, result });
+      if (inFlight.length >= maxInFlight) await drainOne();
+    }
+  }
+  while (inFlight.length > 0) await drainOne();
+}
+
+/**
+ * The shards one call writes: the documents' tokens into a {@linkcode ShardWriter}, the
+ * progress record after each shard, and the counts of documents and tokens.
+ */
+class ShardRun {
+  /** The progress record as of the last shard on disk. */
+  state: ShardProgress;
+  /** Shards written by this call. */
+  written = 0;
+  /** Tokens tokenized by this call. */
+  tokenized = 0;
+  readonly #writer: ShardWriter;
+  readonly #progressPath: string;
+  /** Where the first document of this call starts. */
+  readonly #resumeAt: StreamPosition;
+  #documents: number;
+  #docsInShard = 0;
+
+  constructor(outDir: string, progressPath: string, state: ShardProgress) {
+    this.state = state;
+    this.#progressPath = progressPath;
+    this.#resumeAt = state.next;
+    this.#documents = state.documents;
+    this.#writer = new ShardWriter(outDir, {
+      shardSize: state.shardSize,
+      prefix: state.prefix,
+      firstShard: state.shards,
+      onShard: (info) => this.#onShard(info),
+    });
+  }
+
+  /** Documents so far, the shard being filled included. */
+  get documents(): number {
+    return this.#documents + this.#docsInShard;
+  }
+
+  /** Tokens so far, the shard being filled included. */
+  get tokens(): number {
+    return this.state.tokens + this.#writer.tokenCount;
+  }
+
+  /** Appends a tokenized batch's documents, writing every shard they complete. */
+  async push(batch: DocumentBatch, { tokens, lengths }: TokenizedBatch): Promise<void> {
+    const resumeAt = this.#resumeAt;
+    let at = 0;
+    for (let d = 0; d < lengths.length; d++) {
+      const row = batch.row + d;
+      let doc = tokens.subarray(at, at + lengths[d]);
+      at += lengths[d];
+      let offset = 0;
+      if (batch.file === resumeAt.file && row === resumeAt.row && resumeAt.offset > 0) {
+        // the first document of a resumed run: its head is in the last shard on disk
+        offset = resumeAt.offset;
+        doc = doc.subarray(offset);
+      } else {
+        this.#docsInShard++;
+      }
+      this.tokenized += doc.length;
+      await this.#writer.pushDocument(doc, { file: batch.file, row, offset });
+    }
+  }
+
+  /** Writes the last, shorter shard. */
+  async finish(): Promise<void> {
+    await this.#writer.finish();
+  }
+
+  /** Records the run as complete; returns the final record. */
+  async complete(): Promise<ShardProgress> {
+    this.state = { ...this.state, complete: true };
+    await writeProgress(this.#progressPath, this.state);
+    return this.state;
+  }
+
+  async #onShard(info: ShardInfo): Promise<void> {
+    this.written++;
+    this.state = {
+      ...this.state,
+      shards: info.index + 1,
+      next: info.next,
+      documents: this.#documents + this.#docsInShard,
+      tokens: this.state.tokens + info.tokens,
+    };
+    this.#documents += this.#docsInShard;
+    this.#docsInShard = 0;
+    await writeProgress(this.#progressPath, this.state);
+  }
+}
