@@ -6,42 +6,22 @@
  * - `gpt2-124M-fineweb`: build-nanogpt's `train_gpt2.py` constants for GPT-2 (124M) on
  *   FineWeb-EDU 10B (B=64, T=1024, 2**19 tokens per step, 19,073 steps).
  *
+ * Every field but `description` is a row of lib/train/hyperparameters.ts, which gives its
+ * flag, its help text and its printing.
+ *
  * @module
  */
 
-/** The constants of a run. */
-export interface TrainPreset {
+import {
+  formatHyperparameters,
+  type Hyperparameters,
+  TINY_SHAKESPEARE,
+} from "./hyperparameters.ts";
+
+/** A preset: what it reproduces, and a value for every hyperparameter of the table. */
+export interface TrainPreset extends Hyperparameters {
   /** What the preset reproduces. */
   description: string;
-  /** A `GPT_CONFIGS` name, or "auto" (gpt2 where the backend trains it in minutes, else tiny). */
-  model: string;
-  /** 50304: 50257 padded to a multiple of 128, "a nice number". */
-  vocabSize: number;
-  /** micro batch size */
-  B: number;
-  /** sequence length */
-  T: number;
-  /** Tokens per optimizer step; null means B * T * world size (no accumulation). */
-  totalBatchSize: number | null;
-  /** optimizer steps (build-nanogpt's max_steps, also the end of the cosine) */
-  steps: number;
-  maxLr: number;
-  minLr: number;
-  warmupSteps: number;
-  weightDecay: number;
-  seed: number;
-  /** Evaluate (val loss, samples, HellaSwag) every this many steps and at the last. */
-  evalEvery: number;
-  /** Validation batches per evaluation (build-nanogpt's val_loss_steps). */
-  valBatches: number;
-  /** Checkpoint every this many steps (0: only at the end). */
-  checkpointEvery: number;
-  /** How many checkpoints to keep. */
-  keepCheckpoints: number;
-  /** Run the HellaSwag hook at each evaluation when it is available. */
-  hellaswag: boolean;
-  /** Where the data is: "shakespeare" (a text file) or a shard folder. */
-  data: "shakespeare" | "fineweb";
 }
 
 /** The presets by name. */
@@ -52,7 +32,7 @@ export const PRESETS: Record<string, TrainPreset> = {
     vocabSize: 50304,
     B: 4,
     T: 64,
-    totalBatchSize: null,
+    totalBatchSize: null, // B * T * world: no accumulation
     steps: 50,
     maxLr: 6e-4,
     minLr: 6e-5, // max_lr * 0.1
@@ -61,10 +41,10 @@ export const PRESETS: Record<string, TrainPreset> = {
     seed: 1337,
     evalEvery: 25,
     valBatches: 5,
+    hellaswag: 0,
+    data: TINY_SHAKESPEARE,
     checkpointEvery: 0, // at the end only: a 124M checkpoint with AdamW's moments is 1.5 GB
     keepCheckpoints: 3,
-    hellaswag: false,
-    data: "shakespeare",
   },
   "gpt2-124M-fineweb": {
     description: "build-nanogpt's GPT-2 (124M) run on FineWeb-EDU 10B",
@@ -81,10 +61,10 @@ export const PRESETS: Record<string, TrainPreset> = {
     seed: 1337,
     evalEvery: 250,
     valBatches: 20,
+    hellaswag: "all",
+    data: "data/edu_fineweb10B", // made by deno task fineweb; relative to the repository
     checkpointEvery: 5000,
     keepCheckpoints: 3,
-    hellaswag: true,
-    data: "fineweb",
   },
 };
 
@@ -99,11 +79,7 @@ export function getPreset(name: string): TrainPreset {
   return { ...preset };
 }
 
-/** The preset as printed at the start of a run: one `name = value` per line. */
+/** The preset as printed: its name and description, then one `key = value` a line. */
 export function formatPreset(name: string, preset: TrainPreset): string {
-  const lines = [`preset ${name}: ${preset.description}`];
-  for (const [k, v] of Object.entries(preset)) {
-    if (k !== "description") lines.push(`  ${k} = ${v === null ? "B*T*world" : v}`);
-  }
-  return lines.join("\n");
+  return `preset ${name}: ${preset.description}\n${formatHyperparameters(preset)}`;
 }

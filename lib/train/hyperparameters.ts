@@ -1,0 +1,286 @@
+/**
+ * One table of a training run's hyperparameters. Each row says, once, a preset field's flag,
+ * its help text and how its value is read; `lib/train/presets.ts` fills the fields,
+ * `deno task train` builds its flags, its `--help` (with each preset's default) and the
+ * settings it prints at start from this table, and checkpoints record the same values.
+ *
+ * @module
+ */
+
+/** The constants of a run, as a preset sets them and the flags override them. */
+export interface Hyperparameters {
+  /** A `GPT_CONFIGS` name, or "auto" (gpt2 where the backend trains it in minutes, else tiny). */
+  model: string;
+  /** 50304: 50257 padded to a multiple of 128, "a nice number". */
+  vocabSize: number;
+  /** micro batch size */
+  B: number;
+  /** sequence length */
+  T: number;
+  /** Tokens per optimizer step; null means B * T * world size (no accumulation). */
+  totalBatchSize: number | null;
+  /** optimizer steps (build-nanogpt's max_steps, also the end of the cosine) */
+  steps: number;
+  maxLr: number;
+  /** null: max_lr * 0.1, as build-nanogpt sets it */
+  minLr: number | null;
+  warmupSteps: number;
+  weightDecay: number;
+  seed: number;
+  /** Evaluate (val loss, samples, HellaSwag) every this many steps and at the last (0: never). */
+  evalEvery: number;
+  /** Validation batches per evaluation (build-nanogpt's val_loss_steps). */
+  valBatches: number;
+  /** HellaSwag examples per evaluation: a count (0: off) or "all". */
+  hellaswag: number | "all";
+  /**
+   * A text file (split 90% train / 10% val), a folder of `.npy` token shards, or
+   * {@linkcode TINY_SHAKESPEARE}: the lecture's file, found in data/, the shared folder, or
+   * downloaded.
+   */
+  data: string;
+  /** Checkpoint every this many steps (0: only at the end). */
+  checkpointEvery: number;
+  /** How many checkpoints to keep. */
+  keepCheckpoints: number;
+}
+
+/** The `data` value that names Tiny Shakespeare wherever it is found (lib/data/datasets.ts). */
+export const TINY_SHAKESPEARE = "tinyshakespeare";
+
+/** How a flag's text becomes a value. */
+type ValueKind = "string" | "int" | "number" | "count-or-all";
+
+/** One row of the table. */
+export interface HyperparameterSpec {
+  /** The flag, without its dashes. */
+  flag: string;
+  /** A one-letter alias (`-B`). */
+  short?: string;
+  /** The value's placeholder in the help text (`N`, `X`, `NAME`). */
+  arg: string;
+  /** What it is, for `--help`. */
+  help: string;
+  kind: ValueKind;
+  /** The smallest value accepted. */
+  min?: number;
+  /** What a null value means, in the help text and the printed settings. */
+  nullMeans?: string;
+}
+
+/** The table: a row for every field of {@linkcode Hyperparameters}, in printing order. */
+export const HYPERPARAMETERS: Readonly<Record<keyof Hyperparameters, HyperparameterSpec>> = {
+  model: {
+    flag: "model",
+    arg: "NAME",
+    kind: "string",
+    help: "gpt2, gpt2-medium, gpt2-large, gpt2-xl, tiny, or auto: gpt2 (124M) where the " +
+      "backend trains it in minutes, tiny otherwise",
+  },
+  vocabSize: {
+    flag: "vocab-size",
+    arg: "N",
+    kind: "int",
+    min: 50257,
+    help: "50304 (50257 padded to a multiple of 128) or 50257",
+  },
+  B: { flag: "batch-size", short: "B", arg: "N", kind: "int", min: 1, help: "micro batch size" },
+  T: { flag: "seq-len", short: "T", arg: "N", kind: "int", min: 1, help: "sequence length" },
+  totalBatchSize: {
+    flag: "total-batch-size",
+    arg: "N",
+    kind: "int",
+    min: 1,
+    nullMeans: "B*T*world",
+    help: "tokens per step, a multiple of B*T*world (the rest: accumulation)",
+  },
+  steps: {
+    flag: "steps",
+    arg: "N",
+    kind: "int",
+    min: 1,
+    help: "optimizer steps (max_steps, the end of the cosine)",
+  },
+  maxLr: { flag: "max-lr", arg: "X", kind: "number", min: 0, help: "peak learning rate" },
+  minLr: {
+    flag: "min-lr",
+    arg: "X",
+    kind: "number",
+    min: 0,
+    nullMeans: "max-lr/10",
+    help: "final learning rate",
+  },
+  warmupSteps: { flag: "warmup-steps", arg: "N", kind: "int", min: 0, help: "linear warmup steps" },
+  weightDecay: {
+    flag: "weight-decay",
+    arg: "X",
+    kind: "number",
+    min: 0,
+    help: "AdamW weight decay on 2-D parameters",
+  },
+  seed: { flag: "seed", arg: "N", kind: "int", help: "init seed" },
+  evalEvery: {
+    flag: "eval-every",
+    arg: "N",
+    kind: "int",
+    min: 0,
+    help: "val loss, HellaSwag and samples every N steps and at the last (0: never)",
+  },
+  valBatches: {
+    flag: "val-batches",
+    arg: "N",
+    kind: "int",
+    min: 1,
+    help: "batches per validation loss",
+  },
+  hellaswag: {
+    flag: "hellaswag",
+    arg: "N|all",
+    kind: "count-or-all",
+    help: "HellaSwag examples per evaluation (0: off)",
+  },
+  data: {
+    flag: "data",
+    arg: "PATH",
+    kind: "string",
+    help: `a text file (90% train, 10% val), a folder of .npy shards, or ${TINY_SHAKESPEARE}`,
+  },
+  checkpointEvery: {
+    flag: "checkpoint-every",
+    arg: "N",
+    kind: "int",
+    min: 0,
+    help: "checkpoint every N steps and at the end (0: only at the end)",
+  },
+  keepCheckpoints: {
+    flag: "keep-checkpoints",
+    arg: "K",
+    kind: "int",
+    min: 1,
+    help: "keep the newest K checkpoints",
+  },
+};
+
+/** The fields of {@linkcode Hyperparameters} in the table's order. */
+export const HYPERPARAMETER_KEYS = Object.keys(HYPERPARAMETERS) as (keyof Hyperparameters)[];
+
+/**
+ * The value of `--flag raw` for the row `spec`, or an error naming the flag and what it
+ * expects.
+ */
+export function parseHyperparameter(
+  spec: HyperparameterSpec,
+  raw: string,
+): Hyperparameters[keyof Hyperparameters] {
+  if (spec.kind === "string") return raw;
+  if (spec.kind === "count-or-all" && raw === "all") return "all";
+  const integer = spec.kind !== "number";
+  const min = spec.min ?? (spec.kind === "count-or-all" ? 0 : -Infinity);
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
+    throw new Error(
+      `--${spec.flag} expects ${integer ? "an integer" : "a number"}${
+        min > -Infinity ? ` >= ${min}` : ""
+      }, found "${raw}"`,
+    );
+  }
+  return n;
+}
+
+/** A value as the settings print it: null as what it means (`B*T*world`). */
+export function formatHyperparameter(
+  spec: HyperparameterSpec,
+  value: Hyperparameters[keyof Hyperparameters],
+): string {
+  return value === null ? spec.nullMeans ?? "null" : String(value);
+}
+
+/** The settings a run uses, and why each that is not its preset's differs. */
+export interface ResolvedHyperparameters {
+  /** Every value concrete: no null left. */
+  values: Hyperparameters;
+  /** The fields that differ from the preset's, with why: `--steps; preset: 50`. */
+  notes: Map<keyof Hyperparameters, string>;
+}
+
+/**
+ * The preset's values with every flag of the table that `flags` holds applied (each checked by
+ * {@linkcode parseHyperparameter}), and the nulls made concrete: totalBatchSize B*T*world
+ * (no accumulation), minLr max_lr * 0.1 as build-nanogpt sets it (also when only `--max-lr`
+ * is given).
+ */
+export function resolveHyperparameters(
+  preset: Hyperparameters,
+  flags: Readonly<Record<string, string | boolean | undefined>>,
+  world: number,
+): ResolvedHyperparameters {
+  const values: Hyperparameters = { ...preset };
+  const writable = values as Record<keyof Hyperparameters, unknown>;
+  const notes: ResolvedHyperparameters["notes"] = new Map();
+  for (const key of HYPERPARAMETER_KEYS) {
+    const spec = HYPERPARAMETERS[key], raw = flags[spec.flag];
+    if (typeof raw !== "string") continue;
+    writable[key] = parseHyperparameter(spec, raw);
+    notes.set(key, `--${spec.flag}; preset: ${formatHyperparameter(spec, preset[key])}`);
+  }
+  if (values.totalBatchSize === null) {
+    values.totalBatchSize = values.B * values.T * world;
+    notes.set("totalBatchSize", `B*T*world = ${values.B}*${values.T}*${world}`);
+  }
+  if (values.minLr === null || (notes.has("maxLr") && !notes.has("minLr"))) {
+    values.minLr = values.maxLr * 0.1;
+    notes.set("minLr", "max-lr/10");
+  }
+  return { values, notes };
+}
+
+/**
+ * The help lines of the table's flags, each with its default in every preset:
+ * `--warmup-steps N  linear warmup steps [shakespeare: 10, gpt2-124M-fineweb: 715]`.
+ */
+export function hyperparameterHelp(presets: Readonly<Record<string, Hyperparameters>>): string {
+  const lines: string[] = [];
+  for (const key of HYPERPARAMETER_KEYS) {
+    const spec = HYPERPARAMETERS[key];
+    const name = `${spec.short ? `-${spec.short}, ` : ""}--${spec.flag} ${spec.arg}`;
+    const defaults = Object.entries(presets)
+      .map(([preset, p]) => `${preset}: ${formatHyperparameter(spec, p[key])}`)
+      .join(", ");
+    lines.push(
+      ...wrap(`${spec.help} [${defaults}]`, 74).map((text, i) =>
+        `  ${(i === 0 ? name : "").padEnd(24)}${text}`
+      ),
+    );
+  }
+  return lines.join("\n");
+}
+
+/** `text` in lines of at most `width` characters, broken at spaces. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  return [...lines, line];
+}
+
+/**
+ * Hyperparameters one `key = value` a line, as a run prints them at start; a value that
+ * differs from the preset's says why: `  steps = 30  (--steps; preset: 50)`.
+ */
+export function formatHyperparameters(
+  values: Hyperparameters,
+  notes: ReadonlyMap<keyof Hyperparameters, string> = new Map(),
+): string {
+  return HYPERPARAMETER_KEYS.map((key) => {
+    const line = `  ${key} = ${formatHyperparameter(HYPERPARAMETERS[key], values[key])}`;
+    const note = notes.get(key);
+    return note ? `${line}  (${note})` : line;
+  }).join("\n");
+}
