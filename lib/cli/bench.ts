@@ -61,7 +61,7 @@ await runMain(async () => {
       if (!m) {
         throw new Error(`--configs expects items like train:4x64 or fwd:1x1024, found "${s}"`);
       }
-      return { mode: m[1] as "train" | "fwd", B: Number(m[2]), T: Number(m[3]) };
+      return { mode: m[1] as StepConfig["mode"], B: Number(m[2]), T: Number(m[3]) };
     },
   );
 
@@ -83,35 +83,79 @@ await runMain(async () => {
   console.log(`backend: ${backend.describe()}`);
   const peak = backend.measurePeakGflops();
   console.log(`measured fp32 FMA peak: ${peak.toFixed(1)} GFLOP/s (all threads)`);
-  let torchReason = peer ? await torchPeerUnavailable() : "not asked (--peer torch)";
+  const torchReason = peer ? await torchPeerUnavailable() : "not asked (--peer torch)";
   if (peer && torchReason) console.log(`PyTorch peer skipped: ${torchReason}`);
 
-  if (!f["no-gemm"]) {
-    console.log(
-      "\nGEMM out (M, N) = A (M, K) @ B (N, K)^T, GFLOP/s (percent of the measured peak)",
-    );
-    console.log("| shape | M x N x K | OpenBLAS | own blocked GEMM |\n| --- | --- | --- | --- |");
-    const rng = new Generator(0);
-    for (const [name, M, N, K] of GEMM_SHAPES) {
-      const a = rng.fillNormal(new Float32Array(M * K), 0, 1),
-        b = rng.fillNormal(new Float32Array(N * K), 0, 1);
-      const c = new Float32Array(M * N);
-      const cells: string[] = [];
-      for (const blas of [true, false]) {
-        if (blas && !backend.library.blas) {
-          cells.push("n/a");
-          continue;
-        }
-        backend.useBlas(blas);
-        const ms = timeMedian(() => backend.gemm(c, a, b, M, N, K), 1, 5);
-        const gflops = (2 * M * N * K) / (ms / 1000) / 1e9;
-        cells.push(`${gflops.toFixed(1)} (${((100 * gflops) / peak).toFixed(0)}%)`);
-      }
-      backend.useBlas(true);
-      console.log(`| ${name} | ${M} x ${N} x ${K} | ${cells.join(" | ")} |`);
-    }
-  }
+  if (!f["no-gemm"]) benchGemms(backend, peak);
+  const rows = await benchSteps(backend, peak, configs, { warmup, iters, torchReason });
+  console.log("\nGPT-2 124M (vocab 50304), median of the timed iterations");
+  console.log("| step | ours ms | ours tok/s | PyTorch tok/s | ours / PyTorch | MFU | RSS GiB |");
+  console.log("| --- | --- | --- | --- | --- | --- | --- |");
+  for (const r of rows) console.log(r);
+  console.log(
+    `\nMFU: model FLOPs (6N + 12LCT per token for a training step, a third of it forward-only) over the measured peak ${
+      peak.toFixed(1)
+    } GFLOP/s`,
+  );
+  if (f.webgpu) await runWebGpuBench([]);
+});
 
+/** Runs lib/bench/webgpu.ts in its own process (its device and memory go with it). */
+async function runWebGpuBench(args: string[]): Promise<void> {
+  console.log("\nWebGPU (lib/bench/webgpu.ts):");
+  const script = new URL("../bench/webgpu.ts", import.meta.url).pathname;
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", script, ...args],
+  }).spawn().status;
+  if (!r.success) throw new Error(`The WebGPU benchmark failed with exit code ${r.code}`);
+}
+
+/** The GEMM table: each of GPT-2's shapes through OpenBLAS and through our own kernel. */
+function benchGemms(backend: NativeBackend, peak: number): void {
+  console.log(
+    "\nGEMM out (M, N) = A (M, K) @ B (N, K)^T, GFLOP/s (percent of the measured peak)",
+  );
+  console.log("| shape | M x N x K | OpenBLAS | own blocked GEMM |\n| --- | --- | --- | --- |");
+  const rng = new Generator(0);
+  for (const [name, M, N, K] of GEMM_SHAPES) {
+    const a = rng.fillNormal(new Float32Array(M * K), 0, 1),
+      b = rng.fillNormal(new Float32Array(N * K), 0, 1);
+    const c = new Float32Array(M * N);
+    const cells: string[] = [];
+    for (const blas of [true, false]) {
+      if (blas && !backend.library.blas) {
+        cells.push("n/a");
+        continue;
+      }
+      backend.useBlas(blas);
+      const ms = timeMedian(() => backend.gemm(c, a, b, M, N, K), 1, 5);
+      const gflops = (2 * M * N * K) / (ms / 1000) / 1e9;
+      cells.push(`${gflops.toFixed(1)} (${((100 * gflops) / peak).toFixed(0)}%)`);
+    }
+    backend.useBlas(true);
+    console.log(`| ${name} | ${M} x ${N} x ${K} | ${cells.join(" | ")} |`);
+  }
+}
+
+/** A step size to time: a training step or a forward pass at B x T. */
+interface StepConfig {
+  mode: "train" | "fwd";
+  B: number;
+  T: number;
+}
+
+/**
+ * Times GPT-2 124M's steps at each size, PyTorch's interleaved unless `torchReason` says why
+ * not; returns the table's rows.
+ */
+async function benchSteps(
+  backend: NativeBackend,
+  peak: number,
+  configs: StepConfig[],
+  opts: { warmup: number; iters: number; torchReason: string | null },
+): Promise<string[]> {
+  const { warmup, iters } = opts;
+  let torchReason = opts.torchReason;
   const config = gptConfig("gpt2", 50304);
   const rows: string[] = [];
   for (const c of configs) {
@@ -153,24 +197,5 @@ await runMain(async () => {
       } |`,
     );
   }
-  console.log("\nGPT-2 124M (vocab 50304), median of the timed iterations");
-  console.log("| step | ours ms | ours tok/s | PyTorch tok/s | ours / PyTorch | MFU | RSS GiB |");
-  console.log("| --- | --- | --- | --- | --- | --- | --- |");
-  for (const r of rows) console.log(r);
-  console.log(
-    `\nMFU: model FLOPs (6N + 12LCT per token for a training step, a third of it forward-only) over the measured peak ${
-      peak.toFixed(1)
-    } GFLOP/s`,
-  );
-  if (f.webgpu) await runWebGpuBench([]);
-});
-
-/** Runs lib/bench/webgpu.ts in its own process (its device and memory go with it). */
-async function runWebGpuBench(args: string[]): Promise<void> {
-  console.log("\nWebGPU (lib/bench/webgpu.ts):");
-  const script = new URL("../bench/webgpu.ts", import.meta.url).pathname;
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", script, ...args],
-  }).spawn().status;
-  if (!r.success) throw new Error(`The WebGPU benchmark failed with exit code ${r.code}`);
+  return rows;
 }

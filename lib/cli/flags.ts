@@ -6,8 +6,13 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { createBackend } from "../backends/mod.ts";
+import { BACKEND_NAMES, createBackend } from "../backends/mod.ts";
 import { GPT } from "../model/gpt.ts";
+
+/** What `--backend` takes, for the tasks' help texts. */
+export const BACKEND_HELP: string = `${
+  BACKEND_NAMES.join(", ")
+} (default auto: the fastest one present)`;
 
 /** Parsed flag values by name. */
 export type FlagValues = Record<string, string | boolean | undefined>;

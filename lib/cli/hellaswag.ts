@@ -5,7 +5,6 @@
  * @module
  */
 
-import { BACKEND_NAMES } from "../backends/mod.ts";
 import {
   evaluateHellaswag,
   loadHellaswag,
@@ -13,7 +12,14 @@ import {
   sumCounts,
 } from "../eval/hellaswag.ts";
 import { ProgressBar } from "../io/progress.ts";
-import { loadModelFromFlags, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import {
+  BACKEND_HELP,
+  loadModelFromFlags,
+  numberFlag,
+  parseFlags,
+  runMain,
+  stringFlag,
+} from "./flags.ts";
 
 const HELP = `deno task hellaswag [flags]
 
@@ -22,7 +28,7 @@ const HELP = `deno task hellaswag [flags]
   --data PATH          hellaswag_val.jsonl (default: data/hellaswag/, ../shared/data/hellaswag/,
                        else downloaded from rowanz/hellaswag)
   --limit N            only the first N examples (default: all 10,042)
-  --backend NAME       ${BACKEND_NAMES.join(", ")} (default auto: the fastest one present)
+  --backend NAME       ${BACKEND_HELP}
   --json               print the result as one JSON object
   -h, --help           this text`;
 

@@ -8,7 +8,14 @@
 import { Generator } from "../model/random.ts";
 import { generate } from "../model/sample.ts";
 import { decodePadded, getGpt2Tokenizer } from "../data/tokenizer.ts";
-import { loadModelFromFlags, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import {
+  BACKEND_HELP,
+  loadModelFromFlags,
+  numberFlag,
+  parseFlags,
+  runMain,
+  stringFlag,
+} from "./flags.ts";
 
 const HELP = `deno task sample [flags]
 
@@ -21,7 +28,7 @@ const HELP = `deno task sample [flags]
   --top-k K                   default 50
   --greedy                    argmax instead of sampling
   --seed N                    generator seed (default 42): same seed, same text
-  --backend NAME              auto (default) or cpu
+  --backend NAME              ${BACKEND_HELP}
   --json                      one JSON object per sequence: {"tokens": [...], "text": "..."}
   -h, --help                  this text`;
 

@@ -29,7 +29,14 @@ import {
   train,
   type TrainResult,
 } from "../train/train.ts";
-import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import {
+  BACKEND_HELP,
+  type FlagValues,
+  numberFlag,
+  parseFlags,
+  runMain,
+  stringFlag,
+} from "./flags.ts";
 
 /** The flags that are not hyperparameters: what runs, where it writes, how it resumes. */
 const RUN_FLAGS = {
@@ -54,7 +61,7 @@ Trains GPT-2 from scratch as build-nanogpt does. A preset sets every hyperparame
 settings are printed at start); every flag overrides it. Under deno task ddp, each rank runs this.
 
   --preset NAME           ${Object.keys(PRESETS).join(", ")} (default shakespeare)
-  --backend NAME          auto (default: the fastest present), native, webgpu or cpu
+  --backend NAME          ${BACKEND_HELP}
   --precision P           ${PRECISIONS.join(" or ")} (default f32): f16 runs the matmuls in half
                           precision (--backend webgpu on an adapter with shader-f16) with
                           dynamic loss scaling; weights and AdamW stay f32
