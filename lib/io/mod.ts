@@ -1,0 +1,13 @@
+/**
+ * Files and downloads, the bottom layer: safetensors and numpy `.npy` files, resumable
+ * downloads with progress bars, the Hugging Face hub, the project's cache folder.
+ *
+ * @module
+ */
+
+export * from "./safetensors.ts";
+export * from "./npy.ts";
+export * from "./download.ts";
+export * from "./hub.ts";
+export * from "./cache.ts";
+export * from "./progress.ts";
