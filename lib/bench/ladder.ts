@@ -87,23 +87,22 @@ export const LADDER: Rung[] = [
   },
 ];
 
-/** The backend of a rung: native kernels, except those the rung takes from the reference. */
+/**
+ * The backend of a rung: native kernels, except those the rung takes from the reference
+ * backend. A proxy, so that every call still reaches the backend that owns the kernel.
+ */
 export function rungBackend(native: NativeBackend, rung: Rung): Backend {
   if (rung.reference === "all") return new CpuBackend();
-  const reference = new CpuBackend();
-  const mixed: Record<string, unknown> = { name: `native (${rung.name})` };
-  const proto = Object.getPrototypeOf(native);
-  for (
-    const key of Object.getOwnPropertyNames(proto).concat(
-      Object.getOwnPropertyNames(CpuBackend.prototype),
-    )
-  ) {
-    if (key === "constructor" || key in mixed) continue;
-    const source = (rung.reference as string[]).includes(key) ? reference : native;
-    const fn = (source as unknown as Record<string, unknown>)[key];
-    if (typeof fn === "function") mixed[key] = fn.bind(source);
-  }
-  return mixed as unknown as Backend;
+  const reference = new CpuBackend(), fromReference = new Set<string | symbol>(rung.reference);
+  const name = `native (${rung.name})`;
+  return new Proxy<Backend>(native, {
+    get(target, key) {
+      if (key === "name") return name;
+      const owner = fromReference.has(key) ? reference : target;
+      const value = Reflect.get(owner, key, owner);
+      return typeof value === "function" ? value.bind(owner) : value;
+    },
+  });
 }
 
 /** A timed rung. */
