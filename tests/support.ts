@@ -1,17 +1,20 @@
 /**
- * Shared helpers of the test suites: where `../shared` is, and tolerant comparisons that
- * say which tensor and which element differ.
+ * Shared helpers of the test suites: where the repository and `../shared` are, the training
+ * tests' small recipes, a runner for the `lib/cli/` tasks, and comparisons that say which
+ * tensor and which element differ.
  *
  * @module
  */
 
 import { fileURLToPath } from "node:url";
+import { strictEqual } from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { CpuBackend } from "../lib/backends/cpu/mod.ts";
 import { readSafetensors, type SafetensorsFile } from "../lib/io/safetensors.ts";
 import type { TrainOptions } from "../lib/train/train.ts";
 
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+/** The repository's root folder, the working directory the tasks expect. */
+export const repoRoot: string = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** `../shared/reference`, or `$GPT2_SHARED_REFERENCE`. */
 export const referenceDir: string = Deno.env.get("GPT2_SHARED_REFERENCE") ??
@@ -49,6 +52,22 @@ export function smallRecipe(extra: Partial<TrainOptions> = {}): TrainOptions {
   };
 }
 
+/**
+ * {@linkcode smallRecipe} with the whole recipe on: six steps, evaluation, samples and a
+ * checkpoint every three, logs in `logDir`.
+ */
+export function fullRecipe(logDir: string | null, extra: Partial<TrainOptions> = {}): TrainOptions {
+  return smallRecipe({
+    steps: 6,
+    logDir,
+    evalEvery: 3,
+    valBatches: 2,
+    checkpointEvery: 3,
+    sampleLength: 10,
+    ...extra,
+  });
+}
+
 /** `lib/cli/train.ts` flags for {@linkcode smallRecipe}'s model and batch, no evaluation. */
 export const smallModelFlags: readonly string[] = [
   "--n-layer",
@@ -66,6 +85,30 @@ export const smallModelFlags: readonly string[] = [
   "--eval-every",
   "0",
 ];
+
+/** What a finished task printed, and its exit code. */
+export interface TaskOutput {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `deno run --allow-all ARGS` (e.g. `["lib/cli/train.ts", "--help"]`) with `NO_COLOR=1`,
+ * in the repository root unless `cwd` says otherwise, and waits for it to finish.
+ */
+export async function runTask(
+  args: readonly string[],
+  { cwd = repoRoot }: { cwd?: string } = {},
+): Promise<TaskOutput> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", ...args],
+    cwd,
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
 
 let reference: SafetensorsFile | null = null;
 
@@ -101,5 +144,20 @@ export function assertClose(
         expected[worst]
       } (rtol ${rtol}, atol ${atol})`,
     );
+  }
+}
+
+/**
+ * Asserts two float32 arrays are equal bit for bit (NaN included), naming the first element
+ * that differs (node's deepStrictEqual would spend minutes diffing a million elements).
+ */
+export function assertSameBits(name: string, actual: Float32Array, expected: Float32Array): void {
+  strictEqual(actual.length, expected.length, `${name}: length`);
+  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
+  const e = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== e[i]) {
+      throw new Error(`${name}: element ${i} is ${actual[i]}, expected ${expected[i]}`);
+    }
   }
 }
