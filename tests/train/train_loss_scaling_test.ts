@@ -1,24 +1,14 @@
-// Dynamic loss scaling (f16 mixed precision): GradScaler's schedule, clipping with unscaling,
-// and the training loop with it: same losses as without, overflows skipped, exact resume,
-// and --precision f16 refused where there are no f16 matmuls.
-import {
-  deepStrictEqual as assertEquals,
-  ok,
-  rejects,
-  strictEqual,
-  throws,
-} from "node:assert/strict";
+// lib/train/train.ts with dynamic loss scaling (f16 mixed precision): the same losses as without,
+// overflows skipped (under DDP too), exact resume with the scaler's state, and --precision f16
+// refused where there are no f16 matmuls. GradScaler itself: grad_scaler_test.ts.
+import { deepStrictEqual as assertEquals, ok, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import { CpuBackend, CpuBuffer } from "../lib/backends/cpu/mod.ts";
-import { NativeBackend } from "../lib/backends/native/mod.ts";
-import { loadCheckpoint, readCheckpointState } from "../lib/train/checkpoint.ts";
-import { type DistEnv, initProcessGroup, type ProcessGroup } from "../lib/ddp/process_group.ts";
-import { GPT } from "../lib/model/gpt.ts";
-import { GradScaler } from "../lib/train/grad_scaler.ts";
-import { clipGradNorm } from "../lib/train/optim.ts";
-import { Tensor } from "../lib/model/tensor.ts";
-import { type Precision, runCheckpoints, train } from "../lib/train/train.ts";
-import { assertClose, smallRecipe } from "./support.ts";
+import { CpuBackend, CpuBuffer } from "../../lib/backends/cpu/mod.ts";
+import { loadCheckpoint, readCheckpointState } from "../../lib/train/checkpoint.ts";
+import { type DistEnv, initProcessGroup, type ProcessGroup } from "../../lib/ddp/process_group.ts";
+import { GPT } from "../../lib/model/gpt.ts";
+import { type Precision, runCheckpoints, train } from "../../lib/train/train.ts";
+import { assertClose, assertSameBits, smallRecipe } from "../support.ts";
 
 const small = { n_layer: 1, n_head: 2, n_embd: 16, block_size: 32, vocab_size: 50304 };
 
@@ -35,186 +25,6 @@ async function captureLog<T>(fn: () => Promise<T>): Promise<{ result: T; lines: 
     console.log = original;
   }
 }
-
-/**
- * Asserts two float32 arrays are equal bit for bit (NaN included), naming the first element
- * that differs (node's deepStrictEqual would spend minutes diffing a million elements).
- */
-function assertSameBits(name: string, actual: Float32Array, expected: Float32Array): void {
-  strictEqual(actual.length, expected.length, `${name}: length`);
-  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
-  const e = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] !== e[i]) {
-      throw new Error(`${name}: element ${i} is ${actual[i]}, expected ${expected[i]}`);
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// GradScaler
-
-Deno.test("GradScaler: PyTorch's defaults; grows after growthInterval clean steps, halves on overflow", () => {
-  const d = new GradScaler();
-  strictEqual(d.scale, 2 ** 16);
-  strictEqual(d.growthFactor, 2);
-  strictEqual(d.backoffFactor, 0.5);
-  strictEqual(d.growthInterval, 2000);
-  for (let i = 0; i < 1999; i++) d.update(false);
-  strictEqual(d.scale, 2 ** 16);
-  strictEqual(d.growthTracker, 1999);
-  d.update(false);
-  strictEqual(d.scale, 2 ** 17);
-  strictEqual(d.growthTracker, 0);
-
-  const s = new GradScaler({ initScale: 1024, growthInterval: 3 });
-  const trace: [number, number][] = [];
-  for (const inf of [false, false, false, false, true, false, false, true, true, false]) {
-    s.update(inf);
-    trace.push([s.scale, s.growthTracker]);
-  }
-  assertEquals(trace, [
-    [1024, 1],
-    [1024, 2],
-    [2048, 0], // the third clean step in a row grows
-    [2048, 1],
-    [1024, 0], // overflow: halved, the count restarts
-    [1024, 1],
-    [1024, 2],
-    [512, 0], // an overflow one step short of growth resets the count
-    [256, 0],
-    [256, 1],
-  ]);
-
-  const f = new GradScaler({
-    initScale: 10,
-    growthFactor: 4,
-    backoffFactor: 0.25,
-    growthInterval: 1,
-  });
-  f.update(false);
-  strictEqual(f.scale, 40);
-  f.update(true);
-  strictEqual(f.scale, 10);
-});
-
-Deno.test("GradScaler: never grows out of float32's range, never backs off to 0", () => {
-  const s = new GradScaler({ initScale: 2 ** 127, growthInterval: 1 });
-  s.update(false);
-  strictEqual(s.scale, 2 ** 127); // 2**128 is inf in float32: stays
-  strictEqual(s.growthTracker, 0);
-  const t = new GradScaler({ initScale: 2 ** -125 });
-  for (let i = 0; i < 10; i++) t.update(true);
-  strictEqual(t.scale, 2 ** -126);
-});
-
-Deno.test("GradScaler: state() and load() round-trip; bad options and states are refused by name", () => {
-  const a = new GradScaler({ growthInterval: 2 });
-  a.update(false);
-  a.update(false);
-  a.update(false);
-  assertEquals(a.state(), { scale: 2 ** 17, growthTracker: 1 });
-  const b = new GradScaler({ growthInterval: 2 });
-  b.load(a.state());
-  assertEquals(b.state(), a.state());
-  b.update(false);
-  strictEqual(b.scale, 2 ** 18); // the count went on from 1
-  throws(() => new GradScaler({ initScale: 0 }), /initScale must be a positive number/);
-  throws(() => new GradScaler({ initScale: 2 ** 128 }), /initScale .* float32's range/);
-  throws(() => new GradScaler({ growthFactor: 1 }), /growthFactor must be a finite number > 1/);
-  throws(() => new GradScaler({ backoffFactor: 1 }), /backoffFactor must be in \(0, 1\)/);
-  throws(() => new GradScaler({ growthInterval: 0.5 }), /growthInterval must be an integer/);
-  throws(() => b.load({ scale: NaN, growthTracker: 0 }), /state\.scale must be a positive/);
-  throws(() => b.load({ scale: 2, growthTracker: -1 }), /state\.growthTracker must be/);
-  assertEquals(b.state(), { scale: 2 ** 18, growthTracker: 0 }); // untouched by the refusals
-});
-
-// ---------------------------------------------------------------------------------------
-// clipGradNorm with unscaling
-
-/** Parameters with the given gradients (a few shapes, to cross tensors). */
-function withGrads(be: CpuBackend, grads: Float32Array[]): Tensor[] {
-  return grads.map((g) => {
-    const p = Tensor.from(be, new Float32Array(g.length), [g.length], true);
-    p.grad = Tensor.from(be, g, [g.length]);
-    return p;
-  });
-}
-
-function randomGrads(seed: number, sizes: number[], magnitude: number): Float32Array[] {
-  let s = seed;
-  const next = () => { // a small LCG: reproducible, no dependency on the model
-    s = (s * 1103515245 + 12345) % 2 ** 31;
-    return s / 2 ** 31 - 0.5;
-  };
-  return sizes.map((n) => Float32Array.from({ length: n }, () => next() * magnitude));
-}
-
-async function gradsOf(params: Tensor[]): Promise<Float32Array[]> {
-  return await Promise.all(params.map(async (p) => (await p.grad!.toArray()) as Float32Array));
-}
-
-Deno.test("clipGradNorm: with a scale, the true norm and the same gradients as without", async () => {
-  const be = new CpuBackend();
-  for (const maxNorm of [0.1, 1e3]) { // clipping, and not
-    for (const scale of [2 ** 16, 1000, 1]) {
-      const g = randomGrads(7, [300, 17, 64], 0.2);
-      const plain = withGrads(be, g);
-      const scaled = withGrads(be, g.map((a) => a.map((v) => v * scale)));
-      const n0 = await clipGradNorm(plain, maxNorm);
-      const n1 = await clipGradNorm(scaled, maxNorm, scale);
-      ok(Math.abs(n1 - n0) <= 1e-6 * n0, `scale ${scale}, max ${maxNorm}: norm ${n1} vs ${n0}`);
-      const [a, b] = [await gradsOf(plain), await gradsOf(scaled)];
-      a.forEach((x, i) => assertClose(`grad ${i} (scale ${scale})`, b[i], x, { rtol: 1e-6 }));
-    }
-  }
-  // without a scale, nothing changed: the norm of the raw gradients, clipped to maxNorm
-  const g = randomGrads(3, [50], 1);
-  const raw = Math.sqrt(g[0].reduce((s, v) => s + v * v, 0));
-  const p = withGrads(be, g);
-  ok(Math.abs((await clipGradNorm(p, 0.5)) - raw) < 1e-9 * raw);
-  const after = (await gradsOf(p))[0];
-  ok(Math.abs(Math.sqrt(after.reduce((s, v) => s + v * v, 0)) - 0.5) < 1e-5);
-});
-
-const native = await NativeBackend.create().catch(() => null);
-
-Deno.test({
-  name: "clipGradNorm (native, batched sumsOfSquares): with a scale, the same as without",
-  ignore: native === null,
-  async fn() {
-    const be = native!;
-    const make = (grads: Float32Array[]) =>
-      grads.map((g) => {
-        const p = Tensor.from(be, new Float32Array(g.length), [g.length], true);
-        p.grad = Tensor.from(be, g, [g.length]);
-        return p;
-      });
-    const g = randomGrads(11, [1000, 33, 7], 0.3);
-    const plain = make(g), scaled = make(g.map((a) => a.map((v) => v * 2 ** 16)));
-    const n0 = await clipGradNorm(plain, 1.0), n1 = await clipGradNorm(scaled, 1.0, 2 ** 16);
-    ok(Math.abs(n1 - n0) <= 1e-6 * n0, `${n1} vs ${n0}`);
-    const [a, b] = [await gradsOf(plain), await gradsOf(scaled)];
-    a.forEach((x, i) => assertClose(`grad ${i}`, b[i], x, { rtol: 1e-6 }));
-  },
-});
-
-Deno.test("clipGradNorm: with a scale, an inf or NaN gradient returns a non-finite norm and touches nothing", async () => {
-  const be = new CpuBackend();
-  for (const bad of [Infinity, -Infinity, NaN]) {
-    const g = randomGrads(5, [40, 9], 1e4);
-    g[1][3] = bad;
-    const params = withGrads(be, g);
-    const norm = await clipGradNorm(params, 1.0, 2 ** 16);
-    ok(!Number.isFinite(norm), `norm ${norm} with a ${bad}`);
-    const after = await gradsOf(params);
-    after.forEach((a, i) => assertSameBits(`grad ${i}`, a, g[i]));
-  }
-  await rejects(clipGradNorm(withGrads(be, [new Float32Array(2)]), 1, 0), /scale must be/);
-});
-
-// ---------------------------------------------------------------------------------------
-// The training loop
 
 Deno.test("train: loss scaling on gives the losses, norms and weights of a run without it", async () => {
   const off = await train(recipe());
@@ -421,9 +231,6 @@ Deno.test("train: a checkpoint without a scaler (an f32 run, an older one) resum
   strictEqual(plain.gradScaler, null);
 });
 
-// ---------------------------------------------------------------------------------------
-// --precision
-
 const NEEDS = /--precision f16 needs --backend webgpu on an adapter with shader-f16/;
 
 Deno.test("train: precision f16 on the CPU backend is refused, saying what it needs", async () => {
@@ -473,25 +280,4 @@ Deno.test("train: precision f16 switches a backend that can, turns loss scaling 
     train(recipe({ backend: new NoF16(), precision: "f16" })),
     (e: Error) => NEEDS.test(e.message) && e.message.endsWith("this adapter has no shader-f16"),
   );
-});
-
-Deno.test("train task: --precision is validated and named, and in --help", async () => {
-  const run = async (args: string[]) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", "lib/cli/train.ts", ...args],
-      cwd: join(import.meta.dirname!, ".."),
-      env: { NO_COLOR: "1" },
-    }).output();
-    const dec = new TextDecoder();
-    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-  };
-  const help = await run(["--help"]);
-  strictEqual(help.code, 0);
-  ok(/--precision P\s+f32 or f16/.test(help.stdout), help.stdout);
-  const bad = await run(["--precision", "bf16"]);
-  strictEqual(bad.code, 1);
-  ok(bad.stderr.includes('--precision expects one of f32, f16, found "bf16"'), bad.stderr);
-  const cpu = await run(["--precision", "f16", "--backend", "cpu"]);
-  strictEqual(cpu.code, 1);
-  ok(NEEDS.test(cpu.stderr), cpu.stderr);
 });

@@ -1,79 +1,16 @@
-// safetensors read/write, Hugging Face GPT-2 folders, and the errors bad files give.
+// lib/model/gpt.ts: Hugging Face GPT-2 folders in and out (the errors bad ones give), GPT-2's
+// parameter counts and initialisation, and gradients accumulating over micro-batches.
 import { deepStrictEqual as assertEquals, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
-import { CpuBackend } from "../lib/backends/cpu/mod.ts";
-import { GPT, gptConfig, savePretrained } from "../lib/model/gpt.ts";
-import {
-  parseSafetensors,
-  readSafetensors,
-  serializeSafetensors,
-  toFloat32,
-  toInt32,
-  writeSafetensors,
-} from "../lib/io/safetensors.ts";
-import { Tensor } from "../lib/model/tensor.ts";
-import { referenceDir } from "./support.ts";
+import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
+import { GPT, gptConfig, savePretrained } from "../../lib/model/gpt.ts";
+import * as ops from "../../lib/model/ops.ts";
+import { readSafetensors, toFloat32, writeSafetensors } from "../../lib/io/safetensors.ts";
+import { Tensor } from "../../lib/model/tensor.ts";
+import { assertClose, referenceDir } from "../support.ts";
 
 const backend = new CpuBackend();
 const tinyDir = join(referenceDir, "tiny-gpt2");
-
-Deno.test("safetensors: round trip of f32 and i32 tensors with metadata, data 8-byte aligned", () => {
-  const bytes = serializeSafetensors([
-    ["a", { data: Float32Array.from([1.5, -2, 3.25]), shape: [3] }],
-    ["b.ü", { data: Int32Array.from([7, -8, 9, 10]), shape: [2, 2] }],
-  ], { format: "pt" });
-  const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));
-  assertEquals((8 + headerLen) % 8, 0);
-  const f = parseSafetensors(bytes, "mem");
-  assertEquals([...f.tensors.keys()], ["a", "b.ü"]);
-  assertEquals([...toFloat32(f.tensors.get("a")!)], [1.5, -2, 3.25]);
-  assertEquals(f.tensors.get("b.ü")!.shape, [2, 2]);
-  assertEquals([...toInt32(f.tensors.get("b.ü")!)], [7, -8, 9, 10]);
-  assertEquals(f.metadata, { format: "pt" });
-});
-
-Deno.test("safetensors: F16, BF16 and I64 convert", () => {
-  const header = JSON.stringify({
-    h: { dtype: "F16", shape: [2], data_offsets: [0, 4] },
-    b: { dtype: "BF16", shape: [1], data_offsets: [4, 6] },
-    i: { dtype: "I64", shape: [1], data_offsets: [8, 16] },
-  });
-  const data = new Uint8Array(16);
-  const dv = new DataView(data.buffer);
-  dv.setUint16(0, 0x3c00, true); // 1.0
-  dv.setUint16(2, 0xc000, true); // -2.0
-  dv.setUint16(4, 0x4049, true); // bf16 of 3.140625
-  dv.setBigInt64(8, 50256n, true);
-  const hb = new TextEncoder().encode(header);
-  const bytes = new Uint8Array(8 + hb.length + 16);
-  new DataView(bytes.buffer).setBigUint64(0, BigInt(hb.length), true);
-  bytes.set(hb, 8);
-  bytes.set(data, 8 + hb.length);
-  const f = parseSafetensors(bytes);
-  assertEquals([...toFloat32(f.tensors.get("h")!)], [1, -2]);
-  assertEquals([...toFloat32(f.tensors.get("b")!)], [3.140625]);
-  assertEquals([...toInt32(f.tensors.get("i")!)], [50256]);
-});
-
-Deno.test("safetensors: truncated and corrupt files fail naming the file and tensor", async () => {
-  const good = await Deno.readFile(join(tinyDir, "model.safetensors"));
-  throws(() => parseSafetensors(good.subarray(0, 5), "x.safetensors"), /x\.safetensors: truncated/);
-  throws(
-    () => parseSafetensors(good.subarray(0, 100), "x.safetensors"),
-    /x\.safetensors: truncated or not safetensors/,
-  );
-  throws(
-    () => parseSafetensors(good.subarray(0, good.length - 10), "x.safetensors"),
-    /truncated, tensor "[^"]+" ends/,
-  );
-  const corrupt = good.slice();
-  corrupt[9] = 0xff; // break the JSON
-  throws(() => parseSafetensors(corrupt, "x.safetensors"), /x\.safetensors: corrupt header/);
-  await rejects(
-    readSafetensors("/nonexistent/model.safetensors"),
-    /Cannot read \/nonexistent\/model\.safetensors/,
-  );
-});
 
 async function tinyCopy(
   edit: (t: Map<string, { data: Float32Array; shape: number[] }>) => void,
@@ -175,4 +112,35 @@ Deno.test("GPT-2 init: N(0, 0.02), c_proj scaled by 1/sqrt(2 n_layer), zero bias
   );
   assertEquals(model.lm_head.weight, model.transformer.wte.weight);
   assertEquals(p.has("lm_head.weight"), false);
+});
+
+Deno.test("gradient accumulation: two micro-batches with the loss halved equal one big batch", async () => {
+  const be = new CpuBackend();
+  const config = { n_layer: 2, n_head: 2, n_embd: 32, block_size: 32, vocab_size: 512 };
+  const B = 4, T = 16;
+  const x = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % 512);
+  const y = Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + 3) % 512);
+  const big = new GPT(be, config, { seed: 7 });
+  big.forward(Tensor.from(be, x, [B, T]), Tensor.from(be, y, [B, T])).loss!.backward();
+  const grads = (m: GPT) => Promise.all(m.parameters().map((p) => p.grad!.toArray()));
+
+  const accumulate = async (scaleLoss: boolean) => {
+    const m = new GPT(be, config, { seed: 7 });
+    for (let k = 0; k < 2; k++) {
+      const rows = (a: Int32Array) => a.slice(k * 2 * T, (k + 1) * 2 * T);
+      const { loss } = m.forward(
+        Tensor.from(be, rows(x), [2, T]),
+        Tensor.from(be, rows(y), [2, T]),
+      );
+      (scaleLoss ? ops.scale(loss!, 1 / 2) : loss!).backward();
+    }
+    return await grads(m);
+  };
+  const expected = await grads(big);
+  const names = big.namedParameters().map(([n]) => n);
+  const right = await accumulate(true);
+  right.forEach((g, i) => assertClose(names[i], g, expected[i], { rtol: 1e-4, atol: 1e-6 }));
+  // the lecture's pitfall: without dividing by the steps, the gradient is a sum (2x)
+  const wrong = await accumulate(false);
+  throws(() => assertClose(names[0], wrong[0], expected[0], { rtol: 1e-4, atol: 1e-6 }));
 });

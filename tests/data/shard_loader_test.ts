@@ -2,11 +2,11 @@
 // and bad shards.
 import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
-import { DataLoaderLite } from "../lib/data/data_loader.ts";
-import { encodeNpyUint16, writeNpyUint16 } from "../lib/io/npy.ts";
-import { listShards, openTokenData, ShardedDataLoader } from "../lib/data/shard_loader.ts";
-import { getGpt2Tokenizer } from "../lib/data/tokenizer.ts";
-import { sharedDataDir } from "./support.ts";
+import { DataLoaderLite } from "../../lib/data/data_loader.ts";
+import { encodeNpyUint16, writeNpyUint16 } from "../../lib/io/npy.ts";
+import { listShards, openTokenData, ShardedDataLoader } from "../../lib/data/shard_loader.ts";
+import { getGpt2Tokenizer } from "../../lib/data/tokenizer.ts";
+import { sharedDataDir } from "../support.ts";
 
 /** Shards `val_0` (0..19) and `train_1` (100..129), `train_2` (200..225) in a fresh folder. */
 async function makeShards(): Promise<string> {

@@ -10,7 +10,7 @@ import {
   formatDuration,
   ProgressBar,
   type ProgressWriter,
-} from "../lib/io/progress.ts";
+} from "../../lib/io/progress.ts";
 
 /** A writer that keeps what it is given, and a clock the test moves. */
 function fakes(): { writer: ProgressWriter; text: () => string; clock: { ms: number } } {

@@ -1,16 +1,10 @@
-// `deno task bench`'s flags: --backend picks the benchmark and bad values say what is
-// expected (the benchmarks themselves take minutes; README has their numbers).
+// `deno task bench`'s flags (lib/cli/bench.ts): --backend picks the benchmark and bad values say
+// what is expected (the benchmarks themselves take minutes; README has their numbers).
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { join } from "node:path";
+import { runTask, type TaskOutput } from "../support.ts";
 
-async function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "lib/cli/bench.ts", ...args],
-    cwd: join(import.meta.dirname!, ".."),
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function bench(args: string[]): Promise<TaskOutput> {
+  return runTask(["lib/cli/bench.ts", ...args]);
 }
 
 Deno.test("bench task: --help names --backend and --webgpu", async () => {

@@ -1,16 +1,13 @@
 /**
  * Tests for lib/data/datasets.ts: an explicit path, the shared-data fallback, and a download from a
- * loopback server into an empty data folder.
+ * loopback server into an empty data folder (resolveHellaswag, its other user, is tested in
+ * tests/eval/hellaswag_test.ts).
  */
 
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { join, resolve } from "node:path";
-import { REPO_ROOT, resolveTinyShakespeare, sharedDataDir } from "../lib/data/datasets.ts";
-import { resolveHellaswag } from "../lib/eval/hellaswag.ts";
-
-const SHARED_DATA = Deno.env.get("GPT2_SHARED_DATA") ||
-  resolve(import.meta.dirname ?? ".", "..", "..", "shared", "data");
-const SHARED_INPUT = join(SHARED_DATA, "tinyshakespeare", "input.txt");
+import { REPO_ROOT, resolveTinyShakespeare, sharedDataDir } from "../../lib/data/datasets.ts";
+import { shakespearePath } from "../support.ts";
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "datasets_test_" });
@@ -49,7 +46,7 @@ Deno.test("resolveTinyShakespeare falls back to the shared data folder", async (
       url: "http://127.0.0.1:9/unreachable",
       quiet: true,
     });
-    assertEquals(found, SHARED_INPUT);
+    assertEquals(found, shakespearePath);
     assertEquals((await Deno.stat(found)).size, 1_115_394);
     assertEquals([...Deno.readDirSync(dir)], []);
   });
@@ -121,23 +118,4 @@ Deno.test("resolveTinyShakespeare says to pass --data when the download fails", 
   } finally {
     await server.shutdown();
   }
-});
-
-Deno.test("resolveHellaswag: the same resolver, HellaSwag's file and messages", async () => {
-  await withTempDir(async (dir) => {
-    const missing = join(dir, "nope.jsonl");
-    await rejects(() => resolveHellaswag(missing, { quiet: true }), {
-      message: `Expected a HellaSwag jsonl file at ${missing}, found none`,
-    });
-    const found = await resolveHellaswag(undefined, {
-      dataDir: dir,
-      url: "http://127.0.0.1:9/unreachable",
-      quiet: true,
-    });
-    assertEquals(found, join(SHARED_DATA, "hellaswag", "hellaswag_val.jsonl"));
-    await rejects(
-      () => resolveHellaswag(undefined, { dataDir: dir, sharedDataDir: dir, download: false }),
-      /^Error: Expected HellaSwag at .*hellaswag_val\.jsonl or .*, found neither; pass --data PATH/,
-    );
-  });
 });

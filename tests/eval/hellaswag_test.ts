@@ -1,17 +1,19 @@
-// lib/eval/hellaswag.ts: build-nanogpt's rendering, and the tiny vocab-50257 model's scores on the
-// first 64 validation examples against PyTorch's (../shared/reference/hellaswag_reference.json).
+// lib/eval/hellaswag.ts: build-nanogpt's rendering, the tiny vocab-50257 model's scores on the
+// first 64 validation examples against PyTorch's (../shared/reference/hellaswag_reference.json),
+// and where the validation file is found.
 import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
-import { CpuBackend } from "../lib/backends/cpu/mod.ts";
-import { GPT } from "../lib/model/gpt.ts";
+import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
+import { GPT } from "../../lib/model/gpt.ts";
 import {
   evaluateHellaswag,
   examplesForRank,
   loadHellaswag,
   renderExample,
+  resolveHellaswag,
   sumCounts,
-} from "../lib/eval/hellaswag.ts";
-import { referenceDir, sharedDataDir } from "./support.ts";
+} from "../../lib/eval/hellaswag.ts";
+import { referenceDir, sharedDataDir } from "../support.ts";
 
 const VAL = join(sharedDataDir, "hellaswag", "hellaswag_val.jsonl");
 const MODEL = join(referenceDir, "tiny-gpt2-vocab50257");
@@ -111,17 +113,30 @@ Deno.test("hellaswag: a malformed line names the file and line", async () => {
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("hellaswag task: --limit --json prints the counts and the rate", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "lib/cli/hellaswag.ts", "--weights", MODEL, "--data", VAL]
-      .concat(["--limit", "4", "--backend", "cpu", "--json"]),
-    cwd: join(import.meta.dirname!, ".."),
-    env: { NO_COLOR: "1" },
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assertEquals(out.code, 0, stderr);
-  const result = JSON.parse(new TextDecoder().decode(out.stdout));
-  // the reference's first 4 predictions: 1, 1, 2, 0 against labels 3, 3, 2, 2 (pred_norm 1, 1, 1, 0)
-  assertEquals([result.total, result.correct, result.correctNorm], [4, 1, 0]);
-  ok(result.examplesPerSecond > 0 && stderr.includes("hellaswag"), stderr);
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "hellaswag_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("resolveHellaswag: the same resolver, HellaSwag's file and messages", async () => {
+  await withTempDir(async (dir) => {
+    const missing = join(dir, "nope.jsonl");
+    await rejects(() => resolveHellaswag(missing, { quiet: true }), {
+      message: `Expected a HellaSwag jsonl file at ${missing}, found none`,
+    });
+    const found = await resolveHellaswag(undefined, {
+      dataDir: dir,
+      url: "http://127.0.0.1:9/unreachable",
+      quiet: true,
+    });
+    assertEquals(found, VAL);
+    await rejects(
+      () => resolveHellaswag(undefined, { dataDir: dir, sharedDataDir: dir, download: false }),
+      /^Error: Expected HellaSwag at .*hellaswag_val\.jsonl or .*, found neither; pass --data PATH/,
+    );
+  });
 });

@@ -1,7 +1,7 @@
-// topK and sampling helpers against plain sort-based definitions.
+// lib/model/sample.ts: topK and sampling helpers against plain sort-based definitions.
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { Generator } from "../lib/model/random.ts";
-import { argmax, sampleTopK, softmax, topK } from "../lib/model/sample.ts";
+import { Generator } from "../../lib/model/random.ts";
+import { argmax, sampleTopK, softmax, topK } from "../../lib/model/sample.ts";
 
 function sortedTopK(p: number[], k: number): number[] {
   const idx = p.map((_, i) => i);

@@ -1,10 +1,10 @@
-// Finite-difference gradient checks of every op on the reference backend, on odd shapes.
+// lib/model/ops.ts: finite-difference gradient checks of every op, reference backend, odd shapes.
 // L = sum(out * R) for a fixed random R; dL/dx from backward() against central differences.
-import { CpuBackend } from "../lib/backends/cpu/mod.ts";
-import * as ops from "../lib/model/ops.ts";
-import { Generator } from "../lib/model/random.ts";
-import { Tensor } from "../lib/model/tensor.ts";
-import { assertClose } from "./support.ts";
+import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
+import * as ops from "../../lib/model/ops.ts";
+import { Generator } from "../../lib/model/random.ts";
+import { Tensor } from "../../lib/model/tensor.ts";
+import { assertClose } from "../support.ts";
 
 const backend = new CpuBackend();
 const rng = new Generator(7);

@@ -4,11 +4,13 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { join, resolve } from "node:path";
-import { decodePadded, getGpt2Tokenizer, GPT2_EOT, GPT2_N_VOCAB } from "../lib/data/tokenizer.ts";
-
-const SHARED_DATA = Deno.env.get("GPT2_SHARED_DATA") ||
-  resolve(import.meta.dirname ?? ".", "..", "..", "shared", "data");
+import {
+  decodePadded,
+  getGpt2Tokenizer,
+  GPT2_EOT,
+  GPT2_N_VOCAB,
+} from "../../lib/data/tokenizer.ts";
+import { shakespearePath } from "../support.ts";
 
 Deno.test("encode gives the lecture's ids for its prompt", () => {
   const enc = getGpt2Tokenizer();
@@ -67,8 +69,7 @@ Deno.test("decode replaces a UTF-8 character split between tokens", () => {
 });
 
 Deno.test("Tiny Shakespeare is 338,025 tokens", async () => {
-  const path = join(SHARED_DATA, "tinyshakespeare", "input.txt");
-  const text = await Deno.readTextFile(path);
+  const text = await Deno.readTextFile(shakespearePath);
   const ids = getGpt2Tokenizer().encode(text);
   assertEquals(ids.length, 338_025);
   assertEquals(ids.slice(0, 8), [5962, 22307, 25, 198, 8421, 356, 5120, 597]);

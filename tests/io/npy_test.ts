@@ -9,7 +9,7 @@ import {
   readNpyUint16,
   readNpyUint16Sync,
   writeNpyUint16,
-} from "../lib/io/npy.ts";
+} from "../../lib/io/npy.ts";
 
 const ascii = (s: string): number[] => Array.from(s, (c) => c.charCodeAt(0));
 

@@ -1,0 +1,34 @@
+// lib/plot/notebook.ts: the live notebook chart.
+import assert from "node:assert/strict";
+import { LiveFigure, type MimeBundle, parseLog } from "../../lib/plot/mod.ts";
+import { oursLog } from "./ours_log.ts";
+
+Deno.test("plot notebook: a live chart displays once, then updates the same display id", async () => {
+  const calls: { bundle: MimeBundle; display_id?: string; update?: boolean }[] = [];
+  const live = new LiveFigure({
+    label: "ours",
+    displayId: "live-1",
+    display: (bundle, options) => {
+      calls.push({ bundle, display_id: options.display_id, update: options.update });
+      return Promise.resolve();
+    },
+  });
+  const text = oursLog(30).split("\n");
+  await live.update(parseLog(text.slice(0, 20).join("\n")));
+  const summary = await live.update(parseLog(text.join("\n")));
+  // plotly.js once (no display id), then the chart, then its update
+  assert.equal(calls.length, 3);
+  assert.match(
+    calls[0].bundle["text/html"] ?? "",
+    /^<script type="text\/javascript">\/\*\*\n\* plotly\.js v/,
+  );
+  assert.equal(calls[0].display_id, undefined);
+  assert.deepEqual(calls.slice(1).map((c) => [c.display_id, c.update]), [["live-1", false], [
+    "live-1",
+    true,
+  ]]);
+  assert.match(summary, /^ours: min train loss 8\.0000 \(step 29\)/);
+  assert.equal(calls[2].bundle["text/plain"], summary);
+  assert.match(calls[2].bundle["image/png"] ?? "", /^iVBORw0KGgo/); // base64 of the PNG signature
+  assert.match(calls[2].bundle["text/html"] ?? "", /id="live-1-div"/);
+});
