@@ -2,6 +2,7 @@
 // data-parallel training against a single process with gradient accumulation.
 import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import {
   type DistEnv,
   distEnvFromEnv,
@@ -191,6 +192,132 @@ Deno.test("ddp: a port in use and a missing --nproc-per-node are clear errors", 
   assertEquals(r.code, 1);
   ok(r.stderr.includes("Expected --nproc-per-node N"), r.stderr);
 });
+
+/**
+ * A rank program for the in-place test: two copies of a small model see the same batches (two
+ * micro-steps of this rank's data, two optimizer steps); one has its gradients placed in the
+ * group's shared memory, the other all-reduces them by copying. Prints one JSON line a step.
+ */
+const IN_PLACE_RANK = (lib: string) => `
+import { distEnvFromEnv, initProcessGroup } from "${lib}/ddp/process_group.ts";
+import { allReduceGradients, placeGradients } from "${lib}/train/ddp_sync.ts";
+import { createBackend } from "${lib}/backends/mod.ts";
+import { GPT } from "${lib}/model/gpt.ts";
+import { Tensor } from "${lib}/model/tensor.ts";
+import { clipGradNorm, configureOptimizers } from "${lib}/train/optim.ts";
+
+const env = distEnvFromEnv()!;
+const group = await initProcessGroup(env, { timeoutMs: 60_000 });
+const { backend } = await createBackend(Deno.args[0]);
+// /dev/shm cannot hold 2 x 4 TB: every rank says so, and nothing is left behind
+const huge = await group.gradientStorage!([2 ** 40]);
+if (huge.ok) throw new Error("Expected no storage for 2 x 4 TB of gradients");
+const config = { n_layer: 1, n_head: 2, n_embd: 16, block_size: 32, vocab_size: 64 };
+const placedModel = new GPT(backend, config, { seed: 7 });
+const copiedModel = new GPT(backend, config, { seed: 7 });
+const placement = await placeGradients(placedModel, group);
+const again = await placeGradients(placedModel, group); // placed once: the same gradients
+const shared = new Set(
+  placedModel.parameters().map((p) => (backend.hostView!(p.grad!.buffer) as Float32Array).buffer),
+);
+let copies = 0; // calls of the copying all-reduce
+const copying = group.allReduce.bind(group);
+group.allReduce = (segments, op) => (copies++, copying(segments, op));
+const models = [placedModel, copiedModel];
+const optimizers = models.map((m) => configureOptimizers(m, { weightDecay: 0.1, learningRate: 1e-2 }));
+
+/** Floats that differ (bit for bit) between two lists of tensors, and those not zero in a. */
+async function compare(a: Tensor[], b: Tensor[]): Promise<{ differ: number; nonzero: number }> {
+  let differ = 0, nonzero = 0;
+  for (let i = 0; i < a.length; i++) {
+    const [x, y] = [await a[i].toArray(), await b[i].toArray()];
+    for (let j = 0; j < x.length; j++) {
+      if (!Object.is(x[j], y[j])) differ++;
+      if (x[j] !== 0) nonzero++;
+    }
+  }
+  return { differ, nonzero };
+}
+
+for (let step = 0; step < 2; step++) {
+  for (const [k, model] of models.entries()) {
+    optimizers[k].zeroGrad();
+    for (let micro = 0; micro < 2; micro++) {
+      const tok = (i: number) => (i * 7 + env.rank * 13 + step * 5 + micro * 3) % 64;
+      const x = Int32Array.from({ length: 16 }, (_, i) => tok(i));
+      const y = Int32Array.from({ length: 16 }, (_, i) => tok(i + 1));
+      const { loss } = model.forward(Tensor.from(backend, x, [2, 8]), Tensor.from(backend, y, [2, 8]));
+      loss!.backward();
+    }
+  }
+  const before = copies;
+  await allReduceGradients(placedModel, group);
+  const inPlaceCopies = copies - before;
+  await allReduceGradients(copiedModel, group);
+  const copyCopies = copies - before - inPlaceCopies;
+  const grads = models.map((m) => m.parameters().map((p) => p.grad!));
+  const g = await compare(grads[0], grads[1]);
+  const norms = [];
+  for (const [k, model] of models.entries()) {
+    norms.push(await clipGradNorm(model.parameters(), 1.0));
+    optimizers[k].step();
+  }
+  const w = await compare(placedModel.parameters(), copiedModel.parameters());
+  console.log(JSON.stringify({
+    step, inPlace: placement.inPlace, note: placement.note, again: again.note === placement.note,
+    shared: shared.size, inPlaceCopies, copyCopies, grads: g, norms, weights: w, reason: huge.reason,
+  }));
+}
+const grad = placedModel.parameters()[0].grad!;
+group.close(); // the gradients move out of the mapping first: still readable
+const moved = placedModel.parameters()[0].grad!;
+console.log(JSON.stringify({ moved: moved !== grad, readable: (await moved.toArray()).length }));
+`;
+
+for (const backendName of ["cpu", "native"]) {
+  Deno.test(`ddp: gradients placed in shared memory are all-reduced in place, as the copying path gives them (${backendName})`, async () => {
+    const dir = await Deno.makeTempDir();
+    const script = join(dir, "in_place_rank.ts");
+    await Deno.writeTextFile(script, IN_PLACE_RANK(pathToFileURL(join(root, "lib")).href));
+    const before = shmFiles();
+    const r = await run([
+      "lib/cli/ddp.ts",
+      "--nproc-per-node",
+      "2",
+      "--master-port",
+      String(freePort()),
+      "--script",
+      script,
+      "--",
+      backendName,
+    ]);
+    assertEquals(r.code, 0, r.stderr + r.stdout);
+    for (const rank of [0, 1]) {
+      const lines = [...r.stdout.matchAll(new RegExp(`^\\[rank${rank}\\] (\\{.*\\})$`, "gm"))]
+        .map((m) => JSON.parse(m[1]));
+      assertEquals(lines.length, 3, r.stdout);
+      for (const s of lines.slice(0, 2)) {
+        ok(s.inPlace, s.note);
+        ok(
+          /^gradients: 2 x [\d.]+ MB in shared memory \/dev\/shm\/gpt2-ddp-\S+-grads/.test(s.note),
+          s.note,
+        );
+        ok(s.again, "a second placeGradients keeps the gradients where they are");
+        assertEquals(s.shared, 1); // every gradient is a view of the one mapping
+        assertEquals([s.inPlaceCopies, s.copyCopies], [0, 1]); // in place: no copying all-reduce
+        assertEquals(s.grads.differ, 0); // the same floats, bit for bit
+        ok(s.grads.nonzero > 0);
+        assertEquals(s.norms[0], s.norms[1]);
+        assertEquals(s.weights.differ, 0); // clipped and stepped alike
+
+        ok(/rank 0: Cannot reserve \d+ bytes .*no space left/.test(s.reason), s.reason);
+      }
+      assertEquals(lines[2], { moved: true, readable: 1024 }); // wte's gradient, 64 x 16
+    }
+    assertEquals(shmFiles(), before); // both mappings are unlinked once mapped
+    await Deno.remove(dir, { recursive: true });
+  });
+}
 
 function env(rank: number, worldSize: number, port: number): DistEnv {
   return {

@@ -10,6 +10,7 @@
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  posix_fallocate: { parameters: ["i32", "i64", "i64"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
@@ -41,7 +42,8 @@ function lib(): Libc {
 }
 
 const O_RDWR = 0o2, O_CREAT = 0o100;
-const PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1;
+const PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1, MAP_POPULATE = 0x8000;
+const ENOSPC = 28;
 const SYS_FUTEX = 202n; // x86-64
 const FUTEX_WAIT = 0, FUTEX_WAKE = 1; // not _PRIVATE: the word is shared between processes
 
@@ -56,8 +58,24 @@ export interface SharedMapping {
   unmap(): void;
 }
 
+/** How {@linkcode mapSharedFile} makes a mapping. */
+export interface MapOptions {
+  /**
+   * With `create`: allocate the file's pages now (`posix_fallocate`), so that a tmpfs too
+   * small for it is an error here rather than a SIGBUS when a page is first touched.
+   */
+  reserve?: boolean;
+  /** Fault every page in at `mmap` (`MAP_POPULATE`), so first touches cost nothing later. */
+  populate?: boolean;
+}
+
 /** Maps `path` (created and sized to `byteLength` when `create`) shared and read-write. */
-export function mapSharedFile(path: string, byteLength: number, create: boolean): SharedMapping {
+export function mapSharedFile(
+  path: string,
+  byteLength: number,
+  create: boolean,
+  options: MapOptions = {},
+): SharedMapping {
   const { symbols } = lib();
   const cpath = new TextEncoder().encode(path + "\0");
   const fd = symbols.open(cpath, create ? O_RDWR | O_CREAT : O_RDWR, 0o600);
@@ -66,7 +84,19 @@ export function mapSharedFile(path: string, byteLength: number, create: boolean)
     if (create && symbols.ftruncate(fd, BigInt(byteLength)) !== 0) {
       throw new Error(`Cannot size the shared-memory file ${path} to ${byteLength} bytes`);
     }
-    const ptr = symbols.mmap(null, BigInt(byteLength), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+    if (create && options.reserve) {
+      // returns the error number itself, not -1 and errno
+      const err = symbols.posix_fallocate(fd, 0n, BigInt(byteLength));
+      if (err !== 0) {
+        throw new Error(
+          `Cannot reserve ${byteLength} bytes for ${path}: ${
+            err === ENOSPC ? "no space left (the tmpfs is too small)" : `error ${err}`
+          }`,
+        );
+      }
+    }
+    const flags = MAP_SHARED | (options.populate ? MAP_POPULATE : 0);
+    const ptr = symbols.mmap(null, BigInt(byteLength), PROT_READ | PROT_WRITE, flags, fd, 0n);
     // MAP_FAILED is (void*)-1
     if (ptr === null || Deno.UnsafePointer.value(ptr) === 0xffffffffffffffffn) {
       throw new Error(`Cannot mmap ${byteLength} bytes of ${path}`);
