@@ -17,9 +17,9 @@
 // A head's vectors live in registers as HS4 = ceil(HS / 4) vec4s; lanes past HS are zero
 // in q, dout, k, v and never stored. Working four channels at a time also keeps T = 1024
 // under llvmpipe's budget of 65535 loop iterations per invocation (about 33 per key).
-// HS is a compile-time constant: the host substitutes the head size into the line below.
+// HS, the head size, is a compile-time constant (it sizes those register arrays): the host
+// declares `const HS: u32 = ...;` before this source, one compiled variant per head size.
 
-const HS: u32 = 64u;
 const HS4: u32 = (HS + 3u) / 4u;
 
 struct Params {

@@ -1,8 +1,8 @@
 // elementwise.wgsl: one small kernel per arithmetic op, the way an eager framework runs
 // unfused code (PyTorch without torch.compile: every op reads its inputs from memory and
 // writes a new tensor). The ladder's unfused rungs build GELU, bias adds and AdamW from
-// these; the fused kernels (gelu.wgsl, matmul.wgsl's bias, adamw.wgsl) do the same math in
-// one pass.
+// these; the fused kernels (gelu.wgsl, the matmul kernels' bias epilogue, adamw.wgsl) do the
+// same math in one pass.
 //
 //   ew_unary    out[i] = f(a[i])          op: 0 alpha a + beta, 1 tanh a, 2 a^3, 3 a^2,
 //                                         4 sqrt a

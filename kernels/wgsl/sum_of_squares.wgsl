@@ -1,7 +1,7 @@
-// norm.wgsl: the sum of squares of a buffer, for the global gradient norm (llm.c's
+// sum_of_squares.wgsl: the sum of squares of a buffer, for the global gradient norm (llm.c's
 // global_norm_squared).
 //
-//   sum_squares  partial[base + g] = sum over i = g, g + G, g + 2G, ... < n of x[i]^2
+//   sum_of_squares  partial[base + g] = sum over i = g, g + G, g + 2G, ... < n of x[i]^2
 //
 // G = 64 x workgroups invocations each sum a strided share (adjacent invocations read
 // adjacent floats); the host reads the G partials back and adds them in f64. No atomics,
@@ -18,7 +18,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
 
 @compute @workgroup_size(64)
-fn sum_squares(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn sum_of_squares(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let stride = nwg.x * 64u;
   var s = 0.0;
   for (var i = g.x; i < p.n; i += stride) {

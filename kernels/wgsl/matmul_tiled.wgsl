@@ -1,7 +1,6 @@
-// gemm.wgsl: one general matrix product over strided operands, in two shapes: the naive
-// kernel (one output per invocation, the ladder's first rung) and the classic GPU kernel
-// with workgroup-memory tiles (what real GPUs want; the register-blocked kernels of
-// matmul.wgsl are what llvmpipe wants). The host picks per adapter.
+// matmul_tiled.wgsl: nn.Linear's three products as one general matrix product over strided
+// operands, in workgroup-memory tiles: what real GPUs get (matmul_register.wgsl is what
+// llvmpipe gets, matmul_naive.wgsl the ladder's first rung). The host picks per adapter.
 //
 //   C (M, N) (+)= A (M, K) B (K, N) (+ bias (N))
 //   A(m, k) = a[a_off + m a_sm + k a_sk]    B(k, n) = b[b_off + k b_sk + n b_sn]
@@ -13,16 +12,16 @@
 //   backward_weight  dweight += dout^T @ inp A = dout^T (a_sm 1, a_sk OC), B = inp (b_sk C)
 // flags: 1 accumulate into C, 2 add the bias.
 //
-// The tiled kernel: a workgroup of 16 x 16 invocations owns a 64 x 64 tile of C, walks K
-// in steps of 16, staging A's 64 x 16 and B's 16 x 64 pieces in workgroup memory (each
-// invocation loads 4 of each, along whichever index is contiguous in memory), and keeps
-// a 4 x 4 block of outputs in registers (rows and columns 16 apart, so neighbours read
-// neighbouring words). Out-of-range elements load as zeros and are never stored, so any
-// M, N, K works. With f16 matmul precision the host compiles it with TileT = f16: the
-// operands are rounded to half precision as they are staged (half the workgroup memory),
-// products and sums stay f32, as tensor cores do under autocast.
-
-alias TileT = f32;
+// A workgroup of 16 x 16 invocations owns a 64 x 64 tile of C, walks K in steps of 16,
+// staging A's 64 x 16 and B's 16 x 64 pieces in workgroup memory (each invocation loads 4
+// of each, along whichever index is contiguous in memory), and keeps a 4 x 4 block of
+// outputs in registers (rows and columns 16 apart, so neighbours read neighbouring words).
+// Out-of-range elements load as zeros and are never stored, so any M, N, K works.
+//
+// The staged operands have type `Operand`, which the host declares before this source:
+// `alias Operand = f32;`, or for f16 matmul precision `enable f16; alias Operand = f16;`,
+// which rounds the operands to half precision as they are staged (half the workgroup
+// memory) while products and sums stay f32, as tensor cores do under autocast.
 
 struct Params {
   M: u32,
@@ -74,22 +73,13 @@ fn store_c(m: u32, n: u32, acc: f32) {
   c[i] = v;
 }
 
-@compute @workgroup_size(8, 8)
-fn gemm_naive(@builtin(global_invocation_id) g: vec3u) {
-  var acc = 0.0;
-  for (var k = 0u; k < p.K; k++) {
-    acc += load_a(g.y, k) * load_b(k, g.x);
-  }
-  store_c(g.y, g.x, acc);
-}
-
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
-var<workgroup> a_tile: array<TileT, 1024>; // [k][m], TK x TILE
-var<workgroup> b_tile: array<TileT, 1024>; // [k][n], TK x TILE
+var<workgroup> a_tile: array<Operand, 1024>; // [k][m], TK x TILE
+var<workgroup> b_tile: array<Operand, 1024>; // [k][n], TK x TILE
 
 @compute @workgroup_size(16, 16)
-fn gemm_tiled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index) li: u32) {
+fn matmul_tiled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u, @builtin(local_invocation_index) li: u32) {
   let m0 = wg.y * TILE;
   let n0 = wg.x * TILE;
   var acc0 = vec4f(0.0);
@@ -106,14 +96,14 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l:
         am = e % TILE;
         ak = e / TILE;
       }
-      a_tile[ak * TILE + am] = TileT(load_a(m0 + am, k0 + ak));
+      a_tile[ak * TILE + am] = Operand(load_a(m0 + am, k0 + ak));
       var bn = e % TILE;
       var bk = e / TILE;
       if (p.b_sn != 1u) {
         bn = e / TK;
         bk = e % TK;
       }
-      b_tile[bk * TILE + bn] = TileT(load_b(k0 + bk, n0 + bn));
+      b_tile[bk * TILE + bn] = Operand(load_b(k0 + bk, n0 + bn));
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {

@@ -1,22 +1,21 @@
-// matmul.wgsl: nn.Linear, forward and backward (llm.c's matmul_forward / matmul_backward).
+// matmul_register.wgsl: nn.Linear's products, register-blocked (llm.c's matmul_forward /
+// matmul_backward); the bias's gradient is matmul_bias.wgsl's.
 //
 //   forward          out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC)
 //   backward_input   dinp (N, C) += dout (N, OC) @ weight (OC, C)
 //   backward_weight  dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
-//   backward_bias    dbias (OC) += sum over n of dout (N, OC)
 //
 // Register-blocked, no workgroup memory: each invocation keeps a 4x4 block of outputs in
 // registers (rows and columns 8 apart, so a workgroup of 8x8 covers a 32x32 tile) and
 // streams its operands straight from storage. That is the fastest shape on llvmpipe, where
-// workgroup memory is slower than plain loads. Loads are clamped to the last valid row and
-// stores masked, so any N, C, OC works. The *_vec4 entry points at the end do the same
-// with four-float loads when C and OC are multiples of 4 (every GPT-2 shape); the scalar
-// ones serve the rest. The bias backward is one invocation per column, rows in order.
+// workgroup memory is slower than plain loads (real GPUs get matmul_tiled.wgsl). Loads are
+// clamped to the last valid row and stores masked, so any N, C, OC works. The *_vec4 entry
+// points at the end do the same with four-float loads when C and OC are multiples of 4
+// (every GPT-2 shape); the scalar ones serve the rest.
 //
 // Loops run over C (forward), the chunk's OCc (backward_input) or the chunk's rows N
-// (backward_weight, backward_bias): all far below llvmpipe's limit of 65535 loop
-// iterations per invocation for GPT-2's shapes (C <= 3072, OCc <= 43690 per 128 MiB slice,
-// N = B T <= 16384).
+// (backward_weight): all far below llvmpipe's limit of 65535 loop iterations per
+// invocation for GPT-2's shapes (C <= 3072, OCc <= 43690 per 128 MiB slice, N = B T <= 16384).
 //
 // The host binds large operands in slices (wte is (50304, 768), over 128 MiB): `weight`
 // and `dweight` hold OCc rows starting at row oc_offset of the whole matrix, `inp`,
@@ -42,7 +41,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(8, 8)
-fn matmul_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+fn matmul_register_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let n0 = wg.y * 32u + l.y; // rows n0, n0 + 8, n0 + 16, n0 + 24
   let j0 = wg.x * 32u + l.x; // chunk columns j0, j0 + 8, ...
   let C = p.C;
@@ -90,7 +89,7 @@ fn store_row(n: u32, j0: u32, v: vec4f) {
 @group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
 
 @compute @workgroup_size(8, 8)
-fn matmul_backward_input(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+fn matmul_register_backward_input(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let n0 = wg.y * 32u + l.y;
   let c0 = wg.x * 32u + l.x;
   let C = p.C;
@@ -132,7 +131,7 @@ fn add_dinp(n: u32, c0: u32, v: vec4f) {
 @group(0) @binding(3) var<storage, read_write> dweight: array<f32>;
 
 @compute @workgroup_size(8, 8)
-fn matmul_backward_weight(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+fn matmul_register_backward_weight(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let j0 = wg.y * 32u + l.y; // rows of dweight (chunk output features)
   let c0 = wg.x * 32u + l.x;
   let C = p.C;
@@ -169,23 +168,6 @@ fn add_dweight(j: u32, c0: u32, v: vec4f) {
   }
 }
 
-// backward_bias: dbias (OC) += column sums of dout (N, OC); one invocation per column
-@group(0) @binding(1) var<storage, read> dout_b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dbias: array<f32>;
-
-@compute @workgroup_size(64)
-fn matmul_backward_bias(@builtin(global_invocation_id) g: vec3u) {
-  let oc = g.x;
-  if (oc >= p.OCc) {
-    return;
-  }
-  var s = 0.0;
-  for (var n = 0u; n < p.N; n++) {
-    s += dout_b[n * p.stride + oc];
-  }
-  dbias[oc] += s;
-}
-
 // ---- vec4 variants, for C % 4 == 0 and OC % 4 == 0 (every GPT-2 shape) -------------------
 // The same products, loading four consecutive floats at a time: a 4x4 block then costs 8
 // vec4 loads per 64 multiply-adds instead of 8 scalar loads per 16, which is what bounds
@@ -197,7 +179,7 @@ fn matmul_backward_bias(@builtin(global_invocation_id) g: vec3u) {
 
 // forward: rows n0 + 8i, columns j0 + 8j, dot products four k at a time
 @compute @workgroup_size(8, 8)
-fn matmul_forward_vec4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+fn matmul_register_forward_vec4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let n0 = wg.y * 32u + l.y;
   let j0 = wg.x * 32u + l.x;
   let C4 = p.C / 4u;
@@ -238,7 +220,7 @@ fn matmul_forward_vec4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocati
 
 // backward_input: rows n0 + 8i, channel vec4s c4 and c4 + 8, four output features a step
 @compute @workgroup_size(8, 8)
-fn matmul_backward_input_vec4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+fn matmul_register_backward_input_vec4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let n0 = wg.y * 32u + l.y;
   let c4 = wg.x * 16u + l.x;
   let C4 = p.C / 4u;
@@ -302,7 +284,7 @@ fn add_dinp4(n: u32, c4: u32, a: vec4f, b: vec4f) {
 // backward_weight: output features 4 j4 .. 4 j4 + 3 (one vec4 of a dout row) times the
 // channel vec4s c4 and c4 + 8, summed over the rows n
 @compute @workgroup_size(8, 8)
-fn matmul_backward_weight_vec4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+fn matmul_register_backward_weight_vec4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let j4 = wg.y * 8u + l.y;
   let c4 = wg.x * 16u + l.x;
   let C4 = p.C / 4u;
