@@ -21,7 +21,7 @@ import {
   tokenizeToShards,
 } from "../data/fineweb/mod.ts";
 import { formatCount } from "../io/progress.ts";
-import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import { listFlag, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task fineweb [flags]
 
@@ -61,7 +61,7 @@ await runMain(async () => {
     return;
   }
   const workers = numberFlag(f, "workers", defaultWorkers(), { integer: true, min: 1 });
-  const rawInputs = f.input as unknown as string[] | undefined;
+  const rawInputs = listFlag(f, "input");
   const paths = rawInputs === undefined ? undefined : await expandInputs(rawInputs);
 
   if (f.bench) {

@@ -14,8 +14,8 @@ export const BACKEND_HELP: string = `${
   BACKEND_NAMES.join(", ")
 } (default auto: the fastest one present)`;
 
-/** Parsed flag values by name. */
-export type FlagValues = Record<string, string | boolean | undefined>;
+/** Parsed flag values by name (a list for a flag declared `multiple`). */
+export type FlagValues = Record<string, string | boolean | string[] | undefined>;
 
 /** Parses `args` strictly: an unknown flag or a missing value is an error naming it. */
 export function parseFlags(args: string[], options: ParseArgsConfig["options"]): FlagValues {
@@ -58,6 +58,12 @@ export function stringFlag(
 ): string | undefined {
   const v = values[name];
   return typeof v === "string" ? v : fallback;
+}
+
+/** A flag declared `multiple: true`: every value given, in order, or undefined. */
+export function listFlag(values: FlagValues, name: string): string[] | undefined {
+  const v = values[name];
+  return Array.isArray(v) ? v : typeof v === "string" ? [v] : undefined;
 }
 
 /** Runs a task's main, printing an error without a stack trace and exiting 1. */

@@ -211,7 +211,7 @@ export interface ResolvedHyperparameters {
  */
 export function resolveHyperparameters(
   preset: Hyperparameters,
-  flags: Readonly<Record<string, string | boolean | undefined>>,
+  flags: Readonly<Record<string, unknown>>,
   world: number,
 ): ResolvedHyperparameters {
   const values: Hyperparameters = { ...preset };

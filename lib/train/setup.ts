@@ -17,7 +17,7 @@ import {
   resolveResume,
   restoreOptimizer,
 } from "./checkpoint.ts";
-import { broadcastParameters } from "./ddp_sync.ts";
+import { broadcastParameters, placeGradients } from "./ddp_sync.ts";
 import { GradScaler } from "./grad_scaler.ts";
 import type { TrainOptions } from "./options.ts";
 import { type AdamW, configureOptimizers, type LrSchedule } from "./optim.ts";
@@ -87,6 +87,8 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup> {
   say(`model: ${model.numParameters().toLocaleString("en-US")} parameters`);
   // as DDP does at construction: every rank starts from rank 0's weights
   if (world > 1 && !ckpt) await broadcastParameters(model, group);
+  // DDP: gradients held in the shared-memory mapping where the group and backend allow it
+  if (world > 1) say((await placeGradients(model, group)).note);
   const optimizer = configureOptimizers(model, {
     weightDecay: o.weightDecay,
     learningRate: o.maxLr,
