@@ -141,7 +141,7 @@ await runMain(async () => {
       totalBatchSize: h.totalBatchSize!, // made concrete by resolveHyperparameters
       steps: h.steps,
       maxLr: h.maxLr,
-      minLr: h.minLr!,
+      minLr: h.minLr,
       warmupSteps: h.warmupSteps,
       weightDecay: h.weightDecay,
       seed: h.seed,

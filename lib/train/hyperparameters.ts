@@ -22,8 +22,8 @@ export interface Hyperparameters {
   /** optimizer steps (build-nanogpt's max_steps, also the end of the cosine) */
   steps: number;
   maxLr: number;
-  /** null: max_lr * 0.1, as build-nanogpt sets it */
-  minLr: number | null;
+  /** build-nanogpt's max_lr * 0.1; `--max-lr` alone moves it to a tenth of the new peak */
+  minLr: number;
   warmupSteps: number;
   weightDecay: number;
   seed: number;
@@ -107,8 +107,7 @@ export const HYPERPARAMETERS: Readonly<Record<keyof Hyperparameters, Hyperparame
     arg: "X",
     kind: "number",
     min: 0,
-    nullMeans: "max-lr/10",
-    help: "final learning rate",
+    help: "final learning rate (with --max-lr alone: a tenth of it)",
   },
   warmupSteps: { flag: "warmup-steps", arg: "N", kind: "int", min: 0, help: "linear warmup steps" },
   weightDecay: {
@@ -205,9 +204,8 @@ export interface ResolvedHyperparameters {
 
 /**
  * The preset's values with every flag of the table that `flags` holds applied (each checked by
- * {@linkcode parseHyperparameter}), and the nulls made concrete: totalBatchSize B*T*world
- * (no accumulation), minLr max_lr * 0.1 as build-nanogpt sets it (also when only `--max-lr`
- * is given).
+ * {@linkcode parseHyperparameter}); a null totalBatchSize made B*T*world (no accumulation);
+ * with `--max-lr` alone, minLr a tenth of it, as build-nanogpt sets min_lr.
  */
 export function resolveHyperparameters(
   preset: Hyperparameters,
@@ -227,7 +225,7 @@ export function resolveHyperparameters(
     values.totalBatchSize = values.B * values.T * world;
     notes.set("totalBatchSize", `B*T*world = ${values.B}*${values.T}*${world}`);
   }
-  if (values.minLr === null || (notes.has("maxLr") && !notes.has("minLr"))) {
+  if (notes.has("maxLr") && !notes.has("minLr")) {
     values.minLr = values.maxLr * 0.1;
     notes.set("minLr", "max-lr/10");
   }
