@@ -6,8 +6,8 @@ import type { Backend, DeviceBuffer } from "../../lib/backend.ts";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { NativeBackend } from "../../lib/backends/native/mod.ts";
 import { Generator } from "../../lib/model/random.ts";
-import { gpt2HashSuite } from "../gpt2_124m_suite.ts";
-import { referenceSuite } from "../reference_suite.ts";
+import { gpt2HashSuite } from "./gpt2_124m_suite.ts";
+import { referenceSuite } from "./reference_suite.ts";
 import { assertClose } from "../support.ts";
 
 const native = await NativeBackend.create();

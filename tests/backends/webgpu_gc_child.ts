@@ -3,12 +3,12 @@
 // backward and after every step, so that buffers freed by the finalizers return to the
 // pool and are handed out again while the graph that used them may still be alive.
 // Prints one JSON line: both backends' losses and how many buffers were reused.
-import type { Backend } from "../lib/backend.ts";
-import { CpuBackend } from "../lib/backends/cpu/mod.ts";
-import { createWebGpuBackend } from "../lib/backends/webgpu/mod.ts";
-import { GPT } from "../lib/model/gpt.ts";
-import { clipGradNorm, configureOptimizers } from "../lib/train/optim.ts";
-import { Tensor } from "../lib/model/tensor.ts";
+import type { Backend } from "../../lib/backend.ts";
+import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
+import { createWebGpuBackend } from "../../lib/backends/webgpu/mod.ts";
+import { GPT } from "../../lib/model/gpt.ts";
+import { clipGradNorm, configureOptimizers } from "../../lib/train/optim.ts";
+import { Tensor } from "../../lib/model/tensor.ts";
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error("Run with --v8-flags=--expose-gc");

@@ -4,8 +4,8 @@
 // still equal the reference backend's, and the pool must actually have been used.
 import { ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { hasWebGpuAdapter } from "../lib/backends/webgpu/mod.ts";
-import { assertClose } from "./support.ts";
+import { hasWebGpuAdapter } from "../../lib/backends/webgpu/mod.ts";
+import { assertClose } from "../support.ts";
 
 Deno.test({
   name: "webgpu: buffers reused after garbage collection keep training exact",

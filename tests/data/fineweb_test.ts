@@ -10,10 +10,10 @@ import {
   localInputs,
   type ShardProgress,
   tokenizeToShards,
-} from "../lib/data/fineweb/mod.ts";
-import { readNpyUint16 } from "../lib/io/npy.ts";
-import { getGpt2Tokenizer } from "../lib/data/tokenizer.ts";
-import { sharedDataDir } from "./support.ts";
+} from "../../lib/data/fineweb/mod.ts";
+import { readNpyUint16 } from "../../lib/io/npy.ts";
+import { getGpt2Tokenizer } from "../../lib/data/tokenizer.ts";
+import { sharedDataDir } from "../support.ts";
 
 const SAMPLE = join(sharedDataDir, "fineweb-edu-sample", "test_labels.jsonl");
 const EOT = 50256;
@@ -334,7 +334,7 @@ Deno.test("fineweb task: --input jsonl --shard-size 2000 writes the shards and s
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "lib/cli/fineweb.ts", "--input", SAMPLE, "--shard-size", "2000"]
       .concat(["--out", dir]),
-    cwd: join(import.meta.dirname!, ".."),
+    cwd: join(import.meta.dirname!, "..", ".."),
     env: { NO_COLOR: "1" },
   }).output();
   const [stdout, stderr] = [out.stdout, out.stderr].map((b) => new TextDecoder().decode(b));

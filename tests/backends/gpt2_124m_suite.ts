@@ -8,11 +8,11 @@
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { join } from "node:path";
-import type { Backend } from "../lib/backend.ts";
-import { GPT } from "../lib/model/gpt.ts";
-import { clipGradNorm, configureOptimizers } from "../lib/train/optim.ts";
-import { Tensor } from "../lib/model/tensor.ts";
-import { assertClose, referenceDir } from "./support.ts";
+import type { Backend } from "../../lib/backend.ts";
+import { GPT } from "../../lib/model/gpt.ts";
+import { clipGradNorm, configureOptimizers } from "../../lib/train/optim.ts";
+import { Tensor } from "../../lib/model/tensor.ts";
+import { assertClose, referenceDir } from "../support.ts";
 
 /** The reference's integer hash (all arithmetic wraps at 2^32). */
 export function hashU32(p: number, i: number): number {

@@ -7,14 +7,14 @@
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { join } from "node:path";
-import type { Backend } from "../lib/backend.ts";
-import { GPT } from "../lib/model/gpt.ts";
-import { clipGradNorm, configureOptimizers, getLr } from "../lib/train/optim.ts";
-import * as ops from "../lib/model/ops.ts";
-import { generate, softmax, topK } from "../lib/model/sample.ts";
-import { toFloat32, toInt32 } from "../lib/io/safetensors.ts";
-import { Tensor } from "../lib/model/tensor.ts";
-import { assertClose, loadReference, referenceDir } from "./support.ts";
+import type { Backend } from "../../lib/backend.ts";
+import { GPT } from "../../lib/model/gpt.ts";
+import { clipGradNorm, configureOptimizers, getLr } from "../../lib/train/optim.ts";
+import * as ops from "../../lib/model/ops.ts";
+import { generate, softmax, topK } from "../../lib/model/sample.ts";
+import { toFloat32, toInt32 } from "../../lib/io/safetensors.ts";
+import { Tensor } from "../../lib/model/tensor.ts";
+import { assertClose, loadReference, referenceDir } from "../support.ts";
 
 const tinyDir = join(referenceDir, "tiny-gpt2");
 

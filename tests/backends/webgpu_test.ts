@@ -6,16 +6,16 @@
 // Backward kernels are checked to ACCUMULATE: gradient buffers start from random values.
 // Skipped, with a notice, only when this Deno finds no WebGPU adapter at all.
 import { deepStrictEqual as assertEquals, rejects, throws } from "node:assert/strict";
-import type { Backend, DeviceBuffer } from "../lib/backend.ts";
-import { CpuBackend } from "../lib/backends/cpu/mod.ts";
+import type { Backend, DeviceBuffer } from "../../lib/backend.ts";
+import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import {
   createWebGpuBackend,
   hasWebGpuAdapter,
   type WebGpuBackend,
   type WebGpuOptions,
-} from "../lib/backends/webgpu/mod.ts";
-import { Generator } from "../lib/model/random.ts";
-import { assertClose } from "./support.ts";
+} from "../../lib/backends/webgpu/mod.ts";
+import { Generator } from "../../lib/model/random.ts";
+import { assertClose } from "../support.ts";
 
 const cpu = new CpuBackend();
 const rng = new Generator(42);

@@ -8,11 +8,11 @@ import {
   distEnvFromEnv,
   initProcessGroup,
   type ProcessGroup,
-} from "../lib/ddp/process_group.ts";
-import { readSafetensors, toFloat32 } from "../lib/io/safetensors.ts";
-import { assertClose, smallModelFlags } from "./support.ts";
+} from "../../lib/ddp/process_group.ts";
+import { readSafetensors, toFloat32 } from "../../lib/io/safetensors.ts";
+import { assertClose, smallModelFlags } from "../support.ts";
 
-const root = join(import.meta.dirname!, "..");
+const root = join(import.meta.dirname!, "..", "..");
 
 /** A port nothing listens on now. */
 function freePort(): number {

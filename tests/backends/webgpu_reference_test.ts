@@ -5,21 +5,21 @@
 // CPU backend with every choice of kernels (and close to it with f16 matmuls). Skipped,
 // with a notice, only when no WebGPU adapter exists at all.
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import type { Backend } from "../lib/backend.ts";
-import { CpuBackend } from "../lib/backends/cpu/mod.ts";
+import type { Backend } from "../../lib/backend.ts";
+import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import {
   createWebGpuBackend,
   hasWebGpuAdapter,
   type WebGpuKernels,
-} from "../lib/backends/webgpu/mod.ts";
-import { GPT, type GPTConfig } from "../lib/model/gpt.ts";
-import { clipGradNorm, configureOptimizers, getLr } from "../lib/train/optim.ts";
-import { Generator } from "../lib/model/random.ts";
-import { Tensor } from "../lib/model/tensor.ts";
-import { train } from "../lib/train/train.ts";
+} from "../../lib/backends/webgpu/mod.ts";
+import { GPT, type GPTConfig } from "../../lib/model/gpt.ts";
+import { clipGradNorm, configureOptimizers, getLr } from "../../lib/train/optim.ts";
+import { Generator } from "../../lib/model/random.ts";
+import { Tensor } from "../../lib/model/tensor.ts";
+import { train } from "../../lib/train/train.ts";
 import { gpt2HashSuite } from "./gpt2_124m_suite.ts";
 import { referenceSuite } from "./reference_suite.ts";
-import { assertClose, smallRecipe } from "./support.ts";
+import { assertClose, smallRecipe } from "../support.ts";
 
 if (!(await hasWebGpuAdapter())) {
   console.log(
