@@ -11,6 +11,7 @@ import { strictEqual } from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { CpuBackend } from "../lib/backends/cpu/mod.ts";
 import { readSafetensors, type SafetensorsFile } from "../lib/io/safetensors.ts";
+import { checkpointsDir, listCheckpoints } from "../lib/train/checkpoint.ts";
 import type { TrainOptions } from "../lib/train/train.ts";
 
 /** The repository's root folder, the working directory the tasks expect. */
@@ -160,4 +161,9 @@ export function assertSameBits(name: string, actual: Float32Array, expected: Flo
       throw new Error(`${name}: element ${i} is ${actual[i]}, expected ${expected[i]}`);
     }
   }
+}
+
+/** The checkpoints of a run's log folder, oldest first. */
+export async function runCheckpoints(logDir: string): Promise<{ step: number; path: string }[]> {
+  return await listCheckpoints(checkpointsDir(logDir));
 }

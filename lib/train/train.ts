@@ -14,7 +14,7 @@
 import { savePretrained } from "../model/gpt.ts";
 import * as ops from "../model/ops.ts";
 import { Tensor } from "../model/tensor.ts";
-import { checkpointsDir, listCheckpoints, type RankState, saveCheckpoint } from "./checkpoint.ts";
+import { checkpointsDir, type RankState, saveCheckpoint } from "./checkpoint.ts";
 import { allReduceGradients } from "./ddp_sync.ts";
 import { evaluate } from "./evaluate.ts";
 import type { EvalStats, StepStats, TrainOptions, TrainResult } from "./options.ts";
@@ -232,9 +232,4 @@ async function saveModel(r: RunSetup, o: TrainOptions): Promise<string | null> {
     `saved the model to ${modelDir} (Hugging Face layout; deno task sample --weights ${modelDir})`,
   );
   return modelDir;
-}
-
-/** The checkpoints of a log folder, oldest first. */
-export async function runCheckpoints(logDir: string): Promise<{ step: number; path: string }[]> {
-  return await listCheckpoints(checkpointsDir(logDir));
 }

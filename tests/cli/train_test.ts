@@ -2,8 +2,7 @@
 // checkpoint that --resume latest continues from, and a finished run writes its report.
 import { deepStrictEqual as assertEquals, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import { runCheckpoints } from "../../lib/train/train.ts";
-import { repoRoot, runTask, smallModelFlags } from "../support.ts";
+import { repoRoot, runCheckpoints, runTask, smallModelFlags } from "../support.ts";
 
 const NEEDS = /--precision f16 needs --backend webgpu on an adapter with shader-f16/;
 

@@ -4,8 +4,8 @@ import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
 import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { loadCheckpoint } from "../../lib/train/checkpoint.ts";
-import { runCheckpoints, train } from "../../lib/train/train.ts";
-import { fullRecipe } from "../support.ts";
+import { train } from "../../lib/train/train.ts";
+import { fullRecipe, runCheckpoints } from "../support.ts";
 
 Deno.test("checkpoints: a corrupt or partial one is refused naming the file; the previous one still loads", async () => {
   const dir = await Deno.makeTempDir();

@@ -7,8 +7,8 @@ import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { NativeBackend } from "../../lib/backends/native/mod.ts";
 import { GPT } from "../../lib/model/gpt.ts";
 import { loadCheckpoint } from "../../lib/train/checkpoint.ts";
-import { runCheckpoints, train } from "../../lib/train/train.ts";
-import { fullRecipe, shakespearePath } from "../support.ts";
+import { train } from "../../lib/train/train.ts";
+import { fullRecipe, runCheckpoints, shakespearePath } from "../support.ts";
 
 Deno.test("train: loss starts near ln(vocab), falls, log.txt in build-nanogpt's format, model saved", async () => {
   const logDir = await Deno.makeTempDir();
