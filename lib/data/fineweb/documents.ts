@@ -7,7 +7,7 @@
  */
 
 import { extname } from "node:path";
-import { readParquet } from "./parquet.ts";
+import { type DocumentBatch, readParquet } from "./parquet.ts";
 
 /** One input file of documents. */
 export interface DocumentInput {
@@ -17,14 +17,7 @@ export interface DocumentInput {
   path(): Promise<string>;
 }
 
-/** A run of consecutive documents of one input file. */
-export interface DocumentBatch {
-  /** The input's index. */
-  file: number;
-  /** The row (document) index of `texts[0]` within that file. */
-  row: number;
-  texts: string[];
-}
+export type { DocumentBatch };
 
 /** Local files as inputs (`.parquet`, `.jsonl`, or any other file as one text document). */
 export function localInputs(paths: string[]): DocumentInput[] {

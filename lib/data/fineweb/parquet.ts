@@ -9,7 +9,6 @@
 
 import { type AsyncBuffer, type FileMetaData, parquetMetadataAsync, parquetRead } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
-import type { DocumentBatch } from "./documents.ts";
 
 /** A file handle as hyparquet's `AsyncBuffer`: it reads only the byte ranges it asks for. */
 async function fileAsyncBuffer(path: string): Promise<AsyncBuffer & { close(): void }> {
@@ -32,6 +31,18 @@ async function fileAsyncBuffer(path: string): Promise<AsyncBuffer & { close(): v
       handle.close();
     },
   };
+}
+
+/**
+ * A run of consecutive documents of one input file: what every reader yields (parquet here,
+ * jsonl and plain text in documents.ts).
+ */
+export interface DocumentBatch {
+  /** The input's index. */
+  file: number;
+  /** The row (document) index of `texts[0]` within that file. */
+  row: number;
+  texts: string[];
 }
 
 /**
