@@ -1,5 +1,5 @@
 // `deno task bench`'s flags (lib/cli/bench.ts): --backend picks the benchmark and bad values say
-// what is expected (the benchmarks themselves take minutes; README has their numbers).
+// what is expected (the benchmarks themselves take minutes; docs/measurements.md has their numbers).
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { runTask, type TaskOutput } from "../support.ts";
 
