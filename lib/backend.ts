@@ -15,7 +15,8 @@
  * - required: `name`, `describe`, `isSoftwareAdapter`, `isReference`, the buffer calls
  *   (`alloc`, `upload`, `write`, `read`, `zero`) and every kernel;
  * - optional: `setMatmulPrecision` (lower-precision matmuls), `hostView` and `wrapHost` (buffers
- *   that live in host memory), `sumsOfSquares` (one wait for many reductions), `sync` and `destroy`.
+ *   that live in host memory), `deviceMemory` (device buffers a collective reduces in place),
+ *   `sumsOfSquares` (one wait for many reductions), `sync` and `destroy`.
  *
  * @module
  */
@@ -96,6 +97,18 @@ export interface LayerNormSaved {
   rstd: DeviceBuffer;
 }
 
+/** Where a buffer lies on a device (`Backend.deviceMemory`): what NCCL takes. */
+export interface DeviceMemory {
+  /** The device address of the buffer's first element. */
+  pointer: bigint;
+  /** The buffer's length in bytes. */
+  bytes: number;
+  /** The device's ordinal (CUDA's device number). */
+  device: number;
+  /** The stream the backend's kernels run on, so a collective orders after them. */
+  stream: bigint;
+}
+
 /** The operations a backend provides. */
 export interface Backend {
   /** Short name, as `--backend` takes it ("cpu", "native", "webgpu"). */
@@ -134,6 +147,11 @@ export interface Backend {
    * them where they are.
    */
   wrapHost?(data: Float32Array): DeviceBuffer;
+  /**
+   * Optional, for collectives that reduce device memory where it lies (NCCL): the buffer's
+   * address on the device, and the device and stream its kernels run on.
+   */
+  deviceMemory?(buf: DeviceBuffer): DeviceMemory;
   /** Optional: waits until every enqueued kernel has finished (for timing). */
   sync?(): Promise<void>;
   /** Optional: releases the device and its memory; the backend is unusable afterwards. */
