@@ -66,29 +66,52 @@ export async function benchWebGpuKernels(
   backend: WebGpuBackend,
   o: KernelBenchOptions,
 ): Promise<KernelTiming[]> {
-  const { B, T, reps } = o, C = 768, NH = 12, V = 50304, N = B * T;
-  const rng = new Generator(0);
-  const rand = (n: number, std = 1): DeviceBuffer =>
-    backend.upload(rng.fillNormal(new Float32Array(n), 0, std));
-  const ids = (n: number): DeviceBuffer =>
-    backend.upload(Int32Array.from({ length: n }, () => Math.floor(rng.random() * 50257)));
-  const out: KernelTiming[] = [];
-  const time = async (
+  const t = kernelTimer(backend, o.reps);
+  await benchMatmuls(backend, t, o.B * o.T);
+  await benchLayers(backend, t, o.B, o.T);
+  return t.out;
+}
+
+/** Random device inputs, and a timer that appends each kernel's timing to `out`. */
+interface KernelTimer {
+  rand: (n: number, std?: number) => DeviceBuffer;
+  ids: (n: number) => DeviceBuffer;
+  time: (
     kernel: string,
     shape: string,
     work: { flops?: number; bytes?: number },
     fn: () => void,
-  ): Promise<void> => {
-    const ms = await timeDispatches(backend, fn, reps);
-    out.push({
-      kernel,
-      shape,
-      ms,
-      gflops: work.flops ? work.flops / ms / 1e6 : null,
-      gbps: work.bytes ? work.bytes / ms / 1e6 : null,
-    });
-  };
+  ) => Promise<void>;
+  out: KernelTiming[];
+  /** Dispatches recorded per timing. */
+  reps: number;
+}
 
+function kernelTimer(backend: WebGpuBackend, reps: number): KernelTimer {
+  const rng = new Generator(0);
+  const out: KernelTiming[] = [];
+  return {
+    rand: (n, std = 1) => backend.upload(rng.fillNormal(new Float32Array(n), 0, std)),
+    ids: (n) =>
+      backend.upload(Int32Array.from({ length: n }, () => Math.floor(rng.random() * 50257))),
+    time: async (kernel, shape, work, fn) => {
+      const ms = await timeDispatches(backend, fn, reps);
+      out.push({
+        kernel,
+        shape,
+        ms,
+        gflops: work.flops ? work.flops / ms / 1e6 : null,
+        gbps: work.bytes ? work.bytes / ms / 1e6 : null,
+      });
+    },
+    out,
+    reps,
+  };
+}
+
+/** GPT-2's five matmuls, forward and backward, with every matmul kernel and precision. */
+async function benchMatmuls(backend: WebGpuBackend, t: KernelTimer, N: number): Promise<void> {
+  const { rand, time } = t, C = 768, V = 50304;
   // every matmul kernel the backend has: the adapter's pick first, then the other tiles,
   // then f16 operands where the adapter has shader-f16
   const pick = backend.kernels, precision = backend.matmulPrecision;
@@ -127,7 +150,16 @@ export async function benchWebGpuKernels(
   }
   backend.kernels = pick;
   backend.setMatmulPrecision(precision);
+}
 
+/** Attention, LayerNorm, GELU, residual, embedding, cross-entropy, AdamW, sum of squares. */
+async function benchLayers(
+  backend: WebGpuBackend,
+  t: KernelTimer,
+  B: number,
+  T: number,
+): Promise<void> {
+  const { rand, ids, time, out } = t, C = 768, NH = 12, V = 50304, N = B * T, reps = t.reps;
   const dims = { B, T, C, NH }, hs = C / NH;
   const qkv = rand(N * 3 * C), att = rand(N * C), dqkv = rand(N * 3 * C), dAtt = rand(N * C);
   const attFlops = 4 * B * NH * (T * (T + 1) / 2) * hs;
@@ -193,7 +225,6 @@ export async function benchWebGpuKernels(
     gflops: null,
     gbps: n * 4 / ms / 1e6,
   });
-  return out;
 }
 
 /** The kernel timings as a Markdown table. */
