@@ -128,6 +128,7 @@ await runMain(async () => {
     group = await initProcessGroup(env, {
       timeoutMs: timeoutS * 1000,
       transport: Deno.env.get("GPT2_DDP_TRANSPORT") === "tcp" ? "tcp" : "shm",
+      backend, // buffers in device memory (CUDA): the gradients go through NCCL
     });
   }
   const startedAt = new Date();

@@ -39,8 +39,16 @@ export interface ProcessGroup {
   broadcastBytes(data: Uint8Array | null): Promise<Uint8Array>;
   /** Every rank's bytes, in rank order, on every rank (e.g. data-loader positions). */
   allGatherBytes(data: Uint8Array): Promise<Uint8Array[]>;
-  /** Optional: all-reduce device buffers without a trip through the host (NCCL). */
+  /**
+   * Optional: all-reduce device buffers (`Backend.deviceMemory`) in place, without a trip
+   * through the host (NCCL); resolves when every buffer holds the result.
+   */
   allReduceDevice?(backend: Backend, buffers: DeviceBuffer[], op: ReduceOp): Promise<void>;
+  /**
+   * Optional, with `allReduceDevice`: in place, every rank's device buffers become rank
+   * `root`'s (DDP's initial weights, through NCCL).
+   */
+  broadcastDevice?(backend: Backend, buffers: DeviceBuffer[], root?: number): Promise<void>;
   /**
    * Optional, a collective: host memory for gradients of `sizes` floats each, where
    * {@linkcode GradientStorage.allReduce} works in place (shared memory on one node). Every

@@ -6,7 +6,8 @@
  * Where the gradients are reduced, fastest first:
  * - where {@linkcode placeGradients} put them in the group's gradient storage (shared memory
  *   on one node, a backend with `Backend.wrapHost`): where they are, nothing copied;
- * - on the device, where the group reduces device buffers itself (`allReduceDevice`, NCCL);
+ * - on the device, where the group reduces device buffers itself (`allReduceDevice`, NCCL:
+ *   the backend's buffers lie in device memory, `Backend.deviceMemory`);
  * - buffers in host memory (`Backend.hostView`): in place, through the group's `allReduce`
  *   (which copies them through its slots);
  * - other buffers: through the host with `read`/`write`.
@@ -19,13 +20,17 @@ import type { GradientStorage, ProcessGroup } from "../ddp/process_group.ts";
 import type { GPT } from "../model/gpt.ts";
 import { gradBuffer, Tensor } from "../model/tensor.ts";
 
-/** Every rank's weights become rank 0's, as DDP does at construction. */
+/**
+ * Every rank's weights become rank 0's, as DDP does at construction: on the device where the
+ * group broadcasts device buffers (NCCL), else through host views or copies.
+ */
 export async function broadcastParameters(model: GPT, group: ProcessGroup): Promise<void> {
-  await reduceHost(
-    model.backend,
-    model.parameters().map((p) => p.buffer),
-    (views) => group.broadcast(views, 0),
-  );
+  const buffers = model.parameters().map((p) => p.buffer);
+  if (group.broadcastDevice && model.backend.deviceMemory) {
+    await group.broadcastDevice(model.backend, buffers, 0);
+    return;
+  }
+  await reduceHost(model.backend, buffers, (views) => group.broadcast(views, 0));
 }
 
 /** What {@linkcode placeGradients} did. */
@@ -121,7 +126,7 @@ export async function allReduceGradients(model: GPT, group: ProcessGroup): Promi
     return;
   }
   const grads = model.parameters().map((p) => gradBuffer(p)); // a tensor with no gradient adds zeros
-  if (group.allReduceDevice) {
+  if (group.allReduceDevice && model.backend.deviceMemory) {
     await group.allReduceDevice(model.backend, grads, "avg");
     return;
   }
