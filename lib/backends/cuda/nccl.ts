@@ -13,7 +13,7 @@
  * @module
  */
 
-import { findCudaLibrary } from "./libraries.ts";
+import { findCudaLibrary, searchSummary } from "./libraries.ts";
 
 /** `ncclResult_t` (nccl.h). */
 export const NcclResult = {
@@ -176,9 +176,7 @@ export class NcclLibrary {
       const hit = findCudaLibrary("nccl");
       if (!hit.path) {
         throw new Error(
-          `Expected NCCL (libnccl.so.2) for DDP on CUDA devices, found none; looked in ${
-            hit.tried.join(", ")
-          } (pip install nvidia-nccl-cu13, or set LD_LIBRARY_PATH)`,
+          `Expected NCCL (libnccl.so.2) for DDP on CUDA devices, found none; looked in ${searchSummary()} (pip install nvidia-nccl-cu13, or set LD_LIBRARY_PATH)`,
         );
       }
       file = hit.path;
@@ -360,7 +358,7 @@ export class CudaFence implements RankDevice {
     const hit = findCudaLibrary("cuda");
     if (!hit.path) {
       throw new Error(
-        `Expected the CUDA driver (libcuda.so.1), found none; looked in ${hit.tried.join(", ")}`,
+        `Expected the CUDA driver (libcuda.so.1), found none; looked in ${searchSummary()}`,
       );
     }
     const fence = new CudaFence(Deno.dlopen(hit.path, CUDA_FENCE_SYMBOLS));
