@@ -1,0 +1,70 @@
+// lib/io/files.ts: text decoded strictly (a NUL byte or bytes that are not UTF-8 are errors
+// naming the file and the offset), and output folders checked before anything is written.
+import { deepStrictEqual as assertEquals, rejects, throws } from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import {
+  checkOutputFolder,
+  decodeUtf8Strict,
+  invalidUtf8Offset,
+  readTextFileStrict,
+} from "../../lib/io/files.ts";
+
+const bytes = (...b: number[]): Uint8Array => Uint8Array.from(b);
+const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+Deno.test("decodeUtf8Strict: UTF-8 text as Deno.readTextFile reads it, byte-order mark dropped", () => {
+  assertEquals(
+    decodeUtf8Strict(utf8("First Citizen: é, 日本, 🙂\n"), "a.txt"),
+    "First Citizen: é, 日本, 🙂\n",
+  );
+  assertEquals(decodeUtf8Strict(bytes(0xef, 0xbb, 0xbf, 0x41), "a.txt"), "A");
+  assertEquals(decodeUtf8Strict(new Uint8Array(0), "a.txt"), "");
+});
+
+Deno.test("decodeUtf8Strict: a NUL byte, bytes that are not UTF-8 and a cut-off character name the file and offset", () => {
+  throws(() => decodeUtf8Strict(bytes(0x41, 0x42, 0, 0x43), "w.bin"), {
+    message: "Expected a UTF-8 text file at w.bin, found a binary file (a NUL byte at offset 2)",
+  });
+  // Latin-1 "café": 0xe9 then a byte that cannot continue it
+  throws(() => decodeUtf8Strict(bytes(0x63, 0x61, 0x66, 0xe9, 0x21), "latin1.txt"), {
+    message: "Expected a UTF-8 text file at latin1.txt, found bytes that are not UTF-8 at offset 4",
+  });
+  throws(() => decodeUtf8Strict(bytes(0x41, 0xff), "x.txt"), /not UTF-8 at offset 1$/);
+  assertEquals(invalidUtf8Offset(bytes(0x41, 0x42, 0xe6, 0x97)), 3); // ends inside a character
+  assertEquals(invalidUtf8Offset(utf8("fine")), 4);
+});
+
+Deno.test("readTextFileStrict names the path", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "shift_jis.txt");
+    await Deno.writeFile(path, bytes(0x93, 0xfa, 0x96, 0x7b));
+    await rejects(readTextFileStrict(path), {
+      message: `Expected a UTF-8 text file at ${path}, found bytes that are not UTF-8 at offset 0`,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkOutputFolder: a folder or nothing passes (nothing is made); a file fails naming the flag", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await checkOutputFolder("--out", dir);
+    await checkOutputFolder("--out", join(dir, "new", "deeper"));
+    assertEquals(existsSync(join(dir, "new")), false);
+    const file = join(dir, "figure.txt");
+    await Deno.writeTextFile(file, "not a folder");
+    await rejects(checkOutputFolder("--out", file), {
+      message: `--out ${file}: expected a folder, found a file`,
+    });
+    await rejects(
+      checkOutputFolder("--out", join(file, "sub")),
+      new RegExp(`^Error: --out ${file}/sub: cannot use it as a folder \\(Not a directory`),
+    );
+    assertEquals(await Deno.readTextFile(file), "not a folder");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
