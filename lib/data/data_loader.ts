@@ -5,6 +5,7 @@
  * @module
  */
 
+import { readTextFileStrict } from "../io/files.ts";
 import { getGpt2Tokenizer } from "./tokenizer.ts";
 
 /** One batch: inputs and next-token targets, both (B, T) flattened row-major. */
@@ -46,14 +47,18 @@ export class DataLoaderLite {
     this.currentPosition = B * T * this.processRank;
   }
 
-  /** Tokens of a text file, encoded with GPT-2's tokenizer. */
+  /**
+   * Tokens of a text file, encoded with GPT-2's tokenizer.
+   *
+   * @throws {Error} naming the file when it is not UTF-8 text.
+   */
   static async fromTextFile(
     path: string,
     B: number,
     T: number,
     options: DataLoaderOptions = {},
   ): Promise<DataLoaderLite> {
-    const text = await Deno.readTextFile(path);
+    const text = await readTextFileStrict(path);
     const tokens = Int32Array.from(getGpt2Tokenizer().encode(text));
     console.log(`loaded ${tokens.length} tokens from ${path}`);
     console.log(`1 epoch = ${Math.floor(tokens.length / (B * T))} batches`);

@@ -13,9 +13,10 @@
  * @module
  */
 
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { Batch } from "./data_loader.ts";
-import { npyUint16Length, readNpyUint16Sync } from "../io/npy.ts";
+import { NPY_MAGIC, npyUint16Length, readNpyUint16Sync } from "../io/npy.ts";
+import { decodeUtf8Strict } from "../io/files.ts";
 import { getGpt2Tokenizer } from "./tokenizer.ts";
 
 /** One shard: a name for messages and errors, its length, and how to load its tokens. */
@@ -58,6 +59,11 @@ export interface ShardedLoaderOptions {
   numProcesses?: number;
   /** Print which shards were found and skipped; true by default. */
   verbose?: boolean;
+  /**
+   * The model's vocabulary size: a token id at or above it is an error naming the shard and
+   * the position, when the shard is loaded. No check by default.
+   */
+  vocabSize?: number;
 }
 
 /** DataLoaderLite over several shards, rank- and world-aware. */
@@ -68,6 +74,8 @@ export class ShardedDataLoader implements TokenLoader {
   readonly numProcesses: number;
   /** The shards it cycles through. */
   readonly shards: readonly TokenShard[];
+  /** The vocabulary size every token must be below, or undefined (no check). */
+  readonly vocabSize: number | undefined;
   /** The index of the shard in memory. */
   currentShard = 0;
   /** Where this rank's next batch starts. */
@@ -78,7 +86,8 @@ export class ShardedDataLoader implements TokenLoader {
    * A loader over `shards`. Shards too short for one step of every rank (B*T*world + 1
    * tokens) are left out with a note.
    *
-   * @throws {Error} when no shard is long enough, or for a bad rank.
+   * @throws {Error} when no shard is long enough, for a bad rank, or for a token id outside
+   * `vocabSize` in the first shard (later shards are checked as the loader reaches them).
    */
   constructor(
     shards: readonly TokenShard[],
@@ -90,6 +99,7 @@ export class ShardedDataLoader implements TokenLoader {
     this.T = T;
     this.processRank = options.processRank ?? 0;
     this.numProcesses = options.numProcesses ?? 1;
+    this.vocabSize = options.vocabSize;
     if (
       !Number.isInteger(this.numProcesses) || this.numProcesses < 1 ||
       !Number.isInteger(this.processRank) || this.processRank < 0 ||
@@ -196,15 +206,29 @@ export class ShardedDataLoader implements TokenLoader {
   #load(index: number): void {
     if (index === this.currentShard && this.#tokens.length > 0) return; // one shard: keep it
     this.currentShard = index;
-    const tokens = this.shards[index].load();
-    if (tokens.length !== this.shards[index].length) {
+    const shard = this.shards[index];
+    const tokens = shard.load();
+    if (tokens.length !== shard.length) {
+      throw new Error(`${shard.name}: expected ${shard.length} tokens, found ${tokens.length}`);
+    }
+    if (this.vocabSize !== undefined) checkVocabulary(tokens, this.vocabSize, shard.name);
+    this.#tokens = tokens;
+  }
+}
+
+/**
+ * A token id at or above `vocabSize` would index past the embedding table at the first step;
+ * here it is an error naming the shard and the position instead.
+ */
+function checkVocabulary(tokens: Uint16Array | Int32Array, vocabSize: number, name: string): void {
+  for (let i = 0; i < tokens.length; i++) {
+    const id = tokens[i];
+    if (id >= vocabSize || id < 0) {
       throw new Error(
-        `${this.shards[index].name}: expected ${
-          this.shards[index].length
-        } tokens, found ${tokens.length}`,
+        `${name}: expected token ids in [0, ${vocabSize}) (the model's vocabulary), ` +
+          `found ${id} at position ${i}`,
       );
     }
-    this.#tokens = tokens;
   }
 }
 
@@ -227,14 +251,22 @@ export async function listShards(dir: string, split: string): Promise<TokenShard
 /** The share of a text file's tokens that {@linkcode openTokenData} keeps for validation. */
 export const TEXT_VAL_FRACTION = 0.1;
 
+/** Options of {@linkcode openTokenData}. */
+export interface OpenTokenDataOptions {
+  /** The model's vocabulary size, to check every token id against; no check by default. */
+  vocabSize?: number;
+}
+
 /**
  * A loader for a split ("train" or "val") of `path`:
  * - a folder of `.npy` shards: the files whose name holds the split, as build-nanogpt's loader
- *   picks them (`edufineweb_val_000000.npy` is "val");
- * - a text file: its GPT-2 tokens, the first 90% for "train" and the last 10% for "val".
+ *   picks them (`edufineweb_val_000000.npy` is "val"); for "train", a FineWeb progress record
+ *   there that says the run is unfinished gives a warning;
+ * - a UTF-8 text file: its GPT-2 tokens, the first 90% for "train" and the last 10% for "val".
  *
- * @throws {Error} for an unknown split, a folder with no shard of that split, or a bad shard
- * (the message names the file).
+ * @throws {Error} for an unknown split, a folder with no shard of that split, a bad shard, a
+ * file that is not UTF-8 text (one `.npy` shard: the message names its folder), or a token id
+ * outside `options.vocabSize` (the message names the file and the position).
  */
 export async function openTokenData(
   path: string,
@@ -243,6 +275,7 @@ export async function openTokenData(
   T: number,
   rank = 0,
   world = 1,
+  options: OpenTokenDataOptions = {},
 ): Promise<ShardedDataLoader> {
   if (split !== "train" && split !== "val") {
     throw new Error(`Expected split "train" or "val", found "${split}"`);
@@ -253,21 +286,72 @@ export async function openTokenData(
   } catch {
     throw new Error(`Expected a shard folder or a text file at ${path}, found nothing`);
   }
-  const options = { processRank: rank, numProcesses: world, verbose: rank === 0 };
+  const loaderOptions = {
+    processRank: rank,
+    numProcesses: world,
+    verbose: rank === 0,
+    vocabSize: options.vocabSize,
+  };
   if (info.isDirectory) {
     const shards = await listShards(path, split);
     if (shards.length === 0) {
       throw new Error(`Expected .npy shards with "${split}" in their names in ${path}, found none`);
     }
-    if (rank === 0) console.log(`found ${shards.length} shards for split ${split}`);
-    return new ShardedDataLoader(shards, B, T, options);
+    if (rank === 0) {
+      console.log(`found ${shards.length} shards for split ${split}`);
+      if (split === "train") await warnIfUnfinished(path);
+    }
+    return new ShardedDataLoader(shards, B, T, loaderOptions);
   }
-  const tokens = Int32Array.from(getGpt2Tokenizer().encode(await Deno.readTextFile(path)));
+  const tokens = Int32Array.from(getGpt2Tokenizer().encode(await readTokenText(path)));
   const n = Math.floor(tokens.length * (1 - TEXT_VAL_FRACTION));
   const part = split === "train" ? tokens.subarray(0, n) : tokens.subarray(n);
   if (rank === 0) {
     console.log(`loaded ${part.length} ${split} tokens of ${tokens.length} from ${path}`);
   }
   const shard: TokenShard = { name: `${path} (${split})`, length: part.length, load: () => part };
-  return new ShardedDataLoader([shard], B, T, options);
+  return new ShardedDataLoader([shard], B, T, loaderOptions);
+}
+
+/**
+ * The text of a data file, decoded strictly: one `.npy` shard (its magic, `\x93NUMPY`) is
+ * an error that points to its folder, and a binary or non-UTF-8 file an error naming it.
+ */
+async function readTokenText(path: string): Promise<string> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    throw new Error(`Cannot read the text file ${path}: ${(error as Error).message}`);
+  }
+  if (NPY_MAGIC.every((b, i) => bytes[i] === b)) {
+    throw new Error(
+      `Expected a shard folder or a text file at ${path}, found one .npy shard: ` +
+        `pass its folder, --data ${dirname(path)}`,
+    );
+  }
+  return decodeUtf8Strict(bytes, path);
+}
+
+/**
+ * Warns when `dir` holds a FineWeb progress record (`<prefix>_progress.json`) that says the
+ * run is unfinished: its shards are only part of the data (and the last may change).
+ */
+async function warnIfUnfinished(dir: string): Promise<void> {
+  for await (const e of Deno.readDir(dir)) {
+    if (!e.isFile || !e.name.endsWith("_progress.json")) continue;
+    let record: { complete?: unknown; shards?: unknown };
+    try {
+      record = JSON.parse(await Deno.readTextFile(join(dir, e.name)));
+    } catch {
+      continue; // not a record this project wrote: nothing to say
+    }
+    if (record?.complete !== false) continue;
+    console.warn(
+      `warning: ${join(dir, e.name)} says its FineWeb run is unfinished (${
+        typeof record.shards === "number" ? record.shards : "some"
+      } shards written so far): training on part of the data; ` +
+        `rerun the same deno task fineweb command to finish it`,
+    );
+  }
 }

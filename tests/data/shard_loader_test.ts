@@ -156,3 +156,90 @@ Deno.test("openTokenData: a truncated shard or a wrong dtype fails naming the fi
   await rejects(openTokenData(join(dir, "missing"), "train", 1, 4), /found nothing/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("openTokenData: a binary file, a non-UTF-8 text file and one .npy shard are refused, naming them", async () => {
+  const dir = await makeShards();
+  try {
+    const binary = join(dir, "weights.bin");
+    await Deno.writeFile(binary, Uint8Array.of(8, 0, 0, 0, 0, 0, 0, 0, 123, 125));
+    await rejects(openTokenData(binary, "train", 1, 4), {
+      message:
+        `Expected a UTF-8 text file at ${binary}, found a binary file (a NUL byte at offset 1)`,
+    });
+    const latin1 = join(dir, "latin1.txt");
+    await Deno.writeFile(latin1, Uint8Array.of(0x63, 0x61, 0x66, 0xe9, 0x0a)); // "café\n"
+    await rejects(openTokenData(latin1, "train", 1, 4), {
+      message:
+        `Expected a UTF-8 text file at ${latin1}, found bytes that are not UTF-8 at offset 4`,
+    });
+    // one shard instead of its folder: recognised by numpy's magic, pointing to the folder
+    const shard = join(dir, "edufineweb_train_000001.npy");
+    await rejects(openTokenData(shard, "train", 1, 4), {
+      message: `Expected a shard folder or a text file at ${shard}, found one .npy shard: ` +
+        `pass its folder, --data ${dir}`,
+    });
+    await rejects(DataLoaderLite.fromTextFile(latin1, 1, 1), /not UTF-8 at offset 4/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openTokenData: a token id outside the model's vocabulary names the shard and position", async () => {
+  const dir = await makeShards();
+  try {
+    // train_1 holds 100..129: id 120 is at position 20
+    await rejects(openTokenData(dir, "train", 1, 4, 0, 1, { vocabSize: 120 }), {
+      message: `${join(dir, "edufineweb_train_000001.npy")}: expected token ids in [0, 120) ` +
+        `(the model's vocabulary), found 120 at position 20`,
+    });
+    // a later shard is checked when the loader reaches it: train_2 holds 200..225
+    const loader = await openTokenData(dir, "train", 1, 4, 0, 1, { vocabSize: 201 });
+    for (let i = 0; i < 6; i++) loader.nextBatch(); // 6 windows of shard 1: 24 + 5 <= 30
+    throws(() => loader.nextBatch(), {
+      message: `${join(dir, "edufineweb_train_000002.npy")}: expected token ids in [0, 201) ` +
+        `(the model's vocabulary), found 201 at position 1`,
+    });
+    assertEquals(
+      (await openTokenData(dir, "train", 1, 4, 0, 1, { vocabSize: 226 })).shards.length,
+      2,
+    );
+    // a text file: GPT-2 ids against a smaller vocabulary (the first token is 5962)
+    const text = join(dir, "input.txt");
+    await Deno.writeTextFile(
+      text,
+      "First Citizen:\nBefore we proceed any further, hear me speak.\n",
+    );
+    await rejects(openTokenData(text, "train", 1, 4, 0, 1, { vocabSize: 64 }), {
+      message: `${text} (train): expected token ids in [0, 64) (the model's vocabulary), ` +
+        `found 5962 at position 0`,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openTokenData: a FineWeb progress record that says the run is unfinished warns, once", async () => {
+  const dir = await makeShards();
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (line: string) => warnings.push(line);
+  try {
+    await openTokenData(dir, "train", 1, 4); // makeShards' record "{}" is not a run's
+    assertEquals(warnings, []);
+    const record = join(dir, "edufineweb_progress.json");
+    await Deno.writeTextFile(record, JSON.stringify({ shards: 3, complete: false }));
+    await openTokenData(dir, "train", 1, 4);
+    await openTokenData(dir, "val", 1, 4); // the validation loader does not repeat it
+    await openTokenData(dir, "train", 1, 4, 1, 2); // nor does another rank
+    assertEquals(warnings, [
+      `warning: ${record} says its FineWeb run is unfinished (3 shards written so far): ` +
+      `training on part of the data; rerun the same deno task fineweb command to finish it`,
+    ]);
+    await Deno.writeTextFile(record, JSON.stringify({ shards: 3, complete: true }));
+    await openTokenData(dir, "train", 1, 4);
+    assertEquals(warnings.length, 1);
+  } finally {
+    console.warn = warn;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
