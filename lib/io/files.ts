@@ -38,36 +38,37 @@ export async function readTextFileStrict(path: string): Promise<string> {
 }
 
 /**
- * The offset of the byte where strict UTF-8 decoding of `bytes` fails (`bytes.length` when it
- * does not): the shortest prefix that fails to decode, streaming, ends there. Only called once
- * decoding has failed, so the binary search's log(n) passes cost nothing in the common case.
+ * The offset where the first sequence that is not UTF-8 starts in `bytes` (`bytes.length`
+ * when there is none): the byte that cannot start a character, or the first byte of a
+ * character that is cut short. Only called once decoding has failed, so the binary search's
+ * log(n) passes cost nothing in the common case.
  */
 export function invalidUtf8Offset(bytes: Uint8Array): number {
-  const fails = (n: number): boolean => {
+  const decodes = (n: number, stream: boolean): boolean => {
     try {
-      // streaming: a sequence cut off at the prefix's end is not an error, a wrong byte is
-      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, n), { stream: true });
-      return false;
-    } catch {
+      // streaming: a character cut off at the prefix's end is not (yet) an error
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, n), { stream });
       return true;
+    } catch {
+      return false;
     }
   };
-  if (!fails(bytes.length)) {
-    try {
-      new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-      return bytes.length;
-    } catch {
-      // the file ends inside a character: the error is at its last byte
-      return Math.max(bytes.length - 1, 0);
+  let lo = 0, hi = bytes.length; // the first hi bytes fail to decode, the first lo do not
+  if (decodes(hi, true)) {
+    if (decodes(hi, false)) return bytes.length;
+    lo = hi; // only the last character is cut short
+  } else {
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >>> 1;
+      if (decodes(mid, true)) lo = mid;
+      else hi = mid;
     }
   }
-  let lo = 0, hi = bytes.length; // fails(hi), and not fails(lo)
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >>> 1;
-    if (fails(mid)) hi = mid;
-    else lo = mid;
-  }
-  return hi - 1;
+  // the bytes up to lo decode when streaming; a character they end inside is where it broke
+  if (decodes(lo, false)) return lo;
+  let start = lo - 1;
+  while (start > 0 && bytes[start] >= 0x80 && bytes[start] < 0xc0) start--;
+  return start;
 }
 
 /**

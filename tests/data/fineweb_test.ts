@@ -1,6 +1,7 @@
 // lib/data/fineweb/: shards as build-nanogpt's fineweb.py writes them, from jsonl and parquet,
 // deterministic, resumable, and from a (loopback) Hugging Face hub.
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import {
@@ -8,6 +9,7 @@ import {
   fetchFinewebFiles,
   listHubDatasetFiles,
   localInputs,
+  readDocuments,
   type ShardProgress,
   tokenizeToShards,
 } from "../../lib/data/fineweb/mod.ts";
@@ -247,6 +249,79 @@ Deno.test("fineweb: a jsonl line without a text field is an error naming the lin
     (e: Error) => e.message.startsWith(`${input}:3: expected a string "text" field`),
   );
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("fineweb: jsonl lines longer than a read, with characters across reads, come back whole", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const texts = ["é".repeat(100_001), "short", "日本".repeat(70_000) + "🙂", ""];
+    const path = join(dir, "long.jsonl");
+    await writeJsonl(path, texts);
+    const read: string[] = [];
+    for await (const batch of readDocuments(localInputs([path]))) read.push(...batch.texts);
+    assertEquals(read, texts);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fineweb: inputs without a document are an error, and nothing is written or removed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const empty = join(dir, "empty.jsonl"), blank = join(dir, "blank.jsonl");
+    const none = join(dir, "none.txt");
+    await Deno.writeTextFile(empty, "");
+    await Deno.writeTextFile(blank, "\n\n  \n");
+    await Deno.writeTextFile(none, "");
+    const out = join(dir, "shards");
+    await rejects(tokenizeToShards(localInputs([empty, blank, none]), { outDir: out, ...quiet }), {
+      message: `Expected documents in the inputs (${empty}, ${blank}, ${none}), found none: ` +
+        "nothing was written",
+    });
+    assertEquals(existsSync(out), false, "the folder it would have made is not left behind");
+    // an earlier complete run's shards survive a --restart over empty input
+    await tokenizeToShards(localInputs([SAMPLE]), { outDir: out, shardSize: 3000, ...quiet });
+    const names = await shardNames(out);
+    const record = await Deno.readTextFile(join(out, "edufineweb_progress.json"));
+    await rejects(
+      tokenizeToShards(localInputs([empty]), { outDir: out, restart: true, ...quiet }),
+      /^Error: Expected documents in the input \(.*empty\.jsonl\), found none/,
+    );
+    assertEquals(await shardNames(out), names);
+    assertEquals(await Deno.readTextFile(join(out, "edufineweb_progress.json")), record);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fineweb: a file as the output folder, and inputs that are not UTF-8, are errors naming them", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "out.txt");
+    await Deno.writeTextFile(file, "keep me");
+    await rejects(tokenizeToShards(localInputs([SAMPLE]), { outDir: file, ...quiet }), {
+      message: `Expected a folder for the shards at ${file}, found a file`,
+    });
+    assertEquals(await Deno.readTextFile(file), "keep me");
+    const jsonl = join(dir, "latin1.jsonl"), text = join(dir, "latin1.txt");
+    const cafe = [0x7b, 0x22, 0x74, 0x65, 0x78, 0x74, 0x22, 0x3a, 0x22, 0x63, 0xe9, 0x22, 0x7d];
+    await Deno.writeFile(
+      jsonl,
+      Uint8Array.from([...new TextEncoder().encode('{"text":"ok"}\n'), ...cafe]),
+    );
+    await Deno.writeFile(text, Uint8Array.of(0x63, 0x61, 0x66, 0xe9));
+    const out = join(dir, "o");
+    await rejects(tokenizeToShards(localInputs([jsonl]), { outDir: out, ...quiet }), {
+      message:
+        `${jsonl}:2: expected UTF-8 text, found bytes that are not UTF-8 (at byte 11 of the line)`,
+    });
+    await rejects(tokenizeToShards(localInputs([text]), { outDir: out, ...quiet }), {
+      message: `Expected a UTF-8 text file at ${text}, found bytes that are not UTF-8 at offset 3`,
+    });
+    assertEquals(await shardNames(out), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {

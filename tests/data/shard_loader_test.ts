@@ -170,7 +170,7 @@ Deno.test("openTokenData: a binary file, a non-UTF-8 text file and one .npy shar
     await Deno.writeFile(latin1, Uint8Array.of(0x63, 0x61, 0x66, 0xe9, 0x0a)); // "café\n"
     await rejects(openTokenData(latin1, "train", 1, 4), {
       message:
-        `Expected a UTF-8 text file at ${latin1}, found bytes that are not UTF-8 at offset 4`,
+        `Expected a UTF-8 text file at ${latin1}, found bytes that are not UTF-8 at offset 3`,
     });
     // one shard instead of its folder: recognised by numpy's magic, pointing to the folder
     const shard = join(dir, "edufineweb_train_000001.npy");
@@ -178,7 +178,7 @@ Deno.test("openTokenData: a binary file, a non-UTF-8 text file and one .npy shar
       message: `Expected a shard folder or a text file at ${shard}, found one .npy shard: ` +
         `pass its folder, --data ${dir}`,
     });
-    await rejects(DataLoaderLite.fromTextFile(latin1, 1, 1), /not UTF-8 at offset 4/);
+    await rejects(DataLoaderLite.fromTextFile(latin1, 1, 1), /not UTF-8 at offset 3/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

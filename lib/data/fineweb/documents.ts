@@ -7,6 +7,7 @@
  */
 
 import { extname } from "node:path";
+import { invalidUtf8Offset, readTextFileStrict } from "../../io/files.ts";
 import { type DocumentBatch, readParquet } from "./parquet.ts";
 
 /** One input file of documents. */
@@ -26,10 +27,12 @@ export function localInputs(paths: string[]): DocumentInput[] {
 
 /**
  * The documents of `inputs` in order, from input `start.file`, row `start.row` on, in
- * batches of at most `batchDocs` documents that never span two files.
+ * batches of at most `batchDocs` documents that never span two files. An empty text file is
+ * no document (as a blank jsonl line is none).
  *
  * @throws {Error} naming the file (and line) for a jsonl line without a string `"text"`, a
- * parquet file without a `text` column, or a file that cannot be parsed.
+ * parquet file without a `text` column, a file that cannot be parsed, or a text or jsonl file
+ * that is not UTF-8.
  */
 export async function* readDocuments(
   inputs: DocumentInput[],
@@ -45,7 +48,8 @@ export async function* readDocuments(
     } else if (ext === ".jsonl" || ext === ".json" || ext === ".ndjson") {
       yield* readJsonl(path, file, firstRow, batchDocs);
     } else if (firstRow === 0) {
-      yield { file, row: 0, texts: [await Deno.readTextFile(path)] };
+      const text = await readTextFileStrict(path);
+      if (text !== "") yield { file, row: 0, texts: [text] };
     }
   }
 }
@@ -59,10 +63,18 @@ async function* readJsonl(
   let row = 0, lineNo = 0;
   let batch: DocumentBatch = { file, row: firstRow, texts: [] };
   const handle = await Deno.open(path, { read: true });
-  const decoder = new TextDecoder();
-  let rest = "";
-  const take = (line: string): void => {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  const take = (bytes: Uint8Array): void => {
     lineNo++;
+    let line: string;
+    try {
+      line = decoder.decode(bytes);
+    } catch {
+      throw new Error(
+        `${path}:${lineNo}: expected UTF-8 text, found bytes that are not UTF-8 ` +
+          `(at byte ${invalidUtf8Offset(bytes) + 1} of the line)`,
+      );
+    }
     if (line.trim() === "") return; // blank lines are not documents
     if (row++ < firstRow) return;
     let text: unknown;
@@ -76,17 +88,22 @@ async function* readJsonl(
     }
     batch.texts.push(text);
   };
+  // lines are cut on the bytes ("\n" is never inside a UTF-8 character) and decoded strictly
+  // one by one, so that a bad byte is reported with its line
+  const pending: Uint8Array[] = []; // the start of a line that runs over chunks
   try {
     for await (const chunk of handle.readable) {
-      const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
-      rest = lines.pop()!;
-      for (const line of lines) {
-        take(line);
+      let start = 0;
+      for (let nl = chunk.indexOf(10); nl >= 0; nl = chunk.indexOf(10, start)) {
+        pending.push(chunk.subarray(start, nl));
+        take(concatBytes(pending.splice(0)));
+        start = nl + 1;
         if (batch.texts.length >= batchDocs) {
           yield batch;
           batch = { file, row: row, texts: [] };
         }
       }
+      if (start < chunk.length) pending.push(chunk.slice(start));
     }
   } finally {
     try {
@@ -95,6 +112,17 @@ async function* readJsonl(
       // the readable stream closes the file when it ends
     }
   }
-  take(rest + decoder.decode());
+  take(concatBytes(pending));
   if (batch.texts.length > 0) yield batch;
+}
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

@@ -65,8 +65,10 @@ export interface TokenizeResult {
  * Tokenizes `inputs` into shards in `options.outDir`, resuming from the progress record
  * there when one exists.
  *
- * @throws {Error} when the progress record belongs to other inputs or another shard size,
- * when an input cannot be read, or when a tokenizing worker fails.
+ * @throws {Error} when `outDir` cannot be made, when the progress record belongs to other
+ * inputs or another shard size, when an input cannot be read, when the inputs hold no
+ * document (nothing is left behind: a folder this call made is removed), or when a tokenizing
+ * worker fails.
  */
 export async function tokenizeToShards(
   inputs: DocumentInput[],
@@ -75,7 +77,7 @@ export async function tokenizeToShards(
   const shardSize = options.shardSize ?? DEFAULT_SHARD_SIZE;
   const prefix = options.prefix ?? FINEWEB_PREFIX;
   const outDir = options.outDir;
-  await Deno.mkdir(outDir, { recursive: true });
+  const madeOutDir = await makeFolder(outDir);
   const progressPath = join(outDir, progressFileName(prefix));
   const names = inputs.map((i) => i.name);
   const { state, resumed } = await openProgress(
@@ -83,7 +85,8 @@ export async function tokenizeToShards(
     { inputs: names, shardSize, prefix },
     options.restart ?? false,
   );
-  if (!resumed) await removeShards(outDir, prefix); // a fresh run: no stale shards may stay
+  // a fresh run: no stale shards may stay, removed once there is a document to replace them
+  let stale = !resumed;
   const allShards = (n: number): string[] =>
     Array.from({ length: n }, (_, i) => join(outDir, shardFileName(prefix, i)));
   if (state.complete) {
@@ -111,6 +114,8 @@ export async function tokenizeToShards(
   const pool = new TokenizerPool(options.workers ?? defaultWorkers());
   try {
     await tokenizeInOrder(readDocuments(inputs, state.next, 4096), pool, async (batch, result) => {
+      if (stale) await removeShards(outDir, prefix);
+      stale = false;
       await run.push(batch, result);
       counter.documents = run.documents;
       bar.update(run.tokens);
@@ -120,6 +125,15 @@ export async function tokenizeToShards(
     // a failed batch leaves the others pending: stop the workers so the process can exit
     pool.close();
     bar.done();
+  }
+  if (run.state.shards === 0) {
+    // no document at all: no shard, and no record claiming a complete run of none
+    if (madeOutDir) await Deno.remove(outDir).catch(() => {});
+    throw new Error(
+      `Expected documents in the input${names.length === 1 ? "" : "s"} (${
+        describeInputs(names)
+      }), found none: nothing was written`,
+    );
   }
   const done = await run.complete();
   return {
@@ -131,6 +145,32 @@ export async function tokenizeToShards(
     seconds: (performance.now() - start) / 1000,
     resumed,
   };
+}
+
+/** Makes `dir` (and its parents); true when it did not exist. Errors name the folder. */
+async function makeFolder(dir: string): Promise<boolean> {
+  let info: Deno.FileInfo | null = null;
+  try {
+    info = await Deno.stat(dir);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      throw new Error(`Cannot make the shard folder ${dir}: ${(error as Error).message}`);
+    }
+  }
+  if (info?.isDirectory) return false;
+  if (info) throw new Error(`Expected a folder for the shards at ${dir}, found a file`);
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+  } catch (error) {
+    throw new Error(`Cannot make the shard folder ${dir}: ${(error as Error).message}`);
+  }
+  return true;
+}
+
+/** The first inputs' names for a message, and how many more there are. */
+function describeInputs(names: string[]): string {
+  const shown = names.slice(0, 3).join(", ");
+  return names.length > 3 ? `${shown} and ${names.length - 3} more` : shown;
 }
 
 /**
