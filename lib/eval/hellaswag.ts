@@ -18,6 +18,7 @@ import { type DatasetFile, type ResolveDataOptions, resolveDataset } from "../da
 import type { GPT } from "../model/gpt.ts";
 import { noGrad, Tensor } from "../model/tensor.ts";
 import { getGpt2Tokenizer } from "../data/tokenizer.ts";
+import { readTextFileStrict } from "../io/files.ts";
 
 /** Where build-nanogpt downloads HellaSwag's validation set from (rowanz/hellaswag). */
 export const HELLASWAG_VAL_URL =
@@ -93,10 +94,11 @@ export function resolveHellaswag(
  * The examples of a HellaSwag jsonl file (`ctx`, `endings`, `label` per line), the first
  * `limit` of them when given.
  *
- * @throws {Error} naming the file and line for a line that is not such an example.
+ * @throws {Error} naming the file and line for a line that is not such an example, and naming
+ * the file when it holds no example (an accuracy of 0/0 measures nothing) or is not UTF-8.
  */
 export async function loadHellaswag(path: string, limit?: number): Promise<HellaswagExample[]> {
-  const lines = (await Deno.readTextFile(path)).split("\n");
+  const lines = (await readTextFileStrict(path)).split("\n");
   const examples: HellaswagExample[] = [];
   for (let i = 0; i < lines.length; i++) {
     if (limit !== undefined && examples.length >= limit) break;
@@ -118,6 +120,9 @@ export async function loadHellaswag(path: string, limit?: number): Promise<Hella
       );
     }
     examples.push({ ind: raw.ind, ctx, endings, label: label! });
+  }
+  if (examples.length === 0) {
+    throw new Error(`Expected HellaSwag examples (one JSON object a line) in ${path}, found none`);
   }
   return examples;
 }

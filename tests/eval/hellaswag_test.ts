@@ -113,6 +113,25 @@ Deno.test("hellaswag: a malformed line names the file and line", async () => {
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("hellaswag: a file with no example, or not UTF-8, is an error naming it (not 0/0 accuracy)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const empty = join(dir, "empty.jsonl");
+    await Deno.writeTextFile(empty, "\n  \n");
+    await rejects(loadHellaswag(empty), {
+      message: `Expected HellaSwag examples (one JSON object a line) in ${empty}, found none`,
+    });
+    const binary = join(dir, "model.safetensors");
+    await Deno.writeFile(binary, Uint8Array.of(8, 0, 0, 0, 0, 0, 0, 0, 123, 125));
+    await rejects(loadHellaswag(binary), {
+      message:
+        `Expected a UTF-8 text file at ${binary}, found a binary file (a NUL byte at offset 1)`,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "hellaswag_test_" });
   try {
