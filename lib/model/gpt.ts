@@ -229,9 +229,18 @@ export class GPT extends Module {
 
   /**
    * Loads a Hugging Face GPT-2 folder (`config.json` + `model.safetensors`), or with a
-   * network one of "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl" from the hub.
+   * network one of "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl" from the hub. Weights
+   * holding NaN or infinite values load (an evaluation of them may still be wanted), with a
+   * warning line naming the first few such tensors and their count.
+   *
+   * @throws {Error} for a path that is neither a folder nor a GPT-2 model type, a bad
+   * `config.json` (naming the file and the field), and tensors that do not fit the model.
    */
-  static async fromPretrained(backend: Backend, dirOrName: string): Promise<GPT> {
+  static async fromPretrained(
+    backend: Backend,
+    dirOrName: string,
+    options: FromPretrainedOptions = {},
+  ): Promise<GPT> {
     const dir = await resolvePretrained(dirOrName);
     const config = await readHfConfig(`${dir}/config.json`);
     const file = `${dir}/model.safetensors`;
@@ -239,6 +248,7 @@ export class GPT extends Module {
     const model = new GPT(backend, config, { skipInit: true });
     const shapes = new Map(model.namedParameters().map(([n, p]) => [n, p.shape]));
     const weights = new Map<string, Float32Array>();
+    const nonFinite: NonFiniteTensor[] = [];
     for (const [key, t] of st.tensors) {
       // the causal-mask buffers are not parameters; lm_head is tied to wte
       if (key.endsWith(".attn.bias") || key.endsWith(".attn.masked_bias")) continue;
@@ -247,6 +257,8 @@ export class GPT extends Module {
       const expected = shapes.get(name);
       if (!expected) throw new Error(`${file}: unexpected tensor "${key}"`);
       let data = toFloat32(t, key);
+      const bad = countNonFinite(data);
+      if (bad > 0) nonFinite.push({ name: key, count: bad, size: data.length });
       let shape = t.shape;
       if (CONV1D_WEIGHTS.some((w) => name.endsWith(w))) {
         // Conv1D stores [in, out]; nn.Linear wants [out, in]
@@ -267,8 +279,42 @@ export class GPT extends Module {
       weights.set(name, data);
     }
     model.loadStateDict(weights, file);
+    if (nonFinite.length > 0) (options.warn ?? console.warn)(nonFiniteWarning(file, nonFinite));
     return model;
   }
+}
+
+/** Options of {@linkcode GPT.fromPretrained}. */
+export interface FromPretrainedOptions {
+  /** Where the warning about non-finite weights goes; `console.warn` (stderr) by default. */
+  warn?: (line: string) => void;
+}
+
+/** A tensor holding NaN or infinite values: its name in the file and how many of its values. */
+export interface NonFiniteTensor {
+  name: string;
+  count: number;
+  size: number;
+}
+
+/** The number of NaN and infinite values in `data`. */
+export function countNonFinite(data: Float32Array): number {
+  let n = 0;
+  // x - x is 0 for a finite x and NaN for NaN and +-Infinity: one test for both
+  for (let i = 0; i < data.length; i++) if (data[i] - data[i] !== 0) n++;
+  return n;
+}
+
+/**
+ * The warning line for weights with non-finite values: the first few tensors (with how many of
+ * their values) and the count of them all.
+ */
+export function nonFiniteWarning(source: string, tensors: readonly NonFiniteTensor[]): string {
+  const shown = tensors.slice(0, 3).map((t) => `${t.name} (${t.count} of ${t.size})`);
+  const more = tensors.length > 3 ? `, and ${tensors.length - 3} more` : "";
+  const count = tensors.length === 1 ? "1 tensor holds" : `${tensors.length} tensors hold`;
+  return `warning: ${source}: ${count} NaN or infinite values: ${shown.join(", ")}${more}; ` +
+    `what this model computes will not mean anything`;
 }
 
 function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
@@ -279,37 +325,88 @@ function transpose(data: Float32Array, rows: number, cols: number): Float32Array
   return out;
 }
 
-/** Reads a Hugging Face GPT2Config `config.json`. */
+/**
+ * Reads a Hugging Face GPT2Config `config.json`.
+ *
+ * @throws {Error} naming the file (and the field) when it cannot be read, is not a JSON
+ * object, lacks a positive integer size, or has an `n_embd` that `n_head` does not divide.
+ */
 export async function readHfConfig(path: string): Promise<GPTConfig> {
-  let raw: Record<string, number>;
+  let raw: unknown;
   try {
     raw = JSON.parse(await Deno.readTextFile(path));
   } catch (e) {
     throw new Error(`Cannot read the model config ${path}: ${(e as Error).message}`);
   }
-  const config = {
-    n_layer: raw.n_layer,
-    n_head: raw.n_head,
-    n_embd: raw.n_embd,
-    block_size: raw.n_positions ?? raw.n_ctx,
-    vocab_size: raw.vocab_size,
-  };
-  for (const [k, v] of Object.entries(config)) {
-    if (!Number.isInteger(v) || v <= 0) {
-      throw new Error(`${path}: expected a positive integer for ${k}, found ${v}`);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new Error(
+      `${path}: expected a JSON object (GPT2Config), found ${
+        raw === null ? "null" : Array.isArray(raw) ? "an array" : typeof raw
+      }`,
+    );
+  }
+  const fields = raw as Record<string, unknown>;
+  const size = (field: string): number => {
+    const v = fields[field];
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+      throw new Error(
+        `${path}: expected a positive integer for ${field}, found ${
+          v === undefined ? "no such field" : JSON.stringify(v)
+        }`,
+      );
     }
+    return v;
+  };
+  const config: GPTConfig = {
+    n_layer: size("n_layer"),
+    n_head: size("n_head"),
+    n_embd: size("n_embd"),
+    // block_size is n_positions, or the older n_ctx
+    block_size: size(
+      fields.n_positions !== undefined && fields.n_positions !== null ? "n_positions" : "n_ctx",
+    ),
+    vocab_size: size("vocab_size"),
+  };
+  if (config.n_embd % config.n_head !== 0) {
+    throw new Error(
+      `${path}: expected n_embd divisible by n_head, found n_embd ${config.n_embd} and ` +
+        `n_head ${config.n_head}`,
+    );
   }
   return config;
 }
 
+/**
+ * The folder of `dirOrName`: a local folder as it is, a GPT-2 model type downloaded from the
+ * hub; anything else is an error that says which of the two was expected.
+ */
 async function resolvePretrained(dirOrName: string): Promise<string> {
+  let info: Deno.FileInfo | null = null;
   try {
-    if ((await Deno.stat(dirOrName)).isDirectory) return dirOrName;
+    info = await Deno.stat(dirOrName);
   } catch {
-    // not a local folder: a hub model name
+    // not a local path: a hub model name, or a mistyped folder
   }
-  const { snapshotGpt2 } = await import("../io/hub.ts");
-  return await snapshotGpt2(dirOrName);
+  if (info?.isDirectory) return dirOrName;
+  const hub = await import("../io/hub.ts");
+  if (info === null && isGpt2ModelType(hub.gpt2HubRepo, dirOrName)) {
+    return await hub.snapshotGpt2(dirOrName);
+  }
+  throw new Error(
+    `Expected a folder holding config.json and model.safetensors, or a GPT-2 model type (${
+      Object.keys(hub.GPT2_HUB_REPOS).join(", ")
+    }), found ${info === null ? "no folder" : "a file"} at ${dirOrName}`,
+  );
+}
+
+/** Whether the hub knows `name` as a GPT-2 model type (`gpt2HubRepo` throws for others). */
+function isGpt2ModelType(gpt2HubRepo: (name: string) => string, name: string): boolean {
+  try {
+    gpt2HubRepo(name);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -1,9 +1,15 @@
 // lib/model/gpt.ts: Hugging Face GPT-2 folders in and out (the errors bad ones give), GPT-2's
 // parameter counts and initialisation, and gradients accumulating over micro-batches.
-import { deepStrictEqual as assertEquals, rejects, throws } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
-import { GPT, gptConfig, savePretrained } from "../../lib/model/gpt.ts";
+import {
+  countNonFinite,
+  GPT,
+  gptConfig,
+  nonFiniteWarning,
+  savePretrained,
+} from "../../lib/model/gpt.ts";
 import * as ops from "../../lib/model/ops.ts";
 import { readSafetensors, toFloat32, writeSafetensors } from "../../lib/io/safetensors.ts";
 import { Tensor } from "../../lib/model/tensor.ts";
@@ -54,6 +60,87 @@ Deno.test("fromPretrained: missing, unexpected and mis-shaped tensors are named"
     /"h\.0\.attn\.c_attn\.weight" has shape \[32,96\] after the Conv1D transpose, expected \[96,32\]/,
   );
   await rejects(GPT.fromPretrained(backend, "/nonexistent-dir/gpt2"), /gpt2|hub|model/i);
+});
+
+Deno.test("fromPretrained: a folder that is not there, or a file, says a folder or a model type was expected", async () => {
+  const types = "gpt2, gpt2-medium, gpt2-large, gpt2-xl";
+  await rejects(GPT.fromPretrained(backend, "/nonexistent-dir/gpt2"), {
+    message: "Expected a folder holding config.json and model.safetensors, or a GPT-2 model " +
+      `type (${types}), found no folder at /nonexistent-dir/gpt2`,
+  });
+  const file = join(tinyDir, "config.json");
+  await rejects(GPT.fromPretrained(backend, file), {
+    message: "Expected a folder holding config.json and model.safetensors, or a GPT-2 model " +
+      `type (${types}), found a file at ${file}`,
+  });
+});
+
+Deno.test("fromPretrained: a config.json holding null, a missing size or n_embd not divisible by n_head names the file and field", async () => {
+  const dir = await tinyCopy(() => {});
+  const path = join(dir, "config.json");
+  const config = JSON.parse(await Deno.readTextFile(path));
+  const write = (value: unknown) => Deno.writeTextFile(path, JSON.stringify(value));
+  try {
+    await write(null);
+    await rejects(GPT.fromPretrained(backend, dir), {
+      message: `${path}: expected a JSON object (GPT2Config), found null`,
+    });
+    await write({ ...config, n_embd: 30 }); // n_head 4
+    await rejects(GPT.fromPretrained(backend, dir), {
+      message: `${path}: expected n_embd divisible by n_head, found n_embd 30 and n_head 4`,
+    });
+    await write({ ...config, n_head: null });
+    await rejects(GPT.fromPretrained(backend, dir), {
+      message: `${path}: expected a positive integer for n_head, found null`,
+    });
+    const { n_positions: _, n_ctx: __, ...noLength } = config;
+    await write(noLength);
+    await rejects(GPT.fromPretrained(backend, dir), {
+      message: `${path}: expected a positive integer for n_ctx, found no such field`,
+    });
+    await write({ ...config, n_positions: "16" });
+    await rejects(GPT.fromPretrained(backend, dir), {
+      message: `${path}: expected a positive integer for n_positions, found "16"`,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fromPretrained: weights with NaN or infinite values load, with a warning naming the tensors", async () => {
+  const dir = await tinyCopy((t) => {
+    t.get("wte.weight")!.data.fill(NaN, 0, 5);
+    t.get("h.0.attn.c_attn.weight")!.data[7] = Infinity;
+    t.get("h.1.ln_2.bias")!.data[0] = -Infinity;
+    t.get("ln_f.weight")!.data[1] = NaN;
+  });
+  try {
+    const warnings: string[] = [];
+    const model = await GPT.fromPretrained(backend, dir, { warn: (l) => warnings.push(l) });
+    // in the file's order, the first three and the count
+    assertEquals(warnings, [
+      `warning: ${dir}/model.safetensors: 4 tensors hold NaN or infinite values: ` +
+      "h.0.attn.c_attn.weight (1 of 3072), h.1.ln_2.bias (1 of 32), ln_f.weight (1 of 32), " +
+      "and 1 more; what this model computes will not mean anything",
+    ]);
+    const wte = (await new Map(model.namedParameters()).get("transformer.wte.weight")!
+      .toArray()) as Float32Array;
+    ok(Number.isNaN(wte[0]), "the weights are loaded as they are");
+    // finite weights: no warning
+    await GPT.fromPretrained(backend, tinyDir, { warn: (l) => warnings.push(l) });
+    assertEquals(warnings.length, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("countNonFinite and nonFiniteWarning", () => {
+  assertEquals(countNonFinite(Float32Array.of(0, -0, 1e38, NaN, Infinity, -Infinity, 3)), 3);
+  assertEquals(
+    nonFiniteWarning("m.safetensors", [{ name: "wte.weight", count: 2, size: 10 }]),
+    "warning: m.safetensors: 1 tensor holds NaN or infinite values: wte.weight (2 of 10); " +
+      "what this model computes will not mean anything",
+  );
 });
 
 Deno.test("savePretrained writes a folder fromPretrained reads back identically", async () => {
