@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { GPTConfig } from "../model/gpt.ts";
+import { formatBytes } from "../io/progress.ts";
 import { Generator } from "../model/random.ts";
 import { generate } from "../model/sample.ts";
 import { decodePadded, getGpt2Tokenizer } from "../data/tokenizer.ts";
@@ -17,14 +19,18 @@ import {
   stringFlag,
 } from "./flags.ts";
 
+/** The longest --max-length, in block sizes: past one, each token re-reads the last block. */
+const MAX_LENGTH_BLOCKS = 16;
+
 const HELP = `deno task sample [flags]
 
   --weights DIR|NAME          a Hugging Face GPT-2 folder (model.safetensors + config.json), or
                               gpt2, gpt2-medium, gpt2-large, gpt2-xl from the hub (default gpt2)
   --prompt TEXT               default "Hello, I'm a language model,"
   --prompt-ids 5,40,8,43      token ids instead of text (for models with their own vocabulary)
-  --num-return-sequences N    default 5
-  --max-length N              total tokens per sequence, prompt included (default 30)
+  --num-return-sequences N    default 5 (at most what half of this machine's memory holds)
+  --max-length N              total tokens per sequence, prompt included (default 30; at most
+                              ${MAX_LENGTH_BLOCKS} x the block size: past it the context is cropped)
   --top-k K                   default 50
   --greedy                    argmax instead of sampling
   --seed N                    generator seed (default 42): same seed, same text
@@ -59,13 +65,7 @@ await runMain(async () => {
   const idsFlag = stringFlag(f, "prompt-ids");
   if (idsFlag !== undefined) {
     if (f.prompt !== undefined) throw new Error("Pass --prompt or --prompt-ids, not both");
-    prompt = idsFlag.split(",").map((s) => {
-      const n = Number(s.trim());
-      if (!Number.isInteger(n) || n < 0 || n >= V) {
-        throw new Error(`--prompt-ids expects comma-separated integers in [0, ${V}), found "${s}"`);
-      }
-      return n;
-    });
+    prompt = parsePromptIds(idsFlag, V);
   } else {
     prompt = tokenizer.encode(stringFlag(f, "prompt", "Hello, I'm a language model,"));
     const bad = prompt.find((t) => t >= V);
@@ -77,7 +77,15 @@ await runMain(async () => {
   }
   if (prompt.length === 0) throw new Error("The prompt is empty");
   const maxLength = numberFlag(f, "max-length", 30, { integer: true, min: prompt.length });
+  const lengthLimit = MAX_LENGTH_BLOCKS * block_size;
+  if (maxLength > lengthLimit) {
+    throw new Error(
+      `--max-length expects an integer in [${prompt.length}, ${lengthLimit}] (at most ` +
+        `${MAX_LENGTH_BLOCKS} x the model's block size ${block_size}), found "${f["max-length"]}"`,
+    );
+  }
   const n = numberFlag(f, "num-return-sequences", 5, { integer: true, min: 1 });
+  checkSequencesFit(n, f["num-return-sequences"], maxLength, model.config);
   if (maxLength > block_size) {
     log(
       `note: --max-length ${maxLength} exceeds the block size; the context is cropped to ${block_size}`,
@@ -98,3 +106,51 @@ await runMain(async () => {
     else console.log(`> ${text ?? tokens.join(",")}`);
   }
 });
+
+/**
+ * `--prompt-ids`: comma-separated token ids of the model's vocabulary of `V`; an empty list or
+ * an empty item (`5,40,`) is an error, not token 0.
+ */
+function parsePromptIds(flag: string, V: number): number[] {
+  const expects = `--prompt-ids expects comma-separated integers in [0, ${V})`;
+  if (flag.trim() === "") throw new Error(`${expects}, found an empty list`);
+  return flag.split(",").map((item, i) => {
+    const s = item.trim();
+    if (s === "") throw new Error(`${expects}, found an empty item (number ${i + 1}) in "${flag}"`);
+    const id = /^\d+$/.test(s) ? Number(s) : NaN;
+    if (!(id < V)) throw new Error(`${expects}, found "${item}"`);
+    return id;
+  });
+}
+
+/**
+ * Refuses `n` sequences whose forward passes would not fit in half of this machine's memory
+ * (each step's logits, their host copy and one layer's activations), at once rather than
+ * after minutes of allocating.
+ */
+function checkSequencesFit(
+  n: number,
+  raw: unknown,
+  maxLength: number,
+  config: GPTConfig,
+): void {
+  let total: number;
+  try {
+    total = Deno.systemMemoryInfo().total;
+  } catch {
+    return; // no --allow-sys: nothing to measure against
+  }
+  const T = Math.max(Math.min(maxLength - 1, config.block_size), 1); // the longest forward
+  const perSequence = 4 * T * (2 * config.vocab_size + 16 * config.n_embd) +
+    4 * config.n_head * T * T;
+  const most = Math.max(Math.floor(total / 2 / perSequence), 1);
+  if (n <= most) return;
+  const need = `${
+    formatBytes(perSequence)
+  } per step (${T} x ${config.vocab_size} logits and activations)`;
+  throw new Error(
+    `--num-return-sequences expects an integer in [1, ${most}] for --max-length ${maxLength}, ` +
+      `found "${raw}": each sequence needs about ${need}, and half of this machine's ` +
+      `${formatBytes(total)} of memory holds ${most}`,
+  );
+}
