@@ -7,6 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { checkOutputFolder } from "../io/files.ts";
 import { parseModelSize, plotLogs } from "../plot/mod.ts";
 import { numberFlag, runMain, stringFlag } from "./flags.ts";
 
@@ -52,11 +53,16 @@ await runMain(async () => {
   }
   if (logs.length === 0) throw new Error("Expected one or more log files, found none (see --help)");
   const out = stringFlag(f, "out", "plots");
+  await checkOutputFolder("--out", out);
   const written = await plotLogs(logs, out, {
     labels,
     size: parseModelSize(stringFlag(f, "model", "124M")),
     title: stringFlag(f, "title"),
     pngScale: numberFlag(f, "scale", 2, { min: 0.1 }),
+  }).catch((e) => {
+    // the logs' own errors name them; an OS error left is one of writing the figure
+    if (!Object.values(Deno.errors).some((OsError) => e instanceof OsError)) throw e;
+    throw new Error(`--out ${out}: cannot write the figure there (${(e as Error).message})`);
   });
   for (const run of written.runs) {
     const { train, val, hella } = run.log;

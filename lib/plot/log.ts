@@ -153,7 +153,12 @@ export function parseLog(text: string, options: ParseLogOptions = {}): RunLog {
   return { format, train, val, hella, other, warnings };
 }
 
-/** Reads and parses a log file (see {@linkcode parseLog}). */
+/**
+ * Reads and parses a log file (see {@linkcode parseLog}).
+ *
+ * @throws {Error} naming the path when it is missing, a folder (the message names the
+ * `log.txt` or `main.log` inside it, if there is one) or cannot be read.
+ */
 export async function readLog(path: string, options: ParseLogOptions = {}): Promise<RunLog> {
   let text: string;
   try {
@@ -162,9 +167,37 @@ export async function readLog(path: string, options: ParseLogOptions = {}): Prom
     if (e instanceof Deno.errors.NotFound) {
       throw new Error(`Log file ${path} not found: expected a log.txt or llm.c main.log`);
     }
-    throw e;
+    if (e instanceof Deno.errors.IsADirectory || (await isFolder(path))) {
+      const inside = await logInFolder(path);
+      throw new Error(
+        `Expected a log file at ${path}, found a folder` +
+          (inside ? `: pass ${inside}` : " (with no log.txt or main.log in it)"),
+      );
+    }
+    throw new Error(`Cannot read the log file ${path}: ${(e as Error).message}`);
   }
   return parseLog(text, { source: path, ...options });
+}
+
+async function isFolder(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/** `log.txt` or `main.log` in the folder `dir` (a run's log folder), or null. */
+async function logInFolder(dir: string): Promise<string | null> {
+  for (const name of ["log.txt", "main.log"]) {
+    const path = `${dir.replace(/\/+$/, "")}/${name}`;
+    try {
+      if ((await Deno.stat(path)).isFile) return path;
+    } catch {
+      // not there: the next name
+    }
+  }
+  return null;
 }
 
 /** A series with no points. */

@@ -1,5 +1,5 @@
 // `deno task plot` (lib/cli/plot.ts): three log formats overlaid, the summary printed, the files
-// written, and bad input failing clearly.
+// written, and bad input failing clearly (a folder given as a log, --out that is a file).
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -63,6 +63,31 @@ Deno.test("plot task: three formats overlaid, summary printed, files written; ba
     assert.match(labels.stderr, /^error: Expected one --label per log \(1\), found 2$/m);
     const missing = await run("nope.txt");
     assert.match(missing.stderr, /^error: Log file nope\.txt not found/m);
+    // a run's folder instead of its log: the message names the log inside it
+    const folder = await run("ours", "--out", "from_folder");
+    assert.equal(folder.code, 1);
+    assert.match(
+      folder.stderr,
+      /^error: Expected a log file at ours, found a folder: pass ours\/log\.txt$/m,
+    );
+    await Deno.mkdir(join(dir, "empty"));
+    const empty = await run("empty", "--out", "from_folder");
+    assert.match(
+      empty.stderr,
+      /^error: Expected a log file at empty, found a folder \(with no log\.txt or main\.log in it\)$/m,
+    );
+    assert.ok(!existsSync(join(dir, "from_folder")), "nothing written");
+    // --out naming a file, or a path under one: the flag is named, the file left alone
+    await Deno.writeTextFile(join(dir, "taken"), "keep me");
+    const file = await run("main.log", "--out", "taken");
+    assert.equal(file.code, 1);
+    assert.match(file.stderr, /^error: --out taken: expected a folder, found a file$/m);
+    const under = await run("main.log", "--out", "taken/figs");
+    assert.match(
+      under.stderr,
+      /^error: --out taken\/figs: cannot use it as a folder \(Not a directory/m,
+    );
+    assert.equal(await Deno.readTextFile(join(dir, "taken")), "keep me");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
