@@ -12,7 +12,7 @@
 import { join } from "node:path";
 import { REPO_ROOT } from "../data/datasets.ts";
 import { launch } from "../ddp/launcher.ts";
-import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task ddp --nproc-per-node N [launcher flags] -- [train flags]
 
@@ -34,17 +34,7 @@ await runMain(async () => {
   const split = Deno.args.indexOf("--");
   const own = split >= 0 ? Deno.args.slice(0, split) : Deno.args;
   const trainArgs = split >= 0 ? Deno.args.slice(split + 1) : [];
-  const f = parseFlags(own, {
-    "nproc-per-node": { type: "string" },
-    nnodes: { type: "string" },
-    "node-rank": { type: "string" },
-    "master-addr": { type: "string" },
-    "master-port": { type: "string" },
-    timeout: { type: "string" },
-    transport: { type: "string" },
-    script: { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
+  const f = parseLauncherFlags(own);
   if (f.help) {
     console.log(HELP);
     return;
@@ -70,3 +60,30 @@ await runMain(async () => {
   });
   if (code !== 0) Deno.exit(code);
 });
+
+/**
+ * The launcher's own flags. An unknown one is most likely a train flag given without `--`
+ * (`deno task ddp --nproc-per-node 2 --steps 10`): the error says where train flags go.
+ */
+function parseLauncherFlags(args: string[]): FlagValues {
+  try {
+    return parseFlags(args, {
+      "nproc-per-node": { type: "string" },
+      nnodes: { type: "string" },
+      "node-rank": { type: "string" },
+      "master-addr": { type: "string" },
+      "master-port": { type: "string" },
+      timeout: { type: "string" },
+      transport: { type: "string" },
+      script: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    });
+  } catch (e) {
+    const unknown = /^Unknown option '([^']+)'/.exec((e as Error).message);
+    if (unknown === null) throw e;
+    throw new Error(
+      `Unknown launcher option '${unknown[1]}': train flags go after --, as in ` +
+        `deno task ddp --nproc-per-node 2 -- ${unknown[1]} ... (see --help)`,
+    );
+  }
+}

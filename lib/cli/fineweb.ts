@@ -20,6 +20,7 @@ import {
   readDocuments,
   tokenizeToShards,
 } from "../data/fineweb/mod.ts";
+import { checkOutputFolder } from "../io/files.ts";
 import { formatCount } from "../io/progress.ts";
 import { listFlag, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
@@ -81,6 +82,8 @@ await runMain(async () => {
     return;
   }
 
+  const outDir = resolve(stringFlag(f, "out", join(repoDataDir(), "edu_fineweb10B")));
+  await checkOutputFolder("--out", outDir); // before any download
   let inputs: DocumentInput[];
   if (paths !== undefined) {
     inputs = localInputs(paths);
@@ -94,7 +97,6 @@ await runMain(async () => {
       `fineweb: ${inputs.length} parquet file(s) of ${FINEWEB_REPO} ${FINEWEB_SAMPLE_DIR}`,
     );
   }
-  const outDir = resolve(stringFlag(f, "out", join(repoDataDir(), "edu_fineweb10B")));
   const shardSize = numberFlag(f, "shard-size", DEFAULT_SHARD_SIZE, { integer: true, min: 1 });
   const result = await tokenizeToShards(inputs, {
     outDir,
@@ -117,6 +119,12 @@ await runMain(async () => {
       (result.resumed ? `; resumed, wrote ${result.written} shard(s)` : "") +
       `; ${formatCount(rate)} tokens/s on ${workers} worker(s)`,
   );
+  if (result.shards.length === 1) {
+    console.warn(
+      `warning: only the validation shard was written (${result.tokens} tokens, fewer than ` +
+        `--shard-size ${shardSize}): training needs a train shard too; pass a smaller --shard-size`,
+    );
+  }
 });
 
 /** The files of each `--input`: a file as is, a folder's .parquet/.jsonl files sorted. */

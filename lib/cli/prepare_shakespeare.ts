@@ -10,6 +10,7 @@
 import { join, resolve } from "node:path";
 import { repoDataDir, resolveTinyShakespeare } from "../data/datasets.ts";
 import { localInputs, tokenizeToShards } from "../data/fineweb/mod.ts";
+import { checkOutputFolder } from "../io/files.ts";
 import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task prepare-shakespeare [flags]
@@ -32,11 +33,13 @@ await runMain(async () => {
     console.log(HELP);
     return;
   }
-  const input = await resolveTinyShakespeare(stringFlag(f, "data"));
   const outDir = resolve(stringFlag(f, "out", join(repoDataDir(), "tinyshakespeare_shards")));
+  await checkOutputFolder("--out", outDir); // before a download
+  const input = await resolveTinyShakespeare(stringFlag(f, "data"));
+  const shardSize = numberFlag(f, "shard-size", 32768, { integer: true, min: 1 });
   const result = await tokenizeToShards(localInputs([input]), {
     outDir,
-    shardSize: numberFlag(f, "shard-size", 32768, { integer: true, min: 1 }),
+    shardSize,
     prefix: "tinyshakespeare",
     workers: 1, // one document: one worker
     restart: true, // seconds of work: always redo
@@ -46,4 +49,10 @@ await runMain(async () => {
       result.shards.length - 1
     } train), ${result.tokens.toLocaleString("en-US")} tokens in ${outDir}`,
   );
+  if (result.shards.length === 1) {
+    console.warn(
+      `warning: only the validation shard was written (${result.tokens} tokens, fewer than ` +
+        `--shard-size ${shardSize}): training needs a train shard too; pass a smaller --shard-size`,
+    );
+  }
 });
