@@ -1,6 +1,7 @@
 /**
- * Files and downloads, the bottom layer: safetensors and numpy `.npy` files, resumable
- * downloads with progress bars, the Hugging Face hub, the project's cache folder.
+ * Files and downloads, the bottom layer: safetensors and numpy `.npy` files, text decoded
+ * strictly, output folders checked, resumable downloads with progress bars, the Hugging Face
+ * hub, the project's cache folder.
  *
  * @module
  */
@@ -11,3 +12,4 @@ export * from "./download.ts";
 export * from "./hub.ts";
 export * from "./cache.ts";
 export * from "./progress.ts";
+export * from "./files.ts";
