@@ -206,6 +206,8 @@ export interface ResolvedHyperparameters {
  * The preset's values with every flag of the table that `flags` holds applied (each checked by
  * {@linkcode parseHyperparameter}); a null totalBatchSize made B*T*world (no accumulation);
  * with `--max-lr` alone, minLr a tenth of it, as build-nanogpt sets min_lr.
+ *
+ * @throws {Error} for a flag's bad value, or a minLr above maxLr (naming where each came from).
  */
 export function resolveHyperparameters(
   preset: Hyperparameters,
@@ -228,6 +230,14 @@ export function resolveHyperparameters(
   if (notes.has("maxLr") && !notes.has("minLr")) {
     values.minLr = values.maxLr * 0.1;
     notes.set("minLr", "max-lr/10");
+  }
+  if (values.minLr > values.maxLr) {
+    const from = (key: "minLr" | "maxLr") => notes.has(key) ? "" : " (the preset's)";
+    throw new Error(
+      `--min-lr ${values.minLr}${from("minLr")} is above --max-lr ${values.maxLr}${
+        from("maxLr")
+      }: the learning rate decays from --max-lr to --min-lr, so pass a --min-lr at most ${values.maxLr}`,
+    );
   }
   return { values, notes };
 }
