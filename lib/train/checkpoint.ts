@@ -6,13 +6,16 @@
  *   Conv1D layout), so `deno task sample --weights <dir>` and `transformers` read it;
  * - `optimizer.safetensors`: AdamW's first and second moments per parameter
  *   (`<name>.exp_avg`, `<name>.exp_avg_sq`, PyTorch's names);
- * - `state.json`: the step, AdamW's step count and settings, every rank's data-loader
- *   position and RNG state, the loss scaler's state (runs with loss scaling), the run's
- *   settings, and the size and SHA-256 of each file.
+ * - `state.json`: the step, the run's id, AdamW's step count and settings, every rank's
+ *   data-loader position and RNG state, the loss scaler's state (runs with loss scaling), the
+ *   run's settings, and the size and SHA-256 of each file;
+ * - `state.json.sha256`: the SHA-256 of `state.json` itself (`sha256sum -c` reads it).
  *
  * A checkpoint is written into a temporary folder that is renamed into place once
- * complete, so a crash never leaves a half-written `step_*`; on load every file is checked
- * against `state.json`, so a truncated or altered one is refused with the file named.
+ * complete, so a crash never leaves a half-written `step_*`, and only when every parameter
+ * and moment is finite. On load `state.json` is checked against its hash and for consistency
+ * (step, data positions), and every file against `state.json`, so a truncated or altered one
+ * is refused with the file named. Pruning removes only the same run's older checkpoints.
  *
  * @module
  */
@@ -24,9 +27,16 @@ import type { AdamW } from "./optim.ts";
 import { readSafetensors, toFloat32, writeSafetensors } from "../io/safetensors.ts";
 import type { Backend } from "../backend.ts";
 import type { GradScalerState } from "./grad_scaler.ts";
+import { listNames, nonFiniteArrays, nonFiniteBuffers, trainingBuffers } from "./finite.ts";
 
-/** Format tag in `state.json`. */
-export const CHECKPOINT_FORMAT = "gpt2-ts-checkpoint/1";
+/** Format tag in `state.json`: version 2 has `state.json.sha256` and a run id. */
+export const CHECKPOINT_FORMAT = "gpt2-ts-checkpoint/2";
+
+/** The format before `state.json.sha256`, still read (its `state.json` is only cross-checked). */
+const CHECKPOINT_FORMAT_1 = "gpt2-ts-checkpoint/1";
+
+/** The file beside `state.json` that holds its SHA-256. */
+export const STATE_HASH_FILE = "state.json.sha256";
 
 /** What one rank contributes to a checkpoint. */
 export interface RankState {
@@ -41,6 +51,11 @@ export interface CheckpointState {
   format: string;
   /** Optimizer steps done: the run continues at this step. */
   step: number;
+  /**
+   * The run this checkpoint belongs to (kept by a resumed run); pruning removes only the same
+   * run's checkpoints. Absent in version-1 checkpoints.
+   */
+  runId?: string;
   worldSize: number;
   config: GPTConfig;
   /** The run's settings (B, T, total batch size, schedule, seed, ...). */
@@ -71,6 +86,8 @@ export interface SaveCheckpointInput {
   model: GPT;
   optimizer: AdamW;
   step: number;
+  /** The run's id: pruning removes only checkpoints with the same one. */
+  runId: string;
   run: Record<string, unknown>;
   ranks: RankState[];
   loss: number | null;
@@ -79,35 +96,74 @@ export interface SaveCheckpointInput {
 }
 
 const STEP_DIR = /^step_(\d+)$/;
+/** A checkpoint being written, by the process in its name: `step_000020.tmp-1234`. */
+const TMP_DIR = /^step_\d+\.tmp-(\d+)$/;
+
+/** A checkpoint refused because values went non-finite: `tensors` names them. */
+export class NonFiniteCheckpointError extends Error {
+  constructor(readonly path: string, readonly tensors: string[]) {
+    super(
+      `Refusing to write checkpoint ${path}: non-finite values in ${listNames(tensors)}`,
+    );
+    this.name = "NonFiniteCheckpointError";
+  }
+}
 
 /** `<logDir>/checkpoints`. */
 export function checkpointsDir(logDir: string): string {
   return join(logDir, "checkpoints");
 }
 
+/** The folder of the checkpoint after `step` steps in `dir`: `<dir>/step_000020`. */
+export function checkpointPath(dir: string, step: number): string {
+  return join(dir, `step_${String(step).padStart(6, "0")}`);
+}
+
 async function sha256(path: string): Promise<{ bytes: number; sha256: string }> {
   const data = await Deno.readFile(path);
+  return { bytes: data.length, sha256: await sha256Hex(data) };
+}
+
+async function sha256Hex(data: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
-  return {
-    bytes: data.length,
-    sha256: Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""),
-  };
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**
  * Writes a checkpoint of `input` into `<dir>/step_<step>` atomically (a temporary folder,
- * then a rename), then deletes all but the newest `keep`. Returns the folder.
+ * then a rename), then deletes the same run's older checkpoints beyond the newest `keep`
+ * (the one just written always stays). Returns the folder.
+ *
+ * @throws {NonFiniteCheckpointError} when a parameter or moment holds a NaN or an infinity:
+ * nothing is written. Any other failure (a full disk) removes the temporary folder.
  */
 export async function saveCheckpoint(
   dir: string,
   input: SaveCheckpointInput,
   { keep = 3 }: { keep?: number } = {},
 ): Promise<string> {
-  const { model, optimizer } = input;
+  const final = checkpointPath(dir, input.step);
+  const bad = await nonFiniteBuffers(trainingBuffers(input.model, input.optimizer));
+  if (bad.length) throw new NonFiniteCheckpointError(final, bad);
   await Deno.mkdir(dir, { recursive: true });
-  const final = join(dir, `step_${String(input.step).padStart(6, "0")}`);
   const tmp = `${final}.tmp-${Deno.pid}`;
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  try {
+    await writeCheckpointFiles(tmp, input);
+    await Deno.remove(final, { recursive: true }).catch(() => {});
+    await Deno.rename(tmp, final);
+  } catch (e) {
+    // a full disk must not stay full of a checkpoint that can never be used
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+  await pruneCheckpoints(dir, keep, input.runId, input.step);
+  return final;
+}
+
+/** The checkpoint's files in the folder `tmp`: model, moments, state.json and its hash. */
+async function writeCheckpointFiles(tmp: string, input: SaveCheckpointInput): Promise<void> {
+  const { model, optimizer } = input;
   await savePretrained(model, tmp);
 
   const names = new Map(model.namedParameters().map(([n, p]) => [p, n]));
@@ -131,6 +187,7 @@ export async function saveCheckpoint(
   const state: CheckpointState = {
     format: CHECKPOINT_FORMAT,
     step: input.step,
+    runId: input.runId,
     worldSize: input.ranks.length,
     config: model.config,
     run: input.run,
@@ -149,11 +206,9 @@ export async function saveCheckpoint(
     loss: input.loss,
     files,
   };
-  await Deno.writeTextFile(join(tmp, "state.json"), JSON.stringify(state, null, 1) + "\n");
-  await Deno.remove(final, { recursive: true }).catch(() => {});
-  await Deno.rename(tmp, final);
-  await pruneCheckpoints(dir, keep);
-  return final;
+  const text = new TextEncoder().encode(JSON.stringify(state, null, 1) + "\n");
+  await Deno.writeFile(join(tmp, "state.json"), text);
+  await Deno.writeTextFile(join(tmp, STATE_HASH_FILE), `${await sha256Hex(text)}  state.json\n`);
 }
 
 /** The complete checkpoints of `dir`, oldest first (temporary folders are not listed). */
@@ -171,11 +226,67 @@ export async function listCheckpoints(dir: string): Promise<{ step: number; path
   return out.sort((a, b) => a.step - b.step);
 }
 
-async function pruneCheckpoints(dir: string, keep: number): Promise<void> {
-  const all = await listCheckpoints(dir);
-  for (const c of all.slice(0, Math.max(0, all.length - Math.max(1, keep)))) {
+/**
+ * Removes run `runId`'s checkpoints older than step `current` beyond the newest `keep - 1`
+ * (the one of step `current`, just written and finite, is the `keep`-th). Other runs'
+ * checkpoints, and later ones (a run resumed from an earlier step), are left alone.
+ */
+async function pruneCheckpoints(
+  dir: string,
+  keep: number,
+  runId: string,
+  current: number,
+): Promise<void> {
+  const older: { step: number; path: string }[] = [];
+  for (const c of await listCheckpoints(dir)) {
+    if (c.step < current && (await readRunId(c.path)) === runId) older.push(c);
+  }
+  for (const c of older.slice(0, Math.max(0, older.length - (Math.max(1, keep) - 1)))) {
     await Deno.remove(c.path, { recursive: true });
   }
+}
+
+/** The run id in a checkpoint's state.json, or null (none, unreadable, or version 1). */
+async function readRunId(path: string): Promise<string | null> {
+  try {
+    const state = JSON.parse(await Deno.readTextFile(join(path, "state.json")));
+    return typeof state?.runId === "string" ? state.runId : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The checkpoints of `dir` that belong to another run than `runId` (a recorded run id that
+ * differs; version-1 checkpoints, which record none, are nobody's).
+ */
+export async function otherRunsCheckpoints(
+  dir: string,
+  runId: string | undefined,
+): Promise<string[]> {
+  const out: string[] = [];
+  for (const c of await listCheckpoints(dir)) {
+    const id = await readRunId(c.path);
+    if (id !== null && id !== runId) out.push(c.path);
+  }
+  return out;
+}
+
+/** Checkpoint writes left in `dir` (`step_*.tmp-<pid>`), with the pid of their writer. */
+export async function listTemporaryFolders(
+  dir: string,
+): Promise<{ path: string; pid: number }[]> {
+  const out: { path: string; pid: number }[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      const m = TMP_DIR.exec(e.name);
+      if (e.isDirectory && m) out.push({ path: join(dir, e.name), pid: Number(m[1]) });
+    }
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+  return out.sort((a, b) => a.path.localeCompare(b.path));
 }
 
 /**
@@ -194,14 +305,25 @@ export async function resolveResume(resume: string, logDir: string | null): Prom
   return all[all.length - 1].path;
 }
 
+/** What {@linkcode readCheckpointState} verifies. */
+export interface VerifyOptions {
+  /** The recorded files to check against their size and SHA-256; default all of them. */
+  files?: readonly string[];
+}
+
 /**
- * Reads and verifies `state.json` of a checkpoint folder: every file it lists must be
- * there with the recorded size and SHA-256.
+ * Reads and verifies `state.json` of a checkpoint folder: it must match the hash beside it
+ * (`state.json.sha256`) and be consistent (the step, AdamW's step count, one entry per rank,
+ * data positions on the run's B*T*world grid), and every file it lists (or those of
+ * `options.files`) must be there with the recorded size and SHA-256.
  */
-export async function readCheckpointState(path: string): Promise<CheckpointState> {
-  let text: string;
+export async function readCheckpointState(
+  path: string,
+  options: VerifyOptions = {},
+): Promise<CheckpointState> {
+  let bytes: Uint8Array<ArrayBuffer>;
   try {
-    text = await Deno.readTextFile(join(path, "state.json"));
+    bytes = await Deno.readFile(join(path, "state.json"));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new Error(
@@ -212,39 +334,134 @@ export async function readCheckpointState(path: string): Promise<CheckpointState
   }
   let state: CheckpointState;
   try {
-    state = JSON.parse(text);
+    state = JSON.parse(new TextDecoder().decode(bytes));
   } catch (e) {
     throw new Error(
       `Checkpoint ${path} is corrupt: state.json is not valid JSON (${(e as Error).message})`,
     );
   }
-  if (state.format !== CHECKPOINT_FORMAT) {
+  if (state?.format !== CHECKPOINT_FORMAT && state?.format !== CHECKPOINT_FORMAT_1) {
     throw new Error(
-      `Checkpoint ${path}: expected format "${CHECKPOINT_FORMAT}", found "${state.format}"`,
+      `Checkpoint ${path}: expected format "${CHECKPOINT_FORMAT}", found "${state?.format}"`,
     );
   }
-  for (const [name, expected] of Object.entries(state.files ?? {})) {
-    let got;
-    try {
-      got = await sha256(join(path, name));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new Error(`Checkpoint ${path} is incomplete: ${name} is missing`);
-      }
-      throw e;
+  if (state.format === CHECKPOINT_FORMAT) await verifyStateHash(path, bytes);
+  checkStateConsistent(path, state);
+  const recorded = Object.entries(state.files ?? {});
+  const wanted = options.files ?? recorded.map(([name]) => name);
+  for (const name of wanted) {
+    const expected = state.files?.[name];
+    if (!expected) {
+      throw new Error(`Checkpoint ${path} is corrupt: state.json records no hash of ${name}`);
     }
-    if (got.bytes !== expected.bytes) {
-      throw new Error(
-        `Checkpoint ${path} is corrupt: ${name} has ${got.bytes} bytes, expected ${expected.bytes} (truncated?)`,
-      );
-    }
-    if (got.sha256 !== expected.sha256) {
-      throw new Error(
-        `Checkpoint ${path} is corrupt: ${name} has SHA-256 ${got.sha256}, expected ${expected.sha256}`,
-      );
-    }
+    await verifyFile(path, name, expected);
   }
   return state;
+}
+
+/** `state.json` against `state.json.sha256`: an edited or damaged state is refused. */
+async function verifyStateHash(path: string, bytes: Uint8Array<ArrayBuffer>): Promise<void> {
+  let line: string;
+  try {
+    line = await Deno.readTextFile(join(path, STATE_HASH_FILE));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`Checkpoint ${path} is incomplete: ${STATE_HASH_FILE} is missing`);
+    }
+    throw e;
+  }
+  const expected = /^([0-9a-f]{64})\s/.exec(line)?.[1];
+  if (!expected) {
+    throw new Error(
+      `Checkpoint ${path} is corrupt: ${STATE_HASH_FILE} does not hold a SHA-256 of state.json`,
+    );
+  }
+  const got = await sha256Hex(bytes);
+  if (got !== expected) {
+    throw new Error(
+      `Checkpoint ${path} is corrupt: state.json has SHA-256 ${got}, expected ${expected} (${STATE_HASH_FILE}): it was edited or damaged`,
+    );
+  }
+}
+
+/**
+ * The checks that hold for every state.json this code writes, so that an edit (a version-1
+ * checkpoint has no hash of its state) is caught where it would change the run.
+ */
+function checkStateConsistent(path: string, state: CheckpointState): void {
+  const fail = (what: string): never => {
+    throw new Error(`Checkpoint ${path} is corrupt: state.json ${what}`);
+  };
+  const isCount = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0;
+  if (!isCount(state.step)) fail(`has step ${state.step}, expected a whole number`);
+  const stepCount = state.optimizer?.stepCount;
+  // loss scaling skips steps, so AdamW may have taken fewer than the run
+  if (!isCount(stepCount) || stepCount > state.step) {
+    fail(`has AdamW step count ${stepCount}, expected a whole number up to step ${state.step}`);
+  }
+  if (!Array.isArray(state.ranks) || state.ranks.length !== state.worldSize) {
+    fail(
+      `has ${
+        Array.isArray(state.ranks) ? state.ranks.length : "no"
+      } rank entries, expected worldSize = ${state.worldSize}`,
+    );
+  }
+  const B = state.run?.B, T = state.run?.T;
+  if (typeof B !== "number" || typeof T !== "number") return;
+  // each rank starts at B*T*rank and moves B*T*world a batch (lib/data/shard_loader.ts)
+  const stride = B * T * state.worldSize;
+  state.ranks.forEach((r, rank) => {
+    const position = (r.loader as { position?: unknown } | null)?.position;
+    if (position === undefined) return;
+    if (!isCount(position) || (position - B * T * rank) % stride !== 0) {
+      fail(
+        `has rank ${rank}'s data position ${position}, expected ${
+          B * T * rank
+        } plus a multiple of B*T*world = ${stride}`,
+      );
+    }
+  });
+}
+
+/** One recorded file: there, with its size and SHA-256. */
+async function verifyFile(
+  path: string,
+  name: string,
+  expected: { bytes: number; sha256: string },
+): Promise<void> {
+  let got;
+  try {
+    got = await sha256(join(path, name));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`Checkpoint ${path} is incomplete: ${name} is missing`);
+    }
+    throw e;
+  }
+  if (got.bytes !== expected.bytes) {
+    throw new Error(
+      `Checkpoint ${path} is corrupt: ${name} has ${got.bytes} bytes, expected ${expected.bytes} (truncated?)`,
+    );
+  }
+  if (got.sha256 !== expected.sha256) {
+    throw new Error(
+      `Checkpoint ${path} is corrupt: ${name} has SHA-256 ${got.sha256}, expected ${expected.sha256}`,
+    );
+  }
+}
+
+/** The files a checkpoint's model is read from (`GPT.fromPretrained`). */
+export const MODEL_FILES: readonly string[] = ["model.safetensors", "config.json"];
+
+/**
+ * When `dir` is a checkpoint folder (it holds `state.json`): its state, verified, and its
+ * model files checked against the recorded hashes, for reading the model alone (`sample`,
+ * `hellaswag`); else null (a Hugging Face folder or a hub name: nothing to check against).
+ */
+export async function verifyCheckpointModel(dir: string): Promise<CheckpointState | null> {
+  const info = await Deno.stat(join(dir, "state.json")).catch(() => null);
+  if (!info?.isFile) return null;
+  return await readCheckpointState(dir, { files: MODEL_FILES });
 }
 
 /** A verified checkpoint, loaded: the model, and the state to restore the rest from. */
@@ -268,6 +485,29 @@ export async function loadCheckpoint(backend: Backend, path: string): Promise<Lo
     moments.set(name, { m: toFloat32(m, name).slice(), v: toFloat32(v, name).slice() });
   }
   return { path, state, model, moments };
+}
+
+/**
+ * Refuses a loaded checkpoint whose weights or moments hold a NaN or an infinity (one written
+ * before checkpoints were checked), naming them: resuming it would only repeat the NaN.
+ */
+export async function checkFiniteCheckpoint(ckpt: LoadedCheckpoint): Promise<void> {
+  const bad = [
+    ...(await nonFiniteBuffers(trainingBuffers(ckpt.model, null))),
+    ...nonFiniteArrays(
+      [...ckpt.moments].flatMap(([name, mv]) => [
+        [`${name}.exp_avg`, mv.m] as [string, Float32Array],
+        [`${name}.exp_avg_sq`, mv.v] as [string, Float32Array],
+      ]),
+    ),
+  ];
+  if (bad.length) {
+    throw new Error(
+      `Checkpoint ${ckpt.path} holds non-finite values in ${
+        listNames(bad)
+      }: resuming it would repeat them; resume from an earlier checkpoint`,
+    );
+  }
 }
 
 /** Puts AdamW's step count, learning rate and moments back from a loaded checkpoint. */

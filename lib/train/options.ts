@@ -46,7 +46,11 @@ export interface TrainOptions {
   warmupSteps: number;
   weightDecay: number;
   seed: number;
-  /** Folder for `log.txt`, `checkpoints/` and the final `model/`; null writes nothing. */
+  /**
+   * Folder for `log.txt`, `checkpoints/` and the final `model/`; null writes nothing. One run
+   * at a time (a lock file); a fresh run is refused where it holds checkpoints, unless
+   * `overwrite`. An empty name is an error.
+   */
   logDir: string | null;
   /** Validation loss, HellaSwag and samples every this many steps and at the last; 0: never. */
   evalEvery?: number;
@@ -58,6 +62,11 @@ export interface TrainOptions {
   keepCheckpoints?: number;
   /** A checkpoint folder, or "latest" (the newest in `<logDir>/checkpoints`). */
   resume?: string | null;
+  /**
+   * A fresh run in a log folder that holds an earlier run: remove its checkpoints, `log.txt`
+   * and `model/` first (`--overwrite`); default false, which refuses such a folder.
+   */
+  overwrite?: boolean;
   /** The DDP process group; a single process by default. */
   group?: ProcessGroup;
   /** HellaSwag at each evaluation, when given. */
@@ -122,6 +131,11 @@ export interface TrainResult {
   checkpoint: string | null;
   /** Why the run ended before its last step ("SIGINT"), or null. */
   stoppedBy: string | null;
+  /**
+   * True when the resumed checkpoint had reached `steps` already: nothing ran and nothing was
+   * written (`model` is the checkpoint's).
+   */
+  nothingLeft: boolean;
   /** The loss scaler's state at the end, with loss scaling; else null. */
   gradScaler: GradScalerState | null;
 }

@@ -4,9 +4,11 @@
  * accumulation over micro-steps, the gradients all-reduced across ranks after the last one,
  * (3) clipping, the lr schedule and AdamW, (4) the step line and `log.txt`, (5) once in a
  * while a checkpoint. What is built before the first step is in `setup.ts`, the evaluation in
- * `evaluate.ts`. Checkpoints resume exactly; a NaN loss stops the run; SIGINT/SIGTERM save a
- * checkpoint and end the run cleanly. Opt-in f16 matmuls (WebGPU) come with dynamic loss
- * scaling (lib/train/grad_scaler.ts): a step whose gradients overflow is skipped.
+ * `evaluate.ts`. Checkpoints resume exactly; a non-finite loss or gradient norm stops the run
+ * before the weights change, and a checkpoint is never written with non-finite values, so the
+ * last checkpoint is always a good one; SIGINT/SIGTERM save a checkpoint and end the run
+ * cleanly. Opt-in f16 matmuls (WebGPU) come with dynamic loss scaling
+ * (lib/train/grad_scaler.ts): a step whose gradients overflow is skipped.
  *
  * @module
  */
@@ -14,9 +16,16 @@
 import { savePretrained } from "../model/gpt.ts";
 import * as ops from "../model/ops.ts";
 import { Tensor } from "../model/tensor.ts";
-import { checkpointsDir, type RankState, saveCheckpoint } from "./checkpoint.ts";
+import {
+  checkpointPath,
+  checkpointsDir,
+  NonFiniteCheckpointError,
+  type RankState,
+  saveCheckpoint,
+} from "./checkpoint.ts";
 import { allReduceGradients } from "./ddp_sync.ts";
 import { evaluate } from "./evaluate.ts";
+import { listNames } from "./finite.ts";
 import type { EvalStats, StepStats, TrainOptions, TrainResult } from "./options.ts";
 import { clipGradNorm, getLr } from "./optim.ts";
 import { setMatmulPrecision } from "./precision.ts";
@@ -38,7 +47,21 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 }
 
 async function run(o: TrainOptions): Promise<TrainResult> {
-  const r = await setupRun(o);
+  const setup = await setupRun(o);
+  if ("nothingLeft" in setup) {
+    const { model, path } = setup.nothingLeft;
+    const none = { history: [], evals: [], modelDir: null, stoppedBy: null, gradScaler: null };
+    return { model, ...none, checkpoint: path, nothingLeft: true };
+  }
+  try {
+    return await trainSteps(setup, o);
+  } finally {
+    await setup.release(); // the log folder's lock, once everything is written
+  }
+}
+
+/** The steps from `r.startStep` to `o.steps`, then the model saved. */
+async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
   const { model, optimizer, scaler, say } = r;
   const history: StepStats[] = [];
   const evals: EvalStats[] = [];
@@ -63,14 +86,18 @@ async function run(o: TrainOptions): Promise<TrainResult> {
       // gradient comes out multiplied by it (clipGradNorm divides it out again)
       const lossScale = scaler?.scale;
       const { loss, stopHere } = await accumulateGradients(r, o, lossScale);
-      if (!Number.isFinite(loss)) throw nonFiniteLoss(loss, step, lastCheckpoint);
+      if (!Number.isFinite(loss)) throw nonFinite(`Loss became ${loss}`, step, lastCheckpoint);
       // the true norm; with loss scaling, the gradients unscaled in the same pass. Under DDP
       // every rank holds the same averaged gradients, so all see the same norm and an
       // overflow skips the step on every rank alike.
       const norm = await clipGradNorm(model.parameters(), 1.0, lossScale);
       // with loss scaling, an inf/NaN gradient (the loss itself was finite) is an overflow:
-      // the weights and AdamW's state are left alone and the scale backs off
+      // the weights and AdamW's state are left alone and the scale backs off; without, the
+      // gradients are beyond repair and the step would write NaN into the weights
       const skipped = scaler !== null && !Number.isFinite(norm);
+      if (scaler === null && !Number.isFinite(norm)) {
+        throw nonFinite(`Gradient norm became ${norm}`, step, lastCheckpoint);
+      }
       // determine and set the learning rate for this iteration
       const lr = getLr(step, r.schedule);
       optimizer.lr = lr;
@@ -86,7 +113,7 @@ async function run(o: TrainOptions): Promise<TrainResult> {
       o.onStep?.(stats);
 
       if (lastStep || stopHere || (checkpointEvery > 0 && (step + 1) % checkpointEvery === 0)) {
-        lastCheckpoint = await checkpoint(r, o, step + 1, loss) ?? lastCheckpoint;
+        lastCheckpoint = await checkpoint(r, o, step + 1, loss, lastCheckpoint) ?? lastCheckpoint;
       }
       if (stopHere && !lastStep) {
         stoppedBy = r.stopSignal() ?? "a signal on another rank";
@@ -101,9 +128,18 @@ async function run(o: TrainOptions): Promise<TrainResult> {
   } finally {
     r.dispose();
   }
-  const modelDir = stoppedBy ? null : await saveModel(r, o);
+  const modelDir = stoppedBy ? null : await saveModel(r, o, lastCheckpoint);
   const gradScaler = scaler?.state() ?? null;
-  return { model, history, evals, modelDir, checkpoint: lastCheckpoint, stoppedBy, gradScaler };
+  return {
+    model,
+    history,
+    evals,
+    modelDir,
+    checkpoint: lastCheckpoint,
+    stoppedBy,
+    gradScaler,
+    nothingLeft: false,
+  };
 }
 
 /**
@@ -148,15 +184,21 @@ async function accumulateGradients(
   return { loss: lossAccum, stopHere };
 }
 
-/** The error that stops a run whose loss is no longer finite, before the weights change. */
-function nonFiniteLoss(loss: number, step: number, lastCheckpoint: string | null): Error {
+/**
+ * The error that stops a run whose loss or gradient norm is no longer finite, before the
+ * weights change: `what` (`Loss became NaN`) at `step`, and the checkpoint to go back to.
+ */
+function nonFinite(what: string, step: number, lastCheckpoint: string | null): Error {
   return new Error(
-    `Loss became ${loss} at step ${step}: stopping without updating the weights; ${
-      lastCheckpoint
-        ? `the last good checkpoint is ${lastCheckpoint} (--resume latest, perhaps with a lower --max-lr)`
-        : "no checkpoint was written yet (try a lower --max-lr)"
-    }`,
+    `${what} at step ${step}: stopping without updating the weights; ${lastGood(lastCheckpoint)}`,
   );
+}
+
+/** Where to go back to: the last checkpoint (always finite: none is written otherwise). */
+function lastGood(lastCheckpoint: string | null): string {
+  return lastCheckpoint
+    ? `the last good checkpoint is ${lastCheckpoint} (--resume ${lastCheckpoint}, perhaps with a lower --max-lr)`
+    : "no checkpoint was written yet (try a lower --max-lr)";
 }
 
 /** build-nanogpt's step line, and `{step} train {loss}` in log.txt (rank 0). */
@@ -190,14 +232,17 @@ async function logEval(r: RunSetup, o: TrainOptions, e: EvalStats): Promise<void
 
 /**
  * A checkpoint after `step` optimizer steps: every rank sends its data position and RNG
- * state, rank 0 writes them with the model and AdamW's moments. Returns its folder (rank 0),
- * else null; no log folder: nothing is written.
+ * state, rank 0 writes them with the model and AdamW's moments. Returns its folder on every
+ * rank; no log folder: nothing is written, null. When rank 0 cannot write it (non-finite
+ * values, a full disk), every rank stops with the same message, naming the checkpoint to
+ * resume from.
  */
 async function checkpoint(
   r: RunSetup,
   o: TrainOptions,
   step: number,
   loss: number,
+  lastCheckpoint: string | null,
 ): Promise<string | null> {
   if (!o.logDir) return null;
   const mine: RankState = {
@@ -205,29 +250,81 @@ async function checkpoint(
     rng: { sample: r.sampleRng.getState() },
   };
   const all = await r.group.allGatherBytes(new TextEncoder().encode(JSON.stringify(mine)));
-  let path: string | null = null;
+  let outcome: { path?: string; error?: string } = {};
+  let failure: unknown = null;
   if (r.master) {
     const ranks = all.map((b) => JSON.parse(new TextDecoder().decode(b)) as RankState);
-    path = await saveCheckpoint(checkpointsDir(o.logDir), {
-      model: r.model,
-      optimizer: r.optimizer,
-      step,
-      ranks,
-      loss,
-      gradScaler: r.scaler?.state() ?? null,
-      run: { ...o.runInfo, ...runSettings(o), world: r.world },
-    }, { keep: o.keepCheckpoints ?? 3 });
-    console.log(`saved checkpoint ${path}`);
+    try {
+      const path = await saveCheckpoint(checkpointsDir(o.logDir), {
+        model: r.model,
+        optimizer: r.optimizer,
+        step,
+        runId: r.runId,
+        ranks,
+        loss,
+        gradScaler: r.scaler?.state() ?? null,
+        run: { ...o.runInfo, ...runSettings(o), world: r.world },
+      }, { keep: o.keepCheckpoints ?? 3 });
+      console.log(`saved checkpoint ${path}`);
+      outcome = { path };
+    } catch (e) {
+      failure = e;
+      outcome = { error: checkpointFailure(e, checkpointsDir(o.logDir), step, lastCheckpoint) };
+    }
   }
-  await r.group.barrier();
-  return path;
+  // every rank learns where the checkpoint went (or why it did not), after rank 0 wrote it
+  if (r.world > 1) {
+    const shared = await r.group.allGatherBytes(new TextEncoder().encode(JSON.stringify(outcome)));
+    outcome = JSON.parse(new TextDecoder().decode(shared[0]));
+  }
+  if (outcome.error) throw new Error(outcome.error, failure ? { cause: failure } : undefined);
+  return outcome.path ?? null;
 }
 
-/** The trained model as a Hugging Face folder, `<logDir>/model` (rank 0), else null. */
-async function saveModel(r: RunSetup, o: TrainOptions): Promise<string | null> {
+/** Why the checkpoint of `step` was not written, and what to resume from. */
+function checkpointFailure(
+  e: unknown,
+  dir: string,
+  step: number,
+  lastCheckpoint: string | null,
+): string {
+  if (e instanceof NonFiniteCheckpointError) {
+    return `Weights or AdamW moments became non-finite at step ${step - 1} (${
+      listNames(e.tensors)
+    }): stopping without writing ${e.path}; ${lastGood(lastCheckpoint)}`;
+  }
+  return `Writing the checkpoint ${checkpointPath(dir, step)} failed: ${
+    (e as Error).message
+  }; stopped after step ${step - 1}: ${
+    lastCheckpoint
+      ? `once the cause is fixed (a full disk: free some space), continue with --resume ${lastCheckpoint}`
+      : "no checkpoint was written yet: once the cause is fixed (a full disk: free some space), start the run again"
+  }`;
+}
+
+/**
+ * The trained model as a Hugging Face folder, `<logDir>/model` (rank 0), else null. When it
+ * cannot be written, the message points to the last checkpoint, which holds the same weights.
+ */
+async function saveModel(
+  r: RunSetup,
+  o: TrainOptions,
+  lastCheckpoint: string | null,
+): Promise<string | null> {
   if (!o.logDir || !r.master) return null;
   const modelDir = `${o.logDir}/model`;
-  await savePretrained(r.model, modelDir);
+  try {
+    await savePretrained(r.model, modelDir);
+  } catch (e) {
+    throw new Error(
+      `Saving the model to ${modelDir} failed: ${(e as Error).message}${
+        lastCheckpoint
+          ? `; ${lastCheckpoint} holds the same weights (deno task sample --weights ${lastCheckpoint})`
+          : ""
+      }`,
+      { cause: e },
+    );
+  }
   console.log(
     `saved the model to ${modelDir} (Hugging Face layout; deno task sample --weights ${modelDir})`,
   );

@@ -1,0 +1,219 @@
+/**
+ * One run per log folder. Before a run writes anything, rank 0 claims `--log-dir`:
+ *
+ * - the folder is made (a file there, or a folder that cannot be made or written, is an error
+ *   naming `--log-dir`);
+ * - `train.lock` is taken: an exclusive `flock` on it, which the kernel drops when its holder
+ *   dies, and the holder's pid, host and start time written in it for the message a second
+ *   trainer gets. A lock file whose holder is gone is stale: it is taken over, saying so;
+ * - checkpoint writes that a dead run left half done (`step_*.tmp-<pid>`) are removed, saying so;
+ * - a fresh run (no `--resume`) in a folder that holds checkpoints is refused, unless
+ *   `--overwrite` asks for the earlier run's checkpoints, `log.txt` and `model/` to go first
+ *   (with `--resume` only of a checkpoint elsewhere: it would remove what it resumes).
+ *
+ * @module
+ */
+
+import { hostname } from "node:os";
+import { join, relative, resolve } from "node:path";
+import { checkpointsDir, listCheckpoints, listTemporaryFolders } from "./checkpoint.ts";
+
+/** The lock file's name in the log folder. */
+export const LOCK_FILE = "train.lock";
+
+/** What the lock file says about its holder. */
+export interface LockOwner {
+  pid: number;
+  host: string;
+  /** ISO time the run started. */
+  startedAt: string;
+}
+
+/** A claimed log folder; `release` at the run's end (the lock file goes). */
+export interface LogDirClaim {
+  release(): Promise<void>;
+}
+
+/** What {@linkcode claimLogDir} needs of the run's options. */
+export interface LogDirOptions {
+  logDir: string;
+  /** The checkpoint the run resumes (`--resume`: a folder or "latest"), or null. */
+  resume: string | null;
+  /** Remove an earlier run's checkpoints, log.txt and model/ first (`--overwrite`). */
+  overwrite: boolean;
+}
+
+/** The earlier run's outputs that `--overwrite` removes. */
+const RUN_OUTPUTS = ["checkpoints", "log.txt", "model"] as const;
+
+/**
+ * Claims `o.logDir` for this process (see the module's description); `say` prints what was
+ * done. On an error nothing is held.
+ */
+export async function claimLogDir(
+  o: LogDirOptions,
+  say: (line: string) => void,
+): Promise<LogDirClaim> {
+  const dir = o.logDir;
+  if (dir === "") throw new Error('--log-dir expects a folder, found ""');
+  if (o.overwrite && o.resume && resumesFromInside(o.resume, dir)) {
+    throw new Error(
+      `--overwrite would remove the checkpoint that --resume ${o.resume} continues from: pass only one of them`,
+    );
+  }
+  await makeFolder(dir);
+  const release = await takeLock(dir, say);
+  try {
+    await removeInterruptedWrites(checkpointsDir(dir), say);
+    const earlier = await listCheckpoints(checkpointsDir(dir)).catch(() => []);
+    if (!o.resume && earlier.length && !o.overwrite) {
+      const newest = earlier[earlier.length - 1].path;
+      throw new Error(
+        `--log-dir ${dir} already holds ${earlier.length} checkpoint(s) of an earlier run (newest ${newest}): continue it with --resume latest, start over with --overwrite (removes its checkpoints/, log.txt and model/), or pick a new --log-dir`,
+      );
+    }
+    if (o.overwrite) await removeEarlierRun(dir, earlier.length, say);
+  } catch (e) {
+    await release();
+    throw e;
+  }
+  return { release };
+}
+
+/** Whether `resume` names `latest` or a folder in `<dir>/checkpoints`. */
+function resumesFromInside(resume: string, dir: string): boolean {
+  if (resume === "latest") return true;
+  const rel = relative(resolve(checkpointsDir(dir)), resolve(resume));
+  return !rel.startsWith("..") && !rel.startsWith("/");
+}
+
+/** Makes the folder, or says why `--log-dir` cannot be one. */
+async function makeFolder(dir: string): Promise<void> {
+  const info = await Deno.stat(dir).catch(() => null);
+  if (info && !info.isDirectory) throw new Error(`--log-dir ${dir} is a file, expected a folder`);
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+  } catch (e) {
+    throw new Error(`--log-dir ${dir} cannot be made: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Takes `<dir>/train.lock`, refusing when another process holds it; returns the release.
+ * The flock decides; the file's text only names the holder.
+ */
+async function takeLock(dir: string, say: (line: string) => void): Promise<() => Promise<void>> {
+  const path = join(dir, LOCK_FILE);
+  for (let attempt = 0;; attempt++) {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true, write: true, create: true });
+    } catch (e) {
+      throw new Error(`--log-dir ${dir} is not writable: ${(e as Error).message}`);
+    }
+    let ok = false;
+    try {
+      if (!(await file.tryLock(true))) {
+        const owner = parseOwner(await Deno.readTextFile(path).catch(() => ""));
+        throw new Error(
+          `--log-dir ${dir} is in use by another trainer (${
+            owner ? describeOwner(owner) : "see " + path
+          }): wait for it to end, or pick another --log-dir`,
+        );
+      }
+      // its holder may have removed the file between our open and lock: lock the new one
+      const [held, now] = [await file.stat(), await Deno.stat(path).catch(() => null)];
+      if (!now || now.ino !== held.ino) {
+        if (attempt < 3) continue;
+        throw new Error(`Cannot lock ${path}: it keeps being replaced`);
+      }
+      ok = true;
+    } finally {
+      if (!ok) file.close();
+    }
+    // a text left behind with the lock free: its holder ended without releasing it
+    const stale = parseOwner(await Deno.readTextFile(path).catch(() => ""));
+    if (stale) {
+      say(
+        `took over the stale lock ${path} of pid ${stale.pid} on host ${stale.host} (started ${stale.startedAt}): that run is no longer running`,
+      );
+    }
+    return await writeOwner(path, file);
+  }
+}
+
+/** Writes this process as the lock's holder; returns the release (the file goes, then the lock). */
+async function writeOwner(path: string, file: Deno.FsFile): Promise<() => Promise<void>> {
+  const owner: LockOwner = { pid: Deno.pid, host: hostname(), startedAt: new Date().toISOString() };
+  await file.truncate(0);
+  const bytes = new TextEncoder().encode(JSON.stringify(owner) + "\n");
+  for (let n = 0; n < bytes.length;) n += await file.write(bytes.subarray(n));
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    await Deno.remove(path).catch(() => {});
+    file.close(); // drops the flock
+  };
+}
+
+function parseOwner(text: string): LockOwner | null {
+  try {
+    const o = JSON.parse(text);
+    return typeof o?.pid === "number" && typeof o?.host === "string" ? o : null;
+  } catch {
+    return null;
+  }
+}
+
+function describeOwner(o: LockOwner): string {
+  return `pid ${o.pid} on host ${o.host}, started ${o.startedAt}`;
+}
+
+/**
+ * Whether `pid` runs on this machine (Linux's /proc; a zombie is dead). Without /proc: false,
+ * as the folder's lock already says no live trainer writes here.
+ */
+export function pidAlive(pid: number): boolean {
+  if (pid === Deno.pid) return true;
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return !/^\d+ \(.*\) Z/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/** Removes the `step_*.tmp-<pid>` folders of processes that are gone, saying so. */
+async function removeInterruptedWrites(dir: string, say: (line: string) => void): Promise<void> {
+  for (const t of await listTemporaryFolders(dir).catch(() => [])) {
+    if (pidAlive(t.pid)) {
+      say(`left ${t.path}: pid ${t.pid} still runs (remove it once that process is over)`);
+      continue;
+    }
+    await Deno.remove(t.path, { recursive: true });
+    say(`removed ${t.path}: an interrupted checkpoint write (pid ${t.pid} is gone)`);
+  }
+}
+
+/** `--overwrite`: the earlier run's checkpoints, log.txt and model/ removed, saying which. */
+async function removeEarlierRun(
+  dir: string,
+  checkpoints: number,
+  say: (line: string) => void,
+): Promise<void> {
+  const removed: string[] = [];
+  for (const name of RUN_OUTPUTS) {
+    const path = join(dir, name);
+    if (!(await Deno.stat(path).catch(() => null))) continue;
+    await Deno.remove(path, { recursive: true });
+    removed.push(
+      name === "checkpoints"
+        ? `checkpoints/ (${checkpoints} checkpoint(s))`
+        : name === "model"
+        ? "model/"
+        : name,
+    );
+  }
+  if (removed.length) say(`--overwrite: removed ${removed.join(", ")} from ${dir}`);
+}
