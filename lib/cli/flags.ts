@@ -8,6 +8,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { BACKEND_NAMES, createBackend } from "../backends/mod.ts";
 import { GPT } from "../model/gpt.ts";
+import { MODEL_FILES, verifyCheckpointModel } from "../train/checkpoint.ts";
 
 /** What `--backend` takes, for the tasks' help texts. */
 export const BACKEND_HELP: string = `${
@@ -79,7 +80,8 @@ export async function runMain(main: () => Promise<void>): Promise<void> {
 
 /**
  * The `--backend` and `--weights` flags of the tasks that run a trained model: makes the
- * backend and loads the weights (a Hugging Face folder, or a hub name), saying both on `log`.
+ * backend and loads the weights (a Hugging Face folder, a training checkpoint's folder, whose
+ * model files are first checked against its state.json, or a hub name), saying both on `log`.
  */
 export async function loadModelFromFlags(
   values: FlagValues,
@@ -88,6 +90,15 @@ export async function loadModelFromFlags(
   const { backend, reason } = await createBackend(stringFlag(values, "backend", "auto"));
   log(`backend: ${backend.name} (${reason})`);
   const weights = stringFlag(values, "weights", "gpt2");
+  // a training checkpoint's folder records its files' hashes: a damaged one is refused
+  const checkpoint = await verifyCheckpointModel(weights);
+  if (checkpoint) {
+    log(
+      `verified ${weights}: ${
+        MODEL_FILES.join(" and ")
+      } match its state.json (checkpoint of step ${checkpoint.step})`,
+    );
+  }
   const model = await GPT.fromPretrained(backend, weights);
   log(
     `loaded ${weights}: ${model.numParameters().toLocaleString("en-US")} parameters, ${

@@ -49,6 +49,7 @@ const RUN_FLAGS = {
   precision: { type: "string" },
   "hellaswag-data": { type: "string" },
   resume: { type: "string" },
+  overwrite: { type: "boolean" },
   "log-dir": { type: "string" },
   timeout: { type: "string" },
   plot: { type: "boolean" },
@@ -69,7 +70,10 @@ settings are printed at start); every flag overrides it. Under deno task ddp, ea
                           override the model's shape (small test models)
   --hellaswag-data PATH   hellaswag_val.jsonl (default: data/, ../shared/data, or download)
   --resume DIR|latest     continue from a checkpoint folder, or the newest in <log-dir>/checkpoints
-  --log-dir DIR           log.txt, checkpoints/ and the final model/ (default log)
+  --log-dir DIR           log.txt, checkpoints/ and the final model/ (default log); one run at
+                          a time, and a fresh run is refused where checkpoints already are
+  --overwrite             start over in a --log-dir that holds an earlier run: its
+                          checkpoints/, log.txt and model/ are removed first
   --timeout S             DDP: seconds a rendezvous or collective may wait (default 300)
   --plot                  redraw <log-dir>/figure.{html,svg,png} after each evaluation
   -h, --help              this text
@@ -116,6 +120,7 @@ await runMain(async () => {
     throw new Error(`-T ${h.T} exceeds the model's block size ${config.block_size}`);
   }
   const logDir = stringFlag(f, "log-dir", "log");
+  if (logDir === "") throw new Error('--log-dir expects a folder, found ""');
   const dataPath = await resolveData(h.data, preset.data, master);
   const timeoutS = numberFlag(f, "timeout", Number(Deno.env.get("GPT2_DDP_TIMEOUT") ?? 300), {
     min: 0.1,
@@ -152,13 +157,15 @@ await runMain(async () => {
       checkpointEvery: h.checkpointEvery,
       keepCheckpoints: h.keepCheckpoints,
       resume: stringFlag(f, "resume") ?? null,
+      overwrite: f.overwrite === true,
       group,
       hellaswag,
       precision,
       runInfo: { preset: presetName },
       onEval: plot ?? undefined,
     });
-    if (master && logDir && !result.stoppedBy) {
+    // nothing left to do: the folder stays as it was, report included
+    if (master && logDir && !result.stoppedBy && !result.nothingLeft) {
       await writeReport(logDir, result, {
         preset: presetName,
         model: modelName,
