@@ -1,0 +1,239 @@
+/**
+ * Causal self-attention on the CUDA backend: flash style (attention.cu: tiled kernels for
+ * head sizes 16, 32, 64 and 128, a thread-per-row kernel for others), saving only the
+ * softmax statistics, or materialised (attention_naive.cu, the speedup ladder's rung before
+ * flash attention), saving the probabilities.
+ *
+ * @module
+ */
+
+import type { AttentionDims } from "../../backend.ts";
+import { AttentionSaved, type CudaBuffer, type CudaDevice } from "./device.ts";
+import { attentionSmemBytes, type KernelName, TILED_HEAD_SIZES } from "./kernels.ts";
+
+const TILE = 64, TILE_THREADS = 256, THREADS = 256;
+
+/** The attention kernels to use: flash style, or the (B, NH, T, T) matrix stored. */
+export type AttentionKind = "flash" | "materialized";
+
+/** Whether the tiled kernels serve this head size on this device (else the generic ones). */
+export function tiledAttention(dev: CudaDevice, hs: number, BNH: number): boolean {
+  if (!(TILED_HEAD_SIZES as readonly number[]).includes(hs) || BNH > 65535) return false;
+  const most = Math.max(
+    attentionSmemBytes("forward", hs),
+    attentionSmemBytes("dkdv", hs),
+    attentionSmemBytes("dq", hs),
+  );
+  return most <= dev.kernels.maxSharedOptin;
+}
+
+/** out (B, T, C) from qkv (B, T, 3C); returns what the matching backward needs. */
+export function attentionForward(
+  dev: CudaDevice,
+  kind: AttentionKind,
+  out: CudaBuffer,
+  qkv: CudaBuffer,
+  dims: AttentionDims,
+): AttentionSaved {
+  const { B, T, NH } = dims;
+  if (kind === "materialized") {
+    const saved = dev.allocate(
+      B * NH * T * T * 4,
+      (p) => new AttentionSaved(p, B * NH * T * T, "materialized", dims, out, out.version),
+    );
+    naiveForward(dev, out, saved, qkv, dims);
+    dev.written(out);
+    return saved;
+  }
+  const lse = dev.allocate(
+    B * NH * T * 4,
+    (p) => new AttentionSaved(p, B * NH * T, "flash", dims, out, out.version + 1),
+  );
+  flashForward(dev, out, lse, qkv, dims);
+  dev.written(out); // now at lse.outVersion
+  return lse;
+}
+
+/** dqkv += attention's backward of dout, by whichever forward made `saved`. */
+export function attentionBackward(
+  dev: CudaDevice,
+  dqkv: CudaBuffer,
+  dout: CudaBuffer,
+  qkv: CudaBuffer,
+  saved: AttentionSaved,
+  dims: AttentionDims,
+): void {
+  if (saved.kind === "materialized") {
+    naiveBackward(dev, dqkv, dout, qkv, saved, dims);
+  } else {
+    flashBackward(dev, dqkv, dout, qkv, saved, dims);
+  }
+  dev.written(dqkv);
+}
+
+function flashForward(
+  dev: CudaDevice,
+  out: CudaBuffer,
+  lse: CudaBuffer,
+  qkv: CudaBuffer,
+  dims: AttentionDims,
+): void {
+  const { B, T, C, NH } = dims, hs = C / NH;
+  if (B * T * C === 0) return;
+  const args = [out.pointer, lse.pointer, qkv.pointer, B, T, C, NH] as const;
+  if (tiledAttention(dev, hs, B * NH)) {
+    const name = `attention_forward_hs${hs}` as KernelName & `attention_forward_hs${number}`;
+    dev.kernels.launch(
+      name,
+      [Math.ceil(T / TILE), B * NH],
+      TILE_THREADS,
+      [...args],
+      attentionSmemBytes("forward", hs),
+    );
+  } else {
+    dev.kernels.launch("attention_forward_generic", dev.blocks(B * NH * T, 64), 64, [...args]);
+  }
+}
+
+function flashBackward(
+  dev: CudaDevice,
+  dqkv: CudaBuffer,
+  dout: CudaBuffer,
+  qkv: CudaBuffer,
+  saved: AttentionSaved,
+  dims: AttentionDims,
+): void {
+  const { B, T, C, NH } = dims, hs = C / NH;
+  if (B * T * C === 0) return;
+  let out = saved.out, lse: CudaBuffer = saved, recomputed: CudaBuffer[] = [];
+  if (out.version !== saved.outVersion) {
+    // the forward's output was overwritten since: compute it again (with its statistics)
+    out = dev.empty(B * T * C);
+    lse = dev.empty(B * NH * T);
+    flashForward(dev, out, lse, qkv, dims);
+    recomputed = [out, lse];
+  }
+  const k = dev.kernels;
+  const D = dev.empty(B * NH * T);
+  k.launch("attention_backward_prep", dev.blocks(B * T * NH * 32), THREADS, [
+    D.pointer,
+    dout.pointer,
+    out.pointer,
+    B,
+    T,
+    C,
+    NH,
+  ]);
+  const args = [
+    dqkv.pointer,
+    dout.pointer,
+    qkv.pointer,
+    lse.pointer,
+    D.pointer,
+    B,
+    T,
+    C,
+    NH,
+  ] as const;
+  if (tiledAttention(dev, hs, B * NH)) {
+    const grid = [Math.ceil(T / TILE), B * NH] as const;
+    const dkdv = `attention_backward_dkdv_hs${hs}` as
+      & KernelName
+      & `attention_backward_dkdv_hs${number}`;
+    const dq = `attention_backward_dq_hs${hs}` as KernelName & `attention_backward_dq_hs${number}`;
+    k.launch(dkdv, grid, TILE_THREADS, [...args], attentionSmemBytes("dkdv", hs));
+    k.launch(dq, grid, TILE_THREADS, [...args], attentionSmemBytes("dq", hs));
+  } else {
+    const blocks = dev.blocks(B * NH * T, 64);
+    k.launch("attention_backward_dkdv_generic", blocks, 64, [...args]);
+    k.launch("attention_backward_dq_generic", blocks, 64, [...args]);
+  }
+  dev.release(D, ...recomputed);
+}
+
+function naiveForward(
+  dev: CudaDevice,
+  out: CudaBuffer,
+  att: CudaBuffer,
+  qkv: CudaBuffer,
+  { B, T, C, NH }: AttentionDims,
+): void {
+  if (B * T * C === 0) return;
+  const k = dev.kernels, rows = B * NH * T;
+  k.launch("att_naive_scores", dev.blocks(rows * T), THREADS, [
+    att.pointer,
+    qkv.pointer,
+    B,
+    T,
+    C,
+    NH,
+  ]);
+  k.launch("att_naive_softmax", dev.blocks(rows * 32), THREADS, [att.pointer, B, NH, T]);
+  k.launch("att_naive_values", dev.blocks(B * T * C), THREADS, [
+    out.pointer,
+    att.pointer,
+    qkv.pointer,
+    B,
+    T,
+    C,
+    NH,
+  ]);
+}
+
+function naiveBackward(
+  dev: CudaDevice,
+  dqkv: CudaBuffer,
+  dout: CudaBuffer,
+  qkv: CudaBuffer,
+  att: CudaBuffer,
+  { B, T, C, NH }: AttentionDims,
+): void {
+  if (B * T * C === 0) return;
+  const k = dev.kernels, rows = B * NH * T, hs = C / NH;
+  const datt = dev.empty(rows * T);
+  k.launch("att_naive_datt", dev.blocks(rows * T), THREADS, [
+    datt.pointer,
+    dout.pointer,
+    qkv.pointer,
+    B,
+    T,
+    C,
+    NH,
+  ]);
+  k.launch("att_naive_dv", dev.blocks(B * T * C), THREADS, [
+    dqkv.pointer,
+    att.pointer,
+    dout.pointer,
+    B,
+    T,
+    C,
+    NH,
+  ]);
+  k.launch("att_naive_dpre", dev.blocks(rows * 32), THREADS, [
+    datt.pointer,
+    att.pointer,
+    B,
+    NH,
+    T,
+    1 / Math.sqrt(hs),
+  ]);
+  k.launch("att_naive_dq", dev.blocks(B * T * C), THREADS, [
+    dqkv.pointer,
+    datt.pointer,
+    qkv.pointer,
+    B,
+    T,
+    C,
+    NH,
+  ]);
+  k.launch("att_naive_dk", dev.blocks(B * T * C), THREADS, [
+    dqkv.pointer,
+    datt.pointer,
+    qkv.pointer,
+    B,
+    T,
+    C,
+    NH,
+  ]);
+  dev.release(datt);
+}

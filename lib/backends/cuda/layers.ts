@@ -1,0 +1,449 @@
+/**
+ * The CUDA backend's kernels besides matmul and attention, by layer: each checks its
+ * buffers (a kernel never runs past a buffer's end), launches the kernels of its .cu file
+ * and marks what it wrote. Semantics are the reference backend's (lib/backends/cpu/mod.ts).
+ *
+ * @module
+ */
+
+import type { AdamWParams } from "../../backend.ts";
+import type { CudaBuffer, CudaDevice } from "./device.ts";
+import { type Bf16Copies, columnSums } from "./matmul.ts";
+
+const THREADS = 256;
+
+/** out[i] = a[i] + b[i % nb]. */
+export function addForward(
+  dev: CudaDevice,
+  out: CudaBuffer,
+  a: CudaBuffer,
+  b: CudaBuffer,
+  n: number,
+  nb: number,
+): void {
+  if (n === 0) return;
+  if (nb <= 0) {
+    throw new Error(`addForward: expected a broadcast length of at least 1, found ${nb}`);
+  }
+  dev.kernels.launch("add_forward", dev.blocks(n), THREADS, [
+    out.pointer,
+    a.pointer,
+    b.pointer,
+    n,
+    nb,
+  ]);
+  dev.written(out);
+}
+
+/**
+ * dst[i % nDst] += src[i]. A thread per dst element walks its src elements in order; for a
+ * long, thin broadcast (many rows of few elements) the column sums of matmul.ts instead.
+ */
+export function accumulate(
+  dev: CudaDevice,
+  dst: CudaBuffer,
+  src: CudaBuffer,
+  n: number,
+  nDst: number,
+): void {
+  if (n === 0) return;
+  const rows = n / nDst;
+  if (Number.isInteger(rows) && rows >= 64 && nDst < 2 ** 16) {
+    columnSums(dev, dst, src, rows, nDst);
+  } else {
+    dev.kernels.launch("accumulate", dev.blocks(nDst), THREADS, [
+      dst.pointer,
+      src.pointer,
+      n,
+      nDst,
+    ]);
+  }
+  dev.written(dst);
+}
+
+/** out[i] = alpha * inp[i], or += with `acc`; in double, as the reference. */
+export function scale(
+  dev: CudaDevice,
+  out: CudaBuffer,
+  inp: CudaBuffer,
+  alpha: number,
+  n: number,
+  acc: boolean,
+): void {
+  if (n === 0) return;
+  dev.kernels.launch("scale_forward", dev.blocks(n), THREADS, [
+    out.pointer,
+    inp.pointer,
+    alpha,
+    n,
+    acc ? 1 : 0,
+  ]);
+  dev.written(out);
+}
+
+/**
+ * out (N, C) = weight[idx]; ids the host knows are checked here, with the reference's
+ * RangeError, others on the device (a fault the next read-back throws).
+ */
+export function embeddingForward(
+  dev: CudaDevice,
+  out: CudaBuffer,
+  idx: CudaBuffer,
+  weight: CudaBuffer,
+  N: number,
+  C: number,
+): void {
+  const V = Math.floor(weight.length / C);
+  const host = idx.hostInts;
+  if (host) {
+    for (let n = 0; n < N; n++) {
+      const token = host[n];
+      if (token < 0 || token >= V) {
+        throw new RangeError(
+          `Token id ${token} at position ${n} is outside the table of ${V} rows`,
+        );
+      }
+    }
+  }
+  if (N * C === 0) return;
+  const fault = host ? 0n : dev.faultPointer();
+  dev.kernels.launch("embedding_forward", dev.blocks(N * C), THREADS, [
+    out.pointer,
+    idx.pointer,
+    weight.pointer,
+    N,
+    C,
+    V,
+    fault,
+  ]);
+  dev.written(out);
+}
+
+/**
+ * dweight[idx[n]] += dout[n], deterministic: with the ids on the host, their positions are
+ * bucketed by id (largest buckets first) and each row summed in the reference's order;
+ * without, a thread per channel walks every row.
+ */
+export function embeddingBackward(
+  dev: CudaDevice,
+  dweight: CudaBuffer,
+  dout: CudaBuffer,
+  idx: CudaBuffer,
+  N: number,
+  C: number,
+): void {
+  if (N * C === 0) return;
+  const V = Math.floor(dweight.length / C);
+  const k = dev.kernels;
+  if (!idx.hostInts) {
+    k.launch("embedding_backward_columns", dev.blocks(C), THREADS, [
+      dweight.pointer,
+      dout.pointer,
+      idx.pointer,
+      N,
+      C,
+      V,
+    ]);
+    dev.written(dweight);
+    return;
+  }
+  const { positions, buckets, count } = bucketPositions(idx.hostInts, N, V);
+  if (count > 0) {
+    const pos = dev.upload(positions), bk = dev.upload(buckets);
+    k.launch("embedding_backward_buckets", [count, Math.ceil(C / THREADS)], THREADS, [
+      dweight.pointer,
+      dout.pointer,
+      pos.pointer,
+      bk.pointer,
+      count,
+      C,
+    ]);
+    dev.release(pos, bk);
+  }
+  dev.written(dweight);
+}
+
+/** Positions n < N grouped by id (ids in [0, V) only): buckets of (id, start, count), largest first. */
+export function bucketPositions(
+  ids: Int32Array,
+  N: number,
+  V: number,
+): { positions: Int32Array; buckets: Int32Array; count: number } {
+  const byId = new Map<number, number[]>();
+  for (let n = 0; n < N; n++) {
+    const id = ids[n];
+    if (id < 0 || id >= V) continue;
+    const list = byId.get(id);
+    if (list) list.push(n);
+    else byId.set(id, [n]);
+  }
+  const order = [...byId.entries()].sort((a, b) => b[1].length - a[1].length || a[0] - b[0]);
+  const positions = new Int32Array(Math.max(1, N)),
+    buckets = new Int32Array(Math.max(3, 3 * order.length));
+  let start = 0;
+  order.forEach(([id, list], i) => {
+    buckets.set([id, start, list.length], 3 * i);
+    positions.set(list, start);
+    start += list.length;
+  });
+  return { positions, buckets, count: order.length };
+}
+
+/** LayerNorm forward: a warp per row, saving mean and rstd. */
+export function layernormForward(
+  dev: CudaDevice,
+  out: CudaBuffer,
+  stats: { mean: CudaBuffer; rstd: CudaBuffer },
+  inp: CudaBuffer,
+  params: { weight: CudaBuffer; bias: CudaBuffer },
+  N: number,
+  C: number,
+): void {
+  if (N === 0) return;
+  dev.kernels.launch("layernorm_forward", Math.ceil(N / (THREADS / 32)), THREADS, [
+    out.pointer,
+    stats.mean.pointer,
+    stats.rstd.pointer,
+    inp.pointer,
+    params.weight.pointer,
+    params.bias.pointer,
+    N,
+    C,
+  ]);
+  dev.written(out, stats.mean, stats.rstd);
+}
+
+/** LayerNorm backward: dinp per row; dweight and dbias through per-block partial sums. */
+export function layernormBackward(
+  dev: CudaDevice,
+  grads: { dinp: CudaBuffer; dweight: CudaBuffer; dbias: CudaBuffer },
+  dout: CudaBuffer,
+  saved: { inp: CudaBuffer; weight: CudaBuffer; mean: CudaBuffer; rstd: CudaBuffer },
+  N: number,
+  C: number,
+): void {
+  if (N === 0 || C === 0) return;
+  const rowsPerBlock = Math.max(32, Math.ceil(N / 1024));
+  const blocks = Math.ceil(N / rowsPerBlock);
+  const partials = dev.empty(2 * blocks * C);
+  const k = dev.kernels;
+  k.launch("layernorm_backward", blocks, THREADS, [
+    grads.dinp.pointer,
+    partials.pointer,
+    dout.pointer,
+    saved.inp.pointer,
+    saved.weight.pointer,
+    saved.mean.pointer,
+    saved.rstd.pointer,
+    N,
+    C,
+    rowsPerBlock,
+  ]);
+  k.launch("column_sums_finish", dev.blocks(2 * C), THREADS, [
+    grads.dweight.pointer,
+    grads.dbias.pointer,
+    partials.pointer,
+    blocks,
+    C,
+  ]);
+  dev.release(partials);
+  dev.written(grads.dinp, grads.dweight, grads.dbias);
+}
+
+/** GELU (tanh approximation) forward. */
+export function geluForward(dev: CudaDevice, out: CudaBuffer, inp: CudaBuffer, n: number): void {
+  if (n === 0) return;
+  dev.kernels.launch("gelu_forward", dev.blocks(n), THREADS, [out.pointer, inp.pointer, n]);
+  dev.written(out);
+}
+
+/** GELU backward: dinp += gelu'(inp) * dout. */
+export function geluBackward(
+  dev: CudaDevice,
+  dinp: CudaBuffer,
+  inp: CudaBuffer,
+  dout: CudaBuffer,
+  n: number,
+): void {
+  if (n === 0) return;
+  dev.kernels.launch("gelu_backward", dev.blocks(n), THREADS, [
+    dinp.pointer,
+    inp.pointer,
+    dout.pointer,
+    n,
+  ]);
+  dev.written(dinp);
+}
+
+/** Threads per row of the fused classifier: up to 1024, a multiple of 32. */
+function classifierThreads(V: number): number {
+  return Math.min(1024, Math.max(32, Math.ceil(V / 32) * 32));
+}
+
+/** Targets the host knows, checked with the reference's RangeError; else the device's fault. */
+function targetFault(dev: CudaDevice, targets: CudaBuffer, N: number, V: number): bigint {
+  const host = targets.hostInts;
+  if (!host) return dev.faultPointer();
+  for (let n = 0; n < N; n++) {
+    if (host[n] < 0 || host[n] >= V) {
+      throw new RangeError(`Target ${host[n]} at position ${n} is outside the vocabulary of ${V}`);
+    }
+  }
+  return 0n;
+}
+
+/** loss[0] = mean cross-entropy of N rows of V logits: a block per row, then the mean. */
+export function crossEntropyForward(
+  dev: CudaDevice,
+  loss: CudaBuffer,
+  logits: CudaBuffer,
+  targets: CudaBuffer,
+  N: number,
+  V: number,
+): void {
+  const fault = targetFault(dev, targets, N, V);
+  if (N === 0) {
+    dev.driver.fill32(loss.pointer, 0x7fc00000, 1); // the mean of nothing: NaN, as 0 / 0
+    dev.written(loss);
+    return;
+  }
+  const rowLoss = dev.empty(N);
+  const k = dev.kernels;
+  k.launch("crossentropy_forward_rows", N, classifierThreads(V), [
+    rowLoss.pointer,
+    logits.pointer,
+    targets.pointer,
+    N,
+    V,
+    fault,
+  ]);
+  k.launch("crossentropy_forward_mean", 1, 1024, [loss.pointer, rowLoss.pointer, N]);
+  dev.release(rowLoss);
+  dev.written(loss);
+}
+
+/** dlogits += (softmax(logits) - onehot(targets)) * dloss / N, dloss read on the device. */
+export function crossEntropyBackward(
+  dev: CudaDevice,
+  dlogits: CudaBuffer,
+  dloss: CudaBuffer,
+  logits: CudaBuffer,
+  targets: CudaBuffer,
+  N: number,
+  V: number,
+): void {
+  targetFault(dev, targets, N, V);
+  if (N === 0) return;
+  dev.kernels.launch("crossentropy_backward", N, classifierThreads(V), [
+    dlogits.pointer,
+    dloss.pointer,
+    logits.pointer,
+    targets.pointer,
+    N,
+    V,
+  ]);
+  dev.written(dlogits);
+}
+
+/** Sums of squares of the first ns[i] elements of each buffer, with one read-back. */
+export async function sumsOfSquares(
+  dev: CudaDevice,
+  bufs: CudaBuffer[],
+  ns: number[],
+): Promise<number[]> {
+  if (bufs.length === 0) return [];
+  const maxN = Math.max(...ns);
+  // blocks per buffer: enough for the largest, a function of the sizes only (deterministic)
+  const P = Math.max(1, Math.min(512, Math.ceil(maxN / (THREADS * 64))));
+  const out = dev.empty(2 * bufs.length); // doubles
+  const k = dev.kernels;
+  for (let first = 0; first < bufs.length; first += 65535) {
+    const group = bufs.slice(first, first + 65535), count = group.length;
+    const table = new BigUint64Array(2 * count);
+    group.forEach((b, i) => {
+      table[2 * i] = b.pointer;
+      table[2 * i + 1] = BigInt(ns[first + i]);
+    });
+    const t = dev.empty(4 * count), partials = dev.empty(2 * P * count);
+    dev.driver.copyToDevice(t.pointer, table);
+    k.launch("sum_of_squares_partial", [P, count], THREADS, [partials.pointer, t.pointer, count]);
+    k.launch("sum_of_squares_finish", dev.blocks(count), THREADS, [
+      out.pointer + BigInt(8 * first),
+      partials.pointer,
+      P,
+      count,
+    ]);
+    dev.release(t, partials);
+  }
+  const bytes = await dev.readBytes(out.pointer, 8 * bufs.length);
+  dev.release(out);
+  return [...new Float64Array(bytes)];
+}
+
+/** What `adamw` updates. */
+export interface AdamWBuffers {
+  param: CudaBuffer;
+  grad: CudaBuffer;
+  m: CudaBuffer;
+  v: CudaBuffer;
+}
+
+/**
+ * One AdamW step of n parameters (fused: one pass; or "elementwise": moments, then the
+ * parameters), refreshing the parameter's bf16 copy in the same pass where it has one.
+ */
+export function adamw(
+  dev: CudaDevice,
+  bf16: Bf16Copies,
+  { param, grad, m, v }: AdamWBuffers,
+  n: number,
+  hp: AdamWParams,
+  fused: boolean,
+): void {
+  if (n === 0) return;
+  const { lr, beta1, beta2, eps, weightDecay, step } = hp;
+  // the host's part, as the reference computes it
+  const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
+  const stepSize = lr / bc1, sqrtBc2 = Math.sqrt(bc2), decay = 1 - lr * weightDecay;
+  const copy = bf16.existing(param);
+  const copyPointer = copy && param.length === n ? copy.pointer : 0n;
+  const k = dev.kernels, blocks = dev.blocks(n);
+  if (fused) {
+    k.launch("adamw_update", blocks, THREADS, [
+      param.pointer,
+      grad.pointer,
+      m.pointer,
+      v.pointer,
+      copyPointer,
+      n,
+      beta1,
+      beta2,
+      eps,
+      stepSize,
+      sqrtBc2,
+      decay,
+    ]);
+  } else {
+    k.launch("adamw_moments", blocks, THREADS, [
+      grad.pointer,
+      m.pointer,
+      v.pointer,
+      n,
+      beta1,
+      beta2,
+    ]);
+    k.launch("adamw_apply", blocks, THREADS, [
+      param.pointer,
+      m.pointer,
+      v.pointer,
+      copyPointer,
+      n,
+      eps,
+      stepSize,
+      sqrtBc2,
+      decay,
+    ]);
+  }
+  dev.written(param, m, v);
+  if (copy && copyPointer !== 0n) copy.version = param.version;
+}

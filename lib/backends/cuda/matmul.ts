@@ -1,0 +1,161 @@
+/**
+ * nn.Linear on the CUDA backend: cuBLASLt's products (cublaslt.ts) in the precision asked
+ * for, the bias in the forward's epilogue, and the bias gradient as deterministic column
+ * sums (matmul_bias.cu): cuBLASLt's BGRADB epilogue overwrites its output, and every
+ * backward here accumulates.
+ *
+ * In bf16, each operand is read through a bf16 copy made by convert.cu and kept beside its
+ * f32 buffer for as long as the buffer's version is unchanged: a weight is converted once
+ * per optimizer step (AdamW writes the copy in its own pass), an activation once for its
+ * forward and its backward's dweight product, dout once for both backward products.
+ *
+ * @module
+ */
+
+import type { MatmulDims } from "../../backend.ts";
+import type { CublasLt, GemmKind, GemmPrecision } from "./cublaslt.ts";
+import type { CudaBuffer, CudaDevice } from "./device.ts";
+
+/** A bf16 copy of an f32 buffer, valid while the buffer's version is `version`. */
+export class Bf16Copy {
+  version = -1;
+  constructor(readonly pointer: bigint) {}
+}
+
+/** The bf16 copies of f32 buffers (freed with their buffer). */
+export class Bf16Copies {
+  readonly #copies = new WeakMap<CudaBuffer, Bf16Copy>();
+
+  constructor(private readonly dev: CudaDevice) {}
+
+  /** The bf16 copy of `buf`'s first `n` elements, converted now if stale. */
+  of(buf: CudaBuffer, n: number): bigint {
+    let copy = this.#copies.get(buf);
+    if (!copy) {
+      copy = this.dev.allocate(buf.length * 2, (p) => new Bf16Copy(p));
+      this.#copies.set(buf, copy);
+    }
+    if (copy.version !== buf.version) {
+      const k = this.dev.kernels;
+      k.launch("f32_to_bf16", this.dev.blocks(n), 256, [copy.pointer, buf.pointer, n]);
+      copy.version = buf.version;
+    }
+    return copy.pointer;
+  }
+
+  /** `buf`'s copy if it has one (AdamW refreshes it in its pass), else null. */
+  existing(buf: CudaBuffer): Bf16Copy | null {
+    return this.#copies.get(buf) ?? null;
+  }
+}
+
+/** The pieces nn.Linear's kernels need. */
+export interface MatmulContext {
+  dev: CudaDevice;
+  gemm: CublasLt;
+  bf16: Bf16Copies;
+  precision: GemmPrecision;
+}
+
+/** out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC). */
+export function matmulForward(
+  ctx: MatmulContext,
+  out: CudaBuffer,
+  inp: CudaBuffer,
+  weight: CudaBuffer,
+  bias: CudaBuffer | null,
+  { N, C, OC }: MatmulDims,
+): void {
+  if (N === 0 || OC === 0) return;
+  const { dev, gemm } = ctx;
+  let biasAdded = false;
+  if (C === 0) {
+    dev.driver.fill32(out.pointer, 0, N * OC); // an empty sum (cuBLASLt wants k >= 1)
+  } else {
+    const plan = gemm.planPrecision("forward", N, C, OC, ctx.precision, bias !== null);
+    const [a, b] = operands(ctx, plan.precision, [weight, OC * C], [inp, N * C]);
+    biasAdded = plan.biasEpilogue && bias !== null;
+    // the same plan as planPrecision's (keyed by whether there is a bias)
+    const biasPointer = bias ? bias.pointer : 0n;
+    gemm.run(
+      { kind: "forward", N, C, OC, a, b, d: out.pointer, beta: 0, bias: biasPointer },
+      ctx.precision,
+    );
+  }
+  if (bias && !biasAdded) {
+    dev.kernels.launch("add_bias", dev.blocks(N * OC), 256, [out.pointer, bias.pointer, N, OC]);
+  }
+  dev.written(out);
+}
+
+/** dinp += dout @ weight; dweight += dout^T @ inp; dbias += column sums of dout. */
+export function matmulBackward(
+  ctx: MatmulContext,
+  grads: { dinp: CudaBuffer | null; dweight: CudaBuffer | null; dbias: CudaBuffer | null },
+  dout: CudaBuffer,
+  inp: CudaBuffer,
+  weight: CudaBuffer,
+  { N, C, OC }: MatmulDims,
+): void {
+  if (N === 0 || OC === 0) return;
+  const { dev, gemm } = ctx;
+  const products: [GemmKind, CudaBuffer][] = [];
+  if (grads.dinp && C > 0) products.push(["dinp", grads.dinp]);
+  if (grads.dweight && C > 0) products.push(["dweight", grads.dweight]);
+  for (const [kind, d] of products) {
+    const { precision } = gemm.planPrecision(kind, N, C, OC, ctx.precision, false);
+    const [a, b] = kind === "dinp"
+      ? operands(ctx, precision, [weight, OC * C], [dout, N * OC])
+      : operands(ctx, precision, [inp, N * C], [dout, N * OC]);
+    gemm.run({ kind, N, C, OC, a, b, d: d.pointer, beta: 1, bias: 0n }, ctx.precision);
+    dev.written(d);
+  }
+  if (grads.dbias) {
+    columnSums(dev, grads.dbias, dout, N, OC);
+    dev.written(grads.dbias);
+  }
+}
+
+/**
+ * dst (cols) += sum over rows of src (rows, cols): partial sums over fixed chunks of rows,
+ * then the chunks in order (matmul_bias.cu), deterministic.
+ */
+export function columnSums(
+  dev: CudaDevice,
+  dst: CudaBuffer,
+  src: CudaBuffer,
+  rows: number,
+  cols: number,
+): void {
+  if (rows === 0 || cols === 0) return;
+  const rowsPerChunk = Math.max(64, Math.ceil(rows / 1024));
+  const chunks = Math.ceil(rows / rowsPerChunk);
+  const partials = dev.empty(chunks * cols);
+  const k = dev.kernels;
+  k.launch("column_sums_partial", [Math.ceil(cols / 32), chunks], [32, 8], [
+    partials.pointer,
+    src.pointer,
+    rows,
+    cols,
+    rowsPerChunk,
+  ]);
+  k.launch("column_sums_finish", dev.blocks(cols), 256, [
+    dst.pointer,
+    0n,
+    partials.pointer,
+    chunks,
+    cols,
+  ]);
+  dev.release(partials);
+}
+
+/** The two operands' device pointers: the f32 buffers, or their bf16 copies for bf16. */
+function operands(
+  ctx: MatmulContext,
+  precision: GemmPrecision,
+  a: [CudaBuffer, number],
+  b: [CudaBuffer, number],
+): [bigint, bigint] {
+  if (precision !== "bf16") return [a[0].pointer, b[0].pointer];
+  return [ctx.bf16.of(a[0], a[1]), ctx.bf16.of(b[0], b[1])];
+}
