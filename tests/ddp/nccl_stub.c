@@ -18,7 +18,7 @@ enum { SUCCESS = 0, SYSTEM_ERROR = 2, INVALID_USAGE = 5, REMOTE_ERROR = 6, IN_PR
 enum { MODE_OK = 0, MODE_HANG = 1, MODE_PEER_LOST = 2, MODE_DUPLICATE_GPU = 3 };
 
 #define MAX_COMMS 8
-#define MAX_OPS 64
+#define MAX_OPS 1024
 
 typedef struct { char internal[128]; } ncclUniqueId;
 

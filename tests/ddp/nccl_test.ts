@@ -20,6 +20,9 @@ import {
 import { NcclProcessGroup } from "../../lib/ddp/nccl_group.ts";
 import { chooseTransport, type DistEnv, initProcessGroup } from "../../lib/ddp/process_group.ts";
 import { rendezvous } from "../../lib/ddp/rendezvous.ts";
+import { GPT } from "../../lib/model/gpt.ts";
+import { Tensor } from "../../lib/model/tensor.ts";
+import { allReduceGradients, broadcastParameters } from "../../lib/train/ddp_sync.ts";
 import { assertClose, repoRoot, smallModelFlags } from "../support.ts";
 
 /** A port nothing listens on now. */
@@ -322,6 +325,79 @@ Deno.test({
           .test((e as Error).message),
         (e as Error).message,
       );
+    }
+  },
+});
+
+/** The CUDA backend over its CPU emulator, or why there is none here. */
+const emulated = (async () => {
+  try {
+    const { buildEmulator } = await import("../../lib/backends/cuda/emulator.ts");
+    await buildEmulator();
+    return null;
+  } catch (e) {
+    return `no CUDA emulator: ${(e as Error).message.split("\n")[0]}`;
+  }
+})();
+const noEmulator = stubIgnored ? "no NCCL stand-in" : await emulated;
+if (noEmulator) console.log(`emulated CUDA DDP test skipped: ${noEmulator}`);
+
+Deno.test({
+  name: "nccl: DDP's weights and gradients on the CUDA backend (emulated) go through the group",
+  ignore: noEmulator !== null,
+  async fn() {
+    const { createEmulatedCudaBackend } = await import("../../lib/backends/cuda/emulator.ts");
+    const { nccl, stub } = await openStub(0, 1);
+    const backends = await Promise.all(
+      [0, 1].map(() => createEmulatedCudaBackend({ quiet: true, memoryBytes: 2 ** 26 })),
+    );
+    const port = freePort();
+    const groups = await Promise.all(backends.map(async (backend, r) => {
+      const control = await rendezvous(env(r, 2, port), 5000);
+      return NcclProcessGroup.create(control, backend, { nccl, device: fakeDevice() });
+    }));
+    try {
+      const config = { n_layer: 1, n_head: 2, n_embd: 16, block_size: 16, vocab_size: 64 };
+      const models = backends.map((b, r) => new GPT(b, config, { seed: 1 + r }));
+      const rank0 = await Promise.all(
+        models[0].parameters().map((p) => p.buffer).map((b) => backends[0].read(b)),
+      );
+      await Promise.all(models.map((m, r) => broadcastParameters(m, groups[r])));
+      // rank 0 keeps its weights; rank 1's are what the stand-in's broadcast wrote there
+      for (const [i, p] of models[0].parameters().entries()) {
+        assertEquals(await backends[0].read(p.buffer), rank0[i]);
+        const other = await backends[1].read(models[1].parameters()[i].buffer);
+        ok(other.every((x) => x === 7), `rank 1's parameter ${i} after the broadcast`);
+      }
+      const counted = (from: number, to: number) => {
+        let n = 0;
+        for (let i = from; i < to; i++) n += Number(stub.stub_op(i, 2));
+        return n;
+      };
+      const params = models[0].numParameters();
+      assertEquals(counted(0, stub.stub_ops()), 2 * params); // every weight, on both ranks
+
+      // a backward pass on each rank, then one all-reduce over every gradient
+      const tokens = Int32Array.from({ length: 16 }, (_, i) => (i * 7) % 64);
+      models.forEach((m, r) => {
+        const x = Tensor.from(backends[r], tokens.subarray(0, 8), [1, 8]);
+        const y = Tensor.from(backends[r], tokens.subarray(8), [1, 8]);
+        m.forward(x, y).loss!.backward();
+      });
+      const grads = (r: number) =>
+        Promise.all(models[r].parameters().map((p) => backends[r].read(p.grad!.buffer)));
+      const before = [await grads(0), await grads(1)];
+      const ops = stub.stub_ops();
+      await Promise.all(models.map((m, r) => allReduceGradients(m, groups[r])));
+      assertEquals(counted(ops, stub.stub_ops()), 2 * params);
+      for (let i = ops; i < stub.stub_ops(); i++) {
+        assertEquals([Number(stub.stub_op(i, 0)), Number(stub.stub_op(i, 4))], [1, NcclRedOp.avg]);
+      }
+      assertEquals([await grads(0), await grads(1)], before); // the stand-in's mean of equals
+    } finally {
+      for (const g of groups) g.close();
+      for (const b of backends) b.destroy();
+      nccl.close();
     }
   },
 });
