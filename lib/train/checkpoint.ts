@@ -131,8 +131,9 @@ async function sha256Hex(data: Uint8Array<ArrayBuffer>): Promise<string> {
 
 /**
  * Writes a checkpoint of `input` into `<dir>/step_<step>` atomically (a temporary folder,
- * then a rename), then deletes the same run's older checkpoints beyond the newest `keep`
- * (the one just written always stays). Returns the folder.
+ * then a rename), then (unless `prune` is false: the caller prunes later with
+ * {@linkcode pruneCheckpoints}) deletes the same run's older checkpoints beyond the newest
+ * `keep` (the one just written always stays). Returns the folder.
  *
  * @throws {NonFiniteCheckpointError} when a parameter or moment holds a NaN or an infinity:
  * nothing is written. Any other failure (a full disk) removes the temporary folder.
@@ -140,7 +141,7 @@ async function sha256Hex(data: Uint8Array<ArrayBuffer>): Promise<string> {
 export async function saveCheckpoint(
   dir: string,
   input: SaveCheckpointInput,
-  { keep = 3 }: { keep?: number } = {},
+  { keep = 3, prune = true }: { keep?: number; prune?: boolean } = {},
 ): Promise<string> {
   const final = checkpointPath(dir, input.step);
   const bad = await nonFiniteBuffers(trainingBuffers(input.model, input.optimizer));
@@ -157,7 +158,7 @@ export async function saveCheckpoint(
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
   }
-  await pruneCheckpoints(dir, keep, input.runId, input.step);
+  if (prune) await pruneCheckpoints(dir, keep, input.runId, input.step);
   return final;
 }
 
@@ -228,10 +229,10 @@ export async function listCheckpoints(dir: string): Promise<{ step: number; path
 
 /**
  * Removes run `runId`'s checkpoints older than step `current` beyond the newest `keep - 1`
- * (the one of step `current`, just written and finite, is the `keep`-th). Other runs'
- * checkpoints, and later ones (a run resumed from an earlier step), are left alone.
+ * (the one of step `current` is the `keep`-th). Other runs' checkpoints, and later ones (a
+ * run resumed from an earlier step), are left alone.
  */
-async function pruneCheckpoints(
+export async function pruneCheckpoints(
   dir: string,
   keep: number,
   runId: string,

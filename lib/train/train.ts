@@ -20,9 +20,11 @@ import {
   checkpointPath,
   checkpointsDir,
   NonFiniteCheckpointError,
+  pruneCheckpoints,
   type RankState,
   saveCheckpoint,
 } from "./checkpoint.ts";
+import { CheckpointTrail } from "./checkpoint_trail.ts";
 import { allReduceGradients } from "./ddp_sync.ts";
 import { evaluate } from "./evaluate.ts";
 import { listNames } from "./finite.ts";
@@ -65,7 +67,7 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
   const { model, optimizer, scaler, say } = r;
   const history: StepStats[] = [];
   const evals: EvalStats[] = [];
-  let lastCheckpoint: string | null = r.resumedFrom;
+  const trail = new CheckpointTrail(r.resumedFrom, (step) => pruneLater(r, o, step));
   let stoppedBy: string | null = null;
   const evalEvery = o.evalEvery ?? 0, checkpointEvery = o.checkpointEvery ?? 0;
   try {
@@ -86,7 +88,7 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
       // gradient comes out multiplied by it (clipGradNorm divides it out again)
       const lossScale = scaler?.scale;
       const { loss, stopHere } = await accumulateGradients(r, o, lossScale);
-      if (!Number.isFinite(loss)) throw nonFinite(`Loss became ${loss}`, step, lastCheckpoint);
+      if (!Number.isFinite(loss)) throw nonFinite(`Loss became ${loss}`, step, trail);
       // the true norm; with loss scaling, the gradients unscaled in the same pass. Under DDP
       // every rank holds the same averaged gradients, so all see the same norm and an
       // overflow skips the step on every rank alike.
@@ -96,8 +98,10 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
       // gradients are beyond repair and the step would write NaN into the weights
       const skipped = scaler !== null && !Number.isFinite(norm);
       if (scaler === null && !Number.isFinite(norm)) {
-        throw nonFinite(`Gradient norm became ${norm}`, step, lastCheckpoint);
+        throw nonFinite(`Gradient norm became ${norm}`, step, trail);
       }
+      // the weights this step started from gave a finite loss and norm: a good checkpoint
+      await trail.passed();
       // determine and set the learning rate for this iteration
       const lr = getLr(step, r.schedule);
       optimizer.lr = lr;
@@ -113,13 +117,14 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
       o.onStep?.(stats);
 
       if (lastStep || stopHere || (checkpointEvery > 0 && (step + 1) % checkpointEvery === 0)) {
-        lastCheckpoint = await checkpoint(r, o, step + 1, loss, lastCheckpoint) ?? lastCheckpoint;
+        // the last one is pruned for at once: no step follows it
+        trail.written(await checkpoint(r, o, step + 1, loss, trail, lastStep), step + 1, lastStep);
       }
       if (stopHere && !lastStep) {
         stoppedBy = r.stopSignal() ?? "a signal on another rank";
         say(
           `stopped by ${stoppedBy} after step ${step}: continue with --resume ${
-            lastCheckpoint ?? "latest"
+            trail.last ?? "latest"
           }`,
         );
         break;
@@ -128,14 +133,14 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
   } finally {
     r.dispose();
   }
-  const modelDir = stoppedBy ? null : await saveModel(r, o, lastCheckpoint);
+  const modelDir = stoppedBy ? null : await saveModel(r, o, trail.last);
   const gradScaler = scaler?.state() ?? null;
   return {
     model,
     history,
     evals,
     modelDir,
-    checkpoint: lastCheckpoint,
+    checkpoint: trail.last,
     stoppedBy,
     gradScaler,
     nothingLeft: false,
@@ -188,17 +193,10 @@ async function accumulateGradients(
  * The error that stops a run whose loss or gradient norm is no longer finite, before the
  * weights change: `what` (`Loss became NaN`) at `step`, and the checkpoint to go back to.
  */
-function nonFinite(what: string, step: number, lastCheckpoint: string | null): Error {
+function nonFinite(what: string, step: number, trail: CheckpointTrail): Error {
   return new Error(
-    `${what} at step ${step}: stopping without updating the weights; ${lastGood(lastCheckpoint)}`,
+    `${what} at step ${step}: stopping without updating the weights; ${trail.goBackTo()}`,
   );
-}
-
-/** Where to go back to: the last checkpoint (always finite: none is written otherwise). */
-function lastGood(lastCheckpoint: string | null): string {
-  return lastCheckpoint
-    ? `the last good checkpoint is ${lastCheckpoint} (--resume ${lastCheckpoint}, perhaps with a lower --max-lr)`
-    : "no checkpoint was written yet (try a lower --max-lr)";
 }
 
 /** build-nanogpt's step line, and `{step} train {loss}` in log.txt (rank 0). */
@@ -232,17 +230,19 @@ async function logEval(r: RunSetup, o: TrainOptions, e: EvalStats): Promise<void
 
 /**
  * A checkpoint after `step` optimizer steps: every rank sends its data position and RNG
- * state, rank 0 writes them with the model and AdamW's moments. Returns its folder on every
- * rank; no log folder: nothing is written, null. When rank 0 cannot write it (non-finite
- * values, a full disk), every rank stops with the same message, naming the checkpoint to
- * resume from.
+ * state, rank 0 writes them with the model and AdamW's moments (pruning the older ones at
+ * once when `final`, else after the next step: lib/train/checkpoint_trail.ts). Returns its
+ * folder on every rank; no log folder: nothing is written, null. When rank 0 cannot write it
+ * (non-finite values, a full disk), every rank stops with the same message, naming the
+ * checkpoint to resume from.
  */
 async function checkpoint(
   r: RunSetup,
   o: TrainOptions,
   step: number,
   loss: number,
-  lastCheckpoint: string | null,
+  trail: CheckpointTrail,
+  final: boolean,
 ): Promise<string | null> {
   if (!o.logDir) return null;
   const mine: RankState = {
@@ -264,12 +264,12 @@ async function checkpoint(
         loss,
         gradScaler: r.scaler?.state() ?? null,
         run: { ...o.runInfo, ...runSettings(o), world: r.world },
-      }, { keep: o.keepCheckpoints ?? 3 });
+      }, { keep: o.keepCheckpoints ?? 3, prune: final });
       console.log(`saved checkpoint ${path}`);
       outcome = { path };
     } catch (e) {
       failure = e;
-      outcome = { error: checkpointFailure(e, checkpointsDir(o.logDir), step, lastCheckpoint) };
+      outcome = { error: checkpointFailure(e, checkpointsDir(o.logDir), step, trail) };
     }
   }
   // every rank learns where the checkpoint went (or why it did not), after rank 0 wrote it
@@ -281,23 +281,36 @@ async function checkpoint(
   return outcome.path ?? null;
 }
 
+/**
+ * Rank 0 prunes the checkpoints older than the one of `step`, which has just passed a step; a
+ * failure to remove one is a warning, not a reason to stop the run.
+ */
+async function pruneLater(r: RunSetup, o: TrainOptions, step: number): Promise<void> {
+  if (!r.master || !o.logDir) return;
+  try {
+    await pruneCheckpoints(checkpointsDir(o.logDir), o.keepCheckpoints ?? 3, r.runId, step);
+  } catch (e) {
+    console.error(`warning: pruning old checkpoints: ${(e as Error).message}`);
+  }
+}
+
 /** Why the checkpoint of `step` was not written, and what to resume from. */
 function checkpointFailure(
   e: unknown,
   dir: string,
   step: number,
-  lastCheckpoint: string | null,
+  trail: CheckpointTrail,
 ): string {
   if (e instanceof NonFiniteCheckpointError) {
     return `Weights or AdamW moments became non-finite at step ${step - 1} (${
       listNames(e.tensors)
-    }): stopping without writing ${e.path}; ${lastGood(lastCheckpoint)}`;
+    }): stopping without writing ${e.path}; ${trail.goBackTo()}`;
   }
   return `Writing the checkpoint ${checkpointPath(dir, step)} failed: ${
     (e as Error).message
   }; stopped after step ${step - 1}: ${
-    lastCheckpoint
-      ? `once the cause is fixed (a full disk: free some space), continue with --resume ${lastCheckpoint}`
+    trail.good
+      ? `once the cause is fixed (a full disk: free some space), continue with --resume ${trail.good}`
       : "no checkpoint was written yet: once the cause is fixed (a full disk: free some space), start the run again"
   }`;
 }
