@@ -52,13 +52,17 @@ export interface AdamWParams {
 }
 
 /**
- * The precision of the matmuls' operands: "f32", or "f16" (operands rounded to half precision,
- * products summed in f32, as autocast does on tensor cores).
+ * The precision of the matmuls: "f32" (the reference semantics); "tf32" (tensor-core products
+ * of f32 operands rounded to TF32's 10-bit mantissa, f32 storage: PyTorch's
+ * `set_float32_matmul_precision("high")`); "bf16" (operands rounded to bfloat16, products
+ * summed in f32, f32 master weights: autocast to bf16); "f16" (operands rounded to half
+ * precision, products summed in f32: autocast to fp16, with loss scaling). A backend offers
+ * those its `setMatmulPrecision` accepts.
  */
-export type MatmulPrecision = "f32" | "f16";
+export type MatmulPrecision = "f32" | "tf32" | "bf16" | "f16";
 
-/** The matmul precisions `--precision` accepts. */
-export const MATMUL_PRECISIONS: readonly MatmulPrecision[] = ["f32", "f16"];
+/** The matmul precisions `--precision` accepts (f32 and f16 first, as before tf32 and bf16). */
+export const MATMUL_PRECISIONS: readonly MatmulPrecision[] = ["f32", "f16", "tf32", "bf16"];
 
 /** Sizes of a row-wise kernel (LayerNorm): N rows of C channels. */
 export interface RowDims {
