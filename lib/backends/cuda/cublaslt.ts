@@ -181,6 +181,33 @@ interface Plan {
   precision: GemmPrecision;
   /** Whether the bias is added in the epilogue (else the caller adds it). */
   biasEpilogue: boolean;
+  /** Whether a product ran with it (a refusal after that is an error, not a fallback). */
+  ran: boolean;
+}
+
+/** cublasStatus_t values the plans act on. */
+const STATUS_INVALID_VALUE = 7, STATUS_NOT_SUPPORTED = 15;
+
+/**
+ * A product that cuBLASLt refused on the first use of its plan; the plan is gone and the
+ * next `planPrecision` picks the next fallback (the caller redoes its operands and runs again).
+ */
+export class GemmPlanRejected extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "GemmPlanRejected";
+  }
+}
+
+function planKey(
+  kind: GemmKind,
+  N: number,
+  C: number,
+  OC: number,
+  precision: GemmPrecision,
+  bias: boolean,
+): string {
+  return `${kind} ${N} ${C} ${OC} ${precision} ${bias}`;
 }
 
 /** One GEMM to run: the device pointers and what to do with C. */
@@ -211,6 +238,8 @@ export class CublasLt {
   readonly #workspace: bigint;
   readonly #workspaceBytes: number;
   readonly #plans = new Map<string, Plan>();
+  /** Combinations (a plan's key, precision, epilogue) the library refused when run. */
+  readonly #banned = new Set<string>();
   readonly #one = new Float32Array([1]);
   readonly #zero = new Float32Array([0]);
   readonly #pointer = new BigUint64Array(1);
@@ -282,40 +311,57 @@ export class CublasLt {
    * caller adds it.
    */
   run(call: GemmCall, precision: GemmPrecision): void {
+    const key = planKey(call.kind, call.N, call.C, call.OC, precision, call.bias !== 0n);
     const plan = this.#plan(call.kind, call.N, call.C, call.OC, precision, call.bias !== 0n);
     if (plan.biasEpilogue) this.#setPointer(plan.desc, DESC_BIAS_POINTER, call.bias);
     const [la, lb, lc] = plan.layouts;
-    this.#check(
-      this.#lt.cublasLtMatmul(
-        this.#handle,
-        plan.desc,
-        this.#one,
-        call.a,
-        la,
-        call.b,
-        lb,
-        call.beta === 1 ? this.#one : this.#zero,
-        call.d,
-        lc,
-        call.d,
-        lc,
-        plan.algo,
-        this.#workspace,
-        BigInt(plan.workspaceBytes),
-        this.#driver.stream,
-      ),
-      `cublasLtMatmul(${call.kind}, N ${call.N}, C ${call.C}, OC ${call.OC}, ${plan.precision})`,
+    const status = this.#lt.cublasLtMatmul(
+      this.#handle,
+      plan.desc,
+      this.#one,
+      call.a,
+      la,
+      call.b,
+      lb,
+      call.beta === 1 ? this.#one : this.#zero,
+      call.d,
+      lc,
+      call.d,
+      lc,
+      plan.algo,
+      this.#workspace,
+      BigInt(plan.workspaceBytes),
+      this.#driver.stream,
     );
+    const what =
+      `cublasLtMatmul(${call.kind}, N ${call.N}, C ${call.C}, OC ${call.OC}, ${plan.precision}${
+        plan.biasEpilogue ? ", bias epilogue" : ""
+      })`;
+    if (
+      status !== 0 && !plan.ran &&
+      (status === STATUS_NOT_SUPPORTED || status === STATUS_INVALID_VALUE)
+    ) {
+      // the heuristic offered it, the library refuses it: plan again without it
+      this.#banned.add(`${key} ${plan.precision} ${plan.biasEpilogue}`);
+      this.#plans.delete(key);
+      this.#destroyPlan(plan);
+      this.fallbacks.push(`${what}: refused (${this.#statusName(status)}), planned again`);
+      throw new GemmPlanRejected(`${what} failed: ${this.#statusName(status)} (${status})`);
+    }
+    this.#check(status, what);
+    plan.ran = true;
   }
 
   /** Destroys the plans and the handle. */
   destroy(): void {
-    for (const plan of this.#plans.values()) {
-      this.#lt.cublasLtMatmulDescDestroy(plan.desc);
-      for (const l of plan.layouts) this.#lt.cublasLtMatrixLayoutDestroy(l);
-    }
+    for (const plan of this.#plans.values()) this.#destroyPlan(plan);
     this.#plans.clear();
     this.#lt.cublasLtDestroy(this.#handle);
+  }
+
+  #destroyPlan(plan: Plan): void {
+    this.#lt.cublasLtMatmulDescDestroy(plan.desc);
+    for (const l of plan.layouts) this.#lt.cublasLtMatrixLayoutDestroy(l);
   }
 
   #plan(
@@ -326,7 +372,7 @@ export class CublasLt {
     precision: GemmPrecision,
     bias: boolean,
   ): Plan {
-    const key = `${kind} ${N} ${C} ${OC} ${precision} ${bias}`;
+    const key = planKey(kind, N, C, OC, precision, bias);
     let plan = this.#plans.get(key);
     if (plan) return plan;
     // the preferred combination first, then without the bias epilogue, then in f32
@@ -338,6 +384,10 @@ export class CublasLt {
     }
     const failures: string[] = [];
     for (const [p, b] of tries) {
+      if (this.#banned.has(`${key} ${p} ${b}`)) {
+        failures.push(`${p}${b ? " with the bias epilogue" : ""}: refused when run`);
+        continue;
+      }
       const made = this.#tryPlan(gemmShapes(kind, N, C, OC), p, b);
       if ("plan" in made) {
         plan = made.plan;
@@ -399,6 +449,7 @@ export class CublasLt {
           workspaceBytes: found.workspaceBytes,
           precision,
           biasEpilogue: bias,
+          ran: false,
         },
       };
     } finally {

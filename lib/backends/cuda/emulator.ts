@@ -67,6 +67,13 @@ const EMULATOR_SYMBOLS = {
 
 type EmulatorSymbols = Deno.DynamicLibrary<typeof EMULATOR_SYMBOLS>["symbols"];
 
+/** What a cuBLASLt plan combines, for `EmulatorOptions`' refusals. */
+export interface GemmCombination {
+  bf16: boolean;
+  tf32: boolean;
+  bias: boolean;
+}
+
 /** Options of the emulated backend. */
 export interface EmulatorOptions {
   /** The emulated device's memory, in bytes (default 1 GiB): cuMemAlloc fails past it. */
@@ -75,7 +82,9 @@ export interface EmulatorOptions {
    * cuBLASLt combinations to refuse (no algorithm), to exercise the plans' fallbacks:
    * e.g. `({ bf16, bias }) => bf16 && bias`.
    */
-  refuseGemm?: (c: { bf16: boolean; tf32: boolean; bias: boolean }) => boolean;
+  refuseGemm?: (c: GemmCombination) => boolean;
+  /** Combinations the heuristic offers but cublasLtMatmul refuses (NOT_SUPPORTED) when run. */
+  refuseMatmul?: (c: GemmCombination) => boolean;
   quiet?: boolean;
 }
 
@@ -147,7 +156,7 @@ export async function createEmulatedCudaBackend(
     libraryPath: `the CPU emulator (${path})`,
   });
   const lt = {
-    symbols: emulatedCublasLt(memory, lib.symbols, options.refuseGemm),
+    symbols: emulatedCublasLt(memory, lib.symbols, options),
     path: "the CPU emulator's GEMM",
   };
   const backend = CudaBackend.open(
@@ -434,11 +443,19 @@ interface Layout {
   ld: number;
 }
 
+function combinationOf(d: Desc, a: Layout): GemmCombination {
+  return {
+    bf16: a.type === CUDA_R_16BF,
+    tf32: d.compute === 77,
+    bias: d.epilogue === EPILOGUE_BIAS,
+  };
+}
+
 /** cuBLASLt's functions over the emulator's GEMM, checking layouts as cuBLASLt does. */
 function emulatedCublasLt(
   memory: EmulatedMemory,
   emu: EmulatorSymbols,
-  refuse: EmulatorOptions["refuseGemm"],
+  { refuseGemm, refuseMatmul }: EmulatorOptions,
 ): CublasLtSymbols {
   const descs = new Map<bigint, Desc>(), layouts = new Map<bigint, Layout>();
   let next = 1000n;
@@ -512,12 +529,7 @@ function emulatedCublasLt(
       if (!ds || !la || !lb || !lc || b(c) !== b(d)) return 7;
       const s = shape(ds, la, lb, lc);
       if (typeof s === "string") return 7;
-      const combination = {
-        bf16: la.type === CUDA_R_16BF,
-        tf32: ds.compute === 77,
-        bias: ds.epilogue === EPILOGUE_BIAS,
-      };
-      if (refuse?.(combination)) return (i32(count)[0] = 0, 0);
+      if (refuseGemm?.(combinationOf(ds, la))) return (i32(count)[0] = 0, 0);
       const r = bytesOf(results);
       if (r.byteLength < HEURISTIC_RESULT_BYTES) return 7;
       r.fill(0, 0, HEURISTIC_RESULT_BYTES);
@@ -533,6 +545,7 @@ function emulatedCublasLt(
       const s = shape(ds, la, lb, lc);
       if (typeof s === "string") throw new Error(`Emulated cublasLtMatmul: ${s}`);
       const [m, nn, k] = s;
+      if (refuseMatmul?.(combinationOf(ds, la))) return 15; // CUBLAS_STATUS_NOT_SUPPORTED
       const al = new Float32Array(bytesOf(alpha).buffer, bytesOf(alpha).byteOffset, 1)[0];
       const be = new Float32Array(bytesOf(beta).buffer, bytesOf(beta).byteOffset, 1)[0];
       if (al !== 1) {

@@ -13,7 +13,7 @@
  */
 
 import type { MatmulDims } from "../../backend.ts";
-import type { CublasLt, GemmKind, GemmPrecision } from "./cublaslt.ts";
+import { type CublasLt, type GemmKind, GemmPlanRejected, type GemmPrecision } from "./cublaslt.ts";
 import type { CudaBuffer, CudaDevice } from "./device.ts";
 
 /** A bf16 copy of an f32 buffer, valid while the buffer's version is `version`. */
@@ -67,20 +67,12 @@ export function matmulForward(
   { N, C, OC }: MatmulDims,
 ): void {
   if (N === 0 || OC === 0) return;
-  const { dev, gemm } = ctx;
+  const { dev } = ctx;
   let biasAdded = false;
   if (C === 0) {
     dev.driver.fill32(out.pointer, 0, N * OC); // an empty sum (cuBLASLt wants k >= 1)
   } else {
-    const plan = gemm.planPrecision("forward", N, C, OC, ctx.precision, bias !== null);
-    const [a, b] = operands(ctx, plan.precision, [weight, OC * C], [inp, N * C]);
-    biasAdded = plan.biasEpilogue && bias !== null;
-    // the same plan as planPrecision's (keyed by whether there is a bias)
-    const biasPointer = bias ? bias.pointer : 0n;
-    gemm.run(
-      { kind: "forward", N, C, OC, a, b, d: out.pointer, beta: 0, bias: biasPointer },
-      ctx.precision,
-    );
+    biasAdded = runGemm(ctx, "forward", { N, C, OC }, [weight, OC * C], [inp, N * C], out, 0, bias);
   }
   if (bias && !biasAdded) {
     dev.kernels.launch("add_bias", dev.blocks(N * OC), 256, [out.pointer, bias.pointer, N, OC]);
@@ -98,16 +90,13 @@ export function matmulBackward(
   { N, C, OC }: MatmulDims,
 ): void {
   if (N === 0 || OC === 0) return;
-  const { dev, gemm } = ctx;
+  const { dev } = ctx;
   const products: [GemmKind, CudaBuffer][] = [];
   if (grads.dinp && C > 0) products.push(["dinp", grads.dinp]);
   if (grads.dweight && C > 0) products.push(["dweight", grads.dweight]);
   for (const [kind, d] of products) {
-    const { precision } = gemm.planPrecision(kind, N, C, OC, ctx.precision, false);
-    const [a, b] = kind === "dinp"
-      ? operands(ctx, precision, [weight, OC * C], [dout, N * OC])
-      : operands(ctx, precision, [inp, N * C], [dout, N * OC]);
-    gemm.run({ kind, N, C, OC, a, b, d: d.pointer, beta: 1, bias: 0n }, ctx.precision);
+    const a: [CudaBuffer, number] = kind === "dinp" ? [weight, OC * C] : [inp, N * C];
+    runGemm(ctx, kind, { N, C, OC }, a, [dout, N * OC], d, 1, null);
     dev.written(d);
   }
   if (grads.dbias) {
@@ -147,6 +136,44 @@ export function columnSums(
     cols,
   ]);
   dev.release(partials);
+}
+
+/**
+ * Enqueues one product with the plan for its shape, in the plan's precision (bf16 copies of
+ * the operands where it is bf16); a plan cuBLASLt refuses on first use is replaced by its
+ * fallback and the product run again. Returns whether the bias went into the epilogue.
+ */
+function runGemm(
+  ctx: MatmulContext,
+  kind: GemmKind,
+  { N, C, OC }: MatmulDims,
+  a: [CudaBuffer, number],
+  b: [CudaBuffer, number],
+  d: CudaBuffer,
+  beta: 0 | 1,
+  bias: CudaBuffer | null,
+): boolean {
+  for (let attempt = 0;; attempt++) {
+    const plan = ctx.gemm.planPrecision(kind, N, C, OC, ctx.precision, bias !== null);
+    const [pa, pb] = operands(ctx, plan.precision, a, b);
+    try {
+      const call = {
+        kind,
+        N,
+        C,
+        OC,
+        a: pa,
+        b: pb,
+        d: d.pointer,
+        beta,
+        bias: bias ? bias.pointer : 0n,
+      };
+      ctx.gemm.run(call, ctx.precision);
+      return plan.biasEpilogue && bias !== null;
+    } catch (e) {
+      if (!(e instanceof GemmPlanRejected) || attempt >= 4) throw e;
+    }
+  }
 }
 
 /** The two operands' device pointers: the f32 buffers, or their bf16 copies for bf16. */
