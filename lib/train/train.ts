@@ -100,8 +100,6 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
       if (scaler === null && !Number.isFinite(norm)) {
         throw nonFinite(`Gradient norm became ${norm}`, step, trail);
       }
-      // the weights this step started from gave a finite loss and norm: a good checkpoint
-      await trail.passed();
       // determine and set the learning rate for this iteration
       const lr = getLr(step, r.schedule);
       optimizer.lr = lr;
@@ -116,8 +114,11 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
       await logStep(r, stats);
       o.onStep?.(stats);
 
+      // the weights this step started from gave a finite loss and norm: a good checkpoint
+      // (the older ones pruned now, outside the step's timing)
+      await trail.passed();
       if (lastStep || stopHere || (checkpointEvery > 0 && (step + 1) % checkpointEvery === 0)) {
-        // the last one is pruned for at once: no step follows it
+        // the final checkpoint prunes at once: no step will follow to pass it
         trail.written(await checkpoint(r, o, step + 1, loss, trail, lastStep), step + 1, lastStep);
       }
       if (stopHere && !lastStep) {
