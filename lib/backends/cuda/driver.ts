@@ -127,8 +127,9 @@ export function openDriverLibrary():
     }
   }
   return {
-    error:
-      `No NVIDIA driver: libcuda.so.1 not found (looked in the dynamic linker's paths, ${searchSummary()})`,
+    error: `No NVIDIA driver: libcuda.so.1 not found (looked in the dynamic linker's paths, ${
+      searchSummary("cuda")
+    })`,
   };
 }
 

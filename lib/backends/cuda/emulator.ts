@@ -443,6 +443,63 @@ interface Layout {
   ld: number;
 }
 
+/** D = op(A) op(B) + beta D (+ bias) through the emulator's GEMM, checked as cuBLASLt would. */
+function emulatedMatmul(
+  memory: EmulatedMemory,
+  emu: EmulatorSymbols,
+  ds: Desc,
+  [la, lb, lc]: [Layout, Layout, Layout],
+  [A, B, D]: [bigint, bigint, bigint],
+  alpha: number,
+  beta: number,
+): void {
+  const s = gemmShape(ds, la, lb, lc);
+  if (typeof s === "string") throw new Error(`Emulated cublasLtMatmul: ${s}`);
+  const [m, n, k] = s;
+  if (alpha !== 1) {
+    throw new Error(`Emulated cublasLtMatmul: alpha ${alpha}, the backend always passes 1`);
+  }
+  const elem = la.type === CUDA_R_16BF ? 2 : 4;
+  // every operand must lie inside an allocation (cuBLASLt would fault)
+  memory.view(A, elem * (la.ld * (la.cols - 1) + la.rows), "cublasLtMatmul A");
+  memory.view(B, elem * (lb.ld * (lb.cols - 1) + lb.rows), "cublasLtMatmul B");
+  memory.view(D, 4 * (lc.ld * (lc.cols - 1) + lc.rows), "cublasLtMatmul D");
+  const bias = ds.epilogue === EPILOGUE_BIAS ? ds.bias : 0n;
+  if (bias) memory.view(bias, 4 * m, "cublasLtMatmul bias");
+  const big = BigInt;
+  emu.emu_gemm(
+    ds.transA ? 1 : 0,
+    ds.transB ? 1 : 0,
+    big(m),
+    big(n),
+    big(k),
+    A,
+    la.type,
+    big(la.ld),
+    B,
+    lb.type,
+    big(lb.ld),
+    beta,
+    D,
+    big(lc.ld),
+    bias,
+  );
+  memory.checkAll("cublasLtMatmul");
+}
+
+/** The product's (m, n, k), or why the layouts do not fit together. */
+function gemmShape(d: Desc, a: Layout, bl: Layout, c: Layout): [number, number, number] | string {
+  const [m, k] = d.transA ? [a.cols, a.rows] : [a.rows, a.cols];
+  const [k2, nn] = d.transB ? [bl.cols, bl.rows] : [bl.rows, bl.cols];
+  if (k !== k2) return `op(A) is ${m}x${k} but op(B) is ${k2}x${nn}`;
+  if (c.rows !== m || c.cols !== nn) return `C/D is ${c.rows}x${c.cols}, expected ${m}x${nn}`;
+  for (const l of [a, bl, c]) {
+    if (l.ld < l.rows) return `a leading dimension ${l.ld} below ${l.rows} rows`;
+  }
+  if (c.type !== CUDA_R_32F || a.type !== bl.type) return "unsupported types";
+  return [m, nn, k];
+}
+
 function combinationOf(d: Desc, a: Layout): GemmCombination {
   return {
     bf16: a.type === CUDA_R_16BF,
@@ -461,18 +518,6 @@ function emulatedCublasLt(
   let next = 1000n;
   const statusNames = new Map<number, ReturnType<typeof staticCString>>();
   const b = (x: number | bigint) => BigInt(x);
-  /** The product's (m, n, k), or why the layouts do not fit together. */
-  const shape = (d: Desc, a: Layout, bl: Layout, c: Layout): [number, number, number] | string => {
-    const [m, k] = d.transA ? [a.cols, a.rows] : [a.rows, a.cols];
-    const [k2, nn] = d.transB ? [bl.cols, bl.rows] : [bl.rows, bl.cols];
-    if (k !== k2) return `op(A) is ${m}x${k} but op(B) is ${k2}x${nn}`;
-    if (c.rows !== m || c.cols !== nn) return `C/D is ${c.rows}x${c.cols}, expected ${m}x${nn}`;
-    for (const l of [a, bl, c]) {
-      if (l.ld < l.rows) return `a leading dimension ${l.ld} below ${l.rows} rows`;
-    }
-    if (c.type !== CUDA_R_32F || a.type !== bl.type) return "unsupported types";
-    return [m, nn, k];
-  };
   return {
     cublasLtCreate: (out) => (u64(out)[0] = next++, 0),
     cublasLtDestroy: () => 0,
@@ -527,7 +572,7 @@ function emulatedCublasLt(
         lb = layouts.get(b(bl)),
         lc = layouts.get(b(c));
       if (!ds || !la || !lb || !lc || b(c) !== b(d)) return 7;
-      const s = shape(ds, la, lb, lc);
+      const s = gemmShape(ds, la, lb, lc);
       if (typeof s === "string") return 7;
       if (refuseGemm?.(combinationOf(ds, la))) return (i32(count)[0] = 0, 0);
       const r = bytesOf(results);
@@ -542,40 +587,18 @@ function emulatedCublasLt(
         lb = layouts.get(b(bl)),
         lc = layouts.get(b(c));
       if (!ds || !la || !lb || !lc || b(c) !== b(d) || b(C) !== b(D)) return 7;
-      const s = shape(ds, la, lb, lc);
-      if (typeof s === "string") throw new Error(`Emulated cublasLtMatmul: ${s}`);
-      const [m, nn, k] = s;
       if (refuseMatmul?.(combinationOf(ds, la))) return 15; // CUBLAS_STATUS_NOT_SUPPORTED
-      const al = new Float32Array(bytesOf(alpha).buffer, bytesOf(alpha).byteOffset, 1)[0];
-      const be = new Float32Array(bytesOf(beta).buffer, bytesOf(beta).byteOffset, 1)[0];
-      if (al !== 1) {
-        throw new Error(`Emulated cublasLtMatmul: alpha ${al}, the backend always passes 1`);
-      }
-      const elem = la.type === CUDA_R_16BF ? 2 : 4;
-      // every operand must lie inside an allocation (cuBLASLt would fault)
-      memory.view(b(A), elem * (la.ld * (la.cols - 1) + la.rows), "cublasLtMatmul A");
-      memory.view(b(B), elem * (lb.ld * (lb.cols - 1) + lb.rows), "cublasLtMatmul B");
-      memory.view(b(D), 4 * (lc.ld * (lc.cols - 1) + lc.rows), "cublasLtMatmul D");
-      const bias = ds.epilogue === EPILOGUE_BIAS ? ds.bias : 0n;
-      if (bias) memory.view(bias, 4 * m, "cublasLtMatmul bias");
-      emu.emu_gemm(
-        ds.transA ? 1 : 0,
-        ds.transB ? 1 : 0,
-        b(m),
-        b(nn),
-        b(k),
-        b(A),
-        la.type,
-        b(la.ld),
-        b(B),
-        lb.type,
-        b(lb.ld),
-        be,
-        b(D),
-        b(lc.ld),
-        bias,
+      const scalar = (x: AllowSharedBufferSource | null) =>
+        new Float32Array(bytesOf(x).slice(0, 4).buffer)[0];
+      emulatedMatmul(
+        memory,
+        emu,
+        ds,
+        [la, lb, lc],
+        [b(A), b(B), b(D)],
+        scalar(alpha),
+        scalar(beta),
       );
-      memory.checkAll("cublasLtMatmul");
       return 0;
     },
   };

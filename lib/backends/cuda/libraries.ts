@@ -51,7 +51,7 @@ let cachedSitePackages: string[] | null = null;
  * The file of library `name`, with the list of places looked at (for an error message that
  * says where it looked). The first existing file wins, in this order: `$CUDA_HOME/lib64`
  * (and `$CUDA_PATH/lib64`), `/usr/local/cuda/lib64`, `LD_LIBRARY_PATH`, the linker's cache,
- * the system folders, Python's `nvidia/*` wheels.
+ * the system folders, Python's `nvidia/*` wheels (not for the driver, which no wheel holds).
  */
 export function findCudaLibrary(name: CudaLibraryName): LibraryHit {
   const sonames = SONAMES[name];
@@ -69,7 +69,8 @@ export function findCudaLibrary(name: CudaLibraryName): LibraryHit {
     const path = linker.get(soname);
     if (path && isFile(path)) return { path, tried };
   }
-  for (const dir of pythonNvidiaLibDirs()) {
+  // the driver comes with the NVIDIA driver package, never in a wheel: no Python to start
+  for (const dir of name === "cuda" ? [] : pythonNvidiaLibDirs()) {
     for (const soname of sonames) {
       const path = join(dir, soname);
       tried.push(path);
@@ -79,10 +80,11 @@ export function findCudaLibrary(name: CudaLibraryName): LibraryHit {
   return { path: null, tried };
 }
 
-/** The places `findCudaLibrary` looks, in a few words, for messages. */
-export function searchSummary(): string {
-  return "$CUDA_HOME/lib64, /usr/local/cuda/lib64, LD_LIBRARY_PATH, ldconfig -p, " +
-    "the system library folders and Python's site-packages/nvidia/*/lib";
+/** The places `findCudaLibrary` looks (for `name`, default any but the driver), in a few words. */
+export function searchSummary(name?: CudaLibraryName): string {
+  const places = "$CUDA_HOME/lib64, /usr/local/cuda/lib64, LD_LIBRARY_PATH, ldconfig -p, " +
+    "the system library folders";
+  return name === "cuda" ? places : `${places} and Python's site-packages/nvidia/*/lib`;
 }
 
 function searchDirs(): string[] {
