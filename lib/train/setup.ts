@@ -94,9 +94,11 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
     const scaler = (o.lossScaling ?? precision === "f16") ? new GradScaler(o.gradScaler) : null;
     if (precision !== "f32") say(`precision: ${precision} matmuls`);
 
-    const trainLoader = await openTokenData(o.dataPath, "train", B, T, rank, world);
+    // every token id checked against the model's vocabulary as each shard is reached
+    const vocab = { vocabSize: o.config.vocab_size };
+    const trainLoader = await openTokenData(o.dataPath, "train", B, T, rank, world, vocab);
     const valLoader = (o.evalEvery ?? 0) > 0
-      ? await openTokenData(o.dataPath, "val", B, T, rank, world)
+      ? await openTokenData(o.dataPath, "val", B, T, rank, world, vocab)
       : null;
 
     // the model: fresh, or the checkpoint's (which also restores the optimizer and data)

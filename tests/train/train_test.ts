@@ -8,7 +8,7 @@ import { NativeBackend } from "../../lib/backends/native/mod.ts";
 import { GPT } from "../../lib/model/gpt.ts";
 import { loadCheckpoint } from "../../lib/train/checkpoint.ts";
 import { train } from "../../lib/train/train.ts";
-import { fullRecipe, runCheckpoints, shakespearePath } from "../support.ts";
+import { fullRecipe, runCheckpoints, shakespearePath, smallRecipe } from "../support.ts";
 
 Deno.test("train: loss starts near ln(vocab), falls, log.txt in build-nanogpt's format, model saved", async () => {
   const logDir = await Deno.makeTempDir();
@@ -159,3 +159,26 @@ async function copyDir(from: string, to: string): Promise<void> {
     await Deno.copyFile(join(from, e.name), join(to, e.name));
   }
 }
+
+Deno.test("train: a token id outside the model's vocabulary stops the run, naming the data and position", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // Tiny Shakespeare's first token, "First", is GPT-2 id 5962: outside a 64-token vocabulary
+    const logDir = join(dir, "log");
+    await rejects(
+      train(smallRecipe({
+        config: { n_layer: 1, n_head: 2, n_embd: 16, block_size: 32, vocab_size: 64 },
+        logDir,
+      })),
+      {
+        message: `${shakespearePath} (train): expected token ids in [0, 64) ` +
+          "(the model's vocabulary), found 5962 at position 0",
+      },
+    );
+    // nothing was trained or written: no checkpoint, no model
+    assertEquals(await runCheckpoints(logDir), []);
+    await rejects(Deno.stat(join(logDir, "model")), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
