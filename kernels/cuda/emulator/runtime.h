@@ -6,7 +6,8 @@
 //                  backend's table (lib/backends/cuda/kernels.ts)
 //   emu_launch:    runs kernel `index` over a grid, with cuLaunchKernel's argument array
 //   emu_gemm:      D (m, n) = op(A) op(B) + beta D (+ bias per row), column-major as cuBLASLt,
-//                  A and B in f32 or bf16 (cudaDataType 0 or 14), D in f32, sums in double
+//                  A and B in f32 or bf16 (cudaDataType 0 or 14), f32 ones rounded to TF32 with
+//                  `tf32`, D in f32, sums in double
 #pragma once
 
 #define GPT2_CUDA_EMULATION 1
@@ -95,23 +96,30 @@ extern "C" int emu_launch(int index, unsigned int gx, unsigned int gy, unsigned 
   return 0;
 }
 
-static inline double emuOperand(const void* p, int type, long long i) {
+// An operand as the tensor cores read it: bf16 (type 14) widened, f32 as is, or f32 rounded to
+// TF32's 10-bit mantissa (to nearest, ties away, as cvt.rna.tf32.f32) for TF32 compute
+static inline double emuOperand(const void* p, int type, long long i, int tf32) {
   if (type == 14) {
     unsigned int bits = (unsigned int)((const unsigned short*)p)[i] << 16;
     return (double)__uint_as_float(bits);
   }
-  return (double)((const float*)p)[i];
+  float x = ((const float*)p)[i];
+  if (tf32) {
+    unsigned int u = __float_as_uint(x);
+    if ((u & 0x7f800000u) != 0x7f800000u) x = __uint_as_float((u + 0x1000u) & 0xffffe000u);
+  }
+  return (double)x;
 }
 
 extern "C" void emu_gemm(int transA, int transB, long long m, long long n, long long k, const void* A,
                          int typeA, long long lda, const void* B, int typeB, long long ldb, float beta,
-                         float* D, long long ldd, const float* bias) {
+                         float* D, long long ldd, const float* bias, int tf32) {
   for (long long j = 0; j < n; j++) {
     for (long long i = 0; i < m; i++) {
       double s = 0.0;
       for (long long p = 0; p < k; p++) {
-        double a = emuOperand(A, typeA, transA ? p + i * lda : i + p * lda);
-        double b = emuOperand(B, typeB, transB ? j + p * ldb : p + j * ldb);
+        double a = emuOperand(A, typeA, transA ? p + i * lda : i + p * lda, tf32);
+        double b = emuOperand(B, typeB, transB ? j + p * ldb : p + j * ldb, tf32);
         s += a * b;
       }
       float* d = &D[i + j * ldd];

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { cacheDir } from "../../io/cache.ts";
 import { CUDA_KERNEL_DIR, readSources, unitSource } from "./build.ts";
 import {
+  CUBLAS_COMPUTE_32F_FAST_TF32,
   CUBLAS_OP_T,
   type CublasLtSymbols,
   CUDA_R_16BF,
@@ -60,6 +61,7 @@ const EMULATOR_SYMBOLS = {
       "u64",
       "i64",
       "u64",
+      "i32",
     ],
     result: "void",
   },
@@ -483,6 +485,7 @@ function emulatedMatmul(
     D,
     big(lc.ld),
     bias,
+    ds.compute === CUBLAS_COMPUTE_32F_FAST_TF32 ? 1 : 0,
   );
   memory.checkAll("cublasLtMatmul");
 }
@@ -503,7 +506,7 @@ function gemmShape(d: Desc, a: Layout, bl: Layout, c: Layout): [number, number, 
 function combinationOf(d: Desc, a: Layout): GemmCombination {
   return {
     bf16: a.type === CUDA_R_16BF,
-    tf32: d.compute === 77,
+    tf32: d.compute === CUBLAS_COMPUTE_32F_FAST_TF32,
     bias: d.epilogue === EPILOGUE_BIAS,
   };
 }

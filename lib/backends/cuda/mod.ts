@@ -214,6 +214,9 @@ export class CudaBackend implements Backend {
       }), cuBLASLt ${this.#gemm.path} (${this.#gemm.version}); matmuls ${this.#precision}`;
   }
 
+  /** What `setMatmulPrecision` accepts here. */
+  readonly matmulPrecisions: readonly MatmulPrecision[] = ["f32", "tf32", "bf16"];
+
   /** The matmuls' precision. */
   get matmulPrecision(): MatmulPrecision {
     return this.#precision;
