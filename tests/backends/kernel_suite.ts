@@ -53,24 +53,40 @@ export async function compareWithReference(
   }
 }
 
+/** Options of `kernelSuite`. */
+export interface KernelSuiteOptions {
+  /**
+   * Include GPT-2 124M's full-size rows (C 768 to 3072, V 50304, T 1024, millions of AdamW
+   * elements); default true. False keeps the small odd shapes, for slow stand-ins such as a
+   * CPU emulator.
+   */
+  fullSize?: boolean;
+}
+
 /** Registers the kernel-by-kernel comparisons for the backend `backend()` makes. */
-export function kernelSuite(label: string, backend: () => Promise<Backend>): void {
+export function kernelSuite(
+  label: string,
+  backend: () => Promise<Backend>,
+  { fullSize = true }: KernelSuiteOptions = {},
+): void {
+  const sizes: Sizes = (small, large) => fullSize ? [...small, ...large] : small;
+  registerMatmulTests(label, backend, sizes);
+  registerRowTests(label, backend, sizes);
+  registerAttentionTests(label, backend, sizes);
+  registerOptimizerTests(label, backend, sizes);
+}
+
+/** The small shapes, and the full-size ones too unless the suite was told to skip them. */
+type Sizes = <T>(small: T[], large: T[]) => T[];
+
+/** Matmuls, forward and backward, and backward with some gradients only. */
+function registerMatmulTests(label: string, backend: () => Promise<Backend>, sizes: Sizes): void {
   Deno.test(`${label}: matmul forward and backward, odd shapes, with and without bias`, async () => {
     const be = await backend();
-    const shapes = [
-      [5, 7, 3],
-      [37, 64, 192],
-      [70, 128, 64],
-      [1, 33, 70],
-      [64, 96, 130],
-      [
-        40,
-        768,
-        2304,
-      ],
-      [257, 768, 3072],
-      [65, 3072, 768],
-    ];
+    const shapes = sizes(
+      [[5, 7, 3], [37, 64, 192], [70, 128, 64], [1, 33, 70], [64, 96, 130]],
+      [[40, 768, 2304], [257, 768, 3072], [65, 3072, 768]],
+    );
     for (const [N, C, OC] of shapes) {
       for (const withBias of [true, false]) {
         const tag = `matmul N=${N} C=${C} OC=${OC} bias=${withBias}`;
@@ -122,10 +138,13 @@ export function kernelSuite(label: string, backend: () => Promise<Backend>): voi
         b.matmulBackward({ dinp: dx, dweight: null, dbias: db }, dout, x, w, { N, C, OC }),
     );
   });
+}
 
+/** LayerNorm, GELU, the residual add, accumulate and scale. */
+function registerRowTests(label: string, backend: () => Promise<Backend>, sizes: Sizes): void {
   Deno.test(`${label}: layernorm forward and backward`, async () => {
     const be = await backend();
-    for (const [N, C] of [[7, 9], [13, 64], [130, 5], [33, 768], [1025, 768]]) {
+    for (const [N, C] of sizes([[7, 9], [13, 64], [130, 5]], [[33, 768], [1025, 768]])) {
       const x = randn(N * C, 2).map((v) => v + 0.5), w = randn(C, 0.3).map((v) => v + 1);
       const b = randn(C, 0.3);
       await compareWithReference(
@@ -167,7 +186,7 @@ export function kernelSuite(label: string, backend: () => Promise<Backend>): voi
 
   Deno.test(`${label}: gelu forward and backward, large arguments included`, async () => {
     const be = await backend();
-    for (const n of [1001, 5000, 3 * 1024 * 1024 + 7]) {
+    for (const n of sizes([1001, 5000], [3 * 1024 * 1024 + 7])) {
       const x = randn(n, 3);
       x.set([-40, -15, -8, 0, 8, 15, 40], 0);
       await compareWithReference(
@@ -189,7 +208,7 @@ export function kernelSuite(label: string, backend: () => Promise<Backend>): voi
 
   Deno.test(`${label}: residual add (broadcast), accumulate, scale`, async () => {
     const be = await backend();
-    for (const [B, T, C] of [[3, 5, 7], [7, 16, 32], [2, 1024, 768]]) {
+    for (const [B, T, C] of sizes([[3, 5, 7], [7, 16, 32]], [[2, 1024, 768]])) {
       const n = B * T * C, nb = T * C;
       await compareWithReference(
         be,
@@ -237,15 +256,22 @@ export function kernelSuite(label: string, backend: () => Promise<Backend>): voi
       }
     }
   });
+}
 
+/** The embedding, attention and the classifier. */
+function registerAttentionTests(
+  label: string,
+  backend: () => Promise<Backend>,
+  sizes: Sizes,
+): void {
   Deno.test(`${label}: embedding forward and backward (repeated ids)`, async () => {
     const be = await backend();
     for (
-      const [N, V, C] of [[50, 13, 10], [7, 300, 12], [130, 3, 5], [40, 1000, 16], [
+      const [N, V, C] of sizes([[50, 13, 10], [7, 300, 12], [130, 3, 5], [40, 1000, 16]], [[
         2048,
         50304,
         768,
-      ]]
+      ]])
     ) {
       const idx = ids(N, V);
       await compareWithReference(
@@ -270,20 +296,14 @@ export function kernelSuite(label: string, backend: () => Promise<Backend>): voi
   Deno.test(`${label}: causal attention forward and backward, T = 1024 with heads of 64`, async () => {
     const be = await backend();
     for (
-      const [B, T, C, NH] of [
-        [2, 5, 18, 3],
-        [5, 16, 32, 2],
-        [3, 33, 24, 2],
-        [1, 65, 64, 4],
+      const [B, T, C, NH] of sizes(
+        [[2, 5, 18, 3], [5, 16, 32, 2], [3, 33, 24, 2], [1, 65, 64, 4]],
         [
-          1,
-          1024,
-          64,
-          1,
+          [1, 1024, 64, 1],
+          [2, 1024, 128, 2],
+          [1, 1000, 192, 3],
         ],
-        [2, 1024, 128, 2],
-        [1, 1000, 192, 3],
-      ]
+      )
     ) {
       const dims = { B, T, C, NH };
       const qkv = randn(B * T * 3 * C);
@@ -308,7 +328,7 @@ export function kernelSuite(label: string, backend: () => Promise<Backend>): voi
 
   Deno.test(`${label}: cross-entropy forward and backward, V = 50304 included`, async () => {
     const be = await backend();
-    for (const [N, V] of [[6, 11], [70, 129], [4, 50304], [33, 50257]]) {
+    for (const [N, V] of sizes([[6, 11], [70, 129]], [[4, 50304], [33, 50257]])) {
       const z = randn(N * V, 3), y = ids(N, V);
       await compareWithReference(
         be,
@@ -328,10 +348,17 @@ export function kernelSuite(label: string, backend: () => Promise<Backend>): voi
       );
     }
   });
+}
 
+/** The sums of squares, AdamW and the buffer calls. */
+function registerOptimizerTests(
+  label: string,
+  backend: () => Promise<Backend>,
+  sizes: Sizes,
+): void {
   Deno.test(`${label}: sum of squares and AdamW`, async () => {
     const be = await backend();
-    for (const n of [1, 100, 4097, 200_003, 38_597_376]) {
+    for (const n of sizes([1, 100, 4097, 200_003], [38_597_376])) {
       const x = randn(n + 5);
       const expected = await cpu.sumOfSquares(cpu.upload(x), n);
       assertClose(`sum of squares n=${n}`, [await be.sumOfSquares(be.upload(x), n)], [expected], {
@@ -347,7 +374,7 @@ export function kernelSuite(label: string, backend: () => Promise<Backend>): voi
       }
     }
     for (const step of [1, 3]) {
-      for (const n of [1003, 5003, 2_359_297]) {
+      for (const n of sizes([1003, 5003], [2_359_297])) {
         const hp = { lr: 6e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step };
         await compareWithReference(
           be,
