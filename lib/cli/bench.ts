@@ -2,16 +2,27 @@
  * `deno task bench`: GEMM throughput on GPT-2's shapes and GPT-2 124M training steps on the
  * native backend, with `--peer torch` running PyTorch's CPU step interleaved in the same
  * run so the two are compared as ratios (these machines are shared and noisy).
+ * `--backend webgpu` runs the WebGPU benchmark instead, `--backend cuda` the CUDA one
+ * (lib/bench/cuda.ts, with PyTorch on the same GPU as the peer).
  *
  * @module
  */
 
 import { NativeBackend } from "../backends/native/mod.ts";
+import {
+  BENCH_PRECISIONS,
+  type BenchPrecision,
+  type CudaBenchConfig,
+  type CudaBenchReport,
+  cudaBenchTable,
+  defaultCudaConfigs,
+  runCudaBench,
+} from "../bench/cuda.ts";
 import { timeMedian, timeSteps, trainFlopsPerToken } from "../bench/step.ts";
 import { runTorchPeer, torchPeerUnavailable } from "../bench/torch_peer.ts";
 import { gptConfig } from "../model/gpt.ts";
 import { Generator } from "../model/random.ts";
-import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task bench [flags]
 
@@ -23,9 +34,19 @@ const HELP = `deno task bench [flags]
   --no-gemm           skip the GEMM table
   --webgpu            also run the WebGPU benchmark (each kernel, then 124M steps at B=4, T=64,
                       and B=16, T=1024 on a real GPU) on the adapter at hand (lib/bench/webgpu.ts)
-  --backend NAME      native (default) or webgpu: only the WebGPU benchmark; with --configs
-                      train:BxT it times that size, with --iters that many steps
-  -h, --help          this text`;
+  --backend NAME      native (default); webgpu: only the WebGPU benchmark; with --configs
+                      train:BxT it times that size, with --iters that many steps; cuda: GPT-2
+                      124M steps at B=16 and B=64, T=1024, in fp32, tf32 and bf16 on the GPU
+                      (tok/s, MFU, peak memory), --configs train:BxT,... for other sizes
+  --precisions LIST   cuda: which of fp32,tf32,bf16 to time (default all three)
+  --torch-compile L   cuda with --peer torch: the precisions the peer also runs compiled
+                      (default bf16: each compile takes about a minute; none: eager only)
+  --json PATH         cuda: also write the table's numbers as JSON
+  -h, --help          this text
+
+With --backend cuda, --peer torch runs ../shared/bench/torch_gpt2_gpu.py (PyTorch on the same
+GPU) after each of our rows; --warmup defaults to 1 and --iters to 4 there, so the whole table
+with the peer takes about 3 minutes on an H100 or H200.`;
 
 const GEMM_SHAPES: [string, number, number, number][] = [
   // M (tokens), N (out features), K (in features), as matmul_forward calls them at B*T = 512
@@ -46,6 +67,9 @@ await runMain(async () => {
     "no-gemm": { type: "boolean" },
     webgpu: { type: "boolean" },
     backend: { type: "string" },
+    precisions: { type: "string" },
+    "torch-compile": { type: "string" },
+    json: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (f.help) return console.log(HELP);
@@ -66,8 +90,18 @@ await runMain(async () => {
   );
 
   const only = stringFlag(f, "backend", "native");
-  if (only !== "native" && only !== "webgpu") {
-    throw new Error(`--backend expects native or webgpu, found "${only}"`);
+  if (only !== "native" && only !== "webgpu" && only !== "cuda") {
+    throw new Error(`--backend expects native, webgpu or cuda, found "${only}"`);
+  }
+  if (only === "cuda") {
+    if (f.configs !== undefined && configs.some((c) => c.mode !== "train")) {
+      throw new Error("--backend cuda times training steps: pass --configs train:BxT,...");
+    }
+    return await benchCuda(f, f.configs === undefined ? null : configs, {
+      warmup: f.warmup === undefined ? 1 : warmup,
+      iters: f.iters === undefined ? 4 : iters,
+      peer: peer === "torch",
+    });
   }
   if (only === "webgpu") {
     const size = f.configs === undefined ? [] : configs.filter((c) => c.mode === "train");
@@ -99,6 +133,59 @@ await runMain(async () => {
   );
   if (f.webgpu) await runWebGpuBench([]);
 });
+
+/**
+ * A comma-separated list of precisions (fp32, tf32, bf16); "none" is the empty list, and
+ * undefined is `fallback`.
+ */
+function precisionList(
+  value: string | undefined,
+  flag: string,
+  fallback: readonly BenchPrecision[],
+): BenchPrecision[] {
+  if (value === undefined) return [...fallback];
+  const text = value.trim();
+  if (text === "none") return [];
+  return text.split(",").map((p) => {
+    const name = p.trim();
+    if (!(BENCH_PRECISIONS as readonly string[]).includes(name)) {
+      throw new Error(
+        `${flag} expects a list of ${BENCH_PRECISIONS.join(", ")} or none, found "${name}"`,
+      );
+    }
+    return name as BenchPrecision;
+  });
+}
+
+/**
+ * The CUDA benchmark (lib/bench/cuda.ts) at `sizes` (null: B=16 and B=64 at T=1024) in the
+ * precisions of `--precisions`: its progress, then the table, and the JSON of `--json`.
+ */
+async function benchCuda(
+  f: FlagValues,
+  sizes: { B: number; T: number }[] | null,
+  o: { warmup: number; iters: number; peer: boolean },
+): Promise<void> {
+  const precisions = precisionList(stringFlag(f, "precisions"), "--precisions", BENCH_PRECISIONS);
+  if (precisions.length === 0) throw new Error("--precisions expects at least one precision");
+  const configs: CudaBenchConfig[] = sizes === null
+    ? defaultCudaConfigs().filter((c) => precisions.includes(c.precision))
+    : sizes.flatMap((c) => precisions.map((precision) => ({ B: c.B, T: c.T, precision })));
+  const json = stringFlag(f, "json");
+  const save = async (r: CudaBenchReport) => {
+    if (json) await Deno.writeTextFile(json, JSON.stringify(r, null, 2) + "\n");
+  };
+  const report = await runCudaBench({
+    ...o,
+    configs,
+    compile: precisionList(stringFlag(f, "torch-compile", "bf16"), "--torch-compile", []),
+    log: (line) => console.log(line),
+    onRow: save, // the rows so far survive a run stopped early
+  });
+  console.log(`\n${cudaBenchTable(report)}`);
+  console.log(`\n(${report.seconds.toFixed(0)} s in all)`);
+  await save(report);
+}
 
 /** Runs lib/bench/webgpu.ts in its own process (its device and memory go with it). */
 async function runWebGpuBench(args: string[]): Promise<void> {

@@ -1,0 +1,272 @@
+/**
+ * The CUDA backend's benchmark: GPT-2 124M (vocab 50304) training steps (zero_grad,
+ * forward, backward, clip 1.0, AdamW, the loss read back) at the lecture's B=16, T=1024 and
+ * build-nanogpt's B=64, T=1024, in fp32, TF32 and bf16: ms per step, tok/s, MFU against the
+ * GPU's peak for that precision, and the peak of the memory the backend held. With the
+ * PyTorch peer (`lib/bench/torch_gpu_peer.ts`), each row runs PyTorch eager right after
+ * ours, and `torch.compile` for the precisions asked (bf16 by default: each compile takes
+ * about a minute), and prints the ratios.
+ *
+ * Few iterations (1 warm-up and 4 timed by default), so that the whole table with the
+ * peer fits in about 3 minutes on an H100 or H200.
+ *
+ * @module
+ */
+
+import { createCudaBackend, type CudaBackend, cudaUnavailable } from "../backends/cuda/mod.ts";
+import { type GPTConfig, gptConfig } from "../model/gpt.ts";
+import { timeSteps, trainFlopsPerToken } from "./step.ts";
+import { runTorchGpuPeer, type TorchGpuTiming, torchGpuUnavailable } from "./torch_gpu_peer.ts";
+
+/** The precisions the benchmark times, named as build-nanogpt and the peer name them. */
+export type BenchPrecision = "fp32" | "tf32" | "bf16";
+
+/** Every precision, in the lecture's order. */
+export const BENCH_PRECISIONS: readonly BenchPrecision[] = ["fp32", "tf32", "bf16"];
+
+/** The backend's name for a precision. */
+export function backendPrecision(p: BenchPrecision): "f32" | "tf32" | "bf16" {
+  return p === "fp32" ? "f32" : p;
+}
+
+/**
+ * Dense peaks in TFLOP/s of the GPUs we know (vendor datasheets, no sparsity): bf16 and TF32
+ * on tensor cores, plain fp32 on the CUDA cores. The H200 SXM has the H100 SXM's rates.
+ */
+const GPU_PEAKS: { pattern: RegExp; peaks: Record<BenchPrecision, number> }[] = [
+  { pattern: /H100.*PCIe/i, peaks: { bf16: 756, tf32: 378, fp32: 51 } },
+  { pattern: /H100|H200|GH200/i, peaks: { bf16: 989, tf32: 494, fp32: 67 } },
+  { pattern: /A100/i, peaks: { bf16: 312, tf32: 156, fp32: 19.5 } },
+];
+
+/** The GPU's dense peak for `precision` in TFLOP/s, or null for a GPU not in the table. */
+export function gpuPeakTflops(deviceName: string, precision: BenchPrecision): number | null {
+  return GPU_PEAKS.find((g) => g.pattern.test(deviceName))?.peaks[precision] ?? null;
+}
+
+/** One row to time: a step size and a precision. */
+export interface CudaBenchConfig {
+  B: number;
+  T: number;
+  precision: BenchPrecision;
+}
+
+/** Our side of a row. */
+export interface CudaStepResult {
+  medianMs: number;
+  minMs: number;
+  tokensPerSec: number;
+  /** Model FLOPs per second over the GPU's peak for the row's precision, or null. */
+  mfu: number | null;
+  /** The most device memory the backend held at once, bytes. */
+  peakMemoryBytes: number;
+}
+
+/** A peer's side of a row: its timing, or why it did not run. */
+export type PeerCell = TorchGpuTiming | { skipped: string };
+
+/** A timed row. */
+export interface CudaBenchRow extends CudaBenchConfig {
+  ours: CudaStepResult | { failed: string };
+  /** The peak the MFU is taken against, TFLOP/s. */
+  peakTflops: number | null;
+  eager: PeerCell;
+  compiled: PeerCell;
+}
+
+/** The whole benchmark, as `--json` writes it. */
+export interface CudaBenchReport {
+  device: { name: string; computeCapability: [number, number]; totalMemoryBytes: number };
+  warmup: number;
+  iters: number;
+  rows: CudaBenchRow[];
+  seconds: number;
+}
+
+/** Options of `runCudaBench`. */
+export interface CudaBenchOptions {
+  configs: CudaBenchConfig[];
+  warmup: number;
+  iters: number;
+  /** Run the PyTorch peer (eager for every row). */
+  peer: boolean;
+  /** The precisions for which the peer also runs with `torch.compile`. */
+  compile: readonly BenchPrecision[];
+  /** Called with each line of progress. */
+  log?: (line: string) => void;
+  /** Opens the backend for a row; default `createCudaBackend` (tests pass the emulator's). */
+  openBackend?: (quiet: boolean) => Promise<CudaBackend>;
+  /** The model; default GPT-2 124M with vocab 50304. */
+  config?: GPTConfig;
+  /** Called after each row with the report so far (to save it as it grows). */
+  onRow?: (partial: CudaBenchReport) => void | Promise<void>;
+}
+
+/** The default rows: B=16 and B=64 at T=1024, each in fp32, TF32 and bf16. */
+export function defaultCudaConfigs(): CudaBenchConfig[] {
+  return [16, 64].flatMap((B) => BENCH_PRECISIONS.map((precision) => ({ B, T: 1024, precision })));
+}
+
+/** Times our step for one row on a fresh backend, so its peak memory is that row's alone. */
+async function timeOurs(
+  config: GPTConfig,
+  c: CudaBenchConfig,
+  o: CudaBenchOptions,
+  quiet: boolean,
+): Promise<{ result: CudaStepResult; device: CudaBenchReport["device"] }> {
+  const backend = await (o.openBackend ?? ((q) => createCudaBackend({ quiet: q })))(quiet);
+  try {
+    backend.setMatmulPrecision(backendPrecision(c.precision));
+    const t = await timeSteps(backend, config, {
+      mode: "train",
+      B: c.B,
+      T: c.T,
+      warmup: o.warmup,
+      iters: o.iters,
+      onIter: (i, ms, w) => o.log?.(`  ${w ? "warmup" : "iter"} ${i}: ${ms.toFixed(1)} ms`),
+    });
+    const peak = gpuPeakTflops(backend.deviceName, c.precision);
+    const flops = trainFlopsPerToken(config, c.T) * t.tokensPerSec;
+    return {
+      result: {
+        medianMs: t.medianMs,
+        minMs: t.minMs,
+        tokensPerSec: t.tokensPerSec,
+        mfu: peak ? flops / (peak * 1e12) : null,
+        peakMemoryBytes: backend.peakMemoryBytes(),
+      },
+      device: {
+        name: backend.deviceName,
+        computeCapability: backend.computeCapability,
+        totalMemoryBytes: backend.totalMemoryBytes,
+      },
+    };
+  } finally {
+    backend.destroy();
+  }
+}
+
+/** One peer run, or why it did not run; a failure is reported, not thrown. */
+async function timePeer(
+  c: CudaBenchConfig,
+  compile: boolean,
+  o: CudaBenchOptions,
+  unavailable: string | null,
+): Promise<PeerCell> {
+  if (unavailable) return { skipped: unavailable };
+  o.log?.(`  PyTorch ${compile ? "torch.compile" : "eager"}`);
+  try {
+    return await runTorchGpuPeer({ ...c, compile, warmup: Math.max(o.warmup, 1), iters: o.iters });
+  } catch (e) {
+    const message = (e as Error).message;
+    o.log?.(`  ${message}`);
+    return { skipped: message.split("\n")[0].slice(0, 300) };
+  }
+}
+
+/**
+ * Times every row: ours, then the peer eager, then compiled where asked. Fails fast, saying
+ * what is missing, where no GPU is usable.
+ */
+export async function runCudaBench(o: CudaBenchOptions): Promise<CudaBenchReport> {
+  const reason = o.openBackend ? null : await cudaUnavailable();
+  if (reason) throw new Error(`--backend cuda needs a usable NVIDIA GPU: ${reason}`);
+  const t0 = performance.now();
+  const config = o.config ?? gptConfig("gpt2", 50304);
+  const peerReason = o.peer ? await torchGpuUnavailable() : "not asked (--peer torch)";
+  if (o.peer && peerReason) o.log?.(`PyTorch peer skipped: ${peerReason}`);
+  const rows: CudaBenchRow[] = [];
+  let device: CudaBenchReport["device"] | null = null;
+  const report = (): CudaBenchReport => ({
+    device: device ?? { name: "unknown", computeCapability: [0, 0], totalMemoryBytes: 0 },
+    warmup: o.warmup,
+    iters: o.iters,
+    rows,
+    seconds: (performance.now() - t0) / 1000,
+  });
+  for (const c of o.configs) {
+    o.log?.(`\ntrain B=${c.B} T=${c.T} ${c.precision}: ours (cuda)`);
+    let ours: CudaBenchRow["ours"];
+    try {
+      const r = await timeOurs(config, c, o, device !== null);
+      ours = r.result;
+      device ??= r.device;
+    } catch (e) {
+      ours = { failed: (e as Error).message.split("\n")[0] };
+      o.log?.(`  ours failed: ${ours.failed}`);
+    }
+    const compileReason = o.compile.includes(c.precision)
+      ? peerReason
+      : `not asked for ${c.precision} (--torch-compile)`;
+    rows.push({
+      ...c,
+      ours,
+      peakTflops: device ? gpuPeakTflops(device.name, c.precision) : null,
+      eager: await timePeer(c, false, o, peerReason),
+      compiled: await timePeer(c, true, o, compileReason),
+    });
+    await o.onRow?.(report());
+  }
+  return report();
+}
+
+function ms(x: number): string {
+  return x.toFixed(1);
+}
+
+function tokPerSec(x: number): string {
+  return Math.round(x).toLocaleString("en-US");
+}
+
+function gib(bytes: number): string {
+  return (bytes / 2 ** 30).toFixed(2);
+}
+
+/** Our tok/s over the peer's, or "-". */
+function ratio(ours: CudaBenchRow["ours"], peer: PeerCell): string {
+  if ("failed" in ours || "skipped" in peer) return "-";
+  return `${(ours.tokensPerSec / peer.tokensPerSec).toFixed(2)}x`;
+}
+
+/** The report as a Markdown table, with a line on what MFU and the ratios mean. */
+export function cudaBenchTable(report: CudaBenchReport): string {
+  const lines = [
+    `GPT-2 124M (vocab 50304) training step on ${report.device.name} (compute capability ${
+      report.device.computeCapability.join(".")
+    }), median of ${report.iters} steps after ${report.warmup} warm-up`,
+    "",
+    "| step | precision | ours ms | ours tok/s | MFU | ours peak GiB | eager tok/s | ours / eager " +
+    "| compiled tok/s | ours / compiled | PyTorch peak GiB |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const r of report.rows) {
+    const o = r.ours;
+    const cells = "failed" in o ? [`failed: ${o.failed}`, "-", "-", "-"] : [
+      ms(o.medianMs),
+      tokPerSec(o.tokensPerSec),
+      o.mfu === null ? "-" : `${(100 * o.mfu).toFixed(1)}% of ${r.peakTflops}`,
+      gib(o.peakMemoryBytes),
+    ];
+    const peerTok = (p: PeerCell) => "skipped" in p ? "-" : tokPerSec(p.tokensPerSec);
+    const peerMem = [r.eager, r.compiled].filter((p): p is TorchGpuTiming => !("skipped" in p))
+      .map((p) => p.peakMemGib.toFixed(2)).join(" / ") || "-";
+    lines.push(
+      `| train B=${r.B} T=${r.T} | ${r.precision} | ${cells.join(" | ")} | ${peerTok(r.eager)} | ${
+        ratio(o, r.eager)
+      } | ${peerTok(r.compiled)} | ${ratio(o, r.compiled)} | ${peerMem} |`,
+    );
+  }
+  const skipped = new Set(
+    report.rows.flatMap((r) => [r.eager, r.compiled]).flatMap((p) =>
+      "skipped" in p ? [p.skipped] : []
+    ),
+  );
+  lines.push(
+    "",
+    "MFU: model FLOPs (6N + 12LCT per token) over the GPU's dense peak for the row's precision " +
+      "(TFLOP/s, vendor datasheet). Peak memory: ours is the most the backend held allocated; " +
+      "PyTorch's is torch.cuda.max_memory_allocated (eager / compiled).",
+  );
+  for (const s of skipped) lines.push(`PyTorch peer not run: ${s}`);
+  return lines.join("\n");
+}
