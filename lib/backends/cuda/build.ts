@@ -75,7 +75,7 @@ export async function buildCudaKernels(options: CudaBuildOptions = {}): Promise<
   const sources = readSources();
   const nvcc = Deno.env.get("GPT2_CUDA_NO_NVCC") ? null : await findNvcc();
   if (nvcc) return await buildWithNvcc(nvcc, sources, options);
-  const shipped = shippedFatbin(sources);
+  const shipped = findShippedFatbin(sources);
   if (shipped) return { path: shipped, via: "shipped", log: "shipped with the project" };
   if (options.nvrtc) return buildWithNvrtc(options.nvrtc.arch, sources, options.quiet ?? false);
   throw new Error(
@@ -177,7 +177,8 @@ function buildWithNvrtc(
   }
 }
 
-function shippedFatbin(sources: Map<string, string>): string | null {
+/** The fatbin shipped with the project for exactly these sources, or null. */
+export function findShippedFatbin(sources: Map<string, string> = readSources()): string | null {
   const path = join(CUDA_KERNEL_DIR, "prebuilt", "kernels.fatbin");
   try {
     const recorded = Deno.readTextFileSync(`${path}.sha256`).trim();

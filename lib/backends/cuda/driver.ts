@@ -200,7 +200,9 @@ export class CudaDriver {
     check(cu, cu.cuDriverGetVersion(i32), "cuDriverGetVersion");
     const version = i32[0];
     check(cu, cu.cuDeviceGetCount(i32), "cuDeviceGetCount");
-    if (i32[0] === 0) throw new CudaError("No CUDA device: the driver found none", 100, "none");
+    if (i32[0] === 0) {
+      throw new CudaError("No CUDA device: the driver found none", 100, "CUDA_ERROR_NO_DEVICE");
+    }
     if (!Number.isInteger(device) || device < 0 || device >= i32[0]) {
       throw new Error(`No CUDA device ${device}: the driver found ${i32[0]} (0 to ${i32[0] - 1})`);
     }

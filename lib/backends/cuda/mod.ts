@@ -39,10 +39,15 @@ import type {
   RowDims,
 } from "../../backend.ts";
 import { attentionBackward, attentionForward, type AttentionKind } from "./attention.ts";
-import { buildCudaKernels, type CudaKernelBuild, findNvccFile } from "./build.ts";
+import {
+  buildCudaKernels,
+  type CudaKernelBuild,
+  findNvccFile,
+  findShippedFatbin,
+} from "./build.ts";
 import { CublasLt, type CublasLtSymbols } from "./cublaslt.ts";
 import { AttentionSaved, type CudaBuffer, CudaDevice } from "./device.ts";
-import { CudaDriver, type DriverSymbols, openDriverLibrary } from "./driver.ts";
+import { CU, CudaDriver, type DriverSymbols, openDriverLibrary } from "./driver.ts";
 import { KernelLauncher } from "./kernels.ts";
 import * as layers from "./layers.ts";
 import { findCudaLibrary } from "./libraries.ts";
@@ -92,19 +97,21 @@ function probe(): string | null {
   if ("error" in lib) return lib.error;
   const cu = lib.symbols;
   const init = cu.cuInit(0);
-  if (init === 100) return "No CUDA device: the NVIDIA driver is installed but cuInit found no GPU";
-  if (init !== 0) {
+  if (init === CU.ERROR_NO_DEVICE) {
+    return "No CUDA device: the NVIDIA driver is installed but cuInit found no GPU";
+  }
+  if (init !== CU.SUCCESS) {
     return `No usable NVIDIA driver: cuInit failed with CUresult ${init} (${lib.path})`;
   }
   const count = new Int32Array(1);
-  if (cu.cuDeviceGetCount(count) !== 0 || count[0] === 0) {
+  if (cu.cuDeviceGetCount(count) !== CU.SUCCESS || count[0] === 0) {
     return "No CUDA device: the driver found none";
   }
   if (!findCudaLibrary("cublasLt").path) {
     return "No cuBLASLt: libcublasLt.so.13 (or .12) not found (install the CUDA toolkit or PyTorch's nvidia-cublas wheel)";
   }
-  if (!findNvccFile() && !findCudaLibrary("nvrtc").path) {
-    return "No CUDA compiler for the kernels: neither nvcc nor libnvrtc found";
+  if (!findNvccFile() && !findShippedFatbin() && !findCudaLibrary("nvrtc").path) {
+    return "No CUDA compiler for the kernels: no nvcc, no shipped fatbin and no libnvrtc found";
   }
   return null;
 }
@@ -240,6 +247,17 @@ export class CudaBackend implements Backend {
 
   /** Device memory held now (buffers in use and the pool's free blocks), in bytes. */
   heldMemoryBytes(): number {
+    return this.#dev.pool.heldBytes;
+  }
+
+  /**
+   * Returns to the driver the memory the pool holds free (after collecting garbage), so
+   * another process on the GPU (a PyTorch peer) can have it; returns the bytes still held.
+   * Buffers made since the last await stay (a WeakRef rule): call it after one.
+   */
+  trimMemory(): number {
+    this.#dev.pool.collect();
+    this.#dev.pool.trim();
     return this.#dev.pool.heldBytes;
   }
 
