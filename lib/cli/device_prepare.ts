@@ -233,7 +233,7 @@ if [ ! -e "$repo/node_modules/tiktoken" ]; then
   echo "device-check: unpacking the npm packages into $repo/node_modules"
   tar -xJf "$gpu/node_modules.tar.xz" -C "$repo" || fail "could not unpack node_modules.tar.xz"
 fi
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
+if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\\.so\\.1'; then
   if [ -d "$repo/.gl" ] && [ "$(id -u)" = 0 ]; then
     for f in "$repo"/.gl/*.deb; do dpkg -x "$f" /; done
     ldconfig
@@ -249,8 +249,8 @@ if [ -z "\${__EGL_VENDOR_LIBRARY_FILENAMES:-}" ] && [ -f "$egl" ]; then
   export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
 fi
 cp -r "$gpu/cache/." "$work/cache/" 2>/dev/null || true
-export DENO_DIR="$work/deno_dir" DENO_NO_UPDATE_CHECK=1 NO_COLOR=1 \
-  GPT2_SHARED_REFERENCE="$gpu/shared/reference" GPT2_SHARED_DATA="$gpu/shared/data" \
+export DENO_DIR="$work/deno_dir" DENO_NO_UPDATE_CHECK=1 NO_COLOR=1 \\
+  GPT2_SHARED_REFERENCE="$gpu/shared/reference" GPT2_SHARED_DATA="$gpu/shared/data" \\
   GPT2_SHARED_BENCH="$gpu/shared/bench" GPT2_CACHE_DIR="$work/cache" PATH="$work:$PATH"
 cd "$repo"
 exec "$work/deno" run --allow-all --no-check --node-modules-dir=manual lib/cli/device_check.ts "$out" "$@"
