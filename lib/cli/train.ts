@@ -63,9 +63,11 @@ settings are printed at start); every flag overrides it. Under deno task ddp, ea
 
   --preset NAME           ${Object.keys(PRESETS).join(", ")} (default shakespeare)
   --backend NAME          ${BACKEND_HELP}
-  --precision P           ${PRECISIONS.join(" or ")} (default f32): f16 runs the matmuls in half
-                          precision (--backend webgpu on an adapter with shader-f16) with
-                          dynamic loss scaling; weights and AdamW stay f32
+  --precision P           ${PRECISIONS.join(", ")} (default f32; fp32 is f32): tf32 and bf16
+                          run the matmuls on tensor cores (--backend cuda; bf16 as autocast:
+                          bf16 operands, f32 sums); f16 runs them in half precision (--backend
+                          webgpu with shader-f16) with dynamic loss scaling; weights and AdamW
+                          stay f32
   --n-layer N, --n-head N, --n-embd N, --block-size N
                           override the model's shape (small test models)
   --hellaswag-data PATH   hellaswag_val.jsonl (default: data/, ../shared/data, or download)

@@ -15,9 +15,12 @@ Deno.test("bench task: --help names --backend and --webgpu", async () => {
 });
 
 Deno.test("bench task: an unknown --backend and a WebGPU size it cannot time fail clearly", async () => {
-  const unknown = await bench(["--backend", "cuda"]);
+  const unknown = await bench(["--backend", "tpu"]);
   assertEquals(unknown.code, 1);
-  ok(unknown.stderr.includes('--backend expects native or webgpu, found "cuda"'), unknown.stderr);
+  ok(
+    unknown.stderr.includes('--backend expects native, webgpu or cuda, found "tpu"'),
+    unknown.stderr,
+  );
   const fwd = await bench(["--backend", "webgpu", "--configs", "fwd:1x1024"]);
   assertEquals(fwd.code, 1);
   ok(fwd.stderr.includes("--backend webgpu times one training size"), fwd.stderr);

@@ -17,10 +17,16 @@ Deno.test("train task: --precision is validated and named, and in --help", async
   const run = (args: string[]) => runTask(["lib/cli/train.ts", ...args]);
   const help = await run(["--help"]);
   strictEqual(help.code, 0);
-  ok(/--precision P\s+f32 or f16/.test(help.stdout), help.stdout);
-  const bad = await run(["--precision", "bf16"]);
+  ok(/--precision P\s+f32, f16, tf32, bf16/.test(help.stdout), help.stdout);
+  const bad = await run(["--precision", "fp8"]);
   strictEqual(bad.code, 1);
-  ok(bad.stderr.includes('--precision expects one of f32, f16, found "bf16"'), bad.stderr);
+  ok(
+    bad.stderr.includes('--precision expects one of f32, f16, tf32, bf16, found "fp8"'),
+    bad.stderr,
+  );
+  const bf16 = await run(["--precision", "bf16", "--backend", "cpu"]);
+  strictEqual(bf16.code, 1);
+  ok(bf16.stderr.includes("--precision bf16 needs --backend cuda"), bf16.stderr);
   const cpu = await run(["--precision", "f16", "--backend", "cpu"]);
   strictEqual(cpu.code, 1);
   ok(NEEDS.test(cpu.stderr), cpu.stderr);

@@ -236,9 +236,10 @@ const NEEDS = /--precision f16 needs --backend webgpu on an adapter with shader-
 Deno.test("train: precision f16 on the CPU backend is refused, saying what it needs", async () => {
   await rejects(train(recipe({ precision: "f16" })), NEEDS);
   await rejects(
-    train(recipe({ precision: "bf16" as Precision })),
-    /--precision expects one of f32, f16/,
+    train(recipe({ precision: "fp8" as Precision })),
+    /--precision expects one of f32, f16, tf32, bf16/,
   );
+  await rejects(train(recipe({ precision: "bf16" })), /--precision bf16 needs --backend cuda/);
 });
 
 /** A backend with WebGPU's precision switch (its matmuls stay f32: the switch is what is tested). */

@@ -9,19 +9,22 @@
  * @module
  */
 
-import type { MatmulDims, MatmulPrecision } from "../../backend.ts";
+import type { MatmulDims } from "../../backend.ts";
 import { type Binding, type GpuDevice, slice, type WebGpuBuffer } from "./device.ts";
 import type { WebGpuKernels } from "./kernels.ts";
 
 /** Rows of the weight per backward_input dispatch (a multiple of 4 and of 64). */
 const K_PIECE = 4096;
 
+/** The matmul precisions WebGPU has: WGSL has f16 (shader-f16) but no bf16 or TF32. */
+export type WebGpuPrecision = "f32" | "f16";
+
 /** Which matmul kernel runs, and on what precision of operands. */
 export interface MatmulChoice {
   /** The backend's kernel choice (`WebGpuKernels.matmul`). */
   kernel: WebGpuKernels["matmul"];
   /** "f16" runs the tiled kernel, whatever `kernel` says: it rounds operands as it stages them. */
-  precision: MatmulPrecision;
+  precision: WebGpuPrecision;
 }
 
 /** The gradients `matmulBackward` accumulates into, as this backend's buffers. */
@@ -205,7 +208,7 @@ function backwardWeight(
 function stridedMatmul(
   gpu: GpuDevice,
   kernel: "naive" | "tiled",
-  precision: MatmulPrecision,
+  precision: WebGpuPrecision,
   { M, N, K }: { M: number; N: number; K: number },
   strides: {
     a: readonly [number, number, number];

@@ -48,7 +48,12 @@ import { attentionBackward, attentionForward, AttentionSaved } from "./attention
 import { type BindingLimits, GpuDevice, openDevice, quietMesa } from "./device.ts";
 import { defaultKernels, matmulFromEnv, readWgslSources, type WebGpuKernels } from "./kernels.ts";
 import * as layers from "./layers.ts";
-import { matmulBackward, type MatmulChoice, matmulForward } from "./matmul.ts";
+import {
+  matmulBackward,
+  type MatmulChoice,
+  matmulForward,
+  type WebGpuPrecision,
+} from "./matmul.ts";
 import * as naive from "./naive.ts";
 
 export { WebGpuBuffer } from "./device.ts";
@@ -119,7 +124,7 @@ export class WebGpuBackend implements Backend {
   readonly hasF16: boolean;
   /** The kernels in use; change them between steps (the ladder does). */
   kernels: WebGpuKernels;
-  #precision: MatmulPrecision = "f32";
+  #precision: WebGpuPrecision = "f32";
   readonly #gpu: GpuDevice;
 
   /** Use `createWebGpuBackend`, which opens the adapter and reads the kernels. */
@@ -174,6 +179,9 @@ export class WebGpuBackend implements Backend {
    * f32) with the tiled kernel; train with loss scaling. Needs `shader-f16`.
    */
   setMatmulPrecision(precision: MatmulPrecision): void {
+    if (precision !== "f32" && precision !== "f16") {
+      throw new Error(`WebGPU has f32 and f16 matmuls only, found ${precision}`);
+    }
     if (precision === "f16" && !this.hasF16) {
       throw new Error(
         `f16 matmuls need the shader-f16 feature, which this adapter (${this.adapterSummary}) lacks`,
