@@ -23,6 +23,7 @@ import {
 } from "./checkpoint.ts";
 import { broadcastParameters, placeGradients } from "./ddp_sync.ts";
 import { GradScaler } from "./grad_scaler.ts";
+import { catchStopSignals } from "./stop.ts";
 import type { TrainOptions } from "./options.ts";
 import { type AdamW, configureOptimizers, type LrSchedule } from "./optim.ts";
 import { claimLogDir, type LogDirClaim } from "./run_folder.ts";
@@ -326,26 +327,4 @@ async function openRunLog(
   }
   await Deno.writeTextFile(logFile, keep);
   return async (line) => await Deno.writeTextFile(logFile, line + "\n", { append: true });
-}
-
-/** Ctrl-C / SIGTERM: remembered, so the loop finishes the step, saves a checkpoint, returns. */
-function catchStopSignals(
-  rank: number,
-  enabled: boolean,
-): { stopSignal: () => string | null; dispose: () => void } {
-  let signalled: string | null = null;
-  const onSignal = (name: string) => () => {
-    if (!signalled) console.error(`rank ${rank}: ${name}: stopping after this step`);
-    signalled ??= name;
-  };
-  const handlers: [Deno.Signal, () => void][] = enabled
-    ? [["SIGINT", onSignal("SIGINT")], ["SIGTERM", onSignal("SIGTERM")]]
-    : [];
-  for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
-  return {
-    stopSignal: () => signalled,
-    dispose: () => {
-      for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
-    },
-  };
 }

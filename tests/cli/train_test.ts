@@ -407,3 +407,51 @@ async function readDirNames(dir: string): Promise<string[]> {
   for await (const e of Deno.readDir(dir)) names.push(e.name);
   return names.sort();
 }
+
+Deno.test("train task: when its deno task wrapper is killed, the trainer stops with a checkpoint instead of running on", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const wrapper = new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "train",
+        ...smallModelFlags,
+        "--steps",
+        "100000",
+        "--eval-every",
+        "0",
+        "--log-dir",
+        dir,
+      ],
+      cwd: repoRoot,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const before = await readUntil(wrapper.stdout, /step {5}1 \|/);
+    const t0 = performance.now();
+    wrapper.kill("SIGKILL"); // the trainer is its child: orphaned now, it must notice
+    await wrapper.status;
+    // the trainer shares the wrapper's stderr pipe: the pipe ends when the trainer has exited
+    const stderr = new Response(wrapper.stderr).text();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const rest = await Promise.race([
+      stderr,
+      new Promise<null>((r) => timer = setTimeout(() => r(null), 30_000)),
+    ]);
+    clearTimeout(timer);
+    if (rest === null) {
+      // the orphan ran on: end it before failing, so the test leaves no process behind
+      await new Deno.Command("pkill", { args: ["-f", dir] }).output();
+      await stderr;
+      throw new Error("The orphaned trainer was still running 30 s after its wrapper died");
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    ok(/the parent process \(pid \d+\) is gone: stopping after this step/.test(rest), rest);
+    const ckpts = await runCheckpoints(dir);
+    assertEquals(ckpts.length, 1, before + rest);
+    ok(ckpts[0].step >= 2, `checkpoint at ${ckpts[0].step}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

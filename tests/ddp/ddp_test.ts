@@ -167,6 +167,24 @@ Deno.test("ddp: a killed rank stops the job, the launcher names it with its last
   for (const pid of pids) ok(!alive(pid), `rank pid ${pid} is still running`);
 });
 
+Deno.test("ddp: a launcher killed with SIGKILL leaves no rank running unattended: they stop together with one checkpoint", async () => {
+  const { child, pids, logDir } = await startJob([]);
+  const t0 = performance.now();
+  child.kill("SIGKILL"); // no signal reaches the ranks: each must notice its parent is gone
+  await child.status;
+  while (pids.some(alive) && performance.now() - t0 < 30_000) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  for (const pid of pids) ok(!alive(pid), `rank pid ${pid} still runs after ${seconds} s`);
+  const dirs = [...Deno.readDirSync(join(logDir, "checkpoints"))].map((e) => e.name);
+  assertEquals(dirs.length, 1, dirs.join(", "));
+  const state = JSON.parse(
+    await Deno.readTextFile(join(logDir, "checkpoints", dirs[0], "state.json")),
+  );
+  assertEquals(state.ranks.length, 2); // both ranks reached the checkpoint together
+});
+
 Deno.test("ddp: a hung rank makes the collective time out (--timeout) and the job stop", async () => {
   const { child, stderr, pids } = await startJob(["--timeout", "2"]);
   Deno.kill(pids[1], "SIGSTOP"); // hangs without dying
