@@ -132,6 +132,11 @@ export interface Backend {
 
   // ---- capabilities: optional; a caller tests for the member ----
 
+  /**
+   * Optional: the matmul precision a training run takes when `--precision` is not given
+   * (cuda: bf16, where the lecture ends up); absent: f32.
+   */
+  readonly trainingPrecision?: MatmulPrecision;
   /** The matmuls' precision now; "f32" where `setMatmulPrecision` is absent. */
   readonly matmulPrecision?: MatmulPrecision;
   /**

@@ -63,11 +63,11 @@ settings are printed at start); every flag overrides it. Under deno task ddp, ea
 
   --preset NAME           ${Object.keys(PRESETS).join(", ")} (default shakespeare)
   --backend NAME          ${BACKEND_HELP}
-  --precision P           ${PRECISIONS.join(", ")} (default f32; fp32 is f32): tf32 and bf16
-                          run the matmuls on tensor cores (--backend cuda; bf16 as autocast:
-                          bf16 operands, f32 sums); f16 runs them in half precision (--backend
-                          webgpu with shader-f16) with dynamic loss scaling; weights and AdamW
-                          stay f32
+  --precision P           ${PRECISIONS.join(", ")} (fp32 is f32; default f32, bf16 on cuda):
+                          tf32 and bf16 run the matmuls on tensor cores (--backend cuda; bf16
+                          as autocast: bf16 operands, f32 sums); f16 runs them in half
+                          precision (--backend webgpu with shader-f16) with dynamic loss
+                          scaling; weights and AdamW stay f32
   --n-layer N, --n-head N, --n-embd N, --block-size N
                           override the model's shape (small test models)
   --hellaswag-data PATH   hellaswag_val.jsonl (default: data/, ../shared/data, or download)
@@ -101,11 +101,18 @@ await runMain(async () => {
   const world = env?.worldSize ?? 1;
   const { values: h, notes } = resolveHyperparameters(preset, f, world);
   say(`preset ${presetName}: ${preset.description}\n${formatHyperparameters(h, notes)}`);
-  const precision = parsePrecision(stringFlag(f, "precision", "f32"));
+  const asked = stringFlag(f, "precision");
+  if (asked !== undefined) parsePrecision(asked); // a typo fails before the backend starts
 
   const { backend, reason } = await createBackend(stringFlag(f, "backend", "auto"));
   say(`backend: ${backend.name} (${reason})`);
-  checkPrecision(backend, precision); // before any data is read
+  // the backend's own default (cuda: bf16) where --precision is not given
+  const precision = checkPrecision(backend, asked ?? backend.trainingPrecision ?? "f32");
+  if (asked === undefined && precision !== "f32") {
+    say(
+      `precision: ${precision} (the ${backend.name} backend's default; --precision f32 for full precision)`,
+    );
+  }
   let modelName = h.model;
   if (modelName === "auto") {
     modelName = trainsGpt2InMinutes(backend) ? "gpt2" : "tiny";

@@ -221,6 +221,9 @@ export class CudaBackend implements Backend {
       }), cuBLASLt ${this.#gemm.path} (${this.#gemm.version}); matmuls ${this.#precision}`;
   }
 
+  /** A training run's default: bf16 autocast, as build-nanogpt trains on GPUs. */
+  readonly trainingPrecision: MatmulPrecision = "bf16";
+
   /** What `setMatmulPrecision` accepts here. */
   readonly matmulPrecisions: readonly MatmulPrecision[] = ["f32", "tf32", "bf16"];
 
