@@ -65,40 +65,12 @@ export async function launch(o: LaunchOptions): Promise<number> {
   const world = N * nnodes;
   const runId = crypto.randomUUID().slice(0, 8);
 
-  const children: { rank: number; child: Deno.ChildProcess; tail: string[] }[] = [];
-  for (let local = 0; local < N; local++) {
+  const children = Array.from({ length: N }, (_, local) => {
     const rank = nodeRank * N + local;
-    const env: Record<string, string> = {
-      RANK: String(rank),
-      LOCAL_RANK: String(local),
-      WORLD_SIZE: String(world),
-      LOCAL_WORLD_SIZE: String(N),
-      GROUP_RANK: String(nodeRank),
-      ROLE_RANK: String(rank),
-      ROLE_WORLD_SIZE: String(world),
-      MASTER_ADDR: masterAddr,
-      MASTER_PORT: String(masterPort),
-      TORCHELASTIC_RUN_ID: runId,
-      GPT2_DDP_LAUNCHER_PID: String(Deno.pid),
-    };
-    // as torchrun does: N ranks share the cores, so each gets its share of threads
-    // (OpenMP and OpenBLAS in the native backend) unless the user said otherwise
-    const threads = String(Math.max(1, Math.floor(navigator.hardwareConcurrency / N)));
-    for (const k of ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"]) {
-      if (Deno.env.get(k) === undefined) env[k] = threads;
-    }
-    if (o.timeoutS !== undefined) env.GPT2_DDP_TIMEOUT = String(o.timeoutS);
-    if (o.transport) env.GPT2_DDP_TRANSPORT = o.transport;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", o.script, ...o.args],
-      env,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    children.push({ rank, child, tail: [] });
+    const child = spawnRank(o, { rank, local, world, nodeRank, masterAddr, masterPort, runId });
     write("stdout", `[launcher] rank ${rank}: pid ${child.pid}`);
-  }
+    return { rank, child, tail: [] as string[] };
+  });
 
   const pumps = children.flatMap(({ rank, child, tail }) =>
     (["stdout", "stderr"] as const).map((stream) =>
@@ -158,25 +130,72 @@ export async function launch(o: LaunchOptions): Promise<number> {
     }
     await Promise.all(pumps);
     if (failed) {
-      const how = failed.signal
-        ? `was killed by ${failed.signal}`
-        : `exited with code ${failed.code}`;
-      const tail = children.find((c) => c.rank === failed!.rank)!.tail;
-      const others = children.filter((c) => c.rank !== failed!.rank).map((c) => c.rank);
-      write(
-        "stderr",
-        [
-          `error: rank ${failed.rank} (pid ${failed.pid}) ${how}; its last lines:`,
-          ...(tail.length ? tail.map((l) => `  ${l}`) : ["  (no output)"]),
-          others.length ? `the launcher stopped rank(s) ${others.join(", ")}` : "",
-        ].filter(Boolean).join("\n"),
-      );
+      write("stderr", failureReport(failed, children));
       return 1;
     }
     return 0;
   } finally {
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   }
+}
+
+/** Where a rank sits in the job, as torchrun's environment says it. */
+interface RankPlace {
+  rank: number;
+  local: number;
+  world: number;
+  nodeRank: number;
+  masterAddr: string;
+  masterPort: number;
+  runId: string;
+}
+
+/** Starts one rank with torchrun's environment, its output piped to the launcher. */
+function spawnRank(o: LaunchOptions, p: RankPlace): Deno.ChildProcess {
+  const N = o.nprocPerNode;
+  const env: Record<string, string> = {
+    RANK: String(p.rank),
+    LOCAL_RANK: String(p.local),
+    WORLD_SIZE: String(p.world),
+    LOCAL_WORLD_SIZE: String(N),
+    GROUP_RANK: String(p.nodeRank),
+    ROLE_RANK: String(p.rank),
+    ROLE_WORLD_SIZE: String(p.world),
+    MASTER_ADDR: p.masterAddr,
+    MASTER_PORT: String(p.masterPort),
+    TORCHELASTIC_RUN_ID: p.runId,
+    GPT2_DDP_LAUNCHER_PID: String(Deno.pid),
+  };
+  // as torchrun does: N ranks share the cores, so each gets its share of threads
+  // (OpenMP and OpenBLAS in the native backend) unless the user said otherwise
+  const threads = String(Math.max(1, Math.floor(navigator.hardwareConcurrency / N)));
+  for (const k of ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"]) {
+    if (Deno.env.get(k) === undefined) env[k] = threads;
+  }
+  if (o.timeoutS !== undefined) env.GPT2_DDP_TIMEOUT = String(o.timeoutS);
+  if (o.transport) env.GPT2_DDP_TRANSPORT = o.transport;
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", o.script, ...o.args],
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** The failed rank, how it ended, its last lines, and the ranks the launcher stopped. */
+function failureReport(
+  failed: RankExit,
+  children: { rank: number; tail: string[] }[],
+): string {
+  const how = failed.signal ? `was killed by ${failed.signal}` : `exited with code ${failed.code}`;
+  const tail = children.find((c) => c.rank === failed.rank)!.tail;
+  const others = children.filter((c) => c.rank !== failed.rank).map((c) => c.rank);
+  return [
+    `error: rank ${failed.rank} (pid ${failed.pid}) ${how}; its last lines:`,
+    ...(tail.length ? tail.map((l) => `  ${l}`) : ["  (no output)"]),
+    others.length ? `the launcher stopped rank(s) ${others.join(", ")}` : "",
+  ].filter(Boolean).join("\n");
 }
 
 /** Fails with a clear message when nothing can listen on host:port. */
