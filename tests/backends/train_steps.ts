@@ -1,7 +1,7 @@
 /**
  * Five steps of the lecture's loop (zero_grad, forward, backward, clip 1.0, the schedule,
  * AdamW) on a small GPT-2, to compare a backend's training with the reference backend's.
- * The same steps as webgpu_reference_test.ts's, kept here for the CUDA tests.
+ * Shared by the WebGPU and CUDA tests.
  *
  * @module
  */

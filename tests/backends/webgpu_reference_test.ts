@@ -5,20 +5,16 @@
 // CPU backend with every choice of kernels (and close to it with f16 matmuls). Skipped,
 // with a notice, only when no WebGPU adapter exists at all.
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import type { Backend } from "../../lib/backend.ts";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import {
   createWebGpuBackend,
   hasWebGpuAdapter,
   type WebGpuKernels,
 } from "../../lib/backends/webgpu/mod.ts";
-import { GPT, type GPTConfig } from "../../lib/model/gpt.ts";
-import { clipGradNorm, configureOptimizers, getLr } from "../../lib/train/optim.ts";
-import { Generator } from "../../lib/model/random.ts";
-import { Tensor } from "../../lib/model/tensor.ts";
 import { train } from "../../lib/train/train.ts";
 import { gpt2HashSuite } from "./gpt2_124m_suite.ts";
 import { referenceSuite } from "./reference_suite.ts";
+import { assertSameRun, trainSteps } from "./train_steps.ts";
 import { assertClose, smallRecipe } from "../support.ts";
 
 if (!(await hasWebGpuAdapter())) {
@@ -46,7 +42,7 @@ if (!(await hasWebGpuAdapter())) {
     Deno.test(`webgpu${label}: five training steps equal the reference CPU backend's`, async () => {
       const gpu = await createWebGpuBackend({ quiet: true, kernels });
       const cpu = await (cpuRun ??= trainSteps(new CpuBackend())), web = await trainSteps(gpu);
-      compareRuns(web, cpu);
+      assertSameRun(web, cpu);
     });
   }
   Deno.test("webgpu f16 matmuls: five training steps close to the CPU's f32 ones", async () => {
@@ -87,62 +83,4 @@ if (!(await hasWebGpuAdapter())) {
     assertEquals(f16.gradScaler?.scale, 2 ** 16);
     assertEquals(f32.gradScaler, null);
   });
-}
-
-/** Losses, norms and parameters of two runs agree to f32 rounding. */
-function compareRuns(web: Run, cpu: Run): void {
-  assertClose("losses", web.losses, cpu.losses, { rtol: 2e-5 });
-  assertClose("pre-clip norms", web.norms, cpu.norms, { rtol: 2e-4 });
-  assertEquals(web.params.length, cpu.params.length);
-  // Adam turns a gradient at f32 rounding level into a step of about lr whatever its
-  // size, so single elements may differ by up to the summed lrs; on average they agree.
-  let sumDiff = 0, count = 0;
-  web.params.forEach((p, k) => {
-    assertClose(`param ${k}`, p, cpu.params[k], { rtol: 0, atol: 2 * cpu.lrSum });
-    for (let i = 0; i < p.length; i++) sumDiff += Math.abs(p[i] - cpu.params[k][i]);
-    count += p.length;
-  });
-  const meanDiff = sumDiff / count;
-  if (!(meanDiff < 2e-6)) throw new Error(`Mean parameter difference ${meanDiff} over 2e-6`);
-}
-
-interface Run {
-  losses: number[];
-  norms: number[];
-  params: Float32Array[];
-  lrSum: number;
-}
-
-/** Five steps of the lecture's loop (clipping, schedule, AdamW) on a small GPT-2. */
-async function trainSteps(backend: Backend): Promise<Run> {
-  const config: GPTConfig = {
-    n_layer: 2,
-    n_head: 2,
-    n_embd: 32,
-    block_size: 16,
-    vocab_size: 101,
-  };
-  const [B, T] = [3, 16];
-  const model = new GPT(backend, config, { seed: 5 });
-  const optimizer = configureOptimizers(model, { weightDecay: 0.1, learningRate: 6e-4 });
-  const sched = { maxLr: 6e-4, minLr: 6e-5, warmupSteps: 2, maxSteps: 5 };
-  const rng = new Generator(11);
-  const tokens = Int32Array.from({ length: B * T + 1 }, () => Math.floor(rng.random() * 101));
-  const x = Tensor.from(backend, tokens.slice(0, B * T), [B, T]);
-  const y = Tensor.from(backend, tokens.slice(1), [B, T]);
-  const losses: number[] = [], norms: number[] = [];
-  let lrSum = 0;
-  for (let step = 0; step < 5; step++) {
-    optimizer.zeroGrad();
-    const { loss } = model.forward(x, y);
-    loss!.backward();
-    norms.push(await clipGradNorm(model.parameters(), 1.0));
-    optimizer.lr = getLr(step, sched);
-    lrSum += optimizer.lr;
-    optimizer.step();
-    losses.push(await loss!.item());
-  }
-  const params = [];
-  for (const p of model.parameters()) params.push((await p.toArray()) as Float32Array);
-  return { losses, norms, params, lrSum };
 }
