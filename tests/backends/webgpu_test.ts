@@ -14,50 +14,11 @@ import {
   type WebGpuBackend,
   type WebGpuOptions,
 } from "../../lib/backends/webgpu/mod.ts";
-import { Generator } from "../../lib/model/random.ts";
 import { assertClose } from "../support.ts";
+import { compareWithReference as compare, ids, randn } from "./kernel_suite.ts";
 
 const cpu = new CpuBackend();
-const rng = new Generator(42);
 
-function randn(n: number, std = 1): Float32Array {
-  return rng.fillNormal(new Float32Array(n), 0, std);
-}
-
-function ids(n: number, vocab: number): Int32Array {
-  return Int32Array.from({ length: n }, () => Math.floor(rng.random() * vocab));
-}
-
-interface Tolerance {
-  rtol?: number;
-  atol?: number;
-}
-
-/**
- * Runs `f` on both backends with the same inputs and compares the buffers named in
- * `outputs` (indices into `inputs`) afterwards.
- */
-async function compare(
-  gpu: Backend,
-  label: string,
-  inputs: (Float32Array | Int32Array)[],
-  outputs: number[],
-  f: (be: Backend, bufs: DeviceBuffer[]) => DeviceBuffer | void,
-  tol: Tolerance = { rtol: 1e-5, atol: 1e-5 },
-): Promise<void> {
-  const cb = inputs.map((x) => cpu.upload(x)), gb = inputs.map((x) => gpu.upload(x));
-  f(cpu, cb);
-  f(gpu, gb);
-  for (const i of outputs) {
-    const expected = await cpu.read(cb[i]), actual = await gpu.read(gb[i]);
-    assertClose(`${label}: buffer ${i}`, actual, expected, tol);
-  }
-}
-
-// The capped variants run shapes whose rows fit 8 KiB bindings; the others add full-size
-// rows (C = 768, V = 50304, T = 1024 with 64-wide heads). Every kernel choice of the
-// speedup ladder runs too: workgroup-memory tiles, and the naive rung's kernels (one output
-// per invocation, materialized attention, GELU / bias / AdamW as elementwise chains).
 const capped = { maxBindingBytes: 8192 };
 const naive = {
   matmul: "naive",
