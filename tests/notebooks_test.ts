@@ -6,10 +6,8 @@
  * - the notebook's metadata names the kernel `deno`;
  * - every code cell ran (has an `execution_count`);
  * - no cell has an error output;
- * - every `// expect: <text>` line in a code cell is matched by one of that
- *   cell's outputs (stream text, or the `text/plain` of an execute_result or
- *   display_data), ANSI colours removed. This is how notebook authors declare
- *   what a cell must print, so an output the kernel dropped fails the test.
+ * - every text in a code cell's `metadata.expect` is matched by one of that
+ *   cell's outputs (`tests/tools/notebook_checks.ts`).
  *
  * Also checks that `tests/tools/check_notebooks.ts` type-checks them.
  *
@@ -22,6 +20,7 @@
 import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { notebookProblems, readNotebook } from "./tools/notebook_checks.ts";
 
 const REPO_ROOT: string = fileURLToPath(new URL("../", import.meta.url));
 const RUNNER: string = join(REPO_ROOT, "tests", "tools", "run_notebook.py");
@@ -31,39 +30,6 @@ const FIXTURE: string = join(REPO_ROOT, "tests", "fixtures", "smoke.ipynb");
 const PYTHON = "/usr/bin/python3";
 const JUPYTER = "/usr/bin/jupyter";
 const CELL_TIMEOUT: string = Deno.env.get("NOTEBOOK_CELL_TIMEOUT") ?? "600";
-
-/** The parts of an `.ipynb` output that the checks read. */
-interface Output {
-  output_type: string;
-  name?: string;
-  text?: string | string[];
-  data?: Record<string, string | string[] | undefined>;
-  ename?: string;
-  evalue?: string;
-}
-
-/** The parts of an `.ipynb` cell that the checks read. */
-interface Cell {
-  cell_type: string;
-  source: string | string[];
-  execution_count?: number | null;
-  outputs?: Output[];
-}
-
-/** The parts of an `.ipynb` file that the checks read. */
-interface Notebook {
-  cells: Cell[];
-  metadata?: { kernelspec?: { name?: string } };
-}
-
-const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, "g");
-/** `// expect: <text>`, on a line of its own or after code. */
-const EXPECT = /\/\/\s*expect:[ \t]*(.*?)\s*$/gm;
-
-function joinText(text: string | string[] | undefined): string {
-  if (text === undefined) return "";
-  return Array.isArray(text) ? text.join("") : text;
-}
 
 /** Lists `notebooks/*.ipynb`, sorted. */
 function listNotebooks(): string[] {
@@ -104,48 +70,6 @@ function runnerEnv(): Record<string, string> {
   return { JUPYTER_PATH: jupyterPath, PATH: path };
 }
 
-/** Returns one message per problem found in an executed notebook. */
-function problems(source: Notebook, executed: Notebook): string[] {
-  const found: string[] = [];
-  const kernel = source.metadata?.kernelspec?.name;
-  if (kernel !== "deno") {
-    found.push(`metadata.kernelspec.name is ${JSON.stringify(kernel)}, expected "deno"`);
-  }
-  executed.cells.forEach((cell, index) => {
-    if (cell.cell_type !== "code") return;
-    const src = joinText(cell.source);
-    if (src.trim() === "") return;
-    const where = `cell ${index + 1}`;
-    const outputs = cell.outputs ?? [];
-    if (typeof cell.execution_count !== "number") {
-      found.push(`${where} did not run (no execution_count)`);
-    }
-    for (const out of outputs) {
-      if (out.output_type === "error") {
-        found.push(`${where} raised ${out.ename ?? "an error"}: ${out.evalue ?? ""}`);
-      }
-    }
-    const texts = outputs.map((out) => {
-      const text = out.output_type === "stream"
-        ? joinText(out.text)
-        : joinText(out.data?.["text/plain"]);
-      return text.replace(ANSI, "");
-    }).join("\n");
-    for (const match of src.matchAll(EXPECT)) {
-      const expected = match[1];
-      if (expected === "") {
-        found.push(`${where} has an empty "// expect:" marker`);
-      } else if (!texts.includes(expected)) {
-        const shown = texts === ""
-          ? "no output"
-          : `output ${JSON.stringify(texts.length > 400 ? `${texts.slice(0, 400)}...` : texts)}`;
-        found.push(`${where} should show ${JSON.stringify(expected)}, got ${shown}`);
-      }
-    }
-  });
-  return found;
-}
-
 /** Runs one notebook through the runner and checks the executed copy. */
 async function runAndCheck(notebook: string): Promise<void> {
   await requireJupyter();
@@ -163,9 +87,7 @@ async function runAndCheck(notebook: string): Promise<void> {
     if (!result.success) {
       throw new Error(`Runner failed on ${notebook} (exit ${result.code}):\n${log}`);
     }
-    const source = JSON.parse(await Deno.readTextFile(notebook)) as Notebook;
-    const executed = JSON.parse(await Deno.readTextFile(out)) as Notebook;
-    const found = problems(source, executed);
+    const found = notebookProblems(await readNotebook(out), await readNotebook(notebook));
     if (found.length > 0) {
       throw new Error(`${notebook}:\n  ${found.join("\n  ")}\nRunner log:\n${log}`);
     }
