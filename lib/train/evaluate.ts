@@ -1,6 +1,7 @@
 /**
  * build-nanogpt's evaluation in the loop: the validation loss over a freshly reset loader
- * (averaged over ranks), HellaSwag through a hook, and four samples from the prompt
+ * (averaged over ranks, with a progress bar on rank 0), HellaSwag through a hook (its
+ * acc_norm printed with a 95% interval), and four samples from the prompt
  * "Hello, I'm a language model," with a generator seeded 42 + rank.
  *
  * @module
@@ -9,11 +10,13 @@
 import type { ProcessGroup } from "../ddp/process_group.ts";
 import type { TokenLoader } from "../data/shard_loader.ts";
 import { decodePadded, getGpt2Tokenizer } from "../data/tokenizer.ts";
+import { ProgressBar } from "../io/progress.ts";
 import type { GPT } from "../model/gpt.ts";
 import type { Generator } from "../model/random.ts";
 import { generate } from "../model/sample.ts";
 import { noGrad, Tensor } from "../model/tensor.ts";
 import type { EvalStats, TrainOptions } from "./options.ts";
+import { formatAccuracy } from "./wilson.ts";
 
 /** The prompt build-nanogpt samples from at each evaluation. */
 export const SAMPLE_PROMPT = "Hello, I'm a language model,";
@@ -32,16 +35,27 @@ export async function evaluate(
   const valLossSteps = o.valBatches ?? 20;
   valLoader.reset();
   let valLossAccum = 0;
-  await noGrad(async () => {
-    for (let i = 0; i < valLossSteps; i++) {
-      const { x, y } = valLoader.nextBatch();
-      const { loss } = model.forward(
-        Tensor.from(backend, x, [B, T]),
-        Tensor.from(backend, y, [B, T]),
-      );
-      valLossAccum += (await loss!.item()) / valLossSteps;
-    }
+  // GPT-2 124M's 20 batches take minutes on a CPU: a bar with an ETA (rank 0 speaks for all)
+  const bar = new ProgressBar("validation", {
+    total: valLossSteps,
+    unit: "batches",
+    enabled: rank === 0,
   });
+  try {
+    await noGrad(async () => {
+      for (let i = 0; i < valLossSteps; i++) {
+        const { x, y } = valLoader.nextBatch();
+        const { loss } = model.forward(
+          Tensor.from(backend, x, [B, T]),
+          Tensor.from(backend, y, [B, T]),
+        );
+        valLossAccum += (await loss!.item()) / valLossSteps;
+        bar.tick();
+      }
+    });
+  } finally {
+    bar.done();
+  }
   if (world > 1) {
     const v = new Float32Array([valLossAccum]);
     await group.allReduce([v], "avg");
@@ -54,7 +68,8 @@ export async function evaluate(
     const v = new Float32Array([c.total, c.correctNorm]);
     if (world > 1) await group.allReduce([v], "sum");
     hellaAcc = v[0] > 0 ? v[1] / v[0] : 0;
-    if (rank === 0) console.log(`HellaSwag accuracy: ${v[1]}/${v[0]}=${hellaAcc.toFixed(4)}`);
+    // the interval on the terminal only: log.txt keeps build-nanogpt's `{step} hella {acc}`
+    if (rank === 0) console.log(formatAccuracy("HellaSwag acc_norm", v[1], v[0]));
   }
 
   // once in a while generate from the model (except step 0, which is noise)
