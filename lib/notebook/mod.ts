@@ -5,3 +5,4 @@
  */
 
 export * from "./output.ts";
+export * from "./source.ts";
