@@ -8,9 +8,11 @@
  */
 
 import { isAbsolute, join } from "node:path";
+import type { Backend } from "../backend.ts";
 import { createBackend, trainsGpt2InMinutes } from "../backends/mod.ts";
 import { REPO_ROOT, resolveTinyShakespeare } from "../data/datasets.ts";
 import { distEnvFromEnv, initProcessGroup, type ProcessGroup } from "../ddp/process_group.ts";
+import { ProgressBar } from "../io/progress.ts";
 import { GPT_CONFIGS, type GPTConfig, gptConfig } from "../model/gpt.ts";
 import { flopsPerToken, writeRunReport } from "../plot/report.ts";
 import {
@@ -22,9 +24,16 @@ import {
 } from "../train/hyperparameters.ts";
 import { getPreset, PRESETS } from "../train/presets.ts";
 import {
+  formatRunSummary,
+  type PeakFlops,
+  type RunSummary,
+  summarizeRun,
+} from "../train/run_summary.ts";
+import {
   checkPrecision,
   type HellaswagHook,
   parsePrecision,
+  type Precision,
   PRECISIONS,
   train,
   type TrainResult,
@@ -60,6 +69,8 @@ const HELP = `deno task train [flags]
 
 Trains GPT-2 from scratch as build-nanogpt does. A preset sets every hyperparameter (the
 settings are printed at start); every flag overrides it. Under deno task ddp, each rank runs this.
+At the end (Ctrl-C included) a summary: time, steps, tokens, losses, HellaSwag with its 95%
+interval, tok/s and MFU, and where the files went.
 
   --preset NAME           ${Object.keys(PRESETS).join(", ")} (default shakespeare)
   --backend NAME          ${BACKEND_HELP}
@@ -168,14 +179,31 @@ await runMain(async () => {
       resume: stringFlag(f, "resume") ?? null,
       overwrite: f.overwrite === true,
       group,
-      hellaswag,
+      hellaswag: hellaswag?.hook ?? null,
       precision,
       runInfo: { preset: presetName },
       onEval: plot ?? undefined,
     });
-    // nothing left to do: the folder stays as it was, report included
-    if (master && logDir && !result.stoppedBy && !result.nothingLeft) {
-      await writeReport(logDir, result, {
+    // nothing left to do: the folder stays as it was, report included, and nothing to sum up
+    if (!master || result.nothingLeft) return;
+    const summary = summarizeRun(result, {
+      wallSeconds: performance.now() / 1000, // since the process started
+      tokensPerStep: h.totalBatchSize!,
+      totalSteps: h.steps,
+      flopsPerToken: flopsPerToken(result.model.numParameters(), config, h.T),
+      hellaswagExamples: hellaswag?.examples ?? null,
+      peak: await peakFlops(backend, precision, world),
+      outputs: {
+        model: result.modelDir,
+        log: join(logDir, "log.txt"),
+        report: null,
+        figure: plot ? join(logDir, "figure.html") : null,
+        checkpoint: result.checkpoint,
+      },
+    });
+    let report: string | null = null;
+    if (!result.stoppedBy) {
+      report = await writeReport(logDir, result, summary, {
         preset: presetName,
         model: modelName,
         config,
@@ -185,6 +213,7 @@ await runMain(async () => {
         startedAt,
       });
     }
+    console.log(`\n${formatRunSummary({ ...summary, outputs: { ...summary.outputs, report } })}`);
   } finally {
     group?.close();
   }
@@ -259,23 +288,72 @@ async function isFile(path: string): Promise<boolean> {
   }
 }
 
-/** The HellaSwag hook of lib/eval/hellaswag.ts for `limit` examples, or null when 0. */
+/**
+ * The HellaSwag hook of lib/eval/hellaswag.ts for `limit` examples, with a progress bar on rank
+ * 0, and how many examples each evaluation scores over every rank; null when `limit` is 0.
+ */
 async function hellaswagHook(
   limit: number | "all",
   dataPath: string | undefined,
   master: boolean,
-): Promise<HellaswagHook | null> {
+): Promise<{ hook: HellaswagHook; examples: number } | null> {
   if (limit === 0) return null;
   const hs = await import("../eval/hellaswag.ts");
   const path = await hs.resolveHellaswag(dataPath, { quiet: !master });
   const examples = await hs.loadHellaswag(path, limit === "all" ? undefined : limit);
-  return async (model, ctx) => {
-    const { counts } = await hs.evaluateHellaswag(model, examples, {
-      rank: ctx.rank,
-      world: ctx.world,
-    });
-    return { total: counts.total, correctNorm: counts.correctNorm };
+  const hook: HellaswagHook = async (model, ctx) => {
+    // rank 0 shows its own share: every rank scores about as many
+    const label = ctx.world > 1 ? "hellaswag (rank 0's share)" : "hellaswag";
+    const bar = new ProgressBar(label, { unit: "examples", enabled: master });
+    try {
+      const { counts } = await hs.evaluateHellaswag(model, examples, {
+        rank: ctx.rank,
+        world: ctx.world,
+        onProgress: (done, of) => {
+          bar.total = of;
+          bar.update(done);
+        },
+      });
+      return { total: counts.total, correctNorm: counts.correctNorm };
+    } finally {
+      bar.done();
+    }
   };
+  return { hook, examples: examples.length };
+}
+
+/**
+ * The peak FLOP/s MFU is taken against, where the backend can tell: the native backend
+ * measures its fp32 FMA peak over all threads (the ranks of a DDP run on one machine share
+ * those cores, so it is not multiplied by the world); a CUDA GPU's datasheet peak for the
+ * precision, from lib/bench/cuda.ts's table, times the world (a GPU per rank). Else null:
+ * MFU is then reported unknown rather than guessed. Both are capabilities tested for, as
+ * lib/backend.ts asks; neither is declared there.
+ */
+async function peakFlops(
+  backend: Backend,
+  precision: Precision,
+  world: number,
+): Promise<PeakFlops | null> {
+  const b = backend as Backend & { measurePeakGflops?: () => number; deviceName?: unknown };
+  if (typeof b.measurePeakGflops === "function") {
+    return {
+      flops: b.measurePeakGflops() * 1e9,
+      source: "the fp32 FMA peak measured now over all threads",
+    };
+  }
+  if (typeof b.deviceName === "string" && precision !== "f16") {
+    const { gpuPeakTflops } = await import("../bench/cuda.ts");
+    const named = precision === "f32" ? "fp32" : precision;
+    const tflops = gpuPeakTflops(b.deviceName, named);
+    if (tflops !== null) {
+      return {
+        flops: tflops * 1e12 * world,
+        source: `the ${b.deviceName} ${named} datasheet peak${world > 1 ? ` x ${world} GPUs` : ""}`,
+      };
+    }
+  }
+  return null;
 }
 
 /** Redraws the run's figure from log.txt after each evaluation (lib/plot). */
@@ -286,10 +364,14 @@ async function plotHook(logDir: string): Promise<() => Promise<void>> {
   };
 }
 
-/** Writes `report.html` into the log folder: settings, throughput, the figure, the samples. */
+/**
+ * Writes `report.html` into the log folder: settings, throughput and MFU (as the summary
+ * measures them), the figure, the samples. Returns its path.
+ */
 async function writeReport(
   logDir: string,
   result: TrainResult,
+  summary: RunSummary,
   run: {
     preset: string;
     model: string;
@@ -299,11 +381,9 @@ async function writeReport(
     T: number;
     startedAt: Date;
   },
-): Promise<void> {
-  const steady = result.history.slice(1); // step 0 pays for warm-up
-  const tokensPerSec = steady.length
-    ? steady.reduce((a, s) => a + s.tokensPerSec, 0) / steady.length
-    : result.history[0]?.tokensPerSec ?? 0;
+): Promise<string> {
+  // one step only: its own rate, warm-up and all, rather than none
+  const tokensPerSec = summary.tokensPerSec ?? result.history[0]?.tokensPerSec ?? 0;
   const parameters = result.model.numParameters();
   const path = await writeRunReport(logDir, {
     command: `deno task train ${Deno.args.join(" ")}`.trim(),
@@ -313,10 +393,15 @@ async function writeReport(
     parameters,
     training: { B: run.B, T: run.T, steps: result.history.length },
     backend: run.backend,
-    throughput: { tokensPerSec, flopsPerToken: flopsPerToken(parameters, run.config, run.T) },
+    throughput: {
+      tokensPerSec,
+      flopsPerToken: summary.flopsPerToken,
+      peakFlops: summary.peak?.flops,
+    },
     samples: result.evals.flatMap((e) => e.samples.map((text) => ({ step: e.step, text }))),
     startedAt: run.startedAt.toISOString(),
     durationSeconds: (Date.now() - run.startedAt.getTime()) / 1000,
   });
   console.log(`wrote the run report ${path.path}`);
+  return path.path;
 }
