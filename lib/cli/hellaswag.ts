@@ -1,6 +1,7 @@
 /**
  * `deno task hellaswag`: a GPT-2 folder (or `gpt2` from the hub) on HellaSwag's validation
- * set, completion style, as build-nanogpt's `hellaswag.py`: prints acc and acc_norm.
+ * set, completion style, as build-nanogpt's `hellaswag.py`: prints acc and acc_norm, each
+ * with its 95% Wilson interval (lib/train/wilson.ts), after a progress bar with an ETA.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import {
   sumCounts,
 } from "../eval/hellaswag.ts";
 import { ProgressBar } from "../io/progress.ts";
+import { formatAccuracy, wilsonInterval } from "../train/wilson.ts";
 import {
   BACKEND_HELP,
   loadModelFromFlags,
@@ -29,7 +31,8 @@ const HELP = `deno task hellaswag [flags]
                        else downloaded from rowanz/hellaswag)
   --limit N            only the first N examples (default: all 10,042)
   --backend NAME       ${BACKEND_HELP}
-  --json               print the result as one JSON object
+  --json               print the result as one JSON object (the 95% intervals as
+                       accCi95 and accNormCi95: [low, high])
   -h, --help           this text`;
 
 await runMain(async () => {
@@ -63,12 +66,20 @@ await runMain(async () => {
   const result = sumCounts([counts]);
   const rate = result.total / seconds;
   if (f.json) {
-    console.log(JSON.stringify({ ...result, seconds, examplesPerSecond: rate }));
+    const ci = (correct: number): [number, number] => {
+      const { low, high } = wilsonInterval(correct, result.total);
+      return [low, high];
+    };
+    console.log(JSON.stringify({
+      ...result,
+      accCi95: ci(result.correct),
+      accNormCi95: ci(result.correctNorm),
+      seconds,
+      examplesPerSecond: rate,
+    }));
     return;
   }
-  console.log(
-    `${result.total} acc: ${result.correct}/${result.total}=${result.acc.toFixed(4)} ` +
-      `acc_norm: ${result.correctNorm}/${result.total}=${result.accNorm.toFixed(4)}`,
-  );
+  console.log(formatAccuracy("HellaSwag acc", result.correct, result.total));
+  console.log(formatAccuracy("HellaSwag acc_norm", result.correctNorm, result.total));
   console.log(`${rate.toFixed(2)} examples/s on the ${model.backend.name} backend`);
 });
