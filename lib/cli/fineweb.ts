@@ -21,7 +21,7 @@ import {
   tokenizeToShards,
 } from "../data/fineweb/mod.ts";
 import { checkOutputFolder } from "../io/files.ts";
-import { formatCount } from "../io/progress.ts";
+import { formatBytes, formatCount } from "../io/progress.ts";
 import { listFlag, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task fineweb [flags]
@@ -87,14 +87,16 @@ await runMain(async () => {
   let inputs: DocumentInput[];
   if (paths !== undefined) {
     inputs = localInputs(paths);
-    console.log(`fineweb: ${paths.length} local file(s)`);
+    console.log(`fineweb: ${paths.length} local file(s)${totalSize(inputs)}`);
   } else {
     const limit = f["limit-files"] === undefined
       ? undefined
       : numberFlag(f, "limit-files", 0, { integer: true, min: 1 });
     inputs = await fetchFinewebFiles({ limit });
     console.log(
-      `fineweb: ${inputs.length} parquet file(s) of ${FINEWEB_REPO} ${FINEWEB_SAMPLE_DIR}`,
+      `fineweb: ${inputs.length} parquet file(s) of ${FINEWEB_REPO} ${FINEWEB_SAMPLE_DIR}${
+        totalSize(inputs)
+      }`,
     );
   }
   const shardSize = numberFlag(f, "shard-size", DEFAULT_SHARD_SIZE, { integer: true, min: 1 });
@@ -126,6 +128,17 @@ await runMain(async () => {
     );
   }
 });
+
+/**
+ * `, 27.1 GiB in all (the total and ETA are estimated from how much of it is read)`, or
+ * nothing when no size is known.
+ */
+function totalSize(inputs: DocumentInput[]): string {
+  const bytes = inputs.reduce((a, i) => a + (i.size ?? 0), 0);
+  if (bytes === 0) return "";
+  return `, ${formatBytes(bytes)} in all (the progress line's total and ETA are estimated ` +
+    "from how much of it is read)";
+}
 
 /** The files of each `--input`: a file as is, a folder's .parquet/.jsonl files sorted. */
 async function expandInputs(inputs: string[]): Promise<string[]> {

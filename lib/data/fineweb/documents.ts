@@ -14,6 +14,11 @@ import { type DocumentBatch, readParquet } from "./parquet.ts";
 export interface DocumentInput {
   /** What identifies the file in the progress record and in errors (a path or hub path). */
   name: string;
+  /**
+   * The file's size in bytes, when known before it is read (a local file, a hub listing): it
+   * weighs the file in the progress bar's estimate of the total.
+   */
+  size?: number;
   /** The local path, downloading first where needed; called when the file's turn comes. */
   path(): Promise<string>;
 }
@@ -22,7 +27,16 @@ export type { DocumentBatch };
 
 /** Local files as inputs (`.parquet`, `.jsonl`, or any other file as one text document). */
 export function localInputs(paths: string[]): DocumentInput[] {
-  return paths.map((p) => ({ name: p, path: () => Promise.resolve(p) }));
+  return paths.map((p) => ({ name: p, size: fileSize(p), path: () => Promise.resolve(p) }));
+}
+
+/** The file's size, or undefined where it cannot be read (the read reports why, later). */
+function fileSize(path: string): number | undefined {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -49,7 +63,7 @@ export async function* readDocuments(
       yield* readJsonl(path, file, firstRow, batchDocs);
     } else if (firstRow === 0) {
       const text = await readTextFileStrict(path);
-      if (text !== "") yield { file, row: 0, texts: [text] };
+      if (text !== "") yield { file, row: 0, texts: [text], through: 1 };
     }
   }
 }
@@ -63,6 +77,8 @@ async function* readJsonl(
   let row = 0, lineNo = 0;
   let batch: DocumentBatch = { file, row: firstRow, texts: [] };
   const handle = await Deno.open(path, { read: true });
+  const size = (await handle.stat()).size;
+  let read = 0; // bytes of the chunks before the current one
   const decoder = new TextDecoder("utf-8", { fatal: true });
   const take = (bytes: Uint8Array): void => {
     lineNo++;
@@ -99,11 +115,12 @@ async function* readJsonl(
         take(concatBytes(pending.splice(0)));
         start = nl + 1;
         if (batch.texts.length >= batchDocs) {
-          yield batch;
+          yield { ...batch, through: size > 0 ? (read + start) / size : 1 };
           batch = { file, row: row, texts: [] };
         }
       }
       if (start < chunk.length) pending.push(chunk.slice(start));
+      read += chunk.length;
     }
   } finally {
     try {
@@ -113,7 +130,7 @@ async function* readJsonl(
     }
   }
   take(concatBytes(pending));
-  if (batch.texts.length > 0) yield batch;
+  if (batch.texts.length > 0) yield { ...batch, through: 1 };
 }
 
 function concatBytes(parts: Uint8Array[]): Uint8Array {

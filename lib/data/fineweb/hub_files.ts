@@ -91,6 +91,7 @@ export async function fetchFinewebFiles(
   const cache = join(hubCacheDir(), "datasets", repo);
   return files.map((f) => ({
     name: `${repo}/${f.path}`,
+    size: f.size || undefined, // the listing's 0 for a size it did not give
     async path(): Promise<string> {
       const dest = join(cache, f.path);
       const url = hubFileUrl(`datasets/${repo}`, f.path);

@@ -43,6 +43,11 @@ export interface DocumentBatch {
   /** The row (document) index of `texts[0]` within that file. */
   row: number;
   texts: string[];
+  /**
+   * How far through its file the reader is after this batch, 0-1 (rows for parquet, bytes for
+   * jsonl), for the progress bar's estimate of the total; unknown when left out.
+   */
+  through?: number;
 }
 
 /**
@@ -70,6 +75,7 @@ export async function* readParquet(
     if (!columns.includes("text")) {
       throw new Error(`${path}: expected a "text" column, found ${columns.join(", ")}`);
     }
+    const rows = metadata.row_groups.reduce((n, g) => n + Number(g.num_rows), 0);
     let groupStart = 0;
     for (const group of metadata.row_groups) {
       const groupEnd = groupStart + Number(group.num_rows);
@@ -78,7 +84,9 @@ export async function* readParquet(
         const rowStart = Math.max(groupStart, firstRow);
         const texts = await readTextColumn(buffer, metadata, rowStart, groupEnd, path);
         for (let i = 0; i < texts.length; i += batchDocs) {
-          yield { file, row: rowStart + i, texts: texts.slice(i, i + batchDocs) };
+          const batch = texts.slice(i, i + batchDocs);
+          const through = (rowStart + i + batch.length) / rows;
+          yield { file, row: rowStart + i, texts: batch, through };
         }
       }
       groupStart = groupEnd;

@@ -1,7 +1,8 @@
 /**
  * Where a FineWeb run stands: after each shard the run records in `<prefix>_progress.json`
  * where the next shard starts (input file, row, token within the row), so a stopped run
- * resumes at the first incomplete shard; and the progress line's document count.
+ * resumes at the first incomplete shard; how far through its inputs it is (for the progress
+ * line's estimated total and ETA); and the progress line's document and shard counts.
  *
  * @module
  */
@@ -99,11 +100,38 @@ export async function writeProgress(path: string, state: ShardProgress): Promise
 }
 
 /**
- * A progress writer that puts the document count after the bar's label, so one line shows
- * documents, tokens and tokens/s (`tokenizing 1.2k docs [####--] 41% 41.0M tokens ...`).
+ * How far through its inputs a run is, 0-1: the inputs before `file` read, and `through` (0-1)
+ * of input `file`. Each input weighs its size in bytes (FineWeb's parquet files hold about as
+ * many documents per byte); one of unknown size weighs the known ones' mean, and when no size
+ * is known they weigh alike.
+ */
+export function inputFraction(
+  sizes: readonly (number | undefined)[],
+  file: number,
+  through: number,
+): number {
+  const known = sizes.filter((s): s is number => s !== undefined && s > 0);
+  const fallback = known.length > 0 ? known.reduce((a, b) => a + b, 0) / known.length : 1;
+  const weights = sizes.map((s) => (s !== undefined && s > 0 ? s : fallback));
+  const total = weights.reduce((a, b) => a + b, 0);
+  if (total === 0 || file >= weights.length) return 1;
+  const before = weights.slice(0, file).reduce((a, b) => a + b, 0);
+  return Math.min(1, (before + weights[file] * Math.min(Math.max(through, 0), 1)) / total);
+}
+
+/**
+ * A progress writer that puts the document and shard counts after the bar's label, so one
+ * line shows documents, shards, tokens of the total, tokens/s and the ETA
+ * (`tokenizing 1.2k docs, 3 shards, total estimated [####--] 41% 41.0M/100.0M tokens ...`).
+ * While `estimated`, the total is the tokens so far over the fraction of the inputs read
+ * (the tokens of what is left are not known before it is tokenized).
  */
 export class DocCountWriter implements ProgressWriter {
   documents = 0;
+  /** Shards on disk. */
+  shards = 0;
+  /** Whether the bar's total is an estimate. */
+  estimated = false;
   readonly #inner: ProgressWriter;
   readonly #encoder = new TextEncoder();
   readonly #decoder = new TextDecoder();
@@ -115,9 +143,12 @@ export class DocCountWriter implements ProgressWriter {
 
   /** Writes `p` with the count inserted; returns `p.length`, as if all of `p` was written. */
   writeSync(p: Uint8Array): number {
+    const shards = `${this.shards} shard${this.shards === 1 ? "" : "s"}`;
     const text = this.#decoder.decode(p).replace(
       "tokenizing",
-      `tokenizing ${formatCount(this.documents)} docs`,
+      `tokenizing ${formatCount(this.documents)} docs, ${shards}${
+        this.estimated ? ", total estimated" : ""
+      }`,
     );
     const bytes = this.#encoder.encode(text);
     let offset = 0;

@@ -11,6 +11,7 @@ import { ProgressBar, type ProgressWriter } from "../../io/progress.ts";
 import { type DocumentBatch, type DocumentInput, readDocuments } from "./documents.ts";
 import {
   DocCountWriter,
+  inputFraction,
   openProgress,
   progressFileName,
   type ShardProgress,
@@ -41,6 +42,8 @@ export interface TokenizeOptions {
   progress?: boolean;
   /** Where the progress bar writes; stderr by default. */
   progressWriter?: ProgressWriter;
+  /** Seconds between the bar's plain lines when it is not on a terminal; 5 by default. */
+  progressEverySeconds?: number;
   /** Start over even when a progress record exists; false by default. */
   restart?: boolean;
 }
@@ -109,7 +112,9 @@ export async function tokenizeToShards(
     writer: counter,
     enabled: options.progress ?? true,
     tty: options.progressWriter ? false : undefined,
+    logEverySeconds: options.progressEverySeconds,
   });
+  const sizes = inputs.map((i) => i.size);
   const run = new ShardRun(outDir, progressPath, state);
   const pool = new TokenizerPool(options.workers ?? defaultWorkers());
   try {
@@ -118,9 +123,23 @@ export async function tokenizeToShards(
       stale = false;
       await run.push(batch, result);
       counter.documents = run.documents;
+      counter.shards = run.state.shards;
+      // the total from how far through the inputs this batch ends: tokens so far / fraction
+      const fraction = batch.through === undefined
+        ? 0
+        : inputFraction(sizes, batch.file, batch.through);
+      if (fraction > 0) {
+        bar.total = run.tokens / fraction;
+        counter.estimated = true;
+      }
       bar.update(run.tokens);
     });
     await run.finish();
+    // done: the total is what there was
+    bar.total = run.tokens;
+    counter.estimated = false;
+    counter.shards = run.state.shards;
+    bar.update(run.tokens);
   } finally {
     // a failed batch leaves the others pending: stop the workers so the process can exit
     pool.close();
@@ -205,7 +224,9 @@ async function tokenizeInOrder(
       const texts = batch.texts.slice(from, to);
       const result = pool.tokenize(texts);
       result.catch(() => {}); // a failure is reported where the batch is awaited, in order
-      inFlight.push({ batch: { file: batch.file, row: batch.row + from, texts }, result });
+      // only the last run of a batch ends where the reader's `through` says
+      const through = to === batch.texts.length ? batch.through : undefined;
+      inFlight.push({ batch: { file: batch.file, row: batch.row + from, texts, through }, result });
       if (inFlight.length >= maxInFlight) await drainOne();
     }
   }
