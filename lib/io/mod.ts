@@ -8,6 +8,7 @@
 
 export * from "./safetensors.ts";
 export * from "./npy.ts";
+export * from "./llmc.ts";
 export * from "./download.ts";
 export * from "./hub.ts";
 export * from "./cache.ts";
