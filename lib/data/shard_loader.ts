@@ -1,6 +1,7 @@
 /**
  * The sharded data loader of build-nanogpt's section 4: `DataLoaderLite` over a folder of
- * `.npy` token shards (`edufineweb_train_000001.npy`, ...), one shard in memory at a time.
+ * `.npy` token shards (`edufineweb_train_000001.npy`, ...), or of llm.c's `.bin` ones
+ * (`fineweb_train_000001.bin`, read by `lib/io/llmc.ts`), one shard in memory at a time.
  * Each rank reads its own B*T window; when the next step's windows would run past the shard,
  * all ranks move to the next shard (wrapping to the first after the last). The lecture's loader
  * tests each rank's own position, so near a shard's end ranks can disagree about moving on; here
@@ -17,6 +18,7 @@ import { basename, dirname, join } from "node:path";
 import type { Batch } from "./data_loader.ts";
 import { NPY_MAGIC, npyUint16Length, readNpyUint16Sync } from "../io/npy.ts";
 import { decodeUtf8Strict } from "../io/files.ts";
+import { hasLlmcShardMagic, llmcShardLength, readLlmcShardSync } from "../io/llmc.ts";
 import { getGpt2Tokenizer } from "./tokenizer.ts";
 
 /** One shard: a name for messages and errors, its length, and how to load its tokens. */
@@ -232,18 +234,47 @@ function checkVocabulary(tokens: Uint16Array | Int32Array, vocabSize: number, na
   }
 }
 
-/** The token shards of a split in `dir`: `.npy` files whose name holds `split`, sorted. */
+/** The shard formats a folder may hold, by file extension. */
+const SHARD_FORMATS = {
+  // checks magic, dtype, shape and size
+  ".npy": { length: npyUint16Length, read: readNpyUint16Sync },
+  // llm.c's: checks magic, version and size
+  ".bin": { length: llmcShardLength, read: readLlmcShardSync },
+} as const;
+
+type ShardExtension = keyof typeof SHARD_FORMATS;
+
+/**
+ * The token shards of a split in `dir`: the `.npy` files (build-nanogpt's) or the `.bin` files
+ * (llm.c's) whose name holds `split`, sorted.
+ *
+ * @throws {Error} for a bad shard (naming it), or a folder holding both kinds for the split:
+ * most likely the same tokens twice, which would train on each of them twice.
+ */
 export async function listShards(dir: string, split: string): Promise<TokenShard[]> {
-  const names: string[] = [];
+  const byFormat: Record<ShardExtension, string[]> = { ".npy": [], ".bin": [] };
   for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && e.name.endsWith(".npy") && e.name.includes(split)) names.push(e.name);
+    if (!e.isFile || !e.name.includes(split)) continue;
+    for (const ext of Object.keys(SHARD_FORMATS) as ShardExtension[]) {
+      if (e.name.endsWith(ext)) byFormat[ext].push(e.name);
+    }
   }
-  names.sort();
+  const npy = byFormat[".npy"], bin = byFormat[".bin"];
+  if (npy.length > 0 && bin.length > 0) {
+    throw new Error(
+      `Expected one kind of "${split}" shard in ${dir}, .npy or llm.c's .bin, found both: ` +
+        `${npy.length} .npy (${npy.sort()[0]}, ...) and ${bin.length} .bin (${
+          bin.sort()[0]
+        }, ...); move one kind to a folder of its own`,
+    );
+  }
+  const ext: ShardExtension = bin.length > 0 ? ".bin" : ".npy";
+  const format = SHARD_FORMATS[ext];
   const shards: TokenShard[] = [];
-  for (const name of names) {
+  for (const name of byFormat[ext].sort()) {
     const path = join(dir, name);
-    const length = await npyUint16Length(path); // checks magic, dtype, shape and size
-    shards.push({ name: path, length, load: () => readNpyUint16Sync(path) });
+    const length = await format.length(path);
+    shards.push({ name: path, length, load: () => format.read(path) });
   }
   return shards;
 }
@@ -259,14 +290,15 @@ export interface OpenTokenDataOptions {
 
 /**
  * A loader for a split ("train" or "val") of `path`:
- * - a folder of `.npy` shards: the files whose name holds the split, as build-nanogpt's loader
- *   picks them (`edufineweb_val_000000.npy` is "val"); for "train", a FineWeb progress record
- *   there that says the run is unfinished gives a warning;
+ * - a folder of `.npy` shards, or of llm.c's `.bin` shards: the files whose name holds the
+ *   split, as build-nanogpt's loader picks them (`edufineweb_val_000000.npy`,
+ *   `fineweb_val_000000.bin` and `tiny_shakespeare_val.bin` are "val"); for "train", a FineWeb
+ *   progress record there that says the run is unfinished gives a warning;
  * - a UTF-8 text file: its GPT-2 tokens, the first 90% for "train" and the last 10% for "val".
  *
  * @throws {Error} for an unknown split, a folder with no shard of that split, a bad shard, a
- * file that is not UTF-8 text (one `.npy` shard: the message names its folder), or a token id
- * outside `options.vocabSize` (the message names the file and the position).
+ * file that is not UTF-8 text (one `.npy` or `.bin` shard: the message names its folder), or a
+ * token id outside `options.vocabSize` (the message names the file and the position).
  */
 export async function openTokenData(
   path: string,
@@ -295,7 +327,9 @@ export async function openTokenData(
   if (info.isDirectory) {
     const shards = await listShards(path, split);
     if (shards.length === 0) {
-      throw new Error(`Expected .npy shards with "${split}" in their names in ${path}, found none`);
+      throw new Error(
+        `Expected .npy or llm.c .bin shards with "${split}" in their names in ${path}, found none`,
+      );
     }
     if (rank === 0) {
       console.log(`found ${shards.length} shards for split ${split}`);
@@ -314,8 +348,9 @@ export async function openTokenData(
 }
 
 /**
- * The text of a data file, decoded strictly: one `.npy` shard (its magic, `\x93NUMPY`) is
- * an error that points to its folder, and a binary or non-UTF-8 file an error naming it.
+ * The text of a data file, decoded strictly: one `.npy` shard (its magic, `\x93NUMPY`) or one
+ * llm.c `.bin` shard (its magic, 20240520) is an error that points to its folder, and a binary
+ * or non-UTF-8 file an error naming it.
  */
 async function readTokenText(path: string): Promise<string> {
   let bytes: Uint8Array;
@@ -324,9 +359,14 @@ async function readTokenText(path: string): Promise<string> {
   } catch (error) {
     throw new Error(`Cannot read the text file ${path}: ${(error as Error).message}`);
   }
-  if (NPY_MAGIC.every((b, i) => bytes[i] === b)) {
+  const shard = NPY_MAGIC.every((b, i) => bytes[i] === b)
+    ? ".npy shard"
+    : hasLlmcShardMagic(bytes)
+    ? "llm.c .bin shard"
+    : null;
+  if (shard) {
     throw new Error(
-      `Expected a shard folder or a text file at ${path}, found one .npy shard: ` +
+      `Expected a shard folder or a text file at ${path}, found one ${shard}: ` +
         `pass its folder, --data ${dirname(path)}`,
     );
   }
