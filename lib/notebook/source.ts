@@ -64,6 +64,11 @@ export class SourceListing {
 export interface ShowSourceOptions {
   /** What the listing says it comes from; default the path without leading `../` and `./`. */
   label?: string;
+  /**
+   * Members to leave out of the classes shown (`"Block.forwardDecode"`), each replaced by a
+   * one-line note; members a class lacks are skipped, so a listing outlives their removal.
+   */
+  omit?: readonly string[];
 }
 
 /**
@@ -81,7 +86,7 @@ export async function showSource(
   const source = await Deno.readTextFile(path);
   const label = options.label ?? String(path).replace(/^(\.\.?\/)+/, "");
   const parts = (typeof names === "string" ? [names] : names).map((name) =>
-    extractDeclaration(source, name, label)
+    extractDeclaration(source, name, label, options.omit)
   );
   return new SourceListing(parts.join("\n\n"), label);
 }
@@ -89,11 +94,17 @@ export async function showSource(
 /**
  * The text of one declaration in `source`, with the comment lines right above it (its JSDoc)
  * and, for a class member, without the class's indentation. `name` is a top-level name or
- * `Class.member`; `file` names the source in errors.
+ * `Class.member`; `file` names the source in errors. `omit` lists members (`Class.member`) to
+ * leave out of a class, each replaced by a one-line note; those the class lacks are skipped.
  *
  * @throws {Error} when `name` is not declared in `source`
  */
-export function extractDeclaration(source: string, name: string, file = "the source"): string {
+export function extractDeclaration(
+  source: string,
+  name: string,
+  file = "the source",
+  omit: readonly string[] = [],
+): string {
   const masked = maskNonCode(source);
   const dot = name.indexOf(".");
   if (dot < 0) {
@@ -104,7 +115,8 @@ export function extractDeclaration(source: string, name: string, file = "the sou
           `type, enum or variable of that name`,
       );
     }
-    return cut(source, masked, found.start, found.end);
+    const text = withMembersLeftOut(source, masked, found, name, omit);
+    return cut(text, maskNonCode(text), found.start, found.end - (source.length - text.length));
   }
   const className = name.slice(0, dot), member = name.slice(dot + 1);
   const owner = findTopLevel(masked, className);
@@ -118,6 +130,33 @@ export function extractDeclaration(source: string, name: string, file = "the sou
     );
   }
   return dedent(cut(source, masked, found.start, found.end));
+}
+
+/**
+ * `source` with the members of class `owner` named in `omit` (as `Class.member`, with their
+ * comments) replaced by a note each, at their indentation.
+ */
+function withMembersLeftOut(
+  source: string,
+  masked: string,
+  owner: Span,
+  className: string,
+  omit: readonly string[],
+): string {
+  if (owner.kind !== "class") return source;
+  const spans = omit
+    .filter((o) => o.startsWith(`${className}.`))
+    .map((o) => o.slice(className.length + 1))
+    .map((member) => ({ member, span: findMember(masked, owner, member) }))
+    .flatMap(({ member, span }) => span ? [{ member, ...span }] : [])
+    .sort((a, b) => b.start - a.start); // last first, so earlier offsets stay valid
+  let text = source;
+  for (const { member, start, end } of spans) {
+    const from = commentStart(source, masked, start);
+    const indent = source.slice(from).match(/^[ \t]*/)![0];
+    text = `${text.slice(0, from)}${indent}// ${member}: left out here${text.slice(end)}`;
+  }
+  return text;
 }
 
 /** Where a declaration lies in the source: [start, end) and its keyword. */
@@ -398,10 +437,9 @@ function statementEnd(masked: string, from: number): number {
   return masked.length;
 }
 
-/** The source from the comment lines right above `start` (if any) to `end`. */
-function cut(source: string, masked: string, start: number, end: number): string {
-  const lineStart = source.lastIndexOf("\n", start - 1) + 1;
-  let from = lineStart;
+/** The start of the comment lines right above the line of `start`, or of that line. */
+function commentStart(source: string, masked: string, start: number): number {
+  let from = source.lastIndexOf("\n", start - 1) + 1;
   // walk up over lines that are comment only: code-free in the masked text, not empty
   while (from > 0) {
     const previousStart = source.lastIndexOf("\n", from - 2) + 1;
@@ -409,7 +447,12 @@ function cut(source: string, masked: string, start: number, end: number): string
     if (line.trim() === "" || masked.slice(previousStart, from - 1).trim() !== "") break;
     from = previousStart;
   }
-  return source.slice(from, end).trimEnd();
+  return from;
+}
+
+/** The source from the comment lines right above `start` (if any) to `end`. */
+function cut(source: string, masked: string, start: number, end: number): string {
+  return source.slice(commentStart(source, masked, start), end).trimEnd();
 }
 
 /** Removes the indentation the lines share (blank lines do not count). */

@@ -124,6 +124,19 @@ Deno.test("extractDeclaration cuts one class member, dedented, with its doc comm
   assertEquals(extractDeclaration(SOURCE, "Greeter.name"), "// a } in a comment\nname = '}';");
 });
 
+Deno.test("extractDeclaration leaves the members named in omit out of a class, with a note", () => {
+  const lines = SOURCE.split("\n");
+  const omit = ["Greeter.greet", "Greeter.wave", "pair.x", "Other.greet"];
+  assertEquals(
+    extractDeclaration(SOURCE, "Greeter", "x.ts", omit),
+    [...lines.slice(2, 6), "  // greet: left out here", ...lines.slice(13, 18)].join("\n"),
+  );
+  assertEquals(
+    extractDeclaration(SOURCE, "pair", "x.ts", omit),
+    extractDeclaration(SOURCE, "pair"),
+  );
+});
+
 Deno.test("extractDeclaration names what it could not find", () => {
   assertThrows(
     () => extractDeclaration(SOURCE, "Missing", "x.ts"),
