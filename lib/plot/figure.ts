@@ -2,13 +2,17 @@
  * The data of build-nanogpt's results figure, independent of how it is drawn: two panels,
  * train and validation loss against step (log-scale y) with the OpenAI GPT-2 checkpoint's
  * validation loss dashed, and HellaSwag acc_norm against step with GPT-2's and GPT-3's scores
- * dashed. Several runs overlay, each with its label. `svg.ts` (vega-lite) and `html.ts`
- * (plotly.js) both draw from this, so the static and the interactive figure match.
+ * dashed, each labelled with its value. Several runs overlay, each with its label. The title
+ * says which model trained on which data (from the runs' `run.json`, see `run_meta.ts`), and a
+ * note under it says when the baseline loss (FineWeb-EDU's) is on other data than the runs'.
+ * `svg.ts` (vega-lite) and `html.ts` (plotly.js) both draw from this, so the static and the
+ * interactive figure match: the same lines, markers, loss-axis ticks and notes.
  *
  * @module
  */
 
 import type { RunLog, Series } from "./log.ts";
+import { isFineWebEdu, type RunDescription } from "./run_meta.ts";
 
 /** The GPT-2 sizes with published baselines. */
 export type ModelSize = "124M" | "350M" | "774M" | "1558M";
@@ -64,12 +68,14 @@ export function parseModelSize(name: string): ModelSize {
   return size;
 }
 
-/** One run of the figure: its label and its three series. */
+/** One run of the figure: its label, its three series and what it trained. */
 export interface FigureRun {
   label: string;
   train: Series;
   val: Series;
   hella: Series;
+  /** The run's model and data where known (its `run.json`); empty for a bare log. */
+  about: RunDescription;
 }
 
 /** What the figure draws. */
@@ -79,11 +85,15 @@ export interface FigureData {
   /** The last step of any series (the baselines span 0 to it); 0 when there is none. */
   maxStep: number;
   title: string;
+  /** Lines drawn under the title: what a reader must know to read it (see {@linkcode dataCaveat}). */
+  notes: string[];
 }
 
 /** A run's headline numbers, as build-nanogpt's notebook prints them. */
 export interface RunSummary {
   label: string;
+  /** The run's training data, where known ("Tiny Shakespeare"). */
+  data?: string;
   /** Steps logged (the last train step + 1), or 0. */
   steps: number;
   minTrainLoss: Point | null;
@@ -101,21 +111,33 @@ export interface Point {
 export interface FigureOptions {
   /** The model size whose baselines are drawn; 124M by default. */
   size?: ModelSize;
-  /** The figure's title; by default it names the size. */
+  /**
+   * The figure's title; by default the runs' model and data ("tiny (7.3M) on Tiny Shakespeare:
+   * loss and HellaSwag"), or, where no run says, the baselines it is drawn against.
+   */
   title?: string;
+}
+
+/** A log to draw: its legend label and, where known, its model and data. */
+export interface FigureInput {
+  label: string;
+  log: RunLog;
+  /** The run's model and data (from its `run.json`, see `describeRun`); unknown by default. */
+  about?: RunDescription;
 }
 
 /** Puts labelled logs and the baselines of one model size together. */
 export function buildFigure(
-  runs: ReadonlyArray<{ label: string; log: RunLog }>,
+  runs: ReadonlyArray<FigureInput>,
   options: FigureOptions = {},
 ): FigureData {
   const baselines = BASELINES[options.size ?? "124M"];
-  const figureRuns = runs.map(({ label, log }) => ({
+  const figureRuns = runs.map(({ label, log, about }) => ({
     label,
     train: log.train,
     val: log.val,
     hella: log.hella,
+    about: { ...about },
   }));
   let maxStep = 0;
   for (const run of figureRuns) {
@@ -123,18 +145,71 @@ export function buildFigure(
       maxStep = Math.max(maxStep, s.steps.at(-1) ?? 0);
     }
   }
+  const caveat = dataCaveat(
+    figureRuns.map((r) => ({ label: r.label, data: r.about.data })),
+    baselines,
+  );
   return {
     runs: figureRuns,
     baselines,
     maxStep,
-    title: options.title ?? `GPT-2 (${baselines.size}) reproduction: loss and HellaSwag`,
+    title: options.title ?? defaultTitle(figureRuns, baselines),
+    notes: caveat === null ? [] : [caveat],
   };
+}
+
+/** "model on data", "model" or "trained on data"; null when nothing is known. */
+export function describeModelAndData(about: RunDescription): string | null {
+  if (about.model && about.data) return `${about.model} on ${about.data}`;
+  if (about.model) return about.model;
+  if (about.data) return `trained on ${about.data}`;
+  return null;
+}
+
+/**
+ * The runs' models and data ("tiny (7.3M) on Tiny Shakespeare: loss and HellaSwag"; a run
+ * with neither known goes by its label), or the baselines where no run says what it trained.
+ */
+function defaultTitle(runs: FigureRun[], baselines: Baselines): string {
+  const described = runs.map((r) => describeModelAndData(r.about));
+  if (described.every((d) => d === null)) {
+    return `Loss and HellaSwag against the OpenAI GPT-2 and GPT-3 (${baselines.size}) baselines`;
+  }
+  const names = [...new Set(runs.map((r, i) => described[i] ?? r.label))];
+  return `${names.join(" vs ")}: loss and HellaSwag`;
+}
+
+/**
+ * What a reader must be told when the val-loss baseline (GPT-2's loss on FineWeb-EDU's
+ * validation shard) is drawn beside runs whose data is known and is not FineWeb-EDU: the two
+ * losses are on different text, so their difference says nothing about the gap to GPT-2. Null
+ * when no baseline loss is drawn, or every run's data is FineWeb-EDU or unknown.
+ */
+export function dataCaveat(
+  runs: ReadonlyArray<{ label: string; data?: string }>,
+  baselines: Baselines,
+): string | null {
+  if (baselines.valLoss === null) return null;
+  const others = runs.filter((r) => r.data !== undefined && !isFineWebEdu(r.data));
+  if (others.length === 0) return null;
+  const whose = others.map((r) =>
+    runs.length === 1 ? `this run's loss is on ${r.data}` : `"${r.label}" is on ${r.data}`
+  ).join(", ");
+  return `Different data: the dashed ${formatBaseline(baselines.valLoss)} is OpenAI GPT-2 ` +
+    `(${baselines.size})'s val loss on FineWeb-EDU; ${whose}. The baseline is a loss on a ` +
+    `different dataset, so the difference is not a measure of the gap to GPT-2`;
+}
+
+/** A baseline as the legend shows it: at most 4 decimals, no trailing zeros (0.2945, 0.337). */
+export function formatBaseline(value: number): string {
+  return String(Number(value.toFixed(4)));
 }
 
 /** The minimum train and val loss and the maximum HellaSwag of each run. */
 export function summarize(figure: FigureData): RunSummary[] {
   return figure.runs.map((run) => ({
     label: run.label,
+    ...(run.about.data === undefined ? {} : { data: run.about.data }),
     steps: run.train.steps.length > 0 ? run.train.steps.at(-1)! + 1 : 0,
     minTrainLoss: extreme(run.train, -1),
     minValLoss: extreme(run.val, -1),
@@ -142,7 +217,11 @@ export function summarize(figure: FigureData): RunSummary[] {
   }));
 }
 
-/** One line per run: `label: min train loss 3.0712 (step 19072), min val loss ..., max HellaSwag ...`. */
+/**
+ * One line per run: `label: min train loss 3.0712 (step 19072), min val loss ..., max HellaSwag
+ * ...`, then the baselines, then {@linkcode dataCaveat} where the runs' data is not the
+ * baseline's.
+ */
 export function formatSummary(summaries: RunSummary[], baselines: Baselines): string {
   const show = (p: Point | null): string =>
     p === null ? "none logged" : `${p.value.toFixed(4)} (step ${p.step})`;
@@ -155,6 +234,8 @@ export function formatSummary(summaries: RunSummary[], baselines: Baselines): st
   lines.push(
     `baselines (${baselines.size}): OpenAI GPT-2 val loss ${loss}, HellaSwag GPT-2 ${baselines.hellaGpt2}, GPT-3 ${baselines.hellaGpt3}`,
   );
+  const caveat = dataCaveat(summaries, baselines);
+  if (caveat !== null) lines.push(caveat);
   return lines.join("\n");
 }
 
@@ -184,7 +265,15 @@ export interface FigureLine {
   width: number;
   opacity: number;
   kind: "train" | "val" | "hella" | "baseline";
+  /**
+   * Whether each point gets a marker: val and HellaSwag (a few evaluations), and any run's
+   * series of few points, which a line alone would leave invisible (one point draws nothing).
+   */
+  markers: boolean;
 }
+
+/** A train-loss series of at most this many points is drawn with markers too. */
+export const FEW_POINTS = 40;
 
 /** Per run: a light colour for its noisy train loss, a dark one for val loss and HellaSwag. */
 const RUN_COLORS: ReadonlyArray<readonly [string, string]> = [
@@ -222,6 +311,7 @@ export function figureLines(figure: FigureData): FigureLine[] {
         dash: [],
         width: train ? 1.2 : 2,
         opacity: train ? 0.85 : 1,
+        markers: kind !== "train" || s.steps.length <= FEW_POINTS,
       });
     };
     add("loss", "train", run.train, "train loss");
@@ -241,13 +331,83 @@ export function figureLines(figure: FigureData): FigureLine[] {
       dash: BASELINE_DASH,
       width: 1.5,
       opacity: 1,
+      markers: false,
     });
+  // each label carries its value: the dashed line alone does not say where it is
+  const named = (name: string, value: number) => `${name}: ${formatBaseline(value)}`;
   if (b.valLoss !== null) {
-    baseline("loss", `OpenAI GPT-2 (${b.size}) checkpoint val loss`, b.valLoss, GPT2_COLOR);
+    const name = named(`OpenAI GPT-2 (${b.size}) checkpoint val loss`, b.valLoss);
+    baseline("loss", name, b.valLoss, GPT2_COLOR);
   }
-  baseline("hella", `OpenAI GPT-2 (${b.size}) HellaSwag`, b.hellaGpt2, GPT2_COLOR);
-  baseline("hella", `OpenAI GPT-3 (${b.size}) HellaSwag`, b.hellaGpt3, GPT3_COLOR);
+  baseline(
+    "hella",
+    named(`OpenAI GPT-2 (${b.size}) HellaSwag`, b.hellaGpt2),
+    b.hellaGpt2,
+    GPT2_COLOR,
+  );
+  baseline(
+    "hella",
+    named(`OpenAI GPT-3 (${b.size}) HellaSwag`, b.hellaGpt3),
+    b.hellaGpt3,
+    GPT3_COLOR,
+  );
   return lines;
+}
+
+/** The loss panel's log-scale y axis, as both renderers draw it. */
+export interface LossAxis {
+  /** The lowest and highest loss shown. */
+  domain: [number, number];
+  /** Where the axis is labelled, ascending. */
+  ticks: number[];
+}
+
+/**
+ * The loss axis: the data's range (baseline included) with a margin, labelled at 1-9 times a
+ * power of ten (fewer where they would crowd). When the baseline is drawn the axis reaches down
+ * to the tick below it (3 under GPT-2's 3.29), so the dashed line sits between labels instead of
+ * under the lowest one (a log axis over 3.1-11 would otherwise start labelling at 4). Null when
+ * the panel has no lines.
+ */
+export function lossAxis(figure: FigureData): LossAxis | null {
+  const values = figureLines(figure).filter((l) => l.panel === "loss").flatMap((l) => l.values)
+    .filter((v) => v > 0 && Number.isFinite(v));
+  if (values.length === 0) return null;
+  let lo = Math.min(...values) * 0.95, hi = Math.max(...values) * 1.05;
+  const base = figure.baselines.valLoss;
+  const below = base === null ? null : tickBelow(base);
+  if (below !== null) lo = Math.min(lo, below * 0.97);
+  if (hi / lo < 1.2) [lo, hi] = [lo / 1.1, hi * 1.1]; // a flat run still gets an axis
+  let ticks: number[] = [];
+  for (const mantissas of [[1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 5], [1, 2, 5], [1]]) {
+    ticks = logCandidates(lo, hi, mantissas);
+    if (ticks.length <= 9) break;
+  }
+  if (below !== null && !ticks.includes(below)) ticks = [...ticks, below].sort((a, b) => a - b);
+  return { domain: [lo, hi], ticks };
+}
+
+/** The largest m × 10^k (m = 1..9) at or below `value`: 3 for 3.2924, 0.2 for 0.29. */
+function tickBelow(value: number): number {
+  const power = 10 ** Math.floor(Math.log10(value));
+  return tidy(Math.floor(value / power) * power);
+}
+
+/** m × 10^k for the given mantissas, within [lo, hi]. */
+function logCandidates(lo: number, hi: number, mantissas: number[]): number[] {
+  const out: number[] = [];
+  for (let k = Math.floor(Math.log10(lo)); k <= Math.ceil(Math.log10(hi)); k++) {
+    for (const m of mantissas) {
+      const v = tidy(m * 10 ** k);
+      if (v >= lo && v <= hi) out.push(v);
+    }
+  }
+  return out;
+}
+
+/** Rounds away float noise (3 * 0.1 = 0.30000000000000004). */
+function tidy(v: number): number {
+  return Number(v.toPrecision(12));
 }
 
 function extreme(series: Series, sign: 1 | -1): Point | null {
@@ -256,4 +416,23 @@ function extreme(series: Series, sign: 1 | -1): Point | null {
     if (best === null || sign * value > sign * best.value) best = { step: series.steps[i], value };
   });
   return best;
+}
+
+/** The colour of the notes under the title: they are warnings. */
+export const NOTE_COLOR = "#a33";
+
+/** Splits text into lines of at most `width` characters at spaces. */
+export function wrapText(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/)) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === "" ? word : `${line} ${word}`;
+    }
+  }
+  if (line !== "") lines.push(line);
+  return lines;
 }

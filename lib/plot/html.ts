@@ -6,7 +6,15 @@
  * @module
  */
 
-import { type FigureData, type FigureLine, figureLines, panelTitles } from "./figure.ts";
+import {
+  type FigureData,
+  type FigureLine,
+  figureLines,
+  lossAxis,
+  NOTE_COLOR,
+  panelTitles,
+  wrapText,
+} from "./figure.ts";
 
 let plotlyText: Promise<string> | undefined;
 
@@ -33,8 +41,10 @@ export interface PlotlySpec {
   config: Record<string, unknown>;
 }
 
-/** Height of the interactive figure in pixels. */
+/** Height of the interactive figure in pixels, without notes under its title. */
 export const FIGURE_HEIGHT = 600;
+/** Characters per line of a note under the plotly title, and the height of such a line. */
+const PLOTLY_NOTE_CHARS = 140, NOTE_LINE_PX = 20;
 
 /** The plotly traces and layout of a figure: the same lines, colours and dashes as the SVG. */
 export function plotlySpec(figure: FigureData): PlotlySpec {
@@ -42,7 +52,8 @@ export function plotlySpec(figure: FigureData): PlotlySpec {
     const second = line.panel === "hella";
     return {
       type: "scatter",
-      mode: line.kind === "val" || line.kind === "hella" ? "lines+markers" : "lines",
+      // a line through one point draws nothing: markers make few points visible
+      mode: line.markers ? "lines+markers" : "lines",
       name: line.name,
       x: line.steps,
       y: line.values,
@@ -50,7 +61,8 @@ export function plotlySpec(figure: FigureData): PlotlySpec {
       yaxis: second ? "y2" : "y",
       legend: second ? "legend2" : "legend",
       opacity: line.opacity,
-      marker: { size: 4 },
+      marker: { size: 6 },
+      cliponaxis: !line.markers, // a marker on the frame (the last step) stays whole
       line: {
         color: line.color,
         width: line.width,
@@ -70,15 +82,36 @@ export function plotlySpec(figure: FigureData): PlotlySpec {
     xanchor: "center",
     showarrow: false,
   });
+  const axis = lossAxis(figure);
+  // the same labels as the SVG: one at 3 under GPT-2's 3.29 (plotly's own would start at 4)
+  const lossTicks = axis === null ? {} : {
+    range: axis.domain.map(Math.log10), // a log axis's range is in powers of ten
+    tickmode: "array",
+    tickvals: axis.ticks,
+    ticktext: axis.ticks.map(String),
+  };
+  const notes = figure.notes.map((n) =>
+    `<br><span style="font-size:12px;color:${NOTE_COLOR}">${
+      wrapText(n, PLOTLY_NOTE_CHARS).map(escapeHtml).join("<br>")
+    }</span>`
+  ).join("");
+  const noteLines = figure.notes.flatMap((n) => wrapText(n, PLOTLY_NOTE_CHARS)).length;
   return {
     data,
     layout: {
-      title: { text: escapeHtml(figure.title) },
-      height: FIGURE_HEIGHT,
-      margin: { t: 90, b: 190, l: 70, r: 30 },
+      // from the top down, so the notes under it push the panels down instead of into them
+      title: {
+        text: escapeHtml(figure.title) + notes,
+        yref: "container",
+        y: 1,
+        yanchor: "top",
+        pad: { t: 24 },
+      },
+      height: FIGURE_HEIGHT + NOTE_LINE_PX * noteLines,
+      margin: { t: 90 + NOTE_LINE_PX * noteLines, b: 190, l: 70, r: 30 },
       font: { family: "DejaVu Sans, Arial, sans-serif" },
       xaxis: { domain: [0, 0.45], anchor: "y", title: { text: "step" }, range: xRange },
-      yaxis: { anchor: "x", type: "log", title: { text: "loss (log scale)" } },
+      yaxis: { anchor: "x", type: "log", title: { text: "loss (log scale)" }, ...lossTicks },
       xaxis2: { domain: [0.55, 1], anchor: "y2", title: { text: "step" }, range: xRange },
       yaxis2: { anchor: "x2", title: { text: "acc_norm" } },
       legend: legend(0),
@@ -140,7 +173,7 @@ export async function figurePage(
 <meta charset="utf-8">
 <title>${escapeHtml(figure.title)}</title>
 ${await plotlyScriptTag()}
-<style>body{font-family:"DejaVu Sans",Arial,sans-serif;margin:16px}pre{font-size:13px}</style>
+<style>body{font-family:"DejaVu Sans",Arial,sans-serif;margin:16px}pre{font-size:13px;white-space:pre-wrap}</style>
 </head>
 <body>
 ${figureDiv(figure, { id: "figure" })}

@@ -25,6 +25,13 @@ import {
 } from "./figure.ts";
 import { figurePage } from "./html.ts";
 import { type LogFormat, readLog, type RunLog } from "./log.ts";
+import {
+  describeRun,
+  gpt2Size,
+  readRunMeta,
+  type RunDescription,
+  type RunMeta,
+} from "./run_meta.ts";
 import { renderSvg, svgToPng } from "./svg.ts";
 
 export * from "./figure.ts";
@@ -32,18 +39,24 @@ export * from "./log.ts";
 export { figureDiv, figurePage, plotlyScriptTag, plotlySource, plotlySpec } from "./html.ts";
 export { renderSvg, svgSize, svgToPng, vegaLiteSpec } from "./svg.ts";
 export * from "./report.ts";
+export * from "./run_meta.ts";
 export * from "./notebook.ts";
 
-/** A log with the label it is drawn under. */
+/** A log with the label it is drawn under, and what its `run.json` says. */
 export interface LabelledLog {
   label: string;
   log: RunLog;
   path: string;
+  /** The `run.json` beside the log; null where there is none (build-nanogpt's, llm.c's). */
+  meta: RunMeta | null;
+  /** The run's model and data from `meta`; empty without one. */
+  about: RunDescription;
 }
 
 /**
  * Reads logs and labels them: with `labels` (one per path) or, by default, the log's folder name
- * (`log/log.txt` is "log"), made unique with a number where two coincide.
+ * (`log/log.txt` is "log"), made unique with a number where two coincide. Each log's `run.json`
+ * (written beside it by `deno task train`), if any, says its model and data.
  */
 export async function loadRuns(
   paths: string[],
@@ -65,7 +78,8 @@ export async function loadRuns(
       seen.set(label, n);
       if (n > 1) label = `${label} (${n})`;
     }
-    runs.push({ label, log, path });
+    const meta = await readRunMeta(path);
+    runs.push({ label, log, path, meta, about: meta === null ? {} : describeRun(meta) });
   }
   return runs;
 }
@@ -117,9 +131,22 @@ export async function writeFigure(
 export interface PlotLogsOptions extends WriteFigureOptions {
   /** One label per log; by default each log's folder name. */
   labels?: string[];
-  /** The model size whose baselines are drawn; 124M by default. */
+  /**
+   * The model size whose baselines are drawn; by default the GPT-2 size the logs' `run.json`
+   * files name (when they agree), else 124M.
+   */
   size?: ModelSize;
+  /** The figure's title; by default from the runs' model and data (see `buildFigure`). */
   title?: string;
+}
+
+/** The one GPT-2 size the runs' `run.json` files name, or undefined (none, or several). */
+export function runsSize(runs: ReadonlyArray<{ meta: RunMeta | null }>): ModelSize | undefined {
+  const sizes = new Set(
+    runs.map((r) => r.meta?.model ? gpt2Size(r.meta.model, r.meta.config) : null)
+      .filter((s) => s !== null),
+  );
+  return sizes.size === 1 ? [...sizes][0] : undefined;
 }
 
 /** Reads logs, overlays them with the baselines and writes HTML, SVG and PNG into `outDir`. */
@@ -130,7 +157,7 @@ export async function plotLogs(
 ): Promise<WrittenFigure & { runs: LabelledLog[] }> {
   if (paths.length === 0) throw new Error("Expected at least one log file, found none");
   const runs = await loadRuns(paths, { labels: options.labels });
-  const figure = buildFigure(runs, { size: options.size, title: options.title });
+  const figure = buildFigure(runs, { size: options.size ?? runsSize(runs), title: options.title });
   return { ...(await writeFigure(figure, outDir, options)), runs };
 }
 
@@ -138,15 +165,18 @@ export async function plotLogs(
 export interface RunFigureOptions extends WriteFigureOptions {
   /** The run's label in the legend; `ours` by default. */
   label?: string;
-  /** The model size whose baselines are drawn; 124M by default. */
+  /** The model size whose baselines are drawn; by default the one `run.json` names, or 124M. */
   size?: ModelSize;
+  /** The run's model and data; by default from the `run.json` beside the log, if any. */
+  about?: RunDescription;
 }
 
 /**
  * Redraws one run's figure from its log: `figure.html`, `figure.svg`, `figure.png` in `outDir`.
  * The training loop calls it after each evaluation for `deno task train --plot`, e.g.
  * `await writeRunFigure(join(logDir, "log.txt"), logDir, { size: "124M" })`. It takes about
- * half a second (vega and resvg) and returns the summary it wrote.
+ * half a second (vega and resvg) and returns the summary it wrote. The title and the notes
+ * come from the `run.json` beside the log, when there is one.
  */
 export async function writeRunFigure(
   logPath: string,
@@ -154,7 +184,11 @@ export async function writeRunFigure(
   options: RunFigureOptions = {},
 ): Promise<WrittenFigure> {
   const log = await readLog(logPath);
-  const figure = buildFigure([{ label: options.label ?? "ours", log }], { size: options.size });
+  const meta = await readRunMeta(logPath);
+  const about = options.about ?? (meta === null ? {} : describeRun(meta));
+  const figure = buildFigure([{ label: options.label ?? "ours", log, about }], {
+    size: options.size ?? runsSize([{ meta }]),
+  });
   return await writeFigure(figure, outDir, options);
 }
 

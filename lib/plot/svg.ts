@@ -9,7 +9,15 @@
 import { Resvg } from "@resvg/resvg-js";
 import { logger as vegaLogger, None, parse as parseVega, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
-import { type FigureData, type FigureLine, figureLines, panelTitles } from "./figure.ts";
+import {
+  type FigureData,
+  type FigureLine,
+  figureLines,
+  lossAxis,
+  NOTE_COLOR,
+  panelTitles,
+  wrapText,
+} from "./figure.ts";
 
 /** The font the static figure asks for; Debian's fonts-dejavu-core provides it. */
 export const FIGURE_FONT = "DejaVu Sans";
@@ -19,17 +27,26 @@ const PANEL_HEIGHT = 320;
 /** The vega-lite spec of the figure: two panels side by side, a legend under each. */
 export function vegaLiteSpec(figure: FigureData): TopLevelSpec {
   const lines = figureLines(figure);
+  const axis = lossAxis(figure);
   const panel = (which: FigureLine["panel"], title: string, yTitle: string, log: boolean) => {
     const mine = lines.filter((l) => l.panel === which);
     const names = mine.map((l) => l.name);
     const legendless = { legend: null };
+    const byName = (pick: (l: FigureLine) => unknown) => ({
+      field: "series",
+      type: "nominal" as const,
+      sort: names,
+      scale: { domain: names, range: mine.map(pick) },
+    });
     // A log scale's "nice" domain runs from a power of ten to the next (1 to 100 for a GPT-2
-    // run) and flattens the curve: fit the data instead.
-    let lo = Infinity, hi = -Infinity;
-    for (const l of mine) {
-      for (const v of l.values) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
-    }
-    const logDomain = lo <= hi && lo > 0 ? [lo * 0.95, hi * 1.05] : undefined;
+    // run) and flattens the curve: fit the data, labelled where lossAxis says.
+    const y = log && axis !== null
+      ? {
+        scale: { type: "log" as const, domain: axis.domain, nice: false },
+        axis: { values: axis.ticks, format: "~g" },
+      }
+      : { scale: { zero: false, padding: 6 } };
+    const legend = { orient: "bottom" as const, direction: "vertical" as const, labelLimit: 440 };
     return {
       title,
       width: PANEL_WIDTH,
@@ -39,7 +56,6 @@ export function vegaLiteSpec(figure: FigureData): TopLevelSpec {
           l.steps.map((step, i) => ({ series: l.name, step, value: l.values[i] }))
         ),
       },
-      mark: { type: "line" as const, clip: true },
       encoding: {
         x: {
           field: "step",
@@ -47,49 +63,46 @@ export function vegaLiteSpec(figure: FigureData): TopLevelSpec {
           title: "step",
           scale: { domain: [0, Math.max(figure.maxStep, 1)], nice: false },
         },
-        y: {
-          field: "value",
-          type: "quantitative" as const,
-          title: yTitle,
-          scale: log ? { type: "log" as const, domain: logDomain, nice: false } : { zero: false },
-        },
-        color: {
-          field: "series",
-          type: "nominal" as const,
-          title: null,
-          sort: names,
-          scale: { domain: names, range: mine.map((l) => l.color) },
-          legend: { orient: "bottom" as const, direction: "vertical" as const, labelLimit: 440 },
-        },
-        strokeDash: {
-          field: "series",
-          type: "nominal" as const,
-          title: null,
-          sort: names,
-          scale: { domain: names, range: mine.map((l) => l.dash.length ? l.dash : [1, 0]) },
-          legend: { orient: "bottom" as const, direction: "vertical" as const, labelLimit: 440 },
-        },
-        strokeWidth: {
-          field: "series",
-          type: "nominal" as const,
-          sort: names,
-          scale: { domain: names, range: mine.map((l) => l.width) },
-          ...legendless,
-        },
-        opacity: {
-          field: "series",
-          type: "nominal" as const,
-          sort: names,
-          scale: { domain: names, range: mine.map((l) => l.opacity) },
-          ...legendless,
-        },
+        y: { field: "value", type: "quantitative" as const, title: yTitle, ...y },
       },
+      layer: [
+        {
+          mark: { type: "line" as const, clip: true },
+          encoding: {
+            color: { ...byName((l) => l.color), title: null, legend },
+            strokeDash: {
+              ...byName((l) => l.dash.length ? l.dash : [1, 0]),
+              title: null,
+              legend,
+            },
+            strokeWidth: { ...byName((l) => l.width), ...legendless },
+            opacity: { ...byName((l) => l.opacity), ...legendless },
+          },
+        },
+        {
+          // a line through one point draws nothing: markers make few points visible
+          transform: [{ filter: { field: "series", oneOf: markerNames(mine) } }],
+          // unclipped: a point on the frame (the last step, the lowest value) stays whole
+          mark: { type: "point" as const, filled: true, size: 36, opacity: 1, clip: false },
+          encoding: { color: { ...byName((l) => l.color), ...legendless } },
+        },
+      ],
     };
   };
   const titles = panelTitles(figure);
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: { text: figure.title, fontSize: 15 },
+    title: {
+      text: figure.title,
+      fontSize: 15,
+      ...(figure.notes.length > 0
+        ? {
+          subtitle: figure.notes.flatMap((n) => wrapText(n, NOTE_CHARS)),
+          subtitleColor: NOTE_COLOR,
+          subtitleFontSize: 12,
+        }
+        : {}),
+    },
     background: "white",
     padding: 12,
     config: { font: FIGURE_FONT, view: { stroke: "#888" } },
@@ -109,6 +122,19 @@ export function vegaLiteSpec(figure: FigureData): TopLevelSpec {
     },
   } as TopLevelSpec;
 }
+
+/** The names of the lines drawn with markers (a filter needs at least one value). */
+function markerNames(lines: FigureLine[]): string[] {
+  const names = lines.filter((l) => l.markers).map((l) => l.name);
+  return names.length > 0 ? names : [""];
+}
+
+/**
+ * Characters per line of a note under the title. Without a canvas vega estimates text wider
+ * than it renders (about 0.8 em a character) and widens the figure to fit: 110 stays within
+ * the two panels' 1100 px.
+ */
+const NOTE_CHARS = 110;
 
 /** The figure as an SVG document (vega's headless renderer). */
 export async function renderSvg(figure: FigureData): Promise<string> {
