@@ -1,8 +1,9 @@
 /**
  * A run's report: `report.html` in its log folder, one page that opens offline (plotly.js
  * inlined) with what ran (command, preset, model and training config), where (hardware,
- * backend), how fast (tok/s, MFU), the figure, the samples printed during training and the final
- * numbers against the GPT-2 and GPT-3 baselines.
+ * backend), how fast (tok/s, model FLOP/s, MFU where the hardware's peak is known), the figure,
+ * the samples printed during training (under one heading per step) and the final numbers against
+ * the GPT-2 and GPT-3 baselines, with a note where the run's data is not the baseline's.
  *
  * The training loop fills a {@linkcode RunReportInfo} and calls {@linkcode writeRunReport} at the
  * end of a run (or after each evaluation: it rewrites the page from `log.txt` each time).
@@ -14,6 +15,8 @@ import { join } from "node:path";
 import {
   type Baselines,
   buildFigure,
+  dataCaveat,
+  describeModelAndData,
   type FigureData,
   type ModelSize,
   type Point,
@@ -21,6 +24,15 @@ import {
 } from "./figure.ts";
 import { escapeHtml, figureDiv, plotlyScriptTag } from "./html.ts";
 import { readLog } from "./log.ts";
+import {
+  dataTitle,
+  gpt2Size,
+  modelTitle,
+  readRunMeta,
+  runData,
+  type RunDescription,
+  type RunMeta,
+} from "./run_meta.ts";
 import { renderSvg, svgToPng } from "./svg.ts";
 
 /** Throughput of a run. */
@@ -44,7 +56,7 @@ export interface RunSample {
 
 /** What the training loop knows about a run; everything but `model` and `backend` is optional. */
 export interface RunReportInfo {
-  /** The page's title; by default "GPT-2 run: {model} on {preset}". */
+  /** The page's title; by default "Run report: {model} on {data}" ("tiny (7.3M) on Tiny Shakespeare"). */
   title?: string;
   /** The exact command, e.g. `deno task train --steps 200 --log-dir log`. */
   command?: string;
@@ -52,6 +64,12 @@ export interface RunReportInfo {
   preset?: string;
   /** The model's name: gpt2, gpt2-medium, ..., tiny. */
   model: string;
+  /**
+   * The training data: a path or name (`tinyshakespeare`, `data/edu_fineweb10B`). By default
+   * the preset's, else what the log's `run.json` records. A baseline measured on FineWeb-EDU is
+   * flagged as not comparable when this is other data.
+   */
+  data?: string;
   /** GPTConfig fields (n_layer, n_head, n_embd, block_size, vocab_size). */
   modelConfig?: Record<string, number>;
   /** The model's parameter count. */
@@ -117,13 +135,6 @@ export function describeHardware(): string {
   return `${cpu}, ${cores} cores${memory}, ${Deno.build.os}/${Deno.build.arch}, Deno ${Deno.version.deno}`;
 }
 
-const SIZES: Record<string, ModelSize> = {
-  gpt2: "124M",
-  "gpt2-medium": "350M",
-  "gpt2-large": "774M",
-  "gpt2-xl": "1558M",
-};
-
 /** What {@linkcode writeRunReport} wrote. */
 export interface WrittenReport {
   /** The page's path. */
@@ -136,19 +147,53 @@ export interface WrittenReport {
  * inlines plotly.js and a PNG of the figure, so it opens offline.
  */
 export async function writeRunReport(logDir: string, info: RunReportInfo): Promise<WrittenReport> {
-  const log = await readLog(join(logDir, info.logFile ?? "log.txt"));
-  const size = info.size ?? SIZES[info.model] ?? "124M";
-  const figure = buildFigure([{ label: info.label ?? "ours", log }], {
+  const logPath = join(logDir, info.logFile ?? "log.txt");
+  const log = await readLog(logPath);
+  const meta = await readRunMeta(logPath);
+  const size = info.size ?? gpt2Size(info.model, info.modelConfig) ?? "124M";
+  const figure = buildFigure([{ label: info.label ?? "ours", log, about: reportRun(info, meta) }], {
     size,
-    title: `${info.model}: loss and HellaSwag against the GPT-2 and GPT-3 ${size} baselines`,
   });
   const png = svgToPng(await renderSvg(figure), { scale: 1.5 });
-  const html = await reportHtml(info, figure, png);
+  const html = await reportHtml(withMeta(info, meta), figure, png);
   const path = join(logDir, "report.html");
   const tmp = `${path}.${Deno.pid}.tmp`;
   await Deno.writeTextFile(tmp, html);
   await Deno.rename(tmp, path);
   return { path, figure };
+}
+
+/**
+ * The run's model and data as the figure names them: the model from `info`, the data from
+ * `info.data`, else the preset's (a name of lib/train/presets.ts, or a recipe naming its
+ * data), else the `run.json` beside the log.
+ */
+export function reportRun(info: RunReportInfo, meta: RunMeta | null = null): RunDescription {
+  const about: RunDescription = {
+    model: modelTitle(info.model, info.parameters, info.modelConfig),
+  };
+  const preset = info.preset;
+  const data = info.data ??
+    (preset ? runData({ preset }) : undefined) ??
+    (preset && /shakespeare|fineweb/i.test(preset) ? preset : undefined) ??
+    (meta ? runData(meta) : undefined);
+  if (data !== undefined) about.data = dataTitle(data);
+  return about;
+}
+
+/** `info` with the throughput numbers it lacks taken from `run.json`. */
+function withMeta(info: RunReportInfo, meta: RunMeta | null): RunReportInfo {
+  const tokensPerSec = info.throughput?.tokensPerSec ?? meta?.tokensPerSec;
+  if (meta === null || tokensPerSec === undefined) return info;
+  return {
+    ...info,
+    throughput: {
+      tokensPerSec,
+      flopsPerToken: info.throughput?.flopsPerToken ?? meta.flopsPerToken,
+      peakFlops: info.throughput?.peakFlops ?? meta.peakFlops,
+      mfu: info.throughput?.mfu ?? meta.mfu,
+    },
+  };
 }
 
 /** The report page's HTML (see {@linkcode writeRunReport}). */
@@ -157,7 +202,8 @@ export async function reportHtml(
   figure: FigureData,
   png: Uint8Array,
 ): Promise<string> {
-  const title = info.title ?? `GPT-2 run: ${info.model}${info.preset ? ` on ${info.preset}` : ""}`;
+  const described = describeModelAndData(figure.runs[0]?.about ?? reportRun(info));
+  const title = info.title ?? `Run report: ${described ?? info.model}`;
   const t = info.throughput;
   const derivedMfu = t?.mfu ??
     (t?.flopsPerToken && t.peakFlops
@@ -183,19 +229,27 @@ export async function reportHtml(
     ],
     ["throughput", t && `${t.tokensPerSec.toFixed(1)} tok/s`],
     [
+      "model FLOP/s",
+      t?.flopsPerToken
+        ? `${formatFlops(t.tokensPerSec * t.flopsPerToken)} (${
+          (t.flopsPerToken / 1e6).toFixed(1)
+        } MFLOP per token × ${t.tokensPerSec.toFixed(1)} tok/s)`
+        : undefined,
+    ],
+    [
       "MFU",
       derivedMfu !== undefined
         ? `${(derivedMfu * 100).toFixed(2)}%${
-          t?.peakFlops ? ` of ${(t.peakFlops / 1e12).toFixed(1)} TFLOP/s peak` : ""
+          t?.peakFlops ? ` of ${formatFlops(t.peakFlops)} peak` : ""
         }${t?.flopsPerToken ? ` (${(t.flopsPerToken / 1e6).toFixed(1)} MFLOP per token)` : ""}`
+        : t
+        ? "not known: the hardware's peak FLOP/s was not recorded for this run"
         : undefined,
     ],
   ];
   const rows = facts.filter(([, v]) => v !== undefined)
     .map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("\n");
-  const samples = (info.samples ?? []).map((s) =>
-    `<h3>step ${s.step}</h3><pre class="sample">${escapeHtml(s.text)}</pre>`
-  ).join("\n");
+  const samples = samplesHtml(info.samples ?? []);
   const notes = (info.notes ?? []).map((n) => `<p>${escapeHtml(n)}</p>`).join("\n");
   return `<!DOCTYPE html>
 <html lang="en">
@@ -209,6 +263,7 @@ table{border-collapse:collapse;margin:8px 0 16px}
 th,td{border:1px solid #ccc;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#f4f4f4;font-weight:600}
 pre.sample{white-space:pre-wrap;background:#f8f8f8;padding:8px;border-left:3px solid #08519c}
+p.caveat{color:#a33;max-width:900px}
 </style>
 </head>
 <body>
@@ -230,6 +285,24 @@ ${samples || "<p>No samples were printed during this run.</p>"}
 `;
 }
 
+/**
+ * The samples under one heading per step ("step 0", then its samples), in the order the steps
+ * first appear.
+ */
+export function samplesHtml(samples: RunSample[]): string {
+  const byStep = new Map<number, string[]>();
+  for (const s of samples) {
+    const texts = byStep.get(s.step) ?? [];
+    texts.push(s.text);
+    byStep.set(s.step, texts);
+  }
+  return [...byStep].map(([step, texts]) =>
+    `<h3>step ${step}</h3>\n${
+      texts.map((text) => `<pre class="sample">${escapeHtml(text)}</pre>`).join("\n")
+    }`
+  ).join("\n");
+}
+
 /** One table per run: last and best values against the baselines of its size. */
 function resultsTable(figure: FigureData): string {
   const b: Baselines = figure.baselines;
@@ -237,14 +310,23 @@ function resultsTable(figure: FigureData): string {
     p === null ? "not logged" : `${p.value.toFixed(4)} (step ${p.step})`;
   const last = (s: { steps: number[]; values: number[] }): Point | null =>
     s.steps.length === 0 ? null : { step: s.steps.at(-1)!, value: s.values.at(-1)! };
-  const vs = (p: Point | null, base: number | null, lowerIsBetter: boolean): string => {
+  /** The difference, and whether it is better; `verdict` false where they do not compare. */
+  const vs = (p: Point | null, base: number | null, lowerIsBetter: boolean, verdict = true) => {
     if (p === null || base === null) return "";
     const d = p.value - base;
     const better = lowerIsBetter ? d < 0 : d > 0;
-    return `${d >= 0 ? "+" : ""}${d.toFixed(4)} (${better ? "better" : "worse"})`;
+    const diff = `${d >= 0 ? "+" : ""}${d.toFixed(4)}`;
+    return verdict ? `${diff} (${better ? "better" : "worse"})` : diff;
   };
   return summarize(figure).map((s, i) => {
     const run = figure.runs[i];
+    // a loss on other data than the baseline's: the difference is shown, but not as a gap
+    const caveat = dataCaveat([{ label: s.label, data: s.data }], b);
+    const lossVs = caveat === null || s.minValLoss === null
+      ? vs(s.minValLoss, b.valLoss, true)
+      : `${vs(s.minValLoss, b.valLoss, true, false)} (not comparable: ${
+        escapeHtml(s.data ?? "")
+      }, not FineWeb-EDU)`;
     return `<table>
 <tr><th>${
       escapeHtml(s.label)
@@ -254,7 +336,7 @@ function resultsTable(figure: FigureData): string {
     }</td><td></td><td></td></tr>
 <tr><td>val loss</td><td>${fmt(last(run.val))}</td><td>${fmt(s.minValLoss)}</td><td>${
       b.valLoss === null ? "none published" : `${b.valLoss} (OpenAI GPT-2 ${b.size})`
-    }</td><td>${vs(s.minValLoss, b.valLoss, true)}</td></tr>
+    }</td><td>${lossVs}</td></tr>
 <tr><td>HellaSwag acc_norm</td><td>${fmt(last(run.hella))}</td><td>${
       fmt(s.maxHella)
     }</td><td>${b.hellaGpt2} (GPT-2 ${b.size})</td><td>${
@@ -263,8 +345,14 @@ function resultsTable(figure: FigureData): string {
 <tr><td>HellaSwag acc_norm, against GPT-3</td><td></td><td></td><td>${b.hellaGpt3} (GPT-3 ${b.size})</td><td>${
       vs(s.maxHella, b.hellaGpt3, false)
     }</td></tr>
-</table>`;
+</table>${caveat === null ? "" : `\n<p class="caveat">${escapeHtml(caveat)}</p>`}`;
   }).join("\n");
+}
+
+/** FLOP/s in the unit that suits it: 1.2 GFLOP/s, 312.0 TFLOP/s. */
+function formatFlops(flops: number): string {
+  const [div, unit] = flops >= 1e12 ? [1e12, "T"] : flops >= 1e9 ? [1e9, "G"] : [1e6, "M"];
+  return `${(flops / div).toFixed(1)} ${unit}FLOP/s`;
 }
 
 function formatRecord(r: Record<string, string | number | boolean>): string {
