@@ -30,6 +30,7 @@ import {
 } from "./figure.ts";
 import { base64, figureDiv, plotlyScriptTag } from "./html.ts";
 import { readLog, type RunLog } from "./log.ts";
+import { describeRun, readRunMeta, type RunDescription } from "./run_meta.ts";
 import { renderSvg, svgToPng } from "./svg.ts";
 
 /** A Jupyter MIME bundle as `Deno.jupyter.display(..., { raw: true })` sends it. */
@@ -112,6 +113,11 @@ export interface LiveFigureOptions extends FigureOptions {
   /** The display id that updates replace; a fresh one by default. */
   displayId?: string;
   display?: DisplayFunction;
+  /**
+   * The run's model and data (title, notes); by default from the `run.json` beside a log read
+   * by path, else unknown.
+   */
+  about?: RunDescription;
 }
 
 let liveCounter = 0;
@@ -142,7 +148,13 @@ export class LiveFigure {
    */
   async update(source: string | RunLog): Promise<string> {
     const log = typeof source === "string" ? await readLog(source) : source;
-    const figure = buildFigure([{ label: this.#options.label ?? "ours", log }], this.#options);
+    let about = this.#options.about;
+    if (about === undefined && typeof source === "string") {
+      const meta = await readRunMeta(source);
+      if (meta !== null) about = describeRun(meta);
+    }
+    const label = this.#options.label ?? "ours";
+    const figure = buildFigure([{ label, log, about }], this.#options);
     const bundle = await figureBundle(figure, `${this.displayId}-div`);
     if (this.updates === 0) await showPlotly(this.#display);
     await this.#display(bundle, {

@@ -1,5 +1,6 @@
-// lib/plot/notebook.ts: the live notebook chart.
+// lib/plot/notebook.ts: the live notebook chart, and the run.json it reads beside a log.
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { LiveFigure, type MimeBundle, parseLog } from "../../lib/plot/mod.ts";
 import { oursLog } from "./ours_log.ts";
 
@@ -31,4 +32,37 @@ Deno.test("plot notebook: a live chart displays once, then updates the same disp
   assert.equal(calls[2].bundle["text/plain"], summary);
   assert.match(calls[2].bundle["image/png"] ?? "", /^iVBORw0KGgo/); // base64 of the PNG signature
   assert.match(calls[2].bundle["text/html"] ?? "", /id="live-1-div"/);
+});
+
+Deno.test("plot notebook: a live chart of a log path takes its title and note from run.json", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "plot_test_" });
+  try {
+    await Deno.writeTextFile(join(dir, "log.txt"), oursLog(12));
+    await Deno.writeTextFile(
+      join(dir, "run.json"),
+      JSON.stringify({ model: "tiny", parameters: 7_265_024, preset: "shakespeare" }),
+    );
+    const bundles: MimeBundle[] = [];
+    const display = (bundle: MimeBundle) => {
+      bundles.push(bundle);
+      return Promise.resolve();
+    };
+    const summary = await new LiveFigure({ display }).update(join(dir, "log.txt"));
+    assert.match(
+      summary,
+      /this run's loss is on Tiny Shakespeare\. The baseline is a loss on a different dataset/,
+    );
+    assert.match(
+      bundles.at(-1)!["text/html"] ?? "",
+      /tiny \(7\.3M\) on Tiny Shakespeare: loss and HellaSwag/,
+    );
+    // told what ran, it takes that instead; a parsed log has no run.json to read
+    const told = await new LiveFigure({ display, about: { data: "FineWeb-EDU 10B" } })
+      .update(join(dir, "log.txt"));
+    assert.doesNotMatch(told, /different dataset/);
+    const parsed = await new LiveFigure({ display }).update(parseLog(oursLog(12)));
+    assert.doesNotMatch(parsed, /different dataset/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
