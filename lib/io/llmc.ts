@@ -285,12 +285,13 @@ function checkModelHeader(
       );
     }
   });
+  // in the order readHfConfig gives, so both print alike
   const config: LlmcModelConfig = {
-    block_size: header[2],
-    vocab_size: header[3],
     n_layer: header[4],
     n_head: header[5],
     n_embd: header[6],
+    block_size: header[2],
+    vocab_size: header[3],
   };
   const paddedVocabSize = header[7];
   if (config.n_embd % config.n_head !== 0) {
