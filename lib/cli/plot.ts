@@ -20,7 +20,8 @@ GPT-3's scores. Several logs overlay. Reads our log.txt, build-nanogpt's log.txt
 
   --out DIR        where figure.html, figure.svg and figure.png go (default plots)
   --label NAME     a legend label per log, in order (default: each log's folder name)
-  --model SIZE     baselines for 124M (default), 350M, 774M or 1558M (or gpt2, gpt2-medium, ...)
+  --model SIZE     baselines for 124M, 350M, 774M or 1558M (or gpt2, gpt2-medium, ...); default:
+                   the model in the first log's run.json, else 124M
   --title TEXT     the figure's title
   --scale X        PNG pixels per SVG unit (default 2)
   -h, --help       this text`;
@@ -56,7 +57,8 @@ await runMain(async () => {
   await checkOutputFolder("--out", out);
   const written = await plotLogs(logs, out, {
     labels,
-    size: parseModelSize(stringFlag(f, "model", "124M")),
+    // unset: plotLogs takes the size from the log's run.json (124M where there is none)
+    size: f.model === undefined ? undefined : parseModelSize(stringFlag(f, "model", "124M")),
     title: stringFlag(f, "title"),
     pngScale: numberFlag(f, "scale", 2, { min: 0.1 }),
   }).catch((e) => {
