@@ -164,14 +164,14 @@ Deno.test("readLlmcModel: bad files fail naming the file, what was expected and 
       "truncated",
       smallModelBytes("fp32").subarray(0, 2000),
       "the model file is truncated: expected 3184 bytes for 540 float32 parameters of " +
-      '{"block_size":3,"vocab_size":5,"n_layer":2,"n_head":2,"n_embd":4,"padded_vocab_size":8}, ' +
+      '{"n_layer":2,"n_head":2,"n_embd":4,"block_size":3,"vocab_size":5,"padded_vocab_size":8}, ' +
       "found 2000",
     ],
     [
       "longer",
       smallModelBytes("bf16", {}, 6),
       "the model file is longer than its header says: expected 2104 bytes for 540 bfloat16 " +
-      'parameters of {"block_size":3,"vocab_size":5,"n_layer":2,"n_head":2,"n_embd":4,' +
+      'parameters of {"n_layer":2,"n_head":2,"n_embd":4,"block_size":3,"vocab_size":5,' +
       '"padded_vocab_size":8}, found 2110',
     ],
     [
