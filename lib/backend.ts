@@ -13,7 +13,8 @@
  *
  * What a new backend implements (see docs/architecture.md for the whole checklist):
  * - required: `name`, `describe`, `isSoftwareAdapter`, `isReference`, the buffer calls
- *   (`alloc`, `upload`, `write`, `read`, `zero`) and every kernel;
+ *   (`alloc`, `upload`, `write`, `read`, `zero`) and every kernel, generation's KV-cache
+ *   kernels (`kvCacheAppend`, `attentionDecode`) included;
  * - optional: `setMatmulPrecision` (lower-precision matmuls), `hostView` and `wrapHost` (buffers
  *   that live in host memory), `deviceMemory` (device buffers a collective reduces in place),
  *   `sumsOfSquares` (one wait for many reductions), `sync` and `destroy`.
@@ -38,6 +39,18 @@ export interface AttentionDims {
   T: number;
   C: number;
   NH: number;
+}
+
+/**
+ * Sizes of a cached-attention call (generation with a KV cache): qkv (B, T, 3C) holds the T
+ * new positions `pos .. pos + T - 1` of each sequence; the key and value caches are
+ * (B, NH, maxT, C / NH) each, head-major, of which positions `0 .. pos - 1` are filled.
+ */
+export interface KVCacheDims extends AttentionDims {
+  /** Positions already in the cache: where the first new one goes. */
+  pos: number;
+  /** The cache's capacity in positions (at most the block size); pos + T <= maxT. */
+  maxT: number;
 }
 
 /** One AdamW update's hyperparameters (PyTorch's `torch.optim.AdamW` semantics). */
@@ -257,6 +270,30 @@ export interface Backend {
     qkv: DeviceBuffer,
     saved: DeviceBuffer,
     dims: AttentionDims,
+  ): void;
+
+  /**
+   * Generation's KV cache, step 1: copies the keys and values of the T new positions out of
+   * packed qkv (B, T, 3C) into the caches (B, NH, maxT, hs) at positions pos .. pos + T - 1.
+   */
+  kvCacheAppend(
+    kCache: DeviceBuffer,
+    vCache: DeviceBuffer,
+    qkv: DeviceBuffer,
+    dims: KVCacheDims,
+  ): void;
+  /**
+   * Generation's KV cache, step 2 (after `kvCacheAppend`): out (B, T, C) = the queries of
+   * qkv (B, T, 3C), new position t at `pos + t`, attending causally to the cached keys and
+   * values 0 .. pos + t. The same result as `attentionForward` over the whole prefix, at
+   * those rows; nothing is saved (no backward).
+   */
+  attentionDecode(
+    out: DeviceBuffer,
+    qkv: DeviceBuffer,
+    kCache: DeviceBuffer,
+    vCache: DeviceBuffer,
+    dims: KVCacheDims,
   ): void;
 
   /** loss (1) = mean over N rows of cross-entropy(softmax(logits (N, V)), targets (N)). */

@@ -14,6 +14,7 @@ import type {
   Backend,
   DeviceBuffer,
   DType,
+  KVCacheDims,
   LayerNormGrads,
   LayerNormSaved,
   MatmulDims,
@@ -407,6 +408,72 @@ export class CpuBackend implements Backend {
     }
   }
 
+  // The caches are (B, NH, maxT, hs): a head's keys are contiguous, position after position.
+  kvCacheAppend(
+    kCache: DeviceBuffer,
+    vCache: DeviceBuffer,
+    qkv: DeviceBuffer,
+    dims: KVCacheDims,
+  ): void {
+    const { B, T, C, NH, pos, maxT } = checkKVCacheDims(dims, kCache, vCache);
+    const hs = C / NH, kc = f32(kCache), vc = f32(vCache), x = f32(qkv);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        for (let h = 0; h < NH; h++) {
+          const src = (b * T + t) * 3 * C + h * hs;
+          const dst = ((b * NH + h) * maxT + pos + t) * hs;
+          for (let i = 0; i < hs; i++) {
+            kc[dst + i] = x[src + C + i];
+            vc[dst + i] = x[src + 2 * C + i];
+          }
+        }
+      }
+    }
+  }
+
+  // attentionForward's loops, with the keys and values read from the caches: new position t
+  // sits at pos + t and sees cached positions 0 .. pos + t
+  attentionDecode(
+    out: DeviceBuffer,
+    qkv: DeviceBuffer,
+    kCache: DeviceBuffer,
+    vCache: DeviceBuffer,
+    dims: KVCacheDims,
+  ): void {
+    const { B, T, C, NH, pos, maxT } = checkKVCacheDims(dims, kCache, vCache);
+    const hs = C / NH, scale = 1 / Math.sqrt(hs);
+    const o = f32(out), x = f32(qkv), kc = f32(kCache), vc = f32(vCache);
+    const row = new Float64Array(pos + T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const n = pos + t + 1; // keys seen by this query
+        for (let h = 0; h < NH; h++) {
+          const q0 = (b * T + t) * 3 * C + h * hs, head = (b * NH + h) * maxT * hs;
+          let max = -Infinity;
+          for (let j = 0; j < n; j++) {
+            let s = 0;
+            for (let i = 0; i < hs; i++) s += x[q0 + i] * kc[head + j * hs + i];
+            row[j] = s * scale;
+            if (row[j] > max) max = row[j];
+          }
+          let sum = 0;
+          for (let j = 0; j < n; j++) {
+            row[j] = Math.exp(row[j] - max);
+            sum += row[j];
+          }
+          // rounded to f32 as attentionForward stores its probabilities, so both agree
+          for (let j = 0; j < n; j++) row[j] = Math.fround(row[j] / sum);
+          const o0 = (b * T + t) * C + h * hs;
+          for (let i = 0; i < hs; i++) {
+            let s = 0;
+            for (let j = 0; j < n; j++) s += row[j] * vc[head + j * hs + i];
+            o[o0 + i] = s;
+          }
+        }
+      }
+    }
+  }
+
   crossEntropyForward(
     loss: DeviceBuffer,
     logits: DeviceBuffer,
@@ -474,6 +541,37 @@ export class CpuBackend implements Backend {
       p[i] = p[i] * decay - stepSize * mi / (Math.sqrt(vi) / sqrtBc2 + eps);
     }
   }
+}
+
+/**
+ * `dims` after checking it describes caches that hold the new positions: pos + T <= maxT,
+ * heads that divide C, and key and value buffers of B NH maxT hs elements.
+ *
+ * @throws {RangeError} saying which size is off.
+ */
+export function checkKVCacheDims(
+  dims: KVCacheDims,
+  kCache: DeviceBuffer,
+  vCache: DeviceBuffer,
+): KVCacheDims {
+  const { B, T, C, NH, pos, maxT } = dims;
+  if (!(NH >= 1) || C % NH !== 0) {
+    throw new RangeError(`KV cache: expected C (${C}) to be a multiple of NH (${NH})`);
+  }
+  if (!(pos >= 0) || !(T >= 1) || pos + T > maxT) {
+    throw new RangeError(
+      `KV cache: expected pos + T within its ${maxT} positions, found pos ${pos} and T ${T}`,
+    );
+  }
+  const expected = B * maxT * C;
+  for (const [name, buf] of [["key", kCache], ["value", vCache]] as const) {
+    if (buf.length !== expected) {
+      throw new RangeError(
+        `KV cache: expected a ${name} cache of ${expected} elements (B ${B} x maxT ${maxT} x C ${C}), found ${buf.length}`,
+      );
+    }
+  }
+  return dims;
 }
 
 /** log(sum(exp(row))) of z[start .. start + V), shifted by the row's max for stability. */

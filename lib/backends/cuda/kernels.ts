@@ -84,6 +84,9 @@ export const KERNELS = {
   attention_forward_generic: ATTENTION,
   attention_backward_dq_generic: ATTENTION_BACKWARD,
   attention_backward_dkdv_generic: ATTENTION_BACKWARD,
+  // attention_decode.cu
+  kv_cache_append: ["ptr", "ptr", "ptr", "i32", "i32", "i32", "i32", "i32", "i32"],
+  attention_decode: ["ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32", "i32", "i32"],
   // attention_naive.cu
   att_naive_scores: ["ptr", "ptr", "i32", "i32", "i32", "i32"],
   att_naive_softmax: ["ptr", "i32", "i32", "i32"],
@@ -124,6 +127,17 @@ export function attentionSmemBytes(kind: "forward" | "dkdv" | "dq", hs: number):
     ? 4 * tile * qs + 2 * tile * ps + 2 * tile
     : 4 * tile * qs + tile * ps;
   return 4 * floats;
+}
+
+/** Threads per block of attention_decode (DECODE_THREADS in attention_decode.cu). */
+export const DECODE_THREADS = 128;
+
+/**
+ * Dynamic shared memory of attention_decode, in bytes: q (hs floats), the softmax merge's
+ * scratch (64) and a probability per key (pos + T at most).
+ */
+export function attentionDecodeSmemBytes(hs: number, keys: number): number {
+  return 4 * (hs + 64 + keys);
 }
 
 /** Shared memory a block gets without opting in. */

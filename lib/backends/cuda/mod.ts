@@ -12,7 +12,8 @@
  * - `memory.ts`: the caching allocator (blocks return when their buffer is collected);
  * - `device.ts`: buffers, copies, read-backs (the only waits), device-side fault checks;
  * - `cublaslt.ts`, `matmul.ts`: nn.Linear's products, precisions and bias gradients;
- * - `attention.ts`, `layers.ts`: the other kernels, by layer;
+ * - `attention.ts`, `layers.ts`: the other kernels, by layer; `kv_cache.ts`: generation's
+ *   cached attention;
  * - `emulator.ts`: a CPU stand-in for the driver and cuBLASLt that runs the same kernels
  *   (compiled as C++), for checking this folder without a GPU;
  * - this module: `createCudaBackend`, `cudaUnavailable`, and the `Backend` over the rest.
@@ -31,6 +32,7 @@ import type {
   DeviceBuffer,
   DeviceMemory,
   DType,
+  KVCacheDims,
   LayerNormGrads,
   LayerNormSaved,
   MatmulDims,
@@ -49,6 +51,7 @@ import { CublasLt, type CublasLtSymbols } from "./cublaslt.ts";
 import { AttentionSaved, type CudaBuffer, CudaDevice } from "./device.ts";
 import { CU, CudaDriver, type DriverSymbols, openDriverLibrary } from "./driver.ts";
 import { KernelLauncher } from "./kernels.ts";
+import * as kvCache from "./kv_cache.ts";
 import * as layers from "./layers.ts";
 import { findCudaLibrary } from "./libraries.ts";
 import { Bf16Copies, matmulBackward, type MatmulContext, matmulForward } from "./matmul.ts";
@@ -539,6 +542,40 @@ export class CudaBackend implements Backend {
     );
   }
 
+  kvCacheAppend(
+    kCache: DeviceBuffer,
+    vCache: DeviceBuffer,
+    qkv: DeviceBuffer,
+    dims: KVCacheDims,
+  ): void {
+    const d = this.#dev, { B, T, C, maxT } = checkCache(dims);
+    kvCache.kvCacheAppend(
+      d,
+      d.f32(kCache, B * maxT * C, "kvCacheAppend kCache"),
+      d.f32(vCache, B * maxT * C, "kvCacheAppend vCache"),
+      d.f32(qkv, B * T * 3 * C, "kvCacheAppend qkv"),
+      dims,
+    );
+  }
+
+  attentionDecode(
+    out: DeviceBuffer,
+    qkv: DeviceBuffer,
+    kCache: DeviceBuffer,
+    vCache: DeviceBuffer,
+    dims: KVCacheDims,
+  ): void {
+    const d = this.#dev, { B, T, C, maxT } = checkCache(dims);
+    kvCache.attentionDecode(
+      d,
+      d.f32(out, B * T * C, "attentionDecode out"),
+      d.f32(qkv, B * T * 3 * C, "attentionDecode qkv"),
+      d.f32(kCache, B * maxT * C, "attentionDecode kCache"),
+      d.f32(vCache, B * maxT * C, "attentionDecode vCache"),
+      dims,
+    );
+  }
+
   crossEntropyForward(
     loss: DeviceBuffer,
     logits: DeviceBuffer,
@@ -615,6 +652,18 @@ function checkHeads({ C, NH }: AttentionDims): void {
   if (!(NH >= 1) || C % NH !== 0) {
     throw new Error(`Attention: expected C (${C}) to be a multiple of the number of heads (${NH})`);
   }
+}
+
+/** `dims` after checking the heads and that the T new positions fit the cache. */
+function checkCache(dims: KVCacheDims): KVCacheDims {
+  checkHeads(dims);
+  const { T, pos, maxT } = dims;
+  if (!(pos >= 0) || !(T >= 1) || pos + T > maxT) {
+    throw new RangeError(
+      `KV cache: expected pos + T within its ${maxT} positions, found pos ${pos} and T ${T}`,
+    );
+  }
+  return dims;
 }
 
 /** The share of free device memory the pool grows into before reusing garbage: GPT2_CUDA_MEMORY_FRACTION, default 0.9. */

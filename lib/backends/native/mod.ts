@@ -11,13 +11,14 @@ import type {
   AdamWParams,
   AttentionDims,
   DeviceBuffer,
+  KVCacheDims,
   LayerNormGrads,
   LayerNormSaved,
   MatmulDims,
   MatmulGrads,
   RowDims,
 } from "../../backend.ts";
-import { CpuBackend, CpuBuffer } from "../cpu/mod.ts";
+import { checkKVCacheDims, CpuBackend, CpuBuffer } from "../cpu/mod.ts";
 import { buildNativeLibrary, type NativeLibrary } from "./build.ts";
 
 const SYMBOLS = {
@@ -67,6 +68,25 @@ const SYMBOLS = {
   },
   attention_backward: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32", "i32"],
+    result: "void",
+  },
+  kv_cache_append: {
+    parameters: ["buffer", "buffer", "buffer", "i32", "i32", "i32", "i32", "i32", "i32"],
+    result: "void",
+  },
+  attention_decode: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
     result: "void",
   },
   crossentropy_forward: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "i32" },
@@ -353,6 +373,40 @@ export class NativeBackend extends CpuBackend {
       C,
       NH,
     );
+  }
+
+  override kvCacheAppend(
+    kCache: DeviceBuffer,
+    vCache: DeviceBuffer,
+    qkv: DeviceBuffer,
+    dims: KVCacheDims,
+  ): void {
+    const { B, T, C, NH, pos, maxT } = checkKVCacheDims(dims, kCache, vCache);
+    const x = f32(qkv);
+    if (x.length < B * T * 3 * C) {
+      throw new RangeError(
+        `kvCacheAppend: expected qkv of ${B * T * 3 * C} elements, found ${x.length}`,
+      );
+    }
+    this.#k.kv_cache_append(f32(kCache), f32(vCache), x, B, T, C, NH, pos, maxT);
+  }
+
+  override attentionDecode(
+    out: DeviceBuffer,
+    qkv: DeviceBuffer,
+    kCache: DeviceBuffer,
+    vCache: DeviceBuffer,
+    dims: KVCacheDims,
+  ): void {
+    const { B, T, C, NH, pos, maxT } = checkKVCacheDims(dims, kCache, vCache);
+    const o = f32(out), x = f32(qkv);
+    if (o.length < B * T * C || x.length < B * T * 3 * C) {
+      throw new RangeError(
+        `attentionDecode: expected out of ${B * T * C} and qkv of ${B * T * 3 * C} elements, ` +
+          `found ${o.length} and ${x.length}`,
+      );
+    }
+    this.#k.attention_decode(o, x, f32(kCache), f32(vCache), B, T, C, NH, pos, maxT);
   }
 
   override crossEntropyForward(

@@ -22,6 +22,7 @@ export const WGSL_FILES = [
   "adamw",
   "elementwise",
   "attention_naive",
+  "attention_decode",
 ] as const;
 
 /** A file of `kernels/wgsl/`, without its extension. */
@@ -42,8 +43,8 @@ export async function readWgslSources(): Promise<Map<string, string>> {
  * several compiled variants: the file is written against the names the prelude declares.
  * - "operand": `alias Operand = f32;`, or `enable f16; alias Operand = f16;` (the tiled
  *   matmul's staged operands: f16 rounds them to half precision, sums stay f32);
- * - "headSize": `const HS: u32 = <hs>u;` (flash attention's head size, which sizes its
- *   register arrays).
+ * - "headSize": `const HS: u32 = <hs>u;` (flash attention's and decode attention's head
+ *   size, which sizes their register arrays).
  */
 export type Prelude =
   | { kind: "operand"; type: "f32" | "f16" }
@@ -82,6 +83,8 @@ const GEMM = "uuuuuuuuuuuu";
 const RESIDUAL = "uuuuf";
 /** attention.wgsl's uniforms: nb, T, C, NH, b0, n_stats, scale. */
 const FLASH = "uuuuuuf";
+/** attention_decode.wgsl's uniforms: nb, T, C, NH, pos, maxT, scale. */
+const DECODE = "uuuuuuf";
 /** attention_naive.wgsl's uniforms. */
 const MATERIALIZED = "uuuufuuuu";
 /** elementwise.wgsl's uniforms: n, op, nb, alpha, beta. */
@@ -200,6 +203,20 @@ export const KERNELS = {
     file: "attention",
     entry: "attention_backward_key_value",
     params: FLASH,
+    bindings: "rrrw",
+    prelude: "headSize",
+  },
+  kvCacheAppend: {
+    file: "attention_decode",
+    entry: "kv_cache_append",
+    params: DECODE,
+    bindings: "rww",
+    prelude: "headSize",
+  },
+  attentionDecode: {
+    file: "attention_decode",
+    entry: "attention_decode",
+    params: DECODE,
     bindings: "rrrw",
     prelude: "headSize",
   },

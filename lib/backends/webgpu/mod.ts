@@ -10,7 +10,8 @@
  *   pipelines in `pipelines.ts`;
  * - `kernels.ts`: the kernel table (WGSL file, entry point, uniforms, bindings, prelude) and
  *   the kernel choices (`WebGpuKernels`, `defaultKernels`, `GPT2_WEBGPU_MATMUL`);
- * - `matmul.ts`, `attention.ts`, `layers.ts`: the fused kernels, by layer;
+ * - `matmul.ts`, `attention.ts`, `layers.ts`: the fused kernels, by layer; `kv_cache.ts`:
+ *   generation's cached attention;
  * - `naive.ts`: the eager paths the speedup ladder switches to;
  * - this module: the `Backend` over them, picking per call between fused and eager.
  *
@@ -37,6 +38,7 @@ import type {
   Backend,
   DeviceBuffer,
   DType,
+  KVCacheDims,
   LayerNormGrads,
   LayerNormSaved,
   MatmulDims,
@@ -47,6 +49,7 @@ import type {
 import { attentionBackward, attentionForward, AttentionSaved } from "./attention.ts";
 import { type BindingLimits, GpuDevice, openDevice, quietMesa } from "./device.ts";
 import { defaultKernels, matmulFromEnv, readWgslSources, type WebGpuKernels } from "./kernels.ts";
+import * as kvCache from "./kv_cache.ts";
 import * as layers from "./layers.ts";
 import {
   matmulBackward,
@@ -367,6 +370,30 @@ export class WebGpuBackend implements Backend {
     attentionBackward(g, g.f32(dqkv), g.f32(dout), g.f32(qkv), saved, dims);
   }
 
+  kvCacheAppend(
+    kCache: DeviceBuffer,
+    vCache: DeviceBuffer,
+    qkv: DeviceBuffer,
+    dims: KVCacheDims,
+  ): void {
+    const g = this.#gpu;
+    checkCache(kCache, vCache, dims);
+    kvCache.kvCacheAppend(g, { k: g.f32(kCache), v: g.f32(vCache) }, g.f32(qkv), dims);
+  }
+
+  attentionDecode(
+    out: DeviceBuffer,
+    qkv: DeviceBuffer,
+    kCache: DeviceBuffer,
+    vCache: DeviceBuffer,
+    dims: KVCacheDims,
+  ): void {
+    const g = this.#gpu;
+    checkCache(kCache, vCache, dims);
+    const cache = { k: g.f32(kCache), v: g.f32(vCache) };
+    kvCache.attentionDecode(g, g.f32(out), g.f32(qkv), cache, dims);
+  }
+
   crossEntropyForward(
     loss: DeviceBuffer,
     logits: DeviceBuffer,
@@ -412,5 +439,22 @@ export class WebGpuBackend implements Backend {
     const bufs = { param: g.f32(param), grad: g.f32(grad), m: g.f32(m), v: g.f32(v) };
     if (this.kernels.adamw === "elementwise") naive.adamwEager(g, bufs, n, hp);
     else layers.adamw(g, bufs, n, hp);
+  }
+}
+
+/** Throws, saying which, where the sizes do not describe caches that hold the new positions. */
+function checkCache(kCache: DeviceBuffer, vCache: DeviceBuffer, dims: KVCacheDims): void {
+  const { B, T, C, NH, pos, maxT } = dims;
+  if (!(NH >= 1) || C % NH !== 0 || !(pos >= 0) || !(T >= 1) || pos + T > maxT) {
+    throw new RangeError(
+      `KV cache: expected C a multiple of NH and pos + T within maxT, found C ${C}, NH ${NH}, ` +
+        `pos ${pos}, T ${T}, maxT ${maxT}`,
+    );
+  }
+  if (kCache.length !== B * maxT * C || vCache.length !== B * maxT * C) {
+    throw new RangeError(
+      `KV cache: expected key and value caches of ${B * maxT * C} elements, found ` +
+        `${kCache.length} and ${vCache.length}`,
+    );
   }
 }
