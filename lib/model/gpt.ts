@@ -9,9 +9,10 @@
 import type { Backend } from "../backend.ts";
 import { Embedding, LayerNorm, Linear, Module } from "./nn.ts";
 import * as ops from "./ops.ts";
+import { cachedAttention, type KVCache } from "./kv_cache.ts";
 import { Generator } from "./random.ts";
 import { readSafetensors, toFloat32, writeSafetensors } from "../io/safetensors.ts";
-import { Tensor } from "./tensor.ts";
+import { isGradEnabled, Tensor } from "./tensor.ts";
 
 /** The shape of a GPT-2. */
 export interface GPTConfig {
@@ -67,6 +68,12 @@ export class CausalSelfAttention extends Module {
     const y = ops.causalSelfAttention(qkv, this.n_head); // flash-style where the backend can
     return this.c_proj.forward(y);
   }
+  /** Generation: the new positions attend to layer `layer`'s cached keys and values too. */
+  forwardDecode(x: Tensor, cache: KVCache, layer: number): Tensor {
+    const qkv = this.c_attn.forward(x); // (B, T_new, 3C)
+    const y = cachedAttention(qkv, cache, layer); // appends k, v; then attends over the cache
+    return this.c_proj.forward(y);
+  }
 }
 
 /** The feed-forward network: expand 4x, GELU (tanh), project back. */
@@ -98,6 +105,12 @@ export class Block extends Module {
   }
   forward(x: Tensor): Tensor {
     x = ops.add(x, this.attn.forward(this.ln_1.forward(x)));
+    x = ops.add(x, this.mlp.forward(this.ln_2.forward(x)));
+    return x;
+  }
+  /** `forward` with the attention of `CausalSelfAttention.forwardDecode`. */
+  forwardDecode(x: Tensor, cache: KVCache, layer: number): Tensor {
+    x = ops.add(x, this.attn.forwardDecode(this.ln_1.forward(x), cache, layer));
     x = ops.add(x, this.mlp.forward(this.ln_2.forward(x)));
     return x;
   }
@@ -186,6 +199,34 @@ export class GPT extends Module {
     const logits = this.lm_head.forward(x); // (B, T, vocab_size)
     const loss = targets ? ops.crossEntropy(logits, targets) : null;
     return { logits, loss };
+  }
+
+  /**
+   * Generation's forward, with a KV cache (`kv_cache.ts`): logits (B, T, vocab) of the T new
+   * tokens in idx, which sit at positions `cache.pos ..`; their keys and values join the
+   * cache. The prompt goes in one call, then each new token in one. Gradients off only
+   * (inside `noGrad`): the cached attention has no backward.
+   *
+   * @throws {Error} with gradients on, and {RangeError} where the cache cannot hold T more
+   * positions or was made for another batch size.
+   */
+  forwardDecode(idx: Tensor, cache: KVCache): Tensor {
+    if (isGradEnabled()) {
+      throw new Error("forwardDecode has no backward: call it inside noGrad()");
+    }
+    if (idx.shape.length !== 2) {
+      throw new Error(`Expected idx of shape [B, T], found [${idx.shape}]`);
+    }
+    const [B, T] = idx.shape;
+    const { pos } = cache.dims(B, T); // throws before any work if T does not fit
+    const positions = Int32Array.from({ length: T }, (_, i) => pos + i);
+    const posEmb = this.transformer.wpe.forward(Tensor.from(this.backend, positions, [T]));
+    const tokEmb = this.transformer.wte.forward(idx); // (B, T, n_embd)
+    let x = ops.add(tokEmb, posEmb);
+    this.transformer.h.forEach((block, layer) => x = block.forwardDecode(x, cache, layer));
+    cache.advance(T);
+    x = this.transformer.ln_f.forward(x);
+    return this.lm_head.forward(x); // (B, T, vocab_size)
   }
 
   /** Number of parameters, the tied wte/lm_head counted once. */

@@ -1,11 +1,13 @@
 /**
  * Generation: the model's next-token distribution at the last position, top-k (50 by
- * default, Hugging Face's pipeline default) sampling from a seeded generator, or greedy.
+ * default, Hugging Face's pipeline default) sampling from a seeded generator, or greedy;
+ * with a KV cache (`kv_cache.ts`) by default, so each new token costs one position's forward.
  *
  * @module
  */
 
 import type { GPT } from "./gpt.ts";
+import { KVCache } from "./kv_cache.ts";
 import type { Generator } from "./random.ts";
 import { noGrad, Tensor } from "./tensor.ts";
 
@@ -51,11 +53,20 @@ export interface GenerateOptions {
   generator?: Generator;
   /** Called after each new token, e.g. for a progress line. */
   onToken?: (length: number) => void;
+  /**
+   * Keep each layer's keys and values between steps (`kv_cache.ts`), so each new token runs
+   * one position (default true). False recomputes the whole context for every token, as the
+   * lecture's loop does: the same tokens, slower; for comparisons and benchmarks.
+   */
+  kvCache?: boolean;
 }
 
 /**
  * Continues each row of `prompts` (all the same length) to `maxLength` tokens. Once the
  * context passes the block size, only its last `block_size` tokens are fed.
+ *
+ * @throws {Error} for empty prompts or prompts of different lengths, and for sampling
+ * without a generator.
  */
 export async function generate(
   model: GPT,
@@ -67,23 +78,68 @@ export async function generate(
   if (!options.greedy && !options.generator) {
     throw new Error("Sampling needs a seeded generator, or greedy");
   }
-  const V = model.config.vocab_size;
+  const length = rows[0]?.length ?? 0;
+  if (length === 0) throw new Error("Expected prompts of at least one token, found none");
+  const other = rows.find((r) => r.length !== length);
+  if (other) {
+    throw new Error(
+      `Expected prompts of the same length, found ${length} and ${other.length} tokens`,
+    );
+  }
+  if (length >= options.maxLength) return rows;
+  const capacity = Math.min(model.config.block_size, options.maxLength);
+  const cache = options.kvCache === false
+    ? null
+    : new KVCache(model.backend, model.config, rows.length, capacity);
   await noGrad(async () => {
     while (rows[0].length < options.maxLength) {
-      const T = Math.min(rows[0].length, model.config.block_size);
-      const idx = Int32Array.from(rows.flatMap((r) => r.slice(r.length - T)));
-      const { logits } = model.forward(Tensor.from(model.backend, idx, [rows.length, T]));
-      const all = (await logits.toArray()) as Float32Array;
+      const last = cache
+        ? await lastLogitsCached(model, rows, cache)
+        : await lastLogits(model, rows);
       for (let b = 0; b < rows.length; b++) {
-        const last = all.subarray((b * T + T - 1) * V, (b * T + T) * V);
         rows[b].push(
-          options.greedy ? argmax(last) : sampleTopK(softmax(last), k, options.generator!),
+          options.greedy ? argmax(last[b]) : sampleTopK(softmax(last[b]), k, options.generator!),
         );
       }
       options.onToken?.(rows[0].length);
     }
   });
   return rows;
+}
+
+/** Each row's logits at its last position, from a forward of its last block_size tokens. */
+async function lastLogits(model: GPT, rows: number[][]): Promise<Float32Array[]> {
+  const T = Math.min(rows[0].length, model.config.block_size);
+  const idx = Int32Array.from(rows.flatMap((r) => r.slice(r.length - T)));
+  const { logits } = model.forward(Tensor.from(model.backend, idx, [rows.length, T]));
+  return lastPositions((await logits.toArray()) as Float32Array, rows.length, T);
+}
+
+/**
+ * `lastLogits` through the KV cache: a forward of the tokens the cache has not seen (the
+ * prompt, then the one token sampled last). Past the block size the window moves and every
+ * position changes, so the cache starts over on the last block_size tokens, as the forward
+ * without it does.
+ */
+async function lastLogitsCached(
+  model: GPT,
+  rows: number[][],
+  cache: KVCache,
+): Promise<Float32Array[]> {
+  let T = rows[0].length - cache.pos;
+  if (T > cache.free) {
+    cache.reset();
+    T = Math.min(rows[0].length, model.config.block_size);
+  }
+  const idx = Int32Array.from(rows.flatMap((r) => r.slice(r.length - T)));
+  const logits = model.forwardDecode(Tensor.from(model.backend, idx, [rows.length, T]), cache);
+  return lastPositions((await logits.toArray()) as Float32Array, rows.length, T);
+}
+
+/** Rows of `logits` (B, T, V) at position T - 1, one per sequence. */
+function lastPositions(logits: Float32Array, B: number, T: number): Float32Array[] {
+  const V = logits.length / (B * T);
+  return Array.from({ length: B }, (_, b) => logits.subarray((b * T + T - 1) * V, (b * T + T) * V));
 }
 
 /** Index of the largest value (the first one on ties, as torch.argmax). */
