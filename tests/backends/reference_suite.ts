@@ -1,7 +1,8 @@
 /**
  * The PyTorch reference suite for the tiny GPT-2 (../shared/reference/README.md says how
  * the vectors were made), written once and run on every backend: logits, loss, every
- * gradient, gradient accumulation, greedy generation, top-k, three AdamW steps, GELU.
+ * gradient, gradient accumulation, greedy generation (with the KV cache and without), top-k,
+ * three AdamW steps, GELU.
  *
  * @module
  */
@@ -97,6 +98,16 @@ export function referenceSuite(label: string, makeBackend: () => Backend | Promi
     const expected = [...toInt32(r.tensors.get("generate.greedy")!)];
     const [out] = await generate(model, [prompt], { maxLength: expected.length, greedy: true });
     assertEquals(out, expected);
+  });
+
+  Deno.test(`${label}: tiny GPT-2: greedy generation without the KV cache equals PyTorch's too`, async () => {
+    const backend = await getBackend();
+    const model = await GPT.fromPretrained(backend, tinyDir);
+    const r = await loadReference();
+    const prompt = [...toInt32(r.tensors.get("generate.prompt")!)];
+    const expected = [...toInt32(r.tensors.get("generate.greedy")!)];
+    const options = { maxLength: expected.length, greedy: true, kvCache: false };
+    assertEquals((await generate(model, [prompt], options))[0], expected);
   });
 
   Deno.test(`${label}: tiny GPT-2: top-50 next-token probabilities match PyTorch`, async () => {

@@ -1,0 +1,29 @@
+// Generation's KV cache on the CUDA backend run by the CPU emulator
+// (lib/backends/cuda/emulator.ts: kernels/cuda compiled as C++, threads as fibers):
+// attention_decode.cu against the reference backend on odd shapes, and generation with the
+// cache equal to generation without it on the tiny reference GPT-2s (kv_cache_suite.ts, its
+// small variant: the emulator is slow). On a GPU, cuda_kv_cache_test.ts runs the whole suite.
+// Ignored, saying so, without a C++ compiler.
+import { createEmulatedCudaBackend } from "../../lib/backends/cuda/emulator.ts";
+import { kvCacheSuite } from "./kv_cache_suite.ts";
+
+async function hasCxx(): Promise<boolean> {
+  try {
+    const cxx = Deno.env.get("CXX") ?? "c++";
+    return (await new Deno.Command(cxx, { args: ["--version"], stdout: "null", stderr: "null" })
+      .output()).success;
+  } catch {
+    return false;
+  }
+}
+
+if (!(await hasCxx())) {
+  console.log("cuda (emulated): skipped: no C++ compiler (c++ or $CXX) to build the emulator");
+  Deno.test({ name: "cuda (emulated): KV cache (no C++ compiler)", ignore: true, fn() {} });
+} else {
+  kvCacheSuite("cuda (emulated)", async () => {
+    const backend = await createEmulatedCudaBackend({ quiet: true });
+    backend.setMatmulPrecision("f32");
+    return backend;
+  }, { small: true });
+}
