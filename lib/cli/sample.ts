@@ -1,6 +1,7 @@
 /**
  * `deno task sample`: loads a Hugging Face GPT-2 folder (or `gpt2` from the hub) and
- * continues a prompt with top-k sampling from a seeded generator, as the lecture does.
+ * continues a prompt with top-k sampling from a seeded generator, as the lecture does, with
+ * a KV cache unless `--no-kv-cache`; the last line says the speed in tokens per second.
  *
  * @module
  */
@@ -34,6 +35,8 @@ const HELP = `deno task sample [flags]
   --top-k K                   default 50
   --greedy                    argmax instead of sampling
   --seed N                    generator seed (default 42): same seed, same text
+  --no-kv-cache               recompute the whole context for every token, as the lecture's
+                              loop does (same tokens, slower: for comparison)
   --backend NAME              ${BACKEND_HELP}
   --json                      one JSON object per sequence: {"tokens": [...], "text": "..."}
   -h, --help                  this text`;
@@ -48,6 +51,7 @@ await runMain(async () => {
     "top-k": { type: "string" },
     greedy: { type: "boolean" },
     seed: { type: "string" },
+    "no-kv-cache": { type: "boolean" },
     backend: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
@@ -85,19 +89,23 @@ await runMain(async () => {
     );
   }
   const n = numberFlag(f, "num-return-sequences", 5, { integer: true, min: 1 });
-  checkSequencesFit(n, f["num-return-sequences"], maxLength, model.config);
+  const kvCache = !f["no-kv-cache"];
+  checkSequencesFit(n, f["num-return-sequences"], maxLength, model.config, kvCache);
   if (maxLength > block_size) {
     log(
       `note: --max-length ${maxLength} exceeds the block size; the context is cropped to ${block_size}`,
     );
   }
 
+  const start = performance.now();
   const rows = await generate(model, Array.from({ length: n }, () => prompt), {
     maxLength,
     topK: numberFlag(f, "top-k", 50, { integer: true, min: 1 }),
     greedy: Boolean(f.greedy),
     generator: new Generator(numberFlag(f, "seed", 42, { integer: true })),
+    kvCache,
   });
+  const seconds = (performance.now() - start) / 1000;
   // Text only where ids are GPT-2 tokens: a model with its own small vocabulary has none.
   const decodable = V >= tokenizer.nVocab;
   for (const tokens of rows) {
@@ -105,7 +113,15 @@ await runMain(async () => {
     if (f.json) console.log(JSON.stringify(text === undefined ? { tokens } : { tokens, text }));
     else console.log(`> ${text ?? tokens.join(",")}`);
   }
+  log(speedLine(n * (maxLength - prompt.length), seconds, kvCache));
 });
+
+/** The closing line: new tokens (all sequences), the time they took and their rate. */
+function speedLine(tokens: number, seconds: number, kvCache: boolean): string {
+  const rate = seconds > 0 ? (tokens / seconds).toFixed(1) : "-";
+  return `generated ${tokens} tokens in ${seconds.toFixed(2)} s: ${rate} tokens/s ` +
+    `(KV cache ${kvCache ? "on" : "off, --no-kv-cache"})`;
+}
 
 /**
  * `--prompt-ids`: comma-separated token ids of the model's vocabulary of `V`; an empty list or
@@ -125,14 +141,15 @@ function parsePromptIds(flag: string, V: number): number[] {
 
 /**
  * Refuses `n` sequences whose forward passes would not fit in half of this machine's memory
- * (each step's logits, their host copy and one layer's activations), at once rather than
- * after minutes of allocating.
+ * (each step's logits, their host copy, one layer's activations and, with `kvCache`, every
+ * layer's cached keys and values), at once rather than after minutes of allocating.
  */
 function checkSequencesFit(
   n: number,
   raw: unknown,
   maxLength: number,
   config: GPTConfig,
+  kvCache: boolean,
 ): void {
   let total: number;
   try {
@@ -141,8 +158,11 @@ function checkSequencesFit(
     return; // no --allow-sys: nothing to measure against
   }
   const T = Math.max(Math.min(maxLength - 1, config.block_size), 1); // the longest forward
+  const cached = kvCache
+    ? 4 * 2 * config.n_layer * Math.min(maxLength, config.block_size) * config.n_embd
+    : 0;
   const perSequence = 4 * T * (2 * config.vocab_size + 16 * config.n_embd) +
-    4 * config.n_head * T * T;
+    4 * config.n_head * T * T + cached;
   const most = Math.max(Math.floor(total / 2 / perSequence), 1);
   if (n <= most) return;
   const need = `${
