@@ -1,11 +1,12 @@
 // matmul.c: nn.Linear for the native backend, llm.c's matmul_forward/backward.
 //   forward:  out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC)
 //   backward: dinp (N, C) += dout @ weight;  dweight (OC, C) += dout^T @ inp;  dbias += sum_n dout
-// GEMMs go to OpenBLAS's cblas_sgemm when built with -DUSE_CBLAS, otherwise to the blocked
-// kernel below (packed panels, a 4x16 register tile of FMAs, OpenMP over row blocks).
+// GEMMs go to OpenBLAS's cblas_sgemm when built with -DUSE_CBLAS (and not switched off),
+// otherwise to the project's own blocked GEMM, gpt2_sgemm in gemm.c.
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "gemm.h"
 
 #ifdef USE_CBLAS
 enum { CblasRowMajor = 101 };
@@ -31,80 +32,6 @@ void gpt2_set_cblas(int on) {
 #endif
 }
 
-// C (M, N) = beta * C + A' (M, K) @ B' (K, N), where A' = A or A^T and B' = B or B^T as stored
-// row-major. The fallback when there is no BLAS, in the BLIS style: A' is packed into strips
-// of MR rows and B' into panels of NR columns, both k-major, so the micro-kernel streams
-// through them contiguously and keeps an MR x NR tile of C in vector registers. Threads take
-// whole panels of B', and each panel meets every strip of A' while it is in cache.
-#define MR 6
-#define NR 32
-typedef float v16 __attribute__((vector_size(64)));
-
-static void micro_kernel(int K, const float* ap, const float* bp, float acc[MR][NR]) {
-  v16 c[MR][2];
-  for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = (v16){0};
-  for (int k = 0; k < K; k++) {
-    v16 b0, b1;
-    __builtin_memcpy(&b0, bp + (size_t)k * NR, sizeof b0);
-    __builtin_memcpy(&b1, bp + (size_t)k * NR + 16, sizeof b1);
-    const float* a = ap + (size_t)k * MR;
-    for (int i = 0; i < MR; i++) {
-      c[i][0] += a[i] * b0;
-      c[i][1] += a[i] * b1;
-    }
-  }
-  for (int i = 0; i < MR; i++) {
-    __builtin_memcpy(acc[i], &c[i][0], sizeof c[i][0]);
-    __builtin_memcpy(acc[i] + 16, &c[i][1], sizeof c[i][1]);
-  }
-}
-
-static void gemm_fallback(int transA, int transB, int M, int N, int K, const float* A,
-                          const float* B, float beta, float* C) {
-  int nstrips = (M + MR - 1) / MR, npanels = (N + NR - 1) / NR;
-  float* pa = malloc(sizeof(float) * (size_t)nstrips * MR * K);
-  float* pb = malloc(sizeof(float) * (size_t)npanels * NR * K);
-#pragma omp parallel
-  {
-    // pa[s][k][i] = A'[s*MR + i][k];  pb[p][k][j] = B'[k][p*NR + j]; zero past the edges
-#pragma omp for schedule(static) nowait
-    for (int s = 0; s < nstrips; s++) {
-      for (int i = 0; i < MR; i++) {
-        int m = s * MR + i;
-        for (int k = 0; k < K; k++) {
-          pa[((size_t)s * K + k) * MR + i] =
-              m < M ? (transA ? A[(size_t)k * M + m] : A[(size_t)m * K + k]) : 0.0f;
-        }
-      }
-    }
-#pragma omp for schedule(static)
-    for (int p = 0; p < npanels; p++) {
-      for (int j = 0; j < NR; j++) {
-        int n = p * NR + j;
-        for (int k = 0; k < K; k++) {
-          pb[((size_t)p * K + k) * NR + j] =
-              n < N ? (transB ? B[(size_t)n * K + k] : B[(size_t)k * N + n]) : 0.0f;
-        }
-      }
-    }
-#pragma omp for schedule(static)
-    for (int p = 0; p < npanels; p++) {
-      int n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
-      for (int s = 0; s < nstrips; s++) {
-        float acc[MR][NR];
-        micro_kernel(K, pa + (size_t)s * K * MR, pb + (size_t)p * K * NR, acc);
-        int m0 = s * MR, mr = M - m0 < MR ? M - m0 : MR;
-        for (int i = 0; i < mr; i++) {
-          float* c = C + (size_t)(m0 + i) * N + n0;
-          for (int j = 0; j < nr; j++) c[j] = (beta == 0.0f ? 0.0f : beta * c[j]) + acc[i][j];
-        }
-      }
-    }
-  }
-  free(pa);
-  free(pb);
-}
-
 static void gemm(int transA, int transB, int M, int N, int K, const float* A, const float* B,
                  float beta, float* C) {
 #ifdef USE_CBLAS
@@ -115,7 +42,7 @@ static void gemm(int transA, int transB, int M, int N, int K, const float* A, co
     return;
   }
 #endif
-  gemm_fallback(transA, transB, M, N, K, A, B, beta, C);
+  gpt2_sgemm(transA, transB, M, N, K, A, B, beta, C);
 }
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N,

@@ -1,0 +1,322 @@
+// gemm.c: the project's own fp32 GEMM, C (M, N) = beta * C + A' @ B' (gemm.h), in the
+// BLIS/GotoBLAS style. A' is packed into strips of MR rows and B' into panels of NR columns,
+// both k-major, so the micro-kernel reads both contiguously while it keeps an MR x NR tile of
+// C in vector registers, one broadcast of A' and NR / VL vector loads of B' feeding MR * NR / VL
+// fused multiply-adds per k. The loops around it block for the caches:
+//   ic (MC rows of A', in L2/L3) > pc (KC of K) > jc (NC columns of B', in L2)
+//     > ir (one strip of A', in L1) > jr (the panels of B', streamed from L2) > micro-kernel.
+// Threads split whichever of M and N leaves the smaller operand to pack twice, and each
+// runs the loops above on its part with its own packing buffers: no locks, no barriers.
+// The vector width follows the build's -march: AVX-512 (16 lanes), AVX2 + FMA (8), or
+// GCC/Clang vector extensions (4) anywhere else. Each block size may be overridden at
+// compile time (-DGEMM_KC=...) for tuning.
+#include "gemm.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define VL 16
+typedef __m512 vf;
+#define vf_load(p) _mm512_load_ps(p)
+#define vf_loadu(p) _mm512_loadu_ps(p)
+#define vf_storeu(p, v) _mm512_storeu_ps(p, v)
+#define vf_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define vf_splat(x) _mm512_set1_ps(x)
+#define vf_zero() _mm512_setzero_ps()
+#ifndef GEMM_MR
+#define GEMM_MR 14
+#endif
+#ifndef GEMM_NR
+#define GEMM_NR 32
+#endif
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define VL 8
+typedef __m256 vf;
+#define vf_load(p) _mm256_load_ps(p)
+#define vf_loadu(p) _mm256_loadu_ps(p)
+#define vf_storeu(p, v) _mm256_storeu_ps(p, v)
+#define vf_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define vf_splat(x) _mm256_set1_ps(x)
+#define vf_zero() _mm256_setzero_ps()
+#ifndef GEMM_MR
+#define GEMM_MR 6
+#endif
+#ifndef GEMM_NR
+#define GEMM_NR 16
+#endif
+#else
+#define VL 4
+typedef float vf __attribute__((vector_size(16)));
+static inline vf vf_loadu(const float* p) {
+  vf v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void vf_storeu(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
+#define vf_load(p) vf_loadu(p)
+#define vf_fma(a, b, c) ((a) * (b) + (c))
+#define vf_splat(x) ((vf){0} + (x))
+#define vf_zero() ((vf){0})
+#ifndef GEMM_MR
+#define GEMM_MR 4
+#endif
+#ifndef GEMM_NR
+#define GEMM_NR 8
+#endif
+#endif
+
+#define MR GEMM_MR
+#define NR GEMM_NR
+#define NV (NR / VL)
+
+// KC * NR floats of a B' panel and KC * MR of an A' strip stay in L1 and L2 across the
+// innermost loops; NC columns of B' (KC * NC floats) are what the jr loop streams from L2.
+#ifndef GEMM_KC
+#define GEMM_KC 384
+#endif
+#ifndef GEMM_MC
+#define GEMM_MC 1008
+#endif
+#ifndef GEMM_NC
+#define GEMM_NC 512
+#endif
+// Below this many multiply-adds a GEMM runs on one thread: waking the others costs more.
+#define GEMM_SERIAL_FMAS (1 << 18)
+
+_Static_assert(NR % VL == 0, "NR must be a multiple of the vector width");
+_Static_assert(GEMM_MC % MR == 0 && GEMM_NC % NR == 0, "MC and NC must be whole strips/panels");
+
+void gpt2_sgemm_shape(int shape[3]) {
+  shape[0] = VL;
+  shape[1] = MR;
+  shape[2] = NR;
+}
+
+// One MR x NR tile: C = beta * C + ap (kc, MR)^T @ bp (kc, NR); only the top-left mr x nr
+// of the tile is in C (the packed operands are zero past the edges).
+static void micro_kernel(int kc, const float* restrict ap, const float* restrict bp,
+                         float* restrict c, size_t ldc, float beta, int mr, int nr) {
+  vf acc[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; i++) {
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; j++) acc[i][j] = vf_zero();
+  }
+  for (int k = 0; k < kc; k++) {
+    vf b[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; j++) b[j] = vf_load(bp + j * VL);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++) {
+      vf a = vf_splat(ap[i]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; j++) acc[i][j] = vf_fma(a, b[j], acc[i][j]);
+    }
+    ap += MR;
+    bp += NR;
+  }
+  if (mr == MR && nr == NR) {
+    vf vb = vf_splat(beta);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++) {
+      float* ci = c + (size_t)i * ldc;
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; j++) {
+        // beta 0 must not read C: it may hold NaNs from before
+        vf v = beta == 0.0f ? acc[i][j] : vf_fma(vb, vf_loadu(ci + j * VL), acc[i][j]);
+        vf_storeu(ci + j * VL, v);
+      }
+    }
+    return;
+  }
+  float tile[MR][NR] __attribute__((aligned(64)));
+  for (int i = 0; i < MR; i++) {
+    for (int j = 0; j < NV; j++) vf_storeu(&tile[i][j * VL], acc[i][j]);
+  }
+  for (int i = 0; i < mr; i++) {
+    float* ci = c + (size_t)i * ldc;
+    for (int j = 0; j < nr; j++) ci[j] = (beta == 0.0f ? 0.0f : beta * ci[j]) + tile[i][j];
+  }
+}
+
+// dst[s][k][i] = A'[s * MR + i][k] for mc rows and kc columns of A', where A'[m][k] =
+// a[m * rs + k * cs]; rows past mc are zero.
+static void pack_a(const float* a, size_t rs, size_t cs, int mc, int kc, float* restrict dst) {
+  for (int s = 0; s < mc; s += MR, dst += (size_t)kc * MR) {
+    int rows = mc - s < MR ? mc - s : MR;
+    if (cs == 1) {  // rows of A' contiguous: read each along k
+      for (int i = 0; i < rows; i++) {
+        const float* src = a + (size_t)(s + i) * rs;
+        for (int k = 0; k < kc; k++) dst[(size_t)k * MR + i] = src[k];
+      }
+    } else {  // columns of A' contiguous (A stored transposed): read MR at a time
+      for (int k = 0; k < kc; k++) {
+        const float* src = a + (size_t)k * cs + (size_t)s * rs;
+        for (int i = 0; i < rows; i++) dst[(size_t)k * MR + i] = src[(size_t)i * rs];
+      }
+    }
+    for (int i = rows; i < MR; i++) {
+      for (int k = 0; k < kc; k++) dst[(size_t)k * MR + i] = 0.0f;
+    }
+  }
+}
+
+// dst[p][k][j] = B'[k][p * NR + j] for kc rows and nc columns of B', where B'[k][n] =
+// b[k * rs + n * cs]; columns past nc are zero.
+static void pack_b(const float* b, size_t rs, size_t cs, int kc, int nc, float* restrict dst) {
+  for (int p = 0; p < nc; p += NR, dst += (size_t)kc * NR) {
+    int cols = nc - p < NR ? nc - p : NR;
+    if (cs == 1) {  // rows of B' contiguous: copy NR at a time
+      for (int k = 0; k < kc; k++) {
+        const float* src = b + (size_t)k * rs + p;
+        float* d = dst + (size_t)k * NR;
+        if (cols == NR) {
+          for (int j = 0; j < NV; j++) vf_storeu(d + j * VL, vf_loadu(src + j * VL));
+        } else {
+          for (int j = 0; j < NR; j++) d[j] = j < cols ? src[j] : 0.0f;
+        }
+      }
+    } else {  // B stored transposed (the weights of the forward pass): read along k
+      for (int j = 0; j < cols; j++) {
+        const float* src = b + (size_t)(p + j) * cs;
+        for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = src[(size_t)k * rs];
+      }
+      for (int j = cols; j < NR; j++) {
+        for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = 0.0f;
+      }
+    }
+  }
+}
+
+// Packing buffers, one pair per thread, kept between calls (OpenMP keeps its threads).
+static _Thread_local float* buf_a;
+static _Thread_local float* buf_b;
+static _Thread_local size_t cap_a, cap_b;
+
+static float* grow(float** buf, size_t* cap, size_t floats) {
+  if (floats > *cap) {
+    free(*buf);
+    *buf = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+    *cap = *buf ? floats : 0;
+  }
+  return *buf;
+}
+
+// The K blocks: as even as KC allows, so the last is never a sliver.
+static int k_block(int K) {
+  int blocks = (K + GEMM_KC - 1) / GEMM_KC;
+  int kc = (K + blocks - 1) / blocks;
+  return (kc + 7) / 8 * 8;
+}
+
+typedef struct {
+  int M, N, K;
+  const float* A;
+  size_t rsa, csa;
+  const float* B;
+  size_t rsb, csb;
+  float beta;
+  float* C;
+} gemm_args;
+
+// The plain loop over rows [m0, m1) and columns [n0, n1) of C, for when the packing buffers
+// cannot be had.
+static void gemm_plain(const gemm_args* g, int m0, int m1, int n0, int n1) {
+  for (int m = m0; m < m1; m++) {
+    float* c = g->C + (size_t)m * g->N;
+    for (int n = n0; n < n1; n++) c[n] = g->beta == 0.0f ? 0.0f : g->beta * c[n];
+    for (int k = 0; k < g->K; k++) {
+      float a = g->A[(size_t)m * g->rsa + (size_t)k * g->csa];
+      const float* b = g->B + (size_t)k * g->rsb;
+      for (int n = n0; n < n1; n++) c[n] += a * b[(size_t)n * g->csb];
+    }
+  }
+}
+
+// Rows [m0, m1) and columns [n0, n1) of C, on the calling thread.
+static void gemm_part(const gemm_args* g, int m0, int m1, int n0, int n1) {
+  int kcmax = k_block(g->K);
+  int mcmax = m1 - m0 < GEMM_MC ? m1 - m0 : GEMM_MC;
+  int ncmax = n1 - n0 < GEMM_NC ? n1 - n0 : GEMM_NC;
+  float* pa = grow(&buf_a, &cap_a, (size_t)(mcmax + MR) * kcmax);
+  float* pb = grow(&buf_b, &cap_b, (size_t)(ncmax + NR) * kcmax);
+  if (!pa || !pb) {
+    gemm_plain(g, m0, m1, n0, n1);
+    return;
+  }
+  for (int ic = m0; ic < m1; ic += GEMM_MC) {
+    int mc = m1 - ic < GEMM_MC ? m1 - ic : GEMM_MC;
+    for (int pc = 0; pc < g->K; pc += kcmax) {
+      int kc = g->K - pc < kcmax ? g->K - pc : kcmax;
+      float beta = pc == 0 ? g->beta : 1.0f;
+      pack_a(g->A + (size_t)ic * g->rsa + (size_t)pc * g->csa, g->rsa, g->csa, mc, kc, pa);
+      for (int jc = n0; jc < n1; jc += GEMM_NC) {
+        int nc = n1 - jc < GEMM_NC ? n1 - jc : GEMM_NC;
+        pack_b(g->B + (size_t)pc * g->rsb + (size_t)jc * g->csb, g->rsb, g->csb, kc, nc, pb);
+        for (int ir = 0; ir < mc; ir += MR) {
+          for (int jr = 0; jr < nc; jr += NR) {
+            micro_kernel(kc, pa + (size_t)ir * kc, pb + (size_t)jr * kc,
+                         g->C + (size_t)(ic + ir) * g->N + jc + jr, (size_t)g->N, beta,
+                         mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Splits [0, units) into `parts` near-equal runs; returns the start of run `i`.
+static int split(int units, int parts, int i) {
+  return (int)((long long)units * i / parts);
+}
+
+void gpt2_sgemm(int transA, int transB, int M, int N, int K, const float* A, const float* B,
+                float beta, float* C) {
+  if (M <= 0 || N <= 0) return;
+  gemm_args g = {M, N, K, A, transA ? 1 : (size_t)K, transA ? (size_t)M : 1,
+                 B, transB ? 1 : (size_t)N, transB ? (size_t)K : 1, beta, C};
+  if (K <= 0) {  // C = beta * C
+    for (int m = 0; m < M; m++) {
+      for (int n = 0; n < N; n++) {
+        float* c = C + (size_t)m * N + n;
+        *c = beta == 0.0f ? 0.0f : beta * *c;
+      }
+    }
+    return;
+  }
+  int threads = 1;
+#ifdef _OPENMP
+  if ((double)M * N * K >= GEMM_SERIAL_FMAS) threads = omp_get_max_threads();
+#endif
+  // Splitting N packs A' once per thread, splitting M packs B' once per thread: split the
+  // dimension whose other operand is smaller, as long as it has a strip or panel per thread.
+  int strips = (M + MR - 1) / MR, panels = (N + NR - 1) / NR;
+  int by_n = (N >= M && panels >= threads) || strips < threads;
+  int units = by_n ? panels : strips;
+  if (units < threads) threads = units;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+    int t = 0;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+#endif
+    int u0 = split(units, threads, t), u1 = split(units, threads, t + 1);
+    if (u1 > u0) {
+      if (by_n) {
+        gemm_part(&g, 0, M, u0 * NR, u1 * NR < N ? u1 * NR : N);
+      } else {
+        gemm_part(&g, u0 * MR, u1 * MR < M ? u1 * MR : M, 0, N);
+      }
+    }
+  }
+}
