@@ -110,6 +110,15 @@ Deno.test("generate: empty prompts and prompts of different lengths are errors, 
   assertEquals(await generate(model, [[1, 2, 3]], { maxLength: 3, greedy: true }), [[1, 2, 3]]);
 });
 
+Deno.test("generate: a prompt longer than the block size is cropped to its last block, with the cache as without", async () => {
+  const prompt = Array.from({ length: 20 }, (_, i) => (i * 11 + 3) % V); // block size 16
+  const options = { maxLength: 25, greedy: true };
+  const cached = await generate(model, [prompt], options);
+  assertEquals(cached, await generate(model, [prompt], { ...options, kvCache: false }));
+  assertEquals(cached[0].length, 25);
+  assertEquals(cached[0].slice(0, 20), prompt);
+});
+
 Deno.test("benchGeneration: times both paths on the given model; both produce the same tokens", async () => {
   const seen: [boolean, number][] = [];
   const r = await benchGeneration(backend, {
