@@ -11,6 +11,12 @@
 export interface Hyperparameters {
   /** A `GPT_CONFIGS` name, or "auto" (gpt2 where the backend trains it in minutes, else tiny). */
   model: string;
+  /**
+   * The weights to start from (lib/train/init_from.ts: a GPT-2 model type from the hub, a
+   * Hugging Face folder, a checkpoint's weights, an llm.c model file), which also give the
+   * model's shape; null: GPT-2's random init.
+   */
+  initFrom: string | null;
   /** 50304: 50257 padded to a multiple of 128, "a nice number". */
   vocabSize: number;
   /** micro batch size */
@@ -22,7 +28,11 @@ export interface Hyperparameters {
   /** optimizer steps (build-nanogpt's max_steps, also the end of the cosine) */
   steps: number;
   maxLr: number;
-  /** build-nanogpt's max_lr * 0.1; `--max-lr` alone moves it to a tenth of the new peak */
+  /**
+   * build-nanogpt's max_lr * 0.1; equal to maxLr (with no warmup): a constant rate, nanoGPT's
+   * decay_lr = False. `--max-lr` alone moves it to a tenth of the new peak, or with it where
+   * the preset's rate is constant.
+   */
   minLr: number;
   warmupSteps: number;
   weightDecay: number;
@@ -64,7 +74,10 @@ export interface HyperparameterSpec {
   kind: ValueKind;
   /** The smallest value accepted. */
   min?: number;
-  /** What a null value means, in the help text and the printed settings. */
+  /**
+   * What a null value means, in the help text and the printed settings; the flag given this
+   * word gives null (`--init-from none`).
+   */
   nullMeans?: string;
 }
 
@@ -75,14 +88,26 @@ export const HYPERPARAMETERS: Readonly<Record<keyof Hyperparameters, Hyperparame
     arg: "NAME",
     kind: "string",
     help: "gpt2, gpt2-medium, gpt2-large, gpt2-xl, tiny, or auto: gpt2 (124M) where the " +
-      "backend trains it in minutes, tiny otherwise",
+      "backend trains it in minutes, tiny otherwise (with --init-from: its shape, which this " +
+      "must match)",
+  },
+  initFrom: {
+    flag: "init-from",
+    arg: "SRC",
+    kind: "string",
+    nullMeans: "none",
+    help: "fine-tune: start from the weights, and so the shape, of gpt2, gpt2-medium, " +
+      "gpt2-large or gpt2-xl (the Hugging Face hub), a Hugging Face folder (a trained " +
+      "log/model), a checkpoint folder (its weights only; --resume continues its AdamW and " +
+      "data) or an llm.c .bin model file; none: GPT-2's random init",
   },
   vocabSize: {
     flag: "vocab-size",
     arg: "N",
     kind: "int",
     min: 50257,
-    help: "50304 (50257 padded to a multiple of 128) or 50257",
+    help: "50304 (50257 padded to a multiple of 128) or 50257; with --init-from, at least " +
+      "the loaded vocabulary: equal keeps it, more pads wte (tied to lm_head) with zero rows",
   },
   B: { flag: "batch-size", short: "B", arg: "N", kind: "int", min: 1, help: "micro batch size" },
   T: { flag: "seq-len", short: "T", arg: "N", kind: "int", min: 1, help: "sequence length" },
@@ -98,8 +123,9 @@ export const HYPERPARAMETERS: Readonly<Record<keyof Hyperparameters, Hyperparame
     flag: "steps",
     arg: "N",
     kind: "int",
-    min: 1,
-    help: "optimizer steps (max_steps, the end of the cosine)",
+    min: 0,
+    help: "optimizer steps (max_steps, the end of the cosine); 0 saves the model as " +
+      "initialized or loaded",
   },
   maxLr: { flag: "max-lr", arg: "X", kind: "number", min: 0, help: "peak learning rate" },
   minLr: {
@@ -107,7 +133,8 @@ export const HYPERPARAMETERS: Readonly<Record<keyof Hyperparameters, Hyperparame
     arg: "X",
     kind: "number",
     min: 0,
-    help: "final learning rate (with --max-lr alone: a tenth of it)",
+    help: "final learning rate (with --max-lr alone: a tenth of it, or equal to it where " +
+      "the preset's rate is constant); equal to --max-lr with --warmup-steps 0: a constant rate",
   },
   warmupSteps: { flag: "warmup-steps", arg: "N", kind: "int", min: 0, help: "linear warmup steps" },
   weightDecay: {
@@ -164,13 +191,14 @@ export const HYPERPARAMETERS: Readonly<Record<keyof Hyperparameters, Hyperparame
 export const HYPERPARAMETER_KEYS = Object.keys(HYPERPARAMETERS) as (keyof Hyperparameters)[];
 
 /**
- * The value of `--flag raw` for the row `spec`, or an error naming the flag and what it
- * expects.
+ * The value of `--flag raw` for the row `spec` (null for the row's `nullMeans` word), or an
+ * error naming the flag and what it expects.
  */
 export function parseHyperparameter(
   spec: HyperparameterSpec,
   raw: string,
 ): Hyperparameters[keyof Hyperparameters] {
+  if (spec.nullMeans !== undefined && raw === spec.nullMeans) return null;
   if (spec.kind === "string") return raw;
   if (spec.kind === "count-or-all" && raw === "all") return "all";
   const integer = spec.kind !== "number";
@@ -205,7 +233,8 @@ export interface ResolvedHyperparameters {
 /**
  * The preset's values with every flag of the table that `flags` holds applied (each checked by
  * {@linkcode parseHyperparameter}); a null totalBatchSize made B*T*world (no accumulation);
- * with `--max-lr` alone, minLr a tenth of it, as build-nanogpt sets min_lr.
+ * with `--max-lr` alone, minLr a tenth of it, as build-nanogpt sets min_lr, or equal to it
+ * where the preset's minLr equals its maxLr (a constant rate stays constant).
  *
  * @throws {Error} for a flag's bad value, or a minLr above maxLr (naming where each came from).
  */
@@ -228,8 +257,9 @@ export function resolveHyperparameters(
     notes.set("totalBatchSize", `B*T*world = ${values.B}*${values.T}*${world}`);
   }
   if (notes.has("maxLr") && !notes.has("minLr")) {
-    values.minLr = values.maxLr * 0.1;
-    notes.set("minLr", "max-lr/10");
+    const constant = preset.minLr === preset.maxLr;
+    values.minLr = constant ? values.maxLr : values.maxLr * 0.1;
+    notes.set("minLr", constant ? "= max-lr: the preset's rate is constant" : "max-lr/10");
   }
   if (values.minLr > values.maxLr) {
     const from = (key: "minLr" | "maxLr") => notes.has(key) ? "" : " (the preset's)";

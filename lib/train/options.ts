@@ -9,6 +9,7 @@ import type { Backend } from "../backend.ts";
 import type { ProcessGroup } from "../ddp/process_group.ts";
 import type { GPT, GPTConfig } from "../model/gpt.ts";
 import type { GradScalerOptions, GradScalerState } from "./grad_scaler.ts";
+import type { InitSource } from "./init_from.ts";
 import type { Precision } from "./precision.ts";
 
 /** What the HellaSwag hook returns for this rank's share of the examples. */
@@ -62,6 +63,12 @@ export interface TrainOptions {
   keepCheckpoints?: number;
   /** A checkpoint folder, or "latest" (the newest in `<logDir>/checkpoints`). */
   resume?: string | null;
+  /**
+   * Fine-tuning: start from these weights (lib/train/init_from.ts's `resolveInitFrom`) instead
+   * of GPT-2's random init; `config` must have their shape, with at least their vocabulary
+   * (`initConfig`). Weights only: AdamW and the data start fresh. Not with `resume`.
+   */
+  initFrom?: InitSource | null;
   /**
    * A fresh run in a log folder that holds an earlier run: remove its checkpoints, `log.txt`
    * and `model/` first (`--overwrite`); default false, which refuses such a folder.

@@ -1,8 +1,8 @@
 /**
  * Everything a training run builds before its first step, in build-nanogpt's order: the
  * gradient accumulation steps, the log folder claimed (`run_folder.ts`: one run per folder),
- * the data loaders, the model (fresh, or a checkpoint's, which also restores the optimizer,
- * the data positions and the RNG), AdamW, the loss scaler, `log.txt`, and the handlers that
+ * the data loaders, the model (fresh, loaded to fine-tune (`init_from.ts`), or a checkpoint's,
+ * which also restores the optimizer, the data positions and the RNG), AdamW, the loss scaler, `log.txt`, and the handlers that
  * turn Ctrl-C into a clean stop. A checkpoint that already reached `steps` ends it there.
  *
  * @module
@@ -23,6 +23,7 @@ import {
 } from "./checkpoint.ts";
 import { broadcastParameters, placeGradients } from "./ddp_sync.ts";
 import { GradScaler } from "./grad_scaler.ts";
+import { checkInitFromResume, loadInitialModel } from "./init_from.ts";
 import { catchStopSignals } from "./stop.ts";
 import type { TrainOptions } from "./options.ts";
 import { type AdamW, configureOptimizers, type LrSchedule } from "./optim.ts";
@@ -78,6 +79,7 @@ const NO_CLAIM: LogDirClaim = { release: () => Promise.resolve() };
  */
 export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft> {
   checkSchedule(o);
+  checkInitFromResume(o.initFrom?.name ?? null, o.resume ?? null);
   const { B, T, backend } = o;
   const group = o.group ?? new SingleProcessGroup();
   const rank = group.rank, world = group.worldSize;
@@ -102,7 +104,7 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
       ? await openTokenData(o.dataPath, "val", B, T, rank, world, vocab)
       : null;
 
-    // the model: fresh, or the checkpoint's (which also restores the optimizer and data)
+    // the model: fresh, loaded, or the checkpoint's (which also restores the optimizer and data)
     const ckpt = await resumeCheckpoint(o, world);
     if (ckpt && ckpt.state.step >= o.steps) {
       say(
@@ -112,7 +114,10 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
       return { nothingLeft: ckpt };
     }
     if (ckpt) say(`resuming from ${ckpt.path} at step ${ckpt.state.step}`);
-    const model = ckpt?.model ?? new GPT(backend, o.config, { seed: o.seed });
+    const model = ckpt?.model ??
+      (o.initFrom
+        ? await loadInitialModel(backend, o.initFrom, o.config, say)
+        : new GPT(backend, o.config, { seed: o.seed }));
     say(`model: ${model.numParameters().toLocaleString("en-US")} parameters`);
     // as DDP does at construction: every rank starts from rank 0's weights
     if (world > 1 && !ckpt) await broadcastParameters(model, group);

@@ -1,6 +1,10 @@
-// lib/train/presets.ts: build-nanogpt's constants as data.
+// lib/train/presets.ts: build-nanogpt's constants as data, nanoGPT's fine-tuning preset; and
+// the rows of lib/train/hyperparameters.ts that fine-tuning added (--init-from, --steps 0, a
+// constant learning rate kept constant by --max-lr).
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
-import { formatPreset, getPreset } from "../../lib/train/presets.ts";
+import { hyperparameterHelp, resolveHyperparameters } from "../../lib/train/hyperparameters.ts";
+import { getLr } from "../../lib/train/optim.ts";
+import { formatPreset, getPreset, PRESETS } from "../../lib/train/presets.ts";
 
 Deno.test("presets: build-nanogpt's constants as data, printed, unknown names refused", () => {
   const p = getPreset("gpt2-124M-fineweb");
@@ -20,4 +24,50 @@ Deno.test("presets: build-nanogpt's constants as data, printed, unknown names re
     /Unknown --preset "nope", expected one of shakespeare, gpt2-124M-fineweb/,
   );
   ok(formatPreset("gpt2-124M-fineweb", p).includes("  warmupSteps = 715"));
+});
+
+Deno.test("presets: shakespeare-finetune is nanoGPT's finetune_shakespeare, small: GPT-2 at a constant 3e-5", () => {
+  const p = getPreset("shakespeare-finetune");
+  assertEquals(
+    [p.initFrom, p.data, p.B, p.T, p.maxLr, p.minLr, p.warmupSteps, p.weightDecay, p.evalEvery],
+    ["gpt2", "tinyshakespeare", 4, 64, 3e-5, 3e-5, 0, 0.1, 25],
+  );
+  ok(p.steps >= 200 && p.steps <= 500, `a few hundred steps, found ${p.steps}`);
+  // warmup 0 and min = max: every step, the last included, at the peak rate
+  const schedule = {
+    maxLr: p.maxLr,
+    minLr: p.minLr,
+    warmupSteps: p.warmupSteps,
+    maxSteps: p.steps,
+  };
+  for (const step of [0, 1, p.steps / 2, p.steps - 1]) assertEquals(getLr(step, schedule), 3e-5);
+  const printed = formatPreset("shakespeare-finetune", p);
+  ok(printed.includes("  initFrom = gpt2\n") && printed.includes("  minLr = 0.00003\n"), printed);
+  ok(formatPreset("shakespeare", getPreset("shakespeare")).includes("  initFrom = none\n"));
+});
+
+Deno.test("hyperparameters: --max-lr alone keeps a constant rate constant, else min-lr is a tenth", () => {
+  const constant = resolveHyperparameters(
+    getPreset("shakespeare-finetune"),
+    { "max-lr": "1e-4" },
+    1,
+  );
+  assertEquals([constant.values.maxLr, constant.values.minLr], [1e-4, 1e-4]);
+  ok(constant.notes.get("minLr")!.includes("constant"));
+  const decaying = resolveHyperparameters(getPreset("shakespeare"), { "max-lr": "1e-3" }, 1);
+  assertEquals(decaying.values.minLr, 1e-3 * 0.1);
+});
+
+Deno.test("hyperparameters: --init-from none is null (random init); --steps 0 is accepted", () => {
+  const p = getPreset("shakespeare-finetune");
+  const none = resolveHyperparameters(p, { "init-from": "none", steps: "0" }, 1);
+  assertEquals([none.values.initFrom, none.values.steps], [null, 0]);
+  assertEquals(none.notes.get("initFrom"), "--init-from; preset: gpt2");
+  const dir = resolveHyperparameters(getPreset("shakespeare"), { "init-from": "log/model" }, 1);
+  assertEquals(dir.values.initFrom, "log/model");
+  throws(
+    () => resolveHyperparameters(p, { steps: "-1" }, 1),
+    /--steps expects an integer >= 0, found "-1"/,
+  );
+  ok(hyperparameterHelp(PRESETS).includes("shakespeare-finetune: gpt2]"));
 });
