@@ -17,10 +17,19 @@
  *   kernels (`kvCacheAppend`, `attentionDecode`) included;
  * - optional: `setMatmulPrecision` (lower-precision matmuls), `hostView` and `wrapHost` (buffers
  *   that live in host memory), `deviceMemory` (device buffers a collective reduces in place),
- *   `sumsOfSquares` (one wait for many reductions), `sync` and `destroy`.
+ *   `sumsOfSquares` (one wait for many reductions), `peakFlops` (the peak MFU is taken against),
+ *   `sync` and `destroy`.
  *
  * @module
  */
+
+/** A device's peak FLOP/s and where the figure comes from. */
+export interface PeakFlops {
+  /** FLOP/s. */
+  flops: number;
+  /** E.g. "measured fp32 FMA peak, 2 threads" or "the H200 bf16 datasheet peak". */
+  source: string;
+}
 
 /** Element types a tensor can hold: activations and weights in f32, token ids in i32. */
 export type DType = "f32" | "i32";
@@ -174,6 +183,11 @@ export interface Backend {
    * address on the device, and the device and stream its kernels run on.
    */
   deviceMemory?(buf: DeviceBuffer): DeviceMemory;
+  /**
+   * Optional: the device's peak FLOP/s for matmuls at `precision`, the denominator of MFU, and
+   * where the number comes from (a measurement, a datasheet); null where it is not known.
+   */
+  peakFlops?(precision: MatmulPrecision): PeakFlops | null;
   /** Optional: waits until every enqueued kernel has finished (for timing). */
   sync?(): Promise<void>;
   /** Optional: releases the device and its memory; the backend is unusable afterwards. */

@@ -14,6 +14,7 @@
  */
 
 import { createCudaBackend, type CudaBackend, cudaUnavailable } from "../backends/cuda/mod.ts";
+import { gpuPeakTflops } from "../backends/cuda/peaks.ts";
 import { type GPTConfig, gptConfig } from "../model/gpt.ts";
 import { timeSteps, trainFlopsPerToken } from "./step.ts";
 import { runTorchGpuPeer, type TorchGpuTiming, torchGpuUnavailable } from "./torch_gpu_peer.ts";
@@ -29,20 +30,7 @@ export function backendPrecision(p: BenchPrecision): "f32" | "tf32" | "bf16" {
   return p === "fp32" ? "f32" : p;
 }
 
-/**
- * Dense peaks in TFLOP/s of the GPUs we know (vendor datasheets, no sparsity): bf16 and TF32
- * on tensor cores, plain fp32 on the CUDA cores. The H200 SXM has the H100 SXM's rates.
- */
-const GPU_PEAKS: { pattern: RegExp; peaks: Record<BenchPrecision, number> }[] = [
-  { pattern: /H100.*PCIe/i, peaks: { bf16: 756, tf32: 378, fp32: 51 } },
-  { pattern: /H100|H200|GH200/i, peaks: { bf16: 989, tf32: 494, fp32: 67 } },
-  { pattern: /A100/i, peaks: { bf16: 312, tf32: 156, fp32: 19.5 } },
-];
-
-/** The GPU's dense peak for `precision` in TFLOP/s, or null for a GPU not in the table. */
-export function gpuPeakTflops(deviceName: string, precision: BenchPrecision): number | null {
-  return GPU_PEAKS.find((g) => g.pattern.test(deviceName))?.peaks[precision] ?? null;
-}
+export { gpuPeakTflops };
 
 /** One row to time: a step size and a precision. */
 export interface CudaBenchConfig {

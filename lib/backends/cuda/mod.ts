@@ -38,6 +38,7 @@ import type {
   MatmulDims,
   MatmulGrads,
   MatmulPrecision,
+  PeakFlops,
   RowDims,
 } from "../../backend.ts";
 import { attentionBackward, attentionForward, type AttentionKind } from "./attention.ts";
@@ -56,6 +57,7 @@ import * as layers from "./layers.ts";
 import { findCudaLibrary } from "./libraries.ts";
 import { Bf16Copies, matmulBackward, type MatmulContext, matmulForward } from "./matmul.ts";
 import { DevicePool } from "./memory.ts";
+import { gpuPeakTflops } from "./peaks.ts";
 
 export { CudaBuffer } from "./device.ts";
 export { CudaDriver } from "./driver.ts";
@@ -215,6 +217,16 @@ export class CudaBackend implements Backend {
   }
 
   /** The GPU, its memory and compute capability, the kernels' build, the libraries loaded. */
+  /** The GPU's datasheet peak for `precision` (f16: none in the table). */
+  peakFlops(precision: MatmulPrecision): PeakFlops | null {
+    if (precision === "f16") return null;
+    const named = precision === "f32" ? "fp32" : precision;
+    const tflops = gpuPeakTflops(this.deviceName, named);
+    return tflops === null
+      ? null
+      : { flops: tflops * 1e12, source: `the ${this.deviceName} ${named} datasheet peak` };
+  }
+
   describe(): string {
     const gib = (this.totalMemoryBytes / 2 ** 30).toFixed(1);
     const [major, minor] = this.computeCapability;

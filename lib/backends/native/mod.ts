@@ -16,6 +16,8 @@ import type {
   LayerNormSaved,
   MatmulDims,
   MatmulGrads,
+  MatmulPrecision,
+  PeakFlops,
   RowDims,
 } from "../../backend.ts";
 import { checkKVCacheDims, CpuBackend, CpuBuffer } from "../cpu/mod.ts";
@@ -138,6 +140,7 @@ export class NativeBackend extends CpuBackend {
   override readonly isReference = false;
   readonly library: NativeLibrary;
   readonly #k: Kernels;
+  #peakGflops: number | undefined;
 
   private constructor(library: NativeLibrary, kernels: Kernels) {
     super();
@@ -182,6 +185,13 @@ export class NativeBackend extends CpuBackend {
   /** C (M, N) = A (M, K) @ B (N, K)^T: the forward GEMM alone, for benchmarks. */
   gemm(c: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number): void {
     this.#k.gemm_nt(c, a, b, M, N, K);
+  }
+
+  /** The measured fp32 FMA peak (measured once, about a second, then remembered). */
+  peakFlops(precision: MatmulPrecision): PeakFlops | null {
+    if (precision !== "f32") return null;
+    this.#peakGflops ??= this.measurePeakGflops();
+    return { flops: this.#peakGflops * 1e9, source: "the measured fp32 FMA peak of this CPU" };
   }
 
   /** The measured fp32 FMA peak of all threads, in GFLOP/s (for MFU): the best of 3 runs. */
