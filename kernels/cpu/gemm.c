@@ -147,51 +147,123 @@ static void micro_kernel(int kc, const float* restrict ap, const float* restrict
   }
 }
 
-// dst[s][k][i] = A'[s * MR + i][k] for mc rows and kc columns of A', where A'[m][k] =
-// a[m * rs + k * cs]; rows past mc are zero.
-static void pack_a(const float* a, size_t rs, size_t cs, int mc, int kc, float* restrict dst) {
-  for (int s = 0; s < mc; s += MR, dst += (size_t)kc * MR) {
-    int rows = mc - s < MR ? mc - s : MR;
-    if (cs == 1) {  // rows of A' contiguous: read each along k
-      for (int i = 0; i < rows; i++) {
-        const float* src = a + (size_t)(s + i) * rs;
-        for (int k = 0; k < kc; k++) dst[(size_t)k * MR + i] = src[k];
-      }
-    } else {  // columns of A' contiguous (A stored transposed): read MR at a time
-      for (int k = 0; k < kc; k++) {
-        const float* src = a + (size_t)k * cs + (size_t)s * rs;
-        for (int i = 0; i < rows; i++) dst[(size_t)k * MR + i] = src[(size_t)i * rs];
-      }
+// One GEMM: A'[m][k] = A[m * rsa + k * csa] and B'[k][n] = B[k * rsb + n * csb], where one
+// stride of each is 1.
+typedef struct {
+  int M, N, K;
+  const float* A;
+  size_t rsa, csa;
+  const float* B;
+  size_t rsb, csb;
+  float beta;
+  float* C;
+} gemm_args;
+
+// The packers write one strip or panel, W wide (MR or NR) and kc deep, k-major:
+// dst[k * W + i] for i < n from the source, zero for n <= i < W.
+
+// From a source read along i: dst[k * W + i] = src[k * ld + i].
+static void pack_copy(const float* src, size_t ld, int n, int kc, int W, float* restrict dst) {
+#if defined(__AVX512F__)
+  if (W % 16 == 0 && n == W) {
+    for (int k = 0; k < kc; k++, src += ld, dst += W) {
+      for (int j = 0; j < W; j += 16) _mm512_storeu_ps(dst + j, _mm512_loadu_ps(src + j));
     }
-    for (int i = rows; i < MR; i++) {
-      for (int k = 0; k < kc; k++) dst[(size_t)k * MR + i] = 0.0f;
+    return;
+  }
+  if (W <= 16) {  // a strip of A': masked loads never touch memory past the n floats
+    __mmask16 in = (__mmask16)((1u << n) - 1), out = (__mmask16)((1u << W) - 1);
+    for (int k = 0; k < kc; k++, src += ld, dst += W) {
+      _mm512_mask_storeu_ps(dst, out, _mm512_maskz_loadu_ps(in, src));
+    }
+    return;
+  }
+#endif
+  for (int k = 0; k < kc; k++, src += ld, dst += W) {
+    for (int i = 0; i < W; i++) dst[i] = i < n ? src[i] : 0.0f;
+  }
+}
+
+#if defined(__AVX512F__)
+// r[j][c] becomes r[c][j] for a 16 x 16 block: four rounds of in-lane and cross-lane shuffles.
+static inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+    t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+    r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
+  }
+}
+#endif
+
+// From a source read along k (the weights of the forward pass, the rows of A'):
+// dst[k * W + i] = src[i * ld + k], 16 x 16 blocks at a time so that neither side strides
+// through more cache lines than L1 holds.
+static void pack_transposed(const float* src, size_t ld, int n, int kc, int W,
+                            float* restrict dst) {
+  int k0 = 0;
+#if defined(__AVX512F__)
+  for (; k0 + 16 <= kc; k0 += 16) {
+    for (int i0 = 0; i0 < W; i0 += 16) {
+      int w = W - i0 < 16 ? W - i0 : 16;
+      __m512 r[16];
+      for (int j = 0; j < 16; j++) {
+        r[j] = i0 + j < n ? _mm512_loadu_ps(src + (size_t)(i0 + j) * ld + k0) : _mm512_setzero_ps();
+      }
+      transpose16(r);
+      __mmask16 out = (__mmask16)((1u << w) - 1);
+      for (int kk = 0; kk < 16; kk++) _mm512_mask_storeu_ps(dst + (size_t)(k0 + kk) * W + i0, out, r[kk]);
+    }
+  }
+#endif
+  for (; k0 < kc; k0 += 16) {
+    int kn = kc - k0 < 16 ? kc - k0 : 16;
+    for (int i = 0; i < W; i++) {
+      const float* s = src + (size_t)i * ld + k0;
+      for (int kk = 0; kk < kn; kk++) dst[(size_t)(k0 + kk) * W + i] = i < n ? s[kk] : 0.0f;
     }
   }
 }
 
-// dst[p][k][j] = B'[k][p * NR + j] for kc rows and nc columns of B', where B'[k][n] =
-// b[k * rs + n * cs]; columns past nc are zero.
-static void pack_b(const float* b, size_t rs, size_t cs, int kc, int nc, float* restrict dst) {
+// A'[ic + s * MR + i][pc + k] into dst[s][k][i] for mc rows and kc columns of A'.
+static void pack_a(const gemm_args* g, int ic, int pc, int mc, int kc, float* restrict dst) {
+  for (int s = 0; s < mc; s += MR, dst += (size_t)kc * MR) {
+    int rows = mc - s < MR ? mc - s : MR;
+    if (g->csa == 1) {  // A as stored: each row of A' along k
+      pack_transposed(g->A + (size_t)(ic + s) * g->rsa + pc, g->rsa, rows, kc, MR, dst);
+    } else {  // A stored transposed: MR rows of A' side by side
+      pack_copy(g->A + (size_t)pc * g->csa + ic + s, g->csa, rows, kc, MR, dst);
+    }
+  }
+}
+
+// B'[pc + k][jc + p * NR + j] into dst[p][k][j] for kc rows and nc columns of B'.
+static void pack_b(const gemm_args* g, int pc, int jc, int kc, int nc, float* restrict dst) {
   for (int p = 0; p < nc; p += NR, dst += (size_t)kc * NR) {
     int cols = nc - p < NR ? nc - p : NR;
-    if (cs == 1) {  // rows of B' contiguous: copy NR at a time
-      for (int k = 0; k < kc; k++) {
-        const float* src = b + (size_t)k * rs + p;
-        float* d = dst + (size_t)k * NR;
-        if (cols == NR) {
-          for (int j = 0; j < NV; j++) vf_storeu(d + j * VL, vf_loadu(src + j * VL));
-        } else {
-          for (int j = 0; j < NR; j++) d[j] = j < cols ? src[j] : 0.0f;
-        }
-      }
-    } else {  // B stored transposed (the weights of the forward pass): read along k
-      for (int j = 0; j < cols; j++) {
-        const float* src = b + (size_t)(p + j) * cs;
-        for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = src[(size_t)k * rs];
-      }
-      for (int j = cols; j < NR; j++) {
-        for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = 0.0f;
-      }
+    if (g->csb == 1) {  // B as stored: NR columns side by side
+      pack_copy(g->B + (size_t)pc * g->rsb + jc + p, g->rsb, cols, kc, NR, dst);
+    } else {  // B stored transposed (the weights of the forward pass): each column along k
+      pack_transposed(g->B + (size_t)(jc + p) * g->csb + pc, g->csb, cols, kc, NR, dst);
     }
   }
 }
@@ -217,15 +289,6 @@ static int k_block(int K) {
   return (kc + 7) / 8 * 8;
 }
 
-typedef struct {
-  int M, N, K;
-  const float* A;
-  size_t rsa, csa;
-  const float* B;
-  size_t rsb, csb;
-  float beta;
-  float* C;
-} gemm_args;
 
 // The plain loop over rows [m0, m1) and columns [n0, n1) of C, for when the packing buffers
 // cannot be had.
@@ -257,10 +320,10 @@ static void gemm_part(const gemm_args* g, int m0, int m1, int n0, int n1) {
     for (int pc = 0; pc < g->K; pc += kcmax) {
       int kc = g->K - pc < kcmax ? g->K - pc : kcmax;
       float beta = pc == 0 ? g->beta : 1.0f;
-      pack_a(g->A + (size_t)ic * g->rsa + (size_t)pc * g->csa, g->rsa, g->csa, mc, kc, pa);
+      pack_a(g, ic, pc, mc, kc, pa);
       for (int jc = n0; jc < n1; jc += GEMM_NC) {
         int nc = n1 - jc < GEMM_NC ? n1 - jc : GEMM_NC;
-        pack_b(g->B + (size_t)pc * g->rsb + (size_t)jc * g->csb, g->rsb, g->csb, kc, nc, pb);
+        pack_b(g, pc, jc, kc, nc, pb);
         for (int ir = 0; ir < mc; ir += MR) {
           for (int jr = 0; jr < nc; jr += NR) {
             micro_kernel(kc, pa + (size_t)ir * kc, pb + (size_t)jr * kc,
