@@ -1,9 +1,13 @@
 /**
  * The lecture's speedup ladder on the CPU: start from the reference backend and switch on
  * one native piece at a time (C kernels, BLAS GEMMs, fused attention, fused classifier,
- * vocab 50257 -> 50304, fused AdamW), timing a few training steps at each rung. A rung is
- * the native backend with some kernels taken from the reference; both use the same host
- * buffers, so they mix freely.
+ * vocab 50257 -> 50304, fused AdamW), timing training steps at each rung: the median of the
+ * timed steps, with the fastest and the slowest beside it. A rung is the native backend with
+ * some kernels taken from the reference; both use the same host buffers, so they mix freely.
+ *
+ * Timed one rung after another, a machine whose load changes (another process, a turbo
+ * clock) can make a rung look slower than the one before it. `interleave` times the rungs in
+ * rounds instead, one step of each per round, so a change of load reaches every rung alike.
  *
  * @module
  */
@@ -12,7 +16,7 @@ import type { Backend } from "../backend.ts";
 import { CpuBackend } from "../backends/cpu/mod.ts";
 import type { NativeBackend } from "../backends/native/mod.ts";
 import type { GPTConfig } from "../model/gpt.ts";
-import { timeSteps } from "./step.ts";
+import { stepRunner, type StepShape, type StepTiming, stepTiming } from "./step.ts";
 
 type KernelName = Exclude<keyof Backend, "name">;
 
@@ -108,9 +112,17 @@ export function rungBackend(native: NativeBackend, rung: Rung): Backend {
 /** A timed rung. */
 export interface RungResult<R = Rung> {
   rung: R;
+  /** The median of the timed steps, ms. */
   ms: number;
+  /** The fastest timed step, ms. */
+  minMs: number;
+  /** The slowest timed step, ms. */
+  maxMs: number;
+  /** How many steps were timed (after the warm-up). */
+  iters: number;
+  /** Tokens per second at the median step. */
   tokensPerSec: number;
-  /** Speedup over the first rung. */
+  /** Speedup over the first rung, median against median. */
   speedup: number;
 }
 
@@ -118,40 +130,77 @@ export interface RungResult<R = Rung> {
 export interface LadderOptions<R = Rung> {
   B: number;
   T: number;
+  /** Untimed steps per rung first. */
   warmup: number;
+  /** Timed steps per rung (at least 1; a median wants 5 or more). */
   iters: number;
+  /**
+   * Time the rungs in rounds, one step of each rung per round, instead of one rung after
+   * another: fairer on a machine whose load changes, but every rung's model is alive at once.
+   */
+  interleave?: boolean;
+  /** Called with each timed rung, in order (all at the end when interleaved). */
   onRung?: (r: RungResult<R>) => void;
 }
 
 /**
- * Times training steps at every rung, bottom to top: `prepare` sets the rung up and returns
- * the backend to time; the model gets the rung's vocabulary.
+ * Times training steps at every rung, bottom to top: `prepare` sets the backend up for a rung
+ * and returns it (called before the rung's model is built and, interleaved, before each of its
+ * steps); the model gets the rung's vocabulary.
+ *
+ * @throws {Error} when `iters` is below 1
  */
 export async function timeRungs<R extends { vocabSize: number }>(
-  rungs: R[],
+  rungs: readonly R[],
   prepare: (rung: R) => Backend,
   config: GPTConfig,
   o: LadderOptions<R>,
 ): Promise<RungResult<R>[]> {
+  if (!(o.iters >= 1)) throw new Error(`Expected at least 1 timed step per rung, found ${o.iters}`);
+  const shape: StepShape = { mode: "train", B: o.B, T: o.T };
+  const runner = (rung: R) =>
+    stepRunner(prepare(rung), { ...config, vocab_size: rung.vocabSize }, shape);
   const out: RungResult<R>[] = [];
-  for (const rung of rungs) {
-    const t = await timeSteps(prepare(rung), { ...config, vocab_size: rung.vocabSize }, {
-      mode: "train",
-      B: o.B,
-      T: o.T,
-      warmup: o.warmup,
-      iters: o.iters,
-    });
-    const r = {
-      rung,
-      ms: t.medianMs,
-      tokensPerSec: t.tokensPerSec,
-      speedup: out.length ? out[0].ms / t.medianMs : 1,
-    };
+  const add = (rung: R, t: StepTiming): void => {
+    const r = rungResult(rung, t, out[0]);
     out.push(r);
     o.onRung?.(r);
+  };
+  if (o.interleave) {
+    const steps = rungs.map(runner);
+    const times = rungs.map((): number[] => []);
+    for (let i = 0; i < o.warmup + o.iters; i++) {
+      for (const [k, rung] of rungs.entries()) {
+        prepare(rung);
+        const ms = await steps[k]();
+        if (i >= o.warmup) times[k].push(ms);
+      }
+    }
+    rungs.forEach((rung, k) => add(rung, stepTiming(shape, times[k])));
+    return out;
+  }
+  for (const rung of rungs) {
+    const step = runner(rung), times: number[] = [];
+    for (let i = 0; i < o.warmup + o.iters; i++) {
+      const ms = await step();
+      if (i >= o.warmup) times.push(ms);
+    }
+    add(rung, stepTiming(shape, times));
   }
   return out;
+}
+
+/** A rung's result from its step timing; the speedup is over `first` (none: this is first). */
+function rungResult<R>(rung: R, t: StepTiming, first: RungResult<R> | undefined): RungResult<R> {
+  return {
+    rung,
+    ms: t.medianMs,
+    minMs: t.minMs,
+    maxMs: t.maxMs,
+    iters: t.timesMs.length,
+    tokensPerSec: t.tokensPerSec,
+    speedup: first ? first.ms / t.medianMs : 1,
+  };
 }
 
 /** Times every rung on `config` (its vocab is set per rung). */
@@ -173,6 +222,32 @@ export async function runLadder(
   } finally {
     native.useBlas(true);
   }
+}
+
+/**
+ * The ladder as a Markdown table: each rung's change, the median of its timed steps with the
+ * fastest and the slowest beside it (where the ranges of two rungs overlap, their order may be
+ * the machine's noise), tokens per second and the speedup over the first rung.
+ */
+export function rungTable(
+  results: readonly RungResult<{ name: string; change: string }>[],
+): string {
+  const lines = [
+    "| rung | change | ms/step (median) | fastest–slowest ms | tok/s | speedup |",
+    "| --- | --- | ---: | ---: | ---: | ---: |",
+  ];
+  for (const r of results) {
+    const cells = [
+      r.rung.name,
+      r.rung.change,
+      r.ms.toFixed(0),
+      `${r.minMs.toFixed(0)}–${r.maxMs.toFixed(0)} (${r.iters} steps)`,
+      r.tokensPerSec.toFixed(1),
+      `${r.speedup.toFixed(1)}x`,
+    ];
+    lines.push(`| ${cells.join(" | ")} |`);
+  }
+  return lines.join("\n");
 }
 
 /** The lecture's A100 ladder (B=16, T=1024), ms per step, approximate as said in the video. */

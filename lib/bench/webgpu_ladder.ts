@@ -1,9 +1,10 @@
 /**
  * The lecture's speedup ladder on WebGPU: start from naive kernels and switch on one
  * speedup at a time (tiled matmuls, fused elementwise kernels, flash attention, vocab
- * 50257 -> 50304, fused AdamW), timing a few training steps at each rung on the adapter at
- * hand. A rung is a choice of `WebGpuKernels` plus a vocabulary size; the backend switches
- * kernels between steps, so one device serves every rung.
+ * 50257 -> 50304, fused AdamW), timing training steps at each rung on the adapter at hand
+ * (the median and the spread, by `timeRungs` of `ladder.ts`). A rung is a choice of
+ * `WebGpuKernels` plus a vocabulary size; the backend switches kernels between steps, so one
+ * device serves every rung, and the rungs can be timed interleaved, in rounds.
  *
  * @module
  */
