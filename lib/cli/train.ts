@@ -1,8 +1,10 @@
 /**
  * `deno task train`: build-nanogpt's training run from a preset (`shakespeare` by default,
- * the lecture's section-1 run; `gpt2-124M-fineweb`, the full GPT-2 124M recipe), every
- * constant a flag. Under `deno task ddp` each rank runs this file with torchrun's
- * environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
+ * the lecture's section-1 run; `gpt2-124M-fineweb`, the full GPT-2 124M recipe;
+ * `shakespeare-finetune`, nanoGPT's fine-tuning of OpenAI's GPT-2), every constant a flag;
+ * `--init-from` starts from loaded weights (lib/train/init_from.ts) instead of random ones.
+ * Under `deno task ddp` each rank runs this file with torchrun's environment (RANK,
+ * LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
  *
  * @module
  */
@@ -19,10 +21,20 @@ import {
   formatHyperparameters,
   hyperparameterHelp,
   HYPERPARAMETERS,
+  type Hyperparameters,
   resolveHyperparameters,
   TINY_SHAKESPEARE,
 } from "../train/hyperparameters.ts";
+import {
+  checkInitFromResume,
+  checkInitShape,
+  formatFineTuneLosses,
+  initConfig,
+  type InitSource,
+  resolveInitFrom,
+} from "../train/init_from.ts";
 import { getPreset, PRESETS } from "../train/presets.ts";
+import { readCheckpointState, resolveResume } from "../train/checkpoint.ts";
 import {
   formatRunSummary,
   type PeakFlops,
@@ -67,8 +79,9 @@ const RUN_FLAGS = {
 
 const HELP = `deno task train [flags]
 
-Trains GPT-2 from scratch as build-nanogpt does. A preset sets every hyperparameter (the
-settings are printed at start); every flag overrides it. Under deno task ddp, each rank runs this.
+Trains GPT-2 from scratch as build-nanogpt does, or fine-tunes one (--init-from, as nanoGPT's
+init_from='gpt2'). A preset sets every hyperparameter (the settings are printed at start);
+every flag overrides it. Under deno task ddp, each rank runs this.
 At the end (Ctrl-C included) a summary: time, steps, tokens, losses, HellaSwag with its 95%
 interval, tok/s and MFU, and where the files went.
 
@@ -80,9 +93,12 @@ interval, tok/s and MFU, and where the files went.
                           precision (--backend webgpu with shader-f16) with dynamic loss
                           scaling; weights and AdamW stay f32
   --n-layer N, --n-head N, --n-embd N, --block-size N
-                          override the model's shape (small test models)
+                          override the model's shape (small test models); with --init-from
+                          the shape is the loaded one's
   --hellaswag-data PATH   hellaswag_val.jsonl (default: data/, ../shared/data, or download)
   --resume DIR|latest     continue from a checkpoint folder, or the newest in <log-dir>/checkpoints
+                          (its weights, AdamW's moments, the data position; not with --init-from,
+                          which takes weights alone)
   --log-dir DIR           log.txt, checkpoints/ and the final model/ (default log); one run at
                           a time, and a fresh run is refused where checkpoints already are
   --overwrite             start over in a --log-dir that holds an earlier run: its
@@ -111,7 +127,14 @@ await runMain(async () => {
   };
   const world = env?.worldSize ?? 1;
   const { values: h, notes } = resolveHyperparameters(preset, f, world);
+  const resume = stringFlag(f, "resume") ?? null;
+  // a flag's --init-from with --resume is refused; a preset's is not loaded on resume
+  if (notes.has("initFrom")) checkInitFromResume(h.initFrom, resume);
+  const logDir = stringFlag(f, "log-dir", "log");
+  if (logDir === "") throw new Error('--log-dir expects a folder, found ""');
+  const { init, resumedShape } = await startingShape(h, notes, resume, logDir, master);
   say(`preset ${presetName}: ${preset.description}\n${formatHyperparameters(h, notes)}`);
+  if (resumedShape) say("resuming a fine-tuning run: its shape and weights are the checkpoint's");
   const asked = stringFlag(f, "precision");
   if (asked !== undefined) parsePrecision(asked); // a typo fails before the backend starts
 
@@ -125,7 +148,7 @@ await runMain(async () => {
     );
   }
   let modelName = h.model;
-  if (modelName === "auto") {
+  if (modelName === "auto" && !init && !resumedShape) {
     modelName = trainsGpt2InMinutes(backend) ? "gpt2" : "tiny";
     say(
       modelName === "gpt2"
@@ -135,12 +158,14 @@ await runMain(async () => {
         }): GPT-2 124M takes over a minute per step on the ${backend.name} backend; --model gpt2 forces it`,
     );
   }
-  const config = modelConfig(f, modelName, h.vocabSize, say);
+  const config = init
+    ? initRunConfig(f, h, init)
+    : resumedShape
+    ? shapeWithFlags(f, resumedShape, notes.has("vocabSize") ? h.vocabSize : undefined)
+    : modelConfig(f, modelName, h.vocabSize, say);
   if (h.T > config.block_size) {
     throw new Error(`-T ${h.T} exceeds the model's block size ${config.block_size}`);
   }
-  const logDir = stringFlag(f, "log-dir", "log");
-  if (logDir === "") throw new Error('--log-dir expects a folder, found ""');
   const dataPath = await resolveData(h.data, preset.data, master);
   const timeoutS = numberFlag(f, "timeout", Number(Deno.env.get("GPT2_DDP_TIMEOUT") ?? 300), {
     min: 0.1,
@@ -176,12 +201,13 @@ await runMain(async () => {
       valBatches: h.valBatches,
       checkpointEvery: h.checkpointEvery,
       keepCheckpoints: h.keepCheckpoints,
-      resume: stringFlag(f, "resume") ?? null,
+      resume,
+      initFrom: init,
       overwrite: f.overwrite === true,
       group,
       hellaswag: hellaswag?.hook ?? null,
       precision,
-      runInfo: { preset: presetName },
+      runInfo: { preset: presetName, initFrom: h.initFrom },
       onEval: plot ?? undefined,
     });
     // nothing left to do: the folder stays as it was, report included, and nothing to sum up
@@ -213,6 +239,16 @@ await runMain(async () => {
         startedAt,
       });
     }
+    if (init && !resume) {
+      console.log(
+        `\n${
+          formatFineTuneLosses(init.name, result.evals) ??
+            `fine-tuning from ${init.name}: no evaluation ran (${
+              h.steps === 0 ? "--steps 0" : "--eval-every 0"
+            }): no val loss before or after`
+        }`,
+      );
+    }
     console.log(`\n${formatRunSummary({ ...summary, outputs: { ...summary.outputs, report } })}`);
   } finally {
     group?.close();
@@ -227,6 +263,109 @@ function hyperparameterFlags(): Record<string, { type: "string"; short?: string 
       spec.short ? { type: "string", short: spec.short } : { type: "string" },
     ]),
   );
+}
+
+/** Where a run's shape comes from when not from `--model`; both null when it does. */
+interface StartingShape {
+  /** What `--init-from` (the flag's or the preset's) loads, on a fresh run. */
+  init: InitSource | null;
+  /** A resumed fine-tuning run's config, from its checkpoint. */
+  resumedShape: GPTConfig | null;
+}
+
+/**
+ * The run's shape when weights give it: `--init-from`'s on a fresh run, or the checkpoint's
+ * when `--resume` continues a fine-tuning run (the preset's `--init-from` is not loaded then).
+ * The settings' model becomes that shape's name (`gpt2`, or `custom`); a `--model` that names
+ * another shape than `--init-from`'s is an error, and on resume it is the shape asked for (a
+ * checkpoint that does not match refuses the run).
+ */
+async function startingShape(
+  h: Hyperparameters,
+  notes: Map<keyof Hyperparameters, string>,
+  resume: string | null,
+  logDir: string,
+  master: boolean,
+): Promise<StartingShape> {
+  const init = resume === null && h.initFrom !== null
+    ? await resolveInitFrom(h.initFrom, { progress: master })
+    : null;
+  let resumedShape = resume === null ? null : await fineTunedShape(resume, logDir, h.initFrom);
+  const namedModel = notes.has("model") && h.model !== "auto"; // --model gpt2, say
+  if (namedModel) {
+    if (init) checkInitShape(init, gptConfig(h.model), `--model ${h.model}`);
+    if (resumedShape) resumedShape = gptConfig(h.model, resumedShape.vocab_size);
+    return { init, resumedShape };
+  }
+  const shape = init?.config ?? resumedShape;
+  if (shape) {
+    const name = shapeName(shape);
+    if (name !== h.model) {
+      notes.set("model", `the shape ${init ? "--init-from loads" : "resumed"}; preset: ${h.model}`);
+    }
+    h.model = name;
+  }
+  return { init, resumedShape };
+}
+
+/** The name of the GPT-2 size (or `tiny`) of `shape`'s layers, or `custom`. */
+function shapeName(shape: GPTConfig): string {
+  const same = (c: GPTConfig) =>
+    (["n_layer", "n_head", "n_embd", "block_size"] as const).every((k) => c[k] === shape[k]);
+  return Object.keys(GPT_CONFIGS).find((n) => same(GPT_CONFIGS[n])) ?? "custom";
+}
+
+/**
+ * When `--resume` continues a fine-tuning run (the preset has an `initFrom`, or the
+ * checkpoint's settings record one), the checkpoint's config; else null (the run's shape
+ * comes from `--model` as for any run).
+ */
+async function fineTunedShape(
+  resume: string,
+  logDir: string,
+  initFrom: string | null,
+): Promise<GPTConfig | null> {
+  const state = await readCheckpointState(await resolveResume(resume, logDir), { files: [] });
+  const fineTuned = initFrom !== null || typeof state.run.initFrom === "string";
+  return fineTuned ? { ...state.config } : null;
+}
+
+/**
+ * `shape` with the `--n-layer`, `--n-head`, `--n-embd`, `--block-size` given (a checkpoint
+ * that does not match refuses the run) and `vocabSize` where given.
+ */
+function shapeWithFlags(f: FlagValues, shape: GPTConfig, vocabSize?: number): GPTConfig {
+  return {
+    ...shape,
+    n_layer: numberFlag(f, "n-layer", shape.n_layer, { integer: true, min: 1 }),
+    n_head: numberFlag(f, "n-head", shape.n_head, { integer: true, min: 1 }),
+    n_embd: numberFlag(f, "n-embd", shape.n_embd, { integer: true, min: 1 }),
+    block_size: numberFlag(f, "block-size", shape.block_size, { integer: true, min: 1 }),
+    vocab_size: vocabSize ?? shape.vocab_size,
+  };
+}
+
+/**
+ * The config of a run from `init`: its shape with `--vocab-size` rows; `--n-layer`,
+ * `--n-head`, `--n-embd`, `--block-size`, where given, must be that shape.
+ */
+function initRunConfig(f: FlagValues, h: Hyperparameters, init: InitSource): GPTConfig {
+  const shapeFlags = [
+    ["n-layer", "n_layer"],
+    ["n-head", "n_head"],
+    ["n-embd", "n_embd"],
+    ["block-size", "block_size"],
+  ] as const;
+  const shape = { ...init.config };
+  for (const [flag, key] of shapeFlags) {
+    shape[key] = numberFlag(f, flag, shape[key], { integer: true, min: 1 });
+  }
+  // only the flags that disagree are named
+  const differ = shapeFlags.filter(([, key]) => shape[key] !== init.config[key]);
+  if (differ.length) {
+    checkInitShape(init, shape, differ.map(([flag, key]) => `--${flag} ${shape[key]}`).join(" "));
+  }
+  return initConfig(init, h.vocabSize);
 }
 
 /** The named model's config with `--n-layer`, `--n-head`, `--n-embd`, `--block-size` applied. */

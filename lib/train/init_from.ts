@@ -94,7 +94,7 @@ async function folderSource(dir: string): Promise<InitSource> {
   return {
     name: dir,
     kind: checkpoint
-      ? `a checkpoint folder (step ${checkpoint.step}; its weights only, verified against its state.json)`
+      ? `a checkpoint folder (step ${checkpoint.step}, its model verified against its state.json)`
       : "a Hugging Face folder",
     config: await readHfConfig(`${dir}/config.json`),
     load: (backend) => GPT.fromPretrained(backend, dir, { warn: () => {} }),
