@@ -11,7 +11,12 @@ import { Embedding, LayerNorm, Linear, Module } from "./nn.ts";
 import * as ops from "./ops.ts";
 import { cachedAttention, type KVCache } from "./kv_cache.ts";
 import { Generator } from "./random.ts";
-import { readSafetensors, toFloat32, writeSafetensors } from "../io/safetensors.ts";
+import {
+  readSafetensors,
+  type SafetensorsFile,
+  toFloat32,
+  writeSafetensors,
+} from "../io/safetensors.ts";
 import { isGradEnabled, Tensor } from "./tensor.ts";
 
 /** The shape of a GPT-2. */
@@ -285,7 +290,23 @@ export class GPT extends Module {
     const dir = await resolvePretrained(dirOrName);
     const config = await readHfConfig(`${dir}/config.json`);
     const file = `${dir}/model.safetensors`;
-    const st = await readSafetensors(file);
+    return GPT.fromSafetensors(backend, config, await readSafetensors(file), file, options);
+  }
+
+  /**
+   * `fromPretrained` of a parsed `model.safetensors` and its config, for callers that have
+   * the bytes rather than a folder (the web page of `deno task serve`); `file` names the
+   * source in errors and warnings.
+   *
+   * @throws {Error} for tensors that do not fit the model.
+   */
+  static fromSafetensors(
+    backend: Backend,
+    config: GPTConfig,
+    st: SafetensorsFile,
+    file: string,
+    options: FromPretrainedOptions = {},
+  ): GPT {
     const model = new GPT(backend, config, { skipInit: true });
     const shapes = new Map(model.namedParameters().map(([n, p]) => [n, p.shape]));
     const weights = new Map<string, Float32Array>();
@@ -379,6 +400,16 @@ export async function readHfConfig(path: string): Promise<GPTConfig> {
   } catch (e) {
     throw new Error(`Cannot read the model config ${path}: ${(e as Error).message}`);
   }
+  return parseHfConfig(raw, path);
+}
+
+/**
+ * `readHfConfig` of an already parsed `config.json`; `path` names it in errors.
+ *
+ * @throws {Error} naming `path` (and the field) when `raw` is not a JSON object, lacks a
+ * positive integer size, or has an `n_embd` that `n_head` does not divide.
+ */
+export function parseHfConfig(raw: unknown, path: string): GPTConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new Error(
       `${path}: expected a JSON object (GPT2Config), found ${

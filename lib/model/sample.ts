@@ -51,8 +51,16 @@ export interface GenerateOptions {
   greedy?: boolean;
   /** The seeded generator to sample from (required unless greedy). */
   generator?: Generator;
-  /** Called after each new token, e.g. for a progress line. */
-  onToken?: (length: number) => void;
+  /**
+   * Sampling's temperature: logits are divided by it before the softmax (below 1 sharper,
+   * above 1 flatter); default 1, the model's own distribution. Greedy ignores it.
+   */
+  temperature?: number;
+  /**
+   * Called after each new token, e.g. for a progress line, with the rows so far (for showing
+   * tokens as they come; read them, do not change them).
+   */
+  onToken?: (length: number, rows: readonly (readonly number[])[]) => void;
   /**
    * Keep each layer's keys and values between steps (`kv_cache.ts`), so each new token runs
    * one position (default true). False recomputes the whole context for every token, as the
@@ -78,6 +86,10 @@ export async function generate(
   if (!options.greedy && !options.generator) {
     throw new Error("Sampling needs a seeded generator, or greedy");
   }
+  const temperature = options.temperature ?? 1;
+  if (!(temperature > 0 && temperature < Infinity)) {
+    throw new RangeError(`Expected a temperature above 0, found ${temperature}`);
+  }
   const length = rows[0]?.length ?? 0;
   if (length === 0) throw new Error("Expected prompts of at least one token, found none");
   const other = rows.find((r) => r.length !== length);
@@ -98,10 +110,12 @@ export async function generate(
         : await lastLogits(model, rows);
       for (let b = 0; b < rows.length; b++) {
         rows[b].push(
-          options.greedy ? argmax(last[b]) : sampleTopK(softmax(last[b]), k, options.generator!),
+          options.greedy
+            ? argmax(last[b])
+            : sampleTopK(softmax(divided(last[b], temperature)), k, options.generator!),
         );
       }
-      options.onToken?.(rows[0].length);
+      options.onToken?.(rows[0].length, rows);
     }
   });
   return rows;
@@ -134,6 +148,11 @@ async function lastLogitsCached(
   const idx = Int32Array.from(rows.flatMap((r) => r.slice(r.length - T)));
   const logits = model.forwardDecode(Tensor.from(model.backend, idx, [rows.length, T]), cache);
   return lastPositions((await logits.toArray()) as Float32Array, rows.length, T);
+}
+
+/** `logits` divided by `temperature`; the same array at 1, so the default changes no bit. */
+function divided(logits: Float32Array, temperature: number): Float32Array {
+  return temperature === 1 ? logits : logits.map((x) => x / temperature);
 }
 
 /** Rows of `logits` (B, T, V) at position T - 1, one per sequence. */
