@@ -33,7 +33,7 @@ export async function openWebGpuBackend(base?: string | URL): Promise<WebGpuBack
     throw new NoWebGpuError(
       "This browser has no WebGPU (navigator.gpu is missing): open the page in a recent " +
         "Chrome or Edge (on Linux start it with --enable-unsafe-webgpu), Safari 26, or " +
-        "Firefox 141+, over http://localhost or https",
+        "Firefox 141+ on Windows, over http://localhost or https",
     );
   }
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
