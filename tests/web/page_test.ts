@@ -17,7 +17,7 @@ import {
 } from "../../lib/web/page/settings.ts";
 import { decodePadded as decodePaddedInPage, loadTokenizer } from "../../lib/web/page/tokenizer.ts";
 import { resolveModelFolder, type RunningServer, startServer } from "../../lib/web/server.ts";
-import { referenceDir } from "../support.ts";
+import { referenceDir, repoRoot } from "../support.ts";
 
 const TINY = join(referenceDir, "tiny-gpt2");
 const REFERENCE_GREEDY = [5, 40, 8, 43, 11, 46, 14, 49, 17, 52, 20, 55, 23, 58, 26, 61];
@@ -166,7 +166,10 @@ Deno.test("serve: a fixed table of paths, the weights streamed with their length
     assertEquals(bytes, await Deno.readFile(join(TINY, "model.safetensors")));
     assertEquals(weights.headers.get("content-length"), String(bytes.length));
     const wgsl = await (await fetch(new URL("kernels/matmul_register.wgsl", server.url))).text();
-    assertEquals(wgsl, await Deno.readTextFile("kernels/wgsl/matmul_register.wgsl"));
+    assertEquals(
+      wgsl,
+      await Deno.readTextFile(join(repoRoot, "kernels/wgsl/matmul_register.wgsl")),
+    );
     for (const path of ["deno.json", "lib/web/server.ts", "kernels/../deno.json", "model/x"]) {
       const response = await fetch(new URL(path, server.url));
       await response.body?.cancel();
