@@ -29,6 +29,11 @@ export interface PeakFlops {
   flops: number;
   /** E.g. "measured fp32 FMA peak, 2 threads" or "the H200 bf16 datasheet peak". */
   source: string;
+  /**
+   * True when every process on the machine shares this peak (a CPU's cores), so that a DDP
+   * group's peak is this one; false or absent when each rank has its own device (a GPU).
+   */
+  sharedByRanks?: boolean;
 }
 
 /** Element types a tensor can hold: activations and weights in f32, token ids in i32. */

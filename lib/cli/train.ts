@@ -17,6 +17,8 @@ import { distEnvFromEnv, initProcessGroup, type ProcessGroup } from "../ddp/proc
 import { ProgressBar } from "../io/progress.ts";
 import { GPT_CONFIGS, type GPTConfig, gptConfig } from "../model/gpt.ts";
 import { flopsPerToken, writeRunReport } from "../plot/report.ts";
+import { dataTitle, modelTitle, type RunDescription } from "../plot/run_meta.ts";
+import { runRecord, writeRunRecord } from "./run_record.ts";
 import {
   formatHyperparameters,
   hyperparameterHelp,
@@ -171,7 +173,8 @@ await runMain(async () => {
     min: 0.1,
   });
   const hellaswag = await hellaswagHook(h.hellaswag, stringFlag(f, "hellaswag-data"), master);
-  const plot = f.plot ? await plotHook(logDir) : null;
+  const about = { model: modelTitle(modelName, undefined, { ...config }), data: dataTitle(h.data) };
+  const plot = f.plot ? await plotHook(logDir, about) : null;
 
   let group: ProcessGroup | undefined;
   if (env) {
@@ -218,7 +221,7 @@ await runMain(async () => {
       totalSteps: h.steps,
       flopsPerToken: flopsPerToken(result.model.numParameters(), config, h.T),
       hellaswagExamples: hellaswag?.examples ?? null,
-      peak: await peakFlops(backend, precision, world),
+      peak: groupPeakFlops(backend, precision, world),
       outputs: {
         model: result.modelDir,
         log: join(logDir, "log.txt"),
@@ -227,6 +230,21 @@ await runMain(async () => {
         checkpoint: result.checkpoint,
       },
     });
+    const record = await runRecord({
+      command: `deno task train ${Deno.args.join(" ")}`.trim(),
+      preset: presetName,
+      model: modelName,
+      config,
+      parameters: result.model.numParameters(),
+      data: h.data,
+      backend: `${backend.name}: ${reason}`,
+      B: h.B,
+      T: h.T,
+      totalBatchSize: h.totalBatchSize!,
+      startedAt,
+      summary,
+    });
+    console.log(`wrote ${await writeRunRecord(logDir, record)}`);
     let report: string | null = null;
     if (!result.stoppedBy) {
       report = await writeReport(logDir, result, summary, {
@@ -236,6 +254,7 @@ await runMain(async () => {
         backend: `${backend.name}: ${reason}`,
         B: h.B,
         T: h.T,
+        data: h.data,
         startedAt,
       });
     }
@@ -462,44 +481,25 @@ async function hellaswagHook(
 }
 
 /**
- * The peak FLOP/s MFU is taken against, where the backend can tell: the native backend
- * measures its fp32 FMA peak over all threads (the ranks of a DDP run on one machine share
- * those cores, so it is not multiplied by the world); a CUDA GPU's datasheet peak for the
- * precision, from lib/bench/cuda.ts's table, times the world (a GPU per rank). Else null:
- * MFU is then reported unknown rather than guessed. Both are capabilities tested for, as
- * lib/backend.ts asks; neither is declared there.
+ * The peak FLOP/s MFU is taken against, where the backend knows it (`peakFlops`: the native
+ * backend measures its CPU's, a CUDA GPU has a datasheet's): the whole group's, so a GPU per
+ * rank counts `world` times and a CPU the ranks share counts once. Else null: MFU is then
+ * reported unknown rather than guessed.
  */
-async function peakFlops(
-  backend: Backend,
-  precision: Precision,
-  world: number,
-): Promise<PeakFlops | null> {
-  const b = backend as Backend & { measurePeakGflops?: () => number; deviceName?: unknown };
-  if (typeof b.measurePeakGflops === "function") {
-    return {
-      flops: b.measurePeakGflops() * 1e9,
-      source: "the fp32 FMA peak measured now over all threads",
-    };
-  }
-  if (typeof b.deviceName === "string" && precision !== "f16") {
-    const { gpuPeakTflops } = await import("../bench/cuda.ts");
-    const named = precision === "f32" ? "fp32" : precision;
-    const tflops = gpuPeakTflops(b.deviceName, named);
-    if (tflops !== null) {
-      return {
-        flops: tflops * 1e12 * world,
-        source: `the ${b.deviceName} ${named} datasheet peak${world > 1 ? ` x ${world} GPUs` : ""}`,
-      };
-    }
-  }
-  return null;
+function groupPeakFlops(backend: Backend, precision: Precision, world: number): PeakFlops | null {
+  const peak = backend.peakFlops?.(precision) ?? null;
+  if (peak === null || peak.sharedByRanks || world === 1) return peak;
+  return { flops: peak.flops * world, source: `${peak.source} x ${world} devices` };
 }
 
-/** Redraws the run's figure from log.txt after each evaluation (lib/plot). */
-async function plotHook(logDir: string): Promise<() => Promise<void>> {
+/**
+ * Redraws the run's figure from log.txt after each evaluation (lib/plot), titled with the
+ * run's model and data (run.json is written only at the end).
+ */
+async function plotHook(logDir: string, about: RunDescription): Promise<() => Promise<void>> {
   const { writeRunFigure } = await import("../plot/mod.ts");
   return async () => {
-    await writeRunFigure(join(logDir, "log.txt"), logDir);
+    await writeRunFigure(join(logDir, "log.txt"), logDir, { about });
   };
 }
 
@@ -518,6 +518,7 @@ async function writeReport(
     backend: string;
     B: number;
     T: number;
+    data: string;
     startedAt: Date;
   },
 ): Promise<string> {
@@ -527,6 +528,7 @@ async function writeReport(
   const path = await writeRunReport(logDir, {
     command: `deno task train ${Deno.args.join(" ")}`.trim(),
     preset: run.preset,
+    data: run.data,
     model: run.model,
     modelConfig: { ...run.config },
     parameters,

@@ -191,7 +191,11 @@ export class NativeBackend extends CpuBackend {
   peakFlops(precision: MatmulPrecision): PeakFlops | null {
     if (precision !== "f32") return null;
     this.#peakGflops ??= this.measurePeakGflops();
-    return { flops: this.#peakGflops * 1e9, source: "the measured fp32 FMA peak of this CPU" };
+    return {
+      flops: this.#peakGflops * 1e9,
+      source: "the measured fp32 FMA peak of this CPU",
+      sharedByRanks: true, // DDP ranks on one machine share its cores
+    };
   }
 
   /** The measured fp32 FMA peak of all threads, in GFLOP/s (for MFU): the best of 3 runs. */
