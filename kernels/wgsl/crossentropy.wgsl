@@ -79,7 +79,10 @@ fn crossentropy_forward_rows(@builtin(workgroup_id) wg: vec3u, @builtin(num_work
   let s = row_sum(z0, l, m);
   if (l == 0u) {
     let tgt = targets[p.n0 + n];
-    var loss = bitcast<f32>(0x7fc00000u); // NaN for a target outside the vocabulary
+    // NaN for a target outside the vocabulary; from a var, not a constant: Chromium's compiler
+    // (Tint) refuses a NaN constant ("value nan cannot be represented as 'f32'").
+    var nan_bits = 0x7fc00000u;
+    var loss = bitcast<f32>(nan_bits);
     if (tgt >= 0 && u32(tgt) < p.V) {
       loss = log(s) + m - logits[z0 + u32(tgt)];
     }

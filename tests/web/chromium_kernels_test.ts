@@ -2,10 +2,9 @@
 // The WebGPU backend's kernel table compiled by a browser: every entry point of
 // kernels/wgsl/ (with the preludes the backend compiles: f32 operands, head sizes 8 and 64)
 // through Chromium's WGSL compiler (Tint), which is stricter than the wgpu (naga) under Deno.
-// Cross-entropy's three fail there today (a constant NaN, `bitcast<f32>(0x7fc00000u)`, which
-// Tint refuses to represent); the page of `deno task serve` never runs them (no targets in
-// generation). The test pins that set, so a fix, or a new failure, shows. Skipped with a
-// notice where /usr/bin/chromium is missing.
+// Every one must compile (cross-entropy's once failed there: Tint refuses a NaN constant, so
+// the kernel makes its NaN from a var). Skipped with a notice where /usr/bin/chromium is
+// missing.
 import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
 import { existsSync } from "node:fs";
 import {
@@ -17,8 +16,8 @@ import {
 import { repoRoot } from "../support.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
-/** Kernels Tint rejects today, and why (see the header). */
-const KNOWN_REJECTED = ["crossEntropyForwardRows", "crossEntropyMean", "crossEntropyBackward"];
+/** Kernels Tint may reject: none. */
+const KNOWN_REJECTED: string[] = [];
 
 /** Each kernel with each prelude variant to compile, as shader source and entry point. */
 function compileJobs(sources: Map<string, string>): { key: string; code: string; entry: string }[] {
@@ -43,7 +42,7 @@ function compileJobs(sources: Map<string, string>): { key: string; code: string;
 }
 
 Deno.test({
-  name: "WGSL kernels in Chromium's WebGPU: all compile to pipelines but cross-entropy's (Tint)",
+  name: "WGSL kernels in Chromium's WebGPU: all compile to pipelines (Tint)",
   ignore: !existsSync(CHROMIUM),
   async fn() {
     const sources = new Map<string, string>();
