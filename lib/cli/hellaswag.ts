@@ -25,7 +25,8 @@ import {
 
 const HELP = `deno task hellaswag [flags]
 
-  --weights DIR|NAME   a Hugging Face GPT-2 folder (model.safetensors + config.json), or gpt2,
+  --weights DIR|NAME   a Hugging Face GPT-2 folder (model.safetensors + config.json), a trained
+                       log/model or checkpoint folder, an llm.c model FILE.bin, or gpt2,
                        gpt2-medium, gpt2-large, gpt2-xl from the hub (default gpt2)
   --data PATH          hellaswag_val.jsonl (default: data/hellaswag/, ../shared/data/hellaswag/,
                        else downloaded from rowanz/hellaswag)

@@ -25,8 +25,9 @@ const MAX_LENGTH_BLOCKS = 16;
 
 const HELP = `deno task sample [flags]
 
-  --weights DIR|NAME          a Hugging Face GPT-2 folder (model.safetensors + config.json), or
-                              gpt2, gpt2-medium, gpt2-large, gpt2-xl from the hub (default gpt2)
+  --weights DIR|NAME|FILE     a Hugging Face GPT-2 folder (model.safetensors + config.json), a
+                              trained log/model or checkpoint folder, an llm.c model FILE.bin,
+                              or gpt2, gpt2-medium, gpt2-large, gpt2-xl from the hub (default gpt2)
   --prompt TEXT               default "Hello, I'm a language model,"
   --prompt-ids 5,40,8,43      token ids instead of text (for models with their own vocabulary)
   --num-return-sequences N    default 5 (at most what half of this machine's memory holds)

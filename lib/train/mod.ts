@@ -17,3 +17,4 @@ export * from "./finite.ts";
 export * from "./run_folder.ts";
 export * from "./grad_scaler.ts";
 export * from "./ddp_sync.ts";
+export * from "./init_from.ts";
