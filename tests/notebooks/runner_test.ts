@@ -1,7 +1,7 @@
 /**
- * Executes every `notebooks/*.ipynb` (and the runner's own fixture,
- * `tests/fixtures/smoke.ipynb`) headless with the Deno kernel through
- * `tests/tools/run_notebook.py`, then checks the executed copy:
+ * The headless runner `tests/tools/run_notebook.py` (nbclient, for running a notebook without
+ * a browser) on its own fixture, `tests/fixtures/smoke.ipynb`, then checks the executed copy
+ * (the notebooks themselves run in the real Jupyter UI: `browser_test.ts`):
  *
  * - the notebook's metadata names the kernel `deno`;
  * - every code cell ran (has an `execution_count`);
@@ -9,7 +9,7 @@
  * - every text in a code cell's `metadata.expect` is matched by one of that
  *   cell's outputs (`tests/tools/notebook_checks.ts`).
  *
- * Also checks that `tests/tools/check_notebooks.ts` type-checks them.
+ * Also checks that `tests/tools/check_notebooks.ts` type-checks every notebook and the fixture.
  *
  * Needs Debian's Jupyter (`deno task setup`). Per-cell timeout in seconds:
  * `NOTEBOOK_CELL_TIMEOUT` (default 600).
@@ -20,9 +20,9 @@
 import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { notebookProblems, readNotebook } from "./tools/notebook_checks.ts";
+import { notebookProblems, readNotebook } from "../tools/notebook_checks.ts";
 
-const REPO_ROOT: string = fileURLToPath(new URL("../", import.meta.url));
+const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
 const RUNNER: string = join(REPO_ROOT, "tests", "tools", "run_notebook.py");
 const CHECKER: string = join(REPO_ROOT, "tests", "tools", "check_notebooks.ts");
 const KERNELS: string = join(REPO_ROOT, "notebooks", "jupyter");
@@ -36,7 +36,7 @@ function listNotebooks(): string[] {
   const folder = join(REPO_ROOT, "notebooks");
   if (!existsSync(folder)) return [];
   return [...Deno.readDirSync(folder)]
-    .filter((e) => e.isFile && e.name.endsWith(".ipynb"))
+    .filter((e) => e.isFile && e.name.endsWith(".ipynb") && !e.name.startsWith("."))
     .map((e) => join(folder, e.name))
     .sort();
 }
@@ -99,12 +99,6 @@ async function runAndCheck(notebook: string): Promise<void> {
 Deno.test("notebook runner: tests/fixtures/smoke.ipynb keeps every output", async () => {
   await runAndCheck(FIXTURE);
 });
-
-for (const notebook of listNotebooks()) {
-  Deno.test(`notebook: notebooks/${basename(notebook)}`, async () => {
-    await runAndCheck(notebook);
-  });
-}
 
 Deno.test("notebooks type-check (tests/tools/check_notebooks.ts)", async () => {
   const result = await new Deno.Command(Deno.execPath(), {
