@@ -1,6 +1,7 @@
 /**
  * The speedup ladder as a horizontal bar chart in plain SVG (no dependencies), one bar per
- * rung with its speedup over the first rung, and the table beside it as Markdown.
+ * rung with its speedup over the first rung (the table with the spread of each rung's steps is
+ * `rungTable` in `ladder.ts`).
  *
  * @module
  */
@@ -38,20 +39,4 @@ export function ladderSvg(results: LadderRow[], title: string): string {
     `<rect width="100%" height="100%" fill="white"/>` +
     `<text x="${width / 2}" y="22" text-anchor="middle" font-size="15">${escapeXml(title)}</text>` +
     rows.join("") + `</svg>`;
-}
-
-/** The ladder as a Markdown table. */
-export function ladderTable(results: LadderRow[]): string {
-  const lines = [
-    "| rung | change | ms/step | tok/s | speedup |",
-    "| --- | --- | --- | --- | --- |",
-  ];
-  for (const r of results) {
-    lines.push(
-      `| ${r.rung.name} | ${r.rung.change} | ${r.ms.toFixed(0)} | ${r.tokensPerSec.toFixed(1)} | ${
-        r.speedup.toFixed(1)
-      }x |`,
-    );
-  }
-  return lines.join("\n");
 }
