@@ -1,7 +1,7 @@
 /**
- * Files and downloads, the bottom layer: safetensors and numpy `.npy` files, text decoded
- * strictly, output folders checked, resumable downloads with progress bars, the Hugging Face
- * hub, the project's cache folder.
+ * Files and downloads, the bottom layer: safetensors, numpy `.npy` files and llm.c's `.bin`
+ * model and token files, text decoded strictly, output folders checked, resumable downloads with
+ * progress bars, the Hugging Face hub, the project's cache folder.
  *
  * @module
  */
