@@ -18,6 +18,12 @@ import {
   writeSafetensors,
 } from "../io/safetensors.ts";
 import { isGradEnabled, Tensor } from "./tensor.ts";
+import {
+  queriesAndKeys,
+  readSpeedrunConfig,
+  type SpeedrunConfig,
+  speedrunConfigFields,
+} from "./speedrun.ts";
 
 /** The shape of a GPT-2. */
 export interface GPTConfig {
@@ -29,6 +35,13 @@ export interface GPTConfig {
   n_head: number;
   n_embd: number;
 }
+
+/**
+ * A GPT-2's shape with, after the lecture, the speedrun's options (lib/model/speedrun.ts), all
+ * absent (off) in GPT-2. The options travel with the config object wherever a `GPTConfig` goes
+ * (copies, checkpoints, `config.json`), so a trained folder reloads with its architecture.
+ */
+export type ModelConfig = GPTConfig & SpeedrunConfig;
 
 /** The four sizes OpenAI released, plus `tiny` for quick runs on a CPU. */
 export const GPT_CONFIGS: Record<string, GPTConfig> = {
@@ -56,7 +69,8 @@ export class CausalSelfAttention extends Module {
   c_proj: Linear;
   n_head: number;
   n_embd: number;
-  constructor(backend: Backend, config: GPTConfig) {
+  config: ModelConfig;
+  constructor(backend: Backend, config: ModelConfig) {
     super();
     if (config.n_embd % config.n_head !== 0) {
       throw new Error(`n_embd ${config.n_embd} must be divisible by n_head ${config.n_head}`);
@@ -67,15 +81,18 @@ export class CausalSelfAttention extends Module {
     this.c_proj = new Linear(backend, config.n_embd, config.n_embd);
     this.n_head = config.n_head;
     this.n_embd = config.n_embd;
+    this.config = config;
   }
   forward(x: Tensor): Tensor {
-    const qkv = this.c_attn.forward(x); // (B, T, 3C)
+    let qkv = this.c_attn.forward(x); // (B, T, 3C)
+    qkv = queriesAndKeys(qkv, this.config, 0); // the speedrun's QK-norm and rotary, when on
     const y = ops.causalSelfAttention(qkv, this.n_head); // flash-style where the backend can
     return this.c_proj.forward(y);
   }
   /** Generation: the new positions attend to layer `layer`'s cached keys and values too. */
   forwardDecode(x: Tensor, cache: KVCache, layer: number): Tensor {
-    const qkv = this.c_attn.forward(x); // (B, T_new, 3C)
+    let qkv = this.c_attn.forward(x); // (B, T_new, 3C)
+    qkv = queriesAndKeys(qkv, this.config, cache.pos);
     const y = cachedAttention(qkv, cache, layer); // appends k, v; then attends over the cache
     return this.c_proj.forward(y);
   }
@@ -85,13 +102,16 @@ export class CausalSelfAttention extends Module {
 export class MLP extends Module {
   c_fc: Linear;
   c_proj: Linear;
-  constructor(backend: Backend, config: GPTConfig) {
+  relu2: boolean;
+  constructor(backend: Backend, config: ModelConfig) {
     super();
     this.c_fc = new Linear(backend, config.n_embd, 4 * config.n_embd);
     this.c_proj = new Linear(backend, 4 * config.n_embd, config.n_embd);
+    this.relu2 = config.mlp === "relu2";
   }
   forward(x: Tensor): Tensor {
-    return this.c_proj.forward(ops.gelu(this.c_fc.forward(x)));
+    const h = this.c_fc.forward(x);
+    return this.c_proj.forward(this.relu2 ? ops.relu2(h) : ops.gelu(h)); // relu2: the speedrun's
   }
 }
 
@@ -101,7 +121,7 @@ export class Block extends Module {
   attn: CausalSelfAttention;
   ln_2: LayerNorm;
   mlp: MLP;
-  constructor(backend: Backend, config: GPTConfig) {
+  constructor(backend: Backend, config: ModelConfig) {
     super();
     this.ln_1 = new LayerNorm(backend, config.n_embd);
     this.attn = new CausalSelfAttention(backend, config);
@@ -145,24 +165,26 @@ const CONV1D_WEIGHTS = [
 
 /** GPT-2. */
 export class GPT extends Module {
-  config: GPTConfig;
-  transformer: { wte: Embedding; wpe: Embedding; h: Block[]; ln_f: LayerNorm };
+  config: ModelConfig;
+  /** `wpe` is absent with rotary position embeddings (`config.pos` "rotary"). */
+  transformer: { wte: Embedding; wpe?: Embedding; h: Block[]; ln_f: LayerNorm };
   lm_head: Linear;
   backend: Backend;
 
-  constructor(backend: Backend, config: GPTConfig, options: GPTOptions = {}) {
+  constructor(backend: Backend, config: ModelConfig, options: GPTOptions = {}) {
     super();
     this.backend = backend;
     this.config = { ...config };
+    const rotary = config.pos === "rotary";
     this.transformer = {
       wte: new Embedding(backend, config.vocab_size, config.n_embd),
-      wpe: new Embedding(backend, config.block_size, config.n_embd),
+      wpe: rotary ? undefined : new Embedding(backend, config.block_size, config.n_embd),
       h: Array.from({ length: config.n_layer }, () => new Block(backend, config)),
       ln_f: new LayerNorm(backend, config.n_embd),
     };
     this.lm_head = new Linear(backend, config.n_embd, config.vocab_size, false);
     // weight sharing scheme: the token embedding is also the classifier
-    this.lm_head.weight = this.transformer.wte.weight;
+    if (!config.untie_head) this.lm_head.weight = this.transformer.wte.weight;
     if (!options.skipInit) this.initWeights(options.seed ?? 1337);
   }
 
@@ -177,6 +199,10 @@ export class GPT extends Module {
       if (name.includes(".ln_")) continue; // LayerNorm keeps 1 and 0
       if (name.endsWith(".bias")) {
         this.backend.write(p.buffer, new Float32Array(p.size));
+        continue;
+      }
+      if (name.endsWith("c_proj.weight") && this.config.zero_init_proj) {
+        this.backend.write(p.buffer, new Float32Array(p.size)); // the speedrun's zero init
         continue;
       }
       const std = name.endsWith("c_proj.weight") ? residualStd : 0.02;
@@ -195,10 +221,7 @@ export class GPT extends Module {
         `Cannot forward sequence of length ${T}, block size is only ${this.config.block_size}`,
       );
     }
-    const pos = Tensor.from(this.backend, Int32Array.from({ length: T }, (_, i) => i), [T]);
-    const posEmb = this.transformer.wpe.forward(pos); // (T, n_embd)
-    const tokEmb = this.transformer.wte.forward(idx); // (B, T, n_embd)
-    let x = ops.add(tokEmb, posEmb);
+    let x = this.embed(idx, 0);
     for (const block of this.transformer.h) x = block.forward(x);
     x = this.transformer.ln_f.forward(x);
     const logits = this.lm_head.forward(x); // (B, T, vocab_size)
@@ -224,14 +247,24 @@ export class GPT extends Module {
     }
     const [B, T] = idx.shape;
     const { pos } = cache.dims(B, T); // throws before any work if T does not fit
-    const positions = Int32Array.from({ length: T }, (_, i) => pos + i);
-    const posEmb = this.transformer.wpe.forward(Tensor.from(this.backend, positions, [T]));
-    const tokEmb = this.transformer.wte.forward(idx); // (B, T, n_embd)
-    let x = ops.add(tokEmb, posEmb);
+    let x = this.embed(idx, pos);
     this.transformer.h.forEach((block, layer) => x = block.forwardDecode(x, cache, layer));
     cache.advance(T);
     x = this.transformer.ln_f.forward(x);
     return this.lm_head.forward(x); // (B, T, vocab_size)
+  }
+
+  /**
+   * Token plus position embeddings of idx (B, T) at positions pos0 ..; the token embeddings
+   * alone with rotary (positions enter in the attention).
+   */
+  embed(idx: Tensor, pos0: number): Tensor {
+    const T = idx.shape[1];
+    const tokEmb = this.transformer.wte.forward(idx); // (B, T, n_embd)
+    if (!this.transformer.wpe) return tokEmb;
+    const positions = Int32Array.from({ length: T }, (_, i) => pos0 + i);
+    const posEmb = this.transformer.wpe.forward(Tensor.from(this.backend, positions, [T])); // (T, n_embd)
+    return ops.add(tokEmb, posEmb);
   }
 
   /** Number of parameters, the tied wte/lm_head counted once. */
@@ -302,7 +335,7 @@ export class GPT extends Module {
    */
   static fromSafetensors(
     backend: Backend,
-    config: GPTConfig,
+    config: ModelConfig,
     st: SafetensorsFile,
     file: string,
     options: FromPretrainedOptions = {},
@@ -314,8 +347,10 @@ export class GPT extends Module {
     for (const [key, t] of st.tensors) {
       // the causal-mask buffers are not parameters; lm_head is tied to wte
       if (key.endsWith(".attn.bias") || key.endsWith(".attn.masked_bias")) continue;
-      if (key === "lm_head.weight") continue;
-      const name = key.startsWith("transformer.") ? key : `transformer.${key}`;
+      if (key === "lm_head.weight" && !config.untie_head) continue;
+      const name = key.startsWith("transformer.") || key === "lm_head.weight"
+        ? key
+        : `transformer.${key}`;
       const expected = shapes.get(name);
       if (!expected) throw new Error(`${file}: unexpected tensor "${key}"`);
       let data = toFloat32(t, key);
@@ -393,7 +428,7 @@ function transpose(data: Float32Array, rows: number, cols: number): Float32Array
  * @throws {Error} naming the file (and the field) when it cannot be read, is not a JSON
  * object, lacks a positive integer size, or has an `n_embd` that `n_head` does not divide.
  */
-export async function readHfConfig(path: string): Promise<GPTConfig> {
+export async function readHfConfig(path: string): Promise<ModelConfig> {
   let raw: unknown;
   try {
     raw = JSON.parse(await Deno.readTextFile(path));
@@ -409,7 +444,7 @@ export async function readHfConfig(path: string): Promise<GPTConfig> {
  * @throws {Error} naming `path` (and the field) when `raw` is not a JSON object, lacks a
  * positive integer size, or has an `n_embd` that `n_head` does not divide.
  */
-export function parseHfConfig(raw: unknown, path: string): GPTConfig {
+export function parseHfConfig(raw: unknown, path: string): ModelConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new Error(
       `${path}: expected a JSON object (GPT2Config), found ${
@@ -429,7 +464,7 @@ export function parseHfConfig(raw: unknown, path: string): GPTConfig {
     }
     return v;
   };
-  const config: GPTConfig = {
+  const config: ModelConfig = {
     n_layer: size("n_layer"),
     n_head: size("n_head"),
     n_embd: size("n_embd"),
@@ -438,6 +473,7 @@ export function parseHfConfig(raw: unknown, path: string): GPTConfig {
       fields.n_positions !== undefined && fields.n_positions !== null ? "n_positions" : "n_ctx",
     ),
     vocab_size: size("vocab_size"),
+    ...readSpeedrunConfig(fields, path),
   };
   if (config.n_embd % config.n_head !== 0) {
     throw new Error(
@@ -511,6 +547,7 @@ export async function savePretrained(model: GPT, dir: string): Promise<void> {
     n_layer: c.n_layer,
     vocab_size: c.vocab_size,
     layer_norm_epsilon: 1e-5,
+    ...speedrunConfigFields(c), // only the options that are on: a plain GPT-2 stays standard
   };
   await Deno.writeTextFile(`${dir}/config.json.tmp`, JSON.stringify(config, null, 2) + "\n");
   await Deno.rename(`${dir}/config.json.tmp`, `${dir}/config.json`);
