@@ -23,7 +23,7 @@
 import { join } from "node:path";
 import type { GPT, GPTConfig } from "../model/gpt.ts";
 import { GPT as GPTClass, savePretrained } from "../model/gpt.ts";
-import type { AdamW } from "./optim.ts";
+import { type AdamW, MuonAndAdamW } from "./optim.ts";
 import { readSafetensors, toFloat32, writeSafetensors } from "../io/safetensors.ts";
 import type { Backend } from "../backend.ts";
 import type { GradScalerState } from "./grad_scaler.ts";
@@ -67,6 +67,11 @@ export interface CheckpointState {
     eps: number;
     /** Each group's weight decay and parameter names. */
     groups: { weightDecay: number; params: string[] }[];
+    /**
+     * With `--optimizer muon`: Muon's constants and parameters (their momentum buffers are
+     * `NAME.momentum_buffer` in `optimizer.safetensors`); absent for AdamW alone.
+     */
+    muon?: MuonState;
   };
   /** One entry per rank, in rank order. */
   ranks: RankState[];
@@ -79,6 +84,15 @@ export interface CheckpointState {
   loss: number | null;
   /** Size and SHA-256 of every other file of the folder. */
   files: Record<string, { bytes: number; sha256: string }>;
+}
+
+/** Muon's part of `state.json`. */
+export interface MuonState {
+  lrScale: number;
+  momentum: number;
+  nesterov: boolean;
+  nsSteps: number;
+  params: string[];
 }
 
 /** What `saveCheckpoint` needs. */
@@ -177,6 +191,13 @@ async function writeCheckpointFiles(tmp: string, input: SaveCheckpointInput): Pr
     moments.push([`${name}.exp_avg`, { data: m, shape: p.shape }]);
     moments.push([`${name}.exp_avg_sq`, { data: v, shape: p.shape }]);
   }
+  const muon = optimizer instanceof MuonAndAdamW ? optimizer.muon : null;
+  for (const [p, buf] of muon?.state ?? []) {
+    const name = names.get(p);
+    if (!name) throw new Error("Muon holds a tensor that is not a model parameter");
+    const data = (await p.backend.read(buf)) as Float32Array;
+    moments.push([`${name}.momentum_buffer`, { data, shape: p.shape }]);
+  }
   await writeSafetensors(join(tmp, "optimizer.safetensors"), moments, {
     step: String(optimizer.stepCount),
   });
@@ -201,6 +222,17 @@ async function writeCheckpointFiles(tmp: string, input: SaveCheckpointInput): Pr
         weightDecay: g.weightDecay,
         params: g.params.map((p) => names.get(p)!),
       })),
+      ...(muon && optimizer instanceof MuonAndAdamW
+        ? {
+          muon: {
+            lrScale: optimizer.muonLrScale,
+            momentum: muon.momentum,
+            nesterov: muon.nesterov,
+            nsSteps: muon.nsSteps,
+            params: muon.params.map((p) => names.get(p)!),
+          },
+        }
+        : {}),
     },
     ranks: input.ranks,
     ...(input.gradScaler ? { gradScaler: input.gradScaler } : {}),
@@ -472,6 +504,8 @@ export interface LoadedCheckpoint {
   model: GPT;
   /** AdamW's moments by parameter name. */
   moments: Map<string, { m: Float32Array; v: Float32Array }>;
+  /** Muon's momentum buffers by parameter name (empty for AdamW alone). */
+  momentumBuffers: Map<string, Float32Array>;
 }
 
 /** Verifies and loads a checkpoint folder onto `backend`. */
@@ -485,7 +519,12 @@ export async function loadCheckpoint(backend: Backend, path: string): Promise<Lo
     if (!m || !v) continue; // never stepped (no gradient yet)
     moments.set(name, { m: toFloat32(m, name).slice(), v: toFloat32(v, name).slice() });
   }
-  return { path, state, model, moments };
+  const momentumBuffers = new Map<string, Float32Array>();
+  for (const [name] of model.namedParameters()) {
+    const b = st.tensors.get(`${name}.momentum_buffer`);
+    if (b) momentumBuffers.set(name, toFloat32(b, name).slice());
+  }
+  return { path, state, model, moments, momentumBuffers };
 }
 
 /**
@@ -500,6 +539,11 @@ export async function checkFiniteCheckpoint(ckpt: LoadedCheckpoint): Promise<voi
         [`${name}.exp_avg`, mv.m] as [string, Float32Array],
         [`${name}.exp_avg_sq`, mv.v] as [string, Float32Array],
       ]),
+    ),
+    ...nonFiniteArrays(
+      [...ckpt.momentumBuffers].map(([name, b]) =>
+        [`${name}.momentum_buffer`, b] as [string, Float32Array]
+      ),
     ),
   ];
   if (bad.length) {
@@ -524,5 +568,38 @@ export function restoreOptimizer(optimizer: AdamW, model: GPT, ckpt: LoadedCheck
       );
     }
     optimizer.state.set(p, { m: p.backend.upload(mv.m), v: p.backend.upload(mv.v) });
+  }
+  restoreMuon(optimizer, model, ckpt);
+}
+
+/**
+ * Puts Muon's momentum buffers back; a checkpoint of one optimizer resumed with the other is
+ * refused, since the run would not continue as it was.
+ */
+function restoreMuon(optimizer: AdamW, model: GPT, ckpt: LoadedCheckpoint): void {
+  const saved = ckpt.state.optimizer.muon;
+  const muon = optimizer instanceof MuonAndAdamW ? optimizer.muon : null;
+  if (!muon) {
+    if (saved) {
+      throw new Error(
+        `Checkpoint ${ckpt.path} was trained with --optimizer muon, this run uses adamw: pass --optimizer muon`,
+      );
+    }
+    return;
+  }
+  if (!saved) {
+    throw new Error(
+      `Checkpoint ${ckpt.path} was trained with AdamW alone, this run uses --optimizer muon: pass --optimizer adamw`,
+    );
+  }
+  for (const [name, p] of model.namedParameters()) {
+    const b = ckpt.momentumBuffers.get(name);
+    if (!b) continue; // never stepped
+    if (b.length !== p.size) {
+      throw new Error(
+        `Checkpoint ${ckpt.path}: Muon's momentum of "${name}" has ${b.length} values, expected ${p.size}`,
+      );
+    }
+    muon.state.set(p, p.backend.upload(b));
   }
 }

@@ -7,6 +7,7 @@
 
 import type { Module } from "../model/nn.ts";
 import type { Tensor } from "../model/tensor.ts";
+import { Muon } from "./muon.ts";
 
 /** A group of parameters sharing a weight decay. */
 export interface ParamGroup {
@@ -72,12 +73,54 @@ export class AdamW {
   }
 }
 
+/**
+ * After the lecture, the speedrun's optimizer: Muon (lib/train/muon.ts) for the 2-D weights
+ * inside the blocks, AdamW (this class's groups) for the rest. `lr` is the schedule's rate;
+ * Muon's is `lr * muonLrScale`, so both follow the warmup and the cosine.
+ */
+export class MuonAndAdamW extends AdamW {
+  readonly muon: Muon;
+  readonly muonLrScale: number;
+
+  constructor(groups: ParamGroup[], options: AdamWOptions, muon: Muon, muonLrScale: number) {
+    super(groups, options);
+    this.muon = muon;
+    this.muonLrScale = muonLrScale;
+  }
+
+  /** Clears the gradients of both. */
+  override zeroGrad(): void {
+    super.zeroGrad();
+    this.muon.zeroGrad();
+  }
+
+  /** One AdamW step of its groups, then one Muon step. */
+  override step(): void {
+    super.step();
+    this.muon.step(this.lr * this.muonLrScale);
+  }
+}
+
+/** The optimizers by name: the lecture's AdamW, or the speedrun's Muon with AdamW. */
+export type OptimizerName = "adamw" | "muon";
+/** The optimizer names. */
+export const OPTIMIZERS: readonly OptimizerName[] = ["adamw", "muon"];
+
 /** Options of `configureOptimizers`. */
 export interface ConfigureOptions {
   weightDecay: number;
   learningRate: number;
   /** Print the two groups' sizes, as the lecture does. */
   verbose?: boolean;
+  /** "muon": the speedrun's Muon for the blocks' 2-D weights; default "adamw". */
+  optimizer?: OptimizerName;
+  /** Muon's peak learning rate (with `optimizer` "muon"); default 0.02, the speedrun's. */
+  muonLr?: number;
+}
+
+/** Whether parameter `name` goes to Muon: a 2-D weight inside a block. */
+export function isMuonParameter(name: string, p: Tensor): boolean {
+  return p.shape.length === 2 && name.startsWith("transformer.h.");
 }
 
 /**
@@ -85,6 +128,7 @@ export interface ConfigureOptions {
  * embeddings) decays; biases and LayerNorm parameters do not.
  */
 export function configureOptimizers(model: Module, options: ConfigureOptions): AdamW {
+  if (options.optimizer === "muon") return configureMuon(model, options);
   const params = model.namedParameters();
   const decay = params.filter(([, p]) => p.shape.length >= 2).map(([, p]) => p);
   const noDecay = params.filter(([, p]) => p.shape.length < 2).map(([, p]) => p);
@@ -98,6 +142,35 @@ export function configureOptimizers(model: Module, options: ConfigureOptions): A
   return new AdamW(
     [{ params: decay, weightDecay: options.weightDecay }, { params: noDecay, weightDecay: 0 }],
     { lr: options.learningRate, betas: [0.9, 0.95], eps: 1e-8 },
+  );
+}
+
+/**
+ * Muon for the blocks' 2-D weights at `muonLr`; AdamW at `learningRate` for the rest, with
+ * weight decay on its 2-D tensors (embeddings, an untied head) only.
+ */
+function configureMuon(model: Module, options: ConfigureOptions): AdamW {
+  const params = model.namedParameters();
+  const muonParams = params.filter(([n, p]) => isMuonParameter(n, p)).map(([, p]) => p);
+  const rest = params.filter(([n, p]) => !isMuonParameter(n, p));
+  const decay = rest.filter(([, p]) => p.shape.length >= 2).map(([, p]) => p);
+  const noDecay = rest.filter(([, p]) => p.shape.length < 2).map(([, p]) => p);
+  if (options.verbose) {
+    const count = (ps: Tensor[]) => ps.reduce((n, p) => n + p.size, 0).toLocaleString("en-US");
+    console.log(
+      `Muon parameter tensors: ${muonParams.length}, with ${count(muonParams)} parameters`,
+    );
+    console.log(`AdamW decayed tensors: ${decay.length}, with ${count(decay)} parameters`);
+    console.log(`AdamW non-decayed tensors: ${noDecay.length}, with ${count(noDecay)} parameters`);
+  }
+  const muonLr = options.muonLr ?? 0.02;
+  // a zero peak rate leaves nothing to scale: Muon's rate is then zero too
+  const scale = options.learningRate > 0 ? muonLr / options.learningRate : 0;
+  return new MuonAndAdamW(
+    [{ params: decay, weightDecay: options.weightDecay }, { params: noDecay, weightDecay: 0 }],
+    { lr: options.learningRate, betas: [0.9, 0.95], eps: 1e-8 },
+    new Muon(muonParams),
+    scale,
   );
 }
 

@@ -10,6 +10,7 @@ import type { ProcessGroup } from "../ddp/process_group.ts";
 import type { GPT, GPTConfig } from "../model/gpt.ts";
 import type { GradScalerOptions, GradScalerState } from "./grad_scaler.ts";
 import type { InitSource } from "./init_from.ts";
+import type { OptimizerName } from "./optim.ts";
 import type { Precision } from "./precision.ts";
 
 /** What the HellaSwag hook returns for this rank's share of the examples. */
@@ -47,6 +48,13 @@ export interface TrainOptions {
   warmupSteps: number;
   weightDecay: number;
   seed: number;
+  /**
+   * After the lecture: "muon", the speedrun's Muon for the blocks' 2-D weights (AdamW at
+   * `maxLr` for the rest); default "adamw". A resumed run must use its checkpoint's.
+   */
+  optimizer?: OptimizerName;
+  /** Muon's peak learning rate, on the same warmup and cosine; default 0.02. */
+  muonLr?: number;
   /**
    * Folder for `log.txt`, `checkpoints/` and the final `model/`; null writes nothing. One run
    * at a time (a lock file); a fresh run is refused where it holds checkpoints, unless

@@ -127,6 +127,8 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
       weightDecay: o.weightDecay,
       learningRate: o.maxLr,
       verbose: master,
+      optimizer: o.optimizer,
+      muonLr: o.muonLr,
     });
     const sampleRng = new Generator(42 + rank);
     if (ckpt) restoreRun(ckpt, { optimizer, model, trainLoader, sampleRng, scaler, rank });
