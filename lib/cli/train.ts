@@ -15,7 +15,8 @@ import { createBackend, trainsGpt2InMinutes } from "../backends/mod.ts";
 import { REPO_ROOT, resolveTinyShakespeare } from "../data/datasets.ts";
 import { distEnvFromEnv, initProcessGroup, type ProcessGroup } from "../ddp/process_group.ts";
 import { ProgressBar } from "../io/progress.ts";
-import { GPT_CONFIGS, type GPTConfig, gptConfig } from "../model/gpt.ts";
+import { GPT_CONFIGS, type GPTConfig, gptConfig, type ModelConfig } from "../model/gpt.ts";
+import { speedrunConfigFields } from "../model/speedrun.ts";
 import { flopsPerToken, writeRunReport } from "../plot/report.ts";
 import { dataTitle, modelTitle, type RunDescription } from "../plot/run_meta.ts";
 import { runRecord, writeRunRecord } from "./run_record.ts";
@@ -165,6 +166,7 @@ await runMain(async () => {
     : resumedShape
     ? shapeWithFlags(f, resumedShape, notes.has("vocabSize") ? h.vocabSize : undefined)
     : modelConfig(f, modelName, h.vocabSize, say);
+  withSpeedrunOptions(config, h, notes, init !== null || resumedShape !== null);
   if (h.T > config.block_size) {
     throw new Error(`-T ${h.T} exceeds the model's block size ${config.block_size}`);
   }
@@ -199,6 +201,8 @@ await runMain(async () => {
       warmupSteps: h.warmupSteps,
       weightDecay: h.weightDecay,
       seed: h.seed,
+      optimizer: h.optimizer,
+      muonLr: h.muonLr,
       logDir,
       evalEvery: h.evalEvery,
       valBatches: h.valBatches,
@@ -275,13 +279,49 @@ await runMain(async () => {
 });
 
 /** parseArgs options for every row of the hyperparameter table. */
-function hyperparameterFlags(): Record<string, { type: "string"; short?: string }> {
+function hyperparameterFlags(): Record<
+  string,
+  { type: "string" | "boolean"; short?: string }
+> {
   return Object.fromEntries(
-    Object.values(HYPERPARAMETERS).map((spec) => [
-      spec.flag,
-      spec.short ? { type: "string", short: spec.short } : { type: "string" },
-    ]),
+    Object.values(HYPERPARAMETERS).map((spec) => {
+      const type = spec.kind === "boolean" ? "boolean" as const : "string" as const;
+      return [spec.flag, spec.short ? { type, short: spec.short } : { type }];
+    }),
   );
+}
+
+/**
+ * The speedrun's architecture options of the settings `h` put into `config` (only those on,
+ * so a GPT-2's config stays as it was). Where weights give the shape (`fromWeights`: fine-tuning
+ * or resuming one), the weights' options stand, and a flag asking for others is refused.
+ */
+function withSpeedrunOptions(
+  config: ModelConfig,
+  h: Hyperparameters,
+  notes: ReadonlyMap<keyof Hyperparameters, string>,
+  fromWeights: boolean,
+): void {
+  const asked = speedrunConfigFields({
+    mlp: h.mlp,
+    qk_norm: h.qkNorm,
+    pos: h.pos,
+    zero_init_proj: h.zeroInitProj,
+    untie_head: h.untieHead,
+  });
+  if (fromWeights) {
+    const flagged = (["mlp", "qkNorm", "pos", "zeroInitProj", "untieHead"] as const)
+      .filter((k) => notes.has(k));
+    const have = JSON.stringify(speedrunConfigFields(config));
+    if (flagged.length && JSON.stringify(asked) !== have) {
+      throw new Error(
+        `--${HYPERPARAMETERS[flagged[0]].flag} asks for ${JSON.stringify(asked)}, the weights ` +
+          `being loaded have ${have}: their architecture options stand`,
+      );
+    }
+    return;
+  }
+  Object.assign(config, asked);
 }
 
 /** Where a run's shape comes from when not from `--model`; both null when it does. */

@@ -4,8 +4,16 @@
  * `deno task train` builds its flags, its `--help` (with each preset's default) and the
  * settings it prints at start from this table, and checkpoints record the same values.
  *
+ * After the lecture, the speedrun's options (Muon, rotary, QK-norm, ReLU², zero-initialised
+ * projections, an untied head) are rows too, each off in the lecture's presets and printed only
+ * where on.
+ *
  * @module
  */
+
+import type { MlpActivation, PositionEncoding } from "../model/speedrun.ts";
+import { MLP_ACTIVATIONS, POSITION_ENCODINGS } from "../model/speedrun.ts";
+import { type OptimizerName, OPTIMIZERS } from "./optim.ts";
 
 /** The constants of a run, as a preset sets them and the flags override them. */
 export interface Hyperparameters {
@@ -53,13 +61,27 @@ export interface Hyperparameters {
   checkpointEvery: number;
   /** How many checkpoints to keep. */
   keepCheckpoints: number;
+  /** The MLP's activation: GPT-2's GELU, or the speedrun's ReLU². */
+  mlp: MlpActivation;
+  /** RMS-normalise each head's queries and keys (the speedrun's QK-norm). */
+  qkNorm: boolean;
+  /** Position information: GPT-2's learned `wpe`, or rotary embeddings. */
+  pos: PositionEncoding;
+  /** The residual projections (`c_proj`) start at zero. */
+  zeroInitProj: boolean;
+  /** A separate `lm_head` weight, not tied to `wte`. */
+  untieHead: boolean;
+  /** The lecture's AdamW, or Muon for the blocks' 2-D weights with AdamW for the rest. */
+  optimizer: OptimizerName;
+  /** Muon's peak learning rate (with `optimizer` muon; the schedule's shape as maxLr's). */
+  muonLr: number;
 }
 
 /** The `data` value that names Tiny Shakespeare wherever it is found (lib/data/datasets.ts). */
 export const TINY_SHAKESPEARE = "tinyshakespeare";
 
 /** How a flag's text becomes a value. */
-type ValueKind = "string" | "int" | "number" | "count-or-all";
+type ValueKind = "string" | "int" | "number" | "count-or-all" | "boolean";
 
 /** One row of the table. */
 export interface HyperparameterSpec {
@@ -79,6 +101,12 @@ export interface HyperparameterSpec {
    * word gives null (`--init-from none`).
    */
   nullMeans?: string;
+  /** The values accepted (a `string` row); any where absent. */
+  choices?: readonly string[];
+  /** The value that means "off": the settings print the row only where it differs. */
+  off?: string | number | boolean;
+  /** The row of which this one is a setting: printed only where that row is not off. */
+  settingOf?: keyof Hyperparameters;
 }
 
 /** The table: a row for every field of {@linkcode Hyperparameters}, in printing order. */
@@ -185,6 +213,60 @@ export const HYPERPARAMETERS: Readonly<Record<keyof Hyperparameters, Hyperparame
     min: 1,
     help: "keep the newest K checkpoints",
   },
+  mlp: {
+    flag: "mlp",
+    arg: "NAME",
+    kind: "string",
+    choices: MLP_ACTIVATIONS,
+    off: "gelu",
+    help: "the MLP's activation: gelu (GPT-2's) or relu2 (the speedrun's ReLU²)",
+  },
+  qkNorm: {
+    flag: "qk-norm",
+    arg: "",
+    kind: "boolean",
+    off: false,
+    help: "RMS-normalise each head's queries and keys (the speedrun's QK-norm)",
+  },
+  pos: {
+    flag: "pos",
+    arg: "NAME",
+    kind: "string",
+    choices: POSITION_ENCODINGS,
+    off: "learned",
+    help: "position information: learned (GPT-2's wpe) or rotary (base 10000, on q and k)",
+  },
+  zeroInitProj: {
+    flag: "zero-init-proj",
+    arg: "",
+    kind: "boolean",
+    off: false,
+    help: "the projections into the residual stream (c_proj) start at zero",
+  },
+  untieHead: {
+    flag: "untie-head",
+    arg: "",
+    kind: "boolean",
+    off: false,
+    help: "a separate lm_head weight, not tied to wte",
+  },
+  optimizer: {
+    flag: "optimizer",
+    arg: "NAME",
+    kind: "string",
+    choices: OPTIMIZERS,
+    off: "adamw",
+    help: "adamw, or muon: Muon (Newton-Schulz, momentum 0.95 Nesterov) for the blocks' 2-D " +
+      "weights, AdamW at --max-lr for the rest",
+  },
+  muonLr: {
+    flag: "muon-lr",
+    arg: "X",
+    kind: "number",
+    min: 0,
+    settingOf: "optimizer",
+    help: "Muon's peak learning rate (with --optimizer muon; warmup and cosine as --max-lr's)",
+  },
 };
 
 /** The fields of {@linkcode Hyperparameters} in the table's order. */
@@ -199,6 +281,12 @@ export function parseHyperparameter(
   raw: string,
 ): Hyperparameters[keyof Hyperparameters] {
   if (spec.nullMeans !== undefined && raw === spec.nullMeans) return null;
+  if (spec.kind === "boolean") {
+    throw new Error(`--${spec.flag} takes no value, found "${raw}"`);
+  }
+  if (spec.choices && !spec.choices.includes(raw)) {
+    throw new Error(`--${spec.flag} expects one of ${spec.choices.join(", ")}, found "${raw}"`);
+  }
   if (spec.kind === "string") return raw;
   if (spec.kind === "count-or-all" && raw === "all") return "all";
   const integer = spec.kind !== "number";
@@ -248,8 +336,9 @@ export function resolveHyperparameters(
   const notes: ResolvedHyperparameters["notes"] = new Map();
   for (const key of HYPERPARAMETER_KEYS) {
     const spec = HYPERPARAMETERS[key], raw = flags[spec.flag];
-    if (typeof raw !== "string") continue;
-    writable[key] = parseHyperparameter(spec, raw);
+    if (spec.kind === "boolean" && raw === true) writable[key] = true;
+    else if (typeof raw === "string") writable[key] = parseHyperparameter(spec, raw);
+    else continue;
     notes.set(key, `--${spec.flag}; preset: ${formatHyperparameter(spec, preset[key])}`);
   }
   if (values.totalBatchSize === null) {
@@ -280,7 +369,9 @@ export function hyperparameterHelp(presets: Readonly<Record<string, Hyperparamet
   const lines: string[] = [];
   for (const key of HYPERPARAMETER_KEYS) {
     const spec = HYPERPARAMETERS[key];
-    const name = `${spec.short ? `-${spec.short}, ` : ""}--${spec.flag} ${spec.arg}`;
+    const name = `${spec.short ? `-${spec.short}, ` : ""}--${spec.flag}${
+      spec.arg ? ` ${spec.arg}` : ""
+    }`;
     const defaults = Object.entries(presets)
       .map(([preset, p]) => `${preset}: ${formatHyperparameter(spec, p[key])}`)
       .join(", ");
@@ -316,7 +407,13 @@ export function formatHyperparameters(
   values: Hyperparameters,
   notes: ReadonlyMap<keyof Hyperparameters, string> = new Map(),
 ): string {
-  return HYPERPARAMETER_KEYS.map((key) => {
+  const isOn = (key: keyof Hyperparameters): boolean => {
+    const { off, settingOf } = HYPERPARAMETERS[key];
+    if (settingOf && !isOn(settingOf)) return false;
+    return off === undefined || values[key] !== off;
+  };
+  const shown = HYPERPARAMETER_KEYS.filter(isOn);
+  return shown.map((key) => {
     const line = `  ${key} = ${formatHyperparameter(HYPERPARAMETERS[key], values[key])}`;
     const note = notes.get(key);
     return note ? `${line}  (${note})` : line;

@@ -20,6 +20,17 @@ import {
   TINY_SHAKESPEARE,
 } from "./hyperparameters.ts";
 
+/** The lecture's recipe: the speedrun's options all off (GPT-2 as OpenAI made it, AdamW). */
+const LECTURE_RECIPE = {
+  mlp: "gelu",
+  qkNorm: false,
+  pos: "learned",
+  zeroInitProj: false,
+  untieHead: false,
+  optimizer: "adamw",
+  muonLr: 0.02,
+} as const satisfies Partial<Hyperparameters>;
+
 /** A preset: what it reproduces, and a value for every hyperparameter of the table. */
 export interface TrainPreset extends Hyperparameters {
   /** What the preset reproduces. */
@@ -48,6 +59,7 @@ export const PRESETS: Record<string, TrainPreset> = {
     data: TINY_SHAKESPEARE,
     checkpointEvery: 0, // at the end only: a 124M checkpoint with AdamW's moments is 1.5 GB
     keepCheckpoints: 3,
+    ...LECTURE_RECIPE,
   },
   "gpt2-124M-fineweb": {
     description: "build-nanogpt's GPT-2 (124M) run on FineWeb-EDU 10B",
@@ -69,6 +81,7 @@ export const PRESETS: Record<string, TrainPreset> = {
     data: "data/edu_fineweb10B", // made by deno task fineweb; relative to the repository
     checkpointEvery: 5000,
     keepCheckpoints: 3,
+    ...LECTURE_RECIPE,
   },
   // nanoGPT: init_from 'gpt2-xl', batch 1 x 32 accumulation x 1024 tokens, 20 iterations at a
   // constant 3e-5 (decay_lr False): 655,360 tokens, about two epochs. Here GPT-2 124M at the
@@ -94,6 +107,38 @@ export const PRESETS: Record<string, TrainPreset> = {
     data: TINY_SHAKESPEARE,
     checkpointEvery: 0, // at the end only: 1.5 GB with AdamW's moments
     keepCheckpoints: 3,
+    ...LECTURE_RECIPE,
+  },
+  // After the lecture: modded-nanogpt's recipe (Muon, rotary, QK-norm, ReLU², zero-initialised
+  // projections, an untied head) on the tiny model, small enough for a CPU
+  "speedrun-shakespeare": {
+    description: "after the lecture: the speedrun's recipe (Muon, rotary, QK-norm, ReLU²) " +
+      "on the tiny model and Tiny Shakespeare",
+    model: "tiny",
+    initFrom: null,
+    vocabSize: 50304,
+    B: 8,
+    T: 128,
+    totalBatchSize: null, // B * T * world: no accumulation
+    steps: 200,
+    maxLr: 3e-3, // AdamW's: embeddings, the head, gains and biases
+    minLr: 3e-4,
+    warmupSteps: 10,
+    weightDecay: 0, // the speedrun decays nothing
+    seed: 1337,
+    evalEvery: 50,
+    valBatches: 5,
+    hellaswag: 0,
+    data: TINY_SHAKESPEARE,
+    checkpointEvery: 0,
+    keepCheckpoints: 3,
+    mlp: "relu2",
+    qkNorm: true,
+    pos: "rotary",
+    zeroInitProj: true,
+    untieHead: true,
+    optimizer: "muon",
+    muonLr: 0.02, // the speedrun's Muon rate
   },
 };
 
