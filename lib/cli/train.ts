@@ -36,7 +36,7 @@ import {
   type InitSource,
   resolveInitFrom,
 } from "../train/init_from.ts";
-import { getPreset, PRESETS } from "../train/presets.ts";
+import { AFTER_LECTURE_PRESETS, getPreset, PRESETS } from "../train/presets.ts";
 import { readCheckpointState, resolveResume } from "../train/checkpoint.ts";
 import {
   formatRunSummary,
@@ -61,6 +61,9 @@ import {
   runMain,
   stringFlag,
 } from "./flags.ts";
+
+/** The presets past the lecture, as help lists them. */
+const AFTER_LECTURE_NAMES = Object.keys(AFTER_LECTURE_PRESETS).join(", ");
 
 /** The flags that are not hyperparameters: what runs, where it writes, how it resumes. */
 const RUN_FLAGS = {
@@ -88,7 +91,8 @@ every flag overrides it. Under deno task ddp, each rank runs this.
 At the end (Ctrl-C included) a summary: time, steps, tokens, losses, HellaSwag with its 95%
 interval, tok/s and MFU, and where the files went.
 
-  --preset NAME           ${Object.keys(PRESETS).join(", ")} (default shakespeare)
+  --preset NAME           ${Object.keys(PRESETS).join(", ")} (default shakespeare);
+                          after the lecture: ${AFTER_LECTURE_NAMES} (its settings print at start)
   --backend NAME          ${BACKEND_HELP}
   --precision P           ${PRECISIONS.join(", ")} (fp32 is f32; default f32, bf16 on cuda):
                           tf32 and bf16 run the matmuls on tensor cores (--backend cuda; bf16

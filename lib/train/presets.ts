@@ -39,7 +39,7 @@ export interface TrainPreset extends Hyperparameters {
   description: string;
 }
 
-/** The presets by name. */
+/** The lecture's presets by name. */
 export const PRESETS: Record<string, TrainPreset> = {
   "shakespeare": {
     description: "the lecture's section-1 run: from scratch on Tiny Shakespeare",
@@ -85,6 +85,39 @@ export const PRESETS: Record<string, TrainPreset> = {
     keepCheckpoints: 3,
     ...LECTURE_RECIPE,
   },
+  // nanoGPT: init_from 'gpt2-xl', batch 1 x 32 accumulation x 1024 tokens, 20 iterations at a
+  // constant 3e-5 (decay_lr False): 655,360 tokens, about two epochs. Here GPT-2 124M at the
+  // shakespeare preset's CPU batch of 4 x 64: 300 steps are 76,800 tokens, a quarter epoch.
+  "shakespeare-finetune": {
+    description: "nanoGPT's finetune_shakespeare: OpenAI's GPT-2 (124M) fine-tuned on Tiny " +
+      "Shakespeare at a constant learning rate",
+    model: "gpt2", // the shape --init-from loads
+    initFrom: "gpt2",
+    vocabSize: 50304, // GPT-2's 50257 rows padded with zero rows
+    B: 4,
+    T: 64,
+    totalBatchSize: null, // B * T * world: no accumulation
+    steps: 300,
+    maxLr: 3e-5,
+    minLr: 3e-5, // = max_lr with no warmup: constant, nanoGPT's decay_lr = False
+    warmupSteps: 0,
+    weightDecay: 0.1, // nanoGPT's default
+    seed: 1337,
+    evalEvery: 25,
+    valBatches: 10,
+    hellaswag: 0,
+    data: TINY_SHAKESPEARE,
+    checkpointEvery: 0, // at the end only: 1.5 GB with AdamW's moments
+    keepCheckpoints: 3,
+    ...LECTURE_RECIPE,
+  },
+};
+
+/**
+ * The presets past the lecture, the speedrun's options on; kept apart from
+ * {@linkcode PRESETS} so the lecture's help and tables stay the lecture's.
+ */
+export const AFTER_LECTURE_PRESETS: Record<string, TrainPreset> = {
   // After the lecture: modded-nanogpt's recipe (Muon, rotary, QK-norm, ReLU², zero-initialised
   // projections, an untied head) on the tiny model, small enough for a CPU
   "speedrun-shakespeare": {
@@ -116,41 +149,14 @@ export const PRESETS: Record<string, TrainPreset> = {
     optimizer: "muon",
     muonLr: 0.02, // the speedrun's Muon rate
   },
-  // nanoGPT: init_from 'gpt2-xl', batch 1 x 32 accumulation x 1024 tokens, 20 iterations at a
-  // constant 3e-5 (decay_lr False): 655,360 tokens, about two epochs. Here GPT-2 124M at the
-  // shakespeare preset's CPU batch of 4 x 64: 300 steps are 76,800 tokens, a quarter epoch.
-  "shakespeare-finetune": {
-    description: "nanoGPT's finetune_shakespeare: OpenAI's GPT-2 (124M) fine-tuned on Tiny " +
-      "Shakespeare at a constant learning rate",
-    model: "gpt2", // the shape --init-from loads
-    initFrom: "gpt2",
-    vocabSize: 50304, // GPT-2's 50257 rows padded with zero rows
-    B: 4,
-    T: 64,
-    totalBatchSize: null, // B * T * world: no accumulation
-    steps: 300,
-    maxLr: 3e-5,
-    minLr: 3e-5, // = max_lr with no warmup: constant, nanoGPT's decay_lr = False
-    warmupSteps: 0,
-    weightDecay: 0.1, // nanoGPT's default
-    seed: 1337,
-    evalEvery: 25,
-    valBatches: 10,
-    hellaswag: 0,
-    data: TINY_SHAKESPEARE,
-    checkpointEvery: 0, // at the end only: 1.5 GB with AdamW's moments
-    keepCheckpoints: 3,
-    ...LECTURE_RECIPE,
-  },
 };
 
 /** The preset called `name`, or an error listing the names. */
 export function getPreset(name: string): TrainPreset {
-  const preset = PRESETS[name];
+  const preset = PRESETS[name] ?? AFTER_LECTURE_PRESETS[name];
   if (!preset) {
-    throw new Error(
-      `Unknown --preset "${name}", expected one of ${Object.keys(PRESETS).join(", ")}`,
-    );
+    const names = [...Object.keys(PRESETS), ...Object.keys(AFTER_LECTURE_PRESETS)];
+    throw new Error(`Unknown --preset "${name}", expected one of ${names.join(", ")}`);
   }
   return { ...preset };
 }
