@@ -261,3 +261,23 @@ Deno.test("deno task train --preset speedrun-shakespeare: prints the options, tr
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("options off, written out: the lecture's run, loss for loss and weight for weight", async () => {
+  const plain = await train(smallRecipe());
+  const base = smallRecipe();
+  const off = await train(smallRecipe({
+    config: {
+      ...base.config,
+      mlp: "gelu",
+      qk_norm: false,
+      pos: "learned",
+      zero_init_proj: false,
+      untie_head: false,
+    } as TrainOptions["config"],
+    optimizer: "adamw",
+  }));
+  assertEquals(off.history.map((s) => s.loss), plain.history.map((s) => s.loss));
+  const wa = await plain.model.stateDict(), wb = await off.model.stateDict();
+  assertEquals([...wb.keys()], [...wa.keys()]);
+  for (const [name, t] of wa) assertEquals(wb.get(name)!.data, t.data, name);
+});
