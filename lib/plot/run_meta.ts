@@ -11,7 +11,7 @@
 
 import { dirname, join } from "node:path";
 import { GPT_CONFIGS } from "../model/gpt.ts";
-import { PRESETS } from "../train/presets.ts";
+import { AFTER_LECTURE_PRESETS, PRESETS } from "../train/presets.ts";
 import type { ModelSize } from "./figure.ts";
 
 /** The fields of `run.json` this module reads; any other field is left alone. */
@@ -106,7 +106,9 @@ export function runData(meta: RunMeta): string | undefined {
   const fromCommand = meta.command?.includes("deno task train") === true;
   if (fromCommand && flag("data")) return flag("data");
   const preset = meta.preset ?? (fromCommand ? flag("preset") ?? DEFAULT_PRESET : undefined);
-  return preset === undefined ? undefined : PRESETS[preset]?.data;
+  return preset === undefined
+    ? undefined
+    : (PRESETS[preset] ?? AFTER_LECTURE_PRESETS[preset])?.data;
 }
 
 const GPT2_SIZES: Record<string, ModelSize> = {

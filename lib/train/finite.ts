@@ -11,7 +11,7 @@
 
 import type { Backend, DeviceBuffer } from "../backend.ts";
 import type { GPT } from "../model/gpt.ts";
-import type { AdamW } from "./optim.ts";
+import { type AdamW, MuonAndAdamW } from "./optim.ts";
 
 /** A named buffer to check: its first `size` elements. */
 export interface NamedBuffer {
@@ -21,7 +21,10 @@ export interface NamedBuffer {
   size: number;
 }
 
-/** The model's parameters by name, and AdamW's moments as `<name>.exp_avg(_sq)`. */
+/**
+ * The model's parameters by name, AdamW's moments as `<name>.exp_avg(_sq)`, and Muon's
+ * momentum as `<name>.momentum_buffer` where Muon runs.
+ */
 export function trainingBuffers(model: GPT, optimizer: AdamW | null): NamedBuffer[] {
   const out: NamedBuffer[] = [];
   const names = new Map<unknown, string>();
@@ -33,6 +36,12 @@ export function trainingBuffers(model: GPT, optimizer: AdamW | null): NamedBuffe
     const name = names.get(p) ?? "(a tensor outside the model)";
     out.push({ name: `${name}.exp_avg`, backend: p.backend, buffer: s.m, size: p.size });
     out.push({ name: `${name}.exp_avg_sq`, backend: p.backend, buffer: s.v, size: p.size });
+  }
+  if (optimizer instanceof MuonAndAdamW) {
+    for (const [p, buffer] of optimizer.muon.state) {
+      const name = names.get(p) ?? "(a tensor outside the model)";
+      out.push({ name: `${name}.momentum_buffer`, backend: p.backend, buffer, size: p.size });
+    }
   }
   return out;
 }

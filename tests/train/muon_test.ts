@@ -281,3 +281,29 @@ Deno.test("options off, written out: the lecture's run, loss for loss and weight
   assertEquals([...wb.keys()], [...wa.keys()]);
   for (const [name, t] of wa) assertEquals(wb.get(name)!.data, t.data, name);
 });
+
+Deno.test("trainingBuffers: Muon's momentum is checked for NaN like AdamW's moments", async () => {
+  const { nonFiniteBuffers, trainingBuffers } = await import("../../lib/train/finite.ts");
+  const model = new GPT(backend, {
+    n_layer: 1,
+    n_head: 2,
+    n_embd: 8,
+    block_size: 8,
+    vocab_size: 32,
+  });
+  const opt = configureOptimizers(model, {
+    weightDecay: 0.1,
+    learningRate: 1e-3,
+    optimizer: "muon",
+    muonLr: 0.02,
+  }) as MuonAndAdamW;
+  const idx = Tensor.from(backend, Int32Array.from([1, 2, 3, 4]), [1, 4]);
+  model.forward(idx, Tensor.from(backend, Int32Array.from([2, 3, 4, 5]), [1, 4])).loss!.backward();
+  opt.step();
+  const named = trainingBuffers(model, opt);
+  const momentum = named.filter((b) => b.name.endsWith(".momentum_buffer"));
+  assertEquals(momentum.length, opt.muon.params.length);
+  assertEquals(await nonFiniteBuffers(named), []);
+  backend.hostView!(momentum[1].buffer)[3] = NaN;
+  assertEquals(await nonFiniteBuffers(named), [momentum[1].name]);
+});
