@@ -1,17 +1,26 @@
 // gemm.c: the project's own fp32 GEMM, C (M, N) = beta * C + A' @ B' (gemm.h), in the
 // BLIS/GotoBLAS style. A' is packed into strips of MR rows and B' into panels of NR columns,
 // both k-major, so the micro-kernel reads both contiguously while it keeps an MR x NR tile of
-// C in vector registers, one broadcast of A' and NR / VL vector loads of B' feeding MR * NR / VL
-// fused multiply-adds per k. The loops around it block for the caches:
-//   ic (MC rows of A', in L2/L3) > pc (KC of K) > jc (NC columns of B', in L2)
-//     > ir (one strip of A', in L1) > jr (the panels of B', streamed from L2) > micro-kernel.
-// Threads split whichever of M and N leaves the smaller operand to pack twice, and each
-// runs the loops above on its part with its own packing buffers: no locks, no barriers.
+// C in vector registers: per k, one broadcast of A' per row and NR / VL vector loads of B'
+// feed MR * NR / VL fused multiply-adds. On AVX-512 the tile is 8 x 48 (24 of the 32 zmm
+// registers): it divides every GPT-2 shape (tokens 512, widths 768, 2304, 3072, 50304), so no
+// tile is partly wasted, and it needs fewer loads per FMA than 14 x 32 or 12 x 32, which
+// measured no faster. The loops around it block for the caches (this CPU: 32 KiB L1d and
+// 1 MiB L2 per core, 32 MiB L3):
+//   ic (MC rows of A', the block in L3) > pc (KC of K) > jc (NC columns of B', the block in L2)
+//     > ir (one strip of A', 24 KiB, in L1) > jr (the panels of B', from L2) > micro-kernel.
+// Packing is vectorised: 16 x 16 transposes for operands read along k (the weights of the
+// forward pass, the rows of A'), masked copies for the rest.
+// Threads split N when N >= M: they pack each A' block together (half the strips each, one
+// spinning barrier per block) and each packs B' for its own columns; otherwise they split M
+// and each packs all of the smaller B' for itself. Both cores are busy on every GPT-2 shape.
 // The vector width follows the build's -march: AVX-512 (16 lanes), AVX2 + FMA (8), or
-// GCC/Clang vector extensions (4) anywhere else. Each block size may be overridden at
-// compile time (-DGEMM_KC=...) for tuning.
+// GCC/Clang vector extensions (4) anywhere else. Each tile and block size may be overridden
+// at compile time (-DGEMM_MR=... -DGEMM_KC=...) for tuning.
 #include "gemm.h"
 
+#include <sched.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +40,10 @@ typedef __m512 vf;
 #define vf_splat(x) _mm512_set1_ps(x)
 #define vf_zero() _mm512_setzero_ps()
 #ifndef GEMM_MR
-#define GEMM_MR 14
+#define GEMM_MR 8
 #endif
 #ifndef GEMM_NR
-#define GEMM_NR 32
+#define GEMM_NR 48
 #endif
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -77,17 +86,19 @@ static inline void vf_storeu(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v)
 #define NR GEMM_NR
 #define NV (NR / VL)
 
-// KC * NR floats of a B' panel and KC * MR of an A' strip stay in L1 and L2 across the
-// innermost loops; NC columns of B' (KC * NC floats) are what the jr loop streams from L2.
+// A strip of A' (KC * MR floats, 24 KiB) stays in L1 across the jr loop, a block of B'
+// (KC * NC floats, 576 KiB) in L2 across the ir loop; a K of 768 or 512 is one KC block.
+// Measured on the GPT-2 shapes against KC 384 and 512, NC 96 to 384 and MC up to 4096.
 #ifndef GEMM_KC
-#define GEMM_KC 384
+#define GEMM_KC 768
 #endif
 #ifndef GEMM_MC
-#define GEMM_MC 1008
+#define GEMM_MC 576
 #endif
 #ifndef GEMM_NC
-#define GEMM_NC 512
+#define GEMM_NC 192
 #endif
+
 // Below this many multiply-adds a GEMM runs on one thread: waking the others costs more.
 #define GEMM_SERIAL_FMAS (1 << 18)
 
@@ -100,6 +111,32 @@ void gpt2_sgemm_shape(int shape[3]) {
   shape[2] = NR;
 }
 
+// FLOPs done by `iters` rounds of 16 independent chains of the micro-kernel's own FMA on
+// every thread: the ceiling of this GEMM. (peak.c's loop is written as a multiply and an add,
+// which GCC keeps apart under -std=c11; this one is the FMA instruction itself.)
+double gpt2_sgemm_fma_peak(long iters) {
+  double flops = 0;
+#ifdef _OPENMP
+#pragma omp parallel reduction(+ : flops)
+#endif
+  {
+    vf acc[16], a = vf_splat(1.0f + 1e-7f), b = vf_splat(1e-7f);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) acc[i] = vf_splat((float)i);
+    for (long it = 0; it < iters; it++) {
+#pragma GCC unroll 16  // the chains in registers, not in memory
+      for (int i = 0; i < 16; i++) acc[i] = vf_fma(acc[i], a, b);
+    }
+    float sink[VL];
+    vf sum = acc[0];
+#pragma GCC unroll 16
+    for (int i = 1; i < 16; i++) sum = sum + acc[i];
+    vf_storeu(sink, sum);
+    flops += 2.0 * VL * 16 * (double)iters + (sink[0] == 12345.0f ? 1 : 0);
+  }
+  return flops;
+}
+
 // One MR x NR tile: C = beta * C + ap (kc, MR)^T @ bp (kc, NR); only the top-left mr x nr
 // of the tile is in C (the packed operands are zero past the edges).
 static void micro_kernel(int kc, const float* restrict ap, const float* restrict bp,
@@ -109,6 +146,9 @@ static void micro_kernel(int kc, const float* restrict ap, const float* restrict
   for (int i = 0; i < MR; i++) {
 #pragma GCC unroll 8
     for (int j = 0; j < NV; j++) acc[i][j] = vf_zero();
+  }
+  for (int i = 0; i < MR; i++) {  // the tile of C, wanted only at the end: fetch it now
+    for (int j = 0; j < NR; j += 16) __builtin_prefetch(c + (size_t)i * ldc + j, 1, 3);
   }
   for (int k = 0; k < kc; k++) {
     vf b[NV];
@@ -220,26 +260,28 @@ static inline void transpose16(__m512 r[16]) {
 // through more cache lines than L1 holds.
 static void pack_transposed(const float* src, size_t ld, int n, int kc, int W,
                             float* restrict dst) {
-  int k0 = 0;
+  for (int i0 = 0; i0 < W; i0 += 16) {  // 16 rows at a time: 16 streams, each read through
+    int w = W - i0 < 16 ? W - i0 : 16, k0 = 0;
 #if defined(__AVX512F__)
-  for (; k0 + 16 <= kc; k0 += 16) {
-    for (int i0 = 0; i0 < W; i0 += 16) {
-      int w = W - i0 < 16 ? W - i0 : 16;
+    __mmask16 out = (__mmask16)((1u << w) - 1);
+    for (; k0 + 16 <= kc; k0 += 16) {
       __m512 r[16];
       for (int j = 0; j < 16; j++) {
-        r[j] = i0 + j < n ? _mm512_loadu_ps(src + (size_t)(i0 + j) * ld + k0) : _mm512_setzero_ps();
+        const float* row = src + (size_t)(i0 + j) * ld + k0;
+        r[j] = i0 + j < n ? _mm512_loadu_ps(row) : _mm512_setzero_ps();
       }
       transpose16(r);
-      __mmask16 out = (__mmask16)((1u << w) - 1);
-      for (int kk = 0; kk < 16; kk++) _mm512_mask_storeu_ps(dst + (size_t)(k0 + kk) * W + i0, out, r[kk]);
+      for (int kk = 0; kk < 16; kk++) {
+        _mm512_mask_storeu_ps(dst + (size_t)(k0 + kk) * W + i0, out, r[kk]);
+      }
     }
-  }
 #endif
-  for (; k0 < kc; k0 += 16) {
-    int kn = kc - k0 < 16 ? kc - k0 : 16;
-    for (int i = 0; i < W; i++) {
-      const float* s = src + (size_t)i * ld + k0;
-      for (int kk = 0; kk < kn; kk++) dst[(size_t)(k0 + kk) * W + i] = i < n ? s[kk] : 0.0f;
+    for (; k0 < kc; k0 += 16) {
+      int kn = kc - k0 < 16 ? kc - k0 : 16;
+      for (int i = i0; i < i0 + w; i++) {
+        const float* row = src + (size_t)i * ld + k0;
+        for (int kk = 0; kk < kn; kk++) dst[(size_t)(k0 + kk) * W + i] = i < n ? row[kk] : 0.0f;
+      }
     }
   }
 }
@@ -258,20 +300,27 @@ static void pack_a(const gemm_args* g, int ic, int pc, int mc, int kc, float* re
 
 // B'[pc + k][jc + p * NR + j] into dst[p][k][j] for kc rows and nc columns of B'.
 static void pack_b(const gemm_args* g, int pc, int jc, int kc, int nc, float* restrict dst) {
-  for (int p = 0; p < nc; p += NR, dst += (size_t)kc * NR) {
-    int cols = nc - p < NR ? nc - p : NR;
-    if (g->csb == 1) {  // B as stored: NR columns side by side
-      pack_copy(g->B + (size_t)pc * g->rsb + jc + p, g->rsb, cols, kc, NR, dst);
-    } else {  // B stored transposed (the weights of the forward pass): each column along k
-      pack_transposed(g->B + (size_t)(jc + p) * g->csb + pc, g->csb, cols, kc, NR, dst);
+  if (g->csb == 1) {  // B as stored: each row of the block read through, NR columns per panel
+    const float* src = g->B + (size_t)pc * g->rsb + jc;
+    for (int k = 0; k < kc; k++, src += g->rsb) {
+      float* d = dst + (size_t)k * NR;
+      int p = 0;
+      for (; p + NR <= nc; p += NR, d += (size_t)kc * NR) {
+        for (int j = 0; j < NV; j++) vf_storeu(d + j * VL, vf_loadu(src + p + j * VL));
+      }
+      if (p < nc) pack_copy(src + p, g->rsb, nc - p, 1, NR, d);
     }
+    return;
+  }
+  for (int p = 0; p < nc; p += NR, dst += (size_t)kc * NR) {  // B stored transposed
+    int cols = nc - p < NR ? nc - p : NR;
+    pack_transposed(g->B + (size_t)(jc + p) * g->csb + pc, g->csb, cols, kc, NR, dst);
   }
 }
 
-// Packing buffers, one pair per thread, kept between calls (OpenMP keeps its threads).
-static _Thread_local float* buf_a;
-static _Thread_local float* buf_b;
-static _Thread_local size_t cap_a, cap_b;
+// The packing buffers of GEMMs called from this thread, kept between calls.
+static _Thread_local float* workspace;
+static _Thread_local size_t workspace_cap;
 
 static float* grow(float** buf, size_t* cap, size_t floats) {
   if (floats > *cap) {
@@ -289,7 +338,6 @@ static int k_block(int K) {
   return (kc + 7) / 8 * 8;
 }
 
-
 // The plain loop over rows [m0, m1) and columns [n0, n1) of C, for when the packing buffers
 // cannot be had.
 static void gemm_plain(const gemm_args* g, int m0, int m1, int n0, int n1) {
@@ -304,34 +352,29 @@ static void gemm_plain(const gemm_args* g, int m0, int m1, int n0, int n1) {
   }
 }
 
-// Rows [m0, m1) and columns [n0, n1) of C, on the calling thread.
-static void gemm_part(const gemm_args* g, int m0, int m1, int n0, int n1) {
-  int kcmax = k_block(g->K);
-  int mcmax = m1 - m0 < GEMM_MC ? m1 - m0 : GEMM_MC;
-  int ncmax = n1 - n0 < GEMM_NC ? n1 - n0 : GEMM_NC;
-  float* pa = grow(&buf_a, &cap_a, (size_t)(mcmax + MR) * kcmax);
-  float* pb = grow(&buf_b, &cap_b, (size_t)(ncmax + NR) * kcmax);
-  if (!pa || !pb) {
-    gemm_plain(g, m0, m1, n0, n1);
+// The team's barrier, between packing an A' block together and computing with it. OpenMP's
+// own sleeps at once under OMP_WAIT_POLICY=PASSIVE (which the backend sets, for OpenBLAS's
+// sake), and waking costs more than the wait: both threads are busy in this GEMM, so the
+// waiter spins, and yields only if the other is long in coming (another process has its core).
+typedef struct {
+  atomic_int arrived, generation;
+} team_barrier;
+
+static void team_wait(team_barrier* b, int team) {
+  int generation = atomic_load_explicit(&b->generation, memory_order_acquire);
+  if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == team - 1) {
+    atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->generation, 1, memory_order_release);
     return;
   }
-  for (int ic = m0; ic < m1; ic += GEMM_MC) {
-    int mc = m1 - ic < GEMM_MC ? m1 - ic : GEMM_MC;
-    for (int pc = 0; pc < g->K; pc += kcmax) {
-      int kc = g->K - pc < kcmax ? g->K - pc : kcmax;
-      float beta = pc == 0 ? g->beta : 1.0f;
-      pack_a(g, ic, pc, mc, kc, pa);
-      for (int jc = n0; jc < n1; jc += GEMM_NC) {
-        int nc = n1 - jc < GEMM_NC ? n1 - jc : GEMM_NC;
-        pack_b(g, pc, jc, kc, nc, pb);
-        for (int ir = 0; ir < mc; ir += MR) {
-          for (int jr = 0; jr < nc; jr += NR) {
-            micro_kernel(kc, pa + (size_t)ir * kc, pb + (size_t)jr * kc,
-                         g->C + (size_t)(ic + ir) * g->N + jc + jr, (size_t)g->N, beta,
-                         mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR);
-          }
-        }
-      }
+  for (int spins = 0; atomic_load_explicit(&b->generation, memory_order_acquire) == generation;
+       spins++) {
+    if (spins > 4096) {
+      sched_yield();
+    } else {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
     }
   }
 }
@@ -341,44 +384,103 @@ static int split(int units, int parts, int i) {
   return (int)((long long)units * i / parts);
 }
 
+// Rows [m0, m1) and columns [n0, n1) of C, on thread t of a team of `team`, packing B'
+// into pb. Alone, the thread packs its own A' blocks into pa. Shared, every thread of the
+// team takes rows [m0, m1) and columns of its own, and the team packs each A' block together,
+// a share of the strips each, into pa (two blocks, alternating, so that one barrier per
+// block is enough: a thread can only start packing a block again once all have finished
+// packing the one between, and so computing with it).
+static void gemm_part(const gemm_args* g, int m0, int m1, int n0, int n1, size_t a_floats,
+                      float* pa, float* pb, team_barrier* barrier, int t, int team) {
+  int kcmax = k_block(g->K);
+  int block = 0;
+  for (int ic = m0; ic < m1; ic += GEMM_MC) {
+    int mc = m1 - ic < GEMM_MC ? m1 - ic : GEMM_MC;
+    for (int pc = 0; pc < g->K; pc += kcmax, block++) {
+      int kc = g->K - pc < kcmax ? g->K - pc : kcmax;
+      float beta = pc == 0 ? g->beta : 1.0f;
+      float* ap = pa;
+      if (barrier) {
+        ap = pa + (size_t)(block & 1) * a_floats;
+        int strips = (mc + MR - 1) / MR;
+        int s0 = split(strips, team, t) * MR, s1 = split(strips, team, t + 1) * MR;
+        if (s1 > mc) s1 = mc;
+        if (s1 > s0) pack_a(g, ic + s0, pc, s1 - s0, kc, ap + (size_t)s0 * kc);
+        team_wait(barrier, team);
+      } else {
+        pack_a(g, ic, pc, mc, kc, ap);
+      }
+      for (int jc = n0; jc < n1; jc += GEMM_NC) {
+        int nc = n1 - jc < GEMM_NC ? n1 - jc : GEMM_NC;
+        pack_b(g, pc, jc, kc, nc, pb);
+        for (int ir = 0; ir < mc; ir += MR) {
+          for (int jr = 0; jr < nc; jr += NR) {
+            micro_kernel(kc, ap + (size_t)ir * kc, pb + (size_t)jr * kc,
+                         g->C + (size_t)(ic + ir) * g->N + jc + jr, (size_t)g->N, beta,
+                         mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR);
+          }
+        }
+      }
+    }
+  }
+}
+
 void gpt2_sgemm(int transA, int transB, int M, int N, int K, const float* A, const float* B,
                 float beta, float* C) {
   if (M <= 0 || N <= 0) return;
   gemm_args g = {M, N, K, A, transA ? 1 : (size_t)K, transA ? (size_t)M : 1,
                  B, transB ? 1 : (size_t)N, transB ? (size_t)K : 1, beta, C};
   if (K <= 0) {  // C = beta * C
-    for (int m = 0; m < M; m++) {
-      for (int n = 0; n < N; n++) {
-        float* c = C + (size_t)m * N + n;
-        *c = beta == 0.0f ? 0.0f : beta * *c;
-      }
-    }
+    gemm_plain(&g, 0, M, 0, N);
     return;
   }
   int threads = 1;
 #ifdef _OPENMP
   if ((double)M * N * K >= GEMM_SERIAL_FMAS) threads = omp_get_max_threads();
 #endif
-  // Splitting N packs A' once per thread, splitting M packs B' once per thread: split the
-  // dimension whose other operand is smaller, as long as it has a strip or panel per thread.
+  // Threads split N and share the packing of A' (each packs B' for its own columns), unless
+  // M is larger: then they split M, and each packs all of the smaller B' for itself.
   int strips = (M + MR - 1) / MR, panels = (N + NR - 1) / NR;
   int by_n = (N >= M && panels >= threads) || strips < threads;
   int units = by_n ? panels : strips;
   if (units < threads) threads = units;
+  int share = by_n && threads > 1;
+  // One workspace, the caller's, lent to the team: the A' blocks (two shared ones, or one
+  // per thread), then one B' block per thread.
+  // (sized for a thread that takes the whole GEMM alone, should the team come short)
+  int kcmax = k_block(K), mcmax = M < GEMM_MC ? M : GEMM_MC, ncmax = N < GEMM_NC ? N : GEMM_NC;
+  // (each a whole number of cache lines, so every B' block is aligned for the vector loads)
+  size_t a_floats = ((size_t)(mcmax + MR) * kcmax + 15) / 16 * 16;
+  size_t b_floats = ((size_t)(ncmax + NR) * kcmax + 15) / 16 * 16;
+  size_t a_total = (share ? 2 : (size_t)threads) * a_floats;
+  float* work = grow(&workspace, &workspace_cap, a_total + (size_t)threads * b_floats);
+  if (!work) {
+    gemm_plain(&g, 0, M, 0, N);
+    return;
+  }
+  team_barrier barrier;
+  atomic_init(&barrier.arrived, 0);
+  atomic_init(&barrier.generation, 0);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
   {
-    int t = 0;
+    int t = 0, short_team = 0;
 #ifdef _OPENMP
     t = omp_get_thread_num();
+    short_team = omp_get_num_threads() != threads;  // fewer threads than asked (nested, limits)
 #endif
-    int u0 = split(units, threads, t), u1 = split(units, threads, t + 1);
-    if (u1 > u0) {
-      if (by_n) {
-        gemm_part(&g, 0, M, u0 * NR, u1 * NR < N ? u1 * NR : N);
+    if (short_team) {
+      if (t == 0) gemm_part(&g, 0, M, 0, N, a_floats, work, work + a_total, NULL, 0, 1);
+    } else {
+      int u0 = split(units, threads, t), u1 = split(units, threads, t + 1);
+      int m0 = by_n ? 0 : u0 * MR, m1 = by_n ? M : (u1 * MR < M ? u1 * MR : M);
+      int n0 = by_n ? u0 * NR : 0, n1 = by_n ? (u1 * NR < N ? u1 * NR : N) : N;
+      float* pb = work + a_total + (size_t)t * b_floats;
+      if (share) {
+        gemm_part(&g, m0, m1, n0, n1, a_floats, work, pb, &barrier, t, threads);
       } else {
-        gemm_part(&g, u0 * MR, u1 * MR < M ? u1 * MR : M, 0, N);
+        gemm_part(&g, m0, m1, n0, n1, a_floats, work + (size_t)t * a_floats, pb, NULL, t, 1);
       }
     }
   }

@@ -13,4 +13,8 @@ void gpt2_sgemm(int transA, int transB, int M, int N, int K, const float* A, con
 // shape[1] its rows (MR), shape[2] its columns (NR).
 void gpt2_sgemm_shape(int shape[3]);
 
+// The FLOPs of `iters` rounds of 16 independent chains of the micro-kernel's FMA instruction
+// on every thread, for a benchmark to divide by the time taken: the GEMM's ceiling.
+double gpt2_sgemm_fma_peak(long iters);
+
 #endif

@@ -2,10 +2,11 @@
 // block sizes, in the three orientations nn.Linear uses (forward out = inp @ W^T, dinp = dout @ W,
 // dweight = dout^T @ inp), both through the native backend (own GEMM and OpenBLAS) and built
 // alone for each vector width: AVX-512, AVX2 and the portable vector-extension path.
-import { equal } from "node:assert/strict";
+import { deepEqual, equal } from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { NativeBackend } from "../../lib/backends/native/mod.ts";
+import { benchGemm, gemmDims, gemmTable } from "../../lib/bench/gemm.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { assertClose } from "../support.ts";
 
@@ -43,17 +44,18 @@ function referenceGemm(
   return out;
 }
 
-// M x N x K of the GEMM: single elements, every dimension off the micro-tile (14 x 32 on
-// AVX-512, 6 x 16 on AVX2, 4 x 8 portable), K over three K blocks (KC 384), M over one row
-// block (MC 1008) and N over one column block (NC 512) per thread on up to four threads, and
-// N < M, which splits the threads over rows instead of columns.
+// M x N x K of the GEMM: single elements; every dimension off the micro-tile (8 x 48 on
+// AVX-512, 6 x 16 on AVX2, 4 x 8 portable); K over two K blocks (KC 768); on two threads M
+// over one row block (MC 576), both split over rows (N < M) and shared (N >= M, the team
+// packing A' together), and N over one column block (NC 192) per thread.
 const SHAPES: [number, number, number][] = [
   [1, 1, 1],
   [7, 33, 65],
   [13, 50, 769],
   [100, 3, 5],
-  [4100, 20, 3],
-  [3, 2200, 5],
+  [4100, 20, 4],
+  [3, 2200, 50],
+  [1100, 1200, 2],
 ];
 
 const native = await NativeBackend.create();
@@ -134,6 +136,7 @@ const GEMM_SYMBOLS = {
     result: "void",
   },
   gpt2_sgemm_shape: { parameters: ["buffer"], result: "void" },
+  gpt2_sgemm_fma_peak: { parameters: ["i64"], result: "f64" },
 } as const;
 
 /** The CPU's feature flags from /proc/cpuinfo (empty where there is none). */
@@ -182,6 +185,11 @@ for (const { march, lanes } of variants()) {
         const shape = new Int32Array(3);
         symbols.gpt2_sgemm_shape(shape);
         equal(shape[0], lanes, `${march} compiled ${shape[0]} lanes, expected ${lanes}`);
+        // the peak counts 2 FLOPs per lane per FMA, 16 chains, on every thread
+        const perThread = 2 * lanes * 16 * 1000;
+        const flops = symbols.gpt2_sgemm_fma_peak(1000n);
+        equal(flops % perThread, 0, `Expected a multiple of ${perThread} FLOPs, found ${flops}`);
+        equal(flops > 0, true, `Expected FLOPs counted, found ${flops}`);
         for (const [M, N, K] of SHAPES) {
           const A = randn(M * K), B = randn(K * N), C0 = randn(M * N);
           for (
@@ -207,3 +215,20 @@ for (const { march, lanes } of variants()) {
     }
   });
 }
+
+Deno.test("lib/bench/gemm.ts: each product's GEMM dims, and a table row per shape and product", () => {
+  const shape = { name: "tiny", tokens: 5, outFeatures: 7, inFeatures: 3 };
+  // forward: out (tokens, out) from in; dinp (tokens, in) from out; dweight (out, in) from tokens
+  deepEqual(gemmDims(shape, "forward"), { M: 5, N: 7, K: 3 });
+  deepEqual(gemmDims(shape, "dinp"), { M: 5, N: 3, K: 7 });
+  deepEqual(gemmDims(shape, "dweight"), { M: 7, N: 3, K: 5 });
+  const report = benchGemm(native, { shapes: [shape], rounds: 1, seconds: 0.001 });
+  deepEqual(report.rows.map((r) => r.orientation), ["forward", "dinp", "dweight"]);
+  for (const r of report.rows) {
+    equal(r.ownGflops > 0, true, `Expected own GFLOP/s for ${r.orientation}, found ${r.ownGflops}`);
+    equal(r.blasGflops === null, native.library.blas === null, "OpenBLAS timed iff linked");
+  }
+  const lines = gemmTable(report).split("\n");
+  equal(lines.filter((l) => l.startsWith("| tiny |")).length, 3);
+  equal(native.usesBlas, native.library.blas !== null, "The backend back on OpenBLAS if linked");
+});
