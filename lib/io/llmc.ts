@@ -160,6 +160,11 @@ export interface LlmcModelConfig {
   n_layer: number;
   n_head: number;
   n_embd: number;
+  /** The speedrun's architecture options (lib/model/speedrun.ts), which the file cannot hold. */
+  mlp?: "gelu" | "relu2";
+  qk_norm?: boolean;
+  pos?: "learned" | "rotary";
+  untie_head?: boolean;
 }
 
 /** The parameters' type in a model file. */
@@ -388,6 +393,25 @@ export async function writeLlmcModel(path: string, model: LlmcModelSource): Prom
 }
 
 /**
+ * llm.c's file holds the lecture's GPT-2 only: a model with the speedrun's architecture options
+ * (an MLP other than GELU, QK-norm, rotary positions, an untied head) has no place in it.
+ */
+function refuseArchitectureOptions(config: LlmcModelConfig): void {
+  const c = config;
+  const on = [
+    c.mlp !== undefined && c.mlp !== "gelu" ? `mlp ${c.mlp}` : null,
+    c.qk_norm ? "qk_norm" : null,
+    c.pos !== undefined && c.pos !== "learned" ? `pos ${c.pos}` : null,
+    c.untie_head ? "untie_head" : null,
+  ].filter((x) => x !== null);
+  if (on.length > 0) {
+    throw new Error(
+      `llm.c's model file holds GPT-2 as the lecture builds it; this model has ${on.join(", ")}`,
+    );
+  }
+}
+
+/**
  * Writes weights by the model's names (`[out, in]` layout, wte of `vocab_size` rows) as an
  * llm.c GPT-2 model file, version 3 (fp32). Written to `path + ".tmp"` and renamed, so `path`
  * only ever holds a whole file.
@@ -399,6 +423,7 @@ export async function writeLlmcWeights(
   config: LlmcModelConfig,
   weights: Map<string, Float32Array>,
 ): Promise<void> {
+  refuseArchitectureOptions(config);
   const paddedVocab = llmcPaddedVocabSize(config.vocab_size);
   const { slots } = tensorSlots(config, paddedVocab);
   checkWeights(slots, weights);

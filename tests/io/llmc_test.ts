@@ -293,3 +293,22 @@ Deno.test("writeLlmcWeights: missing, unexpected and mis-sized tensors are error
   assertEquals(again.weights, weights);
   assertEquals((await Deno.stat(path)).size, 1024 + 4 * (540 - 8 * 4 + 128 * 4));
 });
+
+Deno.test("writeLlmcWeights: a model with the speedrun's options is refused, naming them", async () => {
+  const { writeLlmcWeights } = await import("../../lib/io/llmc.ts");
+  const config = { block_size: 8, vocab_size: 16, n_layer: 1, n_head: 1, n_embd: 4 };
+  for (
+    const [options, named] of [
+      [{ pos: "rotary" }, "pos rotary"],
+      [{ qk_norm: true, mlp: "relu2" }, "mlp relu2, qk_norm"],
+      [{ untie_head: true }, "untie_head"],
+    ] as const
+  ) {
+    const path = await Deno.makeTempFile({ suffix: ".bin" });
+    await rejects(
+      writeLlmcWeights(path, { ...config, ...options }, new Map()),
+      new RegExp(`GPT-2 as the lecture builds it; this model has ${named}$`),
+    );
+    await Deno.remove(path);
+  }
+});
