@@ -217,12 +217,11 @@ export function gemmTable(report: GemmReport): string {
     "| --- | --- | --- | --- | --- | --- | --- |",
     ...report.rows.map((r) => gemmRowMarkdown(r, report.peakGflops)),
     "",
-    `Peak: ${
-      report.peakGflops.toFixed(1)
-    } GFLOP/s, the best fp32 FMA peak of all threads measured ` +
-    `during the run; best of ${report.rounds} interleaved rounds; OpenBLAS: ${
-      report.blas ?? "not linked"
-    }.`,
+    `Peak: ${report.peakGflops.toFixed(1)} GFLOP/s, the best fp32 FMA peak of all threads ` +
+    `during the run (gemm.c's chains of FMAs; peak.c's multiply-and-add loop, the backend's ` +
+    `measurePeakGflops, read ${report.backendPeakGflops.toFixed(1)}); each GEMM's best of ` +
+    `${report.rounds} interleaved rounds.`,
+    `OpenBLAS: ${report.blas ?? "not linked (GPT2_NO_BLAS set, or none found)"}`,
   ].join("\n");
 }
 
