@@ -18,6 +18,7 @@ import {
   defaultCudaConfigs,
   runCudaBench,
 } from "../bench/cuda.ts";
+import { benchGeneration, generationTable } from "../bench/generation.ts";
 import { timeMedian, timeSteps, trainFlopsPerToken } from "../bench/step.ts";
 import { runTorchPeer, torchPeerUnavailable } from "../bench/torch_peer.ts";
 import { gptConfig } from "../model/gpt.ts";
@@ -32,6 +33,8 @@ const HELP = `deno task bench [flags]
   --warmup N          untimed iterations per config (default 2)
   --iters N           timed iterations per config; the median is reported (default 5)
   --no-gemm           skip the GEMM table
+  --generation        also time 256 greedy tokens from GPT-2 124M with and without the KV
+                      cache (the uncached half takes minutes here)
   --webgpu            also run the WebGPU benchmark (each kernel, then 124M steps at B=4, T=64,
                       and B=16, T=1024 on a real GPU) on the adapter at hand (lib/bench/webgpu.ts)
   --backend NAME      native (default); webgpu: only the WebGPU benchmark; with --configs
@@ -65,6 +68,7 @@ await runMain(async () => {
     warmup: { type: "string" },
     iters: { type: "string" },
     "no-gemm": { type: "boolean" },
+    generation: { type: "boolean" },
     webgpu: { type: "boolean" },
     backend: { type: "string" },
     precisions: { type: "string" },
@@ -131,6 +135,9 @@ await runMain(async () => {
       peak.toFixed(1)
     } GFLOP/s`,
   );
+  if (f.generation) {
+    console.log(`\n${generationTable(await benchGeneration(backend, { tokens: 256 }))}`);
+  }
   if (f.webgpu) await runWebGpuBench([]);
 });
 
