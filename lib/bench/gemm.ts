@@ -62,15 +62,10 @@ export interface GemmRow {
 export interface GemmReport {
   rows: GemmRow[];
   /**
-   * The best FMA peak of all threads measured during the run, GFLOP/s: gemm.c's
-   * `gpt2_sgemm_fma_peak`, chains of the micro-kernel's own FMA instruction.
+   * The best FMA peak of all threads measured during the run, GFLOP/s: the backend's
+   * `measurePeakGflops`, chains of the micro-kernel's own FMA instruction.
    */
   peakGflops: number;
-  /**
-   * The backend's `measurePeakGflops` (kernels/cpu/peak.c), best of the run, GFLOP/s. Its
-   * loop is compiled as a multiply and an add, not an FMA, so it reads lower than peakGflops.
-   */
-  backendPeakGflops: number;
   /** The OpenBLAS library linked, or null. */
   blas: string | null;
   rounds: number;
@@ -108,36 +103,6 @@ function linearOperands(
   };
 }
 
-/**
- * The FMA peak of all threads, GFLOP/s, from gemm.c's `gpt2_sgemm_fma_peak` in the backend's
- * library: rounds enough for `seconds`, the best of three runs.
- */
-export function measureFmaPeakGflops(backend: NativeBackend, seconds = 0.1): number {
-  const lib = Deno.dlopen(
-    backend.library.path,
-    {
-      gpt2_sgemm_fma_peak: { parameters: ["i64"], result: "f64" },
-    } as const,
-  );
-  try {
-    let iters = 100_000n, best = 0;
-    for (let run = 0; run < 3;) {
-      const t0 = performance.now();
-      const flops = lib.symbols.gpt2_sgemm_fma_peak(iters);
-      const dt = (performance.now() - t0) / 1000;
-      if (dt < seconds) {
-        iters *= 4n;
-        continue;
-      }
-      best = Math.max(best, flops / dt / 1e9);
-      run++;
-    }
-    return best;
-  } finally {
-    lib.close();
-  }
-}
-
 /** The best GFLOP/s of single calls of `run` over about `seconds`, after one warm-up call. */
 function bestGflops(run: () => void, flops: number, seconds: number): number {
   run();
@@ -160,8 +125,7 @@ export function benchGemm(backend: NativeBackend, options: GemmBenchOptions = {}
   const { shapes = GPT2_LINEARS, rounds = 3, seconds = 0.15 } = options;
   const rng = new Generator(0);
   const hasBlas = backend.library.blas !== null;
-  let peak = measureFmaPeakGflops(backend, seconds / 3);
-  let backendPeak = backend.measurePeakGflops(seconds / 3);
+  let peak = backend.measurePeakGflops(seconds / 3);
   const rows: GemmRow[] = [];
   try {
     for (const s of shapes) {
@@ -178,8 +142,7 @@ export function benchGemm(backend: NativeBackend, options: GemmBenchOptions = {}
             const g = bestGflops(() => run(o), flops, seconds);
             row.blasGflops = Math.max(row.blasGflops ?? 0, g);
           }
-          peak = Math.max(peak, measureFmaPeakGflops(backend, seconds / 3));
-          backendPeak = Math.max(backendPeak, backend.measurePeakGflops(seconds / 3));
+          peak = Math.max(peak, backend.measurePeakGflops(seconds / 3));
         }
         rows.push(row);
         options.onRow?.(row, peak);
@@ -191,7 +154,6 @@ export function benchGemm(backend: NativeBackend, options: GemmBenchOptions = {}
   return {
     rows,
     peakGflops: peak,
-    backendPeakGflops: backendPeak,
     blas: backend.library.blas,
     rounds,
   };
@@ -218,8 +180,7 @@ export function gemmTable(report: GemmReport): string {
     ...report.rows.map((r) => gemmRowMarkdown(r, report.peakGflops)),
     "",
     `Peak: ${report.peakGflops.toFixed(1)} GFLOP/s, the best fp32 FMA peak of all threads ` +
-    `during the run (gemm.c's chains of FMAs; peak.c's multiply-and-add loop, the backend's ` +
-    `measurePeakGflops, read ${report.backendPeakGflops.toFixed(1)}); each GEMM's best of ` +
+    `during the run (chains of the micro-kernel's FMA instruction); each GEMM's best of ` +
     `${report.rounds} interleaved rounds.`,
     `OpenBLAS: ${report.blas ?? "not linked (GPT2_NO_BLAS set, or none found)"}`,
   ].join("\n");

@@ -13,7 +13,8 @@
 
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launchChromium, runInUi, startJupyter, uiUnavailable } from "../tools/jupyter_ui.ts";
+import { launchChromium } from "../tools/chromium.ts";
+import { runInUi, startJupyter, uiUnavailable } from "../tools/jupyter_ui.ts";
 import { notebookProblems, readNotebook } from "../tools/notebook_checks.ts";
 
 const NOTEBOOKS: string = fileURLToPath(new URL("../../notebooks/", import.meta.url));

@@ -17,6 +17,7 @@ import {
 } from "../../lib/plot/mod.ts";
 import { oursLog } from "./ours_log.ts";
 import { decodePng, hasColor } from "./png.ts";
+import { CHROMIUM, launchChromium } from "../tools/chromium.ts";
 
 /** The labels of the SVG's y axis titled `title`, in drawing order (bottom to top). */
 function yAxisLabels(svg: string, title: string): string[] {
@@ -31,8 +32,6 @@ function legendLabels(svg: string): string[] {
   return [...svg.matchAll(/class="mark-text role-legend-label"[^>]*>(.*?)<\/g>/g)]
     .flatMap((g) => [...g[1].matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]));
 }
-
-const CHROMIUM = "/usr/bin/chromium";
 
 Deno.test("plot files: PNG decodes to the SVG's size times the scale, with the lines' colours", async () => {
   const dir = await Deno.makeTempDir({ prefix: "plot_test_" });
@@ -85,20 +84,8 @@ Deno.test({
   name: "plot html: renders in Chromium (plotly's SVG, one trace per line, no console errors)",
   ignore: !existsSync(CHROMIUM),
   async fn() {
-    const { chromium } = await import("playwright-core");
     const dir = await Deno.makeTempDir({ prefix: "plot_test_" });
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-    });
+    const browser = await launchChromium(["--disable-gpu"]);
     try {
       const figure = buildFigure([
         { label: "ours", log: parseLog(oursLog(30)) },

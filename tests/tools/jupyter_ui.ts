@@ -19,13 +19,13 @@ import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
+import { CHROMIUM } from "./chromium.ts";
 import type { Notebook } from "./notebook_checks.ts";
 
 const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
 const NOTEBOOKS: string = join(REPO_ROOT, "notebooks");
 const KERNELS: string = join(NOTEBOOKS, "jupyter");
-/** Debian's Chromium and Jupyter, installed by `deno task setup`. */
-export const CHROMIUM = "/usr/bin/chromium";
+/** Debian's Jupyter, installed by `deno task setup`. */
 export const JUPYTER = "/usr/bin/jupyter";
 
 /** What is missing for a UI run, or null when Chromium and Jupyter are both installed. */
@@ -124,23 +124,6 @@ export async function startJupyter(): Promise<JupyterServer> {
       await drained;
     },
   };
-}
-
-/** Launches headless Chromium for playwright. */
-export async function launchChromium(): Promise<Browser> {
-  const { chromium } = await import("playwright-core");
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
 }
 
 /** Deletes the server's sessions of `path` (a name under notebooks/), which stops their kernels. */

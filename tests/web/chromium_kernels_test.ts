@@ -14,8 +14,8 @@ import {
   WGSL_FILES,
 } from "../../lib/backends/webgpu/kernels.ts";
 import { repoRoot } from "../support.ts";
+import { CHROMIUM, launchChromium, WEBGPU_FLAGS } from "../tools/chromium.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 /** Kernels Tint may reject: none. */
 const KNOWN_REJECTED: string[] = [];
 
@@ -57,17 +57,7 @@ Deno.test({
           headers: { "content-type": "text/html" },
         }),
     );
-    const { chromium } = await import("playwright-core");
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--enable-unsafe-webgpu",
-        "--use-webgpu-adapter=swiftshader",
-        "--use-angle=swiftshader",
-      ],
-    });
+    const browser = await launchChromium(WEBGPU_FLAGS);
     try {
       const page = await browser.newPage();
       await page.goto(`http://127.0.0.1:${server.addr.port}/`);

@@ -14,17 +14,12 @@ import { GPT } from "../../lib/model/gpt.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { generate } from "../../lib/model/sample.ts";
 import { referenceDir, repoRoot } from "../support.ts";
+import { CHROMIUM, launchChromium, WEBGPU_FLAGS } from "../tools/chromium.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 /**
  * WebGPU in headless Chromium without a GPU: WebGPU switched on for Linux, and SwiftShader
  * (Chromium's own software Vulkan) as the adapter, with ANGLE on it too.
  */
-const WEBGPU_FLAGS = [
-  "--enable-unsafe-webgpu",
-  "--use-webgpu-adapter=swiftshader",
-  "--use-angle=swiftshader",
-];
 const TINY = join(referenceDir, "tiny-gpt2");
 const TINY_GPT2_VOCAB = join(referenceDir, "tiny-gpt2-vocab50257");
 /** The tiny model's greedy continuation of 5,40,8,43 (PyTorch's, `generate.greedy`). */
@@ -104,20 +99,8 @@ async function startServe(weights: string): Promise<Serve> {
   );
 }
 
-async function launchWebGpuChromium(): Promise<Browser> {
-  const { chromium } = await import("playwright-core");
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      ...WEBGPU_FLAGS,
-    ],
-  });
+function launchWebGpuChromium(): Promise<Browser> {
+  return launchChromium(WEBGPU_FLAGS);
 }
 
 /** A new page that records console errors and uncaught exceptions into `errors`. */
