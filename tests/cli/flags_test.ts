@@ -7,7 +7,7 @@ import { referenceDir, runTask } from "../support.ts";
 Deno.test("tasks: bad flags and a missing data file fail with a message naming them", async () => {
   const bad = await runTask(["lib/cli/train.ts", "--steps", "ten"]);
   assertEquals(bad.code, 1);
-  ok(bad.stderr.includes('--steps expects an integer >= 1, found "ten"'), bad.stderr);
+  ok(bad.stderr.includes('--steps expects an integer >= 0, found "ten"'), bad.stderr);
   const missing = await runTask(["lib/cli/train.ts", "--data", "/nonexistent/input.txt"]);
   assertEquals(missing.code, 1);
   ok(missing.stderr.includes("/nonexistent/input.txt"), missing.stderr);
