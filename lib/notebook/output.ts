@@ -37,14 +37,28 @@ interface Pending {
   lines: string[];
 }
 
-/** The shortest time between two prints of the buffer, in milliseconds. */
-const MIN_INTERVAL_MS = 2;
+/**
+ * How long the cell waits after each print, in milliseconds, sleeping (not spinning). The kernel
+ * forwards console output on another thread and replies 5 ms after the cell ends, so a line
+ * printed in a cell's last moment raced that reply: under load in CI the last two lines of a
+ * notebook-01 cell came under the next cell. The pause also spaces the prints of a loop that
+ * awaits between them, so the kernel's queue never holds more than about one message.
+ */
+const HANDOFF_MS = 8;
+
+/** Something to sleep on: `Atomics.wait` blocks this thread without using the core. */
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 let installed = false;
 
 /** Whether this code runs inside `deno jupyter`'s kernel. */
 export function inJupyterKernel(): boolean {
-  return "jupyter" in Deno;
+  try {
+    // Deno.jupyter is declared everywhere; outside `deno jupyter` reading it throws
+    return typeof Deno.jupyter.broadcast === "function";
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -62,14 +76,9 @@ export function keepOutputInCells(options: { force?: boolean } = {}): boolean {
   };
   const queue: Pending[] = [];
   let scheduled = false;
-  let lastFlush = -Infinity;
 
   const flush = (): void => {
     scheduled = false;
-    // Spaced out so the kernel's queue never holds more than about one message: a loop that
-    // awaits between prints would otherwise still send one message per line.
-    while (performance.now() - lastFlush < MIN_INTERVAL_MS) { /* wait */ }
-    lastFlush = performance.now();
     // At most one message per stream: interleaved stdout and stderr lines are grouped by
     // stream, as Jupyter's output area merges consecutive stream outputs anyway.
     const lines: Record<Stream, string[]> = { stdout: [], stderr: [] };
@@ -77,6 +86,7 @@ export function keepOutputInCells(options: { force?: boolean } = {}): boolean {
     for (const stream of ["stdout", "stderr"] as const) {
       if (lines[stream].length > 0) original[stream](lines[stream].join("\n"));
     }
+    Atomics.wait(SLEEPER, 0, 0, HANDOFF_MS); // the forwarding thread's turn (see HANDOFF_MS)
   };
 
   const print = (stream: Stream, args: unknown[]): void => {
