@@ -58,6 +58,7 @@ import { findCudaLibrary } from "./libraries.ts";
 import { Bf16Copies, matmulBackward, type MatmulContext, matmulForward } from "./matmul.ts";
 import { DevicePool } from "./memory.ts";
 import { gpuPeakTflops } from "./peaks.ts";
+import { checkKVCacheDims } from "../kv_cache_dims.ts";
 
 export { CudaBuffer } from "./device.ts";
 export { CudaDriver } from "./driver.ts";
@@ -560,7 +561,7 @@ export class CudaBackend implements Backend {
     qkv: DeviceBuffer,
     dims: KVCacheDims,
   ): void {
-    const d = this.#dev, { B, T, C, maxT } = checkCache(dims);
+    const d = this.#dev, { B, T, C, maxT } = checkKVCacheDims(dims, kCache, vCache);
     kvCache.kvCacheAppend(
       d,
       d.f32(kCache, B * maxT * C, "kvCacheAppend kCache"),
@@ -577,7 +578,7 @@ export class CudaBackend implements Backend {
     vCache: DeviceBuffer,
     dims: KVCacheDims,
   ): void {
-    const d = this.#dev, { B, T, C, maxT } = checkCache(dims);
+    const d = this.#dev, { B, T, C, maxT } = checkKVCacheDims(dims, kCache, vCache);
     kvCache.attentionDecode(
       d,
       d.f32(out, B * T * C, "attentionDecode out"),
@@ -667,17 +668,6 @@ function checkHeads({ C, NH }: AttentionDims): void {
 }
 
 /** `dims` after checking the heads and that the T new positions fit the cache. */
-function checkCache(dims: KVCacheDims): KVCacheDims {
-  checkHeads(dims);
-  const { T, pos, maxT } = dims;
-  if (!(pos >= 0) || !(T >= 1) || pos + T > maxT) {
-    throw new RangeError(
-      `KV cache: expected pos + T within its ${maxT} positions, found pos ${pos} and T ${T}`,
-    );
-  }
-  return dims;
-}
-
 /** The share of free device memory the pool grows into before reusing garbage: GPT2_CUDA_MEMORY_FRACTION, default 0.9. */
 function memoryFraction(): number {
   const v = Number(Deno.env.get("GPT2_CUDA_MEMORY_FRACTION") ?? "0.9");

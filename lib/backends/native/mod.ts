@@ -20,7 +20,8 @@ import type {
   PeakFlops,
   RowDims,
 } from "../../backend.ts";
-import { checkKVCacheDims, CpuBackend, CpuBuffer } from "../cpu/mod.ts";
+import { CpuBackend, CpuBuffer } from "../cpu/mod.ts";
+import { checkKVCacheDims } from "../kv_cache_dims.ts";
 import { buildNativeLibrary, type NativeLibrary } from "./build.ts";
 
 const SYMBOLS = {

@@ -58,6 +58,7 @@ import {
   type WebGpuPrecision,
 } from "./matmul.ts";
 import * as naive from "./naive.ts";
+import { checkKVCacheDims } from "../kv_cache_dims.ts";
 
 export { WebGpuBuffer } from "./device.ts";
 export { defaultKernels, type WebGpuKernels, WGSL_FILES } from "./kernels.ts";
@@ -377,7 +378,7 @@ export class WebGpuBackend implements Backend {
     dims: KVCacheDims,
   ): void {
     const g = this.#gpu;
-    checkCache(kCache, vCache, dims);
+    checkKVCacheDims(dims, kCache, vCache);
     kvCache.kvCacheAppend(g, { k: g.f32(kCache), v: g.f32(vCache) }, g.f32(qkv), dims);
   }
 
@@ -389,7 +390,7 @@ export class WebGpuBackend implements Backend {
     dims: KVCacheDims,
   ): void {
     const g = this.#gpu;
-    checkCache(kCache, vCache, dims);
+    checkKVCacheDims(dims, kCache, vCache);
     const cache = { k: g.f32(kCache), v: g.f32(vCache) };
     kvCache.attentionDecode(g, g.f32(out), g.f32(qkv), cache, dims);
   }
@@ -439,22 +440,5 @@ export class WebGpuBackend implements Backend {
     const bufs = { param: g.f32(param), grad: g.f32(grad), m: g.f32(m), v: g.f32(v) };
     if (this.kernels.adamw === "elementwise") naive.adamwEager(g, bufs, n, hp);
     else layers.adamw(g, bufs, n, hp);
-  }
-}
-
-/** Throws, saying which, where the sizes do not describe caches that hold the new positions. */
-function checkCache(kCache: DeviceBuffer, vCache: DeviceBuffer, dims: KVCacheDims): void {
-  const { B, T, C, NH, pos, maxT } = dims;
-  if (!(NH >= 1) || C % NH !== 0 || !(pos >= 0) || !(T >= 1) || pos + T > maxT) {
-    throw new RangeError(
-      `KV cache: expected C a multiple of NH and pos + T within maxT, found C ${C}, NH ${NH}, ` +
-        `pos ${pos}, T ${T}, maxT ${maxT}`,
-    );
-  }
-  if (kCache.length !== B * maxT * C || vCache.length !== B * maxT * C) {
-    throw new RangeError(
-      `KV cache: expected key and value caches of ${B * maxT * C} elements, found ` +
-        `${kCache.length} and ${vCache.length}`,
-    );
   }
 }
