@@ -4,7 +4,7 @@ import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import * as ops from "../../lib/model/ops.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { Tensor } from "../../lib/model/tensor.ts";
-import { assertClose } from "../support.ts";
+import { gradcheck as checkGradients } from "./gradcheck.ts";
 
 const backend = new CpuBackend();
 const rng = new Generator(7);
@@ -19,43 +19,14 @@ function ids(shape: number[], vocab: number): Tensor {
   return Tensor.from(backend, Int32Array.from({ length: n }, () => rng.nextU32() % vocab), shape);
 }
 
-/** Checks d(sum(f(inputs) * R))/d(input) for every input that requires grad. */
-async function gradcheck(
+/** The shared finite-difference check (gradcheck.ts) on this file's backend and generator. */
+function gradcheck(
   name: string,
   inputs: Tensor[],
   f: (xs: Tensor[]) => Tensor,
   h = 1e-2,
 ): Promise<void> {
-  const out = f(inputs);
-  const R = rng.fillNormal(new Float32Array(out.size), 0, 1);
-  const objective = async (): Promise<number> => {
-    const y = (await f(inputs).toArray()) as Float32Array;
-    let s = 0;
-    for (let i = 0; i < y.length; i++) s += y[i] * R[i];
-    return s;
-  };
-  for (const x of inputs) x.grad = null;
-  out.backward(Tensor.from(backend, R, out.shape));
-  for (const [k, x] of inputs.entries()) {
-    if (!x.requiresGrad) continue;
-    const analytic = (await x.grad!.toArray()) as Float32Array;
-    const data = (await x.toArray()) as Float32Array;
-    const numeric = new Float64Array(x.size);
-    // perturbing in f32 loses digits: h = 1e-2 keeps the difference well above rounding
-    for (let i = 0; i < x.size; i++) {
-      const orig = data[i];
-      data[i] = orig + h;
-      backend.write(x.buffer, data);
-      const plus = await objective();
-      data[i] = orig - h;
-      backend.write(x.buffer, data);
-      const minus = await objective();
-      data[i] = orig;
-      backend.write(x.buffer, data);
-      numeric[i] = (plus - minus) / (2 * h);
-    }
-    assertClose(`${name}: d/d input ${k}`, analytic, numeric, { rtol: 2e-3, atol: 2e-3 });
-  }
+  return checkGradients(name, inputs, f, { backend, rng, h });
 }
 
 Deno.test("gradcheck: embedding (repeated ids accumulate)", async () => {

@@ -9,6 +9,7 @@ import * as ops from "../../lib/model/ops.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { noGrad, Tensor } from "../../lib/model/tensor.ts";
 import { assertClose } from "../support.ts";
+import { gradcheck as checkGradients } from "./gradcheck.ts";
 
 const backend = new CpuBackend();
 const rng = new Generator(11);
@@ -18,35 +19,9 @@ function randn(shape: number[], std = 1): Tensor {
   return Tensor.from(backend, rng.fillNormal(new Float32Array(n), 0, std), shape, true);
 }
 
-/** d(sum(f(x) * R))/dx from backward() against central differences. */
-async function gradcheck(name: string, x: Tensor, f: (x: Tensor) => Tensor): Promise<void> {
-  const out = f(x);
-  const R = rng.fillNormal(new Float32Array(out.size), 0, 1);
-  const objective = async (): Promise<number> => {
-    const y = (await f(x).toArray()) as Float32Array;
-    let s = 0;
-    for (let i = 0; i < y.length; i++) s += y[i] * R[i];
-    return s;
-  };
-  x.grad = null;
-  out.backward(Tensor.from(backend, R, out.shape));
-  const analytic = (await x.grad!.toArray()) as Float32Array;
-  const data = (await x.toArray()) as Float32Array;
-  const numeric = new Float64Array(x.size);
-  const h = 1e-2;
-  for (let i = 0; i < x.size; i++) {
-    const orig = data[i];
-    data[i] = orig + h;
-    backend.write(x.buffer, data);
-    const plus = await objective();
-    data[i] = orig - h;
-    backend.write(x.buffer, data);
-    const minus = await objective();
-    data[i] = orig;
-    backend.write(x.buffer, data);
-    numeric[i] = (plus - minus) / (2 * h);
-  }
-  assertClose(`${name}: d/dx`, analytic, numeric, { rtol: 3e-3, atol: 3e-3 });
+/** d(sum(f(x) * R))/dx from backward() against central differences (gradcheck.ts). */
+function gradcheck(name: string, x: Tensor, f: (x: Tensor) => Tensor): Promise<void> {
+  return checkGradients(name, [x], ([t]) => f(t), { backend, rng, tolerance: 3e-3 });
 }
 
 Deno.test("relu2: max(x, 0)² and its gradient", async () => {
