@@ -115,6 +115,7 @@ const SYMBOLS = {
   },
   sum_of_squares: { parameters: ["buffer", "i64"], result: "f64" },
   fma_peak_flops: { parameters: ["i64"], result: "f64" },
+  gpt2_keep_freed_memory: { parameters: [], result: "i32" },
 } as const;
 
 type Kernels = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -163,6 +164,9 @@ export class NativeBackend extends CpuBackend {
     if (!Deno.env.get("OPENBLAS_THREAD_TIMEOUT")) Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
     const library = await buildNativeLibrary();
     const lib = Deno.dlopen(library.path, SYMBOLS);
+    // tensors are V8 ArrayBuffers from glibc's calloc: keep their pages mapped between steps
+    // instead of faulting them in again each step (kernels/cpu/allocator.c says why)
+    lib.symbols.gpt2_keep_freed_memory();
     return new NativeBackend(library, lib.symbols);
   }
 
