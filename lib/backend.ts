@@ -193,6 +193,11 @@ export interface Backend {
    * where the number comes from (a measurement, a datasheet); null where it is not known.
    */
   peakFlops?(precision: MatmulPrecision): PeakFlops | null;
+  /**
+   * Optional: takes back a buffer that nothing will read or write again (an intermediate
+   * gradient once `backward` has passed it on), so a later `alloc` of that size reuses it.
+   */
+  recycle?(buf: DeviceBuffer): void;
   /** Optional: waits until every enqueued kernel has finished (for timing). */
   sync?(): Promise<void>;
   /** Optional: releases the device and its memory; the backend is unusable afterwards. */

@@ -17,7 +17,7 @@ import {
   toFloat32,
   writeSafetensors,
 } from "../io/safetensors.ts";
-import { isGradEnabled, Tensor } from "./tensor.ts";
+import { forwardScope, isGradEnabled, Tensor } from "./tensor.ts";
 import {
   queriesAndKeys,
   readSpeedrunConfig,
@@ -221,12 +221,15 @@ export class GPT extends Module {
         `Cannot forward sequence of length ${T}, block size is only ${this.config.block_size}`,
       );
     }
-    let x = this.embed(idx, 0);
-    for (const block of this.transformer.h) x = block.forward(x);
-    x = this.transformer.ln_f.forward(x);
-    const logits = this.lm_head.forward(x); // (B, T, vocab_size)
-    const loss = targets ? ops.crossEntropy(logits, targets) : null;
-    return { logits, loss };
+    // the activations inside go back to the backend for the next step (tensor.ts says when)
+    return forwardScope(() => {
+      let x = this.embed(idx, 0);
+      for (const block of this.transformer.h) x = block.forward(x);
+      x = this.transformer.ln_f.forward(x);
+      const logits = this.lm_head.forward(x); // (B, T, vocab_size)
+      const loss = targets ? ops.crossEntropy(logits, targets) : null;
+      return { logits, loss };
+    }, ({ logits, loss }) => [logits, loss]);
   }
 
   /**
@@ -247,11 +250,13 @@ export class GPT extends Module {
     }
     const [B, T] = idx.shape;
     const { pos } = cache.dims(B, T); // throws before any work if T does not fit
-    let x = this.embed(idx, pos);
-    this.transformer.h.forEach((block, layer) => x = block.forwardDecode(x, cache, layer));
-    cache.advance(T);
-    x = this.transformer.ln_f.forward(x);
-    return this.lm_head.forward(x); // (B, T, vocab_size)
+    return forwardScope(() => {
+      let x = this.embed(idx, pos);
+      this.transformer.h.forEach((block, layer) => x = block.forwardDecode(x, cache, layer));
+      cache.advance(T);
+      x = this.transformer.ln_f.forward(x);
+      return this.lm_head.forward(x); // (B, T, vocab_size)
+    }, (logits) => [logits]);
   }
 
   /**
@@ -525,13 +530,16 @@ function isGpt2ModelType(gpt2HubRepo: (name: string) => string, name: string): b
 export async function savePretrained(model: GPT, dir: string): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const tensors: [string, { data: Float32Array; shape: readonly number[] }][] = [];
-  for (const [name, t] of await model.stateDict()) {
+  const be = model.backend;
+  for (const [name, p] of model.namedParameters()) {
     const key = name.replace(/^transformer\./, "");
+    // the parameter's own memory where it is on the host: a 124M model is not copied whole
+    const data = (be.hostView?.(p.buffer) ?? await p.toArray()) as Float32Array;
     if (CONV1D_WEIGHTS.some((w) => name.endsWith(w))) {
-      const [rows, cols] = t.shape;
-      tensors.push([key, { data: transpose(t.data, rows, cols), shape: [cols, rows] }]);
+      const [rows, cols] = p.shape;
+      tensors.push([key, { data: transpose(data, rows, cols), shape: [cols, rows] }]);
     } else {
-      tensors.push([key, t]);
+      tensors.push([key, { data, shape: p.shape }]);
     }
   }
   await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });

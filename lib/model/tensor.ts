@@ -29,6 +29,39 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
+/** Tensors `Tensor.zeros` made while a {@linkcode forwardScope} is open; null when none is. */
+let scopeAllocations: Tensor[] | null = null;
+
+/**
+ * Runs `fn`, a model's forward, and treats the tensors it allocated, other than `outputs(r)`
+ * and views of them, as its intermediates: with gradients off they go back to the backend at
+ * once (nothing can reach them); with gradients on, `backward` gives each back once it has
+ * passed its gradient on, as every reader of it in the graph has run by then. A training step
+ * then reuses the last one's memory instead of allocating its activations again.
+ */
+export function forwardScope<R>(fn: () => R, outputs: (r: R) => readonly (Tensor | null)[]): R {
+  const outer = scopeAllocations;
+  const made: Tensor[] = [];
+  scopeAllocations = made;
+  let result: R;
+  try {
+    result = fn();
+  } finally {
+    scopeAllocations = outer;
+  }
+  const kept = new Set(outputs(result).map((t) => t?.buffer));
+  for (const t of made) {
+    if (kept.has(t.buffer)) {
+      outer?.push(t); // the enclosing forward decides about its own outputs
+    } else if (t.backwardFn) {
+      t.intermediate = true;
+    } else if (!gradEnabled) {
+      t.backend.recycle?.(t.buffer);
+    }
+  }
+  return result;
+}
+
 /** Number of elements of a shape. */
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -42,6 +75,11 @@ export class Tensor {
   parents: Tensor[] = [];
   /** Pushes this tensor's grad into the parents' grads; null for leaves. */
   backwardFn: (() => void) | null = null;
+  /**
+   * Set by {@linkcode forwardScope} on a forward's internal activations: `backward` recycles
+   * the buffer once this tensor's gradient has gone to its parents.
+   */
+  intermediate = false;
 
   constructor(
     readonly backend: Backend,
@@ -69,7 +107,9 @@ export class Tensor {
 
   /** A zero-filled tensor. */
   static zeros(backend: Backend, shape: readonly number[], dtype: DType = "f32"): Tensor {
-    return new Tensor(backend, backend.alloc(numel(shape), dtype), shape);
+    const t = new Tensor(backend, backend.alloc(numel(shape), dtype), shape);
+    scopeAllocations?.push(t);
+    return t;
   }
 
   /** Element type. */
@@ -125,7 +165,14 @@ export class Tensor {
     this.grad = gradient ?? Tensor.from(this.backend, new Float32Array([1]), this.shape);
     for (let i = order.length - 1; i >= 0; i--) {
       const node = order[i];
-      if (node.backwardFn && node.grad) node.backwardFn();
+      if (!node.backwardFn || !node.grad) continue;
+      node.backwardFn();
+      // its gradient is in its parents' now: the buffer can serve the next one of its size
+      // (as PyTorch frees it here); a gradient the caller passed in stays the caller's
+      if (node.grad !== gradient) node.backend.recycle?.(node.grad.buffer);
+      node.grad = null;
+      if (node.intermediate) node.backend.recycle?.(node.buffer); // its readers have all run
+      node.intermediate = false;
     }
     for (const node of order) {
       if (node.backwardFn) {
@@ -139,7 +186,8 @@ export class Tensor {
 
 /** The gradient buffer of `t`, allocated zero-filled on first use. */
 export function gradBuffer(t: Tensor): DeviceBuffer {
-  if (!t.grad) t.grad = Tensor.zeros(t.backend, t.shape);
+  // not Tensor.zeros: a gradient made during a forward is no activation of it
+  if (!t.grad) t.grad = new Tensor(t.backend, t.backend.alloc(t.size, "f32"), t.shape);
   return t.grad.buffer;
 }
 
