@@ -191,11 +191,14 @@ export interface TensorToWrite {
   shape: readonly number[];
 }
 
-/** Serialises tensors (in the given order) and string metadata to safetensors bytes. */
-export function serializeSafetensors(
+/**
+ * The file's parts: the length prefix and JSON header, then each tensor's bytes (views of its
+ * data, no copy), in the given order.
+ */
+function safetensorsParts(
   tensors: Iterable<[string, TensorToWrite]>,
   metadata?: Record<string, string>,
-): Uint8Array {
+): Uint8Array[] {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   const blobs: Uint8Array[] = [];
@@ -217,26 +220,53 @@ export function serializeSafetensors(
     offset += bytes.length;
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
-  const headerBytes = new Uint8Array(json.length + ((8 - (json.length % 8)) % 8)).fill(0x20);
-  headerBytes.set(json); // padded with spaces so the data stays 8-byte aligned
-  const out = new Uint8Array(8 + headerBytes.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
-  out.set(headerBytes, 8);
-  let pos = 8 + headerBytes.length;
-  for (const b of blobs) {
-    out.set(b, pos);
-    pos += b.length;
+  const head = new Uint8Array(8 + json.length + ((8 - (json.length % 8)) % 8)).fill(0x20);
+  new DataView(head.buffer).setBigUint64(0, BigInt(head.length - 8), true);
+  head.set(json, 8); // padded with spaces so the data stays 8-byte aligned
+  return [head, ...blobs];
+}
+
+/** Serialises tensors (in the given order) and string metadata to safetensors bytes. */
+export function serializeSafetensors(
+  tensors: Iterable<[string, TensorToWrite]>,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  const parts = safetensorsParts(tensors, metadata);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
   }
   return out;
 }
 
-/** Writes a safetensors file atomically: a temporary file beside it, then a rename. */
+/**
+ * Writes a safetensors file atomically: a temporary file beside it, then a rename. The tensors'
+ * bytes go to the file from their own arrays, one after another, so writing a checkpoint's
+ * 1 GB of AdamW moments takes no second gigabyte.
+ */
 export async function writeSafetensors(
   path: string,
   tensors: Iterable<[string, TensorToWrite]>,
   metadata?: Record<string, string>,
 ): Promise<void> {
   const tmp = `${path}.tmp`;
-  await Deno.writeFile(tmp, serializeSafetensors(tensors, metadata));
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    for (const part of safetensorsParts(tensors, metadata)) await writeAll(file, part);
+  } finally {
+    file.close();
+  }
   await Deno.rename(tmp, path);
 }
+
+/** Writes all of `bytes` (a write may take fewer). */
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let pos = 0; pos < bytes.length;) {
+    pos += await file.write(bytes.subarray(pos, Math.min(bytes.length, pos + WRITE_CHUNK)));
+  }
+}
+
+/** Bytes per write call. */
+const WRITE_CHUNK = 16 << 20;

@@ -20,12 +20,13 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { GPT, GPTConfig } from "../model/gpt.ts";
 import { GPT as GPTClass, savePretrained } from "../model/gpt.ts";
 import { type AdamW, MuonAndAdamW } from "./optim.ts";
 import { readSafetensors, toFloat32, writeSafetensors } from "../io/safetensors.ts";
-import type { Backend } from "../backend.ts";
+import type { Backend, DeviceBuffer } from "../backend.ts";
 import type { GradScalerState } from "./grad_scaler.ts";
 import { listNames, nonFiniteArrays, nonFiniteBuffers, trainingBuffers } from "./finite.ts";
 
@@ -133,10 +134,21 @@ export function checkpointPath(dir: string, step: number): string {
   return join(dir, `step_${String(step).padStart(6, "0")}`);
 }
 
+/** A file's size and SHA-256, read in chunks (a 1 GB file does not come into memory whole). */
 async function sha256(path: string): Promise<{ bytes: number; sha256: string }> {
-  const data = await Deno.readFile(path);
-  return { bytes: data.length, sha256: await sha256Hex(data) };
+  const hash = createHash("sha256");
+  let bytes = 0;
+  using file = await Deno.open(path);
+  const chunk = new Uint8Array(HASH_CHUNK);
+  for (let n; (n = await file.read(chunk)) !== null;) {
+    hash.update(chunk.subarray(0, n));
+    bytes += n;
+  }
+  return { bytes, sha256: hash.digest("hex") };
 }
+
+/** Bytes per read when hashing a file. */
+const HASH_CHUNK = 8 << 20;
 
 async function sha256Hex(data: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
@@ -176,6 +188,14 @@ export async function saveCheckpoint(
   return final;
 }
 
+/**
+ * A buffer's values on the host: the buffer's own memory where the backend keeps it there (no
+ * copy: the moments are 1 GB at 124M), else a copy read back.
+ */
+async function hostOrRead(backend: Backend, buf: DeviceBuffer): Promise<Float32Array> {
+  return (backend.hostView?.(buf) ?? await backend.read(buf)) as Float32Array;
+}
+
 /** The checkpoint's files in the folder `tmp`: model, moments, state.json and its hash. */
 async function writeCheckpointFiles(tmp: string, input: SaveCheckpointInput): Promise<void> {
   const { model, optimizer } = input;
@@ -186,8 +206,7 @@ async function writeCheckpointFiles(tmp: string, input: SaveCheckpointInput): Pr
   for (const [p, s] of optimizer.state) {
     const name = names.get(p);
     if (!name) throw new Error("The optimizer holds a tensor that is not a model parameter");
-    const m = (await p.backend.read(s.m)) as Float32Array;
-    const v = (await p.backend.read(s.v)) as Float32Array;
+    const m = await hostOrRead(p.backend, s.m), v = await hostOrRead(p.backend, s.v);
     moments.push([`${name}.exp_avg`, { data: m, shape: p.shape }]);
     moments.push([`${name}.exp_avg_sq`, { data: v, shape: p.shape }]);
   }
@@ -195,7 +214,7 @@ async function writeCheckpointFiles(tmp: string, input: SaveCheckpointInput): Pr
   for (const [p, buf] of muon?.state ?? []) {
     const name = names.get(p);
     if (!name) throw new Error("Muon holds a tensor that is not a model parameter");
-    const data = (await p.backend.read(buf)) as Float32Array;
+    const data = await hostOrRead(p.backend, buf);
     moments.push([`${name}.momentum_buffer`, { data, shape: p.shape }]);
   }
   await writeSafetensors(join(tmp, "optimizer.safetensors"), moments, {
