@@ -124,7 +124,7 @@ function bestGflops(run: () => void, flops: number, seconds: number): number {
 export function benchGemm(backend: NativeBackend, options: GemmBenchOptions = {}): GemmReport {
   const { shapes = GPT2_LINEARS, rounds = 3, seconds = 0.15 } = options;
   const rng = new Generator(0);
-  const hasBlas = backend.library.blas !== null;
+  const hasBlas = backend.library.blas !== null, before = backend.usesBlas;
   let peak = backend.measurePeakGflops(seconds / 3);
   const rows: GemmRow[] = [];
   try {
@@ -149,7 +149,7 @@ export function benchGemm(backend: NativeBackend, options: GemmBenchOptions = {}
       }
     }
   } finally {
-    backend.useBlas(hasBlas);
+    backend.useBlas(before);
   }
   return {
     rows,

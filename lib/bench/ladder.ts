@@ -209,6 +209,7 @@ export async function runLadder(
   config: GPTConfig,
   o: LadderOptions,
 ): Promise<RungResult[]> {
+  const before = native.usesBlas;
   try {
     return await timeRungs(
       LADDER,
@@ -220,7 +221,7 @@ export async function runLadder(
       o,
     );
   } finally {
-    native.useBlas(true);
+    native.useBlas(before);
   }
 }
 

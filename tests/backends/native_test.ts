@@ -1,7 +1,7 @@
 // The native C backend: every kernel against the reference backend on odd shapes, with
 // OpenBLAS and with the project's own GEMM, then the PyTorch reference suite and the
 // full-size GPT-2 124M check.
-import { ok } from "node:assert/strict";
+import { equal, match, ok, rejects } from "node:assert/strict";
 import type { Backend, DeviceBuffer } from "../../lib/backend.ts";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { NativeBackend } from "../../lib/backends/native/mod.ts";
@@ -46,6 +46,7 @@ for (const blas of [true, false]) {
   const label = blas ? "OpenBLAS" : "own GEMM";
   Deno.test(`native (${label}): matmul forward and backward on shapes off the tile sizes`, async () => {
     if (blas && !native.library.blas) return console.log("no OpenBLAS on this machine: skipped");
+    const before = native.usesBlas;
     native.useBlas(blas);
     try {
       for (
@@ -71,10 +72,29 @@ for (const blas of [true, false]) {
         );
       }
     } finally {
-      native.useBlas(true);
+      native.useBlas(before);
     }
   });
 }
+
+Deno.test("native: GEMMs in the own kernel by default, OpenBLAS with GPT2_GEMM=openblas", async () => {
+  // one library per process: each create sets its GEMM switch for every instance
+  const [before, usedBlas] = [Deno.env.get("GPT2_GEMM"), native.usesBlas];
+  try {
+    Deno.env.delete("GPT2_GEMM");
+    const own = await NativeBackend.create();
+    equal(own.usesBlas, false);
+    match(own.describe(), /GEMMs in the project's own kernel \(kernels\/cpu\/gemm\.c/);
+    Deno.env.set("GPT2_GEMM", "openblas");
+    equal((await NativeBackend.create()).usesBlas, native.library.blas !== null);
+    Deno.env.set("GPT2_GEMM", "mkl");
+    await rejects(NativeBackend.create(), /GPT2_GEMM must be "own" or "openblas", found "mkl"/);
+  } finally {
+    if (before === undefined) Deno.env.delete("GPT2_GEMM");
+    else Deno.env.set("GPT2_GEMM", before);
+    native.useBlas(usedBlas);
+  }
+});
 
 Deno.test("native: layernorm forward and backward", async () => {
   for (const [N, C] of [[1, 3], [13, 37], [64, 768]]) {

@@ -120,6 +120,15 @@ const SYMBOLS = {
 
 type Kernels = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
+/** `GPT2_GEMM`: "own" (the default) or "openblas" (where it is linked). */
+function gemmChoice(): "own" | "openblas" {
+  const value = Deno.env.get("GPT2_GEMM") ?? "own";
+  if (value !== "own" && value !== "openblas") {
+    throw new Error(`GPT2_GEMM must be "own" or "openblas", found "${value}"`);
+  }
+  return value;
+}
+
 function f32(buf: DeviceBuffer): Float32Array {
   const b = buf as CpuBuffer;
   if (!(b instanceof CpuBuffer) || !(b.data instanceof Float32Array)) {
@@ -167,14 +176,21 @@ export class NativeBackend extends CpuBackend {
     // tensors are V8 ArrayBuffers from glibc's calloc: keep their pages mapped between steps
     // instead of faulting them in again each step (kernels/cpu/allocator.c says why)
     lib.symbols.gpt2_keep_freed_memory();
+    // the own GEMM is faster than OpenBLAS on every product of GPT-2 here
+    // (docs/measurements.md), so OpenBLAS only on request
+    lib.symbols.gpt2_set_cblas(gemmChoice() === "openblas" ? 1 : 0);
     return new NativeBackend(library, lib.symbols);
   }
 
   /** A one-line description: the library and the GEMM in use. */
   override describe(): string {
-    return this.#k.gpt2_has_cblas()
-      ? `native C kernels, GEMMs in OpenBLAS (${this.library.blas})`
-      : "native C kernels, GEMMs in the project's blocked kernel (no OpenBLAS found)";
+    if (this.#k.gpt2_has_cblas()) {
+      return `native C kernels, GEMMs in OpenBLAS (${this.library.blas}, GPT2_GEMM=openblas)`;
+    }
+    const blas = this.library.blas
+      ? "OpenBLAS linked: GPT2_GEMM=openblas takes it"
+      : "no OpenBLAS found";
+    return `native C kernels, GEMMs in the project's own kernel (kernels/cpu/gemm.c; ${blas})`;
   }
 
   /** Routes GEMMs to OpenBLAS (when linked) or to the project's own kernel. */
