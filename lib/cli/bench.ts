@@ -20,19 +20,21 @@ import {
 } from "../bench/cuda.ts";
 import { benchGeneration, generationTable } from "../bench/generation.ts";
 import { timeMedian, timeSteps, trainFlopsPerToken } from "../bench/step.ts";
-import { runTorchPeer, torchPeerUnavailable } from "../bench/torch_peer.ts";
+import { formatStepProfile, measureBandwidth, profileTrainingStep } from "../bench/op_profile.ts";
+import { findTorchPython, runTorchPeer, torchPeerUnavailable } from "../bench/torch_peer.ts";
 import { gptConfig } from "../model/gpt.ts";
 import { Generator } from "../model/random.ts";
 import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task bench [flags]
 
-  --peer torch        also time ../shared/bench/torch_gpt2_step.py (Debian's python3-torch),
+  --peer torch        also time ../shared/bench/torch_gpt2_step.py (PyTorch: pip's or Debian's),
                       interleaved with ours, and print the ratios
   --configs LIST      which steps to time (default train:4x64,train:8x128,fwd:1x1024)
   --warmup N          untimed iterations per config (default 2)
   --iters N           timed iterations per config; the median is reported (default 5)
   --no-gemm           skip the GEMM table
+  --no-profile        skip the op-by-op profile of the first training step's size
   --generation        also time 256 greedy tokens from GPT-2 124M with and without the KV
                       cache (the uncached half takes minutes here)
   --webgpu            also run the WebGPU benchmark (each kernel, then 124M steps at B=4, T=64,
@@ -68,6 +70,7 @@ await runMain(async () => {
     warmup: { type: "string" },
     iters: { type: "string" },
     "no-gemm": { type: "boolean" },
+    "no-profile": { type: "boolean" },
     generation: { type: "boolean" },
     webgpu: { type: "boolean" },
     backend: { type: "string" },
@@ -123,13 +126,21 @@ await runMain(async () => {
   console.log(`measured fp32 FMA peak: ${peak.toFixed(1)} GFLOP/s (all threads)`);
   const torchReason = peer ? await torchPeerUnavailable() : "not asked (--peer torch)";
   if (peer && torchReason) console.log(`PyTorch peer skipped: ${torchReason}`);
+  const torch = peer && !torchReason ? await findTorchPython() : null;
+  if (torch && typeof torch !== "string") {
+    console.log(`PyTorch peer: torch ${torch.version} under ${torch.python}`);
+  }
 
   if (!f["no-gemm"]) benchGemms(backend, peak);
   const rows = await benchSteps(backend, peak, configs, { warmup, iters, torchReason });
   console.log("\nGPT-2 124M (vocab 50304), median of the timed iterations");
-  console.log("| step | ours ms | ours tok/s | PyTorch tok/s | ours / PyTorch | MFU | RSS GiB |");
-  console.log("| --- | --- | --- | --- | --- | --- | --- |");
+  console.log(
+    "| step | ours ms (min-max) | slowest / median | ours tok/s | PyTorch tok/s | ours / PyTorch | MFU | RSS GiB |",
+  );
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const r of rows) console.log(r);
+  const profiled = configs.find((c) => c.mode === "train");
+  if (profiled && !f["no-profile"]) await benchProfile(backend, profiled);
   console.log(
     `\nMFU: model FLOPs (6N + 12LCT per token for a training step, a third of it forward-only) over the measured peak ${
       peak.toFixed(1)
@@ -194,6 +205,15 @@ async function benchCuda(
   await save(report);
 }
 
+/** One training step of `c`'s size op by op: GEMMs, the rest, and the rest's bandwidth floor. */
+async function benchProfile(backend: NativeBackend, c: StepConfig): Promise<void> {
+  console.log(
+    `\nOne training step at B=${c.B}, T=${c.T} op by op (mean of 3 after 2 warm-up, lib/bench/op_profile.ts):`,
+  );
+  const profile = await profileTrainingStep(backend, gptConfig("gpt2", 50304), c);
+  console.log(formatStepProfile(profile, measureBandwidth(backend)));
+}
+
 /** Runs lib/bench/webgpu.ts in its own process (its device and memory go with it). */
 async function runWebGpuBench(args: string[]): Promise<void> {
   console.log("\nWebGPU (lib/bench/webgpu.ts):");
@@ -216,6 +236,7 @@ function benchGemms(backend: NativeBackend, peak: number): void {
       b = rng.fillNormal(new Float32Array(N * K), 0, 1);
     const c = new Float32Array(M * N);
     const cells: string[] = [];
+    const before = backend.usesBlas;
     for (const blas of [true, false]) {
       if (blas && !backend.library.blas) {
         cells.push("n/a");
@@ -226,7 +247,7 @@ function benchGemms(backend: NativeBackend, peak: number): void {
       const gflops = (2 * M * N * K) / (ms / 1000) / 1e9;
       cells.push(`${gflops.toFixed(1)} (${((100 * gflops) / peak).toFixed(0)}%)`);
     }
-    backend.useBlas(true);
+    backend.useBlas(before);
     console.log(`| ${name} | ${M} x ${N} x ${K} | ${cells.join(" | ")} |`);
   }
 }
@@ -283,8 +304,11 @@ async function benchSteps(
         console.log(`PyTorch peer failed: ${torchReason}`);
       }
     }
+    const spread = `${ours.medianMs.toFixed(0)} (${ours.minMs.toFixed(0)}-${
+      ours.maxMs.toFixed(0)
+    })`;
     rows.push(
-      `| ${label} | ${ours.medianMs.toFixed(0)} | ${
+      `| ${label} | ${spread} | ${(ours.maxMs / ours.medianMs).toFixed(2)}x | ${
         ours.tokensPerSec.toFixed(1)
       } | ${torchCell} | ${ratio} | ${(100 * mfu).toFixed(0)}% | ${
         (ours.rss / 2 ** 30).toFixed(2)

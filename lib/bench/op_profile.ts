@@ -1,0 +1,189 @@
+/**
+ * Where a step's time goes, op by op: a backend wrapped so that each of its calls is timed
+ * and the bytes of the buffers it is handed are counted. The native kernels run to completion
+ * inside the call, so the clock around it measures the kernel. The bytes are a floor on the
+ * memory traffic of a memory-bound op (each buffer it touches read or written once), which,
+ * over a measured bandwidth, gives the least time the non-GEMM work could take.
+ *
+ * @module
+ */
+
+import type { Backend, DeviceBuffer } from "../backend.ts";
+import type { GPTConfig } from "../model/gpt.ts";
+import { stepRunner } from "./step.ts";
+
+/** The backend methods that are matrix products. */
+export const GEMM_OPS: ReadonlySet<string> = new Set(["matmulForward", "matmulBackward", "gemm"]);
+
+/** One op's calls in a profile. */
+export interface OpTotals {
+  calls: number;
+  ms: number;
+  /** Bytes of the buffers passed to it, summed over its calls. */
+  bytes: number;
+}
+
+/** Per-op totals, by backend method name. */
+export type OpProfile = Map<string, OpTotals>;
+
+/** Calls that are bookkeeping, not work (their time is not a kernel's). */
+const SKIPPED = new Set([
+  "hostView",
+  "describe",
+  "alloc",
+  "recycle",
+  "upload",
+  "wrapHost",
+  "peakFlops",
+]);
+
+/**
+ * `backend` seen through a proxy that adds each call's milliseconds and buffer bytes to
+ * `profile`; bookkeeping (allocation, views) passes through untimed.
+ */
+export function profiledBackend<B extends Backend>(backend: B, profile: OpProfile): B {
+  return new Proxy(backend, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function" || typeof prop !== "string" || SKIPPED.has(prop)) {
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return (...args: unknown[]) => {
+        const t0 = performance.now();
+        // an async method's work runs before its first await (the native kernels do): the
+        // clock stops when the call returns, not when its promise settles
+        const result = value.apply(target, args);
+        const entry = profile.get(prop) ?? { calls: 0, ms: 0, bytes: 0 };
+        entry.calls++;
+        entry.ms += performance.now() - t0;
+        entry.bytes += opBytes(prop, args);
+        profile.set(prop, entry);
+        return result;
+      };
+    },
+  });
+}
+
+/**
+ * Bytes of the device buffers among `args` (4 bytes an element, f32 or i32), except that an
+ * embedding op touches only the N rows of C it looks up, not its whole table.
+ */
+export function opBytes(op: string, args: readonly unknown[]): number {
+  let bytes = 0;
+  const table = op === "embeddingForward" ? 2 : op === "embeddingBackward" ? 0 : -1;
+  args.forEach((a, i) => {
+    if (!isBuffer(a)) return;
+    bytes += i === table ? 4 * (args[3] as number) * (args[4] as number) : 4 * a.length;
+  });
+  return bytes;
+}
+
+function isBuffer(a: unknown): a is DeviceBuffer {
+  return typeof a === "object" && a !== null && "dtype" in a && "length" in a &&
+    typeof (a as DeviceBuffer).length === "number";
+}
+
+/** A profile split into the GEMMs and the rest, the rest's ops by time, slowest first. */
+export interface ProfileSplit {
+  gemmMs: number;
+  restMs: number;
+  restBytes: number;
+  rest: [string, OpTotals][];
+}
+
+/** Splits `profile` into GEMM time and the rest (see {@linkcode GEMM_OPS}). */
+export function splitProfile(profile: OpProfile): ProfileSplit {
+  let gemmMs = 0, restMs = 0, restBytes = 0;
+  const rest: [string, OpTotals][] = [];
+  for (const [name, t] of profile) {
+    if (GEMM_OPS.has(name)) {
+      gemmMs += t.ms;
+    } else {
+      restMs += t.ms;
+      restBytes += t.bytes;
+      rest.push([name, t]);
+    }
+  }
+  rest.sort((a, b) => b[1].ms - a[1].ms);
+  return { gemmMs, restMs, restBytes, rest };
+}
+
+/**
+ * Memory bandwidth of `backend`'s element-wise kernels, bytes per second: the median of 5
+ * `accumulate` calls (dst += src: two reads and a write of each element) over arrays of
+ * `elements` floats, far past the caches.
+ */
+export function measureBandwidth(backend: Backend, elements = 32 << 20): number {
+  const dst = backend.alloc(elements, "f32"), src = backend.alloc(elements, "f32");
+  const times: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const t0 = performance.now();
+    backend.accumulate(dst, src, elements, elements);
+    if (i > 0) times.push(performance.now() - t0); // the first touches the pages
+  }
+  times.sort((a, b) => a - b);
+  return (3 * 4 * elements) / (times[2] / 1000);
+}
+
+/** Options of {@linkcode profileTrainingStep}. */
+export interface ProfileStepOptions {
+  B: number;
+  T: number;
+  /** Untimed steps first (default 2). */
+  warmup?: number;
+  /** Profiled steps, averaged (default 3). */
+  steps?: number;
+}
+
+/** A training step's profile, per step: wall time, the split, and the ops' totals. */
+export interface StepProfile extends ProfileSplit {
+  wallMs: number;
+}
+
+/**
+ * Profiles GPT-2 training steps (those of `stepRunner`) on `backend` op by op: the mean per
+ * step of each op's time and bytes over `steps` steps after `warmup`.
+ */
+export async function profileTrainingStep(
+  backend: Backend,
+  config: GPTConfig,
+  o: ProfileStepOptions,
+): Promise<StepProfile> {
+  const profile: OpProfile = new Map();
+  const steps = o.steps ?? 3;
+  const step = stepRunner(profiledBackend(backend, profile), config, { mode: "train", ...o });
+  for (let i = 0; i < (o.warmup ?? 2); i++) await step();
+  profile.clear();
+  let wallMs = 0;
+  for (let i = 0; i < steps; i++) wallMs += await step();
+  for (const t of profile.values()) {
+    t.calls /= steps;
+    t.ms /= steps;
+    t.bytes /= steps;
+  }
+  return { wallMs: wallMs / steps, ...splitProfile(profile) };
+}
+
+/** The profile as lines of text, with the least time the rest's bytes take at `bandwidth`. */
+export function formatStepProfile(p: StepProfile, bandwidth: number, top = 6): string {
+  const pct = (ms: number) => `${(100 * ms / p.wallMs).toFixed(0)}%`;
+  const floorMs = p.restBytes / bandwidth * 1000;
+  const other = p.wallMs - p.gemmMs - p.restMs;
+  const lines = [
+    `  wall ${p.wallMs.toFixed(0)} ms: GEMMs ${p.gemmMs.toFixed(0)} ms (${pct(p.gemmMs)}), ` +
+    `other kernels ${p.restMs.toFixed(0)} ms (${pct(p.restMs)}), ` +
+    `outside the kernels ${other.toFixed(0)} ms (${pct(other)})`,
+    `  the other kernels touch ${(p.restBytes / 1e9).toFixed(2)} GB: at least ${
+      floorMs.toFixed(0)
+    } ms at the measured ${(bandwidth / 1e9).toFixed(1)} GB/s (${
+      (p.restMs / Math.max(floorMs, 1e-9)).toFixed(1)
+    }x that floor)`,
+    "  slowest of them: " +
+    p.rest.slice(0, top).map(([name, t]) =>
+      `${name} ${t.ms.toFixed(0)} ms (${(t.bytes / 1e6).toFixed(0)} MB, ${
+        (t.bytes / (t.ms / 1000) / 1e9).toFixed(1)
+      } GB/s)`
+    ).join(", "),
+  ];
+  return lines.join("\n");
+}
