@@ -4,10 +4,103 @@
 //   backward: recomputes each query's probabilities from q, k and lse, then
 //             dv += p dout;  dp = dout . v;  ds = p (dp - dout . out);  dq += ds k scale;  dk += ds q scale
 // Work is split over (b, h) pairs, which own disjoint slices of dqkv, so no atomics are needed.
-// Each pair accumulates in its own scratch rows and writes the result once: heads' slices of a
-// row can share a cache line, and repeated writes to it from two threads would bounce it.
+// Each pair first copies its keys (and values) transposed, (hs, T), so that a query's scores
+// against all earlier keys are hs vector multiply-adds along t2, with no horizontal sum per key
+// (the dot product per key spent most of its time reducing 16 lanes to one), and the exp of a
+// whole row goes through the vector expf. Each pair accumulates dk and dv in its own scratch
+// rows and writes them once: heads' slices of a row can share a cache line, and repeated writes
+// to it from two threads would bounce it.
+#include "vecf.h"
 #include "vecmath.h"
 #include <stdlib.h>
+
+// Keys per block of scores: two vectors, each summed in two chains (even and odd channels),
+// so four independent multiply-adds are in flight.
+#define KB (2 * VL)
+
+// T rounded up to whole blocks: the transposed rows are padded with zeros to it, so a block
+// may read past the last key.
+static int padded(int T) { return (T + KB - 1) / KB * KB; }
+
+// dst (hs, Tp) = the head's slice at `offset` of each of the T rows of qkv (stride C3),
+// transposed, zero past T
+static void transpose_head(float* dst, const float* base, size_t C3, size_t offset, int T,
+                           int hs) {
+  int Tp = padded(T);
+  for (int t2 = 0; t2 < T; t2++) {
+    const float* row = base + t2 * C3 + offset;
+    for (int i = 0; i < hs; i++) dst[(size_t)i * Tp + t2] = row[i];
+  }
+  for (int i = 0; i < hs; i++)
+    for (int t2 = T; t2 < Tp; t2++) dst[(size_t)i * Tp + t2] = 0;
+}
+
+// s[0..n) = sum_i x[i] * rows[i][0..n): one query against n keys, KB keys at a time with
+// their sums in registers through all hs channels
+static void scores(float* s, const float* x, const float* rows, int n, int Tp, int hs) {
+  for (int t0 = 0; t0 < n; t0 += KB) {
+    vf a0 = vf_zero(), a1 = vf_zero(), b0 = vf_zero(), b1 = vf_zero();
+    int i = 0;
+    for (; i + 1 < hs; i += 2) {
+      const float* r = rows + (size_t)i * Tp + t0;
+      vf x0 = vf_splat(x[i]), x1 = vf_splat(x[i + 1]);
+      a0 = vf_fma(x0, vf_loadu(r), a0);
+      a1 = vf_fma(x0, vf_loadu(r + VL), a1);
+      b0 = vf_fma(x1, vf_loadu(r + Tp), b0);
+      b1 = vf_fma(x1, vf_loadu(r + Tp + VL), b1);
+    }
+    if (i < hs) {  // an odd head size
+      const float* r = rows + (size_t)i * Tp + t0;
+      vf x0 = vf_splat(x[i]);
+      a0 = vf_fma(x0, vf_loadu(r), a0);
+      a1 = vf_fma(x0, vf_loadu(r + VL), a1);
+    }
+    float out[KB];
+    vf_storeu(out, a0 + b0);
+    vf_storeu(out + VL, a1 + b1);
+    int m = n - t0 < KB ? n - t0 : KB;
+    for (int j = 0; j < m; j++) s[t0 + j] = out[j];
+  }
+}
+
+// o[0..hs) = sum_t2 p[t2] * v[t2][0..hs) over n rows of stride C3: up to four vectors of
+// channels at a time, their sums in registers through all n rows
+static void weighted_rows(float* o, const float* p, const float* v, size_t C3, int n, int hs) {
+  int i0 = 0;
+  for (; i0 + 4 * VL <= hs; i0 += 4 * VL) {
+    vf a0 = vf_zero(), a1 = vf_zero(), a2 = vf_zero(), a3 = vf_zero();
+    for (int t2 = 0; t2 < n; t2++) {
+      const float* r = v + t2 * C3 + i0;
+      vf pr = vf_splat(p[t2]);
+      a0 = vf_fma(pr, vf_loadu(r), a0);
+      a1 = vf_fma(pr, vf_loadu(r + VL), a1);
+      a2 = vf_fma(pr, vf_loadu(r + 2 * VL), a2);
+      a3 = vf_fma(pr, vf_loadu(r + 3 * VL), a3);
+    }
+    vf_storeu(o + i0, a0);
+    vf_storeu(o + i0 + VL, a1);
+    vf_storeu(o + i0 + 2 * VL, a2);
+    vf_storeu(o + i0 + 3 * VL, a3);
+  }
+  for (; i0 + VL <= hs; i0 += VL) {
+    vf a0 = vf_zero();
+    for (int t2 = 0; t2 < n; t2++) a0 = vf_fma(vf_splat(p[t2]), vf_loadu(v + t2 * C3 + i0), a0);
+    vf_storeu(o + i0, a0);
+  }
+  for (int i = i0; i < hs; i++) {  // a head size that is not a multiple of VL
+    float a = 0;
+    for (int t2 = 0; t2 < n; t2++) a += p[t2] * v[t2 * C3 + i];
+    o[i] = a;
+  }
+}
+
+// row[0..hs) += a * x[0..hs)
+static void axpy(float* row, float a, const float* x, int hs) {
+  int i = 0;
+  vf av = vf_splat(a);
+  for (; i + VL <= hs; i += VL) vf_storeu(row + i, vf_fma(av, vf_loadu(x + i), vf_loadu(row + i)));
+  for (; i < hs; i++) row[i] += a * x[i];
+}
 
 void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH) {
   int hs = C / NH;
@@ -16,45 +109,39 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
 #pragma omp parallel
   {
     float* score = malloc(sizeof(float) * T);
-    float* acc = malloc(sizeof(float) * hs);
+    float* kt = malloc(sizeof(float) * (size_t)hs * padded(T));
 #pragma omp for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++) {
       for (int h = 0; h < NH; h++) {
         const float* base = qkv + (size_t)b * T * C3;
+        transpose_head(kt, base, C3, C + (size_t)h * hs, T, hs);
         for (int t = 0; t < T; t++) {
           const float* q = base + t * C3 + h * hs;
+          int n = t + 1;
+          scores(score, q, kt, n, padded(T), hs);
           float max = -INFINITY;
-          for (int t2 = 0; t2 <= t; t2++) {
-            const float* k = base + t2 * C3 + C + h * hs;
-            float s = 0;
-#pragma omp simd reduction(+ : s)
-            for (int i = 0; i < hs; i++) s += q[i] * k[i];
-            s *= scale;
-            score[t2] = s;
-            if (s > max) max = s;
+#pragma omp simd reduction(max : max)
+          for (int t2 = 0; t2 < n; t2++) {
+            score[t2] *= scale;
+            max = score[t2] > max ? score[t2] : max;
           }
           float sum = 0;
 #pragma omp simd reduction(+ : sum)
-          for (int t2 = 0; t2 <= t; t2++) {
+          for (int t2 = 0; t2 < n; t2++) {
             score[t2] = expf(score[t2] - max);
             sum += score[t2];
           }
           float inv = 1.0f / sum;
-          for (int i = 0; i < hs; i++) acc[i] = 0;
-          for (int t2 = 0; t2 <= t; t2++) {
-            const float* v = base + t2 * C3 + 2 * C + h * hs;
-            float p = score[t2] * inv;
 #pragma omp simd
-            for (int i = 0; i < hs; i++) acc[i] += p * v[i];
-          }
-          float* o = out + ((size_t)b * T + t) * C + h * hs;
-          for (int i = 0; i < hs; i++) o[i] = acc[i];
+          for (int t2 = 0; t2 < n; t2++) score[t2] *= inv;
+          weighted_rows(out + ((size_t)b * T + t) * C + h * hs, score, base + 2 * C + h * hs, C3,
+                        n, hs);
           lse[((size_t)b * NH + h) * T + t] = max + logf(sum);
         }
       }
     }
     free(score);
-    free(acc);
+    free(kt);
   }
 }
 
@@ -68,41 +155,40 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     float* dk_loc = malloc(sizeof(float) * (size_t)T * hs);
     float* dv_loc = malloc(sizeof(float) * (size_t)T * hs);
     float* dq_loc = malloc(sizeof(float) * hs);
+    float* kt = malloc(sizeof(float) * (size_t)hs * padded(T));
+    float* vt = malloc(sizeof(float) * (size_t)hs * padded(T));
+    float* p = malloc(sizeof(float) * T);
+    float* ds = malloc(sizeof(float) * T);
 #pragma omp for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++) {
       for (int h = 0; h < NH; h++) {
         const float* base = qkv + (size_t)b * T * C3;
         float* dbase = dqkv + (size_t)b * T * C3;
+        transpose_head(kt, base, C3, C + (size_t)h * hs, T, hs);
+        transpose_head(vt, base, C3, 2 * (size_t)C + (size_t)h * hs, T, hs);
         for (size_t i = 0; i < (size_t)T * hs; i++) dk_loc[i] = dv_loc[i] = 0;
         for (int t = 0; t < T; t++) {
           const float* q = base + t * C3 + h * hs;
           const float* d = dout + ((size_t)b * T + t) * C + h * hs;
           const float* o = out + ((size_t)b * T + t) * C + h * hs;
           float l = lse[((size_t)b * NH + h) * T + t];
+          int n = t + 1;
           float D = 0;  // sum_t2 p dp = dout . out
 #pragma omp simd reduction(+ : D)
           for (int i = 0; i < hs; i++) D += d[i] * o[i];
-          for (int i = 0; i < hs; i++) dq_loc[i] = 0;
-          for (int t2 = 0; t2 <= t; t2++) {
-            const float* k = base + t2 * C3 + C + h * hs;
-            const float* v = base + t2 * C3 + 2 * C + h * hs;
-            float* dk = dk_loc + (size_t)t2 * hs;
-            float* dv = dv_loc + (size_t)t2 * hs;
-            float s = 0, dp = 0;
-#pragma omp simd reduction(+ : s, dp)
-            for (int i = 0; i < hs; i++) {
-              s += q[i] * k[i];
-              dp += d[i] * v[i];
-            }
-            float p = expf(s * scale - l);
-            float ds = p * (dp - D) * scale;
+          scores(p, q, kt, n, padded(T), hs);   // q . k, for every key at once
+          scores(ds, d, vt, n, padded(T), hs);  // dp = dout . v
 #pragma omp simd
-            for (int i = 0; i < hs; i++) {
-              dv[i] += p * d[i];
-              dq_loc[i] += ds * k[i];
-              dk[i] += ds * q[i];
-            }
+          for (int t2 = 0; t2 < n; t2++) {
+            float pr = expf(p[t2] * scale - l);
+            ds[t2] = pr * (ds[t2] - D) * scale;
+            p[t2] = pr;
           }
+          for (int t2 = 0; t2 < n; t2++) {
+            axpy(dv_loc + (size_t)t2 * hs, p[t2], d, hs);
+            axpy(dk_loc + (size_t)t2 * hs, ds[t2], q, hs);
+          }
+          weighted_rows(dq_loc, ds, base + C + h * hs, C3, n, hs);  // sum_t2 ds k
           float* dq = dbase + t * C3 + h * hs;
           for (int i = 0; i < hs; i++) dq[i] += dq_loc[i];
         }
@@ -119,5 +205,9 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     free(dk_loc);
     free(dv_loc);
     free(dq_loc);
+    free(kt);
+    free(vt);
+    free(p);
+    free(ds);
   }
 }

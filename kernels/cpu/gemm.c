@@ -14,10 +14,11 @@
 // Threads split N when N >= M: they pack each A' block together (half the strips each, one
 // spinning barrier per block) and each packs B' for its own columns; otherwise they split M
 // and each packs all of the smaller B' for itself. Both cores are busy on every GPT-2 shape.
-// The vector width follows the build's -march: AVX-512 (16 lanes), AVX2 + FMA (8), or
-// GCC/Clang vector extensions (4) anywhere else. Each tile and block size may be overridden
+// The vector width follows the build's -march (vecf.h): AVX-512 (16 lanes), AVX2 + FMA (8),
+// or GCC/Clang vector extensions (4) anywhere else. Each tile and block size may be overridden
 // at compile time (-DGEMM_MR=... -DGEMM_KC=...) for tuning.
 #include "gemm.h"
+#include "vecf.h"
 
 #include <sched.h>
 #include <stdatomic.h>
@@ -29,32 +30,15 @@
 #include <omp.h>
 #endif
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#define VL 16
-typedef __m512 vf;
-#define vf_load(p) _mm512_load_ps(p)
-#define vf_loadu(p) _mm512_loadu_ps(p)
-#define vf_storeu(p, v) _mm512_storeu_ps(p, v)
-#define vf_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define vf_splat(x) _mm512_set1_ps(x)
-#define vf_zero() _mm512_setzero_ps()
+// the tile per vector width: VL 16 (AVX-512), 8 (AVX2 + FMA), 4 (anywhere else)
+#if VL == 16
 #ifndef GEMM_MR
 #define GEMM_MR 8
 #endif
 #ifndef GEMM_NR
 #define GEMM_NR 48
 #endif
-#elif defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define VL 8
-typedef __m256 vf;
-#define vf_load(p) _mm256_load_ps(p)
-#define vf_loadu(p) _mm256_loadu_ps(p)
-#define vf_storeu(p, v) _mm256_storeu_ps(p, v)
-#define vf_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define vf_splat(x) _mm256_set1_ps(x)
-#define vf_zero() _mm256_setzero_ps()
+#elif VL == 8
 #ifndef GEMM_MR
 #define GEMM_MR 6
 #endif
@@ -62,18 +46,6 @@ typedef __m256 vf;
 #define GEMM_NR 16
 #endif
 #else
-#define VL 4
-typedef float vf __attribute__((vector_size(16)));
-static inline vf vf_loadu(const float* p) {
-  vf v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void vf_storeu(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
-#define vf_load(p) vf_loadu(p)
-#define vf_fma(a, b, c) ((a) * (b) + (c))
-#define vf_splat(x) ((vf){0} + (x))
-#define vf_zero() ((vf){0})
 #ifndef GEMM_MR
 #define GEMM_MR 4
 #endif

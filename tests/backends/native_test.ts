@@ -180,7 +180,18 @@ Deno.test("native: embedding forward and deterministic backward with repeated id
 });
 
 Deno.test("native: flash-style attention forward and backward, T up to 1024", async () => {
-  for (const [B, T, C, NH] of [[1, 1, 4, 1], [2, 7, 12, 3], [1, 65, 64, 4], [1, 1024, 32, 2]]) {
+  // head sizes 4, 16, 20, 37 (odd, past two vectors) and 64 (GPT-2's): every register path
+  for (
+    const [B, T, C, NH] of [
+      [1, 1, 4, 1],
+      [2, 7, 12, 3],
+      [1, 65, 64, 4],
+      [1, 1024, 32, 2],
+      [3, 17, 40, 2],
+      [2, 33, 74, 2],
+      [1, 50, 192, 3],
+    ]
+  ) {
     const qkv = randn(B * T * 3 * C), dout = randn(B * T * C);
     const run = async (be: Backend) => {
       const q = be.upload(qkv),
