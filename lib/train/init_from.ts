@@ -154,7 +154,8 @@ export function checkInitShape(source: InitSource, shape: GPTConfig, what: strin
 
 /**
  * The model a run starts from: `source`'s weights on `backend`, in `config` (its shape, with
- * at least its vocabulary: rows past it are zero, in wte and so in the tied lm_head). Says
+ * at least its vocabulary: rows past it are zero, in wte and so in the tied lm_head, or in
+ * both where the head is untied). Says
  * what was loaded and what was done to the vocabulary on `say`.
  *
  * @throws {Error} for a config of another shape, and for weights holding NaN or infinite
@@ -187,10 +188,14 @@ export async function loadInitialModel(
   if (config.vocab_size === stored) return loaded;
   const weights = new Map<string, Float32Array>();
   for (const [name, t] of await loaded.stateDict()) weights.set(name, t.data);
-  const wte = "transformer.wte.weight";
-  const padded = new Float32Array(config.vocab_size * config.n_embd); // zero rows past `stored`
-  padded.set(weights.get(wte)!);
-  weights.set(wte, padded);
+  // the tables with a row per token: wte, and an untied lm_head (the speedrun's) beside it
+  for (const name of ["transformer.wte.weight", "lm_head.weight"]) {
+    const rows = weights.get(name);
+    if (!rows) continue;
+    const padded = new Float32Array(config.vocab_size * config.n_embd); // zero past `stored`
+    padded.set(rows);
+    weights.set(name, padded);
+  }
   const model = new GPT(backend, config, { skipInit: true });
   model.loadStateDict(weights, source.name);
   return model;

@@ -313,3 +313,30 @@ Deno.test("init from: the losses before and after, as the run prints them", () =
     "fine-tuning from gpt2: val loss 4.2500 before (step 0, the loaded weights); no later evaluation",
   );
 });
+
+Deno.test("init from: an untied head is padded with zero rows beside wte", async () => {
+  const backend = new CpuBackend();
+  const config = { n_layer: 1, n_head: 2, n_embd: 8, block_size: 16, vocab_size: 50257 };
+  const dir = await Deno.makeTempDir();
+  const untied = new GPT(backend, { ...config, untie_head: true }, { seed: 3 });
+  await savePretrained(untied, dir);
+  const source = await resolveInitFrom(dir);
+  const lines: string[] = [];
+  const model = await loadInitialModel(
+    backend,
+    source,
+    { ...source.config, vocab_size: 50304 },
+    (l) => lines.push(l),
+  );
+  ok(
+    lines.some((l) => l.includes("vocabulary padded 50257 -> 50304 with zero rows")),
+    lines.join("\n"),
+  );
+  const before = await untied.stateDict(), after = await model.stateDict();
+  for (const name of ["transformer.wte.weight", "lm_head.weight"]) {
+    const rows = after.get(name)!.data;
+    assertEquals(rows.length, 50304 * 8, name);
+    assertSameBits(name, rows.subarray(0, 50257 * 8), before.get(name)!.data);
+    ok(rows.subarray(50257 * 8).every((v) => v === 0), `${name}: the padding rows are zero`);
+  }
+});
