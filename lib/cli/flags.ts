@@ -151,8 +151,7 @@ export async function loadLlmcModel(
   warn: (line: string) => void = console.warn,
 ): Promise<GPT> {
   const { config, weights } = await readLlmcModel(path);
-  const model = new GPT(backend, config, { skipInit: true });
-  model.loadStateDict(weights, path);
+  const model = GPT.fromStateDict(backend, config, weights, path);
   const nonFinite: NonFiniteTensor[] = [];
   for (const [name, data] of weights) {
     const count = countNonFinite(data);

@@ -172,7 +172,7 @@ export type LlmcDType = "float32" | "bfloat16";
 
 /** What {@linkcode readLlmcModel} returns. */
 export interface LlmcModel {
-  /** The model's shape: pass it to `new GPT(backend, config, { skipInit: true })`. */
+  /** The model's shape: pass it with the weights to `GPT.fromStateDict`. */
   config: LlmcModelConfig;
   /**
    * Every parameter by the model's names (`transformer.wte.weight`, ...) and in its order,
@@ -359,8 +359,7 @@ function widenBf16(halves: Uint16Array): Float32Array {
  *
  * ```ts
  * const { config, weights } = await readLlmcModel(path);
- * const model = new GPT(backend, config, { skipInit: true });
- * model.loadStateDict(weights, path);
+ * const model = GPT.fromStateDict(backend, config, weights, path);
  * ```
  *
  * @throws {Error} naming the file when it cannot be read, or as {@linkcode decodeLlmcModel}.

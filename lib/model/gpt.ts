@@ -287,6 +287,21 @@ export class GPT extends Module {
   }
 
   /**
+   * A GPT of `config` holding `weights` by our names (`transformer.h.0...`), every name and
+   * shape checked (see {@linkcode GPT.loadStateDict}); `source` names them in errors.
+   */
+  static fromStateDict(
+    backend: Backend,
+    config: ModelConfig,
+    weights: Map<string, Float32Array>,
+    source: string,
+  ): GPT {
+    const model = new GPT(backend, config, { skipInit: true });
+    model.loadStateDict(weights, source);
+    return model;
+  }
+
+  /**
    * Loads weights by our names (`transformer.h.0...`), checking every name and shape.
    * `source` names the file in errors.
    */

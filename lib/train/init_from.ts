@@ -108,11 +108,7 @@ async function llmcSource(path: string): Promise<InitSource> {
     name: path,
     kind: `an llm.c model file (${dtype})`,
     config: { ...config },
-    load: (backend) => {
-      const model = new GPT(backend, config, { skipInit: true });
-      model.loadStateDict(weights, path);
-      return Promise.resolve(model);
-    },
+    load: (backend) => Promise.resolve(GPT.fromStateDict(backend, config, weights, path)),
   };
 }
 
@@ -196,9 +192,7 @@ export async function loadInitialModel(
     padded.set(rows);
     weights.set(name, padded);
   }
-  const model = new GPT(backend, config, { skipInit: true });
-  model.loadStateDict(weights, source.name);
-  return model;
+  return GPT.fromStateDict(backend, config, weights, source.name);
 }
 
 /**
