@@ -12,61 +12,17 @@
  * @module
  */
 
-import { get_encoding, type Tiktoken } from "tiktoken";
+import { get_encoding } from "tiktoken";
+import { decodePaddedWith, type Gpt2Tokenizer, tokenizerFrom } from "./tokenizer_core.ts";
 
-/** The `<|endoftext|>` token id of GPT-2. */
-export const GPT2_EOT = 50256;
-
-/** GPT-2's vocabulary size: 50,000 merges, 256 bytes and `<|endoftext|>`. */
-export const GPT2_N_VOCAB = 50257;
-
-/** GPT-2's tokenizer. */
-export interface Gpt2Tokenizer {
-  /** Token ids of `text`; special tokens are not parsed (tiktoken's `encode_ordinary`). */
-  encode(text: string): number[];
-  /**
-   * The text of `ids`; bytes that are not valid UTF-8 (a character split between tokens)
-   * become U+FFFD, like tiktoken's `decode(errors="replace")`.
-   *
-   * @throws {RangeError} for an id outside [0, 50257).
-   */
-  decode(ids: ArrayLike<number>): string;
-  /** The `<|endoftext|>` id, 50256. */
-  readonly eot: number;
-  /** The vocabulary size, 50257. */
-  readonly nVocab: number;
-}
+export { GPT2_EOT, GPT2_N_VOCAB, type Gpt2Tokenizer } from "./tokenizer_core.ts";
 
 let cached: Gpt2Tokenizer | undefined;
 
 /** GPT-2's tokenizer; built once and shared. */
 export function getGpt2Tokenizer(): Gpt2Tokenizer {
-  cached ??= makeTokenizer(get_encoding("gpt2"));
+  cached ??= tokenizerFrom(get_encoding("gpt2"));
   return cached;
-}
-
-function makeTokenizer(encoding: Tiktoken): Gpt2Tokenizer {
-  const decoder = new TextDecoder("utf-8", { fatal: false });
-  return {
-    encode(text: string): number[] {
-      return Array.from(encoding.encode_ordinary(text));
-    },
-    decode(ids: ArrayLike<number>): string {
-      const tokens = new Uint32Array(ids.length);
-      for (let i = 0; i < ids.length; i++) {
-        const id = ids[i];
-        if (!Number.isInteger(id) || id < 0 || id >= GPT2_N_VOCAB) {
-          throw new RangeError(
-            `Expected token ids in [0, ${GPT2_N_VOCAB}), found ${id} at index ${i}`,
-          );
-        }
-        tokens[i] = id;
-      }
-      return decoder.decode(encoding.decode(tokens));
-    },
-    eot: GPT2_EOT,
-    nVocab: GPT2_N_VOCAB,
-  };
 }
 
 /**
@@ -74,16 +30,5 @@ function makeTokenizer(encoding: Tiktoken): Gpt2Tokenizer {
  * padding ids, never in the training data, show as `<|pad:ID|>` instead of failing.
  */
 export function decodePadded(ids: ArrayLike<number>): string {
-  const tokenizer = getGpt2Tokenizer();
-  let text = "", run: number[] = [];
-  for (let i = 0; i < ids.length; i++) {
-    const t = ids[i];
-    if (t < tokenizer.nVocab) {
-      run.push(t);
-      continue;
-    }
-    text += tokenizer.decode(run) + `<|pad:${t}|>`;
-    run = [];
-  }
-  return text + tokenizer.decode(run);
+  return decodePaddedWith(getGpt2Tokenizer(), ids);
 }

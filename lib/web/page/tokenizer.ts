@@ -9,9 +9,12 @@
  */
 
 import { init, Tiktoken } from "tiktoken/lite/init";
-// types only: the module's value imports would bundle tiktoken's full build
-import type { Gpt2Tokenizer } from "../../data/tokenizer.ts";
+// not lib/data/tokenizer.ts: its value imports would bundle tiktoken's full build
+import { type Gpt2Tokenizer, tokenizerFrom } from "../../data/tokenizer_core.ts";
 import { fetchBytes, fetchJson } from "./fetch_progress.ts";
+
+/** The text of ids from a padded vocabulary, padding ids as `<|pad:ID|>`. */
+export { decodePaddedWith as decodePadded } from "../../data/tokenizer_core.ts";
 
 /** Where the server serves the tokenizer's two files. */
 export const TOKENIZER_URLS = {
@@ -54,42 +57,6 @@ export async function loadTokenizer(base?: string | URL): Promise<Gpt2Tokenizer>
         `${EOT_TEXT}), found keys ${Object.keys(file).join(", ")}`,
     );
   }
-  const nVocab = file.explicit_n_vocab;
   const encoding = new Tiktoken(file.bpe_ranks, file.special_tokens!, file.pat_str);
-  const decoder = new TextDecoder("utf-8", { fatal: false });
-  return {
-    encode: (text) => Array.from(encoding.encode_ordinary(text)),
-    decode(ids) {
-      const tokens = new Uint32Array(ids.length);
-      for (let i = 0; i < ids.length; i++) {
-        const id = ids[i];
-        if (!Number.isInteger(id) || id < 0 || id >= nVocab) {
-          throw new RangeError(
-            `Expected token ids in [0, ${nVocab}), found ${id} at index ${i}`,
-          );
-        }
-        tokens[i] = id;
-      }
-      return decoder.decode(encoding.decode(tokens));
-    },
-    eot,
-    nVocab,
-  };
-}
-
-/**
- * The text of `ids` from a model whose vocabulary may be padded past 50257 (to 50304), as
- * `decodePadded` of `lib/data/tokenizer.ts` writes it: padding ids as `<|pad:ID|>`.
- */
-export function decodePadded(tokenizer: Gpt2Tokenizer, ids: readonly number[]): string {
-  let text = "", run: number[] = [];
-  for (const t of ids) {
-    if (t < tokenizer.nVocab) {
-      run.push(t);
-      continue;
-    }
-    text += tokenizer.decode(run) + `<|pad:${t}|>`;
-    run = [];
-  }
-  return text + tokenizer.decode(run);
+  return tokenizerFrom(encoding, file.explicit_n_vocab, eot);
 }
