@@ -10,8 +10,7 @@
 // whole row goes through the vector expf. Each pair accumulates dk and dv in its own scratch
 // rows and writes them once: heads' slices of a row can share a cache line, and repeated writes
 // to it from two threads would bounce it.
-#include "vecf.h"
-#include "vecmath.h"
+#include "attention_rows.h"
 #include <stdlib.h>
 
 // Keys per block of scores: two vectors, each summed in two chains (even and odd channels),
@@ -63,37 +62,6 @@ static void scores(float* s, const float* x, const float* rows, int n, int Tp, i
   }
 }
 
-// o[0..hs) = sum_t2 p[t2] * v[t2][0..hs) over n rows of stride C3: up to four vectors of
-// channels at a time, their sums in registers through all n rows
-static void weighted_rows(float* o, const float* p, const float* v, size_t C3, int n, int hs) {
-  int i0 = 0;
-  for (; i0 + 4 * VL <= hs; i0 += 4 * VL) {
-    vf a0 = vf_zero(), a1 = vf_zero(), a2 = vf_zero(), a3 = vf_zero();
-    for (int t2 = 0; t2 < n; t2++) {
-      const float* r = v + t2 * C3 + i0;
-      vf pr = vf_splat(p[t2]);
-      a0 = vf_fma(pr, vf_loadu(r), a0);
-      a1 = vf_fma(pr, vf_loadu(r + VL), a1);
-      a2 = vf_fma(pr, vf_loadu(r + 2 * VL), a2);
-      a3 = vf_fma(pr, vf_loadu(r + 3 * VL), a3);
-    }
-    vf_storeu(o + i0, a0);
-    vf_storeu(o + i0 + VL, a1);
-    vf_storeu(o + i0 + 2 * VL, a2);
-    vf_storeu(o + i0 + 3 * VL, a3);
-  }
-  for (; i0 + VL <= hs; i0 += VL) {
-    vf a0 = vf_zero();
-    for (int t2 = 0; t2 < n; t2++) a0 = vf_fma(vf_splat(p[t2]), vf_loadu(v + t2 * C3 + i0), a0);
-    vf_storeu(o + i0, a0);
-  }
-  for (int i = i0; i < hs; i++) {  // a head size that is not a multiple of VL
-    float a = 0;
-    for (int t2 = 0; t2 < n; t2++) a += p[t2] * v[t2 * C3 + i];
-    o[i] = a;
-  }
-}
-
 // row[0..hs) += a * x[0..hs)
 static void axpy(float* row, float a, const float* x, int hs) {
   int i = 0;
@@ -119,24 +87,9 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
           const float* q = base + t * C3 + h * hs;
           int n = t + 1;
           scores(score, q, kt, n, padded(T), hs);
-          float max = -INFINITY;
-#pragma omp simd reduction(max : max)
-          for (int t2 = 0; t2 < n; t2++) {
-            score[t2] *= scale;
-            max = score[t2] > max ? score[t2] : max;
-          }
-          float sum = 0;
-#pragma omp simd reduction(+ : sum)
-          for (int t2 = 0; t2 < n; t2++) {
-            score[t2] = expf(score[t2] - max);
-            sum += score[t2];
-          }
-          float inv = 1.0f / sum;
-#pragma omp simd
-          for (int t2 = 0; t2 < n; t2++) score[t2] *= inv;
+          lse[((size_t)b * NH + h) * T + t] = softmax_scaled(score, n, scale);
           weighted_rows(out + ((size_t)b * T + t) * C + h * hs, score, base + 2 * C + h * hs, C3,
                         n, hs);
-          lse[((size_t)b * NH + h) * T + t] = max + logf(sum);
         }
       }
     }

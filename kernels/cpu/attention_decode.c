@@ -6,7 +6,7 @@
 // A head's cached keys are contiguous (head-major), so a query walks one dense block of
 // memory. Work is split over (b, h, t) rows, which own disjoint slices of out; with T = 1 at
 // each step of generation that is B NH rows (12 per sequence for GPT-2 124M).
-#include "vecmath.h"
+#include "attention_rows.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +35,6 @@ void attention_decode(float* out, const float* qkv, const float* k, const float*
 #pragma omp parallel
   {
     float* score = malloc(sizeof(float) * ((size_t)pos + T));
-    float* acc = malloc(sizeof(float) * hs);
 #pragma omp for collapse(3) schedule(dynamic)
     for (int b = 0; b < B; b++) {
       for (int h = 0; h < NH; h++) {
@@ -44,36 +43,18 @@ void attention_decode(float* out, const float* qkv, const float* k, const float*
           const float* kh = k + ((size_t)b * NH + h) * maxT * hs;
           const float* vh = v + ((size_t)b * NH + h) * maxT * hs;
           int n = pos + t + 1;  // the keys this query sees
-          float max = -INFINITY;
           for (int j = 0; j < n; j++) {
             const float* kj = kh + (size_t)j * hs;
             float s = 0;
 #pragma omp simd reduction(+ : s)
             for (int i = 0; i < hs; i++) s += q[i] * kj[i];
-            s *= scale;
             score[j] = s;
-            if (s > max) max = s;
           }
-          float sum = 0;
-#pragma omp simd reduction(+ : sum)
-          for (int j = 0; j < n; j++) {
-            score[j] = expf(score[j] - max);
-            sum += score[j];
-          }
-          float inv = 1.0f / sum;
-          for (int i = 0; i < hs; i++) acc[i] = 0;
-          for (int j = 0; j < n; j++) {
-            const float* vj = vh + (size_t)j * hs;
-            float p = score[j] * inv;
-#pragma omp simd
-            for (int i = 0; i < hs; i++) acc[i] += p * vj[i];
-          }
-          float* o = out + ((size_t)b * T + t) * C + h * hs;
-          for (int i = 0; i < hs; i++) o[i] = acc[i];
+          softmax_scaled(score, n, scale);
+          weighted_rows(out + ((size_t)b * T + t) * C + h * hs, score, vh, hs, n, hs);
         }
       }
     }
     free(score);
-    free(acc);
   }
 }
