@@ -36,7 +36,7 @@ import {
   summarizeRows,
   targetLoss,
 } from "../train/recipe_results.ts";
-import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+import { listFlag, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const DEFAULT_OUT = "notebooks/runs/speedrun-vs-lecture";
 const DEFAULT_SCRATCH = ".scratch/compare-recipes";
@@ -62,6 +62,8 @@ Rows: ${recipeLadder().map((r) => r.id).join(", ")}
   --scratch DIR       shards and the runs' folders, never committed (default ${DEFAULT_SCRATCH})
   --resume            read the runs an earlier comparison finished in --scratch instead of
                       training them again (same flags); train the rest
+  --note TEXT         a line for results.json's notes and table.md (repeatable), e.g. which
+                      code the runs were trained with
   -h, --help          this text`;
 
 /** The run of `deno` with `args` from the repository root; its stdout to `onLine` by line. */
@@ -298,6 +300,7 @@ await runMain(async () => {
     out: { type: "string" },
     scratch: { type: "string" },
     resume: { type: "boolean" },
+    note: { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
   });
   if (f.help) {
@@ -328,6 +331,8 @@ await runMain(async () => {
   const scratch = resolve(stringFlag(f, "scratch", join(REPO_ROOT, DEFAULT_SCRATCH)));
   const command = ["deno", "task", "compare-recipes", ...Deno.args].join(" ");
   const startedAt = new Date();
+  const rev = gitRev(); // once: others may commit while the runs go on
+  const userNotes = listFlag(f, "note") ?? [];
 
   const shards = await prepareShards(scratch, shardSize);
   const shape = { data: shards.dir, steps, evalEvery, valBatches, backend };
@@ -359,7 +364,7 @@ await runMain(async () => {
     const table = formatTable(summaries, lStar);
     const doc = {
       command,
-      gitRev: gitRev(),
+      gitRev: rev,
       startedAt: startedAt.toISOString(),
       writtenAt: new Date().toISOString(),
       finished,
@@ -381,7 +386,9 @@ await runMain(async () => {
         "Steps to L*: the first evaluation at or below L*, interpolated linearly between it and " +
         "the evaluation before; fraction = mean steps to L* / the step of the last evaluation.",
         "Step ms: each run's median dt of its training steps, step 0 and the steps with an " +
-        "evaluation left out; the row's value is the mean over seeds.",
+        "evaluation left out; the row's value is the median over seeds (one run slowed by " +
+        "other work on the machine does not move it), the ratio that over the lecture row's.",
+        ...userNotes,
       ],
       lStar,
       rows: rows.map((row, i) => ({
@@ -397,7 +404,8 @@ await runMain(async () => {
       join(out, "table.md"),
       `Measured by \`${command}\` (git ${doc.gitRev.slice(0, 10)}, ${doc.writtenAt}, ` +
         `${doc.machine.cpu}, ${doc.machine.cores} cores)${finished ? "" : ", unfinished"}: ` +
-        `${seeds.length} seeds, ${steps} steps, L* = ${lStar.toFixed(4)}.\n\n${table}`,
+        `${seeds.length} seeds, ${steps} steps, L* = ${lStar.toFixed(4)}.\n\n${table}` +
+        userNotes.map((n) => `\n${n}\n`).join(""),
     );
     const spec = recipeChartSpec(
       rows.map((row, i) => ({ id: row.id, curves: results[i].map((r) => r.val) })),
@@ -411,7 +419,6 @@ await runMain(async () => {
   for (const [k, run] of runs.entries()) {
     const mean = runWall.length > 0 ? runWall.reduce((a, b) => a + b, 0) / runWall.length : NaN;
     const label = `[${k + 1}/${runs.length}] row ${run.rowIndex} ${run.row.id}, seed ${run.seed}`;
-    console.log(`${label}: training (ETA all ${formatDuration(mean * (runs.length - k))})`);
     const earlier = f.resume ? await finishedRun(run, steps) : null;
     if (earlier) {
       results[run.rowIndex].push({ ...earlier, crossing: null });
@@ -421,6 +428,7 @@ await runMain(async () => {
       );
       continue;
     }
+    console.log(`${label}: training (ETA all ${formatDuration(mean * (runs.length - k))})`);
     const started = performance.now();
     let shown = -1;
     const result = await trainOne(run, steps, (step) => {
