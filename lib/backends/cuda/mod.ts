@@ -325,6 +325,15 @@ export class CudaBackend implements Backend {
     return this.#dev.alloc(length, dtype);
   }
 
+  /**
+   * Returns a dead tensor's device memory to the pool now, not when the garbage collector
+   * (which does not see device memory) gets to its wrapper: its last use is enqueued, and the
+   * stream runs the next user after it.
+   */
+  recycle(buf: DeviceBuffer): void {
+    this.#dev.release(this.#dev.buffer(buf));
+  }
+
   upload(data: Float32Array | Int32Array): DeviceBuffer {
     return this.#dev.upload(data);
   }

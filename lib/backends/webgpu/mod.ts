@@ -200,6 +200,14 @@ export class WebGpuBackend implements Backend {
     return this.#gpu.alloc(length, dtype);
   }
 
+  /**
+   * Returns a dead tensor's GPU buffer to the pool now, not when the garbage collector (which
+   * does not see GPU memory) gets to its wrapper: commands already recorded read it first.
+   */
+  recycle(buf: DeviceBuffer): void {
+    this.#gpu.release(this.#gpu.buffer(buf));
+  }
+
   zero(buf: DeviceBuffer): void {
     this.#gpu.zero(buf);
   }
