@@ -185,6 +185,6 @@ Deno.test("showSource reads the real GPT-2 module's classes and members", async 
     code.includes("\nforward(idx: Tensor, targets: Tensor | null = null): GPTOutput {"),
     "\nforward(idx: Tensor, targets: Tensor | null = null): GPTOutput {",
   );
-  assert(code.endsWith("return { logits, loss };\n}"), code.slice(-80));
+  assert(code.endsWith("}, ({ logits, loss }) => [logits, loss]);\n}"), code.slice(-80));
   assert(!code.includes("class MLP"), "the listing runs past CausalSelfAttention");
 });
