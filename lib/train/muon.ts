@@ -79,8 +79,10 @@ export function newtonSchulz(
       be.matmulForward(next, X, P, null, { N: rows, C: cols, OC: cols }); // X Pᵀ = X P
       be.scale(next, X, a, n, true);
     }
+    be.recycle?.(X); // this iteration's input, ours, read for the last time above
     X = next;
   }
+  for (const t of [A, AA, P]) be.recycle?.(t);
   return X;
 }
 
@@ -137,6 +139,9 @@ export class Muon {
       const orth = newtonSchulz(be, update, rows, cols, this.nsSteps);
       const shapeScale = Math.max(1, rows / cols) ** 0.5;
       be.scale(p.buffer, orth, -lr * shapeScale, n, true);
+      // the step's temporaries go back for the next parameter (the momentum buffer stays)
+      be.recycle?.(orth);
+      if (update !== buf) be.recycle?.(update);
     }
   }
 
