@@ -18,7 +18,7 @@
  * - optional: `setMatmulPrecision` (lower-precision matmuls), `hostView` and `wrapHost` (buffers
  *   that live in host memory), `deviceMemory` (device buffers a collective reduces in place),
  *   `sumsOfSquares` (one wait for many reductions), `peakFlops` (the peak MFU is taken against),
- *   `sync` and `destroy`.
+ *   `recycle` (buffers reused as soon as they are dead), `sync` and `destroy`.
  *
  * @module
  */
