@@ -111,6 +111,14 @@ export async function runTask(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** A loopback port nothing listens on now (for a rendezvous or a server the test starts). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  return port;
+}
+
 let reference: SafetensorsFile | null = null;
 
 /** The PyTorch reference vectors (`reference.safetensors`), read once. */

@@ -10,27 +10,9 @@ import {
   type ProcessGroup,
 } from "../../lib/ddp/process_group.ts";
 import { readSafetensors, toFloat32 } from "../../lib/io/safetensors.ts";
-import { assertClose, smallModelFlags } from "../support.ts";
+import { assertClose, freePort, runTask as run, smallModelFlags } from "../support.ts";
 
 const root = join(import.meta.dirname!, "..", "..");
-
-/** A port nothing listens on now. */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", ...args],
-    cwd: root,
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
 
 function alive(pid: number): boolean {
   try {

@@ -23,15 +23,7 @@ import { rendezvous } from "../../lib/ddp/rendezvous.ts";
 import { GPT } from "../../lib/model/gpt.ts";
 import { Tensor } from "../../lib/model/tensor.ts";
 import { allReduceGradients, broadcastParameters } from "../../lib/train/ddp_sync.ts";
-import { assertClose, repoRoot, smallModelFlags } from "../support.ts";
-
-/** A port nothing listens on now. */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
+import { assertClose, freePort, repoRoot, runTask, smallModelFlags } from "../support.ts";
 
 function env(rank: number, worldSize: number, port: number, localWorldSize = worldSize): DistEnv {
   return {
@@ -436,16 +428,6 @@ Deno.test("process group: without NCCL a device backend's rank fails at once, sa
   );
   ok(performance.now() - t0 < 2000, "before the rendezvous, not after its timeout");
 });
-
-async function runTask(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", ...args],
-    cwd: repoRoot,
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
 
 const cudaRegistered = (BACKEND_NAMES as readonly string[]).includes("cuda");
 const cudaMissing = cudaRegistered

@@ -13,7 +13,7 @@ import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { GPT } from "../../lib/model/gpt.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { generate } from "../../lib/model/sample.ts";
-import { referenceDir, repoRoot } from "../support.ts";
+import { freePort, referenceDir, repoRoot } from "../support.ts";
 import { CHROMIUM, launchChromium, WEBGPU_FLAGS } from "../tools/chromium.ts";
 
 /**
@@ -27,14 +27,6 @@ const REFERENCE_GREEDY = [5, 40, 8, 43, 11, 46, 14, 49, 17, 52, 20, 55, 23, 58, 
 /** States the page ends a run in (`body[data-state]`). */
 const FINAL_STATES = ["done", "stopped", "error", "no-webgpu"];
 const decoder = new TextDecoder();
-
-/** A free TCP port on 127.0.0.1 (asked of the OS, then released for the server). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
-}
 
 /** `deno task NAME ARGS` in the repository, to its end. */
 async function task(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
