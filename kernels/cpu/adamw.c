@@ -4,12 +4,14 @@
 // Memory-bound (16 bytes read and 12 written per parameter), so one pass, all threads.
 #include <math.h>
 
+#include "parallel.h"
+
 void adamw_update(float* param, const float* grad, float* m, float* v, long n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, int step) {
   float step_size = lr / (1.0f - powf(beta1, step));
   float sqrt_bc2 = sqrtf(1.0f - powf(beta2, step));
   float decay = 1.0f - lr * weight_decay;
-#pragma omp parallel for simd
+#pragma omp parallel for simd if (n >= PAR_MIN_ELEMENTS)
   for (long i = 0; i < n; i++) {
     float g = grad[i];
     float mi = beta1 * m[i] + (1.0f - beta1) * g;
