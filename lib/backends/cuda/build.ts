@@ -43,7 +43,7 @@ export const DEFAULT_GENCODE: readonly string[] = [
 ];
 
 /** nvcc's flags besides the targets (no fast math: the kernels match the reference's math). */
-const NVCC_FLAGS = ["--fatbin", "-O3", "-std=c++17"];
+export const NVCC_FLAGS: readonly string[] = ["--fatbin", "-O3", "-std=c++17"];
 
 /** What was built, and how. */
 export interface CudaKernelBuild {
@@ -216,7 +216,7 @@ export function findNvccFile(): string | null {
 }
 
 /** The first nvcc that answers `--version`, with its version line (part of the cache key). */
-async function findNvcc(): Promise<{ path: string; version: string } | null> {
+export async function findNvcc(): Promise<{ path: string; version: string } | null> {
   for (const path of nvccCandidates()) {
     const r = await run(path, ["--version"]);
     if (r.ok) {
