@@ -43,6 +43,7 @@ export const DRIVER_SYMBOLS = {
   cuModuleUnload: { parameters: ["usize"], result: "i32" },
   cuModuleGetFunction: { parameters: ["buffer", "usize", "buffer"], result: "i32" },
   cuFuncSetAttribute: { parameters: ["usize", "i32", "i32"], result: "i32" },
+  cuFuncGetAttribute: { parameters: ["buffer", "i32", "usize"], result: "i32" },
   cuLaunchKernel: {
     parameters: [
       "usize",
@@ -96,8 +97,18 @@ const ATTRIBUTE = {
   COMPUTE_CAPABILITY_MINOR: 76,
   MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: 97,
 } as const;
-/** CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (cuda.h). */
-const FUNC_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+/**
+ * CUfunction_attribute values (cuda.h's CUfunction_attribute_enum; the driver API reference,
+ * "cuFuncGetAttribute"): MAX_THREADS_PER_BLOCK is the block "beyond which a launch of the
+ * function would fail", from its `__launch_bounds__` and registers on this device.
+ */
+export const FUNC_ATTRIBUTE = {
+  MAX_THREADS_PER_BLOCK: 0,
+  SHARED_SIZE_BYTES: 1,
+  LOCAL_SIZE_BYTES: 3,
+  NUM_REGS: 4,
+  MAX_DYNAMIC_SHARED_SIZE_BYTES: 8,
+} as const;
 /** CU_EVENT_DISABLE_TIMING (cuda.h). */
 const EVENT_DISABLE_TIMING = 2;
 
@@ -373,10 +384,20 @@ export class CudaDriver {
     return out[0];
   }
 
+  /** A CUfunction_attribute (`FUNC_ATTRIBUTE`) of a kernel from `getFunction`. */
+  functionAttribute(fn: bigint, attribute: number): number {
+    const out = new Int32Array(1);
+    this.check(
+      this.#cu.cuFuncGetAttribute(out, attribute, fn),
+      `cuFuncGetAttribute(${attribute})`,
+    );
+    return out[0];
+  }
+
   /** Lets `fn` launch with up to `bytes` of dynamic shared memory (above the default 48 KiB). */
   setMaxDynamicSharedMemory(fn: bigint, bytes: number): void {
     this.check(
-      this.#cu.cuFuncSetAttribute(fn, FUNC_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes),
+      this.#cu.cuFuncSetAttribute(fn, FUNC_ATTRIBUTE.MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes),
       `cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, ${bytes})`,
     );
   }

@@ -7,6 +7,11 @@
  * Everything above those two tables runs as it does on a GPU: argument packing, the pool,
  * read-backs, the cuBLASLt plans and their fallbacks, bf16 operand copies.
  *
+ * Launches are checked against what each kernel takes on a GPU (resources.ts: nvcc's
+ * registers, static shared memory and `__launch_bounds__` for sm_80 and sm_90, which the C++
+ * build defines away): a block or shared memory too large for either is refused with the
+ * CUresult a driver returns. Without nvcc that check is off, and the emulator says so once.
+ *
  * What it cannot check: timing and concurrency (one thread at a time, in order), the real
  * libraries' behaviour, and GPU-only arithmetic (FMA contraction, fast intrinsics).
  *
@@ -32,9 +37,16 @@ import {
   EPILOGUE_DEFAULT,
   HEURISTIC_RESULT_BYTES,
 } from "./cublaslt.ts";
-import { CudaDriver, type DriverSymbols } from "./driver.ts";
+import { CudaDriver, CudaError, type DriverSymbols, FUNC_ATTRIBUTE } from "./driver.ts";
 import { KERNELS } from "./kernels.ts";
 import { CudaBackend } from "./mod.ts";
+import {
+  kernelResources,
+  launchRefusal,
+  MAX_BLOCK_THREADS,
+  RESOURCE_ARCHES,
+  type ResourceTable,
+} from "./resources.ts";
 
 const EMULATOR_SYMBOLS = {
   emu_kernel_count: { parameters: [], result: "i32" },
@@ -87,7 +99,23 @@ export interface EmulatorOptions {
   refuseGemm?: (c: GemmCombination) => boolean;
   /** Combinations the heuristic offers but cublasLtMatmul refuses (NOT_SUPPORTED) when run. */
   refuseMatmul?: (c: GemmCombination) => boolean;
+  /**
+   * The kernels' resources to check launches against; default `kernelResources()` (nvcc's,
+   * cached), null to launch unchecked (as without nvcc).
+   */
+  resources?: ResourceTable | null;
   quiet?: boolean;
+}
+
+let measured: Promise<ResourceTable | null> | null = null;
+let saidUnchecked = false;
+
+/** nvcc's table, measured once a process (a cache hit after the first). */
+function defaultResources(quiet: boolean): Promise<ResourceTable | null> {
+  return measured ??= kernelResources({ quiet }).catch((e) => {
+    measured = null; // a failed nvcc run is an error every time, not a silent "unchecked"
+    throw e;
+  });
 }
 
 /** The emulator's library: the kernels compiled by the system C++ compiler, cached. */
@@ -149,10 +177,20 @@ export async function buildEmulator(): Promise<string> {
 export async function createEmulatedCudaBackend(
   options: EmulatorOptions = {},
 ): Promise<CudaBackend> {
-  const path = await buildEmulator();
+  const [path, resources] = await Promise.all([
+    buildEmulator(),
+    options.resources !== undefined ? options.resources : defaultResources(options.quiet ?? false),
+  ]);
+  if (!resources && !saidUnchecked && !options.quiet) {
+    saidUnchecked = true;
+    console.log(
+      "cuda (emulated): no nvcc, so launches are not checked against the kernels' registers, " +
+        "shared memory and __launch_bounds__",
+    );
+  }
   const lib = Deno.dlopen(path, EMULATOR_SYMBOLS);
   const memory = new EmulatedMemory(options.memoryBytes ?? 2 ** 30);
-  const kernels = new EmulatedKernels(lib.symbols);
+  const kernels = new EmulatedKernels(lib.symbols, resources);
   const driver = CudaDriver.open(0, {
     symbols: emulatedDriver(memory, kernels),
     libraryPath: `the CPU emulator (${path})`,
@@ -248,7 +286,7 @@ class EmulatedKernels {
   readonly names: string[] = [];
   readonly signatures: string[] = [];
 
-  constructor(readonly emu: EmulatorSymbols) {
+  constructor(readonly emu: EmulatorSymbols, readonly resources: ResourceTable | null) {
     for (let i = 0; i < emu.emu_kernel_count(); i++) {
       this.names.push(cString(emu.emu_kernel_name(i)));
       this.signatures.push(cString(emu.emu_kernel_signature(i)));
@@ -266,6 +304,34 @@ class EmulatedKernels {
       );
     }
     return i;
+  }
+
+  /** Kernel `name`'s static shared memory (the larger of sm_80's and sm_90's), in bytes. */
+  staticShared(name: string): number {
+    return this.attribute(name, FUNC_ATTRIBUTE.SHARED_SIZE_BYTES) ?? 0;
+  }
+
+  /**
+   * A CUfunction_attribute of kernel `name` on the emulated device, from the resource table:
+   * the largest block over sm_80 and sm_90 (1024 without a table), sm_90's registers, the
+   * larger static shared memory; null for an attribute not answered here.
+   */
+  attribute(name: string, attribute: number): number | null {
+    const entries = this.resources
+      ? RESOURCE_ARCHES.map((a) => this.resources!.kernels[a][name]).filter((k) => k)
+      : [];
+    switch (attribute) {
+      case FUNC_ATTRIBUTE.MAX_THREADS_PER_BLOCK:
+        return Math.min(MAX_BLOCK_THREADS, ...entries.map((k) => k.maxThreads));
+      case FUNC_ATTRIBUTE.NUM_REGS:
+        return this.resources?.kernels.sm_90[name]?.registers ?? 0;
+      case FUNC_ATTRIBUTE.SHARED_SIZE_BYTES:
+        return Math.max(0, ...entries.map((k) => k.staticSharedBytes));
+      case FUNC_ATTRIBUTE.LOCAL_SIZE_BYTES:
+        return 0;
+      default:
+        return null;
+    }
   }
 }
 
@@ -299,7 +365,9 @@ const ERROR_NAMES: Record<number, string> = {
   0: "CUDA_SUCCESS",
   1: "CUDA_ERROR_INVALID_VALUE",
   2: "CUDA_ERROR_OUT_OF_MEMORY",
+  400: "CUDA_ERROR_INVALID_HANDLE",
   500: "CUDA_ERROR_NOT_FOUND",
+  701: "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES",
   719: "CUDA_ERROR_LAUNCH_FAILED",
 };
 const errorStrings = new Map<number, ReturnType<typeof staticCString>>();
@@ -310,10 +378,51 @@ function errorNameAddress(code: number): bigint {
   return s.address;
 }
 
+/** The emulated device's opt-in shared memory per block (cuDeviceGetAttribute 97, an H100's). */
+const SHARED_OPTIN = 227 * 1024;
+
+/** A loaded kernel of the emulated driver. */
+interface EmulatedFunction {
+  index: number;
+  name: string;
+  /** CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, as cuFuncSetAttribute left it. */
+  maxDynamicShared: number;
+}
+
+/**
+ * Throws what a GPU's cuLaunchKernel returns for a block or shared memory the kernel cannot
+ * take on sm_80 or sm_90 (`__launch_bounds__` or CUDA's 1024 threads: INVALID_VALUE; too few
+ * registers: LAUNCH_OUT_OF_RESOURCES; shared memory: INVALID_VALUE), naming the kernel and why.
+ */
+function refuseOversized(
+  resources: ResourceTable | null,
+  fn: EmulatedFunction,
+  block: readonly number[],
+  shared: number,
+): void {
+  const threads = block[0] * block[1] * block[2];
+  let refusal = resources ? launchRefusal(resources, fn.name, threads, shared) : null;
+  if (!refusal && shared > fn.maxDynamicShared) {
+    refusal = {
+      reason: "shared",
+      message: `${fn.name}: ${shared} bytes of dynamic shared memory, the kernel is set to ` +
+        `take at most ${fn.maxDynamicShared} (above 48 KiB needs cuFuncSetAttribute first)`,
+    };
+  }
+  if (!refusal) return;
+  const code = refusal.reason === "registers" ? 701 : 1;
+  throw new CudaError(
+    `cuLaunchKernel(${fn.name}, block ${block.join("x")}) failed: ${ERROR_NAMES[code]} ` +
+      `(${code}): ${refusal.message}`,
+    code,
+    ERROR_NAMES[code],
+  );
+}
+
 /** The driver's functions over emulated memory and kernels. */
 function emulatedDriver(memory: EmulatedMemory, kernels: EmulatedKernels): DriverSymbols {
   const name = new TextEncoder().encode("CUDA emulator on the CPU\0");
-  const functions = new Map<bigint, { index: number; name: string }>();
+  const functions = new Map<bigint, EmulatedFunction>();
   let nextHandle = 1n;
   const handle = () => nextHandle++;
   const n = (x: number | bigint) => Number(x);
@@ -379,14 +488,40 @@ function emulatedDriver(memory: EmulatedMemory, kernels: EmulatedKernels): Drive
       const bytes = bytesOf(cName);
       const fname = new TextDecoder().decode(bytes.subarray(0, bytes.indexOf(0)));
       const h = handle();
-      functions.set(h, { index: kernels.find(fname), name: fname });
+      const index = kernels.find(fname);
+      const staticShared = kernels.staticShared(fname);
+      functions.set(h, {
+        index,
+        name: fname,
+        // the driver's default dynamic limit: 48 KiB less the kernel's static shared memory
+        maxDynamicShared: Math.max(0, 48 * 1024 - staticShared),
+      });
       u64(out)[0] = h;
       return 0;
     },
-    cuFuncSetAttribute: () => 0,
+    cuFuncSetAttribute: (f, attribute, value) => {
+      const fn = functions.get(BigInt(f));
+      if (!fn) return 400; // CUDA_ERROR_INVALID_HANDLE
+      if (attribute !== FUNC_ATTRIBUTE.MAX_DYNAMIC_SHARED_SIZE_BYTES) return 1;
+      const staticShared = kernels.staticShared(fn.name);
+      if (value < 0 || staticShared + value > SHARED_OPTIN) return 1; // as the driver refuses
+      fn.maxDynamicShared = value;
+      return 0;
+    },
+    cuFuncGetAttribute: (out, attribute, f) => {
+      const fn = functions.get(BigInt(f));
+      if (!fn) return 400;
+      const value = attribute === FUNC_ATTRIBUTE.MAX_DYNAMIC_SHARED_SIZE_BYTES
+        ? fn.maxDynamicShared
+        : kernels.attribute(fn.name, attribute);
+      if (value === null) return 1;
+      i32(out)[0] = value;
+      return 0;
+    },
     cuLaunchKernel: (f, gx, gy, gz, bx, by, bz, shared, _stream, params) => {
       const fn = functions.get(BigInt(f));
       if (!fn) return 400; // CUDA_ERROR_INVALID_HANDLE
+      refuseOversized(kernels.resources, fn, [bx, by, bz], shared);
       const message = new Uint8Array(512);
       const r = kernels.emu.emu_launch(
         fn.index,

@@ -12,7 +12,8 @@
  * @module
  */
 
-import type { CudaDriver } from "./driver.ts";
+import { type CudaDriver, FUNC_ATTRIBUTE } from "./driver.ts";
+import { largestBlock } from "./resources.ts";
 
 /** A kernel parameter's C type: a device pointer, int, long long, float or double. */
 export type ParamType = "ptr" | "i32" | "i64" | "f32" | "f64";
@@ -140,6 +141,19 @@ export function attentionDecodeSmemBytes(hs: number, keys: number): number {
   return 4 * (hs + 64 + keys);
 }
 
+/** What a loaded kernel can take, from the driver (`cuFuncGetAttribute`). */
+interface LoadedFunction {
+  fn: bigint;
+  /** Dynamic shared memory it may launch with now (raised by cuFuncSetAttribute). */
+  smemLimit: number;
+  /** CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK: its `__launch_bounds__` and registers. */
+  maxThreads: number;
+  /** CU_FUNC_ATTRIBUTE_NUM_REGS: registers per thread. */
+  registers: number;
+  /** CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES: its static shared memory. */
+  staticShared: number;
+}
+
 /** Shared memory a block gets without opting in. */
 const DEFAULT_SHARED_LIMIT = 48 * 1024;
 /** The most arguments any kernel takes (KERNELS' longest list is 12). */
@@ -149,7 +163,7 @@ const MAX_ARGS = 16;
 export class KernelLauncher {
   readonly #driver: CudaDriver;
   readonly #module: bigint;
-  readonly #functions = new Map<string, { fn: bigint; smemLimit: number }>();
+  readonly #functions = new Map<string, LoadedFunction>();
   readonly #values = new ArrayBuffer(8 * MAX_ARGS);
   readonly #view = new DataView(this.#values);
   readonly #pointers = new Uint8Array(new ArrayBuffer(8 * MAX_ARGS));
@@ -170,7 +184,9 @@ export class KernelLauncher {
   /**
    * Enqueues kernel `name` on the driver's stream.
    *
-   * @throws {Error} for dimensions CUDA does not allow, or arguments of the wrong kind.
+   * @throws {Error} for dimensions CUDA does not allow, a block or shared memory larger than
+   * the kernel takes on this device (saying why, before the driver's bare error code), or
+   * arguments of the wrong kind.
    */
   launch<K extends KernelName>(
     name: K,
@@ -181,7 +197,7 @@ export class KernelLauncher {
   ): void {
     const g = dims(grid), b = dims(block);
     checkLaunch(name, g, b);
-    const fn = this.#function(name, sharedBytes);
+    const fn = this.#function(name, b[0] * b[1] * b[2], sharedBytes);
     this.#pack(name, args as readonly (number | bigint)[]);
     this.#driver.launch(fn, g, b, sharedBytes, this.#pointers, name);
     this.launches++;
@@ -189,19 +205,51 @@ export class KernelLauncher {
 
   /** Loads every kernel of the table now (a missing one is an error at start, not mid-run). */
   loadAll(): void {
-    for (const name of Object.keys(KERNELS)) this.#function(name as KernelName, 0);
+    for (const name of Object.keys(KERNELS)) this.#function(name as KernelName, 1, 0);
   }
 
-  #function(name: KernelName, sharedBytes: number): bigint {
+  /** What the driver says kernel `name` takes (loading it on first use). */
+  limits(name: KernelName): { maxThreads: number; registers: number; staticShared: number } {
+    const { maxThreads, registers, staticShared } = this.#load(name);
+    return { maxThreads, registers, staticShared };
+  }
+
+  #load(name: KernelName): LoadedFunction {
     let entry = this.#functions.get(name);
     if (!entry) {
-      entry = { fn: this.#driver.getFunction(this.#module, name), smemLimit: DEFAULT_SHARED_LIMIT };
+      const fn = this.#driver.getFunction(this.#module, name);
+      const attribute = (a: number) => this.#driver.functionAttribute(fn, a);
+      const staticShared = attribute(FUNC_ATTRIBUTE.SHARED_SIZE_BYTES);
+      entry = {
+        fn,
+        // the driver's default: the block's 48 KiB less what the kernel declares itself
+        smemLimit: Math.max(0, DEFAULT_SHARED_LIMIT - staticShared),
+        maxThreads: attribute(FUNC_ATTRIBUTE.MAX_THREADS_PER_BLOCK),
+        registers: attribute(FUNC_ATTRIBUTE.NUM_REGS),
+        staticShared,
+      };
       this.#functions.set(name, entry);
     }
+    return entry;
+  }
+
+  #function(name: KernelName, threads: number, sharedBytes: number): bigint {
+    const entry = this.#load(name);
+    if (threads > entry.maxThreads) {
+      // registers alone would allow more: the kernel's __launch_bounds__ is the limit
+      const why = largestBlock(entry.registers).threads > entry.maxThreads
+        ? "__launch_bounds__"
+        : `registers: ${entry.registers} per thread, 65536 per block`;
+      throw new Error(
+        `${name}: block of ${threads} threads, the kernel takes at most ${entry.maxThreads} ` +
+          `(${why}) on this device`,
+      );
+    }
     if (sharedBytes > entry.smemLimit) {
-      if (sharedBytes > this.maxSharedOptin) {
+      if (entry.staticShared + sharedBytes > this.maxSharedOptin) {
         throw new Error(
-          `${name} needs ${sharedBytes} bytes of shared memory, the device allows ${this.maxSharedOptin}`,
+          `${name}: ${sharedBytes} bytes of dynamic shared memory and ${entry.staticShared} ` +
+            `static, the device allows at most ${this.maxSharedOptin} per block`,
         );
       }
       this.#driver.setMaxDynamicSharedMemory(entry.fn, sharedBytes);

@@ -247,14 +247,17 @@ export async function kernelResources(
 
 /**
  * Why a block of `threads` threads with `sharedBytes` of dynamic shared memory cannot launch
- * kernel `name` on some architecture of the table, or null when it can on all of them.
+ * kernel `name` on some architecture of the table, or null when it can on all of them:
+ * "block" above `__launch_bounds__` or 1024 threads (the driver's CUDA_ERROR_INVALID_VALUE),
+ * "registers" above what the register file holds (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES),
+ * "shared" above the opt-in shared memory (CUDA_ERROR_INVALID_VALUE).
  */
 export function launchRefusal(
   table: ResourceTable,
   name: string,
   threads: number,
   sharedBytes: number,
-): { reason: "block" | "shared"; message: string } | null {
+): { reason: "block" | "registers" | "shared"; message: string } | null {
   for (const arch of RESOURCE_ARCHES) {
     const k = table.kernels[arch][name];
     if (!k) continue;
@@ -263,7 +266,7 @@ export function launchRefusal(
         ? `registers: ${k.registers} per thread, ${REGISTERS_PER_BLOCK} per block`
         : k.limitedBy;
       return {
-        reason: "block",
+        reason: k.limitedBy === "registers" ? "registers" : "block",
         message: `${name}: block of ${threads} threads, the kernel takes at most ${k.maxThreads} ` +
           `(${why}) on ${arch}`,
       };
