@@ -98,8 +98,9 @@ const ATTRIBUTE = {
   MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: 97,
 } as const;
 /**
- * CUfunction_attribute values (cuda.h's CUfunction_attribute_enum; the driver API reference,
- * "cuFuncGetAttribute"): MAX_THREADS_PER_BLOCK is the block "beyond which a launch of the
+ * CUfunction_attribute values (CUDA 13's cuda.h, CUfunction_attribute_enum; the driver API
+ * reference, https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__TYPES.html, and
+ * "cuFuncGetAttribute" in group__CUDA__EXEC): MAX_THREADS_PER_BLOCK is the block "beyond which a launch of the
  * function would fail", from its `__launch_bounds__` and registers on this device.
  */
 export const FUNC_ATTRIBUTE = {

@@ -38,7 +38,9 @@ export const REGISTERS_PER_BLOCK = 65536;
  * launch check rounds the warps up to the SM's four sub-partitions: the toolkit's own
  * occupancy model, include/cuda_occupancy.h (`cudaOccRegAllocationGranularity`: 256 for
  * compute capability 3 to 12; `cudaOccSubPartitionsPerMultiprocessor`: 4 for 8.x and 9.x;
- * the "Hardware check" in `cudaOccMaxBlocksPerSMRegsLimit`).
+ * the "Hardware check" in `cudaOccMaxBlocksPerSMRegsLimit`), the same "register allocation
+ * unit size" and warp "granularity" the CUDA Occupancy Calculator lists per compute capability
+ * (e.g. https://xmartlabs.github.io/cuda-calculator).
  */
 export const REGISTER_ALLOCATION_UNIT = 256;
 const SUB_PARTITIONS = 4;
