@@ -61,19 +61,25 @@ export interface KernelSuiteOptions {
    * CPU emulator.
    */
   fullSize?: boolean;
+  /**
+   * The small attention shapes ([B, T, C, NH]) instead of the suite's own, for a backend that
+   * cannot take them all (WebGPU with its bindings capped to a few KiB binds the qkv of one
+   * batch row, T * 3C floats, at a time)
+   */
+  attentionShapes?: number[][];
 }
 
 /** Registers the kernel-by-kernel comparisons for the backend `backend()` makes. */
 export function kernelSuite(
   label: string,
   backend: () => Promise<Backend>,
-  { fullSize = true }: KernelSuiteOptions = {},
+  { fullSize = true, attentionShapes }: KernelSuiteOptions = {},
 ): void {
   const sizes: Sizes = (small, large) => fullSize ? [...small, ...large] : small;
   sizes.full = fullSize;
   registerMatmulTests(label, backend, sizes);
   registerRowTests(label, backend, sizes);
-  registerAttentionTests(label, backend, sizes);
+  registerAttentionTests(label, backend, sizes, attentionShapes);
   registerOptimizerTests(label, backend, sizes);
 }
 
@@ -268,6 +274,7 @@ function registerAttentionTests(
   label: string,
   backend: () => Promise<Backend>,
   sizes: Sizes,
+  attentionShapes: number[][] = [[2, 5, 18, 3], [5, 16, 32, 2], [3, 33, 24, 2], [1, 65, 64, 4]],
 ): void {
   Deno.test(`${label}: embedding forward and backward (repeated ids)`, async () => {
     const be = await backend();
@@ -303,7 +310,7 @@ function registerAttentionTests(
     const be = await backend();
     for (
       const [B, T, C, NH] of sizes(
-        [[2, 5, 18, 3], [5, 16, 32, 2], [3, 33, 24, 2], [1, 65, 64, 4]],
+        attentionShapes,
         [
           [1, 1024, 64, 1],
           [2, 1024, 128, 2],
