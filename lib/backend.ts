@@ -76,6 +76,13 @@ export interface AdamWParams {
   weightDecay: number;
   /** 1-based step count, for bias correction. */
   step: number;
+  /**
+   * Multiplies each gradient before the update, as if the gradient had been scaled in place
+   * first (g is the f32 rounding of grad * gradScale): gradient clipping's factor, applied in
+   * the same pass (llm.c's `grad_scale`), so clipping needs no pass of its own. The gradient
+   * buffer is left as it is. Default 1.
+   */
+  gradScale?: number;
 }
 
 /**
@@ -346,7 +353,10 @@ export interface Backend {
    * cost a round trip (WebGPU: about 10 ms each) provide it; `clipGradNorm` uses it.
    */
   sumsOfSquares?(bufs: DeviceBuffer[], ns: number[]): Promise<number[]>;
-  /** One AdamW update of n parameters in place, m and v being the moment buffers. */
+  /**
+   * One AdamW update of n parameters in place, m and v being the moment buffers, the gradient
+   * read times `hp.gradScale`.
+   */
   adamw(
     param: DeviceBuffer,
     grad: DeviceBuffer,

@@ -1,6 +1,8 @@
 // adamw.cu: AdamW with torch.optim.AdamW's arithmetic (decoupled weight decay, bias
 // correction), the reference backend's exactly: in double, stored as f32.
 //   adamw_update:  one fused pass over n parameters:
+//                    g = grad * gradScale, rounded to f32 as a gradient scaled in place
+//                    would be (gradient clipping's factor, folded in as llm.c does)
 //                    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //                    p = p * decay - stepSize * m / (sqrt(v) / sqrtBc2 + eps)
 //                  with decay = 1 - lr wd, stepSize = lr / (1 - b1^t), sqrtBc2 = sqrt(1 - b2^t)
@@ -11,6 +13,11 @@
 // Memory-bound: 16 bytes read and 12 written per parameter. The double arithmetic uses the
 // non-contracting intrinsics so each step rounds as JS's does.
 #include "common.cuh"
+
+// grad * gradScale rounded to f32, as the reference's Math.fround (exact for a scale of 1)
+DEVICE double scaled_gradient(float grad, double gradScale) {
+  return (double)(float)__dmul_rn((double)grad, gradScale);  // (a cast rounds to nearest)
+}
 
 DEVICE double adamw_step(double p, double m, double v, double eps, double stepSize,
                          double sqrtBc2, double decay) {
@@ -30,9 +37,9 @@ DEVICE double ema_sq(double beta, double old, double x) {
 extern "C" __global__ void adamw_update(float* param, const float* grad, float* m, float* v,
                                         unsigned short* paramBf16, long long n, double beta1,
                                         double beta2, double eps, double stepSize, double sqrtBc2,
-                                        double decay) {
+                                        double decay, double gradScale) {
   GRID_STRIDE(i, n) {
-    double g = (double)grad[i];
+    double g = scaled_gradient(grad[i], gradScale);
     double mi = ema(beta1, (double)m[i], g);
     double vi = ema_sq(beta2, (double)v[i], g);
     m[i] = (float)mi;
@@ -44,9 +51,9 @@ extern "C" __global__ void adamw_update(float* param, const float* grad, float* 
 }
 
 extern "C" __global__ void adamw_moments(const float* grad, float* m, float* v, long long n,
-                                         double beta1, double beta2) {
+                                         double beta1, double beta2, double gradScale) {
   GRID_STRIDE(i, n) {
-    double g = (double)grad[i];
+    double g = scaled_gradient(grad[i], gradScale);
     m[i] = (float)ema(beta1, (double)m[i], g);
     v[i] = (float)ema_sq(beta2, (double)v[i], g);
   }

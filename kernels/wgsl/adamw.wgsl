@@ -1,5 +1,6 @@
 // adamw.wgsl: one fused AdamW update (llm.c's adamw_update; torch.optim.AdamW semantics).
 //
+//   g = grad grad_scale (gradient clipping's factor, folded in: no pass of its own)
 //   m = beta1 m + (1 - beta1) g
 //   v = beta2 v + (1 - beta2) g^2
 //   param = param (1 - lr wd) - lr / (1 - beta1^t) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
@@ -16,6 +17,7 @@ struct Params {
   step_size: f32, // lr / (1 - beta1^t)
   sqrt_bc2: f32, // sqrt(1 - beta2^t)
   decay: f32, // 1 - lr weight_decay
+  grad_scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,7 +32,7 @@ fn adamw(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (i >= p.n) {
     return;
   }
-  let g = grad[i];
+  let g = grad[i] * p.grad_scale;
   let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
   let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
   m[i] = mi;

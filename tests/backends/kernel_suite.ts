@@ -387,14 +387,23 @@ function registerOptimizerTests(
         assertClose(`sums of squares, buffer ${k}`, [sums[k]], [expected], { rtol: 1e-5 });
       }
     }
-    for (const step of [1, 3]) {
+    // step 3 with clipping's factor folded in (the gradient, buffer 1, must stay as it was)
+    for (const [step, gradScale] of [[1, 1], [3, 1], [3, 0.37]]) {
       for (const n of sizes([1003, 5003], [2_359_297])) {
-        const hp = { lr: 6e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step };
+        const hp = {
+          lr: 6e-4,
+          beta1: 0.9,
+          beta2: 0.95,
+          eps: 1e-8,
+          weightDecay: 0.1,
+          step,
+          gradScale,
+        };
         await compareWithReference(
           be,
-          `adamw n=${n} step ${step}`,
+          `adamw n=${n} step ${step} gradScale ${gradScale}`,
           [randn(n), randn(n), randn(n, 0.1), randn(n, 0.1).map(Math.abs)],
-          [0, 2, 3],
+          [0, 1, 2, 3],
           (k, [p, g, m, v]) => k.adamw(p, g, m, v, n, hp),
           { rtol: 1e-5, atol: 1e-6 },
         );

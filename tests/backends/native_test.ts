@@ -227,19 +227,30 @@ Deno.test("native: cross-entropy forward and backward, V = 50304", async () => {
   }
 });
 
-Deno.test("native: AdamW and sum of squares", async () => {
+Deno.test("native: AdamW (with a gradient scale too) and sum of squares", async () => {
   const n = 4099;
-  const hp = { lr: 6e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3 };
-  compare(
-    "adamw",
-    await both(
-      [randn(n), randn(n), randn(n, 0.1), Float32Array.from(randn(n), (x) => x * x)],
-      (be, [p, g, m, v]) => {
-        be.adamw(p, g, m, v, n, hp);
-      },
-    ),
-    1e-5,
-  );
+  for (const gradScale of [undefined, 0.37]) {
+    const hp = {
+      lr: 6e-4,
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      weightDecay: 0.1,
+      step: 3,
+      gradScale,
+    };
+    // (the gradient, buffer 1, compared too: it must be left as it was)
+    compare(
+      `adamw gradScale ${gradScale}`,
+      await both(
+        [randn(n), randn(n), randn(n, 0.1), Float32Array.from(randn(n), (x) => x * x)],
+        (be, [p, g, m, v]) => {
+          be.adamw(p, g, m, v, n, hp);
+        },
+      ),
+      1e-5,
+    );
+  }
   const x = randn(n);
   assertClose("sum of squares", [await native.sumOfSquares(native.upload(x), n)], [
     await cpu.sumOfSquares(cpu.upload(x), n),

@@ -541,12 +541,13 @@ export class CpuBackend implements Backend {
     hp: AdamWParams,
   ): void {
     const p = f32(param), g = f32(grad), mm = f32(m), vv = f32(v);
-    const { lr, beta1, beta2, eps, weightDecay, step } = hp;
+    const { lr, beta1, beta2, eps, weightDecay, step, gradScale = 1 } = hp;
     const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
     const stepSize = lr / bc1, sqrtBc2 = Math.sqrt(bc2);
     const decay = 1 - lr * weightDecay;
     for (let i = 0; i < n; i++) {
-      const gi = g[i];
+      // (rounded to f32 as a gradient scaled in place would be)
+      const gi = gradScale === 1 ? g[i] : Math.fround(g[i] * gradScale);
       const mi = beta1 * mm[i] + (1 - beta1) * gi;
       const vi = beta2 * vv[i] + (1 - beta2) * gi * gi;
       mm[i] = mi;

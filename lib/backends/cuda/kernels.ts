@@ -65,8 +65,9 @@ export const KERNELS = {
     "f64",
     "f64",
     "f64",
+    "f64",
   ],
-  adamw_moments: ["ptr", "ptr", "ptr", "i64", "f64", "f64"],
+  adamw_moments: ["ptr", "ptr", "ptr", "i64", "f64", "f64", "f64"],
   adamw_apply: ["ptr", "ptr", "ptr", "ptr", "i64", "f64", "f64", "f64", "f64"],
   // attention.cu
   attention_forward_hs16: ATTENTION,

@@ -401,7 +401,7 @@ export function adamw(
   fused: boolean,
 ): void {
   if (n === 0) return;
-  const { lr, beta1, beta2, eps, weightDecay, step } = hp;
+  const { lr, beta1, beta2, eps, weightDecay, step, gradScale = 1 } = hp;
   // the host's part, as the reference computes it
   const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
   const stepSize = lr / bc1, sqrtBc2 = Math.sqrt(bc2), decay = 1 - lr * weightDecay;
@@ -422,6 +422,7 @@ export function adamw(
       stepSize,
       sqrtBc2,
       decay,
+      gradScale,
     ]);
   } else {
     k.launch("adamw_moments", blocks, THREADS, [
@@ -431,6 +432,7 @@ export function adamw(
       n,
       beta1,
       beta2,
+      gradScale,
     ]);
     k.launch("adamw_apply", blocks, THREADS, [
       param.pointer,

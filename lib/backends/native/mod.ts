@@ -110,6 +110,7 @@ const SYMBOLS = {
       "f32",
       "f32",
       "i32",
+      "f32",
     ],
     result: "void",
   },
@@ -495,6 +496,7 @@ export class NativeBackend extends CpuBackend {
       hp.eps,
       hp.weightDecay,
       hp.step,
+      hp.gradScale ?? 1,
     );
   }
 }

@@ -244,7 +244,7 @@ export const KERNELS = {
     params: "uu",
     bindings: "rw",
   },
-  adamw: { file: "adamw", entry: "adamw", params: "uffffff", bindings: "rwww" },
+  adamw: { file: "adamw", entry: "adamw", params: "ufffffff", bindings: "rwww" },
   ewUnary: { file: "elementwise", entry: "ew_unary", params: ELEMENTWISE, bindings: "rw" },
   ewBinary: { file: "elementwise", entry: "ew_binary", params: ELEMENTWISE, bindings: "rrw" },
   ewAddBias: { file: "elementwise", entry: "ew_add_bias", params: ELEMENTWISE, bindings: "rw" },

@@ -293,12 +293,12 @@ export function adamw(
   n: number,
   hp: AdamWParams,
 ): void {
-  const { lr, beta1, beta2, eps, weightDecay, step } = hp;
+  const { lr, beta1, beta2, eps, weightDecay, step, gradScale = 1 } = hp;
   const stepSize = lr / (1 - beta1 ** step), sqrtBc2 = Math.sqrt(1 - beta2 ** step);
   gpu.each(
     "adamw",
     n,
-    (len) => [len, beta1, beta2, eps, stepSize, sqrtBc2, 1 - lr * weightDecay],
+    (len) => [len, beta1, beta2, eps, stepSize, sqrtBc2, 1 - lr * weightDecay, gradScale],
     [grad, param, m, v],
   );
 }

@@ -113,14 +113,19 @@ export function geluBackwardEager(
   gpu.release(th, left, sq, sech2, x2, du, r1, r2, local, g);
 }
 
-/** torch.optim.AdamW(foreach=False): one kernel per op per parameter, ten temporaries. */
+/**
+ * torch.optim.AdamW(foreach=False): one kernel per op per parameter, ten temporaries (and
+ * one more for a gradient scale other than 1: clipping's own pass, as PyTorch's).
+ */
 export function adamwEager(
   gpu: GpuDevice,
-  { param: p, grad: g, m, v }: AdamWBuffers,
+  { param: p, grad, m, v }: AdamWBuffers,
   n: number,
   hp: AdamWParams,
 ): void {
-  const { lr, beta1, beta2, eps, weightDecay, step } = hp;
+  const { lr, beta1, beta2, eps, weightDecay, step, gradScale = 1 } = hp;
+  const g = gradScale === 1 ? grad : gpu.temp(n);
+  if (g !== grad) unary(gpu, "affine", g, grad, n, gradScale, 0);
   const stepSize = lr / (1 - beta1 ** step), sqrtBc2 = Math.sqrt(1 - beta2 ** step);
   const m1 = gpu.temp(n), m2 = gpu.temp(n), g2 = gpu.temp(n), v1 = gpu.temp(n);
   const v2 = gpu.temp(n), root = gpu.temp(n), den = gpu.temp(n), upd = gpu.temp(n);
@@ -139,6 +144,7 @@ export function adamwEager(
   scale(gpu, v, v2, 1, n, false);
   scale(gpu, p, p2, 1, n, false);
   gpu.release(m1, m2, g2, v1, v2, root, den, upd, p1, p2);
+  if (g !== grad) gpu.release(g);
 }
 
 /** What materialized attention saves for backward: the (B, NH, T, T) softmax itself. */
