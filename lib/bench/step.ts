@@ -8,7 +8,7 @@
 
 import type { Backend } from "../backend.ts";
 import { GPT, type GPTConfig } from "../model/gpt.ts";
-import { clipGradNorm, configureOptimizers } from "../train/optim.ts";
+import { configureOptimizers } from "../train/optim.ts";
 import { noGrad, Tensor } from "../model/tensor.ts";
 
 /** Timings of one configuration. */
@@ -82,7 +82,7 @@ export function stepRunner(
       optimizer.zeroGrad();
       const { loss } = model.forward(x, y);
       loss!.backward();
-      await clipGradNorm(model.parameters(), 1.0);
+      await optimizer.clipGradNorm(1.0);
       optimizer.step();
       await loss!.item();
     } else {

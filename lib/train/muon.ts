@@ -118,11 +118,15 @@ export class Muon {
     this.nsSteps = options.nsSteps ?? 5;
   }
 
-  /** One update at learning rate `lr` of every parameter that has a gradient. */
-  step(lr: number): void {
+  /**
+   * One update at learning rate `lr` of every parameter that has a gradient, the gradient
+   * first multiplied in place by `gradScale` (clipping's factor, `AdamW.clipGradNorm`).
+   */
+  step(lr: number, gradScale = 1): void {
     for (const p of this.params) {
       if (!p.grad) continue;
       const be = p.backend, n = p.size, [rows, cols] = p.shape, g = p.grad.buffer;
+      if (gradScale !== 1) be.scale(g, g, gradScale, n, false);
       let buf = this.state.get(p);
       if (!buf) {
         buf = be.alloc(n, "f32");

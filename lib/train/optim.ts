@@ -31,6 +31,11 @@ export class AdamW {
   stepCount = 0;
   readonly groups: ParamGroup[];
   readonly state = new Map<Tensor, { m: Tensor["buffer"]; v: Tensor["buffer"] }>();
+  /**
+   * What the next `step` multiplies every gradient by: clipping's factor, set by
+   * `clipGradNorm` (1: none). `step` and `zeroGrad` put it back to 1.
+   */
+  gradScale = 1;
 
   constructor(groups: ParamGroup[], options: AdamWOptions) {
     this.groups = groups;
@@ -44,13 +49,38 @@ export class AdamW {
    * not worth reallocating each step).
    */
   zeroGrad(): void {
+    this.gradScale = 1;
     for (const g of this.groups) {
       for (const p of g.params) if (p.grad) p.backend.zero(p.grad.buffer);
     }
   }
 
-  /** One update of every parameter that has a gradient. */
+  /** Every parameter this optimizer updates. */
+  parameters(): Tensor[] {
+    return this.groups.flatMap((g) => g.params);
+  }
+
+  /**
+   * `torch.nn.utils.clip_grad_norm_` over `parameters()`, the multiplication folded into the
+   * next `step` (llm.c's `grad_scale`): the gradients are read once, by AdamW, instead of
+   * being scaled in place by a pass of their own first, and the update is the same to the
+   * bit. AdamW's gradients stay as backward left them (Muon's, with `MuonAndAdamW`, are
+   * scaled in place before its update). Returns the norm before clipping; `scale`
+   * as `clipGradNorm`'s (loss scaling: the true norm, the gradients unscaled in the same
+   * multiplication; a norm that is not finite leaves the factor at 1 for the caller to skip
+   * the step).
+   */
+  async clipGradNorm(maxNorm: number, scale?: number): Promise<number> {
+    const norm = await gradNorm(this.parameters(), scale);
+    if (scale !== undefined && !Number.isFinite(norm)) return norm;
+    this.gradScale = clipFactor(norm, maxNorm, scale);
+    return norm;
+  }
+
+  /** One update of every parameter that has a gradient (times `gradScale`). */
   step(): void {
+    const gradScale = this.gradScale;
+    this.gradScale = 1;
     this.stepCount++;
     for (const group of this.groups) {
       for (const p of group.params) {
@@ -67,6 +97,7 @@ export class AdamW {
           eps: this.eps,
           weightDecay: group.weightDecay,
           step: this.stepCount,
+          gradScale,
         });
       }
     }
@@ -94,10 +125,16 @@ export class MuonAndAdamW extends AdamW {
     this.muon.zeroGrad();
   }
 
-  /** One AdamW step of its groups, then one Muon step. */
+  /** The parameters of both. */
+  override parameters(): Tensor[] {
+    return [...super.parameters(), ...this.muon.params];
+  }
+
+  /** One AdamW step of its groups, then one Muon step (each times `gradScale`). */
   override step(): void {
+    const gradScale = this.gradScale;
     super.step();
-    this.muon.step(this.lr * this.muonLrScale);
+    this.muon.step(this.lr * this.muonLrScale, gradScale);
   }
 }
 
@@ -190,6 +227,24 @@ export async function clipGradNorm(
   maxNorm: number,
   scale?: number,
 ): Promise<number> {
+  const norm = await gradNorm(params, scale);
+  // overflow under loss scaling: the caller skips the step (without a scale, as PyTorch: an
+  // inf norm clips by 0)
+  if (scale !== undefined && !Number.isFinite(norm)) return norm;
+  const factor = clipFactor(norm, maxNorm, scale);
+  if (factor !== 1) {
+    for (const p of params) {
+      if (p.grad) p.backend.scale(p.grad.buffer, p.grad.buffer, factor, p.size, false);
+    }
+  }
+  return norm;
+}
+
+/**
+ * The global L2 norm of the gradients of `params`, divided by `scale` (loss scaling: the
+ * true one), with one read-back where the backend batches the sums of squares.
+ */
+export async function gradNorm(params: Tensor[], scale?: number): Promise<number> {
   if (scale !== undefined && !(scale > 0 && Number.isFinite(scale))) {
     throw new Error(`clipGradNorm: scale must be a positive finite number, found ${scale}`);
   }
@@ -205,19 +260,15 @@ export async function clipGradNorm(
   } else {
     for (const p of withGrad) sumSq += await p.backend.sumOfSquares(p.grad!.buffer, p.size);
   }
-  const unscale = scale ?? 1;
-  const norm = Math.sqrt(sumSq) / unscale;
-  // overflow under loss scaling: the caller skips the step (without a scale, as PyTorch: an
-  // inf norm clips by 0)
-  if (scale !== undefined && !Number.isFinite(norm)) return norm;
-  const coef = maxNorm / (norm + 1e-6);
-  const factor = Math.min(1, coef) / unscale;
-  if (factor !== 1) {
-    for (const p of params) {
-      if (p.grad) p.backend.scale(p.grad.buffer, p.grad.buffer, factor, p.size, false);
-    }
-  }
-  return norm;
+  return Math.sqrt(sumSq) / (scale ?? 1);
+}
+
+/**
+ * What clipping at `maxNorm` multiplies the gradients by, given their true norm:
+ * `min(1, maxNorm / (norm + 1e-6)) / scale` (PyTorch's coefficient, and GradScaler's unscale).
+ */
+export function clipFactor(norm: number, maxNorm: number, scale = 1): number {
+  return Math.min(1, maxNorm / (norm + 1e-6)) / scale;
 }
 
 /** The learning-rate schedule's constants. */

@@ -29,7 +29,7 @@ import { allReduceGradients } from "./ddp_sync.ts";
 import { evaluate } from "./evaluate.ts";
 import { listNames } from "./finite.ts";
 import type { EvalStats, StepStats, TrainOptions, TrainResult } from "./options.ts";
-import { clipGradNorm, getLr } from "./optim.ts";
+import { getLr } from "./optim.ts";
 import { setMatmulPrecision } from "./precision.ts";
 import { runSettings, type RunSetup, setupRun } from "./setup.ts";
 
@@ -85,14 +85,15 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
       // do one step of the optimization
       optimizer.zeroGrad();
       // with loss scaling, the backward pass starts from the scale instead of 1: every
-      // gradient comes out multiplied by it (clipGradNorm divides it out again)
+      // gradient comes out multiplied by it (the clipping divides it out again)
       const lossScale = scaler?.scale;
       const { loss, stopHere } = await accumulateGradients(r, o, lossScale);
       if (!Number.isFinite(loss)) throw nonFinite(`Loss became ${loss}`, step, trail);
-      // the true norm; with loss scaling, the gradients unscaled in the same pass. Under DDP
-      // every rank holds the same averaged gradients, so all see the same norm and an
-      // overflow skips the step on every rank alike.
-      const norm = await clipGradNorm(model.parameters(), 1.0, lossScale);
+      // the true norm (torch.nn.utils.clip_grad_norm_), the clipping and, with loss scaling,
+      // the unscaling folded into AdamW's pass (llm.c's grad_scale). Under DDP every rank
+      // holds the same averaged gradients, so all see the same norm and an overflow skips
+      // the step on every rank alike.
+      const norm = await optimizer.clipGradNorm(1.0, lossScale);
       // with loss scaling, an inf/NaN gradient (the loss itself was finite) is an overflow:
       // the weights and AdamW's state are left alone and the scale backs off; without, the
       // gradients are beyond repair and the step would write NaN into the weights

@@ -1,9 +1,11 @@
 // lib/train/optim.ts: clipGradNorm with a loss scale (the true norm, the same gradients as without,
-// non-finite gradients left untouched), on the reference and the native backend.
+// non-finite gradients left untouched), on the reference and the native backend; and
+// AdamW.clipGradNorm, the clipping folded into the optimizer's step, against clipping in place.
 import { ok, rejects } from "node:assert/strict";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { NativeBackend } from "../../lib/backends/native/mod.ts";
-import { clipGradNorm } from "../../lib/train/optim.ts";
+import { AdamW, clipGradNorm, MuonAndAdamW } from "../../lib/train/optim.ts";
+import { Muon } from "../../lib/train/muon.ts";
 import { Tensor } from "../../lib/model/tensor.ts";
 import { assertClose, assertSameBits } from "../support.ts";
 
@@ -86,4 +88,89 @@ Deno.test("clipGradNorm: with a scale, an inf or NaN gradient returns a non-fini
     after.forEach((a, i) => assertSameBits(`grad ${i}`, a, g[i]));
   }
   await rejects(clipGradNorm(withGrads(be, [new Float32Array(2)]), 1, 0), /scale must be/);
+});
+
+/** Parameters of the given shapes, random weights and gradients, the same for every seed. */
+function paramsOf(be: CpuBackend, shapes: number[][], seed: number): Tensor[] {
+  const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
+  const weights = randomGrads(seed, sizes, 2), grads = randomGrads(seed + 1, sizes, 0.5);
+  return shapes.map((shape, i) => {
+    const p = Tensor.from(be, weights[i], shape, true);
+    p.grad = Tensor.from(be, grads[i], shape);
+    return p;
+  });
+}
+
+/** AdamW (decay on the 2-D ones), or Muon for the 2-D ones and AdamW for the rest. */
+function optimizerOf(params: Tensor[], kind: "adamw" | "muon"): AdamW {
+  const twoD = params.filter((p) => p.shape.length === 2);
+  const rest = params.filter((p) => p.shape.length !== 2);
+  const options = { lr: 1e-3, betas: [0.9, 0.95] as [number, number], eps: 1e-8 };
+  if (kind === "adamw") {
+    return new AdamW(
+      [{ params: twoD, weightDecay: 0.1 }, { params: rest, weightDecay: 0 }],
+      options,
+    );
+  }
+  return new MuonAndAdamW([{ params: rest, weightDecay: 0 }], options, new Muon(twoD), 20);
+}
+
+for (
+  const [name, make] of [["reference", () => new CpuBackend()], ["native", () => native]] as const
+) {
+  Deno.test({
+    name:
+      `AdamW.clipGradNorm (${name}): folded into the step, the same weights to the bit as clipping in place first`,
+    ignore: make() === null,
+    async fn() {
+      const be = make()!;
+      const shapes = [[12, 7], [7], [5, 12], [33]];
+      for (const kind of ["adamw", "muon"] as const) {
+        for (const [maxNorm, scale] of [[0.05], [1e3], [0.05, 2 ** 12]] as [number, number?][]) {
+          const tag = `${kind}, max ${maxNorm}, scale ${scale}`;
+          const inPlace = paramsOf(be, shapes, 5), folded = paramsOf(be, shapes, 5);
+          const a = optimizerOf(inPlace, kind), b = optimizerOf(folded, kind);
+          for (let step = 0; step < 2; step++) {
+            // each step's gradients fresh, as a backward pass leaves them
+            const grads = randomGrads(20 + step, folded.map((p) => p.size), 0.5);
+            for (const [i, g] of grads.entries()) {
+              inPlace[i].grad = Tensor.from(be, g, inPlace[i].shape);
+              folded[i].grad = Tensor.from(be, g, folded[i].shape);
+            }
+            const n0 = await clipGradNorm(a.parameters(), maxNorm, scale);
+            const n1 = await b.clipGradNorm(maxNorm, scale);
+            ok(n0 === n1, `${tag}: norm ${n1} vs ${n0}`);
+            a.step();
+            b.step();
+            ok(b.gradScale === 1, `${tag}: the factor is used once`);
+            if (kind === "adamw") {
+              // clipping in place scaled the gradients; folding left them as they were
+              const after = await gradsOf(folded);
+              after.forEach((g, i) => assertSameBits(`${tag}: grad ${i} untouched`, g, grads[i]));
+            }
+          }
+          for (const [i, p] of folded.entries()) {
+            const expected = (await inPlace[i].toArray()) as Float32Array;
+            assertSameBits(`${tag}: weight ${i}`, (await p.toArray()) as Float32Array, expected);
+          }
+        }
+      }
+    },
+  });
+}
+
+Deno.test("AdamW.clipGradNorm: an overflow under loss scaling leaves the factor at 1; zeroGrad resets it", async () => {
+  const be = new CpuBackend();
+  const params = paramsOf(be, [[4, 3], [3]], 9);
+  const opt = optimizerOf(params, "adamw");
+  const g = (await params[1].grad!.toArray()) as Float32Array;
+  g[2] = Infinity;
+  params[1].grad = Tensor.from(be, g, [3]);
+  ok(!Number.isFinite(await opt.clipGradNorm(1.0, 2 ** 16)));
+  ok(opt.gradScale === 1, `factor ${opt.gradScale} after an overflow`);
+  params[1].grad = Tensor.from(be, new Float32Array([1, 2, 3]), [3]);
+  await opt.clipGradNorm(1e-3);
+  ok(opt.gradScale < 1, `factor ${opt.gradScale} with clipping`);
+  opt.zeroGrad();
+  ok(opt.gradScale === 1, `factor ${opt.gradScale} after zeroGrad`);
 });
