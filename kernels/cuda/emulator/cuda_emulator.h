@@ -21,6 +21,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 struct dim3 {
@@ -88,7 +89,7 @@ inline void fiberMain() {
   progress++;
   if (blockBarrier.arrived > 0) fail("a thread finished while others wait at __syncthreads");
   if (warpBarriers[current->linear / 32].arrived > 0) {
-    fail("a thread finished while its warp waits at a shuffle");
+    fail("a thread finished while its warp waits at a shuffle or a WMMA operation");
   }
 }
 
@@ -215,3 +216,154 @@ inline double __dsqrt_rn(double a) { return std::sqrt(a); }
 // expf, logf, sqrtf, tanhf, fmaf and fmaxf come from <math.h> (through <cmath>), as in CUDA
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
+
+// ---- bf16 and WMMA (what attention_bf16.cu uses of cuda_bf16.h and mma.h) -------------------
+
+// bf16 as storage: the top 16 bits of an f32. f32 -> bf16 rounds to nearest even, as
+// __float2bfloat16_rn does on the GPU; NaN stays NaN.
+struct __nv_bfloat16 {
+  unsigned short bits;
+};
+
+inline __nv_bfloat16 __float2bfloat16_rn(float x) {
+  unsigned int u = __float_as_uint(x);
+  __nv_bfloat16 r;
+  if ((u & 0x7fffffffu) > 0x7f800000u) {
+    r.bits = (unsigned short)((u >> 16) | 0x40u);
+  } else {
+    r.bits = (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+  return r;
+}
+
+inline float __bfloat162float(__nv_bfloat16 x) {
+  return __uint_as_float((unsigned int)x.bits << 16);
+}
+
+// nvcuda::wmma for 16x16x16 tiles: bf16 (or f32) operands, f32 accumulators. CUDA leaves
+// which thread holds which element of a fragment unspecified; here every thread holds the
+// whole tile (num_elements 256, row by row: a is M x K, b is K x N, an accumulator M x N), so
+// a kernel that touches fragment elements only uniformly (x[i] for every i) runs as on a GPU.
+// Every operation is warp-collective: each waits for all 32 lanes of the warp before it
+// starts and again before it returns (as a shuffle does), so a lane that skips one, or a
+// warp that is not whole, is reported, and no lane stores a tile before every lane has
+// loaded what that store overwrites. mma_sync's products of bf16 are exact in f32 (8-bit
+// significands make 16-bit products); they are summed in f32 in the order k = 0..15 onto
+// the accumulator (the GPU's order and internal precision are its own).
+namespace nvcuda {
+namespace wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  static_assert(M == 16 && N == 16 && K == 16, "the emulator has 16x16x16 fragments only");
+  enum { num_elements = 256 };
+  T x[num_elements];
+};
+
+namespace detail {
+
+inline float toFloat(float v) { return v; }
+inline float toFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// Both barriers of a collective operation; `what` names it in the error.
+inline void warpArrive(const char* what) {
+  int w = emu::current->linear / 32;
+  if (emu::warpSize(w) != 32) emu::fail(std::string(what) + " needs a whole warp of 32 threads");
+  emu::arrive(emu::warpBarriers[w], 32);
+}
+
+// WMMA's rules on memory: a 256-bit aligned pointer (checked from the start of the dynamic
+// shared memory, whose base a GPU aligns) and a stride of a multiple of 16 bytes.
+inline void checkPointer(const void* p, unsigned ldm, size_t bytes, const char* what) {
+  const unsigned char* base = emu::dynamicShared.data();
+  const unsigned char* q = static_cast<const unsigned char*>(p);
+  uintptr_t offset = q >= base && q < base + emu::dynamicShared.size()
+                         ? (uintptr_t)(q - base)
+                         : (uintptr_t)q;
+  if (offset % 32 != 0) emu::fail(std::string(what) + ": pointer not 256-bit aligned");
+  if ((ldm * bytes) % 16 != 0) {
+    emu::fail(std::string(what) + ": ldm not a multiple of 16 bytes");
+  }
+}
+
+}  // namespace detail
+
+template <class Use, class T, class Layout>
+inline void fill_fragment(fragment<Use, 16, 16, 16, T, Layout>& f, T value) {
+  detail::warpArrive("wmma::fill_fragment");
+  for (int i = 0; i < 256; i++) f.x[i] = value;
+  detail::warpArrive("wmma::fill_fragment");
+}
+
+// a (row r, column c) of M x K, b of K x N: element (r, c) at p[r ldm + c] when row_major,
+// p[r + c ldm] when col_major
+template <class Use, class T, class Layout>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const T* p, unsigned ldm) {
+  static_assert(std::is_same<Layout, row_major>::value || std::is_same<Layout, col_major>::value,
+                "matrix_a and matrix_b fragments have a layout");
+  detail::warpArrive("wmma::load_matrix_sync");
+  detail::checkPointer(p, ldm, sizeof(T), "wmma::load_matrix_sync");
+  bool rowMajor = std::is_same<Layout, row_major>::value;
+  for (int r = 0; r < 16; r++) {
+    for (int c = 0; c < 16; c++) f.x[r * 16 + c] = rowMajor ? p[r * ldm + c] : p[r + c * ldm];
+  }
+  detail::warpArrive("wmma::load_matrix_sync");
+}
+
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p,
+                             unsigned ldm, layout_t layout) {
+  detail::warpArrive("wmma::load_matrix_sync");
+  detail::checkPointer(p, ldm, 4, "wmma::load_matrix_sync");
+  for (int r = 0; r < 16; r++) {
+    for (int c = 0; c < 16; c++) {
+      f.x[r * 16 + c] = layout == mem_row_major ? p[r * ldm + c] : p[r + c * ldm];
+    }
+  }
+  detail::warpArrive("wmma::load_matrix_sync");
+}
+
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f,
+                              unsigned ldm, layout_t layout) {
+  detail::warpArrive("wmma::store_matrix_sync");
+  detail::checkPointer(p, ldm, 4, "wmma::store_matrix_sync");
+  for (int r = 0; r < 16; r++) {
+    for (int c = 0; c < 16; c++) {
+      (layout == mem_row_major ? p[r * ldm + c] : p[r + c * ldm]) = f.x[r * 16 + c];
+    }
+  }
+  detail::warpArrive("wmma::store_matrix_sync");
+}
+
+// d = a b + c (d may be c)
+template <class T, class LayoutA, class LayoutB>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
+                     const fragment<matrix_a, 16, 16, 16, T, LayoutA>& a,
+                     const fragment<matrix_b, 16, 16, 16, T, LayoutB>& b,
+                     const fragment<accumulator, 16, 16, 16, float>& c) {
+  detail::warpArrive("wmma::mma_sync");
+  float av[256], bv[256];
+  for (int i = 0; i < 256; i++) {
+    av[i] = detail::toFloat(a.x[i]);
+    bv[i] = detail::toFloat(b.x[i]);
+  }
+  float r[256];
+  for (int i = 0; i < 16; i++) {
+    for (int j = 0; j < 16; j++) {
+      float s = c.x[i * 16 + j];
+      for (int k = 0; k < 16; k++) s += av[i * 16 + k] * bv[k * 16 + j];
+      r[i * 16 + j] = s;
+    }
+  }
+  for (int i = 0; i < 256; i++) d.x[i] = r[i];
+  detail::warpArrive("wmma::mma_sync");
+}
+
+}  // namespace wmma
+}  // namespace nvcuda
