@@ -2,19 +2,69 @@
  * Causal self-attention on the CUDA backend: flash style (attention.cu: tiled kernels for
  * head sizes 16, 32, 64 and 128, a thread-per-row kernel for others), saving only the
  * softmax statistics, or materialised (attention_naive.cu, the speedup ladder's rung before
- * flash attention), saving the probabilities.
+ * flash attention), saving the probabilities. Flash attention has a second set of kernels on
+ * bf16 tensor cores for head sizes 64 and 128 (attention_bf16.cu), used under bf16 matmuls
+ * (autocast, as PyTorch's SDPA) unless `AttentionPrecision` says otherwise; the backward
+ * runs the kernels of the forward that made its saved statistics.
  *
  * @module
  */
 
 import type { AttentionDims } from "../../backend.ts";
 import { AttentionSaved, type CudaBuffer, type CudaDevice } from "./device.ts";
-import { attentionSmemBytes, type KernelName, TILED_HEAD_SIZES } from "./kernels.ts";
+import {
+  attentionBf16SmemBytes,
+  attentionSmemBytes,
+  BF16_ATTENTION_THREADS,
+  BF16_HEAD_SIZES,
+  type KernelName,
+  TILED_HEAD_SIZES,
+} from "./kernels.ts";
 
 const TILE = 64, TILE_THREADS = 256, THREADS = 256;
 
 /** The attention kernels to use: flash style, or the (B, NH, T, T) matrix stored. */
 export type AttentionKind = "flash" | "materialized";
+
+/**
+ * The precision of flash attention's products: "auto" runs the bf16 tensor-core kernels when
+ * the matmuls are bf16 and the f32 ones otherwise; "f32" always the f32 (SIMT) kernels;
+ * "bf16" the bf16 kernels whatever the matmuls' precision. bf16 applies only where
+ * `bf16Attention` says the head size has them (64, 128); elsewhere the f32 kernels run.
+ */
+export type AttentionPrecision = "auto" | "f32" | "bf16";
+
+/** How attention runs: the kernels, their precision, and the matmuls' precision now. */
+export interface AttentionChoice {
+  kind: AttentionKind;
+  precision: AttentionPrecision;
+  matmulPrecision: "f32" | "tf32" | "bf16";
+}
+
+/** The statistics that a bf16 forward saved (its backward runs the bf16 kernels too). */
+const madeByBf16 = new WeakSet<AttentionSaved>();
+
+/** Whether the bf16 tensor-core kernels serve this head size on this device. */
+export function bf16Attention(dev: CudaDevice, hs: number, BNH: number): boolean {
+  if (!(BF16_HEAD_SIZES as readonly number[]).includes(hs) || BNH > 65535) return false;
+  const most = Math.max(
+    attentionBf16SmemBytes("forward", hs),
+    attentionBf16SmemBytes("dkdv", hs),
+    attentionBf16SmemBytes("dq", hs),
+  );
+  return most <= dev.kernels.maxSharedOptin;
+}
+
+/** Whether flash attention of these sizes runs on the bf16 kernels under `choice`. */
+export function usesBf16Attention(
+  dev: CudaDevice,
+  choice: Omit<AttentionChoice, "kind">,
+  { C, NH, B }: AttentionDims,
+): boolean {
+  const wanted = choice.precision === "bf16" ||
+    (choice.precision === "auto" && choice.matmulPrecision === "bf16");
+  return wanted && bf16Attention(dev, C / NH, B * NH);
+}
 
 /** Whether the tiled kernels serve this head size on this device (else the generic ones). */
 export function tiledAttention(dev: CudaDevice, hs: number, BNH: number): boolean {
@@ -30,13 +80,13 @@ export function tiledAttention(dev: CudaDevice, hs: number, BNH: number): boolea
 /** out (B, T, C) from qkv (B, T, 3C); returns what the matching backward needs. */
 export function attentionForward(
   dev: CudaDevice,
-  kind: AttentionKind,
+  choice: AttentionChoice,
   out: CudaBuffer,
   qkv: CudaBuffer,
   dims: AttentionDims,
 ): AttentionSaved {
   const { B, T, NH } = dims;
-  if (kind === "materialized") {
+  if (choice.kind === "materialized") {
     const saved = dev.allocate(
       B * NH * T * T * 4,
       (p) => new AttentionSaved(p, B * NH * T * T, "materialized", dims, out, out.version),
@@ -49,7 +99,9 @@ export function attentionForward(
     B * NH * T * 4,
     (p) => new AttentionSaved(p, B * NH * T, "flash", dims, out, out.version + 1),
   );
-  flashForward(dev, out, lse, qkv, dims);
+  const bf16 = usesBf16Attention(dev, choice, dims);
+  if (bf16) madeByBf16.add(lse);
+  flashForward(dev, out, lse, qkv, dims, bf16);
   dev.written(out); // now at lse.outVersion
   return lse;
 }
@@ -77,11 +129,23 @@ function flashForward(
   lse: CudaBuffer,
   qkv: CudaBuffer,
   dims: AttentionDims,
+  bf16: boolean,
 ): void {
   const { B, T, C, NH } = dims, hs = C / NH;
   if (B * T * C === 0) return;
   const args = [out.pointer, lse.pointer, qkv.pointer, B, T, C, NH] as const;
-  if (tiledAttention(dev, hs, B * NH)) {
+  if (bf16) {
+    const name = `attention_forward_bf16_hs${hs}` as
+      & KernelName
+      & `attention_forward_bf16_hs${number}`;
+    dev.kernels.launch(
+      name,
+      [Math.ceil(T / TILE), B * NH],
+      BF16_ATTENTION_THREADS,
+      [...args],
+      attentionBf16SmemBytes("forward", hs),
+    );
+  } else if (tiledAttention(dev, hs, B * NH)) {
     const name = `attention_forward_hs${hs}` as KernelName & `attention_forward_hs${number}`;
     dev.kernels.launch(
       name,
@@ -105,12 +169,13 @@ function flashBackward(
 ): void {
   const { B, T, C, NH } = dims, hs = C / NH;
   if (B * T * C === 0) return;
+  const bf16 = madeByBf16.has(saved);
   let out = saved.out, lse: CudaBuffer = saved, recomputed: CudaBuffer[] = [];
   if (out.version !== saved.outVersion) {
     // the forward's output was overwritten since: compute it again (with its statistics)
     out = dev.empty(B * T * C);
     lse = dev.empty(B * NH * T);
-    flashForward(dev, out, lse, qkv, dims);
+    flashForward(dev, out, lse, qkv, dims, bf16);
     recomputed = [out, lse];
   }
   const k = dev.kernels;
@@ -135,7 +200,18 @@ function flashBackward(
     C,
     NH,
   ] as const;
-  if (tiledAttention(dev, hs, B * NH)) {
+  if (bf16) {
+    const grid = [Math.ceil(T / TILE), B * NH] as const;
+    const dkdv = `attention_backward_dkdv_bf16_hs${hs}` as
+      & KernelName
+      & `attention_backward_dkdv_bf16_hs${number}`;
+    const dq = `attention_backward_dq_bf16_hs${hs}` as
+      & KernelName
+      & `attention_backward_dq_bf16_hs${number}`;
+    const threads = BF16_ATTENTION_THREADS;
+    k.launch(dkdv, grid, threads, [...args], attentionBf16SmemBytes("dkdv", hs));
+    k.launch(dq, grid, threads, [...args], attentionBf16SmemBytes("dq", hs));
+  } else if (tiledAttention(dev, hs, B * NH)) {
     const grid = [Math.ceil(T / TILE), B * NH] as const;
     const dkdv = `attention_backward_dkdv_hs${hs}` as
       & KernelName

@@ -98,6 +98,13 @@ export const KERNELS = {
   att_naive_dv: NAIVE,
   att_naive_dq: NAIVE,
   att_naive_dk: NAIVE,
+  // attention_bf16.cu
+  attention_forward_bf16_hs64: ATTENTION,
+  attention_forward_bf16_hs128: ATTENTION,
+  attention_backward_dkdv_bf16_hs64: ATTENTION_BACKWARD,
+  attention_backward_dkdv_bf16_hs128: ATTENTION_BACKWARD,
+  attention_backward_dq_bf16_hs64: ATTENTION_BACKWARD,
+  attention_backward_dq_bf16_hs128: ATTENTION_BACKWARD,
 } as const satisfies Record<string, readonly ParamType[]>;
 
 /** A kernel's name. */
@@ -129,6 +136,29 @@ export function attentionSmemBytes(kind: "forward" | "dkdv" | "dq", hs: number):
     ? 4 * tile * qs + 2 * tile * ps + 2 * tile
     : 4 * tile * qs + tile * ps;
   return 4 * floats;
+}
+
+/** The head sizes with bf16 tensor-core flash-attention kernels (attention_bf16.cu). */
+export const BF16_HEAD_SIZES = [64, 128] as const;
+
+/** Threads per block of the bf16 attention kernels (ATT_BF16_THREADS: 4 warps). */
+export const BF16_ATTENTION_THREADS = 128;
+
+/**
+ * Dynamic shared memory of the bf16 attention kernels, in bytes: attention_bf16.cu's
+ * Bf16Smem<HS> layouts (64-row bf16 tiles of stride hs + 8; per warp (4) a 16 x 64 bf16
+ * P or dS of stride 72 and an f32 scratch of 16 rows of stride max(68, hs + 4)).
+ */
+export function attentionBf16SmemBytes(kind: "forward" | "dkdv" | "dq", hs: number): number {
+  const tile = 64, warps = 4;
+  const tileBytes = tile * (hs + 8) * 2;
+  const psBytes = warps * 16 * (tile + 8) * 2;
+  const scratchBytes = warps * 16 * Math.max(tile + 4, hs + 4) * 4;
+  return kind === "forward"
+    ? 3 * tileBytes + psBytes + scratchBytes
+    : kind === "dkdv"
+    ? 4 * tileBytes + 2 * psBytes + 2 * scratchBytes + 2 * tile * 4
+    : 4 * tileBytes + psBytes + 2 * scratchBytes;
 }
 
 /** Threads per block of attention_decode (DECODE_THREADS in attention_decode.cu). */

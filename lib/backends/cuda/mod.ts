@@ -41,7 +41,12 @@ import type {
   PeakFlops,
   RowDims,
 } from "../../backend.ts";
-import { attentionBackward, attentionForward, type AttentionKind } from "./attention.ts";
+import {
+  attentionBackward,
+  attentionForward,
+  type AttentionKind,
+  type AttentionPrecision,
+} from "./attention.ts";
 import {
   buildCudaKernels,
   type CudaKernelBuild,
@@ -63,6 +68,7 @@ import { checkKVCacheDims } from "../kv_cache_dims.ts";
 export { CudaBuffer } from "./device.ts";
 export { CudaDriver } from "./driver.ts";
 export { buildCudaKernels, CUDA_KERNEL_DIR, type CudaKernelBuild } from "./build.ts";
+export type { AttentionPrecision } from "./attention.ts";
 
 /** The matmul precisions the cuda backend runs. */
 export type CudaPrecision = "f32" | "tf32" | "bf16";
@@ -73,6 +79,13 @@ export interface CudaKernels {
   attention: AttentionKind;
   /** AdamW in one fused pass, or in two (moments, then parameters). */
   adamw: "fused" | "elementwise";
+  /**
+   * Flash attention's precision (attention.ts): "auto" (absent) runs the bf16 tensor-core
+   * kernels under bf16 matmuls and the f32 ones otherwise; "f32" or "bf16" forces either
+   * (bf16 only for head sizes 64 and 128, and not in a build by NVRTC, which may lack
+   * mma.h; others always run the f32 kernels).
+   */
+  attentionPrecision?: AttentionPrecision;
 }
 
 /** Options of `createCudaBackend`. */
@@ -528,9 +541,15 @@ export class CudaBackend implements Backend {
   attentionForward(out: DeviceBuffer, qkv: DeviceBuffer, dims: AttentionDims): DeviceBuffer {
     const d = this.#dev, { B, T, C } = dims;
     checkHeads(dims);
+    const choice = {
+      kind: this.kernels.attention,
+      // an NVRTC build may lack mma.h, leaving the bf16 kernels as traps (attention_bf16.cu)
+      precision: this.build.via === "nvrtc" ? "f32" : this.kernels.attentionPrecision ?? "auto",
+      matmulPrecision: this.#precision,
+    } as const;
     return attentionForward(
       d,
-      this.kernels.attention,
+      choice,
       d.f32(out, B * T * C, "attentionForward out"),
       d.f32(qkv, B * T * 3 * C, "attentionForward qkv"),
       dims,

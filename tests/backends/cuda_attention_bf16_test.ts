@@ -1,0 +1,493 @@
+// The CUDA backend's bf16 tensor-core flash attention (kernels/cuda/attention_bf16.cu) on the
+// CPU emulator (lib/backends/cuda/emulator.ts, WMMA emulated in cuda_emulator.h): forward and
+// backward against a float64 host model of the same bf16 roundings (tight), against the
+// reference CPU backend's f32 attention (a bound from bf16's rounding), a check that the
+// result really is bf16 (far from the f32 kernels' one), and which kernels the backend
+// chooses (attentionPrecision, matmul precision). Shapes are not multiples of the 64-row
+// tiles. Ignored, saying why, without a C++ compiler.
+import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import type { AttentionDims } from "../../lib/backend.ts";
+import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
+import { createEmulatedCudaBackend } from "../../lib/backends/cuda/emulator.ts";
+import {
+  attentionBf16SmemBytes,
+  BF16_ATTENTION_THREADS,
+  BF16_HEAD_SIZES,
+  KernelLauncher,
+  type KernelName,
+} from "../../lib/backends/cuda/kernels.ts";
+import {
+  kernelResources,
+  launchRefusal,
+  SHARED_OPTIN_BYTES,
+} from "../../lib/backends/cuda/resources.ts";
+import { type CudaBackend, CudaBuffer } from "../../lib/backends/cuda/mod.ts";
+import type { Backend, DeviceBuffer } from "../../lib/backend.ts";
+import { Generator } from "../../lib/model/random.ts";
+import { assertClose, assertSameBits } from "../support.ts";
+
+/** bf16's unit roundoff: 8 significant bits, rounding to nearest (half an ulp, 2^-8 relative). */
+const U = 2 ** -8;
+
+async function hasCxx(): Promise<boolean> {
+  try {
+    const cxx = Deno.env.get("CXX") ?? "c++";
+    return (await new Deno.Command(cxx, { args: ["--version"], stdout: "null", stderr: "null" })
+      .output()).success;
+  } catch {
+    return false;
+  }
+}
+
+const bits = new Uint32Array(1), asFloat = new Float32Array(bits.buffer);
+
+/** x rounded to f32, then to bf16 (to nearest even), as __float2bfloat16_rn of an f32. */
+function bf16(x: number): number {
+  asFloat[0] = x;
+  const u = bits[0];
+  bits[0] = (((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16) >>> 0;
+  return asFloat[0];
+}
+
+/**
+ * One bf16 ulp of x (2^-7 of its binade) when x lies within a relative `window` of a bf16
+ * rounding midpoint, else 0: where noise of that size can round x the other way.
+ */
+function flipUlp(x: number, window: number): number {
+  asFloat[0] = x;
+  const u = bits[0], low = u & 0xffff;
+  if (Math.abs(low - 0x8000) * 2 ** -23 >= window) return 0;
+  bits[0] = (u & 0x7f800000) >>> 0;
+  return asFloat[0] * 2 ** -7;
+}
+
+/** Relative noise of an f32 p or ds against the model's f64 one (f32 sums, exp, lse). */
+const P_WINDOW = 1e-4, DS_WINDOW = 1e-3;
+
+interface Result {
+  out: Float32Array;
+  dqkv: Float32Array;
+}
+
+/** The model's result and, per element, what rounding flips may move it by. */
+interface Model extends Result {
+  outFlips: Float64Array;
+  dqkvFlips: Float64Array;
+}
+
+interface Inputs {
+  qkv: Float32Array;
+  dqkv0: Float32Array;
+  dout: Float32Array;
+}
+
+function inputs(rng: Generator, { B, T, C }: AttentionDims): Inputs {
+  const normal = (n: number) => rng.fillNormal(new Float32Array(n), 0, 1);
+  return { qkv: normal(B * T * 3 * C), dqkv0: normal(B * T * 3 * C), dout: normal(B * T * C) };
+}
+
+async function attention(be: Backend, x: Inputs, dims: AttentionDims): Promise<Result> {
+  const { B, T, C } = dims;
+  const qkv = be.upload(x.qkv), out = be.alloc(B * T * C, "f32");
+  const saved = be.attentionForward(out, qkv, dims);
+  const dqkv = be.upload(x.dqkv0);
+  be.attentionBackward(dqkv, be.upload(x.dout), qkv, saved, dims);
+  return {
+    out: (await be.read(out)) as Float32Array,
+    dqkv: (await be.read(dqkv)) as Float32Array,
+  };
+}
+
+/**
+ * The kernels' algorithm in float64 with their roundings to bf16: q, k, v, dout rounded; the
+ * forward's online softmax over 64-key tiles (p = exp(s - running max) rounded before P V,
+ * the row sums of the unrounded p); the backward's p = exp(s - lse) and ds = p (dp - D)
+ * rounded before their products, D = dout . out. What is left between this and the kernels
+ * is f32 arithmetic (sums, exp) and, rarely, a p or ds on the other side of a bf16 rounding
+ * boundary because of it.
+ */
+function bf16Model(x: Inputs, { B, T, C, NH }: AttentionDims): Model {
+  const hs = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(hs);
+  const q16 = Float64Array.from(x.qkv, bf16), d16 = Float64Array.from(x.dout, bf16);
+  const out = new Float32Array(B * T * C), dqkv = Float64Array.from(x.dqkv0);
+  const outFlips = new Float64Array(B * T * C), dqkvFlips = new Float64Array(B * T * C3);
+  const at = (b: number, t: number, part: number, h: number) =>
+    (b * T + t) * C3 + part * C + h * hs;
+  const dot = (a: Float64Array, i: number, b: Float64Array, j: number) => {
+    let s = 0;
+    for (let d = 0; d < hs; d++) s += a[i + d] * b[j + d];
+    return s;
+  };
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const lse = new Float64Array(T), D = new Float64Array(T);
+      for (let t = 0; t < T; t++) {
+        let m = -Infinity, l = 0;
+        const o = new Float64Array(hs), flips = new Float64Array(hs);
+        for (let k0 = 0; k0 <= t; k0 += 64) {
+          const last = Math.min(k0 + 63, t), s: number[] = [];
+          for (let k = k0; k <= last; k++) {
+            s.push(scale * dot(q16, at(b, t, 0, h), q16, at(b, k, 1, h)));
+          }
+          const mNew = Math.max(m, ...s), corr = Math.exp(m - mNew);
+          l *= corr;
+          for (let d = 0; d < hs; d++) {
+            o[d] *= corr;
+            flips[d] *= corr;
+          }
+          for (let k = k0; k <= last; k++) {
+            const p = Math.exp(s[k - k0] - mNew), pr = bf16(p), v = at(b, k, 2, h);
+            const flip = flipUlp(p, P_WINDOW);
+            l += p;
+            for (let d = 0; d < hs; d++) {
+              o[d] += pr * q16[v + d];
+              flips[d] += flip * Math.abs(q16[v + d]);
+            }
+          }
+          m = mNew;
+        }
+        lse[t] = m + Math.log(l);
+        const row = (b * T + t) * C + h * hs;
+        let dsum = 0;
+        for (let d = 0; d < hs; d++) {
+          out[row + d] = o[d] / l;
+          outFlips[row + d] = flips[d] / l;
+          dsum += x.dout[row + d] * out[row + d];
+        }
+        D[t] = dsum;
+      }
+      for (let t = 0; t < T; t++) {
+        const row = (b * T + t) * C + h * hs, qi = at(b, t, 0, h);
+        for (let k = 0; k <= t; k++) {
+          const ki = at(b, k, 1, h), vi = at(b, k, 2, h);
+          const p = Math.exp(scale * dot(q16, qi, q16, ki) - lse[t]);
+          const dsExact = p * (dot(d16, row, q16, vi) - D[t]);
+          const ds = bf16(dsExact), pr = bf16(p);
+          const dsFlip = scale * flipUlp(dsExact, DS_WINDOW), pFlip = flipUlp(p, P_WINDOW);
+          for (let d = 0; d < hs; d++) {
+            dqkv[qi + d] += scale * ds * q16[ki + d];
+            dqkv[ki + d] += scale * ds * q16[qi + d];
+            dqkv[vi + d] += pr * d16[row + d];
+            dqkvFlips[qi + d] += dsFlip * Math.abs(q16[ki + d]);
+            dqkvFlips[ki + d] += dsFlip * Math.abs(q16[qi + d]);
+            dqkvFlips[vi + d] += pFlip * Math.abs(d16[row + d]);
+          }
+        }
+      }
+    }
+  }
+  return { out, dqkv: Float32Array.from(dqkv), outFlips, dqkvFlips };
+}
+
+/** |a - e| <= atol + rtol |e| + flips elementwise, naming the worst element. */
+function assertNearModel(
+  name: string,
+  actual: Float32Array,
+  expected: Float32Array,
+  flips: Float64Array,
+  { rtol, atol }: { rtol: number; atol: number },
+): void {
+  let worst = -1, excess = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const e = Math.abs(actual[i] - expected[i]) - (atol + rtol * Math.abs(expected[i]) + flips[i]);
+    if (!(e <= 0) && (worst < 0 || e > excess || Number.isNaN(e))) [worst, excess] = [i, e];
+  }
+  if (worst >= 0) {
+    throw new Error(
+      `${name}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, ` +
+        `atol ${atol}, rounding flips ${flips[worst]})`,
+    );
+  }
+}
+
+function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** [B, T, C, NH]: head size 64 at T = 1, 17, 65, 130 (B and NH above 1) and 1024, one of 128. */
+const SHAPES: [number, number, number, number][] = [
+  [2, 1, 128, 2],
+  [2, 17, 128, 2],
+  [1, 65, 192, 3],
+  [2, 130, 128, 2],
+  [1, 70, 128, 1],
+  [1, 1024, 64, 1],
+];
+
+/**
+ * A one-warp program on the emulator's header alone: a 16x16x16 WMMA product (bf16 a row-major
+ * and b col-major from shared memory, f32 accumulator), or the misuse named by `mode`; prints
+ * the accumulator (row by row) or the emulator's error, then bf16 conversions of `ROUNDED`.
+ */
+const WMMA_PROGRAM = `
+#define GPT2_CUDA_EMULATION 1
+#include "cuda_emulator.h"
+namespace wmma = nvcuda::wmma;
+static int mode = 0;  // 0: a whole warp; 1: lanes 16..31 skip mma_sync; 2: a misaligned load
+static float result[256];
+static void kernel() {
+  __nv_bfloat16* a = reinterpret_cast<__nv_bfloat16*>(gpt2_dynamic_smem);
+  __nv_bfloat16* b = a + 256;
+  int lane = threadIdx.x;
+  for (int i = lane; i < 256; i += 32) {
+    a[i] = __float2bfloat16_rn(1.0f + (float)(i % 7) / 128.0f);
+    b[i] = __float2bfloat16_rn((float)(i % 5) - 2.0f + (float)(i % 3) / 256.0f);
+  }
+  __syncwarp();
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 4096.0f);  // so that f32 sums round
+  wmma::load_matrix_sync(fa, mode == 2 ? a + 8 : a, 16);
+  wmma::load_matrix_sync(fb, b, 16);
+  if (mode != 1 || lane < 16) wmma::mma_sync(acc, fa, fb, acc);
+  wmma::store_matrix_sync(reinterpret_cast<float*>(b + 256), acc, 16, wmma::mem_col_major);
+  __syncwarp();
+  if (lane == 0) for (int i = 0; i < 256; i++) result[i] = reinterpret_cast<float*>(b + 256)[i];
+}
+int main(int argc, char** argv) {
+  mode = argv[1][0] - '0';
+  emu::threadCount = 32;
+  emu::blockDimension = dim3(32);
+  emu::dynamicShared.assign(4096, 0xff);
+  emu::body = kernel;
+  if (!emu::runBlock()) {
+    std::printf("error: %s\\n", emu::error.c_str());
+    return 0;
+  }
+  for (int i = 0; i < 256; i++) std::printf("%.9g\\n", result[i]);
+  for (int i = 2; i < argc; i++) {
+    std::printf("%.9g\\n", __bfloat162float(__float2bfloat16_rn(std::strtof(argv[i], 0))));
+  }
+  return 0;
+}
+`;
+
+/** f32 values and what round-to-nearest-even to bf16 makes of them (ties included). */
+const ROUNDED: [number, number][] = [
+  [1 + 2 ** -8, 1], // a tie: to the even neighbour 1
+  [1 + 3 * 2 ** -8, 1 + 2 ** -6], // a tie: up to the even 1 + 4 2^-8
+  [1 + 2 ** -8 + 2 ** -20, 1 + 2 ** -7], // above the tie
+  [-(1 + 2 ** -8 + 2 ** -20), -(1 + 2 ** -7)],
+  [3.14159265, 3.140625],
+  [65504, 65536],
+];
+
+async function runWmmaProgram(dir: string, mode: number): Promise<string[]> {
+  const r = await new Deno.Command(`${dir}/wmma`, {
+    args: [String(mode), ...ROUNDED.map(([x]) => String(x))],
+    stdout: "piped",
+  }).output();
+  ok(r.success, `the WMMA program failed in mode ${mode}`);
+  return new TextDecoder().decode(r.stdout).trim().split("\n");
+}
+
+if (!(await hasCxx())) {
+  console.log("cuda bf16 attention (emulated): skipped: no C++ compiler (c++ or $CXX)");
+  Deno.test({ name: "cuda bf16 attention (emulated): no C++ compiler", ignore: true, fn() {} });
+} else {
+  let made: Promise<CudaBackend> | null = null;
+  const open = () => made ??= createEmulatedCudaBackend({ quiet: true });
+  const cpu = new CpuBackend();
+
+  Deno.test("cuda bf16 attention (emulated): forward and backward match a float64 model of its bf16 roundings and stay within bf16's bound of the f32 reference", async () => {
+    const be = await open();
+    be.setMatmulPrecision("f32");
+    const rng = new Generator(7);
+    try {
+      for (const [B, T, C, NH] of SHAPES) {
+        const dims = { B, T, C, NH }, x = inputs(rng, dims), tag = `B=${B} T=${T} C=${C} NH=${NH}`;
+        be.kernels = { ...be.kernels, attentionPrecision: "bf16" };
+        const got = await attention(be, x, dims);
+        be.kernels = { ...be.kernels, attentionPrecision: "f32" };
+        const f32 = await attention(be, x, dims);
+        const ref = await attention(cpu, x, dims), model = bf16Model(x, dims);
+        // Against the model: only f32 arithmetic differs (relative 2^-24 per operation, sums
+        // of at most T or hs terms: below 1e-5 of the terms' scale at these sizes; the
+        // backward's D and lse carry the forward's differences, hence its larger atol), and a
+        // p or ds that this noise puts across a bf16 rounding midpoint moves its products by
+        // one bf16 ulp: the model adds that ulp times |the other factor| for every p within a
+        // relative 1e-4 of a midpoint (ds: 1e-3, as dp - D cancels).
+        assertNearModel(`${tag} out vs the bf16 model`, got.out, model.out, model.outFlips, {
+          rtol: 1e-4,
+          atol: 1e-4,
+        });
+        assertNearModel(`${tag} dqkv vs the bf16 model`, got.dqkv, model.dqkv, model.dqkvFlips, {
+          rtol: 1e-4,
+          atol: 1e-3,
+        });
+        // Against the f32 reference: q and k rounded to bf16 (relative u each) move a score
+        // s = scale q . k by at most 2u scale sum |q_d k_d| (the f32 sums add ~hs 2^-24);
+        // with unit-normal inputs and hs 64, scale sum |q k| is about 0.64 sqrt(hs) = 5, a
+        // typical error (random signs) about 2u scale sqrt(sum (q k)^2) = 2u. The softmax
+        // weights then move by about that relative, and P and V (or dS, dO, Q, K) add u each:
+        // a handful of u relative to the rows' magnitudes. We allow 16u = 0.0625 of the
+        // largest magnitude of each output (out: O(1); dqkv includes dqkv0's O(1) values and
+        // the gradients, which are smaller).
+        const outBound = 16 * U * maxAbs(ref.out);
+        assertClose(`${tag} out vs f32`, got.out, ref.out, { rtol: 0, atol: outBound });
+        const gradRef = ref.dqkv.map((v, i) => v - x.dqkv0[i]);
+        const gradGot = got.dqkv.map((v, i) => v - x.dqkv0[i]);
+        assertClose(`${tag} dqkv vs f32`, gradGot, gradRef, {
+          rtol: 0,
+          atol: 16 * U * maxAbs(gradRef),
+        });
+        // Really bf16: the f32 kernels are within f32 noise of the reference (1e-5 of the
+        // scale), the bf16 ones at least 2^-12 (a sixteenth of u) away somewhere.
+        const f32Dist = maxDiff(f32.out, ref.out), bf16Dist = maxDiff(got.out, ref.out);
+        ok(f32Dist < 1e-4 * Math.max(1, maxAbs(ref.out)), `${tag}: f32 kernels off by ${f32Dist}`);
+        ok(
+          T === 1 || bf16Dist > 2 ** -12 * maxAbs(ref.out),
+          `${tag}: no bf16 rounding seen in out (max diff from f32 ${bf16Dist})`,
+        );
+        ok(
+          maxDiff(gradGot, gradRef) > 10 * maxDiff(f32.dqkv, ref.dqkv),
+          `${tag}: no bf16 rounding seen in dqkv`,
+        );
+      }
+    } finally {
+      be.kernels = { ...be.kernels, attentionPrecision: undefined };
+    }
+  });
+
+  Deno.test("cuda bf16 attention (emulated): chosen under bf16 matmuls for head sizes 64 and 128, the f32 kernels otherwise or when forced", async () => {
+    const be = await open();
+    const rng = new Generator(8);
+    const run = async (
+      dims: AttentionDims,
+      x: Inputs,
+      precision: "f32" | "tf32" | "bf16",
+      attentionPrecision?: "auto" | "f32" | "bf16",
+    ) => {
+      be.setMatmulPrecision(precision);
+      be.kernels = { ...be.kernels, attentionPrecision };
+      try {
+        return await attention(be, x, dims);
+      } finally {
+        be.setMatmulPrecision("f32");
+        be.kernels = { ...be.kernels, attentionPrecision: undefined };
+      }
+    };
+    const dims = { B: 1, T: 20, C: 64, NH: 1 }, x = inputs(rng, dims);
+    const bf16Kernels = await run(dims, x, "f32", "bf16");
+    const f32Kernels = await run(dims, x, "f32", "f32");
+    ok(maxDiff(bf16Kernels.out, f32Kernels.out) > 0, "forcing bf16 changed nothing");
+    for (
+      const [precision, option, expected] of [
+        ["bf16", undefined, bf16Kernels],
+        ["bf16", "auto", bf16Kernels],
+        ["bf16", "f32", f32Kernels],
+        ["tf32", undefined, f32Kernels],
+        ["f32", "auto", f32Kernels],
+      ] as const
+    ) {
+      const r = await run(dims, x, precision, option);
+      assertSameBits(`${precision} matmuls, attention ${option} out`, r.out, expected.out);
+      assertSameBits(`${precision} matmuls, attention ${option} dqkv`, r.dqkv, expected.dqkv);
+    }
+    // head size 16 has no bf16 kernels: forcing bf16 runs the f32 ones
+    const small = { B: 1, T: 20, C: 32, NH: 2 }, y = inputs(rng, small);
+    const forced = await run(small, y, "bf16", "bf16"), plain = await run(small, y, "f32", "f32");
+    assertSameBits("head size 16 out", forced.out, plain.out);
+    assertEquals(forced.dqkv.length, plain.dqkv.length);
+    assertSameBits("head size 16 dqkv", forced.dqkv, plain.dqkv);
+  });
+
+  Deno.test("cuda emulator: WMMA bf16 products summed in f32, warp-collective and aligned; bf16 rounds to nearest even", async () => {
+    const dir = await Deno.makeTempDir({ prefix: "gpt2-wmma-" });
+    try {
+      const cxx = Deno.env.get("CXX") ?? "c++";
+      const src = `${dir}/wmma.cpp`;
+      await Deno.writeTextFile(src, WMMA_PROGRAM);
+      const header = new URL("../../kernels/cuda/emulator", import.meta.url).pathname;
+      const built = await new Deno.Command(cxx, {
+        args: ["-O1", "-std=c++17", "-ffp-contract=off", "-I", header, "-o", `${dir}/wmma`, src],
+      }).output();
+      ok(built.success, new TextDecoder().decode(built.stderr));
+      const lines = await runWmmaProgram(dir, 0);
+      // the expected tile: the same bf16 operands, each product exact in f32 (8-bit
+      // significands give 16-bit products), summed in f32 in the order k = 0..15 onto 4096 (2^12: the sums round)
+      const a = Array.from({ length: 256 }, (_, i) => bf16(1 + (i % 7) / 128));
+      const b = Array.from({ length: 256 }, (_, i) => bf16((i % 5) - 2 + (i % 3) / 256));
+      const tile = new Float32Array(256);
+      for (let i = 0; i < 16; i++) {
+        for (let j = 0; j < 16; j++) {
+          let s = 4096;
+          // b col-major: (k, j) at b[k + 16 j]
+          for (let k = 0; k < 16; k++) s = Math.fround(s + a[i * 16 + k] * b[k + 16 * j]);
+          tile[i + 16 * j] = s; // stored col-major
+        }
+      }
+      assertSameBits("WMMA tile", Float32Array.from(lines.slice(0, 256), Number), tile);
+      assertEquals(lines.slice(256).map(Number), ROUNDED.map(([, r]) => r));
+      const skipped = await runWmmaProgram(dir, 1);
+      ok(/WMMA/.test(skipped[0]), `Expected an error naming WMMA, found ${skipped[0]}`);
+      const misaligned = await runWmmaProgram(dir, 2);
+      assertEquals(misaligned[0], "error: wmma::load_matrix_sync: pointer not 256-bit aligned");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  Deno.test("cuda bf16 attention (emulated): launched with the shared memory its layouts need, within sm_80's opt-in and nvcc's limits", async () => {
+    const be = await open();
+    const table = await kernelResources({ quiet: true });
+    const module = be.driver.loadModule(Deno.readFileSync(be.build.path));
+    const launcher = new KernelLauncher(be.driver, module, be.driver.maxSharedMemoryOptin());
+    const dims = { B: 1, T: 3, C: 64, NH: 1 }, x = inputs(new Generator(9), dims);
+    const qkv = be.upload(x.qkv), dout = be.upload(x.dout);
+    const out = be.upload(new Float32Array(3 * 64)), stats = be.upload(new Float32Array(3));
+    const grads = be.upload(new Float32Array(3 * 192));
+    const pointer = (b: DeviceBuffer) => {
+      ok(b instanceof CudaBuffer);
+      return b.pointer;
+    };
+    for (const hs of BF16_HEAD_SIZES) {
+      for (const kind of ["forward", "dkdv", "dq"] as const) {
+        const name = (kind === "forward"
+          ? `attention_forward_bf16_hs${hs}`
+          : `attention_backward_${kind}_bf16_hs${hs}`) as KernelName;
+        const bytes = attentionBf16SmemBytes(kind, hs);
+        ok(bytes <= SHARED_OPTIN_BYTES.sm_80, `${name}: ${bytes} bytes of shared memory`);
+        if (table) {
+          assertEquals(launchRefusal(table, name, BF16_ATTENTION_THREADS, bytes), null);
+        }
+        if (hs !== 64) {
+          continue; // C = 64 holds one head of 64 (the trap comes first anyway)
+        }
+        const args = kind === "forward"
+          ? [out, stats, qkv].map(pointer)
+          : [grads, dout, qkv, stats, stats].map(pointer);
+        const launch = (shared: number) =>
+          launcher.launch(
+            name as "attention_forward_bf16_hs64",
+            1,
+            BF16_ATTENTION_THREADS,
+            [...args, 1, 3, 64, 1] as never,
+            shared,
+          );
+        launch(bytes); // enough
+        await be.read(out);
+        let trapped = "";
+        try {
+          launch(bytes - 4);
+          await be.read(out);
+        } catch (e) {
+          trapped = (e as Error).message;
+        }
+        ok(
+          /__trap/.test(trapped),
+          `${name} with 4 bytes less: expected a trap, found "${trapped}"`,
+        );
+      }
+    }
+  });
+}
