@@ -3,7 +3,10 @@
 //
 // The kernels include no CUDA header (not even <cuda_bf16.h>), so NVRTC compiles them with
 // no include path beyond this folder, and the CPU emulator (emulator/cuda_emulator.h)
-// compiles them as plain C++. Every .cu includes this file once; build.ts compiles all of
+// compiles them as plain C++. The one exception is attention_bf16.cu, whose tensor-core
+// products need <mma.h> (and <cuda_bf16.h>): where the compiler has no <mma.h> its kernels
+// trap, and the backend does not choose them under NVRTC (lib/backends/cuda/mod.ts); the
+// emulator has its own WMMA. Every .cu includes this file once; build.ts compiles all of
 // them as one translation unit, so helpers here are `static` and guarded.
 #pragma once
 

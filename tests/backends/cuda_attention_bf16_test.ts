@@ -459,6 +459,11 @@ if (!(await hasCxx())) {
         ok(bytes <= SHARED_OPTIN_BYTES.sm_80, `${name}: ${bytes} bytes of shared memory`);
         if (table) {
           assertEquals(launchRefusal(table, name, BF16_ATTENTION_THREADS, bytes), null);
+          // GPT-2's head size: no local-memory spills on the H100/H200
+          const k = table.kernels.sm_90[name];
+          if (hs === 64) {
+            assertEquals([k.spillStoreBytes, k.spillLoadBytes], [0, 0], name);
+          }
         }
         if (hs !== 64) {
           continue; // C = 64 holds one head of 64 (the trap comes first anyway)

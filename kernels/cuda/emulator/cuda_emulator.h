@@ -8,7 +8,8 @@
 // divergent barriers that would hang a GPU fail here. __shared__ variables are function
 // statics (shared by the block running now); dynamic shared memory is a buffer per launch,
 // filled with NaNs so reads of unwritten shared memory show. Warps are 32 consecutive
-// threads; shuffles need whole warps, as the kernels use them.
+// threads; shuffles need whole warps, as the kernels use them. At the end: __nv_bfloat16 and
+// nvcuda::wmma's 16x16x16 fragments (each thread holds a whole tile), for attention_bf16.cu.
 #pragma once
 
 #include <ucontext.h>
