@@ -326,26 +326,27 @@ if (!(await hasCxx())) {
         });
         // Against the f32 reference: q and k rounded to bf16 (relative u each) move a score
         // s = scale q . k by at most 2u scale sum |q_d k_d| (the f32 sums add ~hs 2^-24);
-        // with unit-normal inputs and hs 64, scale sum |q k| is about 0.64 sqrt(hs) = 5, a
-        // typical error (random signs) about 2u scale sqrt(sum (q k)^2) = 2u. The softmax
-        // weights then move by about that relative, and P and V (or dS, dO, Q, K) add u each:
-        // a handful of u relative to the rows' magnitudes. We allow 16u = 0.0625 of the
-        // largest magnitude of each output (out: O(1); dqkv includes dqkv0's O(1) values and
-        // the gradients, which are smaller).
-        const outBound = 16 * U * maxAbs(ref.out);
+        // with unit-normal inputs and hs 64, scale sum |q k| is about 0.64 sqrt(hs) = 5, so
+        // the worst case is 10u in a score and about twice that, relative, in a softmax
+        // weight. The roundings are independent and of both signs, so the typical score error
+        // is about 2u scale sqrt(sum (q k)^2 / 3) = 1.2u; the weights move by about that
+        // relative, and P and V (or dS, dO, Q, K) add u each: a few u relative to the largest
+        // magnitudes. We allow 4u of the largest magnitude of each output (for dqkv, of the
+        // gradient added to dqkv0); these shapes and seeds come within about 1u.
+        const outBound = 4 * U * maxAbs(ref.out);
         assertClose(`${tag} out vs f32`, got.out, ref.out, { rtol: 0, atol: outBound });
         const gradRef = ref.dqkv.map((v, i) => v - x.dqkv0[i]);
         const gradGot = got.dqkv.map((v, i) => v - x.dqkv0[i]);
         assertClose(`${tag} dqkv vs f32`, gradGot, gradRef, {
           rtol: 0,
-          atol: 16 * U * maxAbs(gradRef),
+          atol: 4 * U * maxAbs(gradRef),
         });
-        // Really bf16: the f32 kernels are within f32 noise of the reference (1e-5 of the
+        // Really bf16: the f32 kernels are within f32 noise of the reference (1e-4 of the
         // scale), the bf16 ones at least 2^-12 (a sixteenth of u) away somewhere.
         const f32Dist = maxDiff(f32.out, ref.out), bf16Dist = maxDiff(got.out, ref.out);
         ok(f32Dist < 1e-4 * Math.max(1, maxAbs(ref.out)), `${tag}: f32 kernels off by ${f32Dist}`);
         ok(
-          T === 1 || bf16Dist > 2 ** -12 * maxAbs(ref.out),
+          bf16Dist > 2 ** -12 * maxAbs(ref.out),
           `${tag}: no bf16 rounding seen in out (max diff from f32 ${bf16Dist})`,
         );
         ok(
