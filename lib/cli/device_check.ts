@@ -193,13 +193,17 @@ async function testStep(
   return { status: "failed", summary: `${counts}, ${exitNote(r, ctx.limitS)}${failures}`, details };
 }
 
-/** The nvcc build, every kernel, the reference suite and the 124M check on cuda. */
+/**
+ * The nvcc build, every kernel, the reference suite and the 124M check on cuda, and the bf16
+ * tensor-core attention against its model and the reference.
+ */
 function cudaStep(ctx: StepContext): Promise<StepOutcome> {
   return testStep(ctx, [
     "tests/backends/cuda_build_test.ts",
     "tests/backends/cuda_test.ts",
     "tests/backends/cuda_kernels_test.ts",
-  ], /cuda(?: build)?: skipped: .*/);
+    "tests/backends/cuda_attention_bf16_test.ts",
+  ], /cuda(?: build| bf16 attention \(GPU\))?: skipped: .*/);
 }
 
 /** 20 steps of GPT-2 124M in fp32 and in bf16 on the same data; the losses must agree. */
@@ -323,7 +327,7 @@ async function webGpuStep(ctx: StepContext): Promise<StepOutcome> {
 /** The steps in the order they run: the CUDA proof first, WebGPU (the extra) last. */
 const STEPS: Step[] = [
   { name: "env", title: "environment (nvidia-smi)", budgetS: 40, run: envStep },
-  { name: "cuda", title: "CUDA suites", budgetS: 150, run: cudaStep },
+  { name: "cuda", title: "CUDA suites", budgetS: 170, run: cudaStep },
   { name: "train", title: "bf16 beside fp32 training", budgetS: 90, run: trainStep },
   { name: "bench", title: "benchmark beside PyTorch", budgetS: 210, run: benchStep },
   { name: "webgpu", title: "WebGPU suites on Vulkan", budgetS: 150, run: webGpuStep },

@@ -21,7 +21,12 @@ import {
   launchRefusal,
   SHARED_OPTIN_BYTES,
 } from "../../lib/backends/cuda/resources.ts";
-import { type CudaBackend, CudaBuffer } from "../../lib/backends/cuda/mod.ts";
+import {
+  createCudaBackend,
+  type CudaBackend,
+  CudaBuffer,
+  cudaUnavailable,
+} from "../../lib/backends/cuda/mod.ts";
 import type { Backend, DeviceBuffer } from "../../lib/backend.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { assertClose, assertSameBits } from "../support.ts";
@@ -290,15 +295,14 @@ async function runWmmaProgram(dir: string, mode: number): Promise<string[]> {
   return new TextDecoder().decode(r.stdout).trim().split("\n");
 }
 
-if (!(await hasCxx())) {
-  console.log("cuda bf16 attention (emulated): skipped: no C++ compiler (c++ or $CXX)");
-  Deno.test({ name: "cuda bf16 attention (emulated): no C++ compiler", ignore: true, fn() {} });
-} else {
-  let made: Promise<CudaBackend> | null = null;
-  const open = () => made ??= createEmulatedCudaBackend({ quiet: true });
+/**
+ * The bf16 attention against the model and the reference, and which kernels run, on the
+ * CUDA backend `open` makes (emulated here, a GPU where one is present).
+ */
+function bf16AttentionSuite(label: string, open: () => Promise<CudaBackend>): void {
   const cpu = new CpuBackend();
 
-  Deno.test("cuda bf16 attention (emulated): forward and backward match a float64 model of its bf16 roundings and stay within bf16's bound of the f32 reference", async () => {
+  Deno.test(`${label}: forward and backward match a float64 model of its bf16 roundings and stay within bf16's bound of the f32 reference`, async () => {
     const be = await open();
     be.setMatmulPrecision("f32");
     const rng = new Generator(7);
@@ -359,7 +363,7 @@ if (!(await hasCxx())) {
     }
   });
 
-  Deno.test("cuda bf16 attention (emulated): chosen under bf16 matmuls for head sizes 64 and 128, the f32 kernels otherwise or when forced", async () => {
+  Deno.test(`${label}: chosen under bf16 matmuls for head sizes 64 and 128, the f32 kernels otherwise or when forced`, async () => {
     const be = await open();
     const rng = new Generator(8);
     const run = async (
@@ -401,6 +405,15 @@ if (!(await hasCxx())) {
     assertEquals(forced.dqkv.length, plain.dqkv.length);
     assertSameBits("head size 16 dqkv", forced.dqkv, plain.dqkv);
   });
+}
+
+if (!(await hasCxx())) {
+  console.log("cuda bf16 attention (emulated): skipped: no C++ compiler (c++ or $CXX)");
+  Deno.test({ name: "cuda bf16 attention (emulated): no C++ compiler", ignore: true, fn() {} });
+} else {
+  let made: Promise<CudaBackend> | null = null;
+  const open = () => made ??= createEmulatedCudaBackend({ quiet: true });
+  bf16AttentionSuite("cuda bf16 attention (emulated)", open);
 
   Deno.test("cuda emulator: WMMA bf16 products summed in f32, warp-collective and aligned; bf16 rounds to nearest even", async () => {
     const dir = await Deno.makeTempDir({ prefix: "gpt2-wmma-" });
@@ -496,4 +509,13 @@ if (!(await hasCxx())) {
       }
     }
   });
+}
+
+const noGpu = await cudaUnavailable();
+if (noGpu !== null) {
+  console.log(`cuda bf16 attention (GPU): skipped: ${noGpu}`);
+  Deno.test({ name: "cuda bf16 attention (GPU): no usable GPU", ignore: true, fn() {} });
+} else {
+  let gpu: Promise<CudaBackend> | null = null;
+  bf16AttentionSuite("cuda bf16 attention (GPU)", () => gpu ??= createCudaBackend({ quiet: true }));
 }
