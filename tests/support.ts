@@ -175,3 +175,14 @@ export function assertSameBits(name: string, actual: Float32Array, expected: Flo
 export async function runCheckpoints(logDir: string): Promise<{ step: number; path: string }[]> {
   return await listCheckpoints(checkpointsDir(logDir));
 }
+
+/** Whether a C++ compiler is here ($CXX, else c++), for the CUDA emulator's tests. */
+export async function hasCxx(): Promise<boolean> {
+  try {
+    const cxx = Deno.env.get("CXX") ?? "c++";
+    return (await new Deno.Command(cxx, { args: ["--version"], stdout: "null", stderr: "null" })
+      .output()).success;
+  } catch {
+    return false;
+  }
+}

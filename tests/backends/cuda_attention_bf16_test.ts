@@ -29,20 +29,10 @@ import {
 } from "../../lib/backends/cuda/mod.ts";
 import type { Backend, DeviceBuffer } from "../../lib/backend.ts";
 import { Generator } from "../../lib/model/random.ts";
-import { assertClose, assertSameBits } from "../support.ts";
+import { assertClose, assertSameBits, hasCxx } from "../support.ts";
 
 /** bf16's unit roundoff: 8 significant bits, rounding to nearest (half an ulp, 2^-8 relative). */
 const U = 2 ** -8;
-
-async function hasCxx(): Promise<boolean> {
-  try {
-    const cxx = Deno.env.get("CXX") ?? "c++";
-    return (await new Deno.Command(cxx, { args: ["--version"], stdout: "null", stderr: "null" })
-      .output()).success;
-  } catch {
-    return false;
-  }
-}
 
 const bits = new Uint32Array(1), asFloat = new Float32Array(bits.buffer);
 

@@ -9,21 +9,11 @@ import { cudaBenchTable, gpuPeakTflops, runCudaBench } from "../../lib/bench/cud
 import { CUDA_LADDER, cudaLadderTable, runCudaLadder } from "../../lib/bench/cuda_ladder.ts";
 import { parseSummary } from "../../lib/bench/torch_gpu_peer.ts";
 import type { GPTConfig } from "../../lib/model/gpt.ts";
-import { runTask } from "../support.ts";
+import { hasCxx, runTask } from "../support.ts";
 
 /** A one-layer GPT-2 with the padded vocabulary (timeSteps draws ids below 50257). */
 const TINY: GPTConfig = { n_layer: 1, n_head: 2, n_embd: 32, block_size: 16, vocab_size: 50304 };
 
-/** Whether a C++ compiler is here for the emulator (CXX, else c++). */
-async function hasCxx(): Promise<boolean> {
-  try {
-    const cxx = Deno.env.get("CXX") ?? "c++";
-    return (await new Deno.Command(cxx, { args: ["--version"], stdout: "null", stderr: "null" })
-      .output()).success;
-  } catch {
-    return false;
-  }
-}
 const cxx = await hasCxx();
 if (!cxx) console.log("cuda bench on the emulator: skipped: no C++ compiler (c++ or $CXX)");
 

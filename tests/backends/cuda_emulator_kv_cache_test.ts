@@ -6,16 +6,7 @@
 // Ignored, saying so, without a C++ compiler.
 import { createEmulatedCudaBackend } from "../../lib/backends/cuda/emulator.ts";
 import { kvCacheSuite } from "./kv_cache_suite.ts";
-
-async function hasCxx(): Promise<boolean> {
-  try {
-    const cxx = Deno.env.get("CXX") ?? "c++";
-    return (await new Deno.Command(cxx, { args: ["--version"], stdout: "null", stderr: "null" })
-      .output()).success;
-  } catch {
-    return false;
-  }
-}
+import { hasCxx } from "../support.ts";
 
 if (!(await hasCxx())) {
   console.log("cuda (emulated): skipped: no C++ compiler (c++ or $CXX) to build the emulator");

@@ -8,17 +8,7 @@ import type { CudaBackend } from "../../lib/backends/cuda/mod.ts";
 import { createEmulatedCudaBackend } from "../../lib/backends/cuda/emulator.ts";
 import { cudaSuite } from "./cuda_suite.ts";
 import { kernelSuite } from "./kernel_suite.ts";
-
-/** Whether a C++ compiler is here for the emulator (CXX, else c++). */
-async function hasCxx(): Promise<boolean> {
-  try {
-    const cxx = Deno.env.get("CXX") ?? "c++";
-    return (await new Deno.Command(cxx, { args: ["--version"], stdout: "null", stderr: "null" })
-      .output()).success;
-  } catch {
-    return false;
-  }
-}
+import { hasCxx } from "../support.ts";
 
 const open = (): Promise<CudaBackend> =>
   createEmulatedCudaBackend({ quiet: true, memoryBytes: 4 * 2 ** 30 });

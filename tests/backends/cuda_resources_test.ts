@@ -24,6 +24,7 @@ import {
   RESOURCE_ARCHES,
   type ResourceTable,
 } from "../../lib/backends/cuda/resources.ts";
+import { hasCxx } from "../support.ts";
 
 /** The error `fn` throws (failing when it returns), checked to include `message`. */
 function thrown(fn: () => unknown, message = ""): Error {
@@ -35,16 +36,6 @@ function thrown(fn: () => unknown, message = ""): Error {
     return e;
   }
   throw new Error(`Expected a throw with "${message}", found none`);
-}
-
-async function hasCxx(): Promise<boolean> {
-  try {
-    const cxx = Deno.env.get("CXX") ?? "c++";
-    return (await new Deno.Command(cxx, { args: ["--version"], stdout: "null", stderr: "null" })
-      .output()).success;
-  } catch {
-    return false;
-  }
 }
 
 const nvcc = Deno.env.get("GPT2_CUDA_NO_NVCC") ? null : await findNvcc();
