@@ -15,7 +15,7 @@ import type { CudaBackend, CudaPrecision } from "../../lib/backends/cuda/mod.ts"
 import { gpt2HashSuite } from "./gpt2_124m_suite.ts";
 import { randn } from "./kernel_suite.ts";
 import { referenceSuite } from "./reference_suite.ts";
-import { assertSameRun, type Run, trainSteps } from "./train_steps.ts";
+import { assertSameRun, type Run, TRAIN_STEPS_CONFIG, trainSteps } from "./train_steps.ts";
 import { assertClose } from "../support.ts";
 
 /** Options of `cudaSuite`. */
@@ -83,6 +83,29 @@ function registerTrainingTests(label: string, f32: () => Promise<CudaBackend>): 
       }
     });
   }
+  // GPT-2's head size, 64, so that bf16 autocast runs attention on the tensor-core kernels
+  // (attention_bf16.cu) as well: the same bf16 bounds, and the run differs from one with the
+  // f32 attention kernels forced, so those kernels did run
+  Deno.test(`${label} bf16 matmuls and attention (head size 64): five training steps close to the CPU's f32 ones`, async () => {
+    const config = { ...TRAIN_STEPS_CONFIG, n_embd: 128 };
+    const backend = await f32();
+    const cpu = await trainSteps(new CpuBackend(), config);
+    backend.setMatmulPrecision("bf16");
+    try {
+      const run = await trainSteps(backend, config);
+      assertClose("bf16 losses", run.losses, cpu.losses, { rtol: 1e-2 });
+      assertClose("bf16 pre-clip norms", run.norms, cpu.norms, { rtol: 5e-2 });
+      backend.kernels = { ...backend.kernels, attentionPrecision: "f32" };
+      const f32Attention = await trainSteps(backend, config);
+      ok(
+        run.losses.some((l, i) => l !== f32Attention.losses[i]),
+        "bf16 losses equal those with f32 attention: the bf16 attention kernels did not run",
+      );
+    } finally {
+      backend.setMatmulPrecision("f32");
+      backend.kernels = { ...backend.kernels, attentionPrecision: undefined };
+    }
+  });
 }
 
 /**
