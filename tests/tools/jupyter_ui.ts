@@ -68,7 +68,6 @@ export async function startJupyter(): Promise<JupyterServer> {
       "--NotebookApp.password=",
       // The copies are hidden files, so that no listing or glob of notebooks/ picks them up.
       "--ContentsManager.allow_hidden=True",
-      // No autosave: the test saves once, after the run, like a learner pressing Ctrl-S.
       "--NotebookApp.open_browser=False",
       // CI and containers run as root; the server is on loopback only.
       ...(Deno.uid() === 0 ? ["--allow-root"] : []),
@@ -223,6 +222,13 @@ export async function runInUi(
       undefined,
       { timeout: 120_000 },
     );
+    // No autosave: the test saves once, after the run, like a learner pressing Ctrl-S. (The
+    // classic notebook's save rewrites the file in place, so a read during an autosave of a
+    // long notebook could see it cut short.)
+    await page.evaluate(() => {
+      // deno-lint-ignore no-explicit-any
+      (globalThis as any).Jupyter.notebook.set_autosave_interval(0);
+    });
     const started = performance.now();
     await page.click("#celllink");
     await page.click("#run_all_cells");
@@ -246,13 +252,21 @@ export async function runInUi(
     }
     const seconds = (performance.now() - started) / 1000;
     await new Promise((resolve) => setTimeout(resolve, (options.settleSeconds ?? 3) * 1000));
+    // the save is done when the server has answered it (it answers after writing the file):
+    // the notebook's "notebook_saved" event, not only a clean dirty flag
+    await page.evaluate(() => {
+      // deno-lint-ignore no-explicit-any
+      const jupyter = (globalThis as any).Jupyter;
+      jupyter.savedByTest = false;
+      jupyter.notebook.events.one("notebook_saved.Notebook", () => jupyter.savedByTest = true);
+    });
     await page.click("#filelink");
     await page.click("#save_checkpoint");
     await page.waitForFunction(
       () => {
         // deno-lint-ignore no-explicit-any
         const jupyter = (globalThis as any).Jupyter;
-        return jupyter.notebook.dirty === false;
+        return jupyter.savedByTest === true && jupyter.notebook.dirty === false;
       },
       undefined,
       { timeout: 60_000 },
