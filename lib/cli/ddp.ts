@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { REPO_ROOT } from "../data/datasets.ts";
-import { launch } from "../ddp/launcher.ts";
+import { launch, MAX_NNODES, MAX_NPROC_PER_NODE, MAX_TIMEOUT_S } from "../ddp/launcher.ts";
 import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task ddp --nproc-per-node N [launcher flags] -- [train flags]
@@ -21,12 +21,13 @@ LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Each rank's
 prefixed with [rankN]; SIGINT/SIGTERM are forwarded (the ranks checkpoint and stop); when a
 rank dies the others are stopped and the launcher exits 1, naming it.
 
-  --nproc-per-node N      ranks on this node (required)
-  --nnodes M              nodes in the job (default 1)
-  --node-rank R           this node's index (default 0)
+  --nproc-per-node N      ranks on this node, 1 to ${MAX_NPROC_PER_NODE} (required)
+  --nnodes M              nodes in the job, 1 to ${MAX_NNODES} (default 1)
+  --node-rank R           this node's index, 0 to M-1 (default 0)
   --master-addr A         where rank 0 listens for the rendezvous (default 127.0.0.1)
-  --master-port P         its port (default 29500)
-  --timeout S             seconds a rendezvous or collective may wait (default 300)
+  --master-port P         its port, 1 to 65535 (default 29500)
+  --timeout S             seconds a rendezvous or collective may wait, 0.1 to ${MAX_TIMEOUT_S}
+                          (default 300)
   --transport shm|tcp     data between ranks of a node: shared memory (default) or TCP
   -h, --help              this text`;
 
@@ -47,12 +48,18 @@ await runMain(async () => {
     throw new Error(`--transport expects shm or tcp, found "${transport}"`);
   }
   const code = await launch({
-    nprocPerNode: numberFlag(f, "nproc-per-node", 1, { integer: true, min: 1 }),
-    nnodes: numberFlag(f, "nnodes", 1, { integer: true, min: 1 }),
-    nodeRank: numberFlag(f, "node-rank", 0, { integer: true, min: 0 }),
+    nprocPerNode: numberFlag(f, "nproc-per-node", 1, {
+      integer: true,
+      min: 1,
+      max: MAX_NPROC_PER_NODE,
+    }),
+    nnodes: numberFlag(f, "nnodes", 1, { integer: true, min: 1, max: MAX_NNODES }),
+    nodeRank: numberFlag(f, "node-rank", 0, { integer: true, min: 0, max: MAX_NNODES - 1 }),
     masterAddr: stringFlag(f, "master-addr", "127.0.0.1"),
-    masterPort: numberFlag(f, "master-port", 29500, { integer: true, min: 1 }),
-    timeoutS: f.timeout !== undefined ? numberFlag(f, "timeout", 300, { min: 0.1 }) : undefined,
+    masterPort: numberFlag(f, "master-port", 29500, { integer: true, min: 1, max: 65535 }),
+    timeoutS: f.timeout !== undefined
+      ? numberFlag(f, "timeout", 300, { min: 0.1, max: MAX_TIMEOUT_S })
+      : undefined,
     transport,
     // --script: another rank program (the DDP benchmark); default the train task
     script: stringFlag(f, "script", join(REPO_ROOT, "lib", "cli", "train.ts")),

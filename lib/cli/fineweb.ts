@@ -17,6 +17,9 @@ import {
   FINEWEB_REPO,
   FINEWEB_SAMPLE_DIR,
   localInputs,
+  MAX_SHARD_SIZE,
+  MAX_WORKERS,
+  MIN_SHARD_SIZE,
   readDocuments,
   tokenizeToShards,
 } from "../data/fineweb/mod.ts";
@@ -34,15 +37,17 @@ edufineweb_val_000000.npy (shard 0), edufineweb_train_000001.npy, ... Each docum
                           line) file, or a folder of them; repeat for more files. Without it,
                           ${FINEWEB_REPO} ${FINEWEB_SAMPLE_DIR} is listed and downloaded from the
                           hub (HF_ENDPOINT is honoured; files are cached in GPT2_CACHE_DIR)
-  --limit-files N         with the hub: only the first N parquet files
+  --limit-files N         with the hub: only the first N parquet files (1 to 100000)
   --out DIR               where the shards go (default data/edu_fineweb10B)
-  --shard-size N          tokens per shard (default 1e8); the last shard holds the rest
-  --workers N             tokenizing workers (default: one per core, ${defaultWorkers()} here)
+  --shard-size N          tokens per shard, ${MIN_SHARD_SIZE} to ${MAX_SHARD_SIZE} (default 1e8); the last
+                          shard holds the rest
+  --workers N             tokenizing workers, 1 to ${MAX_WORKERS} (default: one per core,
+                          ${defaultWorkers()} here)
   --restart               ignore an earlier run's progress in --out and start over
   --bench                 measure tokenizing throughput only (no files): the --input files,
                           else about 2.5M tokens of varied text from ../shared/data (HellaSwag's
                           10,042 examples and Tiny Shakespeare's paragraphs as documents)
-  --bench-repeat N        tokenize the corpus N times (default 1)
+  --bench-repeat N        tokenize the corpus N times, 1 to 1000 (default 1)
   -h, --help              this text`;
 
 await runMain(async () => {
@@ -61,7 +66,11 @@ await runMain(async () => {
     console.log(HELP);
     return;
   }
-  const workers = numberFlag(f, "workers", defaultWorkers(), { integer: true, min: 1 });
+  const workers = numberFlag(f, "workers", defaultWorkers(), {
+    integer: true,
+    min: 1,
+    max: MAX_WORKERS,
+  });
   const rawInputs = listFlag(f, "input");
   const paths = rawInputs === undefined ? undefined : await expandInputs(rawInputs);
 
@@ -72,7 +81,11 @@ await runMain(async () => {
     } else {
       texts.push(...await benchCorpus());
     }
-    const repeat = numberFlag(f, "bench-repeat", 1, { integer: true, min: 1 });
+    const repeat = numberFlag(f, "bench-repeat", 1, {
+      integer: true,
+      min: 1,
+      max: 1000,
+    });
     const { tokens, seconds } = await benchTokenize(texts, { workers, repeat });
     console.log(
       `bench: ${formatCount(tokens)} tokens (${texts.length} docs x ${repeat}) in ${
@@ -91,7 +104,7 @@ await runMain(async () => {
   } else {
     const limit = f["limit-files"] === undefined
       ? undefined
-      : numberFlag(f, "limit-files", 0, { integer: true, min: 1 });
+      : numberFlag(f, "limit-files", 0, { integer: true, min: 1, max: 100_000 });
     inputs = await fetchFinewebFiles({ limit });
     console.log(
       `fineweb: ${inputs.length} parquet file(s) of ${FINEWEB_REPO} ${FINEWEB_SAMPLE_DIR}${
@@ -99,7 +112,11 @@ await runMain(async () => {
       }`,
     );
   }
-  const shardSize = numberFlag(f, "shard-size", DEFAULT_SHARD_SIZE, { integer: true, min: 1 });
+  const shardSize = numberFlag(f, "shard-size", DEFAULT_SHARD_SIZE, {
+    integer: true,
+    min: MIN_SHARD_SIZE,
+    max: MAX_SHARD_SIZE,
+  });
   const result = await tokenizeToShards(inputs, {
     outDir,
     shardSize,

@@ -29,24 +29,30 @@ export function parseFlags(args: string[], options: ParseArgsConfig["options"]):
   }
 }
 
-/** A numeric flag: a finite number, or a positive integer with `integer`. */
+/**
+ * A numeric flag: a finite number, or an integer with `integer`, within [`min`, `max`]. Out of
+ * range (or not a number) is an error naming the flag and the range.
+ */
 export function numberFlag(
   values: FlagValues,
   name: string,
   fallback: number,
-  { integer = false, min = -Infinity }: { integer?: boolean; min?: number } = {},
+  { integer = false, min = -Infinity, max = Infinity }: {
+    integer?: boolean;
+    min?: number;
+    max?: number;
+  } = {},
 ): number {
   const raw = values[name];
   if (raw === undefined) return fallback;
   const n = Number(raw);
   if (
     typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(n) ||
-    (integer && !Number.isInteger(n)) || n < min
+    (integer && !Number.isInteger(n)) || n < min || n > max
   ) {
     const kind = integer ? "an integer" : "a number";
-    throw new Error(
-      `--${name} expects ${kind}${min > -Infinity ? ` >= ${min}` : ""}, found "${raw}"`,
-    );
+    const range = max < Infinity ? ` in [${min}, ${max}]` : min > -Infinity ? ` >= ${min}` : "";
+    throw new Error(`--${name} expects ${kind}${range}, found "${raw}"`);
   }
   return n;
 }

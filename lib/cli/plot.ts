@@ -8,7 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { checkOutputFolder } from "../io/files.ts";
-import { parseModelSize, plotLogs } from "../plot/mod.ts";
+import { parseModelSize, plotLogs, PNG_SCALE_MAX, PNG_SCALE_MIN } from "../plot/mod.ts";
 import { numberFlag, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task plot LOG... [flags]
@@ -23,7 +23,7 @@ GPT-3's scores. Several logs overlay. Reads our log.txt, build-nanogpt's log.txt
   --model SIZE     baselines for 124M, 350M, 774M or 1558M (or gpt2, gpt2-medium, ...); default:
                    the model in the first log's run.json, else 124M
   --title TEXT     the figure's title
-  --scale X        PNG pixels per SVG unit (default 2)
+  --scale X        PNG pixels per SVG unit, 0.1 to 8 (default 2)
   -h, --help       this text`;
 
 await runMain(async () => {
@@ -60,7 +60,7 @@ await runMain(async () => {
     // unset: plotLogs takes the size from the log's run.json (124M where there is none)
     size: f.model === undefined ? undefined : parseModelSize(stringFlag(f, "model", "124M")),
     title: stringFlag(f, "title"),
-    pngScale: numberFlag(f, "scale", 2, { min: 0.1 }),
+    pngScale: numberFlag(f, "scale", 2, { min: PNG_SCALE_MIN, max: PNG_SCALE_MAX }),
   }).catch((e) => {
     // the logs' own errors name them; an OS error left is one of writing the figure
     if (!Object.values(Deno.errors).some((OsError) => e instanceof OsError)) throw e;

@@ -9,7 +9,12 @@
 
 import { join, resolve } from "node:path";
 import { repoDataDir, resolveTinyShakespeare } from "../data/datasets.ts";
-import { localInputs, tokenizeToShards } from "../data/fineweb/mod.ts";
+import {
+  localInputs,
+  MAX_SHARD_SIZE,
+  MIN_SHARD_SIZE,
+  tokenizeToShards,
+} from "../data/fineweb/mod.ts";
 import { checkOutputFolder } from "../io/files.ts";
 import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
@@ -19,7 +24,8 @@ Writes Tiny Shakespeare as uint16 .npy shards that deno task train --data DIR re
 
   --data PATH         input.txt (default: data/, then ../shared/data, else downloaded)
   --out DIR           default data/tinyshakespeare_shards
-  --shard-size N      tokens per shard (default 32768; shard 0 is val)
+  --shard-size N      tokens per shard, ${MIN_SHARD_SIZE} to ${MAX_SHARD_SIZE} (default 32768; shard 0
+                      is val)
   -h, --help          this text`;
 
 await runMain(async () => {
@@ -36,7 +42,11 @@ await runMain(async () => {
   const outDir = resolve(stringFlag(f, "out", join(repoDataDir(), "tinyshakespeare_shards")));
   await checkOutputFolder("--out", outDir); // before a download
   const input = await resolveTinyShakespeare(stringFlag(f, "data"));
-  const shardSize = numberFlag(f, "shard-size", 32768, { integer: true, min: 1 });
+  const shardSize = numberFlag(f, "shard-size", 32768, {
+    integer: true,
+    min: MIN_SHARD_SIZE,
+    max: MAX_SHARD_SIZE,
+  });
   const result = await tokenizeToShards(localInputs([input]), {
     outDir,
     shardSize,

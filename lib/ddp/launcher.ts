@@ -7,6 +7,19 @@
  * @module
  */
 
+/**
+ * The most ranks one node runs: each is a process with its own copy of the model, and more
+ * than a node's accelerators or cores only slows the job down (and can exhaust the memory).
+ */
+export const MAX_NPROC_PER_NODE = 64;
+/** The most nodes in a job. */
+export const MAX_NNODES = 1024;
+/**
+ * The longest wait of a rendezvous or collective, one day: longer is never what a job wants,
+ * and beyond 2^31 ms a timer fires at once.
+ */
+export const MAX_TIMEOUT_S = 86_400;
+
 /** Options of {@linkcode launch}. */
 export interface LaunchOptions {
   /** Ranks on this node. */
@@ -55,10 +68,20 @@ export async function launch(o: LaunchOptions): Promise<number> {
   const masterAddr = o.masterAddr ?? "127.0.0.1", masterPort = o.masterPort ?? 29500;
   const write = o.write ?? defaultWrite;
   const tailLines = o.tailLines ?? 20;
-  if (!Number.isInteger(N) || N < 1) {
-    throw new Error(`--nproc-per-node expects an integer >= 1, found ${N}`);
+  if (!Number.isInteger(N) || N < 1 || N > MAX_NPROC_PER_NODE) {
+    throw new Error(
+      `--nproc-per-node expects an integer in [1, ${MAX_NPROC_PER_NODE}], found ${N}`,
+    );
   }
-  if (nodeRank < 0 || nodeRank >= nnodes) {
+  if (!Number.isInteger(nnodes) || nnodes < 1 || nnodes > MAX_NNODES) {
+    throw new Error(`--nnodes expects an integer in [1, ${MAX_NNODES}], found ${nnodes}`);
+  }
+  if (
+    o.timeoutS !== undefined && !(o.timeoutS >= 0.1 && o.timeoutS <= MAX_TIMEOUT_S)
+  ) {
+    throw new Error(`--timeout expects a number in [0.1, ${MAX_TIMEOUT_S}], found ${o.timeoutS}`);
+  }
+  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {
     throw new Error(`--node-rank ${nodeRank} must be in [0, --nnodes ${nnodes})`);
   }
   if (nodeRank === 0) checkPortFree(masterAddr, masterPort);

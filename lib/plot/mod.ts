@@ -37,7 +37,7 @@ import { renderSvg, svgToPng } from "./svg.ts";
 export * from "./figure.ts";
 export * from "./log.ts";
 export { figureDiv, figurePage, plotlyScriptTag, plotlySource, plotlySpec } from "./html.ts";
-export { renderSvg, svgSize, svgToPng, vegaLiteSpec } from "./svg.ts";
+export { PNG_SCALE_MAX, PNG_SCALE_MIN, renderSvg, svgSize, svgToPng, vegaLiteSpec } from "./svg.ts";
 export * from "./report.ts";
 export * from "./run_meta.ts";
 export * from "./notebook.ts";

@@ -150,14 +150,36 @@ export async function renderSvg(figure: FigureData): Promise<string> {
 
 /** Options for {@linkcode svgToPng}. */
 export interface PngOptions {
-  /** Pixels per SVG unit; 2 by default (a sharp image on high-density screens). */
+  /**
+   * Pixels per SVG unit, in [{@linkcode PNG_SCALE_MIN}, {@linkcode PNG_SCALE_MAX}]; 2 by
+   * default (a sharp image on high-density screens).
+   */
   scale?: number;
 }
 
-/** Rasterises an SVG document to PNG bytes with resvg, using the system's fonts. */
+/** The smallest PNG scale: below it the figure's text is a blur of a few pixels. */
+export const PNG_SCALE_MIN = 0.1;
+/**
+ * The largest PNG scale: the figure (about 1,100 x 450 units) is then about 9,000 x 3,600
+ * pixels, 130 MB to rasterise; resvg's memory grows with the square of the scale (a scale of
+ * 1000 asks for tens of GB, 1e6 overflows its pixel size and aborts the process).
+ */
+export const PNG_SCALE_MAX = 8;
+
+/**
+ * Rasterises an SVG document to PNG bytes with resvg, using the system's fonts.
+ *
+ * @throws {RangeError} for a scale outside [{@linkcode PNG_SCALE_MIN}, {@linkcode PNG_SCALE_MAX}].
+ */
 export function svgToPng(svg: string, options: PngOptions = {}): Uint8Array {
+  const scale = options.scale ?? 2;
+  if (!(scale >= PNG_SCALE_MIN && scale <= PNG_SCALE_MAX)) {
+    throw new RangeError(
+      `Expected a PNG scale in [${PNG_SCALE_MIN}, ${PNG_SCALE_MAX}], found ${scale}`,
+    );
+  }
   const resvg = new Resvg(svg, {
-    fitTo: { mode: "zoom", value: options.scale ?? 2 },
+    fitTo: { mode: "zoom", value: scale },
     background: "white",
     font: { loadSystemFonts: true, defaultFontFamily: FIGURE_FONT },
   });

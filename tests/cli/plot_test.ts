@@ -88,6 +88,16 @@ Deno.test("plot task: three formats overlaid, summary printed, files written; ba
       /^error: --out taken\/figs: cannot use it as a folder \(Not a directory/m,
     );
     assert.equal(await Deno.readTextFile(join(dir, "taken")), "keep me");
+    // --scale is bounded: a huge one would grow the rasteriser to tens of GB, or abort it
+    for (const scale of ["1000", "1e6", "0", "-1", "NaN"]) {
+      const big = await run("main.log", "--out", "scaled", `--scale=${scale}`);
+      assert.equal(big.code, 1, big.stderr);
+      assert.match(
+        big.stderr,
+        new RegExp(`^error: --scale expects a number in \\[0\\.1, 8\\], found "${scale}"$`, "m"),
+      );
+    }
+    assert.ok(!existsSync(join(dir, "scaled")), "nothing written");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

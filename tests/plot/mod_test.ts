@@ -10,6 +10,8 @@ import {
   figureLines,
   parseLog,
   plotLogs,
+  PNG_SCALE_MAX,
+  PNG_SCALE_MIN,
   renderSvg,
   svgSize,
   svgToPng,
@@ -143,6 +145,18 @@ Deno.test("plot files: a one-point series is a marker in the SVG and in the PNG"
   // the run's dark blue is in the PNG only through that marker (the baselines are red and green)
   const png = await decodePng(svgToPng(svg, { scale: 1 }));
   assert.ok(hasColor(png, 0x08, 0x51, 0x9c), "the one HellaSwag point's blue in the PNG");
+});
+
+Deno.test("plot files: svgToPng refuses a scale outside its range before rasterising", () => {
+  const svg = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>';
+  for (const scale of [1000, 1e6, 0, -1, NaN, PNG_SCALE_MAX * 1.01, PNG_SCALE_MIN / 2]) {
+    assert.throws(
+      () => svgToPng(svg, { scale }),
+      (e: Error) => e instanceof RangeError && e.message.includes(`[0.1, 8], found ${scale}`),
+      String(scale),
+    );
+  }
+  assert.ok(svgToPng(svg, { scale: PNG_SCALE_MAX }).length > 0);
 });
 
 Deno.test("plot files: a run.json beside a log names the title and flags other data", async () => {

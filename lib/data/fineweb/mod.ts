@@ -41,6 +41,8 @@ export { progressFileName, type ShardProgress } from "./progress.ts";
 export {
   DEFAULT_SHARD_SIZE,
   FINEWEB_PREFIX,
+  MAX_SHARD_SIZE,
+  MIN_SHARD_SIZE,
   shardFileName,
   type ShardInfo,
   ShardWriter,
@@ -51,6 +53,7 @@ export { type TokenizeOptions, type TokenizeResult, tokenizeToShards } from "./t
 export {
   benchTokenize,
   defaultWorkers,
+  MAX_WORKERS,
   type TokenizedBatch,
   TokenizerPool,
 } from "./tokenizer_pool.ts";

@@ -12,6 +12,13 @@ import { writeNpyUint16 } from "../../io/npy.ts";
 
 /** 100M tokens per shard, total of 100 shards for the 10B sample (`fineweb.py`). */
 export const DEFAULT_SHARD_SIZE = 100_000_000;
+/** The smallest shard size the tasks take: smaller makes a file per handful of documents. */
+export const MIN_SHARD_SIZE = 1000;
+/**
+ * The largest shard size: the shard being filled is held in memory (2 bytes a token, 2 GB at
+ * this size), and a shard is read whole by the loader.
+ */
+export const MAX_SHARD_SIZE = 1_000_000_000;
 /** The file name prefix of `fineweb.py`'s shards. */
 export const FINEWEB_PREFIX = "edufineweb";
 
@@ -69,8 +76,11 @@ export class ShardWriter {
 
   /** A writer into `outDir`, which must exist. */
   constructor(outDir: string, options: ShardWriterOptions) {
-    if (!Number.isSafeInteger(options.shardSize) || options.shardSize < 1) {
-      throw new RangeError(`Expected a positive shard size, found ${options.shardSize}`);
+    const size = options.shardSize;
+    if (!Number.isSafeInteger(size) || size < 1 || size > MAX_SHARD_SIZE) {
+      throw new RangeError(
+        `Expected a shard size of 1 to ${MAX_SHARD_SIZE} tokens, found ${options.shardSize}`,
+      );
     }
     this.outDir = outDir;
     this.shardSize = options.shardSize;

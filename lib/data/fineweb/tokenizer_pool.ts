@@ -27,8 +27,8 @@ export class TokenizerPool {
 
   /** Starts `size` workers. */
   constructor(size: number) {
-    if (!Number.isInteger(size) || size < 1) {
-      throw new RangeError(`Expected at least 1 tokenizing worker, found ${size}`);
+    if (!Number.isInteger(size) || size < 1 || size > MAX_WORKERS) {
+      throw new RangeError(`Expected 1 to ${MAX_WORKERS} tokenizing workers, found ${size}`);
     }
     this.size = size;
     this.#workers = Array.from({ length: size }, () => {
@@ -71,10 +71,13 @@ export class TokenizerPool {
   }
 }
 
-/** The default number of workers: one per core. */
+/** The default number of workers: one per core (at most {@linkcode MAX_WORKERS}). */
 export function defaultWorkers(): number {
-  return Math.max(1, navigator.hardwareConcurrency || 1);
+  return Math.min(MAX_WORKERS, Math.max(1, navigator.hardwareConcurrency || 1));
 }
+
+/** The most tokenizing workers: each holds a tokenizer (tens of MB) and a thread. */
+export const MAX_WORKERS = 256;
 
 /** About 256k characters (~60k tokens) a batch: enough to keep the workers busy between messages. */
 const BATCH_CHARS = 1 << 18;
