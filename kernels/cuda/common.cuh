@@ -2,7 +2,7 @@
 // rounding, the shared-memory base, and the launch-bounds and constant spellings.
 //
 // The kernels include no CUDA header (not even <cuda_bf16.h>), so NVRTC compiles them with
-// no include path beyond this folder, and the CPU emulator (emulator/cuda_emulator.h)
+// no include path beyond this folder, and the CPU emulator (tests/cuda_emulator/cuda_emulator.h)
 // compiles them as plain C++. The one exception is attention_bf16.cu, whose tensor-core
 // products need <mma.h> (and <cuda_bf16.h>): where the compiler has no <mma.h> its kernels
 // trap, and the backend does not choose them under NVRTC (lib/backends/cuda/mod.ts); the
@@ -11,7 +11,7 @@
 #pragma once
 
 #ifdef GPT2_CUDA_EMULATION
-#include "emulator/cuda_emulator.h"
+#include "cuda_emulator.h"
 #else
 // The dynamic shared memory of a launch (its size is the launch's sharedMemBytes); one
 // declaration for every kernel, typed per kernel with a cast.

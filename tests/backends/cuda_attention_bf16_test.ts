@@ -1,5 +1,5 @@
 // The CUDA backend's bf16 tensor-core flash attention (kernels/cuda/attention_bf16.cu) on the
-// CPU emulator (lib/backends/cuda/emulator.ts, WMMA emulated in cuda_emulator.h): forward and
+// CPU emulator (tests/cuda_emulator/mod.ts, WMMA emulated in cuda_emulator.h): forward and
 // backward against a float64 host model of the same bf16 roundings (tight), against the
 // reference CPU backend's f32 attention (a bound from bf16's rounding), a check that the
 // result really is bf16 (far from the f32 kernels' one), and which kernels the backend
@@ -8,7 +8,7 @@
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import type { AttentionDims } from "../../lib/backend.ts";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
-import { createEmulatedCudaBackend } from "../../lib/backends/cuda/emulator.ts";
+import { createEmulatedCudaBackend } from "../cuda_emulator/mod.ts";
 import {
   attentionBf16SmemBytes,
   BF16_ATTENTION_THREADS,
@@ -411,7 +411,7 @@ if (!(await hasCxx())) {
       const cxx = Deno.env.get("CXX") ?? "c++";
       const src = `${dir}/wmma.cpp`;
       await Deno.writeTextFile(src, WMMA_PROGRAM);
-      const header = new URL("../../kernels/cuda/emulator", import.meta.url).pathname;
+      const header = new URL("../cuda_emulator", import.meta.url).pathname;
       const built = await new Deno.Command(cxx, {
         args: ["-O1", "-std=c++17", "-ffp-contract=off", "-I", header, "-o", `${dir}/wmma`, src],
       }).output();

@@ -4,7 +4,7 @@
 // `deno task bench --backend cuda` failing at once with the reason.
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { cudaUnavailable } from "../../lib/backends/cuda/mod.ts";
-import { createEmulatedCudaBackend } from "../../lib/backends/cuda/emulator.ts";
+import { createEmulatedCudaBackend } from "../cuda_emulator/mod.ts";
 import { cudaBenchTable, gpuPeakTflops, runCudaBench } from "../../lib/bench/cuda.ts";
 import { CUDA_LADDER, cudaLadderTable, runCudaLadder } from "../../lib/bench/cuda_ladder.ts";
 import { parseSummary } from "../../lib/bench/torch_gpu_peer.ts";

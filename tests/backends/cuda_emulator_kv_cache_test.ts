@@ -1,10 +1,10 @@
 // Generation's KV cache on the CUDA backend run by the CPU emulator
-// (lib/backends/cuda/emulator.ts: kernels/cuda compiled as C++, threads as fibers):
+// (tests/cuda_emulator/mod.ts: kernels/cuda compiled as C++, threads as fibers):
 // attention_decode.cu against the reference backend on odd shapes, and generation with the
 // cache equal to generation without it on the tiny reference GPT-2s (kv_cache_suite.ts, its
 // small variant: the emulator is slow). On a GPU, cuda_kv_cache_test.ts runs the whole suite.
 // Ignored, saying so, without a C++ compiler.
-import { createEmulatedCudaBackend } from "../../lib/backends/cuda/emulator.ts";
+import { createEmulatedCudaBackend } from "../cuda_emulator/mod.ts";
 import { kvCacheSuite } from "./kv_cache_suite.ts";
 import { hasCxx } from "../support.ts";
 

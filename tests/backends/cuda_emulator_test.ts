@@ -1,11 +1,11 @@
-// The CUDA backend's suites on the CPU emulator (lib/backends/cuda/emulator.ts: the same
+// The CUDA backend's suites on the CPU emulator (tests/cuda_emulator/mod.ts: the same
 // kernels compiled as C++, stand-ins for the driver and cuBLASLt), so CI checks the backend's
 // code and kernels without a GPU: the reference suite, training, the TF32/bf16 bounds and
 // the device calls (cuda_suite.ts, without the 124M check, minutes here), and every kernel
 // against the reference on the small odd shapes (kernel_suite.ts). Ignored, saying so,
 // without a C++ compiler.
 import type { CudaBackend } from "../../lib/backends/cuda/mod.ts";
-import { createEmulatedCudaBackend } from "../../lib/backends/cuda/emulator.ts";
+import { createEmulatedCudaBackend } from "../cuda_emulator/mod.ts";
 import { cudaSuite } from "./cuda_suite.ts";
 import { kernelSuite } from "./kernel_suite.ts";
 import { hasCxx } from "../support.ts";

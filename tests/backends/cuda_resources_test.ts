@@ -8,7 +8,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { findNvcc } from "../../lib/backends/cuda/build.ts";
 import { CudaError } from "../../lib/backends/cuda/driver.ts";
-import { createEmulatedCudaBackend } from "../../lib/backends/cuda/emulator.ts";
+import { createEmulatedCudaBackend } from "../cuda_emulator/mod.ts";
 import {
   attentionSmemBytes,
   type KernelArgs,

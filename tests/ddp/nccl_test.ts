@@ -324,7 +324,7 @@ Deno.test({
 /** The CUDA backend over its CPU emulator, or why there is none here. */
 const emulated = (async () => {
   try {
-    const { buildEmulator } = await import("../../lib/backends/cuda/emulator.ts");
+    const { buildEmulator } = await import("../cuda_emulator/mod.ts");
     await buildEmulator();
     return null;
   } catch (e) {
@@ -338,7 +338,7 @@ Deno.test({
   name: "nccl: DDP's weights and gradients on the CUDA backend (emulated) go through the group",
   ignore: noEmulator !== null,
   async fn() {
-    const { createEmulatedCudaBackend } = await import("../../lib/backends/cuda/emulator.ts");
+    const { createEmulatedCudaBackend } = await import("../cuda_emulator/mod.ts");
     const { nccl, stub } = await openStub(0, 1);
     const backends = await Promise.all(
       [0, 1].map(() => createEmulatedCudaBackend({ quiet: true, memoryBytes: 2 ** 26 })),

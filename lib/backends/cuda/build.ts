@@ -49,7 +49,7 @@ export const NVCC_FLAGS: readonly string[] = ["--fatbin", "-O3", "-std=c++17"];
 export interface CudaKernelBuild {
   /** The fatbin (nvcc, shipped) or cubin (nvrtc) to load. */
   path: string;
-  /** Which way served it ("emulator": the CPU emulator's C++ build, emulator.ts). */
+  /** Which way served it ("emulator": the C++ build of the tests' CPU emulator). */
   via: "nvcc" | "nvrtc" | "shipped" | "emulator";
   /** The compiler's output, or "cached" when this call compiled nothing. */
   log: string;

@@ -6,8 +6,8 @@
  * pointing at the argument's value. The launcher keeps one ArrayBuffer of 8-byte value slots
  * and a second holding the slots' addresses, written once: a launch writes its values into
  * the slots and passes the address array (the driver copies the values before returning).
- * The table must match the .cu signatures exactly; the CPU emulator (emulator.ts) checks it
- * against the compiler's view of each kernel when it loads one.
+ * The table must match the .cu signatures exactly; the CPU emulator (tests/cuda_emulator/)
+ * checks it against the compiler's view of each kernel when it loads one.
  *
  * @module
  */

@@ -14,8 +14,8 @@
  * - `cublaslt.ts`, `matmul.ts`: nn.Linear's products, precisions and bias gradients;
  * - `attention.ts`, `layers.ts`: the other kernels, by layer; `kv_cache.ts`: generation's
  *   cached attention;
- * - `emulator.ts`: a CPU stand-in for the driver and cuBLASLt that runs the same kernels
- *   (compiled as C++), for checking this folder without a GPU;
+ * - `driver.ts` and `cublaslt.ts` take their symbol tables as an option, so the tests' CPU
+ *   emulator (tests/cuda_emulator/) drives this folder without a GPU;
  * - this module: `createCudaBackend`, `cudaUnavailable`, and the `Backend` over the rest.
  *
  * Buffers stay on the GPU for a whole step, kernels are enqueued in order on one stream,
@@ -209,7 +209,7 @@ export class CudaBackend implements Backend {
 
   /**
    * The backend over an opened driver, a kernel build and cuBLASLt's symbols (the real ones,
-   * or the CPU emulator's: emulator.ts).
+   * or the CPU emulator's: tests/cuda_emulator/).
    */
   static open(
     driver: CudaDriver,

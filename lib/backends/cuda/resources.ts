@@ -3,7 +3,7 @@
  * point's registers per thread, static shared memory and spills (`ptxas -v` of the same
  * translation unit build.ts compiles) and the `.maxntid` of its PTX (`__launch_bounds__`),
  * hence the largest block it can launch with. The CPU emulator refuses launches above it as
- * a GPU would (emulator.ts), so CI sees a block too large for a kernel without a GPU.
+ * a GPU would (tests/cuda_emulator/), so CI sees a block too large for a kernel without a GPU.
  *
  * One nvcc run (`--keep` leaves the PTX beside the cubins), cached under `cacheDir("cuda")`
  * by a hash of the sources, the flags and nvcc's version, as build.ts caches the fatbin.

@@ -1,6 +1,6 @@
 /**
  * The CUDA backend on the CPU, for checking lib/backends/cuda and kernels/cuda without a GPU:
- * the same kernels compiled as C++ (kernels/cuda/emulator: a block's threads are fibers,
+ * the same kernels compiled as C++ (this folder's headers: a block's threads are fibers,
  * barriers and warp shuffles are checked), and stand-ins with the real symbol tables' types
  * for the driver (device memory is host memory with guard bytes around each block) and for
  * cuBLASLt (a column-major GEMM that checks the layouts it is given as cuBLASLt would).
@@ -20,8 +20,9 @@
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { cacheDir } from "../../io/cache.ts";
-import { CUDA_KERNEL_DIR, readSources, unitSource } from "./build.ts";
+import { fileURLToPath } from "node:url";
+import { cacheDir } from "../../lib/io/cache.ts";
+import { CUDA_KERNEL_DIR, readSources, unitSource } from "../../lib/backends/cuda/build.ts";
 import {
   CUBLAS_COMPUTE_32F_FAST_TF32,
   CUBLAS_OP_T,
@@ -36,17 +37,25 @@ import {
   EPILOGUE_BIAS,
   EPILOGUE_DEFAULT,
   HEURISTIC_RESULT_BYTES,
-} from "./cublaslt.ts";
-import { CudaDriver, CudaError, type DriverSymbols, FUNC_ATTRIBUTE } from "./driver.ts";
-import { KERNELS } from "./kernels.ts";
-import { CudaBackend } from "./mod.ts";
+} from "../../lib/backends/cuda/cublaslt.ts";
+import {
+  CudaDriver,
+  CudaError,
+  type DriverSymbols,
+  FUNC_ATTRIBUTE,
+} from "../../lib/backends/cuda/driver.ts";
+import { KERNELS } from "../../lib/backends/cuda/kernels.ts";
+import { CudaBackend } from "../../lib/backends/cuda/mod.ts";
 import {
   kernelResources,
   launchRefusal,
   MAX_BLOCK_THREADS,
   RESOURCE_ARCHES,
   type ResourceTable,
-} from "./resources.ts";
+} from "../../lib/backends/cuda/resources.ts";
+
+/** This folder: the emulator's headers (cuda_emulator.h, runtime.h). */
+const EMULATOR_DIR = fileURLToPath(new URL(".", import.meta.url));
 
 const EMULATOR_SYMBOLS = {
   emu_kernel_count: { parameters: [], result: "i32" },
@@ -122,11 +131,11 @@ function defaultResources(quiet: boolean): Promise<ResourceTable | null> {
 export async function buildEmulator(): Promise<string> {
   const sources = readSources();
   const runtime = ["cuda_emulator.h", "runtime.h"].map((n) =>
-    Deno.readTextFileSync(join(CUDA_KERNEL_DIR, "emulator", n))
+    Deno.readTextFileSync(join(EMULATOR_DIR, n))
   );
   const names = Object.keys(KERNELS);
   const unit = [
-    `#include "${join(CUDA_KERNEL_DIR, "emulator", "runtime.h")}"`,
+    `#include "${join(EMULATOR_DIR, "runtime.h")}"`,
     unitSource(sources),
     "static const emu::Entry ENTRIES[] = {",
     ...names.map((n) => `  EMU_KERNEL(${n}),`),
@@ -157,7 +166,7 @@ export async function buildEmulator(): Promise<string> {
   await Deno.writeTextFile(src, unit);
   try {
     const r = await new Deno.Command(cxx, {
-      args: [...flags, "-I", CUDA_KERNEL_DIR, "-o", tmp, src],
+      args: [...flags, "-I", EMULATOR_DIR, "-I", CUDA_KERNEL_DIR, "-o", tmp, src],
       stdout: "piped",
       stderr: "piped",
     }).output();

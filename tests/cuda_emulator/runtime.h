@@ -1,4 +1,4 @@
-// runtime.h: the C entry points of the CPU emulator's library (lib/backends/cuda/emulator.ts
+// runtime.h: the C entry points of the CPU emulator's library (tests/cuda_emulator/mod.ts
 // generates the translation unit: this file, every kernels/cuda/*.cu, then the kernel list
 // through EMU_KERNELS). The library answers for the driver's launches and cuBLASLt's GEMMs:
 //   emu_kernel_count, emu_kernel_name, emu_kernel_signature: the kernels and their parameter

@@ -1,5 +1,5 @@
 // cuda_emulator.h: just enough of CUDA to run kernels/cuda/*.cu on the CPU, for checking
-// the kernels and lib/backends/cuda without a GPU (lib/backends/cuda/emulator.ts builds it).
+// the kernels and lib/backends/cuda without a GPU (tests/cuda_emulator/mod.ts builds it).
 //
 // A block's threads are fibers (ucontext) run one at a time on the calling thread; blocks
 // run one after another. __syncthreads and the warp shuffles are barriers where a fiber
