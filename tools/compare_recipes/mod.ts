@@ -1,9 +1,9 @@
 /**
  * `deno task compare-recipes`: the lecture's recipe against the speedrun's, measured here. Tiny
  * Shakespeare's paragraphs go through `deno task fineweb --input` into `.npy` shards; then a
- * ladder of runs (lib/train/recipe_ladder.ts: the lecture's recipe, one change a row, the last
+ * ladder of runs (tools/compare_recipes/ladder.ts: the lecture's recipe, one change a row, the last
  * row `--preset speedrun-shakespeare`), each seed in turn, are trained by `deno task train` as
- * subprocesses; each run's val curve and step times are read back (lib/train/recipe_results.ts)
+ * subprocesses; each run's val curve and step times are read back (tools/compare_recipes/results.ts)
  * and L*, the steps to reach it and the step-time ratios written as results.json, table.md and
  * figure.png. The results are rewritten after every run, so a stopped comparison keeps what it
  * measured.
@@ -14,9 +14,9 @@
 import { join, relative, resolve } from "node:path";
 import { logger as vegaLogger, None, parse as parseVega, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
-import { REPO_ROOT, resolveTinyShakespeare } from "../data/datasets.ts";
-import { npyUint16Length } from "../io/npy.ts";
-import { svgToPng } from "../plot/svg.ts";
+import { REPO_ROOT, resolveTinyShakespeare } from "../../lib/data/datasets.ts";
+import { npyUint16Length } from "../../lib/io/npy.ts";
+import { svgToPng } from "../../lib/plot/svg.ts";
 import {
   DEFAULT_RUN_SHAPE,
   type PlannedRun,
@@ -24,8 +24,8 @@ import {
   recipeLadder,
   type RecipeRow,
   selectRows,
-} from "../train/recipe_ladder.ts";
-import { recipeChartSpec } from "../train/recipe_chart.ts";
+} from "./ladder.ts";
+import { recipeChartSpec } from "./chart.ts";
 import {
   crossingStep,
   formatTable,
@@ -35,8 +35,8 @@ import {
   type RunResult,
   summarizeRows,
   targetLoss,
-} from "../train/recipe_results.ts";
-import { listFlag, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
+} from "./results.ts";
+import { listFlag, numberFlag, parseFlags, runMain, stringFlag } from "../../lib/cli/flags.ts";
 
 const DEFAULT_OUT = "notebooks/runs/speedrun-vs-lecture";
 const DEFAULT_SCRATCH = ".scratch/compare-recipes";

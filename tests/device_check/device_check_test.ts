@@ -9,7 +9,7 @@ import {
   parseLosses,
   parseTestSummary,
   type StepResult,
-} from "../../lib/cli/device_report.ts";
+} from "../../tools/device_check/report.ts";
 import { runTask } from "../support.ts";
 
 Deno.test("device-check: deno test's summary and failures are read", () => {
@@ -80,7 +80,7 @@ Deno.test({
 async function rehearseWithoutGpu(): Promise<void> {
   const out = await Deno.makeTempDir({ prefix: "device_check_" });
   try {
-    const r = await runTask(["lib/cli/device_check.ts", out, "--only", "env,train"]);
+    const r = await runTask(["tools/device_check/mod.ts", out, "--only", "env,train"]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     const results = JSON.parse(await Deno.readTextFile(join(out, "results.json")));
     const steps = results.steps as StepResult[];
@@ -99,10 +99,10 @@ async function rehearseWithoutGpu(): Promise<void> {
 }
 
 Deno.test("device-check: the help, and an unknown step is an error", async () => {
-  const help = await runTask(["lib/cli/device_check.ts", "--help"]);
+  const help = await runTask(["tools/device_check/mod.ts", "--help"]);
   assertEquals(help.code, 0);
   ok(help.stdout.includes("--prepare"));
-  const bad = await runTask(["lib/cli/device_check.ts", "/tmp/x", "--only", "gpu"]);
+  const bad = await runTask(["tools/device_check/mod.ts", "/tmp/x", "--only", "gpu"]);
   assertEquals(bad.code, 1);
   ok(bad.stderr.includes("--only expects steps of env, cuda, train, bench, webgpu, found gpu"));
 });

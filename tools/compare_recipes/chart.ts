@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type Curve, meanAndSd } from "./recipe_results.ts";
+import { type Curve, meanAndSd } from "./results.ts";
 
 /** A row's curves, one per seed, under the row's id. */
 export interface ChartRow {

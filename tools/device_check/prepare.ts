@@ -11,14 +11,14 @@
  *   Shakespeare, the PyTorch GPU peer);
  * - `cache/cuda/`: the kernels' fatbin built here by nvcc, so the GPU machine finds it by
  *   its hash when its nvcc is the same (else it compiles its own);
- * - `run.sh`: the entry there, which unpacks all of this and runs `lib/cli/device_check.ts`.
+ * - `run.sh`: the entry there, which unpacks all of this and runs `tools/device_check/mod.ts`.
  *
  * @module
  */
 
 import { existsSync } from "node:fs";
 import { basename, dirname, join, relative } from "node:path";
-import { REPO_ROOT, sharedDataDir } from "../data/datasets.ts";
+import { REPO_ROOT, sharedDataDir } from "../../lib/data/datasets.ts";
 
 /** The folder that travels to the GPU machine, in the repository root. */
 export const GPU_DIR: string = join(REPO_ROOT, ".gpu");
@@ -184,7 +184,7 @@ async function prebuildKernels(): Promise<void> {
   const saved = Deno.env.get("GPT2_CACHE_DIR");
   Deno.env.set("GPT2_CACHE_DIR", cache);
   try {
-    const { buildCudaKernels } = await import("../backends/cuda/build.ts");
+    const { buildCudaKernels } = await import("../../lib/backends/cuda/build.ts");
     const build = await buildCudaKernels({ quiet: true });
     say(`cache/: the CUDA kernels built by ${build.via} (${mib(sizeOf(build.path))})`);
   } catch (e) {
@@ -213,7 +213,7 @@ async function manifest(): Promise<Record<string, string>> {
  * `.gpu/run.sh`: the entry on the GPU machine, in bash so that it runs before Deno is
  * unpacked. It unpacks Deno into $TMPDIR and node_modules (when absent), installs the Vulkan
  * loader from `.gl/` when the machine has none (root only), points Vulkan at NVIDIA's driver,
- * sets the paths to the carried shared files, then runs lib/cli/device_check.ts.
+ * sets the paths to the carried shared files, then runs tools/device_check/mod.ts.
  */
 const RUN_SCRIPT = `#!/usr/bin/env bash
 # Made by deno task device-check --prepare. Usage: bash .gpu/run.sh OUTDIR [--only STEPS]
@@ -253,7 +253,7 @@ export DENO_DIR="$work/deno_dir" DENO_NO_UPDATE_CHECK=1 NO_COLOR=1 \\
   GPT2_SHARED_REFERENCE="$gpu/shared/reference" GPT2_SHARED_DATA="$gpu/shared/data" \\
   GPT2_SHARED_BENCH="$gpu/shared/bench" GPT2_CACHE_DIR="$work/cache" PATH="$work:$PATH"
 cd "$repo"
-exec "$work/deno" run --allow-all --no-check --node-modules-dir=manual lib/cli/device_check.ts "$out" "$@"
+exec "$work/deno" run --allow-all --no-check --node-modules-dir=manual tools/device_check/mod.ts "$out" "$@"
 `;
 
 /** Bytes of the working tree that travels: tracked files and untracked ones not ignored. */

@@ -1,4 +1,4 @@
-// lib/train/recipe_results.ts: what deno task compare-recipes reads from a run (the val lines of
+// tools/compare_recipes/results.ts: what deno task compare-recipes reads from a run (the val lines of
 // log.txt, the dt of the step lines) and computes (the crossing of L*, the rows' summary, the
 // markdown table), on hand-made logs and curves.
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
@@ -13,7 +13,7 @@ import {
   type RunResult,
   summarizeRows,
   targetLoss,
-} from "../../lib/train/recipe_results.ts";
+} from "../../tools/compare_recipes/results.ts";
 
 Deno.test("recipe results: val lines of log.txt, sorted, a repeated step keeping its later value", () => {
   const log = [

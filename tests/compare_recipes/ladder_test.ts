@@ -1,4 +1,4 @@
-// lib/train/recipe_ladder.ts: the ladder from the lecture's recipe to the speedrun's, one
+// tools/compare_recipes/ladder.ts: the ladder from the lecture's recipe to the speedrun's, one
 // change a row, its flags read back by the train task's own table, and the interleaved order.
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
 import { parseArgs } from "node:util";
@@ -10,7 +10,7 @@ import {
   recipeFlags,
   recipeLadder,
   selectRows,
-} from "../../lib/train/recipe_ladder.ts";
+} from "../../tools/compare_recipes/ladder.ts";
 
 /** What `deno task train` makes of a row's flags over the shakespeare preset. */
 function resolved(flags: string[]) {

@@ -2,7 +2,7 @@
  * `deno task device-check`: the one command that proves the CUDA backend on a GPU machine.
  *
  * - `deno task device-check --prepare` (here, with a network): fills the git-ignored `.gpu/`
- *   and `.gl/` with what the check needs there (lib/cli/device_prepare.ts) and prints the
+ *   and `.gl/` with what the check needs there (tools/device_check/prepare.ts) and prints the
  *   command to run.
  * - `bash .gpu/run.sh OUTDIR` (there, no network): unpacks Deno and the packages, then runs
  *   this file with OUTDIR, which runs in at most `--minutes` (default 8): the environment
@@ -19,8 +19,8 @@
 import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { REPO_ROOT } from "../data/datasets.ts";
-import { GPU_DIR, prepareDeviceCheck } from "./device_prepare.ts";
+import { REPO_ROOT } from "../../lib/data/datasets.ts";
+import { GPU_DIR, prepareDeviceCheck } from "./prepare.ts";
 import {
   compareLosses,
   errorLine,
@@ -31,7 +31,7 @@ import {
   resultsMarkdown,
   type StepResult,
   type StepStatus,
-} from "./device_report.ts";
+} from "./report.ts";
 
 const HELP = `deno task device-check --prepare        (here: fill .gpu/ and .gl/ for a GPU machine)
 deno task device-check OUTDIR [flags]   (there, or bash .gpu/run.sh OUTDIR [flags])
@@ -226,7 +226,9 @@ async function trainStep(ctx: StepContext): Promise<StepOutcome> {
   const details = { flags: TRAIN_FLAGS, f32, bf16, tolerance: LOSS_TOLERANCE };
   const section = `## Training: GPT-2 124M, B=4, T=256, ${TRAIN_STEPS} steps, fp32 and bf16\n\n` +
     `Tolerance: the bf16 loss within ${100 * LOSS_TOLERANCE.first}% of the fp32 one at step 0 ` +
-    `and ${100 * LOSS_TOLERANCE.every}% at every step (lib/cli/device_report.ts says why).\n\n` +
+    `and ${
+      100 * LOSS_TOLERANCE.every
+    }% at every step (tools/device_check/report.ts says why).\n\n` +
     lossTable(f32, bf16);
   if (notes.length || mismatch) {
     return {
@@ -250,7 +252,7 @@ async function trainStep(ctx: StepContext): Promise<StepOutcome> {
 /** The bench's table from its JSON (saved row by row, so a run stopped early has one too). */
 async function benchTable(report: object): Promise<string> {
   try {
-    const { cudaBenchTable } = await import("../bench/cuda.ts");
+    const { cudaBenchTable } = await import("../../lib/bench/cuda.ts");
     return cudaBenchTable(report as Parameters<typeof cudaBenchTable>[0]);
   } catch (e) {
     return `(no table: ${(e as Error).message.split("\n")[0]}; results.json has the numbers)`;
@@ -291,7 +293,7 @@ async function benchStep(ctx: StepContext): Promise<StepOutcome> {
 
 /** Prints the WebGPU adapter as one JSON line (run by the webgpu step in a child). */
 async function printWebGpuAdapter(): Promise<void> {
-  const { createWebGpuBackend } = await import("../backends/webgpu/mod.ts");
+  const { createWebGpuBackend } = await import("../../lib/backends/webgpu/mod.ts");
   const backend = await createWebGpuBackend({ quiet: true });
   console.log(
     JSON.stringify({ adapter: backend.adapterSummary, software: backend.isSoftwareAdapter }),
@@ -303,7 +305,7 @@ async function webGpuStep(ctx: StepContext): Promise<StepOutcome> {
   const probe = await ctx.exec([
     Deno.execPath(),
     ...DENO_RUN,
-    "lib/cli/device_check.ts",
+    "tools/device_check/mod.ts",
     "--webgpu-adapter",
   ], 60);
   const line = probe.output.split("\n").find((l) => l.startsWith('{"adapter"'));

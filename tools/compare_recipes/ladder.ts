@@ -15,8 +15,8 @@
  * @module
  */
 
-import { HYPERPARAMETERS, type Hyperparameters } from "./hyperparameters.ts";
-import { AFTER_LECTURE_PRESETS, PRESETS } from "./presets.ts";
+import { HYPERPARAMETERS, type Hyperparameters } from "../../lib/train/hyperparameters.ts";
+import { AFTER_LECTURE_PRESETS, PRESETS } from "../../lib/train/presets.ts";
 
 /** The fields a ladder row sets; the rest are the run's (model, batch, steps, data...). */
 export type RecipeSettings = Pick<

@@ -4,7 +4,7 @@ import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { runTask } from "../support.ts";
 
 Deno.test("compare-recipes: --help lists the rows and the flags", async () => {
-  const { code, stdout } = await runTask(["lib/cli/compare_recipes.ts", "--help"]);
+  const { code, stdout } = await runTask(["tools/compare_recipes/mod.ts", "--help"]);
   assertEquals(code, 0);
   ok(
     stdout.includes("Rows: lecture, +rates, +relu2, +qk-norm, +rotary, +zero-init, +untie, +muon"),
@@ -29,7 +29,7 @@ Deno.test("compare-recipes: bad flags are errors that name them", async () => {
     ],
   ];
   for (const [args, message] of cases) {
-    const { code, stderr } = await runTask(["lib/cli/compare_recipes.ts", ...args]);
+    const { code, stderr } = await runTask(["tools/compare_recipes/mod.ts", ...args]);
     assertEquals(code, 1, `${args}: ${stderr}`);
     ok(message.test(stderr), `${args}: ${stderr}`);
   }
