@@ -1,8 +1,0 @@
-/**
- * Evaluation beyond the validation loss: HellaSwag, scored as build-nanogpt scores it
- * (the completion with the lowest mean loss over its tokens, acc_norm).
- *
- * @module
- */
-
-export * from "./hellaswag.ts";
