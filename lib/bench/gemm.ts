@@ -6,16 +6,14 @@
  * round after round, and each keeps its best round, so a machine busy with other work
  * depresses all three alike rather than whichever ran while it was busiest.
  *
- * Run: `deno run -A lib/bench/gemm.ts [--rounds N] [--shapes c_attn,lm_head,...]`.
+ * Run: `deno task bench-gemm [--rounds N] [--shapes c_attn,lm_head,...]` (lib/cli/bench_gemm.ts).
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
 import type { DeviceBuffer, MatmulDims } from "../backend.ts";
 import { NativeBackend } from "../backends/native/mod.ts";
 import { Generator } from "../model/random.ts";
-import { runMain } from "../cli/flags.ts";
 
 /** One nn.Linear of GPT-2 124M: `tokens` rows of `inFeatures` in, `outFeatures` out. */
 export interface LinearShape {
@@ -185,59 +183,4 @@ export function gemmTable(report: GemmReport): string {
     `${report.rounds} interleaved rounds.`,
     `OpenBLAS: ${report.blas ?? "not linked (GPT2_NO_BLAS set, or none found)"}`,
   ].join("\n");
-}
-
-const HELP = `deno run -A lib/bench/gemm.ts [flags]
-
-GPT-2 124M's matmuls in their three orientations (forward, dinp, dweight) through the project's
-own GEMM and OpenBLAS, interleaved, best of the rounds, against the FMA peak.
-
-  --rounds N     interleaved rounds, the best of them reported (default 3)
-  --shapes LIST  comma-separated, from ${GPT2_LINEARS.map((l) => l.name).join(", ")}
-  --tokens N     rows of every Linear (B * T; default 512)
-  -h, --help     this text`;
-
-if (import.meta.main) {
-  await runMain(async () => {
-    const { values } = parseArgs({
-      args: Deno.args,
-      options: {
-        rounds: { type: "string" },
-        shapes: { type: "string" },
-        tokens: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    });
-    if (values.help) return console.log(HELP);
-    const rounds = wholeFlag("--rounds", values.rounds, 3);
-    const tokens = wholeFlag("--tokens", values.tokens, 512);
-    const names = values.shapes?.split(",") ?? GPT2_LINEARS.map((s) => s.name);
-    const shapes = names.map((n) => {
-      const s = GPT2_LINEARS.find((l) => l.name === n);
-      if (!s) {
-        throw new Error(
-          `Expected --shapes from ${GPT2_LINEARS.map((l) => l.name).join(", ")}, found "${n}"`,
-        );
-      }
-      return { ...s, tokens };
-    });
-    const backend = await NativeBackend.create();
-    console.log(`${backend.describe()}\n`);
-    const report = benchGemm(backend, {
-      shapes,
-      rounds,
-      onRow: (row, peak) => console.error(gemmRowMarkdown(row, peak)),
-    });
-    console.log(gemmTable(report));
-  });
-}
-
-/** A flag's whole number of at least 1, or `fallback` when absent. */
-function wholeFlag(flag: string, value: string | undefined, fallback: number): number {
-  const n = Number(value ?? fallback);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new Error(`Expected ${flag} to be a whole number of at least 1, found ${value}`);
-  }
-  return n;
 }

@@ -12,10 +12,9 @@
  */
 
 import type { RunLog, Series } from "./log.ts";
-import { isFineWebEdu, type RunDescription } from "./run_meta.ts";
+import { isFineWebEdu, type ModelSize, type RunDescription } from "./run_meta.ts";
 
-/** The GPT-2 sizes with published baselines. */
-export type ModelSize = "124M" | "350M" | "774M" | "1558M";
+export type { ModelSize };
 
 /** The baselines drawn for one model size. */
 export interface Baselines {

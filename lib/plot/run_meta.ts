@@ -12,7 +12,9 @@
 import { dirname, join } from "node:path";
 import { GPT_CONFIGS } from "../model/gpt.ts";
 import { AFTER_LECTURE_PRESETS, PRESETS } from "../train/presets.ts";
-import type { ModelSize } from "./figure.ts";
+
+/** The GPT-2 sizes with published baselines (lib/plot/figure.ts draws them). */
+export type ModelSize = "124M" | "350M" | "774M" | "1558M";
 
 /** The fields of `run.json` this module reads; any other field is left alone. */
 export interface RunMeta {
