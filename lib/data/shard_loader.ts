@@ -9,6 +9,11 @@
  * keeps the ranks in step on several. `reset()` starts over (the validation loader is reset before each evaluation), and
  * `state()` / `restore()` carry the position through a checkpoint.
  *
+ * With `shuffle` on (off by default, the lecture's order), each epoch reads the shards in a new
+ * order and each shard with its documents in a new order, drawn from (`shuffleSeed`, epoch): the
+ * same on every rank, so the ranks still read interleaved windows of one stream. Why, and what
+ * moves: `shuffle.ts`.
+ *
  * {@linkcode openTokenData} opens either a shard folder or a plain text file for a split.
  *
  * @module
@@ -20,6 +25,7 @@ import { NPY_MAGIC, npyUint16Length, readNpyUint16Sync } from "../io/npy.ts";
 import { decodeUtf8Strict } from "../io/files.ts";
 import { hasLlmcShardMagic, llmcShardLength, readLlmcShardSync } from "../io/llmc.ts";
 import { getGpt2Tokenizer } from "./tokenizer.ts";
+import { END_OF_TEXT, shardOrder, shuffleDocuments } from "./shuffle.ts";
 
 /** One shard: a name for messages and errors, its length, and how to load its tokens. */
 export interface TokenShard {
@@ -39,6 +45,18 @@ export interface LoaderState {
   position: number;
   /** The current shard's name (its file name for shard files), to catch a changed folder. */
   shardName: string;
+  /** Where the loader stands in its shuffled order; present exactly when it shuffles. */
+  shuffle?: ShuffleState;
+}
+
+/** The shuffled order's part of a {@linkcode LoaderState}. */
+export interface ShuffleState {
+  /** The seed every epoch's order is drawn from (the loader's `shuffleSeed`). */
+  seed: number;
+  /** The pass over the shards, from 0: which order of shards and documents is being read. */
+  epoch: number;
+  /** The current shard's place in this epoch's shard order (`shard` is the entry there). */
+  index: number;
 }
 
 /** What the training loop needs of a loader. */
@@ -66,6 +84,13 @@ export interface ShardedLoaderOptions {
    * the position, when the shard is loaded. No check by default.
    */
   vocabSize?: number;
+  /**
+   * Read each epoch's shards, and each shard's documents, in a new order drawn from
+   * (`shuffleSeed`, epoch); false by default: the shards in their order, front to back.
+   */
+  shuffle?: boolean;
+  /** The seed of the shuffled orders (any safe integer); 1337 by default. */
+  shuffleSeed?: number;
 }
 
 /** DataLoaderLite over several shards, rank- and world-aware. */
@@ -78,18 +103,35 @@ export class ShardedDataLoader implements TokenLoader {
   readonly shards: readonly TokenShard[];
   /** The vocabulary size every token must be below, or undefined (no check). */
   readonly vocabSize: number | undefined;
-  /** The index of the shard in memory. */
+  /** Whether each epoch reads the shards and their documents in a new order. */
+  readonly shuffle: boolean;
+  /** The seed of the shuffled orders. */
+  readonly shuffleSeed: number;
+  /** The index of the shard in memory (in `shards`). */
   currentShard = 0;
   /** Where this rank's next batch starts. */
   currentPosition = 0;
+  /**
+   * Passes over the shards: which shuffled order is read. Without shuffling it is only counted
+   * (from 0 at the start, a reset or a restore), not saved.
+   */
+  currentEpoch = 0;
   #tokens: Uint16Array | Int32Array = new Int32Array(0);
+  /** The epoch whose document order `#tokens` holds (shuffling only). */
+  #tokensEpoch = 0;
+  /** This epoch's shard order (the list's order without shuffling), and the place in it. */
+  #order: Int32Array = new Int32Array(0);
+  #orderIndex = 0;
+  #notedUnshuffled = false;
+  readonly #verbose: boolean;
 
   /**
    * A loader over `shards`. Shards too short for one step of every rank (B*T*world + 1
    * tokens) are left out with a note.
    *
-   * @throws {Error} when no shard is long enough, for a bad rank, or for a token id outside
-   * `vocabSize` in the first shard (later shards are checked as the loader reaches them).
+   * @throws {Error} when no shard is long enough, for a bad rank or shuffle seed, or for a token
+   * id outside `vocabSize` in the first shard read (later shards are checked as the loader
+   * reaches them).
    */
   constructor(
     shards: readonly TokenShard[],
@@ -102,6 +144,12 @@ export class ShardedDataLoader implements TokenLoader {
     this.processRank = options.processRank ?? 0;
     this.numProcesses = options.numProcesses ?? 1;
     this.vocabSize = options.vocabSize;
+    this.shuffle = options.shuffle ?? false;
+    this.shuffleSeed = options.shuffleSeed ?? 1337;
+    this.#verbose = options.verbose ?? true;
+    if (!Number.isSafeInteger(this.shuffleSeed)) {
+      throw new RangeError(`Expected an integer shuffle seed, found ${this.shuffleSeed}`);
+    }
     if (
       !Number.isInteger(this.numProcesses) || this.numProcesses < 1 ||
       !Number.isInteger(this.processRank) || this.processRank < 0 ||
@@ -140,9 +188,10 @@ export class ShardedDataLoader implements TokenLoader {
     return this.#tokens;
   }
 
-  /** Back to the first shard, this rank's first window. */
+  /** Back to the first shard (of the first epoch's order), this rank's first window. */
   reset(): void {
-    this.#load(0);
+    this.#startEpoch(0);
+    this.#load(this.#order[0]);
     this.currentPosition = this.B * this.T * this.processRank;
   }
 
@@ -162,27 +211,37 @@ export class ShardedDataLoader implements TokenLoader {
     // tested from the step's first window (rank 0's), so that all ranks move together
     const stepStart = this.currentPosition - B * T * this.processRank;
     if (stepStart + (B * T * this.numProcesses + 1) > buf.length) {
-      this.#load((this.currentShard + 1) % this.shards.length);
+      // the next shard in this epoch's order; after the last, the next epoch's first
+      if (++this.#orderIndex === this.shards.length) this.#startEpoch(this.currentEpoch + 1);
+      this.#load(this.#order[this.#orderIndex]);
       this.currentPosition = B * T * this.processRank;
     }
     return { x, y };
   }
 
-  /** The shard index and position of the next batch. */
+  /** The shard index and position of the next batch, and when shuffling, the epoch's order. */
   state(): LoaderState {
-    return {
+    const state: LoaderState = {
       shard: this.currentShard,
       position: this.currentPosition,
       shardName: basename(this.shards[this.currentShard].name),
     };
+    if (this.shuffle) {
+      state.shuffle = { seed: this.shuffleSeed, epoch: this.currentEpoch, index: this.#orderIndex };
+    }
+    return state;
   }
 
   /**
-   * Continues from a position `state()` returned (by this rank, over the same shards).
+   * Continues from a position `state()` returned (by this rank, over the same shards). A state
+   * without `shuffle` (what an unshuffled loader writes, and every loader before shuffling
+   * existed) restores into an unshuffled loader.
    *
-   * @throws {Error} when the shard index or position does not fit these shards.
+   * @throws {Error} when the shard index or position does not fit these shards, or the state's
+   * shuffle setting (on or off, and the seed) is not this loader's.
    */
   restore(state: LoaderState): void {
+    const order = this.#restoreOrder(state);
     const shard = this.shards[state.shard];
     if (!shard || basename(shard.name) !== state.shardName) {
       throw new Error(
@@ -201,12 +260,63 @@ export class ShardedDataLoader implements TokenLoader {
           `(${shard.length} tokens)`,
       );
     }
+    this.currentEpoch = order.epoch;
+    this.#order = order.order;
+    this.#orderIndex = order.index;
     this.#load(state.shard);
     this.currentPosition = state.position;
   }
 
+  /**
+   * The epoch, its shard order and the place in it that `state` stands at, checked against this
+   * loader's shuffle setting and shards.
+   */
+  #restoreOrder(state: LoaderState): { epoch: number; order: Int32Array; index: number } {
+    const fail = (message: string): never => {
+      throw new Error(`Cannot restore the data position: ${message}`);
+    };
+    const saved = state.shuffle;
+    const setting = (seed: number | undefined) =>
+      seed === undefined ? "shuffling off" : `shuffling on with seed ${seed}`;
+    const mine = this.shuffle ? this.shuffleSeed : undefined;
+    if (saved?.seed !== mine) {
+      fail(
+        `expected a state saved with ${setting(mine)} (this loader's), found one saved with ` +
+          `${setting(saved?.seed)}; resume with the shuffle setting the run started with`,
+      );
+    }
+    const n = this.shards.length;
+    if (saved === undefined) {
+      return { epoch: 0, order: listOrder(n), index: state.shard };
+    }
+    const { epoch, index } = saved;
+    if (!Number.isSafeInteger(epoch) || epoch < 0 || !Number.isInteger(index) || index < 0) {
+      fail(`expected a whole epoch and shard place, found epoch ${epoch}, place ${index}`);
+    }
+    const order = shardOrder(n, this.shuffleSeed, epoch);
+    if (index >= n || order[index] !== state.shard) {
+      fail(
+        `expected shard ${state.shard} (${state.shardName}) at place ${index} of epoch ${epoch}'s ` +
+          `shard order, found ${
+            index < n ? `shard ${order[index]}` : `only ${n} shards`
+          } (a changed shard folder?)`,
+      );
+    }
+    return { epoch, order, index };
+  }
+
+  /** Makes `epoch` the current one, with its shard order, at its first shard. */
+  #startEpoch(epoch: number): void {
+    const n = this.shards.length;
+    this.currentEpoch = epoch;
+    this.#order = this.shuffle ? shardOrder(n, this.shuffleSeed, epoch) : listOrder(n);
+    this.#orderIndex = 0;
+  }
+
   #load(index: number): void {
-    if (index === this.currentShard && this.#tokens.length > 0) return; // one shard: keep it
+    // the shard in memory already, in this epoch's document order: keep it (one shard, reset)
+    const same = index === this.currentShard && this.#tokens.length > 0;
+    if (same && (!this.shuffle || this.#tokensEpoch === this.currentEpoch)) return;
     this.currentShard = index;
     const shard = this.shards[index];
     const tokens = shard.load();
@@ -214,8 +324,25 @@ export class ShardedDataLoader implements TokenLoader {
       throw new Error(`${shard.name}: expected ${shard.length} tokens, found ${tokens.length}`);
     }
     if (this.vocabSize !== undefined) checkVocabulary(tokens, this.vocabSize, shard.name);
-    this.#tokens = tokens;
+    if (!this.shuffle) {
+      this.#tokens = tokens;
+      return;
+    }
+    this.#tokens = shuffleDocuments(tokens, this.shuffleSeed, this.currentEpoch, index);
+    this.#tokensEpoch = this.currentEpoch;
+    if (this.#tokens === tokens && this.#verbose && !this.#notedUnshuffled) {
+      this.#notedUnshuffled = true;
+      console.log(
+        `note: ${basename(shard.name)} holds fewer than two documents (each opens with ` +
+          `<|endoftext|>, ${END_OF_TEXT}): its tokens keep their order, only the shards' is shuffled`,
+      );
+    }
   }
+}
+
+/** The shards in the list's order: 0, 1, ..., n-1. */
+function listOrder(n: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, i) => i);
 }
 
 /**
@@ -286,6 +413,13 @@ export const TEXT_VAL_FRACTION = 0.1;
 export interface OpenTokenDataOptions {
   /** The model's vocabulary size, to check every token id against; no check by default. */
   vocabSize?: number;
+  /**
+   * Shuffle the "train" split's shards and documents each epoch ({@linkcode ShardedLoaderOptions});
+   * "val" is never shuffled, so that every evaluation measures the same batches.
+   */
+  shuffle?: boolean;
+  /** The seed of the shuffled orders; 1337 by default. */
+  shuffleSeed?: number;
 }
 
 /**
@@ -323,6 +457,8 @@ export async function openTokenData(
     numProcesses: world,
     verbose: rank === 0,
     vocabSize: options.vocabSize,
+    shuffle: split === "train" && (options.shuffle ?? false),
+    shuffleSeed: options.shuffleSeed,
   };
   if (info.isDirectory) {
     const shards = await listShards(path, split);
