@@ -106,10 +106,11 @@ export function shardOrder(count: number, seed: number, epoch: number): Int32Arr
 }
 
 /** Where each document of `tokens` starts: the positions of its `<|endoftext|>` tokens. */
-export function documentStarts(tokens: ArrayLike<number>): number[] {
+export function documentStarts(tokens: Uint16Array | Int32Array | readonly number[]): number[] {
   const starts: number[] = [];
-  for (let i = 0; i < tokens.length; i++) {
-    if (tokens[i] === END_OF_TEXT) starts.push(i);
+  // indexOf: a typed array's is native, several times faster than a loop over 100M tokens
+  for (let i = tokens.indexOf(END_OF_TEXT); i >= 0; i = tokens.indexOf(END_OF_TEXT, i + 1)) {
+    starts.push(i);
   }
   return starts;
 }

@@ -211,6 +211,7 @@ Deno.test("ShardedDataLoader: shuffled, each epoch reads every token once in who
     const steps = readSteps(world, world === 1 ? 60 : 28, { shuffle: true, shuffleSeed: 5 });
     const usable = world === 1 ? [0, 1, 2, 3] : [0, 1, 3]; // shard 2 (10 tokens) < 13
     let moved = 0;
+    const orders = new Map<number, Set<string>>(); // each shard's document orders, by epoch
     for (const epoch of [0, 1, 2]) {
       const inEpoch = steps.filter((s) => s.epoch === epoch);
       const shards = [...new Set(inEpoch.map((s) => s.shard))];
@@ -230,6 +231,7 @@ Deno.test("ShardedDataLoader: shuffled, each epoch reads every token once in who
         // the same documents, whole, in some order
         assertEquals(documents(tokens), documents(originals[shard]));
         if (Array.from(tokens).join() !== Array.from(originals[shard]).join()) moved++;
+        orders.set(shard, (orders.get(shard) ?? new Set()).add(Array.from(tokens).join()));
         for (const id of Array.from(tokens)) if (id !== END_OF_TEXT) seen.set(id, 0);
         for (const id of xs) if (id !== END_OF_TEXT) seen.set(id, (seen.get(id) ?? 0) + 1);
         // each token is read once, or is in the tail
@@ -243,6 +245,8 @@ Deno.test("ShardedDataLoader: shuffled, each epoch reads every token once in who
       assertEquals(seen.size, (world === 1 ? 122 : 112) - eots.reduce((a, b) => a + b));
     }
     ok(moved > 0, "documents move");
+    // and move anew each epoch: shard 0's six documents in three orders
+    assertEquals(orders.get(0)?.size, 3);
   }
 });
 
