@@ -3,17 +3,24 @@
  * `snapshotGpt2` that fetches the GPT-2 checkpoints (`config.json` and `model.safetensors`)
  * the way `GPT2LMHeadModel.from_pretrained("gpt2")` does in the lecture.
  *
+ * Before a file is downloaded its metadata is asked for (a `HEAD` request, as huggingface_hub's
+ * `get_hf_file_metadata`): the hub states an LFS file's size and SHA-256 in `X-Linked-Size`
+ * and `X-Linked-ETag`, and any file's size in `Content-Length`. The download must match them,
+ * and its content must read (a safetensors header, a JSON config) before it enters the cache.
+ *
  * Environment:
  * - `HF_ENDPOINT`: the hub's address, https://huggingface.co by default (as in huggingface_hub).
  * - `GPT2_CACHE_DIR`: where downloads go; else `$XDG_CACHE_HOME/gpt2-deno`, else
  *   `~/.cache/gpt2-deno`.
+ * - `GPT2_DOWNLOAD_STALL_S`: seconds without data before a request is dropped and retried (60).
  *
  * @module
  */
 
 import { join } from "node:path";
 import { cacheDir } from "./cache.ts";
-import { DownloadError, downloadFile } from "./download.ts";
+import { DownloadError, downloadFile, type PublishedFile, stallTimeoutMs } from "./download.ts";
+import { checkSafetensorsFile } from "./safetensors.ts";
 
 /** The default hub address. */
 export const DEFAULT_HF_ENDPOINT = "https://huggingface.co";
@@ -35,8 +42,10 @@ export interface SnapshotOptions {
   revision?: string;
   /** Show progress bars; true by default. */
   progress?: boolean;
-  /** Retries per file after a network error or HTTP 5xx; 5 by default. */
+  /** Retries per file after a network error, a stall or HTTP 5xx; 5 by default. */
   retries?: number;
+  /** Wait before the first retry in milliseconds (doubled each time); 1000 by default. */
+  retryDelayMs?: number;
 }
 
 /** The hub's address from `HF_ENDPOINT` (without a trailing slash), https://huggingface.co by default. */
@@ -56,6 +65,67 @@ export function hubFileUrl(repo: string, file: string, revision = "main"): strin
 /** The download cache: the project's cache folder ({@linkcode cacheDir}). */
 export function hubCacheDir(): string {
   return cacheDir();
+}
+
+/**
+ * What the hub states about the file at `url` (a `/resolve/` URL): its size and, for a file
+ * in LFS (safetensors, parquet), its SHA-256. The hub answers a `HEAD` with a redirect to its
+ * CDN that carries `X-Linked-Size` and `X-Linked-ETag` (the SHA-256); a file in git itself
+ * answers 200 with `Content-Length`. Redirects within the hub (a renamed repository) are
+ * followed. An answer without them, or none at all, states nothing: the download then makes
+ * its own checks, and reports a hub that cannot be reached.
+ */
+export async function hubFileMetadata(
+  url: string,
+  options: { stallTimeoutS?: number } = {},
+): Promise<PublishedFile> {
+  const signal = AbortSignal.timeout(stallTimeoutMs(options.stallTimeoutS));
+  let at = url;
+  for (let hop = 0; hop < 5; hop++) {
+    let response: Response;
+    try {
+      response = await fetch(at, {
+        method: "HEAD",
+        redirect: "manual",
+        headers: { "Accept-Encoding": "identity" },
+        signal,
+      });
+    } catch {
+      return {};
+    }
+    await response.body?.cancel();
+    const linkedSize = response.headers.get("x-linked-size");
+    if (linkedSize !== null && /^\d+$/.test(linkedSize)) {
+      const etag = (response.headers.get("x-linked-etag") ?? "").replace(/^W\//, "")
+        .replaceAll('"', "").toLowerCase();
+      return { size: Number(linkedSize), ...(/^[0-9a-f]{64}$/.test(etag) ? { sha256: etag } : {}) };
+    }
+    const location = response.headers.get("location");
+    if (response.status >= 300 && response.status < 400 && location !== null) {
+      at = new URL(location, at).href;
+      continue;
+    }
+    const length = response.headers.get("content-length");
+    if (response.ok && length !== null && /^\d+$/.test(length)) return { size: Number(length) };
+    return {};
+  }
+  return {};
+}
+
+/** Checks that the file at `path` reads as JSON, as `config.json` must. */
+async function checkJsonFile(path: string): Promise<void> {
+  try {
+    JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new Error(`${path}: expected JSON, ${(e as Error).message}`);
+  }
+}
+
+/** The content check of a snapshot's file, by its name. */
+function checkerOf(file: string): ((path: string) => Promise<void>) | undefined {
+  if (file.endsWith(".safetensors")) return checkSafetensorsFile;
+  if (file.endsWith(".json")) return checkJsonFile;
+  return undefined;
 }
 
 /**
@@ -101,13 +171,18 @@ export async function snapshotGpt2(
       await downloadFile(url, join(folder, file), {
         progress: options.progress,
         retries: options.retries,
+        retryDelayMs: options.retryDelayMs,
         label: `${repo}/${file}`,
+        expected: () => hubFileMetadata(url),
+        verify: checkerOf(file),
       });
     } catch (error) {
       if (!(error instanceof DownloadError)) throw error;
-      const what = error.status === undefined
+      const what = error.status !== undefined
+        ? `The Hugging Face hub answered HTTP ${error.status} for ${url}`
+        : error.message.startsWith("Could not reach")
         ? `Could not reach the Hugging Face hub at ${hubEndpoint()} to download ${url}`
-        : `The Hugging Face hub answered HTTP ${error.status} for ${url}`;
+        : `Could not download ${url} from the Hugging Face hub`;
       throw new Error(`${what} (${error.message}); ${localHint}`, { cause: error });
     }
   }

@@ -118,6 +118,76 @@ export function parseSafetensors(bytes: Uint8Array, source = "safetensors data")
   return { tensors, metadata };
 }
 
+/**
+ * Checks that the file at `path` is safetensors without reading its tensors: an 8-byte header
+ * length, a JSON object of tensors, and a data section that ends where the file ends (so a
+ * file cut short, or an HTML page saved under a `.safetensors` name, is refused).
+ *
+ * @throws {Error} saying what is wrong with the file, naming `path`.
+ */
+export async function checkSafetensorsFile(path: string): Promise<void> {
+  const file = await Deno.open(path);
+  try {
+    const size = (await file.stat()).size;
+    const head = new Uint8Array(8);
+    if (size < 8 || (await readFull(file, head)) < 8) {
+      throw new Error(
+        `${path}: not safetensors, ${size} bytes is shorter than its 8-byte header length`,
+      );
+    }
+    const headerLen = Number(new DataView(head.buffer).getBigUint64(0, true));
+    // safetensors caps its header at 100 MB
+    if (headerLen > Math.min(size - 8, 100_000_000)) {
+      throw new Error(
+        `${path}: truncated or not safetensors, a header of ${headerLen} bytes in a file of ${size}`,
+      );
+    }
+    const header = new Uint8Array(headerLen);
+    await readFull(file, header);
+    let ends = 0;
+    for (const [name, entry] of Object.entries(parseHeaderJson(header, path))) {
+      if (name === "__metadata__") continue;
+      const offsets = (entry as HeaderEntry | null)?.data_offsets;
+      if (!Array.isArray(offsets) || typeof offsets[1] !== "number") {
+        throw new Error(`${path}: tensor "${name}" has no data offsets`);
+      }
+      ends = Math.max(ends, offsets[1]);
+    }
+    if (8 + headerLen + ends !== size) {
+      throw new Error(
+        `${path}: truncated or padded, its tensors end at byte ${
+          8 + headerLen + ends
+        }, the file at ${size}`,
+      );
+    }
+  } finally {
+    file.close();
+  }
+}
+
+function parseHeaderJson(bytes: Uint8Array, source: string): Record<string, unknown> {
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw new Error(`${source}: corrupt header, expected JSON (${(e as Error).message})`);
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) {
+    throw new Error(`${source}: corrupt header, expected a JSON object`);
+  }
+  return header as Record<string, unknown>;
+}
+
+async function readFull(file: Deno.FsFile, out: Uint8Array): Promise<number> {
+  let have = 0;
+  while (have < out.length) {
+    const n = await file.read(out.subarray(have));
+    if (n === null) break;
+    have += n;
+  }
+  return have;
+}
+
 /** Reads and parses a safetensors file. */
 export async function readSafetensors(path: string): Promise<SafetensorsFile> {
   let bytes: Uint8Array;

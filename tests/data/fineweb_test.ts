@@ -419,3 +419,71 @@ Deno.test("fineweb task: --input jsonl --shard-size 2000 writes the shards and s
   assertEquals((await shardNames(dir)).length, 5);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("fineweb: a download that is not the listed parquet file never enters the cache; a silent hub is an error", async () => {
+  const dir = await Deno.makeTempDir();
+  const parquet = new Uint8Array(parquetWriteBuffer({
+    columnData: [{ name: "text", data: ["One document."], type: "STRING" }],
+  }));
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", parquet.slice()));
+  const sha = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const html = new TextEncoder().encode("<html><body>Rate limited</body></html>");
+  const tree = "/api/datasets/HuggingFaceFW/fineweb-edu/tree/main/sample/10BT";
+  let listing = "ok";
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    if (url.pathname === tree) {
+      if (listing === "stall") {
+        await new Promise((resolve) => req.signal.addEventListener("abort", resolve));
+        return new Response(null, { status: 504 });
+      }
+      return Response.json([
+        // an HTML page where the parquet file should be
+        { type: "file", path: "sample/10BT/000.parquet", size: html.length },
+        // the parquet file, listed with another hash
+        {
+          type: "file",
+          path: "sample/10BT/001.parquet",
+          size: parquet.length,
+          lfs: { oid: "0".repeat(64), size: parquet.length },
+        },
+        // the parquet file, listed right
+        {
+          type: "file",
+          path: "sample/10BT/002.parquet",
+          size: parquet.length,
+          lfs: { oid: sha, size: parquet.length },
+        },
+      ]);
+    }
+    if (url.pathname.endsWith("/000.parquet")) return new Response(html.slice());
+    return new Response(parquet.slice());
+  });
+  const cache = join(dir, "cache", "datasets", "HuggingFaceFW", "fineweb-edu", "sample", "10BT");
+  try {
+    await withEnv({
+      HF_ENDPOINT: `http://127.0.0.1:${server.addr.port}`,
+      GPT2_CACHE_DIR: join(dir, "cache"),
+      GPT2_DOWNLOAD_STALL_S: "0.3",
+    }, async () => {
+      const files = await listHubDatasetFiles("HuggingFaceFW/fineweb-edu", "sample/10BT");
+      assertEquals(files.map((f) => f.sha256), [undefined, "0".repeat(64), sha]);
+      const inputs = await fetchFinewebFiles(quiet);
+      await rejects(inputs[0].path(), /expected a parquet file \(PAR1 at its start and end\)/);
+      await rejects(inputs[1].path(), /Expected SHA-256 0{64} for .*001\.parquet/);
+      ok(!existsSync(join(cache, "000.parquet")) && !existsSync(join(cache, "000.parquet.part")));
+      ok(!existsSync(join(cache, "001.parquet")) && !existsSync(join(cache, "001.parquet.part")));
+      assertEquals(await Deno.readFile(await inputs[2].path()), parquet);
+      listing = "stall";
+      const start = performance.now();
+      await rejects(
+        listHubDatasetFiles("HuggingFaceFW/fineweb-edu", "sample/10BT"),
+        /Could not reach the Hugging Face hub at .* \(no answer for 0\.3 s \(GPT2_DOWNLOAD_STALL_S\)\)/,
+      );
+      ok(performance.now() - start < 5000);
+    });
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -89,9 +89,11 @@ Deno.test("snapshotGpt2 downloads config.json and model.safetensors from HF_ENDP
         );
       }
       assertEquals(server.requests.size, 2);
-      // A second call, with the long name, is served from the cache.
+      assertEquals([...server.gets.values()], [1, 1]);
+      // A second call, with the long name, is served from the cache: no request at all.
+      const before = new Map(server.requests);
       assertEquals(await snapshotGpt2("openai-community/gpt2", { progress: false }), folder);
-      assertEquals([...server.requests.values()], [1, 1]);
+      assertEquals(server.requests, before);
     });
   });
 });

@@ -1,12 +1,14 @@
 /**
  * FineWeb-EDU from the Hugging Face hub: `HuggingFaceFW/fineweb-edu`'s `sample/10BT` parquet
  * files listed through the hub's tree API, each downloaded into the cache when its turn comes.
+ * The listing states each file's size and SHA-256 (its LFS object id): a download must match
+ * both, and read as parquet, before it enters the cache.
  *
  * @module
  */
 
 import { basename, join } from "node:path";
-import { DownloadError, downloadFile } from "../../io/download.ts";
+import { DownloadError, downloadFile, stallTimeoutMs } from "../../io/download.ts";
 import { hubCacheDir, hubEndpoint, hubFileUrl } from "../../io/hub.ts";
 import type { DocumentInput } from "./documents.ts";
 
@@ -18,6 +20,16 @@ export const FINEWEB_SAMPLE_DIR = "sample/10BT";
 export interface HubFile {
   path: string;
   size: number;
+  /** The SHA-256 of a file in LFS (its `lfs.oid`), 64 hex digits. */
+  sha256?: string;
+}
+
+/** One entry of the tree API's answer. */
+interface TreeEntry {
+  type: string;
+  path: string;
+  size?: number;
+  lfs?: { oid?: string; size?: number };
 }
 
 /**
@@ -37,24 +49,41 @@ export async function listHubDatasetFiles(
   const files: HubFile[] = [];
   while (url !== undefined) {
     let response: Response;
+    let entries: TreeEntry[];
+    // a page is small: the whole request gets the stall timeout, so a silent hub is an error
+    const stallMs = stallTimeoutMs();
+    const signal = AbortSignal.timeout(stallMs);
     try {
-      response = await fetch(url);
+      response = await fetch(url, { signal });
+      if (!response.ok) {
+        await response.body?.cancel();
+        throw new Error(
+          `The Hugging Face hub answered HTTP ${response.status} for ${url}; ` +
+            `pass --input FILES to use local parquet or jsonl files`,
+        );
+      }
+      entries = await response.json() as TreeEntry[];
     } catch (error) {
+      if ((error as Error).message.startsWith("The Hugging Face hub answered")) throw error;
+      const why = signal.aborted
+        ? `no answer for ${stallMs / 1000} s (GPT2_DOWNLOAD_STALL_S)`
+        : (error as Error).message;
       throw new Error(
         `Could not reach the Hugging Face hub at ${hubEndpoint()} to list ${repo}/${dir} ` +
-          `(${(error as Error).message}); pass --input FILES to use local parquet or jsonl files`,
+          `(${why}); pass --input FILES to use local parquet or jsonl files`,
       );
     }
-    if (!response.ok) {
-      await response.body?.cancel();
-      throw new Error(
-        `The Hugging Face hub answered HTTP ${response.status} for ${url}; ` +
-          `pass --input FILES to use local parquet or jsonl files`,
-      );
+    if (!Array.isArray(entries)) {
+      throw new Error(`Expected a list of files from ${url}, found ${typeof entries}`);
     }
-    const entries = await response.json() as { type: string; path: string; size?: number }[];
     for (const e of entries) {
-      if (e.type === "file") files.push({ path: e.path, size: e.size ?? 0 });
+      if (e.type !== "file") continue;
+      const oid = e.lfs?.oid?.toLowerCase();
+      files.push({
+        path: e.path,
+        size: e.size ?? 0,
+        ...(oid !== undefined && /^[0-9a-f]{64}$/.test(oid) ? { sha256: oid } : {}),
+      });
     }
     url = response.headers.get("link")?.match(/<([^>]+)>;\s*rel="next"/)?.[1];
   }
@@ -96,7 +125,13 @@ export async function fetchFinewebFiles(
       const dest = join(cache, f.path);
       const url = hubFileUrl(`datasets/${repo}`, f.path);
       try {
-        await downloadFile(url, dest, { progress: options.progress, label: basename(f.path) });
+        await downloadFile(url, dest, {
+          progress: options.progress,
+          label: basename(f.path),
+          // the listing's 0 is a size it did not give
+          expected: () => Promise.resolve({ size: f.size || undefined, sha256: f.sha256 }),
+          verify: checkParquetFile,
+        });
       } catch (error) {
         if (!(error instanceof DownloadError)) throw error;
         throw new Error(
@@ -107,4 +142,26 @@ export async function fetchFinewebFiles(
       return dest;
     },
   }));
+}
+
+/** Checks that the file at `path` starts and ends with parquet's magic bytes, `PAR1`. */
+async function checkParquetFile(path: string): Promise<void> {
+  const file = await Deno.open(path);
+  try {
+    const size = (await file.stat()).size;
+    const head = new Uint8Array(4), tail = new Uint8Array(4);
+    if (size >= 12) {
+      await file.read(head);
+      await file.seek(size - 4, Deno.SeekMode.Start);
+      await file.read(tail);
+    }
+    const magic = (b: Uint8Array): boolean => new TextDecoder().decode(b) === "PAR1";
+    if (!magic(head) || !magic(tail)) {
+      throw new Error(
+        `${path}: expected a parquet file (PAR1 at its start and end), found other bytes`,
+      );
+    }
+  } finally {
+    file.close();
+  }
 }
