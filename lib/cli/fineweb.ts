@@ -32,6 +32,7 @@ const HELP = `deno task fineweb [flags]
 Tokenizes FineWeb-EDU into shards of uint16 tokens, as build-nanogpt's fineweb.py does:
 edufineweb_val_000000.npy (shard 0), edufineweb_train_000001.npy, ... Each document is
 <|endoftext|> followed by its GPT-2 tokens. A stopped run resumes at its first incomplete shard.
+--out must be empty, new, or an earlier run's (with its progress record); one run at a time.
 
   --input PATH            a local .parquet (a "text" column) or .jsonl (a "text" field per
                           line) file, or a folder of them; repeat for more files. Without it,
@@ -43,7 +44,8 @@ edufineweb_val_000000.npy (shard 0), edufineweb_train_000001.npy, ... Each docum
                           shard holds the rest
   --workers N             tokenizing workers, 1 to ${MAX_WORKERS} (default: one per core,
                           ${defaultWorkers()} here)
-  --restart               ignore an earlier run's progress in --out and start over
+  --restart               start over: delete the shards an earlier run's progress record in
+                          --out lists (and nothing else) and write them anew
   --bench                 measure tokenizing throughput only (no files): the --input files,
                           else about 2.5M tokens of varied text from ../shared/data (HellaSwag's
                           10,042 examples and Tiny Shakespeare's paragraphs as documents)

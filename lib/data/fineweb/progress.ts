@@ -1,14 +1,27 @@
 /**
  * Where a FineWeb run stands: after each shard the run records in `<prefix>_progress.json`
- * where the next shard starts (input file, row, token within the row), so a stopped run
- * resumes at the first incomplete shard; how far through its inputs it is (for the progress
+ * the shards it wrote (name, tokens, bytes, SHA-256) and where the next shard starts (input
+ * file, row, token within the row), so a stopped run resumes at the first incomplete shard,
+ * and a run that starts over deletes only the shards listed there; how far through its inputs it is (for the progress
  * line's estimated total and ETA); and the progress line's document and shard counts.
  *
  * @module
  */
 
+import { join } from "node:path";
 import { formatCount, type ProgressWriter } from "../../io/progress.ts";
-import type { StreamPosition } from "./shards.ts";
+import { shardFileName, type StreamPosition } from "./shards.ts";
+
+/** A shard the run wrote, as its record lists it. */
+export interface ShardFile {
+  /** The file name in the output folder. */
+  name: string;
+  tokens: number;
+  /** The file's size in bytes. */
+  bytes: number;
+  /** The SHA-256 of the file, hex. */
+  sha256: string;
+}
 
 /** What `<prefix>_progress.json` records after each shard. */
 export interface ShardProgress {
@@ -18,6 +31,11 @@ export interface ShardProgress {
   prefix: string;
   /** Shards 0 .. shards-1 are on disk. */
   shards: number;
+  /**
+   * Those shards, in order (a record written before the list was kept has none: its shards
+   * are the first `shards` names of the prefix).
+   */
+  files?: ShardFile[];
   /** Where shard `shards` starts. */
   next: StreamPosition;
   /** Documents and tokens in the shards on disk (a split document counts where it starts). */
@@ -59,6 +77,7 @@ export async function openProgress(
       shardSize,
       prefix,
       shards: 0,
+      files: [],
       next: { file: 0, row: 0, offset: 0 },
       documents: 0,
       tokens: 0,
@@ -76,6 +95,44 @@ export async function openProgress(
     );
   }
   return { state: previous, resumed: previous.shards > 0 || previous.complete };
+}
+
+/** The names of the shards a record lists (from the count, for a record without a list). */
+export function listedShards(state: ShardProgress): string[] {
+  if (state.files !== undefined) return state.files.map((f) => f.name);
+  return Array.from({ length: state.shards }, (_, i) => shardFileName(state.prefix, i));
+}
+
+/**
+ * Checks that the shards a record lists are in `dir` with the sizes it records, so that a run
+ * resumes (or says it is complete) only over the shards it wrote.
+ *
+ * @throws {Error} naming the record and the first shard missing or of another size.
+ */
+export async function checkListedShards(
+  dir: string,
+  state: ShardProgress,
+  recordPath: string,
+): Promise<void> {
+  const sizes = new Map((state.files ?? []).map((f) => [f.name, f.bytes]));
+  for (const name of listedShards(state)) {
+    let size: number;
+    try {
+      size = (await Deno.stat(join(dir, name))).size;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      throw new Error(
+        `${recordPath} lists ${name}, found no such file: pass --restart to write the shards anew`,
+      );
+    }
+    const want = sizes.get(name);
+    if (want !== undefined && size !== want) {
+      throw new Error(
+        `${recordPath} lists ${name} of ${want} bytes, found ${size}: pass --restart to write ` +
+          `the shards anew`,
+      );
+    }
+  }
 }
 
 async function readProgress(path: string): Promise<ShardProgress | undefined> {

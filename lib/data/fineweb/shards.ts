@@ -129,11 +129,3 @@ export class ShardWriter {
     await this.#onShard?.(info);
   }
 }
-
-/** Deletes `<prefix>_{val,train}_NNNNNN.npy` files (and their `.tmp`) in `dir`. */
-export async function removeShards(dir: string, prefix: string): Promise<void> {
-  const pattern = new RegExp(`^${prefix}_(val|train)_\\d{6}\\.npy(\\.tmp)?$`);
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && pattern.test(e.name)) await Deno.remove(join(dir, e.name));
-  }
-}

@@ -7,11 +7,15 @@
  */
 
 import { join } from "node:path";
+import { sha256File } from "../../io/download.ts";
+import { lockFolder } from "../../io/folder_lock.ts";
 import { ProgressBar, type ProgressWriter } from "../../io/progress.ts";
 import { type DocumentBatch, type DocumentInput, readDocuments } from "./documents.ts";
 import {
+  checkListedShards,
   DocCountWriter,
   inputFraction,
+  listedShards,
   openProgress,
   progressFileName,
   type ShardProgress,
@@ -20,7 +24,6 @@ import {
 import {
   DEFAULT_SHARD_SIZE,
   FINEWEB_PREFIX,
-  removeShards,
   shardFileName,
   type ShardInfo,
   ShardWriter,
@@ -68,28 +71,74 @@ export interface TokenizeResult {
  * Tokenizes `inputs` into shards in `options.outDir`, resuming from the progress record
  * there when one exists.
  *
- * @throws {Error} when `outDir` cannot be made, when the progress record belongs to other
- * inputs or another shard size, when an input cannot be read, when the inputs hold no
- * document (nothing is left behind: a folder this call made is removed), or when a tokenizing
- * worker fails.
+ * The folder is this run's alone: a lock file (`<prefix>.lock`) refuses a second run while
+ * this one lives (a dead run's lock is taken over); a folder holding files but no progress
+ * record was not written by a run and is refused, its files named; and starting over
+ * (`restart`) deletes only the shards the record lists, once there is a document to replace
+ * them.
+ *
+ * @throws {Error} when `outDir` cannot be made, is in use by another run, holds files of no
+ * run, when the progress record belongs to other inputs or another shard size, or lists
+ * shards that are missing, when an input cannot be read, when the inputs hold no document
+ * (nothing is left behind: a folder this call made is removed), or when a tokenizing worker
+ * fails.
  */
 export async function tokenizeToShards(
+  inputs: DocumentInput[],
+  options: TokenizeOptions,
+): Promise<TokenizeResult> {
+  const prefix = options.prefix ?? FINEWEB_PREFIX;
+  const outDir = options.outDir;
+  const madeOutDir = await makeFolder(outDir);
+  const lock = await lockFolder(join(outDir, lockFileName(prefix)), {
+    what: `a ${prefix} shard run`,
+    flag: "--out",
+    folder: outDir,
+  });
+  try {
+    return await tokenizeLocked(inputs, options);
+  } catch (error) {
+    await lock.release();
+    // no document at all: a folder this call made is removed again
+    if (error instanceof NoDocumentsError && madeOutDir) await Deno.remove(outDir).catch(() => {});
+    throw error;
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The inputs held no document: nothing was written. */
+class NoDocumentsError extends Error {}
+
+/** The lock file's name for a prefix. */
+export function lockFileName(prefix: string): string {
+  return `${prefix}.lock`;
+}
+
+async function tokenizeLocked(
   inputs: DocumentInput[],
   options: TokenizeOptions,
 ): Promise<TokenizeResult> {
   const shardSize = options.shardSize ?? DEFAULT_SHARD_SIZE;
   const prefix = options.prefix ?? FINEWEB_PREFIX;
   const outDir = options.outDir;
-  const madeOutDir = await makeFolder(outDir);
   const progressPath = join(outDir, progressFileName(prefix));
   const names = inputs.map((i) => i.name);
-  const { state, resumed } = await openProgress(
+  const previous = await openProgress(
     progressPath,
     { inputs: names, shardSize, prefix },
-    options.restart ?? false,
-  );
-  // a fresh run: no stale shards may stay, removed once there is a document to replace them
-  let stale = !resumed;
+    false,
+  ).catch((e) => (options.restart ? undefined : Promise.reject(e)));
+  const hasRecord = await exists(progressPath);
+  if (!hasRecord) await refuseForeignFolder(outDir, prefix);
+  const { state, resumed } = options.restart
+    ? await openProgress(progressPath, { inputs: names, shardSize, prefix }, true)
+    : previous!;
+  if (resumed) await checkListedShards(outDir, state, progressPath);
+  // starting over: the shards an earlier run listed go, once there is a document to replace
+  // them (and the shard it may have been writing when it stopped, one past the list)
+  let stale: string[] = [];
+  if (options.restart && hasRecord) stale = await staleShards(progressPath, prefix);
   const allShards = (n: number): string[] =>
     Array.from({ length: n }, (_, i) => join(outDir, shardFileName(prefix, i)));
   if (state.complete) {
@@ -119,8 +168,8 @@ export async function tokenizeToShards(
   const pool = new TokenizerPool(options.workers ?? defaultWorkers());
   try {
     await tokenizeInOrder(readDocuments(inputs, state.next, 4096), pool, async (batch, result) => {
-      if (stale) await removeShards(outDir, prefix);
-      stale = false;
+      for (const name of stale) await Deno.remove(join(outDir, name)).catch(() => {});
+      stale = [];
       await run.push(batch, result);
       counter.documents = run.documents;
       counter.shards = run.state.shards;
@@ -147,8 +196,7 @@ export async function tokenizeToShards(
   }
   if (run.state.shards === 0) {
     // no document at all: no shard, and no record claiming a complete run of none
-    if (madeOutDir) await Deno.remove(outDir).catch(() => {});
-    throw new Error(
+    throw new NoDocumentsError(
       `Expected documents in the input${names.length === 1 ? "" : "s"} (${
         describeInputs(names)
       }), found none: nothing was written`,
@@ -164,6 +212,66 @@ export async function tokenizeToShards(
     seconds: (performance.now() - start) / 1000,
     resumed,
   };
+}
+
+/**
+ * The shard files an earlier run's record lists, the one it would have written next (it may
+ * have been cut off between writing it and recording it), their `.tmp` files, and the record.
+ */
+async function staleShards(progressPath: string, prefix: string): Promise<string[]> {
+  const text = await Deno.readTextFile(progressPath).catch(() => "");
+  let listed: string[] = [];
+  try {
+    const record = JSON.parse(text) as ShardProgress;
+    listed = listedShards({ ...record, prefix });
+    listed.push(shardFileName(prefix, listed.length));
+  } catch {
+    // a record that does not read lists nothing
+  }
+  const record = progressFileName(prefix);
+  return [...listed, ...listed.map((n) => `${n}.tmp`), record, `${record}.tmp`];
+}
+
+/**
+ * Refuses a folder that holds files but no progress record: no run wrote them, and a run
+ * must neither delete nor overwrite them. The lock file, and `.tmp` files of this prefix's
+ * own names (a run cut off before its first record), are not counted.
+ */
+async function refuseForeignFolder(dir: string, prefix: string): Promise<void> {
+  const own = new RegExp(
+    `^(${escape(prefix)}\\.lock(\\.stale\\.\\d+)?|${
+      escape(prefix)
+    }_(val|train)_\\d{6}\\.npy\\.tmp|` +
+      `${escape(progressFileName(prefix))}\\.tmp)$`,
+  );
+  const foreign: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (!own.test(e.name)) foreign.push(e.isDirectory ? `${e.name}/` : e.name);
+  }
+  if (foreign.length === 0) return;
+  foreign.sort();
+  const shown = foreign.slice(0, 5).join(", ");
+  const more = foreign.length > 5 ? ` and ${foreign.length - 5} more` : "";
+  throw new Error(
+    `--out ${dir} holds files no shard run wrote (no ${
+      progressFileName(prefix)
+    }): ${shown}${more}; ` +
+      `nothing there is deleted or overwritten: pass an empty or new --out`,
+  );
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
 }
 
 /** Makes `dir` (and its parents); true when it did not exist. Errors name the folder. */
@@ -309,8 +417,16 @@ class ShardRun {
 
   async #onShard(info: ShardInfo): Promise<void> {
     this.written++;
+    const file = {
+      name: shardFileName(this.state.prefix, info.index),
+      tokens: info.tokens,
+      bytes: (await Deno.stat(info.path)).size,
+      sha256: await sha256File(info.path),
+    };
     this.state = {
       ...this.state,
+      // a record from before the list was kept goes on without one (its count says it all)
+      files: this.state.files === undefined ? undefined : [...this.state.files, file],
       shards: info.index + 1,
       next: info.next,
       documents: this.#documents + this.#docsInShard,
