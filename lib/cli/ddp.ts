@@ -24,12 +24,19 @@ rank dies the others are stopped and the launcher exits 1, naming it.
   --nproc-per-node N      ranks on this node, 1 to ${MAX_NPROC_PER_NODE} (required)
   --nnodes M              nodes in the job, 1 to ${MAX_NNODES} (default 1)
   --node-rank R           this node's index, 0 to M-1 (default 0)
-  --master-addr A         where rank 0 listens for the rendezvous (default 127.0.0.1)
+  --master-addr A         where rank 0 listens for the rendezvous (default 127.0.0.1, loopback:
+                          only this machine can connect; another address is for several nodes)
   --master-port P         its port, 1 to 65535 (default 29500)
   --timeout S             seconds a rendezvous or collective may wait, 0.1 to ${MAX_TIMEOUT_S}
                           (default 300)
   --transport shm|tcp     data between ranks of a node: shared memory (default) or TCP
-  -h, --help              this text`;
+  -h, --help              this text
+
+Only the job's ranks can join: each gets a random secret in its environment (GPT2_DDP_SECRET)
+and proves it holds it at the rendezvous; other connections are refused and logged. With
+--nnodes above 1, set GPT2_DDP_SECRET to the same random value on every node yourself
+(export GPT2_DDP_SECRET=$(openssl rand -hex 32)). Shared-memory files of the job are removed
+when it ends, however it ends.`;
 
 await runMain(async () => {
   const split = Deno.args.indexOf("--");

@@ -24,6 +24,12 @@ export interface Message {
 export class Channel {
   #conn: Deno.Conn;
   #closed = false;
+  /**
+   * The largest header or payload accepted, in bytes: small while the peer is not yet known
+   * (a stranger's length field must not make this process allocate gigabytes), unlimited once
+   * the rendezvous has admitted it.
+   */
+  maxFrameBytes = Infinity;
 
   constructor(conn: Deno.Conn, public peer: string) {
     this.#conn = conn;
@@ -74,8 +80,24 @@ export class Channel {
   async #recv(what: string): Promise<Message> {
     const head = await this.#read(4, what);
     const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true);
+    if (len > this.maxFrameBytes) {
+      throw new Error(
+        `Expected a header of at most ${this.maxFrameBytes} bytes from ${this.peer}, found ${len}`,
+      );
+    }
     const header = JSON.parse(new TextDecoder().decode(await this.#read(len, what))) as Header;
-    const payload = header.bytes ? await this.#read(header.bytes, what) : new Uint8Array(0);
+    if (typeof header !== "object" || header === null || typeof header.type !== "string") {
+      throw new Error(
+        `Expected a message with a type from ${this.peer}, found ${JSON.stringify(header)}`,
+      );
+    }
+    const bytes = Number(header.bytes ?? 0);
+    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > this.maxFrameBytes) {
+      throw new Error(
+        `Expected a payload of at most ${this.maxFrameBytes} bytes from ${this.peer}, found ${header.bytes}`,
+      );
+    }
+    const payload = bytes ? await this.#read(bytes, what) : new Uint8Array(0);
     if (header.type === "error") {
       throw new Error(String(header.message));
     }
@@ -99,6 +121,12 @@ export class Channel {
       have += got;
     }
     return out;
+  }
+
+  /** The peer's address, for messages. */
+  get remote(): string {
+    const addr = this.#conn.remoteAddr as Deno.NetAddr;
+    return addr.hostname === undefined ? "a local peer" : `${addr.hostname}:${addr.port}`;
   }
 
   /** Closes the connection (idempotent). */

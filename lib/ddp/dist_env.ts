@@ -15,11 +15,17 @@ export interface DistEnv {
   nodeRank: number;
   masterAddr: string;
   masterPort: number;
+  /**
+   * The job's secret (GPT2_DDP_SECRET, which `deno task ddp` sets to a random value for its
+   * ranks): a rank must prove it holds it to join the rendezvous.
+   */
+  secret?: string;
 }
 
 /**
  * torchrun's variables (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK,
- * MASTER_ADDR, MASTER_PORT), or null when RANK is unset (not a DDP run).
+ * MASTER_ADDR, MASTER_PORT) and the job's GPT2_DDP_SECRET, or null when RANK is unset (not a
+ * DDP run).
  */
 export function distEnvFromEnv(
   get: (k: string) => string | undefined = (k) => Deno.env.get(k),
@@ -46,6 +52,7 @@ export function distEnvFromEnv(
       `Expected LOCAL_RANK < LOCAL_WORLD_SIZE, found ${localRank} and ${localWorldSize}`,
     );
   }
+  const secret = get("GPT2_DDP_SECRET");
   return {
     rank,
     localRank,
@@ -54,5 +61,6 @@ export function distEnvFromEnv(
     nodeRank: int("GROUP_RANK", Math.floor(rank / localWorldSize)),
     masterAddr: get("MASTER_ADDR") ?? "127.0.0.1",
     masterPort: int("MASTER_PORT", 29500),
+    ...(secret ? { secret } : {}),
   };
 }

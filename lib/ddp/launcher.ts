@@ -4,8 +4,17 @@
  * SIGINT/SIGTERM to them, and when one rank dies, kills the others at once and exits
  * non-zero naming the rank and its last lines of output.
  *
+ * The ranks get a random secret for the rendezvous (GPT2_DDP_SECRET, in their environment,
+ * never on a command line, so that other users' `ps` cannot read it): a process that is not
+ * one of them cannot join the job. A job of several nodes needs the same secret on each, so
+ * there it must be set by the user. Once the ranks have exited (however they ended) the
+ * launcher removes the shared-memory files its job left, and at its start those of launchers
+ * that are gone.
+ *
  * @module
  */
+
+import { removeJobSegments, removeStaleSegments } from "./shm_names.ts";
 
 /**
  * The most ranks one node runs: each is a process with its own copy of the model, and more
@@ -44,6 +53,11 @@ export interface LaunchOptions {
   tailLines?: number;
   /** Where prefixed output goes (default: this process's stdout/stderr). */
   write?: (stream: "stdout" | "stderr", line: string) => void;
+  /**
+   * The rendezvous secret given to the ranks: GPT2_DDP_SECRET of this process's environment
+   * when set (required for several nodes, the same on each), else 32 random bytes.
+   */
+  secret?: string;
 }
 
 /** Why a rank ended. */
@@ -84,17 +98,71 @@ export async function launch(o: LaunchOptions): Promise<number> {
   if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {
     throw new Error(`--node-rank ${nodeRank} must be in [0, --nnodes ${nnodes})`);
   }
+  const secret = o.secret ?? Deno.env.get("GPT2_DDP_SECRET") ?? "";
+  if (nnodes > 1 && secret === "") {
+    throw new Error(
+      `A job of --nnodes ${nnodes} needs GPT2_DDP_SECRET set to the same random value on every ` +
+        "node (e.g. export GPT2_DDP_SECRET=$(openssl rand -hex 32)), so that only the job's " +
+        "ranks can join the rendezvous",
+    );
+  }
   if (nodeRank === 0) checkPortFree(masterAddr, masterPort);
   const world = N * nnodes;
   const runId = crypto.randomUUID().slice(0, 8);
+  const place = {
+    world,
+    nodeRank,
+    masterAddr,
+    masterPort,
+    runId,
+    secret: secret || randomSecret(),
+  };
+  for (const path of removeStaleSegments()) {
+    write("stderr", `[launcher] removed ${path}, left by a job whose launcher is gone`);
+  }
 
-  const children = Array.from({ length: N }, (_, local) => {
-    const rank = nodeRank * N + local;
-    const child = spawnRank(o, { rank, local, world, nodeRank, masterAddr, masterPort, runId });
-    write("stdout", `[launcher] rank ${rank}: pid ${child.pid}`);
-    return { rank, child, tail: [] as string[] };
-  });
+  const children: { rank: number; child: Deno.ChildProcess; tail: string[] }[] = [];
+  try {
+    for (let local = 0; local < N; local++) {
+      const rank = nodeRank * N + local;
+      const child = spawnRank(o, { ...place, rank, local });
+      write("stdout", `[launcher] rank ${rank}: pid ${child.pid}`);
+      children.push({ rank, child, tail: [] });
+    }
+    return await supervise(children, write, tailLines);
+  } catch (e) {
+    for (const { child } of children) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    throw e;
+  } finally {
+    // however the ranks ended: no shared-memory file of this job outlives it
+    for (const { child } of children) await child.status.catch(() => {});
+    for (const path of removeJobSegments(Deno.pid)) {
+      write("stderr", `[launcher] removed ${path}, left by a rank that ended early`);
+    }
+  }
+}
 
+/** 32 random bytes, hex: the rendezvous secret of a job on one node. */
+function randomSecret(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Pumps the ranks' output, forwards signals, and waits for them: the exit code of the
+ * launcher (1 when a rank failed, which stops the others at once).
+ */
+async function supervise(
+  children: { rank: number; child: Deno.ChildProcess; tail: string[] }[],
+  write: (stream: "stdout" | "stderr", line: string) => void,
+  tailLines: number,
+): Promise<number> {
   const pumps = children.flatMap(({ rank, child, tail }) =>
     (["stdout", "stderr"] as const).map((stream) =>
       pumpLines(child[stream], (line) => {
@@ -171,6 +239,7 @@ interface RankPlace {
   masterAddr: string;
   masterPort: number;
   runId: string;
+  secret: string;
 }
 
 /** Starts one rank with torchrun's environment, its output piped to the launcher. */
@@ -188,6 +257,8 @@ function spawnRank(o: LaunchOptions, p: RankPlace): Deno.ChildProcess {
     MASTER_PORT: String(p.masterPort),
     TORCHELASTIC_RUN_ID: p.runId,
     GPT2_DDP_LAUNCHER_PID: String(Deno.pid),
+    // in the environment, which only this user can read, not in the arguments
+    GPT2_DDP_SECRET: p.secret,
   };
   // as torchrun does: N ranks share the cores, so each gets its share of threads
   // (OpenMP and OpenBLAS in the native backend) unless the user said otherwise

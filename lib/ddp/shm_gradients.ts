@@ -20,6 +20,7 @@
 
 import type { GradientStorage, ReduceOp } from "./collectives.ts";
 import { mapSharedFile, type SharedMapping } from "./libc.ts";
+import { shmPath } from "./shm_names.ts";
 import type { TcpProcessGroup } from "./tcp_group.ts";
 
 /** 64 bytes: every array starts on a cache line of its own. */
@@ -69,7 +70,7 @@ export async function createGradientStorage(
   const layout = gradientLayout(sizes);
   const N = control.worldSize;
   const bytes = N * layout.stride * 4;
-  const path = `/dev/shm/gpt2-ddp-${control.runId}-node${control.env.nodeRank}-grads`;
+  const path = shmPath(control.runId, control.env.nodeRank, "-grads");
   const creator = control.localRank === 0;
   const encoder = new TextEncoder(), decoder = new TextDecoder();
   let problem = "";
@@ -82,13 +83,21 @@ export async function createGradientStorage(
     }
   };
   let map = creator ? tryMap(true) : null;
-  // the creator's answer first: the others map only a file that was made
-  const made = await control.broadcastBytes(creator ? encoder.encode(problem) : null);
-  if (!creator) {
-    if (made.length === 0) map = tryMap(false);
-    else problem = decoder.decode(made);
+  let answers: Uint8Array[];
+  try {
+    // the creator's answer first: the others map only a file that was made
+    const made = await control.broadcastBytes(creator ? encoder.encode(problem) : null);
+    if (!creator) {
+      if (made.length === 0) map = tryMap(false);
+      else problem = decoder.decode(made);
+    }
+    answers = await control.allGatherBytes(encoder.encode(problem));
+  } catch (e) {
+    // a rank lost before all had mapped it: the name goes all the same
+    map?.unmap();
+    if (creator) removeIfThere(path);
+    throw e;
   }
-  const answers = await control.allGatherBytes(encoder.encode(problem));
   // every rank has mapped the file or given up: the name can go, so no crash leaves it behind
   if (creator) removeIfThere(path);
   const failed = answers.findIndex((a) => a.length > 0);

@@ -14,6 +14,7 @@
 import type { GradientStorageResult, ProcessGroup, ReduceOp } from "./collectives.ts";
 import { futexWait, futexWake, mapSharedFile, parentPid, type SharedMapping } from "./libc.ts";
 import { createGradientStorage, type ShmGradientStorage } from "./shm_gradients.ts";
+import { shmPath } from "./shm_names.ts";
 import type { TcpProcessGroup } from "./tcp_group.ts";
 
 const HEADER_BYTES = 4096;
@@ -59,15 +60,23 @@ export class ShmProcessGroup implements ProcessGroup {
 
   /** Local rank 0 creates and sizes the file, all map it, then it is unlinked. */
   static async create(control: TcpProcessGroup, chunk: number): Promise<ShmProcessGroup> {
-    const path = `/dev/shm/gpt2-ddp-${control.runId}-node${control.env.nodeRank}`;
+    const path = shmPath(control.runId, control.env.nodeRank);
     const bytes = HEADER_BYTES + (control.worldSize + 1) * chunk * 4;
+    const creator = control.localRank === 0;
     let map: SharedMapping | null = null;
-    if (control.localRank === 0) map = mapSharedFile(path, bytes, true);
-    await control.barrier();
-    if (!map) map = mapSharedFile(path, bytes, false);
-    await control.barrier();
+    try {
+      if (creator) map = mapSharedFile(path, bytes, true);
+      await control.barrier();
+      if (!map) map = mapSharedFile(path, bytes, false);
+      await control.barrier();
+    } catch (e) {
+      // a rank that failed or died before all had mapped it: the name goes all the same
+      map?.unmap();
+      if (creator) removeIfThere(path);
+      throw e;
+    }
     // every rank holds a mapping now: the name can go, so no crash leaves the file behind
-    if (control.localRank === 0) Deno.removeSync(path);
+    if (creator) removeIfThere(path);
     return new ShmProcessGroup(control, map, path, chunk);
   }
 
@@ -203,6 +212,14 @@ export class ShmProcessGroup implements ProcessGroup {
     this.#gradients = [];
     this.#map.unmap();
     this.#control.close();
+  }
+}
+
+function removeIfThere(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
 }
 
