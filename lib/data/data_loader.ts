@@ -5,8 +5,7 @@
  * @module
  */
 
-import { readTextFileStrict } from "../io/files.ts";
-import { getGpt2Tokenizer } from "./tokenizer.ts";
+import { tokenizeTextFile } from "./text_tokens.ts";
 
 /** One batch: inputs and next-token targets, both (B, T) flattened row-major. */
 export interface Batch {
@@ -58,8 +57,8 @@ export class DataLoaderLite {
     T: number,
     options: DataLoaderOptions = {},
   ): Promise<DataLoaderLite> {
-    const text = await readTextFileStrict(path);
-    const tokens = Int32Array.from(getGpt2Tokenizer().encode(text));
+    // in chunks: a file of gigabytes is more text than one string can hold
+    const tokens = await tokenizeTextFile(path);
     console.log(`loaded ${tokens.length} tokens from ${path}`);
     console.log(`1 epoch = ${Math.floor(tokens.length / (B * T))} batches`);
     return new DataLoaderLite(tokens, B, T, options);

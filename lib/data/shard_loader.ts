@@ -22,9 +22,8 @@
 import { basename, dirname, join } from "node:path";
 import type { Batch } from "./data_loader.ts";
 import { NPY_MAGIC, npyUint16Length, readNpyUint16Sync } from "../io/npy.ts";
-import { decodeUtf8Strict } from "../io/files.ts";
 import { hasLlmcShardMagic, llmcShardLength, readLlmcShardSync } from "../io/llmc.ts";
-import { getGpt2Tokenizer } from "./tokenizer.ts";
+import { tokenizeTextFile } from "./text_tokens.ts";
 import { END_OF_TEXT, shardOrder, shuffleDocuments } from "./shuffle.ts";
 
 /** One shard: a name for messages and errors, its length, and how to load its tokens. */
@@ -473,7 +472,7 @@ export async function openTokenData(
     }
     return new ShardedDataLoader(shards, B, T, loaderOptions);
   }
-  const tokens = Int32Array.from(getGpt2Tokenizer().encode(await readTokenText(path)));
+  const tokens = await readTokenText(path);
   const n = Math.floor(tokens.length * (1 - TEXT_VAL_FRACTION));
   const part = split === "train" ? tokens.subarray(0, n) : tokens.subarray(n);
   if (rank === 0) {
@@ -484,20 +483,23 @@ export async function openTokenData(
 }
 
 /**
- * The text of a data file, decoded strictly: one `.npy` shard (its magic, `\x93NUMPY`) or one
- * llm.c `.bin` shard (its magic, 20240520) is an error that points to its folder, and a binary
- * or non-UTF-8 file an error naming it.
+ * The tokens of a text data file, read in chunks (a file of gigabytes included) and decoded
+ * strictly: one `.npy` shard (its magic, `\x93NUMPY`) or one llm.c `.bin` shard (its magic,
+ * 20240520) is an error that points to its folder, and a binary or non-UTF-8 file an error
+ * naming it and the offset.
  */
-async function readTokenText(path: string): Promise<string> {
-  let bytes: Uint8Array;
+async function readTokenText(path: string): Promise<Int32Array> {
+  let head: Uint8Array;
   try {
-    bytes = await Deno.readFile(path);
+    using file = await Deno.open(path);
+    head = new Uint8Array(1024);
+    head = head.subarray(0, (await file.read(head)) ?? 0);
   } catch (error) {
     throw new Error(`Cannot read the text file ${path}: ${(error as Error).message}`);
   }
-  const shard = NPY_MAGIC.every((b, i) => bytes[i] === b)
+  const shard = NPY_MAGIC.every((b, i) => head[i] === b)
     ? ".npy shard"
-    : hasLlmcShardMagic(bytes)
+    : hasLlmcShardMagic(head)
     ? "llm.c .bin shard"
     : null;
   if (shard) {
@@ -506,7 +508,7 @@ async function readTokenText(path: string): Promise<string> {
         `pass its folder, --data ${dirname(path)}`,
     );
   }
-  return decodeUtf8Strict(bytes, path);
+  return await tokenizeTextFile(path);
 }
 
 /**

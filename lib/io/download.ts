@@ -489,7 +489,9 @@ async function makeFolder(dir: string): Promise<void> {
   try {
     await Deno.mkdir(dir, { recursive: true });
   } catch (e) {
-    throw new Error(`Cannot make the download folder ${dir}: ${(e as Error).message}`);
+    // keeps the OS error's class, so that callers can say which setting names the folder
+    const OsError = (e as Error).constructor as new (message: string) => Error;
+    throw new OsError(`Cannot make the download folder ${dir}: ${(e as Error).message}`);
   }
 }
 

@@ -24,12 +24,50 @@ export function decodeUtf8Strict(bytes: Uint8Array, name: string): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
+    // past V8's string limit decoding fails on valid text too: find a true bad byte, if any
+    const bad = bytes.length > MAX_STRING_CHARS ? invalidUtf8OffsetChunked(bytes) : undefined;
+    if (bytes.length > MAX_STRING_CHARS && bad === bytes.length) {
+      throw new Error(
+        `Expected a text file of at most ${MAX_STRING_CHARS} characters at ${name}, found ` +
+          `${bytes.length} bytes of UTF-8 text: more than one JavaScript string can hold`,
+      );
+    }
     throw new Error(
       `Expected a UTF-8 text file at ${name}, found bytes that are not UTF-8 at offset ${
-        invalidUtf8Offset(bytes)
+        bad ?? invalidUtf8Offset(bytes)
       }`,
     );
   }
+}
+
+/** The most characters one JavaScript string holds in V8 (2^29 - 24). */
+export const MAX_STRING_CHARS = 2 ** 29 - 24;
+
+/**
+ * {@linkcode invalidUtf8Offset} for bytes of any length: decoded 64 MiB at a time (each piece's
+ * text dropped at once), so that no string grows past V8's limit.
+ */
+export function invalidUtf8OffsetChunked(bytes: Uint8Array, chunk = 64 * 1024 * 1024): number {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  for (let start = 0; start < bytes.length; start += chunk) {
+    const end = Math.min(start + chunk, bytes.length);
+    try {
+      decoder.decode(bytes.subarray(start, end), { stream: end < bytes.length });
+    } catch {
+      // the bad sequence lies in this piece, or began at most 3 bytes before it
+      let from = start;
+      for (let i = start - 1; i >= Math.max(0, start - 3); i--) {
+        if (bytes[i] < 0x80) break;
+        if (bytes[i] >= 0xc0) {
+          const length = bytes[i] >= 0xf0 ? 4 : bytes[i] >= 0xe0 ? 3 : 2;
+          if (i + length > start) from = i; // a character the piece before left open
+          break;
+        }
+      }
+      return from + invalidUtf8Offset(bytes.subarray(from, Math.min(end + 3, bytes.length)));
+    }
+  }
+  return bytes.length;
 }
 
 /** {@linkcode decodeUtf8Strict} of the file at `path`. */

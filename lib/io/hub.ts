@@ -177,6 +177,14 @@ export async function snapshotGpt2(
         verify: checkerOf(file),
       });
     } catch (error) {
+      if (isOsError(error)) {
+        throw new Error(
+          `Cannot write ${file} into the cache folder ${folder} (GPT2_CACHE_DIR): ${
+            (error as Error).message
+          }`,
+          { cause: error },
+        );
+      }
       if (!(error instanceof DownloadError)) throw error;
       const what = error.status !== undefined
         ? `The Hugging Face hub answered HTTP ${error.status} for ${url}`
@@ -187,4 +195,9 @@ export async function snapshotGpt2(
     }
   }
   return folder;
+}
+
+/** Whether `error` is one of Deno's OS errors (NotFound, PermissionDenied, ...). */
+function isOsError(error: unknown): boolean {
+  return Object.values(Deno.errors).some((OsError) => error instanceof OsError);
 }

@@ -174,3 +174,16 @@ Deno.test("prepare-shakespeare task: an --out of files it did not write is refus
     );
   });
 });
+
+Deno.test("fineweb inputs: an input that cannot be read is named, not only the OS's words", async () => {
+  await withDir(async (out) => {
+    const missing = join(out, "gone.jsonl");
+    await rejects(
+      tokenizeToShards([{ name: missing, path: () => Promise.resolve(missing) }], {
+        outDir: join(out, "shards"),
+        ...quiet,
+      }),
+      (e: Error) => e.message.startsWith(`Cannot read the input ${missing}: `),
+    );
+  });
+});

@@ -215,3 +215,22 @@ Deno.test("downloadFile: GPT2_DOWNLOAD_STALL_S sets the stall timeout and is che
     });
   }
 });
+
+Deno.test("hub cache: a cache folder that cannot be made is named with GPT2_CACHE_DIR", async () => {
+  await withServer(async (server, dir) => {
+    const file = join(dir, "a-file");
+    await Deno.writeTextFile(file, "not a folder");
+    await withEnv({ HF_ENDPOINT: server.url, GPT2_CACHE_DIR: join(file, "cache") }, async () => {
+      const error = await caught(() => snapshot(), Error);
+      assert(
+        error.message.startsWith(
+          `Cannot write config.json into the cache folder ${
+            join(file, "cache", "openai-community", "gpt2")
+          } (GPT2_CACHE_DIR): Not a directory`,
+        ),
+        error.message,
+      );
+      assertEquals(server.gets.size, 0);
+    });
+  });
+});

@@ -7,6 +7,8 @@ import {
   checkOutputFolder,
   decodeUtf8Strict,
   invalidUtf8Offset,
+  invalidUtf8OffsetChunked,
+  MAX_STRING_CHARS,
   readTextFileStrict,
 } from "../../lib/io/files.ts";
 
@@ -67,4 +69,24 @@ Deno.test("checkOutputFolder: a folder or nothing passes (nothing is made); a fi
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("decodeUtf8Strict: text past V8's string limit says so, and a bad byte in it is found where it is", () => {
+  // all 'a': valid UTF-8, but more characters than one string holds
+  const bytes = new Uint8Array(MAX_STRING_CHARS + 16).fill(0x61);
+  throws(() => decodeUtf8Strict(bytes, "big.txt"), {
+    message: `Expected a text file of at most ${MAX_STRING_CHARS} characters at big.txt, found ${
+      MAX_STRING_CHARS + 16
+    } bytes of UTF-8 text: more than one JavaScript string can hold`,
+  });
+  // a bad byte far in, and a character cut by one at a 64 MiB boundary of the scan
+  bytes[300_000_000] = 0xff;
+  throws(() => decodeUtf8Strict(bytes, "big.txt"), /not UTF-8 at offset 300000000$/);
+  bytes[300_000_000] = 0x61;
+  const boundary = 64 * 1024 * 1024;
+  bytes[boundary - 1] = 0xc3;
+  bytes[boundary] = 0x41;
+  assertEquals(invalidUtf8OffsetChunked(bytes), boundary - 1);
+  bytes[boundary] = 0xa9; // now a whole character across the boundary
+  assertEquals(invalidUtf8OffsetChunked(bytes), bytes.length);
 });

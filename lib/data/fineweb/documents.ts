@@ -57,13 +57,21 @@ export async function* readDocuments(
     const path = await inputs[file].path();
     const firstRow = file === start.file ? start.row : 0;
     const ext = extname(path).toLowerCase();
-    if (ext === ".parquet") {
-      yield* readParquet(path, file, firstRow, batchDocs);
-    } else if (ext === ".jsonl" || ext === ".json" || ext === ".ndjson") {
-      yield* readJsonl(path, file, firstRow, batchDocs);
-    } else if (firstRow === 0) {
-      const text = await readTextFileStrict(path);
-      if (text !== "") yield { file, row: 0, texts: [text], through: 1 };
+    try {
+      if (ext === ".parquet") {
+        yield* readParquet(path, file, firstRow, batchDocs);
+      } else if (ext === ".jsonl" || ext === ".json" || ext === ".ndjson") {
+        yield* readJsonl(path, file, firstRow, batchDocs);
+      } else if (firstRow === 0) {
+        const text = await readTextFileStrict(path);
+        if (text !== "") yield { file, row: 0, texts: [text], through: 1 };
+      }
+    } catch (error) {
+      // the OS's own words name neither the input nor what was being done with it
+      if (!isOsError(error)) throw error;
+      throw new Error(`Cannot read the input ${path}: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   }
 }
@@ -142,4 +150,9 @@ function concatBytes(parts: Uint8Array[]): Uint8Array {
     at += p.length;
   }
   return out;
+}
+
+/** Whether `error` is one of Deno's OS errors (NotFound, PermissionDenied, ...). */
+function isOsError(error: unknown): boolean {
+  return Object.values(Deno.errors).some((OsError) => error instanceof OsError);
 }

@@ -133,6 +133,14 @@ export async function fetchFinewebFiles(
           verify: checkParquetFile,
         });
       } catch (error) {
+        if (Object.values(Deno.errors).some((OsError) => error instanceof OsError)) {
+          throw new Error(
+            `Cannot write ${f.path} into the cache folder ${cache} (GPT2_CACHE_DIR): ${
+              (error as Error).message
+            }`,
+            { cause: error },
+          );
+        }
         if (!(error instanceof DownloadError)) throw error;
         throw new Error(
           `Could not download ${url} (${error.message}); pass --input FILES to use local files`,

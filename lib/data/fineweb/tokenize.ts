@@ -281,7 +281,7 @@ async function makeFolder(dir: string): Promise<boolean> {
     info = await Deno.stat(dir);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) {
-      throw new Error(`Cannot make the shard folder ${dir}: ${(error as Error).message}`);
+      throw new Error(`Cannot make the shard folder ${dir} (--out): ${(error as Error).message}`);
     }
   }
   if (info?.isDirectory) return false;
@@ -289,7 +289,7 @@ async function makeFolder(dir: string): Promise<boolean> {
   try {
     await Deno.mkdir(dir, { recursive: true });
   } catch (error) {
-    throw new Error(`Cannot make the shard folder ${dir}: ${(error as Error).message}`);
+    throw new Error(`Cannot make the shard folder ${dir} (--out): ${(error as Error).message}`);
   }
   return true;
 }
