@@ -1,8 +1,9 @@
 /**
- * Picks a backend by name: `createBackend("auto")` takes the fastest one present. The
- * reference `cpu` backend is always there; `native` needs a C compiler; `webgpu` an adapter;
- * `cuda` an NVIDIA GPU with its driver and cuBLASLt. A new backend registers here (see
- * docs/architecture.md).
+ * The backends, one row each: a name as `--backend` takes it, how to open it, how to tell
+ * cheaply whether it can run here, and its place in `auto`'s order. `createBackend("auto")`
+ * takes the first row that opens. A new backend is a folder plus one row here (see
+ * docs/architecture.md); what benchmarks need of it (kernel choices, its speedup ladder) it
+ * declares itself, as capabilities of lib/backend.ts.
  *
  * @module
  */
@@ -13,8 +14,80 @@ import { createCudaBackend, cudaUnavailable } from "./cuda/mod.ts";
 import { NativeBackend } from "./native/mod.ts";
 import { createWebGpuBackend, hasWebGpuAdapter } from "./webgpu/mod.ts";
 
+/** Options of a row's `create`. */
+export interface CreateOptions {
+  /** The GPU of this process: DDP's `LOCAL_RANK`, else 0. */
+  device: number;
+  /** Print nothing about the device while opening it. */
+  quiet?: boolean;
+}
+
+/** One backend's row. */
+export interface BackendRow {
+  /** As `--backend` takes it. */
+  readonly name: string;
+  /** Its name in sentences: "CUDA", "WebGPU". */
+  readonly title: string;
+  /** Opens it. @throws {Error} saying what is missing */
+  create(options: CreateOptions): Promise<Backend>;
+  /**
+   * Why it cannot run here, found without opening it (a dlopen, an adapter request), or
+   * null; `forAuto`: as `auto` counts it (WebGPU: a real GPU, not a software adapter).
+   */
+  unavailable(forAuto: boolean): Promise<string | null>;
+  /** How `auto`'s reason names it when taken. */
+  takenAs(backend: Backend): string;
+  /** How `auto`'s reason notes it when skipped, or null to say nothing. */
+  skippedAs(why: string): string | null;
+}
+
+/**
+ * Every backend, in `auto`'s order: CUDA (tensor cores, bf16), a real GPU through WebGPU,
+ * the native C kernels, the reference (always there, slow).
+ */
+export const BACKENDS: readonly BackendRow[] = [
+  {
+    name: "cuda",
+    title: "CUDA",
+    create: (o) => createCudaBackend(o),
+    unavailable: () => cudaUnavailable(), // one dlopen where there is no driver
+    takenAs: (b) => `CUDA on ${b.describe()}`,
+    skippedAs: (why) => `CUDA skipped: ${fewWords(why)}`,
+  },
+  {
+    name: "webgpu",
+    title: "WebGPU",
+    create: (o) => createWebGpuBackend({ quiet: o.quiet }),
+    // a real GPU beats every CPU backend; a software (fallback) adapter does not
+    unavailable: async (forAuto) =>
+      await hasWebGpuAdapter({ excludeFallback: forAuto })
+        ? null
+        : forAuto
+        ? "No WebGPU adapter on a GPU"
+        : "No WebGPU adapter",
+    takenAs: (b) => `WebGPU on ${b.describe()}`,
+    skippedAs: () => null,
+  },
+  {
+    name: "native",
+    title: "native",
+    create: () => NativeBackend.create(),
+    unavailable: () => Promise.resolve(null), // a C compiler is found by trying
+    takenAs: (b) => b.describe(),
+    skippedAs: (why) => `the native backend is unavailable (${why.split("\n")[0]})`,
+  },
+  {
+    name: "cpu",
+    title: "reference",
+    create: () => Promise.resolve(new CpuBackend()),
+    unavailable: () => Promise.resolve(null),
+    takenAs: (b) => `${b.describe()}, slow`,
+    skippedAs: () => null,
+  },
+];
+
 /** Backend names `--backend` accepts. */
-export const BACKEND_NAMES = ["auto", "cuda", "native", "webgpu", "cpu"] as const;
+export const BACKEND_NAMES: readonly string[] = ["auto", ...BACKENDS.map((r) => r.name)];
 
 /** The chosen backend and why it was chosen. */
 export interface BackendChoice {
@@ -22,63 +95,45 @@ export interface BackendChoice {
   reason: string;
 }
 
-/**
- * The backend for `--backend NAME`. "auto" takes CUDA where a GPU is usable, else a real GPU
- * through WebGPU (not a software adapter), else the native C backend, else the reference
- * backend, saying why. CUDA takes GPU `LOCAL_RANK` (DDP's rank on this node), else 0.
- */
-export async function createBackend(name = "auto"): Promise<BackendChoice> {
-  switch (name) {
-    case "auto":
-      return await createAuto();
-    case "cuda": {
-      const backend = await createCudaBackend({ device: cudaDevice() });
-      return { backend, reason: `--backend cuda: ${backend.describe()}` };
-    }
-    case "native":
-    case "webgpu":
-    case "cpu": {
-      const backend = name === "native"
-        ? await NativeBackend.create()
-        : name === "webgpu"
-        ? await createWebGpuBackend()
-        : new CpuBackend();
-      return { backend, reason: `--backend ${name}: ${backend.describe()}` };
-    }
-    default:
-      throw new Error(`Unknown --backend "${name}", expected one of ${BACKEND_NAMES.join(", ")}`);
+/** The row of `name`. @throws {Error} for a name no row has */
+export function backendRow(name: string): BackendRow {
+  const row = BACKENDS.find((r) => r.name === name);
+  if (!row) {
+    throw new Error(`Unknown --backend "${name}", expected one of ${BACKEND_NAMES.join(", ")}`);
   }
+  return row;
 }
 
-async function createAuto(): Promise<BackendChoice> {
-  // CUDA first: tensor cores, bf16; cudaUnavailable is one dlopen where there is no driver
-  let skipped = await cudaUnavailable();
-  if (skipped === null) {
-    try {
-      const backend = await createCudaBackend({ device: cudaDevice() });
-      return { backend, reason: `auto: CUDA on ${backend.describe()}` };
-    } catch (e) {
-      skipped = (e as Error).message;
+/**
+ * The backend for `--backend NAME`. "auto" takes the first row of `BACKENDS` that is
+ * available and opens, saying why and what it skipped. CUDA takes GPU `LOCAL_RANK` (DDP's
+ * rank on this node), else 0.
+ */
+export async function createBackend(
+  name = "auto",
+  options: { quiet?: boolean } = {},
+): Promise<BackendChoice> {
+  const o = { device: cudaDevice(), quiet: options.quiet };
+  if (name !== "auto") {
+    const backend = await backendRow(name).create(o);
+    return { backend, reason: `--backend ${name}: ${backend.describe()}` };
+  }
+  const notes: string[] = [];
+  for (const row of BACKENDS) {
+    let why = await row.unavailable(true);
+    if (why === null) {
+      try {
+        const backend = await row.create(o);
+        const skipped = notes.length ? ` (${notes.join("; ")})` : "";
+        return { backend, reason: `auto: ${row.takenAs(backend)}${skipped}` };
+      } catch (e) {
+        why = (e as Error).message;
+      }
     }
+    const note = row.skippedAs(why);
+    if (note !== null) notes.unshift(note);
   }
-  const cuda = `CUDA skipped: ${fewWords(skipped)}`;
-  // a real GPU beats every CPU backend; a software (fallback) adapter does not
-  if (await hasWebGpuAdapter({ excludeFallback: true })) {
-    const backend = await createWebGpuBackend();
-    return { backend, reason: `auto: WebGPU on ${backend.describe()} (${cuda})` };
-  }
-  try {
-    const backend = await NativeBackend.create();
-    return { backend, reason: `auto: ${backend.describe()} (${cuda})` };
-  } catch (e) {
-    const backend = new CpuBackend();
-    return {
-      backend,
-      reason: `auto: the native backend is unavailable (${
-        (e as Error).message.split("\n")[0]
-      }), so ${backend.describe()}, slow (${cuda})`,
-    };
-  }
+  throw new Error(`No backend opened here: ${notes.join("; ")}`);
 }
 
 /** The CUDA device of this process: LOCAL_RANK under DDP, else 0. */
