@@ -18,7 +18,10 @@
  * - optional: `setMatmulPrecision` (lower-precision matmuls), `hostView` and `wrapHost` (buffers
  *   that live in host memory), `deviceMemory` (device buffers a collective reduces in place),
  *   `sumsOfSquares` (one wait for many reductions), `peakFlops` (the peak MFU is taken against),
- *   `recycle` (buffers reused as soon as they are dead), `sync` and `destroy`.
+ *   `recycle` (buffers reused as soon as they are dead), `sync` and `destroy`; and for the
+ *   benchmarks, as data: `kernelVariants` (the kernel choices to time), `speedupLadder` (the
+ *   lecture's speedups, one rung at a time), `deviceInfo`, `peakMemoryBytes` and
+ *   `measurePeakGflops`.
  *
  * @module
  */
@@ -34,6 +37,56 @@ export interface PeakFlops {
    * group's peak is this one; false or absent when each rank has its own device (a GPU).
    */
   sharedByRanks?: boolean;
+}
+
+/** The device a backend runs on, for a benchmark's header. */
+export interface DeviceInfo {
+  /** E.g. "NVIDIA H100 80GB HBM3", or a WebGPU adapter's summary. */
+  name: string;
+  /** A CUDA GPU's compute capability, e.g. [9, 0]. */
+  computeCapability?: [number, number];
+  /** The device's memory, bytes. */
+  totalMemoryBytes?: number;
+}
+
+/**
+ * One of a backend's choices for a kernel, which a benchmark times one after another: the
+ * matmul's GEMM (the native backend's own or OpenBLAS; WebGPU's tiles and operand precision).
+ */
+export interface KernelVariant {
+  /** The kernel chosen between: "matmul" is `matmulForward`/`matmulBackward`'s product. */
+  readonly kernel: "matmul";
+  /** Its name in a table, e.g. "OpenBLAS" or "tiled f16". */
+  readonly name: string;
+  /** True for the one the backend runs when nothing is chosen. */
+  readonly isDefault: boolean;
+  /** Why it cannot run here (a library or a device feature missing); absent where it can. */
+  readonly unavailable?: string;
+  /** What runs it, for a table's footnote (a library's path); absent where nothing to say. */
+  readonly detail?: string;
+  /** Switches the backend to it (between calls) and returns what switches it back. */
+  use(): () => void;
+}
+
+/**
+ * One rung of a speedup ladder: the lecture's speedups switched on one at a time. A backend's
+ * rungs carry what it needs to run them (kernel choices, a precision) beside these fields.
+ */
+export interface LadderRung {
+  name: string;
+  /** What changed from the rung before, in the lecture's words. */
+  change: string;
+  /** The vocabulary of the rung's model (50257, or the nice 50304). */
+  vocabSize: number;
+}
+
+/** A backend's speedup ladder: its rungs, bottom to top, and how the backend runs one. */
+export interface SpeedupLadder<R extends LadderRung = LadderRung> {
+  readonly rungs: readonly R[];
+  /** Sets the backend up for `rung` (between steps); returns the backend its steps run on. */
+  enter(rung: R): Backend;
+  /** Puts the backend back as it was before the ladder. */
+  restore(): void;
 }
 
 /** Element types a tensor can hold: activations and weights in f32, token ids in i32. */
@@ -207,6 +260,19 @@ export interface Backend {
   recycle?(buf: DeviceBuffer): void;
   /** Optional: waits until every enqueued kernel has finished (for timing). */
   sync?(): Promise<void>;
+  /** Optional: the device, for a benchmark's header (absent: `describe()` says it). */
+  readonly deviceInfo?: DeviceInfo;
+  /** Optional: the most device memory the backend has held at once, bytes. */
+  peakMemoryBytes?(): number;
+  /**
+   * Optional: measures the fp32 peak now, GFLOP/s (a CPU: chains of its GEMM's FMA on every
+   * thread, for about `seconds`), for a benchmark that measures it beside its own timings.
+   */
+  measurePeakGflops?(seconds?: number): number;
+  /** Optional: the kernel choices a benchmark times (each switched to in turn). */
+  kernelVariants?(): readonly KernelVariant[];
+  /** Optional: the lecture's speedups on this backend, one rung at a time (lib/bench/ladder.ts). */
+  speedupLadder?(): SpeedupLadder;
   /** Optional: releases the device and its memory; the backend is unusable afterwards. */
   destroy?(): void;
 

@@ -1,5 +1,5 @@
 /**
- * The CUDA backend's benchmark: GPT-2 124M (vocab 50304) training steps (zero_grad,
+ * The CUDA benchmark: GPT-2 124M (vocab 50304) training steps (zero_grad,
  * forward, backward, clip 1.0, AdamW, the loss read back) at the lecture's B=16, T=1024 and
  * build-nanogpt's B=64, T=1024, in fp32, TF32 and bf16: ms per step, tok/s, MFU against the
  * GPU's peak for that precision, and the peak of the memory the backend held. With the
@@ -8,13 +8,15 @@
  * about a minute), and prints the ratios.
  *
  * Few iterations (1 warm-up and 4 timed by default), so that the whole table with the
- * peer fits in about 3 minutes on an H100 or H200.
+ * peer fits in about 3 minutes on an H100 or H200. The backend is `--backend cuda`'s, reached
+ * through lib/backends/mod.ts and its capabilities (`setMatmulPrecision`, `peakFlops`,
+ * `peakMemoryBytes`, `deviceInfo`).
  *
  * @module
  */
 
-import { createCudaBackend, type CudaBackend, cudaUnavailable } from "../backends/cuda/mod.ts";
-import { gpuPeakTflops } from "../backends/cuda/peaks.ts";
+import type { Backend, MatmulPrecision } from "../backend.ts";
+import { backendRow, createBackend } from "../backends/mod.ts";
 import { type GPTConfig, gptConfig } from "../model/gpt.ts";
 import { timeSteps, trainFlopsPerToken } from "./step.ts";
 import { runTorchGpuPeer, type TorchGpuTiming, torchGpuUnavailable } from "./torch_gpu_peer.ts";
@@ -26,11 +28,15 @@ export type BenchPrecision = "fp32" | "tf32" | "bf16";
 export const BENCH_PRECISIONS: readonly BenchPrecision[] = ["fp32", "tf32", "bf16"];
 
 /** The backend's name for a precision. */
-export function backendPrecision(p: BenchPrecision): "f32" | "tf32" | "bf16" {
+export function backendPrecision(p: BenchPrecision): MatmulPrecision {
   return p === "fp32" ? "f32" : p;
 }
 
-export { gpuPeakTflops };
+/** The backend's datasheet peak for `p`, TFLOP/s, or null where it knows none. */
+function peakTflops(backend: Backend, p: BenchPrecision): number | null {
+  const peak = backend.peakFlops?.(backendPrecision(p));
+  return peak ? Math.round(peak.flops / 1e9) / 1e3 : null; // 989.4e12 back to 989.4
+}
 
 /** One row to time: a step size and a precision. */
 export interface CudaBenchConfig {
@@ -82,8 +88,8 @@ export interface CudaBenchOptions {
   compile: readonly BenchPrecision[];
   /** Called with each line of progress. */
   log?: (line: string) => void;
-  /** Opens the backend for a row; default `createCudaBackend` (tests pass the emulator's). */
-  openBackend?: (quiet: boolean) => Promise<CudaBackend>;
+  /** Opens the backend for a row; default `--backend cuda`'s (tests pass the emulator's). */
+  openBackend?: (quiet: boolean) => Promise<Backend>;
   /** The model; default GPT-2 124M with vocab 50304. */
   config?: GPTConfig;
   /** Called after each row with the report so far (to save it as it grows). */
@@ -95,15 +101,23 @@ export function defaultCudaConfigs(): CudaBenchConfig[] {
   return [16, 64].flatMap((B) => BENCH_PRECISIONS.map((precision) => ({ B, T: 1024, precision })));
 }
 
+/** The GPU's peak for each precision, TFLOP/s (null: in no datasheet known). */
+type Peaks = Record<BenchPrecision, number | null>;
+
 /** Times our step for one row on a fresh backend, so its peak memory is that row's alone. */
 async function timeOurs(
   config: GPTConfig,
   c: CudaBenchConfig,
   o: CudaBenchOptions,
   quiet: boolean,
-): Promise<{ result: CudaStepResult; device: CudaBenchReport["device"] }> {
-  const backend = await (o.openBackend ?? ((q) => createCudaBackend({ quiet: q })))(quiet);
+): Promise<{ result: CudaStepResult; device: CudaBenchReport["device"]; peaks: Peaks }> {
+  const open = o.openBackend ??
+    (async (q) => (await createBackend("cuda", { quiet: q })).backend);
+  const backend = await open(quiet);
   try {
+    if (!backend.setMatmulPrecision) {
+      throw new Error(`Expected a backend with matmul precisions, found ${backend.name}`);
+    }
     backend.setMatmulPrecision(backendPrecision(c.precision));
     const t = await timeSteps(backend, config, {
       mode: "train",
@@ -113,24 +127,26 @@ async function timeOurs(
       iters: o.iters,
       onIter: (i, ms, w) => o.log?.(`  ${w ? "warmup" : "iter"} ${i}: ${ms.toFixed(1)} ms`),
     });
-    const peak = gpuPeakTflops(backend.deviceName, c.precision);
+    const peak = peakTflops(backend, c.precision);
     const flops = trainFlopsPerToken(config, c.T) * t.tokensPerSec;
+    const info = backend.deviceInfo;
     return {
       result: {
         medianMs: t.medianMs,
         minMs: t.minMs,
         tokensPerSec: t.tokensPerSec,
         mfu: peak ? flops / (peak * 1e12) : null,
-        peakMemoryBytes: backend.peakMemoryBytes(),
+        peakMemoryBytes: backend.peakMemoryBytes?.() ?? 0,
       },
       device: {
-        name: backend.deviceName,
-        computeCapability: backend.computeCapability,
-        totalMemoryBytes: backend.totalMemoryBytes,
+        name: info?.name ?? backend.describe(),
+        computeCapability: info?.computeCapability ?? [0, 0],
+        totalMemoryBytes: info?.totalMemoryBytes ?? 0,
       },
+      peaks: Object.fromEntries(BENCH_PRECISIONS.map((p) => [p, peakTflops(backend, p)])) as Peaks,
     };
   } finally {
-    backend.destroy();
+    backend.destroy?.();
   }
 }
 
@@ -157,14 +173,14 @@ async function timePeer(
  * what is missing, where no GPU is usable.
  */
 export async function runCudaBench(o: CudaBenchOptions): Promise<CudaBenchReport> {
-  const reason = o.openBackend ? null : await cudaUnavailable();
+  const reason = o.openBackend ? null : await backendRow("cuda").unavailable(false);
   if (reason) throw new Error(`--backend cuda needs a usable NVIDIA GPU: ${reason}`);
   const t0 = performance.now();
   const config = o.config ?? gptConfig("gpt2", 50304);
   const peerReason = o.peer ? await torchGpuUnavailable() : "not asked (--peer torch)";
   if (o.peer && peerReason) o.log?.(`PyTorch peer skipped: ${peerReason}`);
   const rows: CudaBenchRow[] = [];
-  let device: CudaBenchReport["device"] | null = null;
+  let device: CudaBenchReport["device"] | null = null, peaks: Peaks | null = null;
   const report = (): CudaBenchReport => ({
     device: device ?? { name: "unknown", computeCapability: [0, 0], totalMemoryBytes: 0 },
     warmup: o.warmup,
@@ -179,6 +195,7 @@ export async function runCudaBench(o: CudaBenchOptions): Promise<CudaBenchReport
       const r = await timeOurs(config, c, o, device !== null);
       ours = r.result;
       device ??= r.device;
+      peaks ??= r.peaks;
     } catch (e) {
       ours = { failed: (e as Error).message.split("\n")[0] };
       o.log?.(`  ours failed: ${ours.failed}`);
@@ -189,7 +206,7 @@ export async function runCudaBench(o: CudaBenchOptions): Promise<CudaBenchReport
     rows.push({
       ...c,
       ours,
-      peakTflops: device ? gpuPeakTflops(device.name, c.precision) : null,
+      peakTflops: peaks?.[c.precision] ?? null,
       eager: await timePeer(c, false, o, peerReason),
       compiled: await timePeer(c, true, o, compileReason),
     });

@@ -1,18 +1,18 @@
 /**
  * The GEMM benchmark: GPT-2 124M's matmul shapes (B * T = 512 tokens) in the three orientations
  * nn.Linear runs (forward `out = inp @ W^T`, `dinp = dout @ W`, `dweight = dout^T @ inp`), each
- * through the project's own GEMM and through OpenBLAS in the same run, as GFLOP/s and percent
- * of the FMA peak measured in that run. Own GEMM, OpenBLAS and the peak are measured in turn,
- * round after round, and each keeps its best round, so a machine busy with other work
- * depresses all three alike rather than whichever ran while it was busiest.
+ * through every matmul kernel of the backend (its `kernelVariants`: on the native backend
+ * OpenBLAS and the project's own GEMM) in the same run, as GFLOP/s and percent of the FMA
+ * peak measured in that run (`measurePeakGflops`). The kernels and the peak are measured in
+ * turn, round after round, and each keeps its best round, so a machine busy with other work
+ * depresses them all alike rather than whichever ran while it was busiest.
  *
  * Run: `deno task bench-gemm [--rounds N] [--shapes c_attn,lm_head,...]` (lib/cli/bench_gemm.ts).
  *
  * @module
  */
 
-import type { DeviceBuffer, MatmulDims } from "../backend.ts";
-import { NativeBackend } from "../backends/native/mod.ts";
+import type { Backend, DeviceBuffer, KernelVariant, MatmulDims } from "../backend.ts";
 import { Generator } from "../model/random.ts";
 
 /** One nn.Linear of GPT-2 124M: `tokens` rows of `inFeatures` in, `outFeatures` out. */
@@ -47,26 +47,32 @@ export function gemmDims(s: LinearShape, o: Orientation): { M: number; N: number
   return { M: OC, N: C, K: T };
 }
 
-/** One row of the table: a shape and orientation through both GEMMs. */
+/** A matmul kernel of the run, as its report names it. */
+export interface GemmKernel {
+  name: string;
+  /** What runs it (a library's path), for the footnote. */
+  detail?: string;
+  /** Why it did not run here. */
+  unavailable?: string;
+}
+
+/** One row of the table: a shape and orientation through every kernel. */
 export interface GemmRow {
   shape: LinearShape;
   orientation: Orientation;
-  /** The project's own GEMM, best round, GFLOP/s. */
-  ownGflops: number;
-  /** OpenBLAS, best round, GFLOP/s; null when the build has no OpenBLAS. */
-  blasGflops: number | null;
+  /** Each kernel's best round, GFLOP/s, in the report's kernel order; null where it cannot run. */
+  gflops: (number | null)[];
 }
 
-/** The whole run: the rows and the peak they are measured against. */
+/** The whole run: the kernels, the rows and the peak they are measured against. */
 export interface GemmReport {
+  kernels: GemmKernel[];
   rows: GemmRow[];
   /**
    * The best FMA peak of all threads measured during the run, GFLOP/s: the backend's
    * `measurePeakGflops`, chains of the micro-kernel's own FMA instruction.
    */
   peakGflops: number;
-  /** The OpenBLAS library linked, or null. */
-  blas: string | null;
   rounds: number;
 }
 
@@ -84,7 +90,7 @@ export interface GemmBenchOptions {
 
 /** The operands of one Linear on the backend, and a call that runs one product. */
 function linearOperands(
-  backend: NativeBackend,
+  backend: Backend,
   s: LinearShape,
   rng: Generator,
 ): (o: Orientation) => void {
@@ -116,44 +122,59 @@ function bestGflops(run: () => void, flops: number, seconds: number): number {
   return flops / best / 1e9;
 }
 
+/** The backend's matmul kernels (its own one alone where it has no choice). */
+function matmulVariants(backend: Backend): readonly KernelVariant[] {
+  const variants = backend.kernelVariants?.().filter((v) => v.kernel === "matmul") ?? [];
+  return variants.length ? variants : [{
+    kernel: "matmul",
+    name: backend.name,
+    isDefault: true,
+    use: () => () => {},
+  }];
+}
+
 /**
- * Times each shape in each orientation through the own GEMM and OpenBLAS, interleaved with
- * the FMA peak; leaves the backend on OpenBLAS when it has it.
+ * Times each shape in each orientation through every matmul kernel of `backend`, interleaved
+ * with the FMA peak; leaves the backend on the kernel it had.
+ *
+ * @throws {Error} when the backend cannot measure its peak (`measurePeakGflops`)
  */
-export function benchGemm(backend: NativeBackend, options: GemmBenchOptions = {}): GemmReport {
+export function benchGemm(backend: Backend, options: GemmBenchOptions = {}): GemmReport {
   const { shapes = GPT2_LINEARS, rounds = 3, seconds = 0.15 } = options;
+  const measure = backend.measurePeakGflops?.bind(backend);
+  if (!measure) {
+    throw new Error(`Expected a backend that measures its peak, found ${backend.name}`);
+  }
   const rng = new Generator(0);
-  const hasBlas = backend.library.blas !== null, before = backend.usesBlas;
-  let peak = backend.measurePeakGflops(seconds / 3);
+  const variants = matmulVariants(backend);
+  let peak = measure(seconds / 3);
   const rows: GemmRow[] = [];
-  try {
-    for (const s of shapes) {
-      const run = linearOperands(backend, s, rng);
-      for (const o of ORIENTATIONS) {
-        const { M, N, K } = gemmDims(s, o);
-        const flops = 2 * M * N * K;
-        const row: GemmRow = { shape: s, orientation: o, ownGflops: 0, blasGflops: null };
-        for (let r = 0; r < rounds; r++) {
-          backend.useBlas(false);
-          row.ownGflops = Math.max(row.ownGflops, bestGflops(() => run(o), flops, seconds));
-          if (hasBlas) {
-            backend.useBlas(true);
-            const g = bestGflops(() => run(o), flops, seconds);
-            row.blasGflops = Math.max(row.blasGflops ?? 0, g);
+  for (const s of shapes) {
+    const run = linearOperands(backend, s, rng);
+    for (const o of ORIENTATIONS) {
+      const { M, N, K } = gemmDims(s, o);
+      const flops = 2 * M * N * K;
+      const row: GemmRow = { shape: s, orientation: o, gflops: variants.map(() => null) };
+      for (let r = 0; r < rounds; r++) {
+        variants.forEach((v, i) => {
+          if (v.unavailable) return;
+          const restore = v.use();
+          try {
+            row.gflops[i] = Math.max(row.gflops[i] ?? 0, bestGflops(() => run(o), flops, seconds));
+          } finally {
+            restore();
           }
-          peak = Math.max(peak, backend.measurePeakGflops(seconds / 3));
-        }
-        rows.push(row);
-        options.onRow?.(row, peak);
+        });
+        peak = Math.max(peak, measure(seconds / 3));
       }
+      rows.push(row);
+      options.onRow?.(row, peak);
     }
-  } finally {
-    backend.useBlas(before);
   }
   return {
+    kernels: variants.map(({ name, detail, unavailable }) => ({ name, detail, unavailable })),
     rows,
     peakGflops: peak,
-    blas: backend.library.blas,
     rounds,
   };
 }
@@ -166,21 +187,26 @@ function cell(gflops: number | null, peak: number): string {
 /** One table row in Markdown. */
 export function gemmRowMarkdown(row: GemmRow, peakGflops: number): string {
   const { M, N, K } = gemmDims(row.shape, row.orientation);
-  return `| ${row.shape.name} | ${row.orientation} | ${M} x ${N} x ${K} | ${
-    cell(row.ownGflops, peakGflops)
-  } | ${cell(row.blasGflops, peakGflops)} |`;
+  const cells = row.gflops.map((g) => cell(g, peakGflops));
+  return `| ${row.shape.name} | ${row.orientation} | ${M} x ${N} x ${K} | ${cells.join(" | ")} |`;
 }
 
 /** The report as a Markdown table, with the peak and the library under it. */
 export function gemmTable(report: GemmReport): string {
+  const names = report.kernels.map((k) => k.name);
   return [
-    "| Linear | product | M x N x K | own GFLOP/s | own % of peak | OpenBLAS GFLOP/s | OpenBLAS % |",
-    "| --- | --- | --- | --- | --- | --- | --- |",
+    `| Linear | product | M x N x K | ${
+      names.map((n) => `${n} GFLOP/s | ${n} % of peak`).join(" | ")
+    } |`,
+    `| --- | --- | --- | ${names.map(() => "--- | ---").join(" | ")} |`,
     ...report.rows.map((r) => gemmRowMarkdown(r, report.peakGflops)),
     "",
     `Peak: ${report.peakGflops.toFixed(1)} GFLOP/s, the best fp32 FMA peak of all threads ` +
     `during the run (chains of the micro-kernel's FMA instruction); each GEMM's best of ` +
     `${report.rounds} interleaved rounds.`,
-    `OpenBLAS: ${report.blas ?? "not linked (GPT2_NO_BLAS set, or none found)"}`,
+    ...report.kernels.flatMap((k) => {
+      const note = k.detail ?? k.unavailable;
+      return note ? [`${k.name}: ${note}`] : [];
+    }),
   ].join("\n");
 }

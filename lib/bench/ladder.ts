@@ -1,9 +1,8 @@
 /**
- * The lecture's speedup ladder on the CPU: start from the reference backend and switch on
- * one native piece at a time (C kernels, BLAS GEMMs, fused attention, fused classifier,
- * vocab 50257 -> 50304, fused AdamW), timing training steps at each rung: the median of the
- * timed steps, with the fastest and the slowest beside it. A rung is the native backend with
- * some kernels taken from the reference; both use the same host buffers, so they mix freely.
+ * The lecture's speedup ladder, timed: a backend's rungs (its `speedupLadder`, data in its
+ * folder: lib/backends/native/ladder.ts on the CPU, webgpu/ladder.ts, cuda/ladder.ts), bottom
+ * to top, a few training steps each: the median of the timed steps, with the fastest and the
+ * slowest beside it, and the speedup over the first rung.
  *
  * Timed one rung after another, a machine whose load changes (another process, a turbo
  * clock) can make a rung look slower than the one before it. `interleave` times the rungs in
@@ -12,105 +11,12 @@
  * @module
  */
 
-import type { Backend } from "../backend.ts";
-import { CpuBackend } from "../backends/cpu/mod.ts";
-import type { NativeBackend } from "../backends/native/mod.ts";
+import type { Backend, LadderRung } from "../backend.ts";
 import type { GPTConfig } from "../model/gpt.ts";
 import { stepRunner, type StepShape, type StepTiming, stepTiming } from "./step.ts";
 
-type KernelName = Exclude<keyof Backend, "name">;
-
-/** One rung: which kernels still come from the reference, BLAS on or off, the vocab. */
-export interface Rung {
-  name: string;
-  /** What changed from the rung before, in the lecture's words. */
-  change: string;
-  reference: KernelName[] | "all";
-  blas: boolean;
-  vocabSize: number;
-}
-
-const UNFUSED: KernelName[] = [
-  "attentionForward",
-  "attentionBackward",
-  "crossEntropyForward",
-  "crossEntropyBackward",
-  "adamw",
-];
-
-/** The ladder, bottom to top. */
-export const LADDER: Rung[] = [
-  {
-    name: "reference",
-    change: "plain TypeScript loops (the fp32 baseline)",
-    reference: "all",
-    blas: false,
-    vocabSize: 50257,
-  },
-  {
-    name: "native kernels",
-    change: "C kernels with OpenMP, the project's own blocked GEMM",
-    reference: UNFUSED,
-    blas: false,
-    vocabSize: 50257,
-  },
-  {
-    name: "BLAS GEMMs",
-    change: "GEMMs in OpenBLAS",
-    reference: UNFUSED,
-    blas: true,
-    vocabSize: 50257,
-  },
-  {
-    name: "fused attention",
-    change: "flash-style attention: no (T, T) matrix stored",
-    reference: UNFUSED.slice(2),
-    blas: true,
-    vocabSize: 50257,
-  },
-  {
-    name: "fused classifier",
-    change: "softmax + cross-entropy in one pass, no probabilities kept",
-    reference: ["adamw"],
-    blas: true,
-    vocabSize: 50257,
-  },
-  {
-    name: "vocab 50304",
-    change: "the nice number: 50257 padded to 128 x 393",
-    reference: ["adamw"],
-    blas: true,
-    vocabSize: 50304,
-  },
-  {
-    name: "fused AdamW",
-    change: "AdamW in one multi-threaded C pass",
-    reference: [],
-    blas: true,
-    vocabSize: 50304,
-  },
-];
-
-/**
- * The backend of a rung: native kernels, except those the rung takes from the reference
- * backend. A proxy, so that every call still reaches the backend that owns the kernel.
- */
-export function rungBackend(native: NativeBackend, rung: Rung): Backend {
-  if (rung.reference === "all") return new CpuBackend();
-  const reference = new CpuBackend(), fromReference = new Set<string | symbol>(rung.reference);
-  const name = `native (${rung.name})`;
-  return new Proxy<Backend>(native, {
-    get(target, key) {
-      if (key === "name") return name;
-      const owner = fromReference.has(key) ? reference : target;
-      const value = Reflect.get(owner, key, owner);
-      return typeof value === "function" ? value.bind(owner) : value;
-    },
-  });
-}
-
 /** A timed rung. */
-export interface RungResult<R = Rung> {
+export interface RungResult<R = LadderRung> {
   rung: R;
   /** The median of the timed steps, ms. */
   ms: number;
@@ -126,8 +32,8 @@ export interface RungResult<R = Rung> {
   speedup: number;
 }
 
-/** Options of `runLadder` (and of the WebGPU ladder's `runWebGpuLadder`). */
-export interface LadderOptions<R = Rung> {
+/** Options of `runLadder`. */
+export interface LadderOptions<R = LadderRung> {
   B: number;
   T: number;
   /** Untimed steps per rung first. */
@@ -203,25 +109,25 @@ function rungResult<R>(rung: R, t: StepTiming, first: RungResult<R> | undefined)
   };
 }
 
-/** Times every rung on `config` (its vocab is set per rung). */
+/**
+ * Times every rung of `backend`'s speedup ladder on `config` (its vocab set per rung), and
+ * leaves the backend as it found it.
+ *
+ * @throws {Error} when the backend has no speedup ladder
+ */
 export async function runLadder(
-  native: NativeBackend,
+  backend: Backend,
   config: GPTConfig,
   o: LadderOptions,
 ): Promise<RungResult[]> {
-  const before = native.usesBlas;
+  const ladder = backend.speedupLadder?.();
+  if (!ladder) {
+    throw new Error(`Expected a backend with a speedup ladder, found ${backend.name} without one`);
+  }
   try {
-    return await timeRungs(
-      LADDER,
-      (rung) => {
-        native.useBlas(rung.blas);
-        return rungBackend(native, rung);
-      },
-      config,
-      o,
-    );
+    return await timeRungs(ladder.rungs, (rung) => ladder.enter(rung), config, o);
   } finally {
-    native.useBlas(before);
+    ladder.restore();
   }
 }
 
@@ -260,3 +166,37 @@ export const LECTURE_A100_MS: Record<string, number> = {
   "flash attention": 96,
   "vocab 50304": 93,
 };
+
+/**
+ * The lecture's A100 ladder (B=16, T=1024), ms per step, approximate as said in the video:
+ * LECTURE_A100_MS with the last rung, the fused AdamW, added.
+ */
+export const LECTURE_A100_LADDER_MS: Record<string, number> = {
+  ...LECTURE_A100_MS,
+  "fused AdamW": 90,
+};
+
+/**
+ * The lecture's rungs with their A100 figures, and ours beside them where timed (null: not
+ * timed here), as Markdown; `rungs` gives each rung's change (a lecture rung that is none of
+ * them has no rung of its own: the backend's kernels are fused already).
+ */
+export function lectureLadderTable(
+  results: readonly RungResult[] | null,
+  rungs: readonly LadderRung[],
+): string {
+  const lines = [
+    "| rung | change | lecture A100 ms | ours ms | ours tok/s | speedup |",
+    "| --- | --- | --- | --- | --- | --- |",
+  ];
+  const ours = new Map((results ?? []).map((r) => [r.rung.name, r]));
+  for (const [name, lectureMs] of Object.entries(LECTURE_A100_LADDER_MS)) {
+    const rung = rungs.find((r) => r.name === name), r = ours.get(name);
+    const change = rung?.change ?? "no rung of its own: these kernels are fused already";
+    const timed = r
+      ? [r.ms.toFixed(0), r.tokensPerSec.toFixed(0), `${r.speedup.toFixed(1)}x`]
+      : ["-", "-", "-"];
+    lines.push(`| ${name} | ${change} | ${lectureMs} | ${timed.join(" | ")} |`);
+  }
+  return lines.join("\n");
+}

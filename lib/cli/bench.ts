@@ -2,13 +2,16 @@
  * `deno task bench`: GEMM throughput on GPT-2's shapes and GPT-2 124M training steps on the
  * native backend, with `--peer torch` running PyTorch's CPU step interleaved in the same
  * run so the two are compared as ratios (these machines are shared and noisy).
- * `--backend webgpu` runs the WebGPU benchmark instead, `--backend cuda` the CUDA one
- * (lib/bench/cuda.ts, with PyTorch on the same GPU as the peer).
+ * `--backend webgpu` runs the WebGPU benchmark instead (lib/bench/kernels.ts), `--backend
+ * cuda` the CUDA one (lib/bench/cuda.ts, with PyTorch on the same GPU as the peer). Each
+ * backend comes from lib/backends/mod.ts; what is particular to one (its GEMM kernels, its
+ * measured peak) it declares as a capability of lib/backend.ts.
  *
  * @module
  */
 
-import { NativeBackend } from "../backends/native/mod.ts";
+import type { Backend } from "../backend.ts";
+import { createBackend } from "../backends/mod.ts";
 import {
   BENCH_PRECISIONS,
   type BenchPrecision,
@@ -38,7 +41,7 @@ const HELP = `deno task bench [flags]
   --generation        also time 256 greedy tokens from GPT-2 124M with and without the KV
                       cache (the uncached half takes minutes here)
   --webgpu            also run the WebGPU benchmark (each kernel, then 124M steps at B=4, T=64,
-                      and B=16, T=1024 on a real GPU) on the adapter at hand (lib/bench/webgpu.ts)
+                      and B=16, T=1024 on a real GPU) on the adapter at hand (lib/bench/kernels.ts)
   --backend NAME      native (default); webgpu: only the WebGPU benchmark; with --configs
                       train:BxT it times that size, with --iters that many steps; cuda: GPT-2
                       124M steps at B=16 and B=64, T=1024, in fp32, tf32 and bf16 on the GPU
@@ -120,8 +123,11 @@ await runMain(async () => {
     return await runWebGpuBench(args);
   }
 
-  const backend = await NativeBackend.create();
+  const { backend } = await createBackend("native");
   console.log(`backend: ${backend.describe()}`);
+  if (!backend.measurePeakGflops) {
+    throw new Error(`Expected a backend that measures its peak, found ${backend.name}`);
+  }
   const peak = backend.measurePeakGflops();
   console.log(`measured fp32 FMA peak: ${peak.toFixed(1)} GFLOP/s (all threads)`);
   const torchReason = peer ? await torchPeerUnavailable() : "not asked (--peer torch)";
@@ -206,7 +212,7 @@ async function benchCuda(
 }
 
 /** One training step of `c`'s size op by op: GEMMs, the rest, and the rest's bandwidth floor. */
-async function benchProfile(backend: NativeBackend, c: StepConfig): Promise<void> {
+async function benchProfile(backend: Backend, c: StepConfig): Promise<void> {
   console.log(
     `\nOne training step at B=${c.B}, T=${c.T} op by op (mean of 3 after 2 warm-up, lib/bench/op_profile.ts):`,
   );
@@ -214,40 +220,51 @@ async function benchProfile(backend: NativeBackend, c: StepConfig): Promise<void
   console.log(formatStepProfile(profile, measureBandwidth(backend)));
 }
 
-/** Runs lib/bench/webgpu.ts in its own process (its device and memory go with it). */
+/** Runs lib/bench/kernels.ts on WebGPU in its own process (its device and memory go with it). */
 async function runWebGpuBench(args: string[]): Promise<void> {
-  console.log("\nWebGPU (lib/bench/webgpu.ts):");
-  const script = new URL("../bench/webgpu.ts", import.meta.url).pathname;
+  console.log("\nWebGPU (lib/bench/kernels.ts):");
+  const script = new URL("../bench/kernels.ts", import.meta.url).pathname;
   const r = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", script, ...args],
   }).spawn().status;
   if (!r.success) throw new Error(`The WebGPU benchmark failed with exit code ${r.code}`);
 }
 
-/** The GEMM table: each of GPT-2's shapes through OpenBLAS and through our own kernel. */
-function benchGemms(backend: NativeBackend, peak: number): void {
+/**
+ * The GEMM table: each of GPT-2's shapes through each matmul kernel of the backend (on the
+ * native backend OpenBLAS, then its own blocked GEMM), as matmulForward runs it.
+ */
+function benchGemms(backend: Backend, peak: number): void {
   console.log(
     "\nGEMM out (M, N) = A (M, K) @ B (N, K)^T, GFLOP/s (percent of the measured peak)",
   );
-  console.log("| shape | M x N x K | OpenBLAS | own blocked GEMM |\n| --- | --- | --- | --- |");
+  const variants = backend.kernelVariants?.().filter((v) => v.kernel === "matmul") ?? [];
+  console.log(
+    `| shape | M x N x K | ${variants.map((v) => v.name).join(" | ")} |\n| --- | --- | ${
+      variants.map(() => "---").join(" | ")
+    } |`,
+  );
   const rng = new Generator(0);
   for (const [name, M, N, K] of GEMM_SHAPES) {
-    const a = rng.fillNormal(new Float32Array(M * K), 0, 1),
-      b = rng.fillNormal(new Float32Array(N * K), 0, 1);
-    const c = new Float32Array(M * N);
+    const a = backend.upload(rng.fillNormal(new Float32Array(M * K), 0, 1)),
+      b = backend.upload(rng.fillNormal(new Float32Array(N * K), 0, 1));
+    const c = backend.alloc(M * N, "f32");
     const cells: string[] = [];
-    const before = backend.usesBlas;
-    for (const blas of [true, false]) {
-      if (blas && !backend.library.blas) {
+    for (const variant of variants) {
+      if (variant.unavailable) {
         cells.push("n/a");
         continue;
       }
-      backend.useBlas(blas);
-      const ms = timeMedian(() => backend.gemm(c, a, b, M, N, K), 1, 5);
+      const restore = variant.use();
+      const ms = timeMedian(
+        () => backend.matmulForward(c, a, b, null, { N: M, C: K, OC: N }),
+        1,
+        5,
+      );
+      restore();
       const gflops = (2 * M * N * K) / (ms / 1000) / 1e9;
       cells.push(`${gflops.toFixed(1)} (${((100 * gflops) / peak).toFixed(0)}%)`);
     }
-    backend.useBlas(before);
     console.log(`| ${name} | ${M} x ${N} x ${K} | ${cells.join(" | ")} |`);
   }
 }
@@ -264,7 +281,7 @@ interface StepConfig {
  * not; returns the table's rows.
  */
 async function benchSteps(
-  backend: NativeBackend,
+  backend: Backend,
   peak: number,
   configs: StepConfig[],
   opts: { warmup: number; iters: number; torchReason: string | null },

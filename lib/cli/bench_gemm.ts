@@ -6,7 +6,7 @@
  * @module
  */
 
-import { NativeBackend } from "../backends/native/mod.ts";
+import { createBackend } from "../backends/mod.ts";
 import { benchGemm, gemmRowMarkdown, gemmTable, GPT2_LINEARS } from "../bench/gemm.ts";
 import { numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
@@ -40,7 +40,7 @@ await runMain(async () => {
     }
     return { ...s, tokens };
   });
-  const backend = await NativeBackend.create();
+  const { backend } = await createBackend("native");
   console.log(`${backend.describe()}\n`);
   const report = benchGemm(backend, {
     shapes,

@@ -5,8 +5,10 @@
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { cudaUnavailable } from "../../lib/backends/cuda/mod.ts";
 import { createEmulatedCudaBackend } from "../cuda_emulator/mod.ts";
-import { cudaBenchTable, gpuPeakTflops, runCudaBench } from "../../lib/bench/cuda.ts";
-import { CUDA_LADDER, cudaLadderTable, runCudaLadder } from "../../lib/bench/cuda_ladder.ts";
+import { gpuPeakTflops } from "../../lib/backends/cuda/peaks.ts";
+import { CUDA_LADDER } from "../../lib/backends/cuda/ladder.ts";
+import { cudaBenchTable, runCudaBench } from "../../lib/bench/cuda.ts";
+import { lectureLadderTable, runLadder } from "../../lib/bench/ladder.ts";
 import { parseSummary } from "../../lib/bench/torch_gpu_peer.ts";
 import type { GPTConfig } from "../../lib/model/gpt.ts";
 import { hasCxx, runTask } from "../support.ts";
@@ -81,14 +83,14 @@ Deno.test({
   async fn() {
     const backend = await createEmulatedCudaBackend({ quiet: true });
     backend.setMatmulPrecision("tf32");
-    const results = await runCudaLadder(backend, TINY, { B: 2, T: 16, warmup: 0, iters: 1 });
+    const results = await runLadder(backend, TINY, { B: 2, T: 16, warmup: 0, iters: 1 });
     assertEquals(results.map((r) => r.rung.name), CUDA_LADDER.map((r) => r.name));
     assertEquals(backend.kernels, { attention: "flash", adamw: "fused" });
     assertEquals(backend.matmulPrecision, "tf32");
-    const table = cudaLadderTable(results);
+    const table = lectureLadderTable(results, CUDA_LADDER);
     ok(table.includes("| torch.compile | no rung of its own"), table);
     ok(table.includes("| fused AdamW | AdamW in one pass per parameter instead of two | 90 |"));
-    ok(cudaLadderTable(null).includes("| fp32 baseline |"));
+    ok(lectureLadderTable(null, CUDA_LADDER).includes("| fp32 baseline |"));
     backend.destroy();
   },
 });

@@ -224,9 +224,11 @@ Deno.test("lib/bench/gemm.ts: each product's GEMM dims, and a table row per shap
   deepEqual(gemmDims(shape, "dweight"), { M: 7, N: 3, K: 5 });
   const report = benchGemm(native, { shapes: [shape], rounds: 1, seconds: 0.001 });
   deepEqual(report.rows.map((r) => r.orientation), ["forward", "dinp", "dweight"]);
+  deepEqual(report.kernels.map((k) => k.name), ["OpenBLAS", "own blocked GEMM"]);
   for (const r of report.rows) {
-    equal(r.ownGflops > 0, true, `Expected own GFLOP/s for ${r.orientation}, found ${r.ownGflops}`);
-    equal(r.blasGflops === null, native.library.blas === null, "OpenBLAS timed iff linked");
+    const [blas, own] = r.gflops;
+    equal(own !== null && own > 0, true, `Expected own GFLOP/s for ${r.orientation}, found ${own}`);
+    equal(blas === null, native.library.blas === null, "OpenBLAS timed iff linked");
   }
   const lines = gemmTable(report).split("\n");
   equal(lines.filter((l) => l.startsWith("| tiny |")).length, 3);

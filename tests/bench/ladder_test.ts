@@ -1,10 +1,12 @@
-// lib/bench/ladder.ts: the CPU ladder's rungs, and how timeRungs times them (one rung after
-// another, or interleaved in rounds), with the median and spread of each rung's steps.
+// lib/bench/ladder.ts: how timeRungs times rungs (one rung after another, or interleaved in
+// rounds), with the median and spread of each rung's steps; and the CPU ladder's rungs
+// (lib/backends/native/ladder.ts) timed by runLadder.
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
 import type { AttentionDims, DeviceBuffer, DType } from "../../lib/backend.ts";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { NativeBackend } from "../../lib/backends/native/mod.ts";
-import { LADDER, rungTable, runLadder, timeRungs } from "../../lib/bench/ladder.ts";
+import { LADDER } from "../../lib/backends/native/ladder.ts";
+import { rungTable, runLadder, timeRungs } from "../../lib/bench/ladder.ts";
 import type { GPTConfig } from "../../lib/model/gpt.ts";
 
 /** One layer, 8 channels; each rung sets the vocabulary (at least 50257: the steps' ids). */

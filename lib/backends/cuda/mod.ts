@@ -30,6 +30,7 @@ import type {
   AttentionDims,
   Backend,
   DeviceBuffer,
+  DeviceInfo,
   DeviceMemory,
   DType,
   KVCacheDims,
@@ -40,13 +41,9 @@ import type {
   MatmulPrecision,
   PeakFlops,
   RowDims,
+  SpeedupLadder,
 } from "../../backend.ts";
-import {
-  attentionBackward,
-  attentionForward,
-  type AttentionKind,
-  type AttentionPrecision,
-} from "./attention.ts";
+import { attentionBackward, attentionForward } from "./attention.ts";
 import {
   buildCudaKernels,
   type CudaKernelBuild,
@@ -62,6 +59,8 @@ import * as layers from "./layers.ts";
 import { findCudaLibrary } from "./libraries.ts";
 import { Bf16Copies, matmulBackward, type MatmulContext, matmulForward } from "./matmul.ts";
 import { DevicePool } from "./memory.ts";
+import type { CudaKernels, CudaPrecision } from "./choices.ts";
+import { CUDA_LADDER, type CudaRung } from "./ladder.ts";
 import { gpuPeakTflops } from "./peaks.ts";
 import { checkKVCacheDims } from "../kv_cache_dims.ts";
 
@@ -70,23 +69,8 @@ export { CudaDriver } from "./driver.ts";
 export { buildCudaKernels, CUDA_KERNEL_DIR, type CudaKernelBuild } from "./build.ts";
 export type { AttentionPrecision } from "./attention.ts";
 
-/** The matmul precisions the cuda backend runs. */
-export type CudaPrecision = "f32" | "tf32" | "bf16";
-
-/** The kernel choices (the speedup ladder switches them between steps). */
-export interface CudaKernels {
-  /** Flash-style attention, or the (B, NH, T, T) matrix materialised. */
-  attention: AttentionKind;
-  /** AdamW in one fused pass, or in two (moments, then parameters). */
-  adamw: "fused" | "elementwise";
-  /**
-   * Flash attention's precision (attention.ts): "auto" (absent) runs the bf16 tensor-core
-   * kernels under bf16 matmuls and the f32 ones otherwise; "f32" or "bf16" forces either
-   * (bf16 only for head sizes 64 and 128, and not in a build by NVRTC, which may lack
-   * mma.h; others always run the f32 kernels).
-   */
-  attentionPrecision?: AttentionPrecision;
-}
+export type { CudaKernels, CudaPrecision } from "./choices.ts";
+export { CUDA_LADDER, type CudaRung } from "./ladder.ts";
 
 /** Options of `createCudaBackend`. */
 export interface CudaOptions {
@@ -275,6 +259,35 @@ export class CudaBackend implements Backend {
   /** The most device memory the backend has held at once, in bytes. */
   peakMemoryBytes(): number {
     return this.#dev.pool.peakBytes;
+  }
+
+  /** The GPU: its name, compute capability and memory. */
+  get deviceInfo(): DeviceInfo {
+    return {
+      name: this.deviceName,
+      computeCapability: this.computeCapability,
+      totalMemoryBytes: this.totalMemoryBytes,
+    };
+  }
+
+  /**
+   * The lecture's GPU ladder (ladder.ts): each rung's precision and kernels set between
+   * steps; `restore` puts back the ones found.
+   */
+  speedupLadder(): SpeedupLadder<CudaRung> {
+    const kernels = this.kernels, precision = this.#precision;
+    return {
+      rungs: CUDA_LADDER,
+      enter: (rung) => {
+        this.kernels = rung.kernels;
+        this.setMatmulPrecision(rung.precision);
+        return this;
+      },
+      restore: () => {
+        this.kernels = kernels;
+        this.setMatmulPrecision(precision);
+      },
+    };
   }
 
   /** Device memory held now (buffers in use and the pool's free blocks), in bytes. */

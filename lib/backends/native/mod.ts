@@ -11,6 +11,7 @@ import type {
   AdamWParams,
   AttentionDims,
   DeviceBuffer,
+  KernelVariant,
   KVCacheDims,
   LayerNormGrads,
   LayerNormSaved,
@@ -19,10 +20,12 @@ import type {
   MatmulPrecision,
   PeakFlops,
   RowDims,
+  SpeedupLadder,
 } from "../../backend.ts";
 import { CpuBackend, CpuBuffer } from "../cpu/mod.ts";
 import { checkKVCacheDims } from "../kv_cache_dims.ts";
 import { buildNativeLibrary, type NativeLibrary } from "./build.ts";
+import { LADDER, type Rung, rungBackend } from "./ladder.ts";
 
 const SYMBOLS = {
   gpt2_has_cblas: { parameters: [], result: "i32" },
@@ -217,6 +220,44 @@ export class NativeBackend extends CpuBackend {
       flops: this.#peakGflops * 1e9,
       source: "the measured fp32 FMA peak of this CPU",
       sharedByRanks: true, // DDP ranks on one machine share its cores
+    };
+  }
+
+  /**
+   * The GEMM's two kernels: OpenBLAS (where linked) and the project's own, the one in use
+   * marked as the default.
+   */
+  kernelVariants(): KernelVariant[] {
+    const gemm = (name: string, blas: boolean): KernelVariant => ({
+      kernel: "matmul",
+      name,
+      isDefault: this.usesBlas === blas,
+      unavailable: blas && !this.library.blas
+        ? "not linked (GPT2_NO_BLAS set, or none found)"
+        : undefined,
+      detail: blas ? this.library.blas ?? undefined : undefined,
+      use: () => {
+        const before = this.usesBlas;
+        this.useBlas(blas);
+        return () => this.useBlas(before);
+      },
+    });
+    return [gemm("OpenBLAS", true), gemm("own blocked GEMM", false)];
+  }
+
+  /**
+   * The CPU ladder (ladder.ts): each rung's GEMM library set and its reference kernels mixed
+   * in; `restore` puts back the GEMM found.
+   */
+  speedupLadder(): SpeedupLadder<Rung> {
+    const before = this.usesBlas;
+    return {
+      rungs: LADDER,
+      enter: (rung) => {
+        this.useBlas(rung.blas);
+        return rungBackend(this, rung);
+      },
+      restore: () => this.useBlas(before),
     };
   }
 

@@ -285,7 +285,7 @@ export type KernelName = keyof typeof KERNELS;
 
 /**
  * Which kernels the backend runs. The defaults are the fastest for the adapter; the
- * speedup ladder (`lib/bench/webgpu_ladder.ts`) switches them one rung at a time.
+ * speedup ladder (`lib/backends/webgpu/ladder.ts`) switches them one rung at a time.
  */
 export interface WebGpuKernels {
   /**

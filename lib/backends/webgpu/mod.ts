@@ -37,14 +37,18 @@ import type {
   AttentionDims,
   Backend,
   DeviceBuffer,
+  DeviceInfo,
   DType,
+  KernelVariant,
   KVCacheDims,
   LayerNormGrads,
   LayerNormSaved,
   MatmulDims,
   MatmulGrads,
   MatmulPrecision,
+  PeakFlops,
   RowDims,
+  SpeedupLadder,
 } from "../../backend.ts";
 import { attentionBackward, attentionForward, AttentionSaved } from "./attention.ts";
 import { type BindingLimits, GpuDevice, openDevice, quietMesa } from "./device.ts";
@@ -59,9 +63,12 @@ import {
 } from "./matmul.ts";
 import * as naive from "./naive.ts";
 import { checkKVCacheDims } from "../kv_cache_dims.ts";
+import { webGpuLadder, type WebGpuRung } from "./ladder.ts";
+import { knownPeakTflops } from "./peaks.ts";
 
 export { WebGpuBuffer } from "./device.ts";
 export { defaultKernels, type WebGpuKernels, WGSL_FILES } from "./kernels.ts";
+export { webGpuLadder, type WebGpuRung } from "./ladder.ts";
 
 /** Options of `createWebGpuBackend`. */
 export interface WebGpuOptions extends BindingLimits {
@@ -169,6 +176,66 @@ export class WebGpuBackend implements Backend {
   /** Whether matmul operands are rounded to f16 (`setMatmulPrecision`). */
   get matmulPrecision(): MatmulPrecision {
     return this.#precision;
+  }
+
+  /** The adapter, by its summary. */
+  get deviceInfo(): DeviceInfo {
+    return { name: this.adapterSummary };
+  }
+
+  /** The GPU's fp32 datasheet peak, for the GPUs peaks.ts knows (f32 only: no tensor cores). */
+  peakFlops(precision: MatmulPrecision): PeakFlops | null {
+    const tflops = precision === "f32" ? knownPeakTflops(this.adapterSummary) : null;
+    return tflops === null
+      ? null
+      : { flops: tflops * 1e12, source: `the ${this.adapterSummary} fp32 datasheet peak` };
+  }
+
+  /**
+   * The matmul's kernels: the adapter's pick, the other tiles, and the tiled kernel with f16
+   * operands (where the adapter has shader-f16).
+   */
+  kernelVariants(): KernelVariant[] {
+    const pick = this.kernels.matmul, other = pick === "tiled" ? "register" : "tiled";
+    const variant = (
+      matmul: WebGpuKernels["matmul"],
+      precision: WebGpuPrecision,
+    ): KernelVariant => ({
+      kernel: "matmul",
+      name: `${matmul} ${precision}`,
+      isDefault: matmul === pick && precision === "f32",
+      unavailable: precision === "f16" && !this.hasF16
+        ? `no shader-f16 on ${this.adapterSummary}`
+        : undefined,
+      use: () => {
+        const kernels = this.kernels, before = this.#precision;
+        this.kernels = { ...kernels, matmul };
+        this.setMatmulPrecision(precision);
+        return () => {
+          this.kernels = kernels;
+          this.setMatmulPrecision(before);
+        };
+      },
+    });
+    return [variant(pick, "f32"), variant(other, "f32"), variant("tiled", "f16")];
+  }
+
+  /**
+   * The lecture's ladder (ladder.ts) for this adapter: each rung's kernels set between steps;
+   * `restore` puts back the ones found.
+   */
+  speedupLadder(): SpeedupLadder<WebGpuRung> {
+    const before = this.kernels;
+    return {
+      rungs: webGpuLadder(this.isSoftwareAdapter),
+      enter: (rung) => {
+        this.kernels = rung.kernels;
+        return this;
+      },
+      restore: () => {
+        this.kernels = before;
+      },
+    };
   }
 
   /** The adapter and the matmul kernel, in one line. */

@@ -1,5 +1,5 @@
 /**
- * The eager paths only the speedup ladder's first rungs use (`lib/bench/webgpu_ladder.ts`,
+ * The eager paths only the speedup ladder's first rungs use (`lib/backends/webgpu/ladder.ts`,
  * notebook 02): attention with the (B, NH, T, T) matrix stored (`attention_naive.wgsl`),
  * and GELU, bias adds and AdamW as chains of one-op kernels (`elementwise.wgsl`), each op
  * reading its inputs from memory and writing a new temporary, the way eager PyTorch runs

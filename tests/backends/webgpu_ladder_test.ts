@@ -1,6 +1,6 @@
-// lib/bench/webgpu_ladder.ts: the WebGPU ladder's rungs (no adapter needed).
+// lib/backends/webgpu/ladder.ts: the WebGPU ladder's rungs (no adapter needed).
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { webGpuLadder } from "../../lib/bench/webgpu_ladder.ts";
+import { webGpuLadder } from "../../lib/backends/webgpu/ladder.ts";
 
 for (const fallback of [false, true]) {
   const adapter = fallback ? "a software adapter" : "a GPU";

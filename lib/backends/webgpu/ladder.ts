@@ -1,25 +1,19 @@
 /**
- * The lecture's speedup ladder on WebGPU: start from naive kernels and switch on one
- * speedup at a time (tiled matmuls, fused elementwise kernels, flash attention, vocab
- * 50257 -> 50304, fused AdamW), timing training steps at each rung on the adapter at hand
- * (the median and the spread, by `timeRungs` of `ladder.ts`). A rung is a choice of
- * `WebGpuKernels` plus a vocabulary size; the backend switches kernels between steps, so one
- * device serves every rung, and the rungs can be timed interleaved, in rounds.
+ * The lecture's speedup ladder on WebGPU, as data: from naive kernels, one speedup at a time
+ * (tiled matmuls, fused elementwise kernels, flash attention, vocab 50257 -> 50304, fused
+ * AdamW). A rung is a choice of `WebGpuKernels` plus a vocabulary size; the backend switches
+ * kernels between steps (`speedupLadder` in mod.ts), so one device serves every rung, and
+ * lib/bench/ladder.ts times them.
  *
  * @module
  */
 
-import { defaultKernels, type WebGpuBackend, type WebGpuKernels } from "../backends/webgpu/mod.ts";
-import type { GPTConfig } from "../model/gpt.ts";
-import { type LadderOptions, type RungResult, timeRungs } from "./ladder.ts";
+import type { LadderRung } from "../../backend.ts";
+import { defaultKernels, type WebGpuKernels } from "./kernels.ts";
 
 /** One rung: the kernels it runs and the vocabulary size. */
-export interface WebGpuRung {
-  name: string;
-  /** What changed from the rung before, in the lecture's words. */
-  change: string;
+export interface WebGpuRung extends LadderRung {
   kernels: WebGpuKernels;
-  vocabSize: number;
 }
 
 /** The ladder, bottom to top, for an adapter (tiles differ on software adapters). */
@@ -76,29 +70,4 @@ export function webGpuLadder(isFallbackAdapter: boolean): WebGpuRung[] {
       vocabSize: 50304,
     },
   ];
-}
-
-/** A timed rung. */
-export type WebGpuRungResult = RungResult<WebGpuRung>;
-
-/** Times every rung on `config` (its vocab set per rung); leaves the backend's kernels as found. */
-export async function runWebGpuLadder(
-  backend: WebGpuBackend,
-  config: GPTConfig,
-  o: LadderOptions<WebGpuRung>,
-): Promise<WebGpuRungResult[]> {
-  const before = backend.kernels;
-  try {
-    return await timeRungs(
-      webGpuLadder(backend.isSoftwareAdapter),
-      (rung) => {
-        backend.kernels = rung.kernels;
-        return backend;
-      },
-      config,
-      o,
-    );
-  } finally {
-    backend.kernels = before;
-  }
 }

@@ -1,8 +1,10 @@
 /**
- * The WebGPU backend's benchmark: each kernel's time on GPT-2 124M's shapes (GFLOP/s for
- * the matmuls and attention, GB/s for the memory-bound kernels), then GPT-2 124M training
- * steps (ms/step, tok/s) on the adapter at hand. `deno run -A lib/bench/webgpu.ts` prints
- * both tables; `lib/cli/bench.ts` can call `benchWebGpuKernels` and `timeSteps`.
+ * A GPU backend's benchmark (WebGPU's by default): each kernel's time on GPT-2 124M's shapes
+ * (GFLOP/s for the matmuls, each matmul kernel of the backend's `kernelVariants`, and
+ * attention; GB/s for the memory-bound kernels), then GPT-2 124M training steps (ms/step,
+ * tok/s, MFU against the backend's `peakFlops`) on the device at hand.
+ * `deno run -A lib/bench/kernels.ts [--backend=webgpu]` prints both tables (`deno task bench
+ * --backend webgpu` runs it); `benchKernels` and `timeDispatches` are for notebooks.
  *
  * Kernels are timed by recording `reps` dispatches and waiting for the queue to drain, so
  * the time includes the GPU work and the recording, not a read-back per call.
@@ -10,12 +12,8 @@
  * @module
  */
 
-import type { DeviceBuffer } from "../backend.ts";
-import {
-  createWebGpuBackend,
-  type WebGpuBackend,
-  type WebGpuKernels,
-} from "../backends/webgpu/mod.ts";
+import type { Backend, DeviceBuffer } from "../backend.ts";
+import { backendRow } from "../backends/mod.ts";
 import { gptConfig } from "../model/gpt.ts";
 import { Generator } from "../model/random.ts";
 import { timeSteps, trainFlopsPerToken } from "./step.ts";
@@ -34,7 +32,7 @@ export interface KernelTiming {
   gbps: number | null;
 }
 
-/** Options of `benchWebGpuKernels`. */
+/** Options of `benchKernels`. */
 export interface KernelBenchOptions {
   /** Batch size. */
   B: number;
@@ -49,21 +47,21 @@ export interface KernelBenchOptions {
  * `reps` calls recorded back to back and timed until the queue drains.
  */
 export async function timeDispatches(
-  backend: WebGpuBackend,
+  backend: Backend,
   fn: () => void,
   reps: number,
 ): Promise<number> {
   fn();
-  await backend.sync();
+  await backend.sync?.();
   const t0 = performance.now();
   for (let i = 0; i < reps; i++) fn();
-  await backend.sync();
+  await backend.sync?.();
   return (performance.now() - t0) / reps;
 }
 
 /** Times every kernel at GPT-2 124M's shapes (C 768, 12 heads, vocab 50304) for B x T. */
-export async function benchWebGpuKernels(
-  backend: WebGpuBackend,
+export async function benchKernels(
+  backend: Backend,
   o: KernelBenchOptions,
 ): Promise<KernelTiming[]> {
   const t = kernelTimer(backend, o.reps);
@@ -87,7 +85,7 @@ interface KernelTimer {
   reps: number;
 }
 
-function kernelTimer(backend: WebGpuBackend, reps: number): KernelTimer {
+function kernelTimer(backend: Backend, reps: number): KernelTimer {
   const rng = new Generator(0);
   const out: KernelTiming[] = [];
   return {
@@ -109,22 +107,18 @@ function kernelTimer(backend: WebGpuBackend, reps: number): KernelTimer {
   };
 }
 
-/** GPT-2's five matmuls, forward and backward, with every matmul kernel and precision. */
-async function benchMatmuls(backend: WebGpuBackend, t: KernelTimer, N: number): Promise<void> {
+/** GPT-2's five matmuls, forward and backward, with every matmul kernel the backend has. */
+async function benchMatmuls(backend: Backend, t: KernelTimer, N: number): Promise<void> {
   const { rand, time } = t, C = 768, V = 50304;
-  // every matmul kernel the backend has: the adapter's pick first, then the other tiles,
-  // then f16 operands where the adapter has shader-f16
-  const pick = backend.kernels, precision = backend.matmulPrecision;
-  const other = pick.matmul === "tiled" ? "register" : "tiled";
-  const choices: [WebGpuKernels["matmul"], "f32" | "f16"][] = [
-    [pick.matmul, "f32"],
-    [other, "f32"],
-  ];
-  if (backend.hasF16) choices.push(["tiled", "f16"]);
-  for (const [matmul, prec] of choices) {
-    backend.kernels = { ...pick, matmul };
-    backend.setMatmulPrecision(prec);
-    const tag = `[${matmul} ${prec}${matmul === pick.matmul && prec === "f32" ? ", default" : ""}]`;
+  // the backend's pick first, then its other kernels (on WebGPU: the other tiles, then f16
+  // operands where the adapter has shader-f16); none declared: its one matmul
+  const declared = backend.kernelVariants?.().filter((v) => v.kernel === "matmul");
+  const variants = declared?.length
+    ? declared.filter((v) => !v.unavailable)
+    : [{ name: backend.name, isDefault: true, use: () => () => {} }];
+  for (const variant of variants) {
+    const restore = variant.use();
+    const tag = `[${variant.name}${variant.isDefault ? ", default" : ""}]`;
     for (
       const [name, inF, outF] of [
         ["matmul c_attn", C, 3 * C],
@@ -147,14 +141,13 @@ async function benchMatmuls(backend: WebGpuBackend, t: KernelTimer, N: number): 
         backend.matmulBackward(grads, y, x, w, { N, C: inF, OC: outF });
       });
     }
+    restore();
   }
-  backend.kernels = pick;
-  backend.setMatmulPrecision(precision);
 }
 
 /** Attention, LayerNorm, GELU, residual, embedding, cross-entropy, AdamW, sum of squares. */
 async function benchLayers(
-  backend: WebGpuBackend,
+  backend: Backend,
   t: KernelTimer,
   B: number,
   T: number,
@@ -240,28 +233,8 @@ export function kernelTable(rows: KernelTiming[]): string {
   return lines.join("\n");
 }
 
-/**
- * fp32 peaks (non-tensor-core: WGSL cannot reach tensor cores) of GPUs we know, TFLOP/s, for
- * MFU; matched against the adapter's description. Unknown adapters print no MFU.
- */
-const FP32_PEAK_TFLOPS: [RegExp, number][] = [
-  [/H100.*PCIe/i, 51.2],
-  [/H100|H200/i, 66.9],
-  [/A100/i, 19.5],
-  [/RTX 4090/i, 82.6],
-  [/RTX 3090/i, 35.6],
-  [/A10\b/i, 31.2],
-  [/L4\b/i, 30.3],
-  [/T4\b/i, 8.1],
-];
-
-/** The adapter's fp32 peak in TFLOP/s, when it is one we know. */
-export function knownPeakTflops(adapterSummary: string): number | null {
-  return FP32_PEAK_TFLOPS.find(([re]) => re.test(adapterSummary))?.[1] ?? null;
-}
-
 /** Step sizes to time: the lecture's section-1 size, and its B=16, T=1024 on a real GPU. */
-function stepSizes(backend: WebGpuBackend, B: number | null, T: number | null): [number, number][] {
+function stepSizes(backend: Backend, B: number | null, T: number | null): [number, number][] {
   if (B !== null || T !== null) return [[B ?? 4, T ?? 64]];
   // on a software adapter B=16, T=1024 takes about half an hour a step: skipped, said so
   return backend.isSoftwareAdapter ? [[4, 64]] : [[4, 64], [16, 1024]];
@@ -274,11 +247,14 @@ if (import.meta.main) {
   const num = (k: string) => args.has(k) ? Number(args.get(k)) : null;
   const B = num("B"), T = num("T");
   const reps = num("reps") ?? 3, steps = num("steps") ?? 2;
-  const backend = await createWebGpuBackend();
+  const row = backendRow(args.get("backend") ?? "webgpu");
+  const backend = await row.create({ device: 0 });
   const sizes = stepSizes(backend, B, T);
-  console.log(`\n## WebGPU kernels at GPT-2 124M shapes, B=${sizes[0][0]}, T=${sizes[0][1]}\n`);
   console.log(
-    kernelTable(await benchWebGpuKernels(backend, { B: sizes[0][0], T: sizes[0][1], reps })),
+    `\n## ${row.title} kernels at GPT-2 124M shapes, B=${sizes[0][0]}, T=${sizes[0][1]}\n`,
+  );
+  console.log(
+    kernelTable(await benchKernels(backend, { B: sizes[0][0], T: sizes[0][1], reps })),
   );
   if (backend.isSoftwareAdapter && B === null && T === null) {
     console.log(
@@ -286,10 +262,12 @@ if (import.meta.main) {
         "(pass --B=16 --T=1024 to run it anyway)",
     );
   }
-  const peak = knownPeakTflops(backend.adapterSummary);
+  const known = backend.peakFlops?.("f32");
+  const peak = known ? Math.round(known.flops / 1e9) / 1e3 : null; // 66.9e12 back to 66.9
+  const device = backend.deviceInfo?.name ?? backend.describe();
   const config = gptConfig("gpt2", 50304);
   for (const [b, t] of steps > 0 ? sizes : []) {
-    console.log(`\n## GPT-2 124M training step on WebGPU, B=${b}, T=${t}\n`);
+    console.log(`\n## GPT-2 124M training step on ${row.title}, B=${b}, T=${t}\n`);
     let r;
     try {
       r = await timeSteps(backend, config, {
@@ -316,7 +294,7 @@ if (import.meta.main) {
         r.tokensPerSec.toFixed(1)
       } tok/s, ${(tflops * 1000).toFixed(2)} GFLOP/s of model FLOPs${mfu}, RSS ${
         (r.rss / 2 ** 30).toFixed(2)
-      } GiB on ${backend.adapterSummary}`,
+      } GiB on ${device}`,
     );
   }
 }
