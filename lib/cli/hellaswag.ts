@@ -1,7 +1,7 @@
 /**
  * `deno task hellaswag`: a GPT-2 folder (or `gpt2` from the hub) on HellaSwag's validation
  * set, completion style, as build-nanogpt's `hellaswag.py`: prints acc and acc_norm, each
- * with its 95% Wilson interval (lib/train/wilson.ts), after a progress bar with an ETA.
+ * with its 95% Wilson interval (lib/eval/wilson.ts), after a progress bar with an ETA.
  *
  * @module
  */
@@ -13,7 +13,7 @@ import {
   sumCounts,
 } from "../eval/hellaswag.ts";
 import { ProgressBar } from "../io/progress.ts";
-import { formatAccuracy, wilsonInterval } from "../train/wilson.ts";
+import { formatAccuracy, wilsonInterval } from "../eval/wilson.ts";
 import {
   BACKEND_HELP,
   loadModelFromFlags,

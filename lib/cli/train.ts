@@ -10,7 +10,6 @@
  */
 
 import { isAbsolute, join } from "node:path";
-import type { Backend } from "../backend.ts";
 import { createBackend, trainsGpt2InMinutes } from "../backends/mod.ts";
 import { REPO_ROOT, resolveTinyShakespeare } from "../data/datasets.ts";
 import { distEnvFromEnv, initProcessGroup, type ProcessGroup } from "../ddp/process_group.ts";
@@ -19,7 +18,6 @@ import { GPT_CONFIGS, type GPTConfig, gptConfig, type ModelConfig } from "../mod
 import { speedrunConfigFields } from "../model/speedrun.ts";
 import { flopsPerToken, writeRunReport } from "../plot/report.ts";
 import { dataTitle, modelTitle, type RunDescription } from "../plot/run_meta.ts";
-import { runRecord, writeRunRecord } from "./run_record.ts";
 import {
   formatHyperparameters,
   hyperparameterHelp,
@@ -27,7 +25,7 @@ import {
   type Hyperparameters,
   resolveHyperparameters,
   TINY_SHAKESPEARE,
-} from "../train/hyperparameters.ts";
+} from "../train/settings.ts";
 import {
   checkInitFromResume,
   checkInitShape,
@@ -36,23 +34,18 @@ import {
   type InitSource,
   resolveInitFrom,
 } from "../train/init_from.ts";
-import { AFTER_LECTURE_PRESETS, getPreset, PRESETS } from "../train/presets.ts";
+import { AFTER_LECTURE_PRESETS, getPreset, PRESETS } from "../train/settings.ts";
 import { readCheckpointState, resolveResume } from "../train/checkpoint.ts";
 import {
   formatRunSummary,
-  type PeakFlops,
+  groupPeakFlops,
+  runRecord,
   type RunSummary,
   summarizeRun,
+  writeRunRecord,
 } from "../train/run_summary.ts";
-import {
-  checkPrecision,
-  type HellaswagHook,
-  parsePrecision,
-  type Precision,
-  PRECISIONS,
-  train,
-  type TrainResult,
-} from "../train/train.ts";
+import { checkPrecision, parsePrecision, PRECISIONS } from "../train/precision.ts";
+import { type HellaswagHook, train, type TrainResult } from "../train/train.ts";
 import {
   BACKEND_HELP,
   type FlagValues,
@@ -522,18 +515,6 @@ async function hellaswagHook(
     }
   };
   return { hook, examples: examples.length };
-}
-
-/**
- * The peak FLOP/s MFU is taken against, where the backend knows it (`peakFlops`: the native
- * backend measures its CPU's, a CUDA GPU has a datasheet's): the whole group's, so a GPU per
- * rank counts `world` times and a CPU the ranks share counts once. Else null: MFU is then
- * reported unknown rather than guessed.
- */
-function groupPeakFlops(backend: Backend, precision: Precision, world: number): PeakFlops | null {
-  const peak = backend.peakFlops?.(precision) ?? null;
-  if (peak === null || peak.sharedByRanks || world === 1) return peak;
-  return { flops: peak.flops * world, source: `${peak.source} x ${world} devices` };
 }
 
 /**

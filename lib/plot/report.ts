@@ -165,7 +165,7 @@ export async function writeRunReport(logDir: string, info: RunReportInfo): Promi
 
 /**
  * The run's model and data as the figure names them: the model from `info`, the data from
- * `info.data`, else the preset's (a name of lib/train/presets.ts, or a recipe naming its
+ * `info.data`, else the preset's (a name of lib/train/settings.ts, or a recipe naming its
  * data), else the `run.json` beside the log.
  */
 export function reportRun(info: RunReportInfo, meta: RunMeta | null = null): RunDescription {

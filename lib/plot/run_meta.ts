@@ -11,7 +11,7 @@
 
 import { dirname, join } from "node:path";
 import { GPT_CONFIGS } from "../model/gpt.ts";
-import { AFTER_LECTURE_PRESETS, PRESETS } from "../train/presets.ts";
+import { AFTER_LECTURE_PRESETS, PRESETS } from "../train/settings.ts";
 
 /** The GPT-2 sizes with published baselines (lib/plot/figure.ts draws them). */
 export type ModelSize = "124M" | "350M" | "774M" | "1558M";
@@ -26,7 +26,7 @@ export interface RunMeta {
   config?: Record<string, number>;
   /** The model's parameter count. */
   parameters?: number;
-  /** The preset's name (lib/train/presets.ts). */
+  /** The preset's name (lib/train/settings.ts). */
   preset?: string;
   /** The training data: a path or a name (`tinyshakespeare`, `data/edu_fineweb10B`). */
   data?: string;
@@ -84,7 +84,7 @@ export async function readRunMeta(logPath: string): Promise<RunMeta | null> {
   return value as RunMeta;
 }
 
-/** The preset `deno task train` runs when the command names none (lib/train/presets.ts). */
+/** The preset `deno task train` runs when the command names none (lib/train/settings.ts). */
 const DEFAULT_PRESET = "shakespeare";
 
 /** What a `run.json` says about the model and data, as titles name them. */

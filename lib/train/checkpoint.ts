@@ -17,18 +17,20 @@
  * (step, data positions), and every file against `state.json`, so a truncated or altered one
  * is refused with the file named. Pruning removes only the same run's older checkpoints.
  *
+ * Before a checkpoint is written, and when one is resumed, every parameter and moment is checked
+ * for NaN and infinities (below: non-finite values); the trail (below) tells which checkpoint a
+ * stopped run can go back to, and holds back pruning until the newest one has passed a step.
+ *
  * @module
  */
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import type { GPT, GPTConfig } from "../model/gpt.ts";
-import { GPT as GPTClass, savePretrained } from "../model/gpt.ts";
-import { type AdamW, MuonAndAdamW } from "./optim.ts";
-import { readSafetensors, toFloat32, writeSafetensors } from "../io/safetensors.ts";
 import type { Backend, DeviceBuffer } from "../backend.ts";
-import type { GradScalerState } from "./grad_scaler.ts";
-import { listNames, nonFiniteArrays, nonFiniteBuffers, trainingBuffers } from "./finite.ts";
+import { readSafetensors, toFloat32, writeSafetensors } from "../io/safetensors.ts";
+import { GPT, type GPTConfig, savePretrained } from "../model/gpt.ts";
+import type { GradScalerState } from "./precision.ts";
+import { type AdamW, MuonAndAdamW } from "./optim.ts";
 
 /** Format tag in `state.json`: version 2 has `state.json.sha256` and a run id. */
 export const CHECKPOINT_FORMAT = "gpt2-ts-checkpoint/2";
@@ -530,7 +532,7 @@ export interface LoadedCheckpoint {
 /** Verifies and loads a checkpoint folder onto `backend`. */
 export async function loadCheckpoint(backend: Backend, path: string): Promise<LoadedCheckpoint> {
   const state = await readCheckpointState(path);
-  const model = await GPTClass.fromPretrained(backend, path);
+  const model = await GPT.fromPretrained(backend, path);
   const st = await readSafetensors(join(path, "optimizer.safetensors"));
   const moments = new Map<string, { m: Float32Array; v: Float32Array }>();
   for (const [name] of model.namedParameters()) {
@@ -620,5 +622,181 @@ function restoreMuon(optimizer: AdamW, model: GPT, ckpt: LoadedCheckpoint): void
       );
     }
     muon.state.set(p, p.backend.upload(b));
+  }
+}
+
+// ---- non-finite values ----
+//
+// Which of a model's parameters and AdamW's moments hold a NaN or an infinity: the check a
+// checkpoint passes before it is written and a resumed checkpoint passes when loaded, so that
+// "the last good checkpoint" is true. It costs one pass over the values on every backend: a
+// scan of the buffer's own memory where the backend has `hostView` (cpu, native), else the
+// backend's `sumOfSquares` (one wait for all with `sumsOfSquares`), a non-finite sum being
+// confirmed by reading the buffer back (a sum of squares of large finite values can overflow).
+
+/** A named buffer to check: its first `size` elements. */
+export interface NamedBuffer {
+  name: string;
+  backend: Backend;
+  buffer: DeviceBuffer;
+  size: number;
+}
+
+/**
+ * The model's parameters by name, AdamW's moments as `<name>.exp_avg(_sq)`, and Muon's
+ * momentum as `<name>.momentum_buffer` where Muon runs.
+ */
+export function trainingBuffers(model: GPT, optimizer: AdamW | null): NamedBuffer[] {
+  const out: NamedBuffer[] = [];
+  const names = new Map<unknown, string>();
+  for (const [name, p] of model.namedParameters()) {
+    names.set(p, name);
+    out.push({ name, backend: p.backend, buffer: p.buffer, size: p.size });
+  }
+  for (const [p, s] of optimizer?.state ?? []) {
+    const name = names.get(p) ?? "(a tensor outside the model)";
+    out.push({ name: `${name}.exp_avg`, backend: p.backend, buffer: s.m, size: p.size });
+    out.push({ name: `${name}.exp_avg_sq`, backend: p.backend, buffer: s.v, size: p.size });
+  }
+  if (optimizer instanceof MuonAndAdamW) {
+    for (const [p, buffer] of optimizer.muon.state) {
+      const name = names.get(p) ?? "(a tensor outside the model)";
+      out.push({ name: `${name}.momentum_buffer`, backend: p.backend, buffer, size: p.size });
+    }
+  }
+  return out;
+}
+
+/** The names of the buffers holding a NaN or an infinity, in the order given. */
+export async function nonFiniteBuffers(buffers: readonly NamedBuffer[]): Promise<string[]> {
+  const suspects: NamedBuffer[] = [];
+  const bySum: NamedBuffer[] = [];
+  for (const b of buffers) {
+    if (b.backend.hostView) {
+      if (!allFinite(b.backend.hostView(b.buffer), b.size)) suspects.push(b);
+    } else {
+      bySum.push(b);
+    }
+  }
+  const sums = await sumsOfSquares(bySum);
+  for (let i = 0; i < bySum.length; i++) {
+    const b = bySum[i];
+    // a finite sum of squares means every value is finite; a non-finite one is read to be sure
+    if (!Number.isFinite(sums[i]) && !allFinite(await b.backend.read(b.buffer), b.size)) {
+      suspects.push(b);
+    }
+  }
+  const bad = new Set(suspects);
+  return buffers.filter((b) => bad.has(b)).map((b) => b.name);
+}
+
+/** Host arrays (a loaded checkpoint's moments) by name: the names holding a NaN or infinity. */
+export function nonFiniteArrays(arrays: Iterable<[string, Float32Array]>): string[] {
+  const out: string[] = [];
+  for (const [name, a] of arrays) if (!allFinite(a, a.length)) out.push(name);
+  return out;
+}
+
+/** Up to `max` names, then how many more: `a, b, c and 4 more`. */
+export function listNames(names: readonly string[], max = 3): string {
+  if (names.length <= max) return names.join(", ");
+  return `${names.slice(0, max).join(", ")} and ${names.length - max} more`;
+}
+
+function allFinite(a: Float32Array | Int32Array, n: number): boolean {
+  for (let i = 0; i < n; i++) {
+    // x * 0 is 0 for every finite x, NaN for NaN and the infinities
+    if (a[i] * 0 !== 0) return false;
+  }
+  return true;
+}
+
+/** Each buffer's sum of squares, with one wait per backend that batches them. */
+async function sumsOfSquares(buffers: readonly NamedBuffer[]): Promise<number[]> {
+  const sums = new Array<number>(buffers.length);
+  const byBackend = new Map<Backend, number[]>();
+  buffers.forEach((b, i) => {
+    const indices = byBackend.get(b.backend) ?? [];
+    indices.push(i);
+    byBackend.set(b.backend, indices);
+  });
+  for (const [backend, indices] of byBackend) {
+    if (backend.sumsOfSquares) {
+      const got = await backend.sumsOfSquares(
+        indices.map((i) => buffers[i].buffer),
+        indices.map((i) => buffers[i].size),
+      );
+      indices.forEach((i, k) => sums[i] = got[k]);
+    } else {
+      for (const i of indices) {
+        sums[i] = await backend.sumOfSquares(buffers[i].buffer, buffers[i].size);
+      }
+    }
+  }
+  return sums;
+}
+
+// ---- the trail of checkpoints ----
+//
+// Which checkpoint a run can go back to. A checkpoint's weights are only known to be good once
+// a step has started from them and found the loss and the gradient norm finite: weights that
+// are finite but exploding give a NaN at the very next step, and resuming them would give it
+// again. So the trail keeps the newest checkpoint written (`last`) apart from the newest one
+// that passed a step (`good`), the messages of a stopped run name `good`, and the pruning of
+// older checkpoints waits until the new one has passed: `--keep-checkpoints 1` never leaves a
+// run with only a checkpoint that fails.
+
+/** A run's checkpoints so far, and the pruning that waits for the newest to pass a step. */
+export class CheckpointTrail {
+  /** The newest checkpoint written (or resumed from), or null. */
+  last: string | null;
+  /** The newest checkpoint whose weights passed a step, or null. */
+  good: string | null = null;
+  #pendingPrune: number | null = null;
+  readonly #prune: (step: number) => Promise<void>;
+
+  /**
+   * @param resumedFrom the checkpoint the run continues, or null
+   * @param prune removes the older checkpoints, keeping the newest up to a step's
+   */
+  constructor(resumedFrom: string | null, prune: (step: number) => Promise<void>) {
+    this.last = resumedFrom;
+    this.#prune = prune;
+  }
+
+  /** A step started from the weights of `last` and found them good: prune, if waiting. */
+  async passed(): Promise<void> {
+    this.good = this.last;
+    if (this.#pendingPrune !== null) {
+      const step = this.#pendingPrune;
+      this.#pendingPrune = null;
+      await this.#prune(step);
+    }
+  }
+
+  /** Checkpoint `path` of `step` was written; with `prunedNow` false its pruning waits. */
+  written(path: string | null, step: number, prunedNow: boolean): void {
+    if (path === null) return;
+    this.last = path;
+    this.#pendingPrune = prunedNow ? null : step;
+  }
+
+  /**
+   * What a stopped run can go back to, for its message: the newest checkpoint that passed a
+   * step; where a newer one holds the weights that failed, that one too (every checkpoint is
+   * finite: lib/train/checkpoint.ts writes no other).
+   */
+  goBackTo(): string {
+    const { last, good } = this;
+    if (last === null) return "no checkpoint was written yet (try a lower --max-lr)";
+    const resume = (path: string) =>
+      `the last good checkpoint is ${path} (--resume ${path}, perhaps with a lower --max-lr)`;
+    if (last === good) return resume(last);
+    if (good) {
+      return `${
+        resume(good)
+      }; ${last}, written after it, is finite but holds the weights that gave this: resuming it repeats it`;
+    }
+    return `the last good checkpoint is ${last} (its weights are finite, but this step started from them: resuming it repeats this, so start again with a lower --max-lr)`;
   }
 }

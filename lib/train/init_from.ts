@@ -15,8 +15,8 @@ import { GPT2_HUB_REPOS, snapshotGpt2 } from "../io/hub.ts";
 import { readLlmcModel } from "../io/llmc.ts";
 import { GPT, type GPTConfig, readHfConfig } from "../model/gpt.ts";
 import { verifyCheckpointModel } from "./checkpoint.ts";
-import { listNames, nonFiniteBuffers, trainingBuffers } from "./finite.ts";
-import type { EvalStats } from "./options.ts";
+import { listNames, nonFiniteBuffers, trainingBuffers } from "./checkpoint.ts";
+import type { EvalStats } from "./run_summary.ts";
 
 /** The weights `--init-from` names, resolved: what they are, their shape, how to load them. */
 export interface InitSource {

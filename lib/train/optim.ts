@@ -215,7 +215,7 @@ function configureMuon(model: Module, options: ConfigureOptions): AdamW {
  * Scales all gradients so their global L2 norm is at most `maxNorm`
  * (`torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
  *
- * With `scale` (loss scaling, lib/train/grad_scaler.ts) the gradients hold `scale` times the true
+ * With `scale` (loss scaling, lib/train/precision.ts) the gradients hold `scale` times the true
  * ones: the returned norm is the true one (divided by `scale`), and the gradients are
  * unscaled and clipped together, one multiplication each by
  * `min(1, maxNorm / (norm + 1e-6)) / scale` (GradScaler's `unscale_` then clipping, in one

@@ -5,12 +5,63 @@
  * {@linkcode summarizeRun} gathers the numbers from a {@linkcode TrainResult};
  * {@linkcode formatRunSummary} lays them out.
  *
+ * The same numbers go into `run.json` (below: the run record), one schema for both, with what
+ * the command knows of the run besides: for people, and for the figure and report (lib/plot
+ * reads it). The types of what a run gives, {@linkcode TrainResult} and its step and evaluation
+ * statistics, are here too.
+ *
  * @module
  */
 
+import { join } from "node:path";
+import type { Backend } from "../backend.ts";
+import { formatInterval } from "../eval/wilson.ts";
 import { formatCount, formatDuration } from "../io/progress.ts";
-import type { TrainResult } from "./options.ts";
-import { formatInterval } from "./wilson.ts";
+import type { GPT, GPTConfig } from "../model/gpt.ts";
+import type { GradScalerState, Precision } from "./precision.ts";
+
+/** What one optimizer step did. */
+export interface StepStats {
+  step: number;
+  loss: number;
+  lr: number;
+  norm: number;
+  dtMs: number;
+  tokensPerSec: number;
+  /** With loss scaling: the scale this step's backward pass used. */
+  lossScale?: number;
+  /** With loss scaling: whether the gradients overflowed, so the optimizer step was skipped. */
+  skipped?: boolean;
+}
+
+/** What one evaluation found. */
+export interface EvalStats {
+  step: number;
+  valLoss: number;
+  /** HellaSwag acc_norm, when the hook ran. */
+  hellaAcc: number | null;
+  /** This rank's samples. */
+  samples: string[];
+}
+
+/** The losses of a run, its model and where it was saved. */
+export interface TrainResult {
+  model: GPT;
+  history: StepStats[];
+  evals: EvalStats[];
+  modelDir: string | null;
+  /** The last checkpoint written (rank 0), if any. */
+  checkpoint: string | null;
+  /** Why the run ended before its last step ("SIGINT"), or null. */
+  stoppedBy: string | null;
+  /**
+   * True when the resumed checkpoint had reached `steps` already: nothing ran and nothing was
+   * written (`model` is the checkpoint's).
+   */
+  nothingLeft: boolean;
+  /** The loss scaler's state at the end, with loss scaling; else null. */
+  gradScaler: GradScalerState | null;
+}
 
 /** The peak FLOP/s MFU is taken against, and where that number came from. */
 export interface PeakFlops {
@@ -18,6 +69,22 @@ export interface PeakFlops {
   flops: number;
   /** Where it came from, e.g. "measured fp32 FMA peak" or "NVIDIA H100 bf16 datasheet peak". */
   source: string;
+}
+
+/**
+ * The peak FLOP/s MFU is taken against, where the backend knows it (`peakFlops`: the native
+ * backend measures its CPU's, a CUDA GPU has a datasheet's): the whole group's, so a GPU per
+ * rank counts `world` times and a CPU the ranks share counts once. Else null: MFU is then
+ * reported unknown rather than guessed.
+ */
+export function groupPeakFlops(
+  backend: Backend,
+  precision: Precision,
+  world: number,
+): PeakFlops | null {
+  const peak = backend.peakFlops?.(precision) ?? null;
+  if (peak === null || peak.sharedByRanks || world === 1) return peak;
+  return { flops: peak.flops * world, source: `${peak.source} x ${world} devices` };
 }
 
 /** Where a run's files went; null for what was not written. */
@@ -220,4 +287,136 @@ function formatFlops(flops: number): string {
   return flops >= 1e12
     ? `${(flops / 1e12).toFixed(1)} TFLOP/s`
     : `${(flops / 1e9).toFixed(1)} GFLOP/s`;
+}
+
+// ---- the run record, run.json ----
+//
+// `run.json`: what a finished (or stopped) training run records beside its `log.txt`, for
+// people and for the figure and report (lib/plot/run_meta.ts reads it): the command, when and
+// where it ran, the model and data, the throughput and MFU, and the final numbers.
+//
+// Written at the end of a run, when the log folder is known to be this run's (an earlier run's
+// folder is refused or cleared before training starts), to a temporary file renamed into place.
+
+/** What `deno task train` knows of a run besides its summary. */
+export interface RunFacts {
+  command: string;
+  preset: string;
+  model: string;
+  config: GPTConfig;
+  parameters: number;
+  data: string;
+  backend: string;
+  B: number;
+  T: number;
+  totalBatchSize: number;
+  startedAt: Date;
+}
+
+/** What {@linkcode runRecord} is made from: the facts and the summary. */
+export interface RunRecordInputs extends RunFacts {
+  summary: RunSummary;
+}
+
+/**
+ * The summary's numbers as `run.json` keeps them: the same fields, the peak flattened into
+ * `peakFlops` and `peakSource` (lib/plot's names), a throughput or MFU that is unknown left out.
+ */
+export type RecordedSummary =
+  & Pick<
+    RunSummary,
+    | "steps"
+    | "tokens"
+    | "flopsPerToken"
+    | "finalTrainLoss"
+    | "finalValLoss"
+    | "bestHellaswag"
+    | "stoppedBy"
+  >
+  & { tokensPerSec?: number; peakFlops?: number; peakSource: string | null; mfu?: number };
+
+/**
+ * `run.json`: the run's facts (the start as `started`), when it finished and on what, and
+ * its summary; lib/plot/run_meta.ts reads the fields it draws from.
+ */
+export type RunRecord =
+  & Omit<RunFacts, "config" | "startedAt">
+  & RecordedSummary
+  & {
+    config: Record<string, number>;
+    commit: string | null;
+    started: string;
+    finished: string;
+    seconds: number;
+    machine: string;
+  };
+
+/** The record of a run, from what the training command knows at its end. */
+export async function runRecord(inputs: RunRecordInputs, now = new Date()): Promise<RunRecord> {
+  const s = inputs.summary;
+  return {
+    command: inputs.command,
+    commit: await gitCommit(),
+    started: inputs.startedAt.toISOString(),
+    finished: now.toISOString(),
+    seconds: Math.round((now.getTime() - inputs.startedAt.getTime()) / 1000),
+    backend: inputs.backend,
+    machine: describeMachine(),
+    preset: inputs.preset,
+    model: inputs.model,
+    config: { ...inputs.config },
+    parameters: inputs.parameters,
+    data: inputs.data,
+    B: inputs.B,
+    T: inputs.T,
+    totalBatchSize: inputs.totalBatchSize,
+    steps: s.steps,
+    tokens: s.tokens,
+    ...(s.tokensPerSec === null ? {} : { tokensPerSec: s.tokensPerSec }),
+    flopsPerToken: s.flopsPerToken,
+    ...(s.peak === null ? {} : { peakFlops: s.peak.flops }),
+    peakSource: s.peak?.source ?? null,
+    ...(s.mfu === null ? {} : { mfu: s.mfu }),
+    finalTrainLoss: s.finalTrainLoss,
+    finalValLoss: s.finalValLoss,
+    bestHellaswag: s.bestHellaswag,
+    stoppedBy: s.stoppedBy,
+  };
+}
+
+/** Writes `run.json` into the log folder and returns its path. */
+export async function writeRunRecord(logDir: string, record: RunRecord): Promise<string> {
+  const path = join(logDir, "run.json");
+  const tmp = `${path}.tmp`;
+  await Deno.writeTextFile(tmp, `${JSON.stringify(record, null, 2)}\n`);
+  await Deno.rename(tmp, path);
+  return path;
+}
+
+/** "AMD EPYC, 2 cores, 23.4 GiB": the CPU's name, its logical cores and the memory. */
+export function describeMachine(): string {
+  let cpu = "unknown CPU";
+  try {
+    const info = Deno.readTextFileSync("/proc/cpuinfo");
+    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1]?.trim() ?? cpu;
+  } catch {
+    // not Linux: the name stays unknown
+  }
+  const gib = (Deno.systemMemoryInfo().total / 2 ** 30).toFixed(1);
+  return `${cpu}, ${navigator.hardwareConcurrency} cores, ${gib} GiB`;
+}
+
+/** The repository's short commit hash, or null outside a git checkout (or without git). */
+async function gitCommit(): Promise<string | null> {
+  try {
+    const out = await new Deno.Command("git", {
+      args: ["rev-parse", "--short", "HEAD"],
+      cwd: new URL("../../", import.meta.url),
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : null;
+  } catch {
+    return null;
+  }
 }

@@ -1,41 +1,169 @@
 /**
- * build-nanogpt's training loop, readable top to bottom (its `train_gpt2.py` main loop):
- * for each step, (1) once in a while the validation loss, HellaSwag and samples, (2) gradient
- * accumulation over micro-steps, the gradients all-reduced across ranks after the last one,
- * (3) clipping, the lr schedule and AdamW, (4) the step line and `log.txt`, (5) once in a
- * while a checkpoint. What is built before the first step is in `setup.ts`, the evaluation in
- * `evaluate.ts`. Checkpoints resume exactly; a non-finite loss or gradient norm stops the run
- * before the weights change, and a checkpoint is never written with non-finite values, so the
- * last checkpoint is always a good one; SIGINT/SIGTERM save a checkpoint and end the run
- * cleanly. Opt-in f16 matmuls (WebGPU) come with dynamic loss scaling
- * (lib/train/grad_scaler.ts): a step whose gradients overflow is skipped.
+ * build-nanogpt's training run, readable top to bottom in its `train_gpt2.py` order: what is
+ * built before the first step (the gradient accumulation steps, the log folder claimed, the data
+ * loaders, the model: fresh, loaded to fine-tune (`init_from.ts`) or a checkpoint's, which also
+ * restores the optimizer, the data positions and the RNG; AdamW, the loss scaler, `log.txt`, the
+ * handlers that turn Ctrl-C into a clean stop); then the loop: for each step, (1) once in a while
+ * the validation loss, HellaSwag and samples, (2) gradient accumulation over micro-steps, the
+ * gradients all-reduced across ranks after the last one (`ddp_sync.ts`), (3) clipping, the lr
+ * schedule and AdamW, (4) the step line and `log.txt`, (5) once in a while a checkpoint; then
+ * the model saved.
+ *
+ * Checkpoints resume exactly; a non-finite loss or gradient norm stops the run before the
+ * weights change, and a checkpoint is never written with non-finite values, so the last
+ * checkpoint is always a good one; SIGINT/SIGTERM save a checkpoint and end the run cleanly. A
+ * checkpoint that already reached `steps` ends the run before it starts. Opt-in f16 matmuls
+ * (WebGPU) come with dynamic loss scaling (`precision.ts`): a step whose gradients overflow is
+ * skipped.
  *
  * @module
  */
 
-import { savePretrained } from "../model/gpt.ts";
+import { openTokenData, type TokenLoader } from "../data/shard_loader.ts";
+import { decodePadded, getGpt2Tokenizer } from "../data/tokenizer.ts";
+import { type ProcessGroup, SingleProcessGroup } from "../ddp/process_group.ts";
+import { formatAccuracy } from "../eval/wilson.ts";
+import { ProgressBar } from "../io/progress.ts";
+import type { Backend } from "../backend.ts";
+import { GPT, type GPTConfig, savePretrained } from "../model/gpt.ts";
 import * as ops from "../model/ops.ts";
-import { Tensor } from "../model/tensor.ts";
+import { Generator } from "../model/random.ts";
+import { generate } from "../model/sample.ts";
+import { noGrad, Tensor } from "../model/tensor.ts";
 import {
+  checkFiniteCheckpoint,
   checkpointPath,
   checkpointsDir,
+  CheckpointTrail,
+  listNames,
+  loadCheckpoint,
+  type LoadedCheckpoint,
   NonFiniteCheckpointError,
+  otherRunsCheckpoints,
   pruneCheckpoints,
   type RankState,
+  resolveResume,
+  restoreOptimizer,
   saveCheckpoint,
 } from "./checkpoint.ts";
-import { CheckpointTrail } from "./checkpoint_trail.ts";
-import { allReduceGradients } from "./ddp_sync.ts";
-import { evaluate } from "./evaluate.ts";
-import { listNames } from "./finite.ts";
-import type { EvalStats, StepStats, TrainOptions, TrainResult } from "./options.ts";
-import { getLr } from "./optim.ts";
-import { setMatmulPrecision } from "./precision.ts";
-import { runSettings, type RunSetup, setupRun } from "./setup.ts";
+import { allReduceGradients, broadcastParameters, placeGradients } from "./ddp_sync.ts";
+import { checkInitFromResume, type InitSource, loadInitialModel } from "./init_from.ts";
+import {
+  type AdamW,
+  configureOptimizers,
+  getLr,
+  type LrSchedule,
+  type OptimizerName,
+} from "./optim.ts";
+import {
+  GradScaler,
+  type GradScalerOptions,
+  type Precision,
+  setMatmulPrecision,
+} from "./precision.ts";
+import { catchStopSignals, claimLogDir, type LogDirClaim } from "./run_folder.ts";
+import type { EvalStats, StepStats, TrainResult } from "./run_summary.ts";
 
-export type * from "./options.ts";
-export { SAMPLE_PROMPT } from "./evaluate.ts";
-export { checkPrecision, parsePrecision, type Precision, PRECISIONS } from "./precision.ts";
+export type { EvalStats, StepStats, TrainResult } from "./run_summary.ts";
+
+/** What the HellaSwag hook returns for this rank's share of the examples. */
+export interface HellaswagCounts {
+  total: number;
+  correctNorm: number;
+}
+
+/** Where an evaluation happens: this rank, the world, the step. */
+export interface EvalContext {
+  rank: number;
+  world: number;
+  step: number;
+}
+
+/** Scores this rank's share of HellaSwag (lib/eval/hellaswag.ts plugs in here). */
+export type HellaswagHook = (model: GPT, ctx: EvalContext) => Promise<HellaswagCounts>;
+
+/** Everything a run needs; the CLI fills it from a preset and flags. */
+export interface TrainOptions {
+  backend: Backend;
+  config: GPTConfig;
+  /** A text file (split 90% train / 10% val) or a folder of `.npy` token shards. */
+  dataPath: string;
+  /** micro batch size */
+  B: number;
+  /** sequence length */
+  T: number;
+  /** Tokens per optimizer step; a multiple of B * T * world (the rest is accumulation). */
+  totalBatchSize: number;
+  /** max_steps: the run's length and the end of the cosine. */
+  steps: number;
+  maxLr: number;
+  minLr: number;
+  warmupSteps: number;
+  weightDecay: number;
+  seed: number;
+  /**
+   * After the lecture: "muon", the speedrun's Muon for the blocks' 2-D weights (AdamW at
+   * `maxLr` for the rest); default "adamw". A resumed run must use its checkpoint's.
+   */
+  optimizer?: OptimizerName;
+  /** Muon's peak learning rate, on the same warmup and cosine; default 0.02. */
+  muonLr?: number;
+  /**
+   * Folder for `log.txt`, `checkpoints/` and the final `model/`; null writes nothing. One run
+   * at a time (a lock file); a fresh run is refused where it holds checkpoints, unless
+   * `overwrite`. An empty name is an error.
+   */
+  logDir: string | null;
+  /** Validation loss, HellaSwag and samples every this many steps and at the last; 0: never. */
+  evalEvery?: number;
+  /** Batches of the validation loss (build-nanogpt's val_loss_steps); default 20. */
+  valBatches?: number;
+  /** Checkpoint every this many steps (and at the end); 0: only at the end. */
+  checkpointEvery?: number;
+  /** Checkpoints kept; default 3. */
+  keepCheckpoints?: number;
+  /** A checkpoint folder, or "latest" (the newest in `<logDir>/checkpoints`). */
+  resume?: string | null;
+  /**
+   * Fine-tuning: start from these weights (lib/train/init_from.ts's `resolveInitFrom`) instead
+   * of GPT-2's random init; `config` must have their shape, with at least their vocabulary
+   * (`initConfig`). Weights only: AdamW and the data start fresh. Not with `resume`.
+   */
+  initFrom?: InitSource | null;
+  /**
+   * A fresh run in a log folder that holds an earlier run: remove its checkpoints, `log.txt`
+   * and `model/` first (`--overwrite`); default false, which refuses such a folder.
+   */
+  overwrite?: boolean;
+  /** The DDP process group; a single process by default. */
+  group?: ProcessGroup;
+  /** HellaSwag at each evaluation, when given. */
+  hellaswag?: HellaswagHook | null;
+  /** Save a checkpoint and stop on SIGINT/SIGTERM; default true. */
+  handleSignals?: boolean;
+  /** Tokens per sample, prompt included (build-nanogpt's max_length); default 32. */
+  sampleLength?: number;
+  /** Settings recorded in checkpoints (the preset's name, say). */
+  runInfo?: Record<string, unknown>;
+  /** Called after every step, e.g. to draw a live chart in a notebook. */
+  onStep?: (s: StepStats) => void;
+  /** Called on rank 0 after each evaluation has been logged (e.g. to redraw a figure). */
+  onEval?: (e: EvalStats) => Promise<void> | void;
+  /**
+   * The matmuls' precision; default f32. f16 needs a backend with f16 matmuls (WebGPU on an
+   * adapter with shader-f16) and turns loss scaling on.
+   */
+  precision?: Precision;
+  /**
+   * Dynamic loss scaling (PyTorch's GradScaler): the backward pass starts from the scale, the
+   * gradients are unscaled while clipping, and a step whose gradients overflow is skipped and
+   * the scale halved. Default: on with f16, off with f32 (where it changes nothing but costs
+   * a pass over the gradients).
+   */
+  lossScaling?: boolean;
+  /** The loss scaler's constants (initial scale, growth...); PyTorch's defaults otherwise. */
+  gradScaler?: GradScalerOptions;
+}
 
 /** Trains as build-nanogpt's `train_gpt2.py` does, on one process or as one rank of many. */
 export async function train(o: TrainOptions): Promise<TrainResult> {
@@ -61,6 +189,317 @@ async function run(o: TrainOptions): Promise<TrainResult> {
     await setup.release(); // the log folder's lock, once everything is written
   }
 }
+
+// ---- before the first step ----
+
+/** A run ready for its first step. */
+export interface RunSetup {
+  group: ProcessGroup;
+  rank: number;
+  world: number;
+  /** Rank 0: the process that logs, prints and checkpoints. */
+  master: boolean;
+  /** Prints on rank 0 only. */
+  say: (line: string) => void;
+  gradAccumSteps: number;
+  trainLoader: TokenLoader;
+  /** Null when the run never evaluates. */
+  valLoader: TokenLoader | null;
+  model: GPT;
+  optimizer: AdamW;
+  /** The loss scaler, with loss scaling (f16); else null. */
+  scaler: GradScaler | null;
+  /** The generator of the samples in evaluations (seeded 42 + rank). */
+  sampleRng: Generator;
+  schedule: LrSchedule;
+  /** The first step to run: 0, or the resumed checkpoint's step. */
+  startStep: number;
+  /** The checkpoint resumed from, or null. */
+  resumedFrom: string | null;
+  /** This run's id in its checkpoints: a resumed run keeps its checkpoint's. */
+  runId: string;
+  /** Appends a line to `log.txt` (rank 0 with a log folder; else nothing). */
+  log: (line: string) => Promise<void>;
+  /** Ctrl-C and SIGTERM: the first one's name once received, else null. */
+  stopSignal: () => string | null;
+  /** Removes the signal handlers (the run's end). */
+  dispose: () => void;
+  /** Gives up the log folder's lock (the very end, after the model is saved). */
+  release: () => Promise<void>;
+}
+
+/** A resumed checkpoint that had reached `steps` already: nothing to run. */
+export interface NothingLeft {
+  nothingLeft: LoadedCheckpoint;
+}
+
+const NO_CLAIM: LogDirClaim = { release: () => Promise.resolve() };
+
+/**
+ * Builds the run `o` describes, resuming its checkpoint where `o.resume` names one; a
+ * checkpoint already at `o.steps` says so and comes back as {@linkcode NothingLeft}, with the
+ * log folder as it was.
+ */
+export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft> {
+  checkSchedule(o);
+  checkInitFromResume(o.initFrom?.name ?? null, o.resume ?? null);
+  const { B, T, backend } = o;
+  const group = o.group ?? new SingleProcessGroup();
+  const rank = group.rank, world = group.worldSize;
+  const master = rank === 0; // this process does the logging, checkpointing etc.
+  const say = (line: string): void => {
+    if (master) console.log(line);
+  };
+  const gradAccumSteps = accumulationSteps(o, world);
+  say(`total desired batch size: ${o.totalBatchSize}`);
+  say(`=> calculated gradient accumulation steps: ${gradAccumSteps}`);
+  if (world > 1) say(`process group: ${group.describe()}`);
+  const claim = await claimFolder(o, group, say);
+  try {
+    const precision = o.precision ?? "f32";
+    const scaler = (o.lossScaling ?? precision === "f16") ? new GradScaler(o.gradScaler) : null;
+    if (precision !== "f32") say(`precision: ${precision} matmuls`);
+
+    // every token id checked against the model's vocabulary as each shard is reached
+    const vocab = { vocabSize: o.config.vocab_size };
+    const trainLoader = await openTokenData(o.dataPath, "train", B, T, rank, world, vocab);
+    const valLoader = (o.evalEvery ?? 0) > 0
+      ? await openTokenData(o.dataPath, "val", B, T, rank, world, vocab)
+      : null;
+
+    // the model: fresh, loaded, or the checkpoint's (which also restores the optimizer and data)
+    const ckpt = await resumeCheckpoint(o, world);
+    if (ckpt && ckpt.state.step >= o.steps) {
+      say(
+        `${ckpt.path} is at step ${ckpt.state.step} and --steps is ${o.steps}: nothing left to do (pass a --steps above ${ckpt.state.step} to train further)`,
+      );
+      await claim.release();
+      return { nothingLeft: ckpt };
+    }
+    if (ckpt) say(`resuming from ${ckpt.path} at step ${ckpt.state.step}`);
+    const model = ckpt?.model ??
+      (o.initFrom
+        ? await loadInitialModel(backend, o.initFrom, o.config, say)
+        : new GPT(backend, o.config, { seed: o.seed }));
+    say(`model: ${model.numParameters().toLocaleString("en-US")} parameters`);
+    // as DDP does at construction: every rank starts from rank 0's weights
+    if (world > 1 && !ckpt) await broadcastParameters(model, group);
+    // DDP: gradients held in the shared-memory mapping where the group and backend allow it
+    if (world > 1) say((await placeGradients(model, group)).note);
+    const optimizer = configureOptimizers(model, {
+      weightDecay: o.weightDecay,
+      learningRate: o.maxLr,
+      verbose: master,
+      optimizer: o.optimizer,
+      muonLr: o.muonLr,
+    });
+    const sampleRng = new Generator(42 + rank);
+    if (ckpt) restoreRun(ckpt, { optimizer, model, trainLoader, sampleRng, scaler, rank });
+    if (scaler) {
+      say(
+        `dynamic loss scaling: scale ${scaler.scale}, x${scaler.growthFactor} after ${scaler.growthInterval} clean steps, x${scaler.backoffFactor} on overflow`,
+      );
+    }
+    const startStep = ckpt?.state.step ?? 0;
+    const log = await openRunLog(master ? o.logDir : null, ckpt ? startStep : null);
+    const signals = catchStopSignals(rank, o.handleSignals !== false);
+    return {
+      group,
+      rank,
+      world,
+      master,
+      say,
+      gradAccumSteps,
+      trainLoader,
+      valLoader,
+      model,
+      optimizer,
+      scaler,
+      sampleRng,
+      schedule: { maxLr: o.maxLr, minLr: o.minLr, warmupSteps: o.warmupSteps, maxSteps: o.steps },
+      startStep,
+      resumedFrom: ckpt?.path ?? null,
+      runId: ckpt?.state.runId ?? crypto.randomUUID(),
+      log,
+      ...signals,
+      release: claim.release,
+    };
+  } catch (e) {
+    await claim.release();
+    throw e;
+  }
+}
+
+/** min_lr above max_lr would make the "decay" a rise: refused. */
+function checkSchedule(o: TrainOptions): void {
+  if (o.minLr > o.maxLr) {
+    throw new Error(
+      `--min-lr ${o.minLr} is above --max-lr ${o.maxLr}: the learning rate decays from --max-lr to --min-lr, so pass a --min-lr at most ${o.maxLr}`,
+    );
+  }
+}
+
+/**
+ * Rank 0 claims the log folder (lib/train/run_folder.ts); under DDP every rank then stops with
+ * rank 0's reason, if it had one, rather than finding rank 0 gone at the next collective.
+ */
+async function claimFolder(
+  o: TrainOptions,
+  group: ProcessGroup,
+  say: (line: string) => void,
+): Promise<LogDirClaim> {
+  let claim = NO_CLAIM, error: Error | null = null;
+  if (group.rank === 0 && o.logDir !== null) {
+    try {
+      claim = await claimLogDir(
+        { logDir: o.logDir, resume: o.resume ?? null, overwrite: o.overwrite ?? false },
+        say,
+      );
+    } catch (e) {
+      error = e as Error;
+    }
+  }
+  if (group.worldSize > 1) {
+    const all = await group.allGatherBytes(new TextEncoder().encode(error?.message ?? ""));
+    if (!error && all[0].length) error = new Error(new TextDecoder().decode(all[0]));
+  }
+  if (error) throw error;
+  return claim;
+}
+
+/**
+ * The checkpoint `o.resume` names, verified, matching this run, and (unless it already
+ * reached `o.steps`) finite; null for a fresh run.
+ */
+async function resumeCheckpoint(o: TrainOptions, world: number): Promise<LoadedCheckpoint | null> {
+  if (!o.resume) return null;
+  const path = await resolveResume(o.resume, o.logDir);
+  const ckpt = await loadCheckpoint(o.backend, path);
+  checkResumable(ckpt.state, o, world, path);
+  if (o.logDir) {
+    // one run per folder: continuing run A among run B's checkpoints would overwrite them
+    const others = await otherRunsCheckpoints(checkpointsDir(o.logDir), ckpt.state.runId);
+    if (others.length) {
+      throw new Error(
+        `--log-dir ${o.logDir} holds ${others.length} checkpoint(s) of another run than ${path} (newest ${
+          others[others.length - 1]
+        }): resume into a new --log-dir, or pass --overwrite to remove them first`,
+      );
+    }
+  }
+  if (ckpt.state.step < o.steps) await checkFiniteCheckpoint(ckpt);
+  return ckpt;
+}
+
+/** total_batch_size / (B * T * world), or an error when it does not divide. */
+function accumulationSteps(o: TrainOptions, world: number): number {
+  const { B, T } = o;
+  if (o.totalBatchSize % (B * T * world) !== 0) {
+    throw new Error(
+      world === 1
+        ? `--total-batch-size ${o.totalBatchSize} must be divisible by B * T = ${B * T}`
+        : `--total-batch-size ${o.totalBatchSize} must be divisible by B * T * world = ${B} * ${T} * ${world}`,
+    );
+  }
+  return o.totalBatchSize / (B * T * world);
+}
+
+/** The optimizer's state, this rank's data position and RNG, and the loss scale. */
+function restoreRun(
+  ckpt: LoadedCheckpoint,
+  r: {
+    optimizer: AdamW;
+    model: GPT;
+    trainLoader: TokenLoader;
+    sampleRng: Generator;
+    scaler: GradScaler | null;
+    rank: number;
+  },
+): void {
+  restoreOptimizer(r.optimizer, r.model, ckpt);
+  const mine = ckpt.state.ranks[r.rank];
+  r.trainLoader.restore(mine.loader as ReturnType<TokenLoader["state"]>);
+  if (mine.rng.sample) r.sampleRng.setState(mine.rng.sample);
+  // a checkpoint without a scaler's state (an f32 run, or an older one): a fresh scaler
+  if (r.scaler && ckpt.state.gradScaler) {
+    try {
+      r.scaler.load(ckpt.state.gradScaler);
+    } catch (e) {
+      throw new Error(`Checkpoint ${ckpt.path}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+}
+
+/** The settings that must match for a checkpoint to continue a run exactly. */
+export function runSettings(o: TrainOptions): Record<string, unknown> {
+  return {
+    B: o.B,
+    T: o.T,
+    totalBatchSize: o.totalBatchSize,
+    steps: o.steps,
+    maxLr: o.maxLr,
+    minLr: o.minLr,
+    warmupSteps: o.warmupSteps,
+    weightDecay: o.weightDecay,
+    seed: o.seed,
+    dataPath: o.dataPath,
+    precision: o.precision ?? "f32",
+    lossScaling: o.lossScaling ?? o.precision === "f16",
+  };
+}
+
+function checkResumable(
+  state: { worldSize: number; config: GPTConfig; run: Record<string, unknown> },
+  o: TrainOptions,
+  world: number,
+  path: string,
+): void {
+  if (state.worldSize !== world) {
+    throw new Error(
+      `Checkpoint ${path} was written by ${state.worldSize} rank(s), this run has ${world}: resume with the same number of processes`,
+    );
+  }
+  if (JSON.stringify(state.config) !== JSON.stringify(o.config)) {
+    throw new Error(
+      `Checkpoint ${path} holds a model ${JSON.stringify(state.config)}, this run asks for ${
+        JSON.stringify(o.config)
+      }: pass the same --model/--preset`,
+    );
+  }
+  const settings = runSettings(o);
+  for (const k of ["B", "T", "totalBatchSize"]) {
+    if (state.run[k] !== settings[k]) {
+      throw new Error(
+        `Checkpoint ${path} was trained with ${k}=${state.run[k]}, this run has ${k}=${
+          settings[k]
+        }: the data positions would not match`,
+      );
+    }
+  }
+}
+
+/**
+ * `log.txt` in `logDir` (null: no log): cleared on a fresh run; on resume from step
+ * `resumeStep`, the lines of the steps not yet redone are kept.
+ */
+async function openRunLog(
+  logDir: string | null,
+  resumeStep: number | null,
+): Promise<(line: string) => Promise<void>> {
+  if (!logDir) return () => Promise.resolve();
+  await Deno.mkdir(logDir, { recursive: true });
+  const logFile = `${logDir}/log.txt`;
+  let keep = "";
+  if (resumeStep !== null) {
+    const old = await Deno.readTextFile(logFile).catch(() => "");
+    keep = old.split("\n").filter((l) => l && Number(l.split(" ")[0]) < resumeStep)
+      .map((l) => l + "\n").join("");
+  }
+  await Deno.writeTextFile(logFile, keep);
+  return async (line) => await Deno.writeTextFile(logFile, line + "\n", { append: true });
+}
+
+// ---- the loop ----
 
 /** The steps from `r.startStep` to `o.steps`, then the model saved. */
 async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
@@ -230,10 +669,90 @@ async function logEval(r: RunSetup, o: TrainOptions, e: EvalStats): Promise<void
   await o.onEval?.(e);
 }
 
+// ---- evaluation: validation loss, HellaSwag, samples ----
+
+/** The prompt build-nanogpt samples from at each evaluation. */
+export const SAMPLE_PROMPT = "Hello, I'm a language model,";
+
+/** Validation loss over a reset loader (averaged over ranks), HellaSwag, and 4 samples. */
+export async function evaluate(
+  model: GPT,
+  valLoader: TokenLoader,
+  o: TrainOptions,
+  group: ProcessGroup,
+  step: number,
+  sampleRng: Generator,
+): Promise<EvalStats> {
+  const { backend, B, T } = o;
+  const rank = group.rank, world = group.worldSize;
+  const valLossSteps = o.valBatches ?? 20;
+  valLoader.reset();
+  let valLossAccum = 0;
+  // GPT-2 124M's 20 batches take minutes on a CPU: a bar with an ETA (rank 0 speaks for all)
+  const bar = new ProgressBar("validation", {
+    total: valLossSteps,
+    unit: "batches",
+    enabled: rank === 0,
+  });
+  try {
+    await noGrad(async () => {
+      for (let i = 0; i < valLossSteps; i++) {
+        const { x, y } = valLoader.nextBatch();
+        const { loss } = model.forward(
+          Tensor.from(backend, x, [B, T]),
+          Tensor.from(backend, y, [B, T]),
+        );
+        valLossAccum += (await loss!.item()) / valLossSteps;
+        bar.tick();
+      }
+    });
+  } finally {
+    bar.done();
+  }
+  if (world > 1) {
+    const v = new Float32Array([valLossAccum]);
+    await group.allReduce([v], "avg");
+    valLossAccum = v[0];
+  }
+
+  let hellaAcc: number | null = null;
+  if (o.hellaswag) {
+    const c = await o.hellaswag(model, { rank, world, step });
+    const v = new Float32Array([c.total, c.correctNorm]);
+    if (world > 1) await group.allReduce([v], "sum");
+    hellaAcc = v[0] > 0 ? v[1] / v[0] : 0;
+    // the interval on the terminal only: log.txt keeps build-nanogpt's `{step} hella {acc}`
+    if (rank === 0) console.log(formatAccuracy("HellaSwag acc_norm", v[1], v[0]));
+  }
+
+  // once in a while generate from the model (except step 0, which is noise)
+  const samples: string[] = [];
+  const lastStep = step === o.steps - 1;
+  if ((step > 0 && step % (o.evalEvery ?? 1) === 0) || lastStep) {
+    const enc = getGpt2Tokenizer();
+    const prompt = enc.encode(SAMPLE_PROMPT);
+    sampleRng.manualSeed(42 + rank);
+    const maxLength = Math.min(o.sampleLength ?? 32, model.config.block_size);
+    const rows = await generate(model, Array.from({ length: 4 }, () => prompt), {
+      maxLength,
+      topK: 50,
+      generator: sampleRng,
+    });
+    rows.forEach((tokens, i) => {
+      const text = decodePadded(tokens);
+      samples.push(text);
+      console.log(`rank ${rank} sample ${i}: ${text}`);
+    });
+  }
+  return { step, valLoss: valLossAccum, hellaAcc, samples };
+}
+
+// ---- saving: checkpoints and the model ----
+
 /**
  * A checkpoint after `step` optimizer steps: every rank sends its data position and RNG
  * state, rank 0 writes them with the model and AdamW's moments (pruning the older ones at
- * once when `final`, else after the next step: lib/train/checkpoint_trail.ts). Returns its
+ * once when `final`, else after the next step: lib/train/checkpoint.ts). Returns its
  * folder on every rank; no log folder: nothing is written, null. When rank 0 cannot write it
  * (non-finite values, a full disk), every rank stops with the same message, naming the
  * checkpoint to resume from.

@@ -1,10 +1,10 @@
-// run.json (lib/cli/run_record.ts): a finished `deno task train` writes it beside log.txt with
+// run.json (lib/train/run_summary.ts): a finished `deno task train` writes it beside log.txt with
 // what ran and how it went, and the figure's title (lib/plot/run_meta.ts) reads model and data
 // from it.
 import { ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { describeRun, readRunMeta } from "../../lib/plot/run_meta.ts";
-import type { RunRecord } from "../../lib/cli/run_record.ts";
+import type { RunRecord } from "../../lib/train/run_summary.ts";
 import { runTask, smallModelFlags } from "../support.ts";
 
 Deno.test("train task: a finished run writes run.json with its settings and results", async () => {

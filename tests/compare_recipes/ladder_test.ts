@@ -2,8 +2,7 @@
 // change a row, its flags read back by the train task's own table, and the interleaved order.
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
 import { parseArgs } from "node:util";
-import { HYPERPARAMETERS, resolveHyperparameters } from "../../lib/train/hyperparameters.ts";
-import { getPreset } from "../../lib/train/presets.ts";
+import { getPreset, HYPERPARAMETERS, resolveHyperparameters } from "../../lib/train/settings.ts";
 import {
   planRuns,
   RECIPE_KEYS,

@@ -103,7 +103,7 @@ Deno.test("plot report: a val loss on other data than FineWeb-EDU is not compare
       dirs.push(dir);
       return await Deno.readTextFile((await writeRunReport(dir, { ...BASE, ...info })).path);
     };
-    // the preset's data (lib/train/presets.ts): Tiny Shakespeare
+    // the preset's data (lib/train/settings.ts): Tiny Shakespeare
     const shakespeare = await report({ preset: "shakespeare" });
     assert.match(shakespeare, /<title>Run report: tiny \(7\.3M\) on Tiny Shakespeare<\/title>/);
     assert.match(

@@ -1,4 +1,4 @@
-// lib/train/finite.ts: which buffers hold a NaN or an infinity, on a backend with hostView (a
+// lib/train/checkpoint.ts: which buffers hold a NaN or an infinity, on a backend with hostView (a
 // scan of its memory) and on one without (CUDA, WebGPU: sums of squares, a non-finite sum
 // confirmed by a read, so large finite values that overflow an f32 sum are not reported).
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
@@ -11,7 +11,7 @@ import {
   nonFiniteArrays,
   nonFiniteBuffers,
   trainingBuffers,
-} from "../../lib/train/finite.ts";
+} from "../../lib/train/checkpoint.ts";
 
 /** The reference backend as a device backend sees it: no hostView, sums accumulated in f32. */
 class DeviceLikeCpu extends CpuBackend {

@@ -1,7 +1,7 @@
-// lib/train/grad_scaler.ts: GradScaler's schedule (PyTorch's defaults, growth and back-off, the
+// lib/train/precision.ts: GradScaler's schedule (PyTorch's defaults, growth and back-off, the
 // float32 range), its state round trip and the options and states it refuses.
 import { deepStrictEqual as assertEquals, strictEqual, throws } from "node:assert/strict";
-import { GradScaler } from "../../lib/train/grad_scaler.ts";
+import { GradScaler } from "../../lib/train/precision.ts";
 
 Deno.test("GradScaler: PyTorch's defaults; grows after growthInterval clean steps, halves on overflow", () => {
   const d = new GradScaler();

@@ -12,9 +12,8 @@ import { Generator } from "../../lib/model/random.ts";
 import { Tensor } from "../../lib/model/tensor.ts";
 import { Muon, newtonSchulz } from "../../lib/train/muon.ts";
 import { configureOptimizers, MuonAndAdamW } from "../../lib/train/optim.ts";
-import { getPreset } from "../../lib/train/presets.ts";
-import { train } from "../../lib/train/train.ts";
-import type { TrainOptions } from "../../lib/train/options.ts";
+import { getPreset } from "../../lib/train/settings.ts";
+import { train, type TrainOptions } from "../../lib/train/train.ts";
 import { assertClose, fullRecipe, runTask, smallModelFlags, smallRecipe } from "../support.ts";
 
 const backend = new CpuBackend();
@@ -283,7 +282,7 @@ Deno.test("options off, written out: the lecture's run, loss for loss and weight
 });
 
 Deno.test("trainingBuffers: Muon's momentum is checked for NaN like AdamW's moments", async () => {
-  const { nonFiniteBuffers, trainingBuffers } = await import("../../lib/train/finite.ts");
+  const { nonFiniteBuffers, trainingBuffers } = await import("../../lib/train/checkpoint.ts");
   const model = new GPT(backend, {
     n_layer: 1,
     n_head: 2,

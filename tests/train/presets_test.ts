@@ -1,10 +1,15 @@
-// lib/train/presets.ts: build-nanogpt's constants as data, nanoGPT's fine-tuning preset; and
-// the rows of lib/train/hyperparameters.ts that fine-tuning added (--init-from, --steps 0, a
+// lib/train/settings.ts: build-nanogpt's constants as data, nanoGPT's fine-tuning preset; and
+// the rows of the table that fine-tuning added (--init-from, --steps 0, a
 // constant learning rate kept constant by --max-lr).
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
-import { hyperparameterHelp, resolveHyperparameters } from "../../lib/train/hyperparameters.ts";
+import {
+  formatPreset,
+  getPreset,
+  hyperparameterHelp,
+  PRESETS,
+  resolveHyperparameters,
+} from "../../lib/train/settings.ts";
 import { getLr } from "../../lib/train/optim.ts";
-import { formatPreset, getPreset, PRESETS } from "../../lib/train/presets.ts";
 
 Deno.test("presets: build-nanogpt's constants as data, printed, unknown names refused", () => {
   const p = getPreset("gpt2-124M-fineweb");

@@ -1,4 +1,4 @@
-// One run per log folder (lib/train/run_folder.ts and the checks of lib/train/setup.ts): a
+// One run per log folder (lib/train/run_folder.ts and the checks of lib/train/train.ts): a
 // second trainer is refused while the first finishes intact; a stale lock and interrupted
 // checkpoint writes are cleaned up, saying so; a fresh run among an earlier run's checkpoints
 // is refused unless --overwrite; a resume among another run's checkpoints is refused; pruning

@@ -1,12 +1,14 @@
-// lib/train/hyperparameters.ts's rows of the speedrun's options and lib/train/presets.ts's
+// lib/train/settings.ts: the table's rows of the speedrun's options and the preset
 // speedrun-shakespeare: flags on and off, values checked, printed only where on.
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
 import {
   formatHyperparameters,
+  formatPreset,
+  getPreset,
   hyperparameterHelp,
+  PRESETS,
   resolveHyperparameters,
-} from "../../lib/train/hyperparameters.ts";
-import { formatPreset, getPreset, PRESETS } from "../../lib/train/presets.ts";
+} from "../../lib/train/settings.ts";
 
 const OPTION_KEYS = ["mlp", "qkNorm", "pos", "zeroInitProj", "untieHead", "optimizer"] as const;
 

@@ -7,7 +7,8 @@ import { CpuBackend, CpuBuffer } from "../../lib/backends/cpu/mod.ts";
 import { loadCheckpoint, readCheckpointState } from "../../lib/train/checkpoint.ts";
 import { type DistEnv, initProcessGroup, type ProcessGroup } from "../../lib/ddp/process_group.ts";
 import { GPT } from "../../lib/model/gpt.ts";
-import { type Precision, train } from "../../lib/train/train.ts";
+import type { Precision } from "../../lib/train/precision.ts";
+import { train } from "../../lib/train/train.ts";
 import { assertClose, assertSameBits, runCheckpoints, smallRecipe } from "../support.ts";
 
 const small = { n_layer: 1, n_head: 2, n_embd: 16, block_size: 32, vocab_size: 50304 };

@@ -4,7 +4,7 @@
  * (the last row), and the interleaved order in which `deno task compare-recipes` trains them.
  *
  * Each row is a set of hyperparameters over the `shakespeare` preset (every speedrun option off
- * there), so a row's flags are the table's flags of lib/train/hyperparameters.ts for the fields
+ * there), so a row's flags are the table's flags of lib/train/settings.ts for the fields
  * it sets. The order of the rungs: the speedrun's rates first (they go with everything after
  * them: the speedrun's larger rate and no weight decay are what its other changes are tuned
  * for), then the changes inside a block that leave the parameters as they are (ReLU², QK-norm,
@@ -15,8 +15,12 @@
  * @module
  */
 
-import { HYPERPARAMETERS, type Hyperparameters } from "../../lib/train/hyperparameters.ts";
-import { AFTER_LECTURE_PRESETS, PRESETS } from "../../lib/train/presets.ts";
+import {
+  AFTER_LECTURE_PRESETS,
+  HYPERPARAMETERS,
+  type Hyperparameters,
+  PRESETS,
+} from "../../lib/train/settings.ts";
 
 /** The fields a ladder row sets; the rest are the run's (model, batch, steps, data...). */
 export type RecipeSettings = Pick<

@@ -1,7 +1,7 @@
-// lib/train/wilson.ts: the 95% Wilson score interval against values worked out by hand, and
+// lib/eval/wilson.ts: the 95% Wilson score interval against values worked out by hand, and
 // HellaSwag's terminal line with it.
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
-import { formatAccuracy, formatInterval, wilsonInterval } from "../../lib/train/wilson.ts";
+import { formatAccuracy, formatInterval, wilsonInterval } from "../../lib/eval/wilson.ts";
 
 /** Asserts |actual - expected| <= 1e-4 for both ends. */
 function near(actual: { low: number; high: number }, low: number, high: number): void {

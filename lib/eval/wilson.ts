@@ -1,7 +1,7 @@
 /**
  * How sure an accuracy is: the 95% Wilson score interval of a proportion, and HellaSwag's
- * terminal line with it (in the training loop and in `deno task hellaswag`). On a few hundred
- * examples, the difference between two checkpoints is often inside the interval.
+ * terminal line with it (in the training loop, its summary and `deno task hellaswag`). On a
+ * few hundred examples, the difference between two checkpoints is often inside the interval.
  *
  * @module
  */
