@@ -91,7 +91,10 @@ export interface CheckpointState {
 
 /** Muon's part of `state.json`. */
 export interface MuonState {
-  lrScale: number;
+  /** Muon's learning rate at the checkpoint. */
+  lr?: number;
+  /** Older checkpoints: Muon's rate as a multiple of AdamW's `lr`, in place of `lr`. */
+  lrScale?: number;
   momentum: number;
   nesterov: boolean;
   nsSteps: number;
@@ -246,7 +249,7 @@ async function writeCheckpointFiles(tmp: string, input: SaveCheckpointInput): Pr
       ...(muon && optimizer instanceof MuonAndAdamW
         ? {
           muon: {
-            lrScale: optimizer.muonLrScale,
+            lr: optimizer.muonLr,
             momentum: muon.momentum,
             nesterov: muon.nesterov,
             nsSteps: muon.nsSteps,
@@ -599,8 +602,7 @@ export function restoreOptimizer(optimizer: AdamW, model: GPT, ckpt: LoadedCheck
  */
 function restoreMuon(optimizer: AdamW, model: GPT, ckpt: LoadedCheckpoint): void {
   const saved = ckpt.state.optimizer.muon;
-  const muon = optimizer instanceof MuonAndAdamW ? optimizer.muon : null;
-  if (!muon) {
+  if (!(optimizer instanceof MuonAndAdamW)) {
     if (saved) {
       throw new Error(
         `Checkpoint ${ckpt.path} was trained with --optimizer muon, this run uses adamw: pass --optimizer muon`,
@@ -613,6 +615,8 @@ function restoreMuon(optimizer: AdamW, model: GPT, ckpt: LoadedCheckpoint): void
       `Checkpoint ${ckpt.path} was trained with AdamW alone, this run uses --optimizer muon: pass --optimizer adamw`,
     );
   }
+  // the schedule sets it again before the next step; older checkpoints record a multiple
+  optimizer.muonLr = saved.lr ?? (saved.lrScale ?? 0) * ckpt.state.optimizer.lr;
   for (const [name, p] of model.namedParameters()) {
     const b = ckpt.momentumBuffers.get(name);
     if (!b) continue; // never stepped
@@ -621,7 +625,7 @@ function restoreMuon(optimizer: AdamW, model: GPT, ckpt: LoadedCheckpoint): void
         `Checkpoint ${ckpt.path}: Muon's momentum of "${name}" has ${b.length} values, expected ${p.size}`,
       );
     }
-    muon.state.set(p, p.backend.upload(b));
+    optimizer.muon.state.set(p, p.backend.upload(b));
   }
 }
 

@@ -106,17 +106,22 @@ export class AdamW {
 
 /**
  * After the lecture, the speedrun's optimizer: Muon (lib/train/muon.ts) for the 2-D weights
- * inside the blocks, AdamW (this class's groups) for the rest. `lr` is the schedule's rate;
- * Muon's is `lr * muonLrScale`, so both follow the warmup and the cosine.
+ * inside the blocks, AdamW (this class's groups) for the rest. Each has its own learning rate:
+ * `lr` is AdamW's, `muonLr` Muon's; the loop sets both from the schedule each step, Muon's on
+ * the same warmup and cosine from its own peak, `muonPeakLr` ({@linkcode muonSchedule}).
  */
 export class MuonAndAdamW extends AdamW {
   readonly muon: Muon;
-  readonly muonLrScale: number;
+  /** Muon's peak learning rate (`--muon-lr`). */
+  readonly muonPeakLr: number;
+  /** Muon's learning rate for the next step. */
+  muonLr: number;
 
-  constructor(groups: ParamGroup[], options: AdamWOptions, muon: Muon, muonLrScale: number) {
+  constructor(groups: ParamGroup[], options: AdamWOptions, muon: Muon, muonLr: number) {
     super(groups, options);
     this.muon = muon;
-    this.muonLrScale = muonLrScale;
+    this.muonPeakLr = muonLr;
+    this.muonLr = muonLr;
   }
 
   /** Clears the gradients of both. */
@@ -130,11 +135,11 @@ export class MuonAndAdamW extends AdamW {
     return [...super.parameters(), ...this.muon.params];
   }
 
-  /** One AdamW step of its groups, then one Muon step (each times `gradScale`). */
+  /** One AdamW step of its groups at `lr`, then one Muon step at `muonLr` (each times `gradScale`). */
   override step(): void {
     const gradScale = this.gradScale;
     super.step();
-    this.muon.step(this.lr * this.muonLrScale, gradScale);
+    this.muon.step(this.muonLr, gradScale);
   }
 }
 
@@ -200,14 +205,11 @@ function configureMuon(model: Module, options: ConfigureOptions): AdamW {
     console.log(`AdamW decayed tensors: ${decay.length}, with ${count(decay)} parameters`);
     console.log(`AdamW non-decayed tensors: ${noDecay.length}, with ${count(noDecay)} parameters`);
   }
-  const muonLr = options.muonLr ?? 0.02;
-  // a zero peak rate leaves nothing to scale: Muon's rate is then zero too
-  const scale = options.learningRate > 0 ? muonLr / options.learningRate : 0;
   return new MuonAndAdamW(
     [{ params: decay, weightDecay: options.weightDecay }, { params: noDecay, weightDecay: 0 }],
     { lr: options.learningRate, betas: [0.9, 0.95], eps: 1e-8 },
     new Muon(muonParams),
-    scale,
+    options.muonLr ?? 0.02,
   );
 }
 
@@ -289,4 +291,12 @@ export function getLr(it: number, s: LrSchedule): number {
   const decayRatio = (it - s.warmupSteps) / (s.maxSteps - s.warmupSteps);
   const coeff = 0.5 * (1 + Math.cos(Math.PI * decayRatio)); // starts at 1 and goes to 0
   return s.minLr + coeff * (s.maxLr - s.minLr);
+}
+
+/**
+ * After the lecture, Muon's schedule: `s`'s warmup and cosine, from Muon's own peak rate
+ * `muonLr` down to the same fraction of it as AdamW's minimum is of AdamW's peak.
+ */
+export function muonSchedule(s: LrSchedule, muonLr: number): LrSchedule {
+  return { ...s, maxLr: muonLr, minLr: s.maxLr > 0 ? muonLr * (s.minLr / s.maxLr) : 0 };
 }

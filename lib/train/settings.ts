@@ -12,9 +12,28 @@
  * @module
  */
 
-import type { MlpActivation, PositionEncoding } from "../model/speedrun.ts";
-import { MLP_ACTIVATIONS, POSITION_ENCODINGS } from "../model/speedrun.ts";
+import { isAbsolute, join } from "node:path";
+import type { Backend } from "../backend.ts";
+import { trainsGpt2InMinutes } from "../backends/mod.ts";
+import { REPO_ROOT, resolveTinyShakespeare } from "../data/datasets.ts";
+import { GPT_CONFIGS, type GPTConfig, gptConfig, type ModelConfig } from "../model/gpt.ts";
+import {
+  MLP_ACTIVATIONS,
+  type MlpActivation,
+  POSITION_ENCODINGS,
+  type PositionEncoding,
+  speedrunConfigFields,
+} from "../model/speedrun.ts";
+import { readCheckpointState, resolveResume } from "./checkpoint.ts";
+import {
+  checkInitFromResume,
+  checkInitShape,
+  initConfig,
+  type InitSource,
+  resolveInitFrom,
+} from "./init_from.ts";
 import { type OptimizerName, OPTIMIZERS } from "./optim.ts";
+import { parsePrecision, type Precision } from "./precision.ts";
 
 /** The constants of a run, as a preset sets them and the flags override them. */
 export interface Hyperparameters {
@@ -77,6 +96,9 @@ export interface Hyperparameters {
   /** Muon's peak learning rate (with `optimizer` muon; the schedule's shape as maxLr's). */
   muonLr: number;
 }
+
+/** The settings a run uses: every row of the table concrete (the total batch size a number). */
+export type Settings = Hyperparameters & { totalBatchSize: number };
 
 /** The `data` value that names Tiny Shakespeare wherever it is found (lib/data/datasets.ts). */
 export const TINY_SHAKESPEARE = "tinyshakespeare";
@@ -314,7 +336,7 @@ export function formatHyperparameter(
 /** The settings a run uses, and why each that is not its preset's differs. */
 export interface ResolvedHyperparameters {
   /** Every value concrete: no null left. */
-  values: Hyperparameters;
+  values: Settings;
   /** The fields that differ from the preset's, with why: `--steps; preset: 50`. */
   notes: Map<keyof Hyperparameters, string>;
 }
@@ -332,7 +354,7 @@ export function resolveHyperparameters(
   flags: Readonly<Record<string, unknown>>,
   world: number,
 ): ResolvedHyperparameters {
-  const values: Hyperparameters = { ...preset };
+  const values = { ...preset } as Settings;
   const writable = values as Record<keyof Hyperparameters, unknown>;
   const notes: ResolvedHyperparameters["notes"] = new Map();
   for (const key of HYPERPARAMETER_KEYS) {
@@ -342,7 +364,7 @@ export function resolveHyperparameters(
     else continue;
     notes.set(key, `--${spec.flag}; preset: ${formatHyperparameter(spec, preset[key])}`);
   }
-  if (values.totalBatchSize === null) {
+  if ((values.totalBatchSize as number | null) === null) {
     values.totalBatchSize = values.B * values.T * world;
     notes.set("totalBatchSize", `B*T*world = ${values.B}*${values.T}*${world}`);
   }
@@ -579,4 +601,331 @@ export function getPreset(name: string): TrainPreset {
 /** The preset as printed: its name and description, then one `key = value` a line. */
 export function formatPreset(name: string, preset: TrainPreset): string {
   return `preset ${name}: ${preset.description}\n${formatHyperparameters(preset)}`;
+}
+
+// ---- resolution: the preset, the flags and the environment into the run's settings ----
+//
+// `deno task train` parses its flags and hands them here: the settings are resolved and
+// checked once, in three steps that follow what each needs: the values (before anything
+// loads), the weights that give the shape (`--init-from`, or a resumed fine-tuning run's
+// checkpoint), and, once the backend is known, the model's config; then the data's path.
+
+/** The flags of `deno task train` that are not rows of the table: what runs, where, how. */
+export const RUN_FLAGS = {
+  preset: { type: "string" },
+  "n-layer": { type: "string" },
+  "n-head": { type: "string" },
+  "n-embd": { type: "string" },
+  "block-size": { type: "string" },
+  backend: { type: "string" },
+  precision: { type: "string" },
+  "hellaswag-data": { type: "string" },
+  resume: { type: "string" },
+  overwrite: { type: "boolean" },
+  "log-dir": { type: "string" },
+  timeout: { type: "string" },
+  plot: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** A flag as `node:util`'s parseArgs declares it. */
+export interface FlagOption {
+  type: "string" | "boolean";
+  short?: string;
+}
+
+/** parseArgs options of every flag of `deno task train`: the run's, then the table's rows. */
+export function trainFlagOptions(): Record<string, FlagOption> {
+  const rows = Object.values(HYPERPARAMETERS).map((spec): [string, FlagOption] => {
+    const type = spec.kind === "boolean" ? "boolean" : "string";
+    return [spec.flag, spec.short ? { type, short: spec.short } : { type }];
+  });
+  return { ...RUN_FLAGS, ...Object.fromEntries(rows) };
+}
+
+/** The flags as parsed: a value by flag name, without dashes. */
+export type FlagValues = Readonly<Record<string, string | boolean | string[] | undefined>>;
+
+/** The shape flags and the config fields they set. */
+const SHAPE_FLAGS = [
+  ["n-layer", "n_layer"],
+  ["n-head", "n_head"],
+  ["n-embd", "n_embd"],
+  ["block-size", "block_size"],
+] as const;
+
+/** A config field that a shape flag sets. */
+type ShapeField = (typeof SHAPE_FLAGS)[number][1];
+
+/** The run as its flags, its preset and the environment decide it, before anything loads. */
+export interface RunSettings {
+  presetName: string;
+  preset: TrainPreset;
+  /** Every row of the table, concrete. */
+  values: Settings;
+  /** Why each value that is not its preset's differs (`--steps; preset: 50`). */
+  notes: Map<keyof Hyperparameters, string>;
+  /** `--n-layer`, `--n-head`, `--n-embd`, `--block-size` where given. */
+  shape: Partial<Record<ShapeField, number>>;
+  /** `--resume`: a checkpoint folder or "latest"; null for a fresh run. */
+  resume: string | null;
+  logDir: string;
+  overwrite: boolean;
+  /** `--backend`. */
+  backend: string;
+  /** `--precision` where given (checked); else the backend's default. */
+  precision: Precision | null;
+  /** `--hellaswag-data`. */
+  hellaswagData: string | undefined;
+  /** DDP: seconds a rendezvous or collective may wait (`--timeout`, `GPT2_DDP_TIMEOUT`). */
+  timeoutS: number;
+  /** DDP: how ranks exchange data (`GPT2_DDP_TRANSPORT`: tcp; else shared memory). */
+  transport: "tcp" | "shm";
+  /** `--plot`. */
+  plot: boolean;
+}
+
+/**
+ * The run's settings from its flags, the preset they name (shakespeare by default) and the
+ * environment (`env`: `GPT2_DDP_TIMEOUT`, `GPT2_DDP_TRANSPORT`), for a group of `world`
+ * processes; every value checked here, once.
+ *
+ * @throws {Error} naming the flag, for a bad value; a `--min-lr` above `--max-lr`; an
+ * `--init-from` flag with `--resume`; an empty `--log-dir`.
+ */
+export function resolveSettings(
+  flags: FlagValues,
+  world: number,
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): RunSettings {
+  const text = (name: string): string | undefined => {
+    const v = flags[name];
+    return typeof v === "string" ? v : undefined;
+  };
+  const presetName = text("preset") ?? "shakespeare";
+  const preset = getPreset(presetName);
+  const { values, notes } = resolveHyperparameters(preset, flags, world);
+  const resume = text("resume") ?? null;
+  // a flag's --init-from with --resume is refused; a preset's is not loaded on resume
+  if (notes.has("initFrom")) checkInitFromResume(values.initFrom, resume);
+  const logDir = text("log-dir") ?? "log";
+  if (logDir === "") throw new Error('--log-dir expects a folder, found ""');
+  const precision = text("precision");
+  const shape: RunSettings["shape"] = {};
+  for (const [flag, key] of SHAPE_FLAGS) {
+    const raw = text(flag);
+    if (raw !== undefined) shape[key] = number({ flag, kind: "int", min: 1 }, raw);
+  }
+  return {
+    presetName,
+    preset,
+    values,
+    notes,
+    shape,
+    resume,
+    logDir,
+    overwrite: flags.overwrite === true,
+    backend: text("backend") ?? "auto",
+    precision: precision === undefined ? null : parsePrecision(precision),
+    hellaswagData: text("hellaswag-data"),
+    timeoutS: text("timeout") === undefined
+      ? Number(env("GPT2_DDP_TIMEOUT") ?? 300)
+      : number({ flag: "timeout", kind: "number", min: 0.1 }, text("timeout")!),
+    transport: env("GPT2_DDP_TRANSPORT") === "tcp" ? "tcp" : "shm",
+    plot: flags.plot === true,
+  };
+}
+
+/** `raw` read as a number flag that is not a row of the table. */
+function number(spec: Pick<HyperparameterSpec, "flag" | "kind" | "min">, raw: string): number {
+  return parseHyperparameter({ ...spec, arg: "N", help: "" }, raw) as number;
+}
+
+/** Where a run's shape comes from when not from `--model`; both null when it does. */
+export interface StartingShape {
+  /** What `--init-from` (the flag's or the preset's) loads, on a fresh run. */
+  init: InitSource | null;
+  /** A resumed fine-tuning run's config, from its checkpoint. */
+  resumedShape: GPTConfig | null;
+}
+
+/**
+ * The run's shape when weights give it: `--init-from`'s on a fresh run, or the checkpoint's
+ * when `--resume` continues a fine-tuning run (the preset's `--init-from` is not loaded then).
+ * The settings' model becomes that shape's name (`gpt2`, or `custom`); a `--model` that names
+ * another shape than `--init-from`'s is an error, and on resume it is the shape asked for (a
+ * checkpoint that does not match refuses the run).
+ */
+export async function startingShape(
+  run: RunSettings,
+  options: { progress: boolean },
+): Promise<StartingShape> {
+  const { values: h, notes, resume } = run;
+  const init = resume === null && h.initFrom !== null
+    ? await resolveInitFrom(h.initFrom, { progress: options.progress })
+    : null;
+  let resumedShape = resume === null ? null : await fineTunedShape(resume, run.logDir, h.initFrom);
+  const namedModel = notes.has("model") && h.model !== "auto"; // --model gpt2, say
+  if (namedModel) {
+    if (init) checkInitShape(init, gptConfig(h.model), `--model ${h.model}`);
+    if (resumedShape) resumedShape = gptConfig(h.model, resumedShape.vocab_size);
+    return { init, resumedShape };
+  }
+  const shape = init?.config ?? resumedShape;
+  if (shape) {
+    const name = shapeName(shape);
+    if (name !== h.model) {
+      notes.set("model", `the shape ${init ? "--init-from loads" : "resumed"}; preset: ${h.model}`);
+    }
+    h.model = name;
+  }
+  return { init, resumedShape };
+}
+
+/** The name of the GPT-2 size (or `tiny`) of `shape`'s layers, or `custom`. */
+function shapeName(shape: GPTConfig): string {
+  const same = (c: GPTConfig) => SHAPE_FLAGS.every(([, k]) => c[k] === shape[k]);
+  return Object.keys(GPT_CONFIGS).find((n) => same(GPT_CONFIGS[n])) ?? "custom";
+}
+
+/**
+ * When `--resume` continues a fine-tuning run (the preset has an `initFrom`, or the
+ * checkpoint's settings record one), the checkpoint's config; else null (the run's shape
+ * comes from `--model` as for any run).
+ */
+async function fineTunedShape(
+  resume: string,
+  logDir: string,
+  initFrom: string | null,
+): Promise<GPTConfig | null> {
+  const state = await readCheckpointState(await resolveResume(resume, logDir), { files: [] });
+  const fineTuned = initFrom !== null || typeof state.run.initFrom === "string";
+  return fineTuned ? { ...state.config } : null;
+}
+
+/** The model a run trains: its name as reported, and its config. */
+export interface RunModel {
+  /** A `GPT_CONFIGS` name, `custom`, or the shape of the weights loaded. */
+  name: string;
+  config: GPTConfig;
+}
+
+/**
+ * The run's model on `backend`: `model auto` made gpt2 where the backend trains it in minutes,
+ * else tiny (saying which on `say`); the config from the weights being loaded, a resumed
+ * fine-tuning run's checkpoint, or the named model, with the shape flags applied and the
+ * speedrun's options of the settings.
+ *
+ * @throws {Error} for shape flags that disagree with the weights being loaded, an `--n-embd`
+ * that `--n-head` does not divide, speedrun options that differ from the loaded weights', or
+ * a `-T` above the block size.
+ */
+export function runModel(
+  run: RunSettings,
+  start: StartingShape,
+  backend: Backend,
+  say: (line: string) => void,
+): RunModel {
+  const { values: h, notes } = run;
+  const { init, resumedShape } = start;
+  let name = h.model;
+  if (name === "auto" && !init && !resumedShape) {
+    name = trainsGpt2InMinutes(backend) ? "gpt2" : "tiny";
+    say(
+      name === "gpt2"
+        ? "model: gpt2 (124M)"
+        : `model: tiny (${
+          JSON.stringify(GPT_CONFIGS.tiny)
+        }): GPT-2 124M takes over a minute per step on the ${backend.name} backend; --model gpt2 forces it`,
+    );
+  }
+  const config = init ? initRunConfig(run, init) : resumedShape
+    ? {
+      ...resumedShape,
+      ...run.shape,
+      ...(notes.has("vocabSize") ? { vocab_size: h.vocabSize } : {}),
+    }
+    : namedConfig(run, name, say);
+  withSpeedrunOptions(config, run, init !== null || resumedShape !== null);
+  if (h.T > config.block_size) {
+    throw new Error(`-T ${h.T} exceeds the model's block size ${config.block_size}`);
+  }
+  return { name, config };
+}
+
+/**
+ * The config of a run from `init`: its shape with `--vocab-size` rows; `--n-layer`,
+ * `--n-head`, `--n-embd`, `--block-size`, where given, must be that shape.
+ */
+function initRunConfig(run: RunSettings, init: InitSource): GPTConfig {
+  const shape = { ...init.config, ...run.shape };
+  // only the flags that disagree are named
+  const differ = SHAPE_FLAGS.filter(([, key]) => shape[key] !== init.config[key]);
+  if (differ.length) {
+    checkInitShape(init, shape, differ.map(([flag, key]) => `--${flag} ${shape[key]}`).join(" "));
+  }
+  return initConfig(init, run.values.vocabSize);
+}
+
+/** The named model's config with `--n-layer`, `--n-head`, `--n-embd`, `--block-size` applied. */
+function namedConfig(run: RunSettings, name: string, say: (line: string) => void): GPTConfig {
+  const config = { ...gptConfig(name, run.values.vocabSize), ...run.shape };
+  if (config.n_embd % config.n_head !== 0) {
+    throw new Error(`--n-embd ${config.n_embd} must be divisible by --n-head ${config.n_head}`);
+  }
+  if (Object.keys(run.shape).length) say(`model shape overridden: ${JSON.stringify(config)}`);
+  return config;
+}
+
+/**
+ * The speedrun's architecture options of the settings put into `config` (only those on, so a
+ * GPT-2's config stays as it was). Where weights give the shape (`fromWeights`: fine-tuning or
+ * resuming one), the weights' options stand, and a flag asking for others is refused.
+ */
+function withSpeedrunOptions(config: ModelConfig, run: RunSettings, fromWeights: boolean): void {
+  const h = run.values;
+  const asked = speedrunConfigFields({
+    mlp: h.mlp,
+    qk_norm: h.qkNorm,
+    pos: h.pos,
+    zero_init_proj: h.zeroInitProj,
+    untie_head: h.untieHead,
+  });
+  if (fromWeights) {
+    const flagged = (["mlp", "qkNorm", "pos", "zeroInitProj", "untieHead"] as const)
+      .filter((k) => run.notes.has(k));
+    const have = JSON.stringify(speedrunConfigFields(config));
+    if (flagged.length && JSON.stringify(asked) !== have) {
+      throw new Error(
+        `--${HYPERPARAMETERS[flagged[0]].flag} asks for ${JSON.stringify(asked)}, the weights ` +
+          `being loaded have ${have}: their architecture options stand`,
+      );
+    }
+    return;
+  }
+  Object.assign(config, asked);
+}
+
+/**
+ * The run's data: a folder of shards as it is; Tiny Shakespeare found (data/, the shared
+ * folder, or downloaded); a text file. A missing path is an error naming it, in the words of
+ * the preset's kind of data (a text file, or FineWeb-EDU shards to make).
+ */
+export async function resolveData(run: RunSettings, master: boolean): Promise<string> {
+  const data = run.values.data, presetData = run.preset.data;
+  // the preset's relative folder is the repository's; a flag's is the working directory's
+  const path = data === presetData && data !== TINY_SHAKESPEARE && !isAbsolute(data)
+    ? join(REPO_ROOT, data)
+    : data;
+  const info = await Deno.stat(path).catch(() => null);
+  if (info?.isDirectory) return path;
+  if (data === TINY_SHAKESPEARE && !info?.isFile) {
+    return await resolveTinyShakespeare(undefined, { quiet: !master });
+  }
+  if (presetData === TINY_SHAKESPEARE || info?.isFile) {
+    return await resolveTinyShakespeare(path, { quiet: !master });
+  }
+  throw new Error(
+    `Expected FineWeb-EDU shards in ${path} (--data DIR), found none: make them with deno task fineweb`,
+  );
 }

@@ -47,13 +47,14 @@ import {
   saveCheckpoint,
 } from "./checkpoint.ts";
 import { allReduceGradients, broadcastParameters, placeGradients } from "./ddp_sync.ts";
-import { checkInitFromResume, type InitSource, loadInitialModel } from "./init_from.ts";
+import { type InitSource, loadInitialModel } from "./init_from.ts";
 import {
   type AdamW,
   configureOptimizers,
   getLr,
   type LrSchedule,
-  type OptimizerName,
+  MuonAndAdamW,
+  muonSchedule,
 } from "./optim.ts";
 import {
   GradScaler,
@@ -62,6 +63,7 @@ import {
   setMatmulPrecision,
 } from "./precision.ts";
 import { catchStopSignals, claimLogDir, type LogDirClaim } from "./run_folder.ts";
+import type { Settings } from "./settings.ts";
 import type { EvalStats, StepStats, TrainResult } from "./run_summary.ts";
 
 export type { EvalStats, StepStats, TrainResult } from "./run_summary.ts";
@@ -82,52 +84,51 @@ export interface EvalContext {
 /** Scores this rank's share of HellaSwag (lib/eval/hellaswag.ts plugs in here). */
 export type HellaswagHook = (model: GPT, ctx: EvalContext) => Promise<HellaswagCounts>;
 
-/** Everything a run needs; the CLI fills it from a preset and flags. */
-export interface TrainOptions {
+/**
+ * The rows of the settings (lib/train/settings.ts, which checks them) that the loop reads:
+ * the batch, the schedule and the seed; the optimizer (default AdamW; a resumed run must use
+ * its checkpoint's), the evaluation (default none, 20 validation batches) and the
+ * checkpoints (default at the end only, 3 kept) where given.
+ */
+export type LoopSettings =
+  & Pick<
+    Settings,
+    | "B"
+    | "T"
+    | "totalBatchSize"
+    | "steps"
+    | "maxLr"
+    | "minLr"
+    | "warmupSteps"
+    | "weightDecay"
+    | "seed"
+  >
+  & Partial<
+    Pick<
+      Settings,
+      "optimizer" | "muonLr" | "evalEvery" | "valBatches" | "checkpointEvery" | "keepCheckpoints"
+    >
+  >;
+
+/** Everything a run needs: its settings, and what it runs on, reads and writes. */
+export interface TrainOptions extends LoopSettings {
   backend: Backend;
   config: GPTConfig;
   /** A text file (split 90% train / 10% val) or a folder of `.npy` token shards. */
   dataPath: string;
-  /** micro batch size */
-  B: number;
-  /** sequence length */
-  T: number;
-  /** Tokens per optimizer step; a multiple of B * T * world (the rest is accumulation). */
-  totalBatchSize: number;
-  /** max_steps: the run's length and the end of the cosine. */
-  steps: number;
-  maxLr: number;
-  minLr: number;
-  warmupSteps: number;
-  weightDecay: number;
-  seed: number;
-  /**
-   * After the lecture: "muon", the speedrun's Muon for the blocks' 2-D weights (AdamW at
-   * `maxLr` for the rest); default "adamw". A resumed run must use its checkpoint's.
-   */
-  optimizer?: OptimizerName;
-  /** Muon's peak learning rate, on the same warmup and cosine; default 0.02. */
-  muonLr?: number;
   /**
    * Folder for `log.txt`, `checkpoints/` and the final `model/`; null writes nothing. One run
    * at a time (a lock file); a fresh run is refused where it holds checkpoints, unless
    * `overwrite`. An empty name is an error.
    */
   logDir: string | null;
-  /** Validation loss, HellaSwag and samples every this many steps and at the last; 0: never. */
-  evalEvery?: number;
-  /** Batches of the validation loss (build-nanogpt's val_loss_steps); default 20. */
-  valBatches?: number;
-  /** Checkpoint every this many steps (and at the end); 0: only at the end. */
-  checkpointEvery?: number;
-  /** Checkpoints kept; default 3. */
-  keepCheckpoints?: number;
   /** A checkpoint folder, or "latest" (the newest in `<logDir>/checkpoints`). */
   resume?: string | null;
   /**
    * Fine-tuning: start from these weights (lib/train/init_from.ts's `resolveInitFrom`) instead
    * of GPT-2's random init; `config` must have their shape, with at least their vocabulary
-   * (`initConfig`). Weights only: AdamW and the data start fresh. Not with `resume`.
+   * (`initConfig`). Weights only: AdamW and the data start fresh. Not with `resume`
+   * (lib/train/settings.ts refuses both): a resumed run has its checkpoint's weights.
    */
   initFrom?: InitSource | null;
   /**
@@ -241,8 +242,6 @@ const NO_CLAIM: LogDirClaim = { release: () => Promise.resolve() };
  * log folder as it was.
  */
 export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft> {
-  checkSchedule(o);
-  checkInitFromResume(o.initFrom?.name ?? null, o.resume ?? null);
   const { B, T, backend } = o;
   const group = o.group ?? new SingleProcessGroup();
   const rank = group.rank, world = group.worldSize;
@@ -327,15 +326,6 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
   } catch (e) {
     await claim.release();
     throw e;
-  }
-}
-
-/** min_lr above max_lr would make the "decay" a rise: refused. */
-function checkSchedule(o: TrainOptions): void {
-  if (o.minLr > o.maxLr) {
-    throw new Error(
-      `--min-lr ${o.minLr} is above --max-lr ${o.maxLr}: the learning rate decays from --max-lr to --min-lr, so pass a --min-lr at most ${o.maxLr}`,
-    );
   }
 }
 
@@ -543,6 +533,10 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
       // determine and set the learning rate for this iteration
       const lr = getLr(step, r.schedule);
       optimizer.lr = lr;
+      if (optimizer instanceof MuonAndAdamW) {
+        // after the lecture: Muon's own rate, on the same warmup and cosine from its own peak
+        optimizer.muonLr = getLr(step, muonSchedule(r.schedule, optimizer.muonPeakLr));
+      }
       if (!skipped) optimizer.step();
       scaler?.update(skipped);
       const dtMs = performance.now() - t0;
@@ -745,6 +739,40 @@ export async function evaluate(
     });
   }
   return { step, valLoss: valLossAccum, hellaAcc, samples };
+}
+
+/**
+ * The HellaSwag hook of lib/eval/hellaswag.ts for `limit` examples, with a progress bar on rank
+ * 0, and how many examples each evaluation scores over every rank; null when `limit` is 0.
+ */
+export async function hellaswagHook(
+  limit: number | "all",
+  dataPath: string | undefined,
+  master: boolean,
+): Promise<{ hook: HellaswagHook; examples: number } | null> {
+  if (limit === 0) return null;
+  const hs = await import("../eval/hellaswag.ts");
+  const path = await hs.resolveHellaswag(dataPath, { quiet: !master });
+  const examples = await hs.loadHellaswag(path, limit === "all" ? undefined : limit);
+  const hook: HellaswagHook = async (model, ctx) => {
+    // rank 0 shows its own share: every rank scores about as many
+    const label = ctx.world > 1 ? "hellaswag (rank 0's share)" : "hellaswag";
+    const bar = new ProgressBar(label, { unit: "examples", enabled: master });
+    try {
+      const { counts } = await hs.evaluateHellaswag(model, examples, {
+        rank: ctx.rank,
+        world: ctx.world,
+        onProgress: (done, of) => {
+          bar.total = of;
+          bar.update(done);
+        },
+      });
+      return { total: counts.total, correctNorm: counts.correctNorm };
+    } finally {
+      bar.done();
+    }
+  };
+  return { hook, examples: examples.length };
 }
 
 // ---- saving: checkpoints and the model ----

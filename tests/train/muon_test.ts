@@ -10,6 +10,7 @@ import type { Backend } from "../../lib/backend.ts";
 import { GPT } from "../../lib/model/gpt.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { Tensor } from "../../lib/model/tensor.ts";
+import { loadCheckpoint, restoreOptimizer } from "../../lib/train/checkpoint.ts";
 import { Muon, newtonSchulz } from "../../lib/train/muon.ts";
 import { configureOptimizers, MuonAndAdamW } from "../../lib/train/optim.ts";
 import { getPreset } from "../../lib/train/settings.ts";
@@ -165,7 +166,7 @@ Deno.test("configureOptimizers: Muon for the blocks' 2-D weights, AdamW for the 
     "transformer.wpe.weight",
     "lm_head.weight",
   ]);
-  ok(Math.abs(opt.muonLrScale * 1e-3 - 0.02) < 1e-15);
+  assertEquals([opt.lr, opt.muonPeakLr, opt.muonLr], [1e-3, 0.02, 0.02]);
 });
 
 /** The speedrun preset's recipe (options, optimizer) on the small recipe's shape. */
@@ -201,6 +202,24 @@ async function resumeIsExact(backend: Backend): Promise<void> {
     assertEquals(resumed.history.map((s) => s.loss), full.history.slice(2).map((s) => s.loss));
     const wa = await full.model.stateDict(), wb = await resumed.model.stateDict();
     for (const [name, t] of wa) assertEquals(wb.get(name)!.data, t.data, name);
+    // a checkpoint of the older form, Muon's rate recorded as a multiple of AdamW's, resumes
+    // the same, its Muon rate read from that multiple
+    const older = join(b, "older");
+    await Deno.mkdir(older);
+    for await (const e of Deno.readDir(join(a, "checkpoints", "step_000002"))) {
+      await Deno.copyFile(join(a, "checkpoints", "step_000002", e.name), join(older, e.name));
+    }
+    const muonLr = await toOlderMuonState(older);
+    const loaded = await loadCheckpoint(backend, older);
+    const optimizer = configureOptimizers(loaded.model, {
+      weightDecay: 0,
+      learningRate: 1,
+      optimizer: "muon",
+    }) as MuonAndAdamW;
+    restoreOptimizer(optimizer, loaded.model, loaded);
+    ok(Math.abs(optimizer.muonLr - muonLr) < 1e-12, `${optimizer.muonLr} vs ${muonLr}`);
+    const fromOlder = await train(speedrunRecipe(null, { ...opts, resume: older }));
+    assertEquals(fromOlder.history.map((s) => s.loss), full.history.slice(2).map((s) => s.loss));
     // AdamW alone cannot continue it
     await rejects(
       train(
@@ -216,6 +235,22 @@ async function resumeIsExact(backend: Backend): Promise<void> {
     await Deno.remove(a, { recursive: true });
     await Deno.remove(b, { recursive: true });
   }
+}
+
+/**
+ * Rewrites the checkpoint in `dir` as the older code wrote it: Muon's `lrScale` (its rate over
+ * AdamW's) in place of its `lr`, and `state.json.sha256` to match. Returns the rate it held.
+ */
+async function toOlderMuonState(dir: string): Promise<number> {
+  const state = JSON.parse(await Deno.readTextFile(join(dir, "state.json")));
+  const { lr, ...muon } = state.optimizer.muon;
+  state.optimizer.muon = { lrScale: lr / state.optimizer.lr, ...muon };
+  const text = new TextEncoder().encode(JSON.stringify(state, null, 1) + "\n");
+  await Deno.writeFile(join(dir, "state.json"), text);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", text));
+  const hex = Array.from(digest, (x) => x.toString(16).padStart(2, "0")).join("");
+  await Deno.writeTextFile(join(dir, "state.json.sha256"), `${hex}  state.json\n`);
+  return lr;
 }
 
 Deno.test("Muon: the speedrun recipe checkpoints and resumes bit for bit (cpu)", async () => {

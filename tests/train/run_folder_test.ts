@@ -2,8 +2,8 @@
 // second trainer is refused while the first finishes intact; a stale lock and interrupted
 // checkpoint writes are cleaned up, saying so; a fresh run among an earlier run's checkpoints
 // is refused unless --overwrite; a resume among another run's checkpoints is refused; pruning
-// touches only this run's checkpoints; bad --log-dir values, --min-lr above --max-lr, and a
-// resume with nothing left to do.
+// touches only this run's checkpoints; bad --log-dir values, and a resume with nothing left to
+// do (--min-lr above --max-lr: tests/train/settings_test.ts).
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -194,13 +194,6 @@ Deno.test("run folder: an empty --log-dir, a file, a folder under a file and an 
   await rejects(train(smallRecipe({ logDir: "/sys" })), (e: Error) => {
     ok(e.message.startsWith("--log-dir /sys is not writable: "), e.message);
     return true;
-  });
-});
-
-Deno.test("train: --min-lr above --max-lr is an error", async () => {
-  await rejects(train(smallRecipe({ maxLr: 1e-3, minLr: 1e-2 })), {
-    message:
-      "--min-lr 0.01 is above --max-lr 0.001: the learning rate decays from --max-lr to --min-lr, so pass a --min-lr at most 0.001",
   });
 });
 
