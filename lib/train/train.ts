@@ -420,18 +420,26 @@ function restoreRun(
   }
 }
 
-/** The settings that must match for a checkpoint to continue a run exactly. */
-export function runSettings(o: TrainOptions): Record<string, unknown> {
+/** The rows of the settings a checkpoint records in its `run` (as it always has). */
+const RECORDED_SETTINGS = [
+  "B",
+  "T",
+  "totalBatchSize",
+  "steps",
+  "maxLr",
+  "minLr",
+  "warmupSteps",
+  "weightDecay",
+  "seed",
+] as const satisfies readonly (keyof LoopSettings)[];
+
+/**
+ * The settings a checkpoint records: the recorded rows, the data, the precision; B, T and
+ * the total batch size must match for a checkpoint to continue a run exactly.
+ */
+function runSettings(o: TrainOptions): Record<string, unknown> {
   return {
-    B: o.B,
-    T: o.T,
-    totalBatchSize: o.totalBatchSize,
-    steps: o.steps,
-    maxLr: o.maxLr,
-    minLr: o.minLr,
-    warmupSteps: o.warmupSteps,
-    weightDecay: o.weightDecay,
-    seed: o.seed,
+    ...Object.fromEntries(RECORDED_SETTINGS.map((key) => [key, o[key]])),
     dataPath: o.dataPath,
     precision: o.precision ?? "f32",
     lossScaling: o.lossScaling ?? o.precision === "f16",
