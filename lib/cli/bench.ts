@@ -66,6 +66,11 @@ const GEMM_SHAPES: [string, number, number, number][] = [
   ["1024^3", 1024, 1024, 1024],
 ];
 
+/** The largest --configs batch: B*T*vocab logits beyond this exhaust a machine's memory. */
+const MAX_BENCH_B = 1024;
+/** GPT-2 124M's block size: the longest --configs sequence. */
+const BENCH_BLOCK_SIZE = 1024;
+
 await runMain(async () => {
   const f = parseFlags(Deno.args, {
     peer: { type: "string" },
@@ -95,7 +100,14 @@ await runMain(async () => {
       if (!m) {
         throw new Error(`--configs expects items like train:4x64 or fwd:1x1024, found "${s}"`);
       }
-      return { mode: m[1] as StepConfig["mode"], B: Number(m[2]), T: Number(m[3]) };
+      const B = Number(m[2]), T = Number(m[3]);
+      // a zero size divides by zero in the timing; GPT-2's context is its block size
+      if (B < 1 || B > MAX_BENCH_B || T < 1 || T > BENCH_BLOCK_SIZE) {
+        throw new Error(
+          `--configs expects B from 1 to ${MAX_BENCH_B} and T from 1 to ${BENCH_BLOCK_SIZE} (GPT-2's block size), found "${s}"`,
+        );
+      }
+      return { mode: m[1] as StepConfig["mode"], B, T };
     },
   );
 

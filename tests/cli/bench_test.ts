@@ -25,3 +25,13 @@ Deno.test("bench task: an unknown --backend and a WebGPU size it cannot time fai
   assertEquals(fwd.code, 1);
   ok(fwd.stderr.includes("--backend webgpu times one training size"), fwd.stderr);
 });
+
+Deno.test("bench task: --configs sizes outside 1..1024 fail naming the flag", async () => {
+  for (const item of ["train:0x64", "fwd:4x0", "train:4x2048", "train:100000x64"]) {
+    const r = await bench(["--configs", item]);
+    assertEquals(r.code, 1, item);
+    ok(r.stderr.includes(`--configs expects B from 1 to 1024 and T from 1 to 1024`), r.stderr);
+    ok(r.stderr.includes(`found "${item}"`), r.stderr);
+    ok(!/floating|panic/i.test(r.stderr), r.stderr);
+  }
+});
