@@ -5,6 +5,15 @@
  *
  * Sums are accumulated in JavaScript numbers (f64) and stored as f32.
  *
+ * `new CpuBackend({ matmulPrecision: "bf16" })` is the model of `--precision bf16` (PyTorch's
+ * autocast to bf16) that the native backend's bf16 kernels are tested against: every matmul
+ * (forward and backward) and attention's two products (q . k and p v, and their backward
+ * products) round their operands to bf16 (`bf16.ts`) and multiply them in f64, where the
+ * product of two bf16 is exact, as it is in f32; the sums are f64, stored as f32. Attention's
+ * probabilities p and the backward's ds = p (dp - dout . out) are rounded after the f64 softmax
+ * and before the scale 1 / sqrt(hs); biases, softmax and everything else stay as in f32. The
+ * reference does not train in bf16 itself (`setMatmulPrecision` is the native backend's).
+ *
  * @module
  */
 
@@ -22,6 +31,7 @@ import type {
   RowDims,
 } from "../../backend.ts";
 import { checkKVCacheDims } from "../kv_cache_dims.ts";
+import { bf16Round, bf16RoundArray } from "./bf16.ts";
 import { BufferPool } from "./buffer_pool.ts";
 
 /** A CPU buffer: the typed array itself. */
@@ -57,11 +67,35 @@ const GELU_SCALE = Math.sqrt(2 / Math.PI);
 const RECYCLE_LIMIT_BYTES = 2 ** 30;
 const LN_EPS = 1e-5;
 
+/** Options of the reference backend. */
+export interface CpuBackendOptions {
+  /**
+   * "f32" (the default), or "bf16": the matmuls' and attention's products on operands rounded
+   * to bf16, the model the native backend's bf16 kernels are tested against.
+   */
+  matmulPrecision?: "f32" | "bf16";
+}
+
 /** The reference CPU backend. */
 export class CpuBackend implements Backend {
   readonly name: string = "cpu";
   readonly isReference: boolean = true;
   readonly isSoftwareAdapter = false;
+  /** Whether the matmuls' and attention's operands are rounded to bf16. */
+  protected bf16Operands: boolean;
+
+  constructor(options: CpuBackendOptions = {}) {
+    const precision = options.matmulPrecision ?? "f32";
+    if (precision !== "f32" && precision !== "bf16") {
+      throw new Error(`CpuBackend's matmulPrecision must be "f32" or "bf16", found "${precision}"`);
+    }
+    this.bf16Operands = precision === "bf16";
+  }
+
+  /** `a`, or under bf16 operands a copy of it rounded to bf16. */
+  private operand(a: Float32Array): Float32Array {
+    return this.bf16Operands ? bf16RoundArray(a) : a;
+  }
 
   describe(): string {
     return "the reference CPU backend (plain TypeScript)";
@@ -179,7 +213,8 @@ export class CpuBackend implements Backend {
     bias: DeviceBuffer | null,
     { N, C, OC }: MatmulDims,
   ): void {
-    const o = f32(out), x = f32(inp), w = f32(weight), b = bias ? f32(bias) : null;
+    const o = f32(out), x = this.operand(f32(inp)), w = this.operand(f32(weight));
+    const b = bias ? f32(bias) : null;
     // Four rows at a time so each weight row is loaded once per four dot products.
     let n = 0;
     for (; n + 4 <= N; n += 4) {
@@ -217,7 +252,7 @@ export class CpuBackend implements Backend {
     weight: DeviceBuffer,
     { N, C, OC }: MatmulDims,
   ): void {
-    const d = f32(dout), x = f32(inp), w = f32(weight);
+    const d = this.operand(f32(dout)), x = this.operand(f32(inp)), w = this.operand(f32(weight));
     if (dinp) {
       // dinp (N, C) += dout (N, OC) @ weight (OC, C)
       const di = f32(dinp);
@@ -248,10 +283,10 @@ export class CpuBackend implements Backend {
       }
     }
     if (dbias) {
-      const db = f32(dbias);
+      const db = f32(dbias), g = f32(dout); // a sum, not a matmul: never rounded
       for (let oc = 0; oc < OC; oc++) {
         let s = 0;
-        for (let n = 0; n < N; n++) s += d[n * OC + oc];
+        for (let n = 0; n < N; n++) s += g[n * OC + oc];
         db[oc] += s;
       }
     }
@@ -342,9 +377,10 @@ export class CpuBackend implements Backend {
   attentionForward(out: DeviceBuffer, qkv: DeviceBuffer, dims: AttentionDims): DeviceBuffer {
     const { B, T, C, NH } = dims;
     const hs = C / NH, scale = 1 / Math.sqrt(hs);
-    const o = f32(out), x = f32(qkv);
+    const o = f32(out), x = this.operand(f32(qkv));
     const att = new Float32Array(B * NH * T * T);
     const row = new Float64Array(T);
+    const p = new Float64Array(T); // the probabilities as p v multiplies them
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
         for (let h = 0; h < NH; h++) {
@@ -363,12 +399,15 @@ export class CpuBackend implements Backend {
             sum += row[t2];
           }
           const a0 = ((b * NH + h) * T + t) * T;
-          for (let t2 = 0; t2 <= t; t2++) att[a0 + t2] = row[t2] / sum;
+          for (let t2 = 0; t2 <= t; t2++) {
+            att[a0 + t2] = row[t2] / sum;
+            p[t2] = this.bf16Operands ? bf16Round(att[a0 + t2]) : att[a0 + t2];
+          }
           const o0 = (b * T + t) * C + h * hs;
           for (let i = 0; i < hs; i++) {
             let s = 0;
             for (let t2 = 0; t2 <= t; t2++) {
-              s += att[a0 + t2] * x[(b * T + t2) * 3 * C + 2 * C + h * hs + i];
+              s += p[t2] * x[(b * T + t2) * 3 * C + 2 * C + h * hs + i];
             }
             o[o0 + i] = s;
           }
@@ -387,7 +426,10 @@ export class CpuBackend implements Backend {
   ): void {
     const { B, T, C, NH } = dims;
     const hs = C / NH, scale = 1 / Math.sqrt(hs);
-    const dx = f32(dqkv), d = f32(dout), x = f32(qkv), att = f32(saved);
+    const dx = f32(dqkv), d32 = f32(dout), att = f32(saved);
+    // the products' operands (rounded to bf16 under bf16 operands)
+    const x = this.operand(f32(qkv)), d = this.operand(d32);
+    const bf16 = this.bf16Operands;
     const datt = new Float64Array(T);
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
@@ -397,20 +439,33 @@ export class CpuBackend implements Backend {
           // through y = att @ v
           for (let t2 = 0; t2 <= t; t2++) {
             const v0 = (b * T + t2) * 3 * C + 2 * C + h * hs;
+            const p = bf16 ? bf16Round(att[a0 + t2]) : att[a0 + t2];
             let s = 0;
             for (let i = 0; i < hs; i++) {
               s += x[v0 + i] * d[o0 + i];
-              dx[v0 + i] += att[a0 + t2] * d[o0 + i];
+              dx[v0 + i] += p * d[o0 + i];
             }
             datt[t2] = s;
           }
-          // through the softmax: dpre = att * (datt - sum(att * datt))
+          // through the softmax: dpre = att * (datt - sum(att * datt)); that sum is dout . out,
+          // which bf16 operands take as flash attention does, from out as the forward stored it
           let dot = 0;
-          for (let t2 = 0; t2 <= t; t2++) dot += att[a0 + t2] * datt[t2];
+          if (bf16) {
+            for (let i = 0; i < hs; i++) {
+              let y = 0;
+              for (let t2 = 0; t2 <= t; t2++) {
+                y += bf16Round(att[a0 + t2]) * x[(b * T + t2) * 3 * C + 2 * C + h * hs + i];
+              }
+              dot += d32[o0 + i] * Math.fround(y);
+            }
+          } else {
+            for (let t2 = 0; t2 <= t; t2++) dot += att[a0 + t2] * datt[t2];
+          }
           // through pre = q @ k^T * scale
           const q0 = (b * T + t) * 3 * C + h * hs;
           for (let t2 = 0; t2 <= t; t2++) {
-            const dpre = att[a0 + t2] * (datt[t2] - dot) * scale;
+            const ds = att[a0 + t2] * (datt[t2] - dot);
+            const dpre = (bf16 ? bf16Round(ds) : ds) * scale;
             const k0 = (b * T + t2) * 3 * C + C + h * hs;
             for (let i = 0; i < hs; i++) {
               dx[q0 + i] += x[k0 + i] * dpre;
