@@ -10,8 +10,16 @@
 // whole row goes through the vector expf. Each pair accumulates dk and dv in its own scratch
 // rows and writes them once: heads' slices of a row can share a cache line, and repeated writes
 // to it from two threads would bounce it.
-#include "attention_rows.h"
+// With bf16 set (--precision bf16) the two products take bf16 operands (bf16.h) and sum in
+// fp32, as autocast's attention does: the forward's q . k and p v (p the softmax's
+// probabilities, rounded after the softmax), the backward's dout . v, p dout, ds k and ds q,
+// where ds = p (dp - dout . out) is rounded before the scale 1 / sqrt(hs) multiplies it; the
+// softmax, its statistics and dout . out stay fp32. q, k, v and dout are rounded once per
+// (b, h) pair into the pair's own copies.
 #include <stdlib.h>
+
+#include "attention_rows.h"
+#include "bf16.h"
 
 // Keys per block of scores: two vectors, each summed in two chains (even and odd channels),
 // so four independent multiply-adds are in flight.
@@ -70,7 +78,15 @@ static void axpy(float* row, float a, const float* x, int hs) {
   for (; i < hs; i++) row[i] += a * x[i];
 }
 
-void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH) {
+// dst (T, hs) = the head's slice at `offset` of each of the T rows of qkv (stride C3), rounded
+// to bf16
+static void bf16_head_rows(float* dst, const float* base, size_t C3, size_t offset, int T,
+                           int hs) {
+  for (int t = 0; t < T; t++) bf16_round_copy(dst + (size_t)t * hs, base + t * C3 + offset, hs);
+}
+
+void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
+                       int bf16) {
   int hs = C / NH;
   float scale = 1.0f / sqrtf((float)hs);
   size_t C3 = 3 * (size_t)C;
@@ -78,28 +94,44 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
   {
     float* score = malloc(sizeof(float) * T);
     float* kt = malloc(sizeof(float) * (size_t)hs * padded(T));
+    float* v16 = bf16 ? malloc(sizeof(float) * (size_t)T * hs) : NULL;
+    float* q16 = bf16 ? malloc(sizeof(float) * hs) : NULL;
 #pragma omp for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++) {
       for (int h = 0; h < NH; h++) {
         const float* base = qkv + (size_t)b * T * C3;
         transpose_head(kt, base, C3, C + (size_t)h * hs, T, hs);
+        const float* v = base + 2 * C + h * hs;
+        size_t v_stride = C3;
+        if (bf16) {
+          bf16_round_array(kt, (size_t)hs * padded(T));
+          bf16_head_rows(v16, base, C3, 2 * (size_t)C + (size_t)h * hs, T, hs);
+          v = v16;
+          v_stride = hs;
+        }
         for (int t = 0; t < T; t++) {
           const float* q = base + t * C3 + h * hs;
+          if (bf16) {
+            bf16_round_copy(q16, q, hs);
+            q = q16;
+          }
           int n = t + 1;
           scores(score, q, kt, n, padded(T), hs);
           lse[((size_t)b * NH + h) * T + t] = softmax_scaled(score, n, scale);
-          weighted_rows(out + ((size_t)b * T + t) * C + h * hs, score, base + 2 * C + h * hs, C3,
-                        n, hs);
+          if (bf16) bf16_round_array(score, n);
+          weighted_rows(out + ((size_t)b * T + t) * C + h * hs, score, v, v_stride, n, hs);
         }
       }
     }
     free(score);
     free(kt);
+    free(v16);
+    free(q16);
   }
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                        const float* lse, int B, int T, int C, int NH) {
+                        const float* lse, int B, int T, int C, int NH, int bf16) {
   int hs = C / NH;
   float scale = 1.0f / sqrtf((float)hs);
   size_t C3 = 3 * (size_t)C;
@@ -112,6 +144,8 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     float* vt = malloc(sizeof(float) * (size_t)hs * padded(T));
     float* p = malloc(sizeof(float) * T);
     float* ds = malloc(sizeof(float) * T);
+    float* k16 = bf16 ? malloc(sizeof(float) * (size_t)T * hs) : NULL;
+    float* qd16 = bf16 ? malloc(sizeof(float) * 2 * hs) : NULL;
 #pragma omp for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++) {
       for (int h = 0; h < NH; h++) {
@@ -119,6 +153,15 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
         float* dbase = dqkv + (size_t)b * T * C3;
         transpose_head(kt, base, C3, C + (size_t)h * hs, T, hs);
         transpose_head(vt, base, C3, 2 * (size_t)C + (size_t)h * hs, T, hs);
+        const float* krows = base + C + h * hs;  // the keys as rows, for dq = sum_t2 ds k
+        size_t k_stride = C3;
+        if (bf16) {
+          bf16_round_array(kt, (size_t)hs * padded(T));
+          bf16_round_array(vt, (size_t)hs * padded(T));
+          bf16_head_rows(k16, base, C3, C + (size_t)h * hs, T, hs);
+          krows = k16;
+          k_stride = hs;
+        }
         for (size_t i = 0; i < (size_t)T * hs; i++) dk_loc[i] = dv_loc[i] = 0;
         for (int t = 0; t < T; t++) {
           const float* q = base + t * C3 + h * hs;
@@ -129,19 +172,34 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
           float D = 0;  // sum_t2 p dp = dout . out
 #pragma omp simd reduction(+ : D)
           for (int i = 0; i < hs; i++) D += d[i] * o[i];
+          if (bf16) {  // the operands of the products from here on
+            bf16_round_copy(qd16, q, hs);
+            bf16_round_copy(qd16 + hs, d, hs);
+            q = qd16;
+            d = qd16 + hs;
+          }
           scores(p, q, kt, n, padded(T), hs);   // q . k, for every key at once
           scores(ds, d, vt, n, padded(T), hs);  // dp = dout . v
+          if (bf16) {
 #pragma omp simd
-          for (int t2 = 0; t2 < n; t2++) {
-            float pr = expf(p[t2] * scale - l);
-            ds[t2] = pr * (ds[t2] - D) * scale;
-            p[t2] = pr;
+            for (int t2 = 0; t2 < n; t2++) {
+              float pr = expf(p[t2] * scale - l);
+              ds[t2] = bf16_round(pr * (ds[t2] - D)) * scale;
+              p[t2] = bf16_round(pr);
+            }
+          } else {
+#pragma omp simd
+            for (int t2 = 0; t2 < n; t2++) {
+              float pr = expf(p[t2] * scale - l);
+              ds[t2] = pr * (ds[t2] - D) * scale;
+              p[t2] = pr;
+            }
           }
           for (int t2 = 0; t2 < n; t2++) {
             axpy(dv_loc + (size_t)t2 * hs, p[t2], d, hs);
             axpy(dk_loc + (size_t)t2 * hs, ds[t2], q, hs);
           }
-          weighted_rows(dq_loc, ds, base + C + h * hs, C3, n, hs);  // sum_t2 ds k
+          weighted_rows(dq_loc, ds, krows, k_stride, n, hs);  // sum_t2 ds k
           float* dq = dbase + t * C3 + h * hs;
           for (int i = 0; i < hs; i++) dq[i] += dq_loc[i];
         }
@@ -162,5 +220,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     free(vt);
     free(p);
     free(ds);
+    free(k16);
+    free(qd16);
   }
 }

@@ -17,6 +17,13 @@
 // The vector width follows the build's -march (vecf.h): AVX-512 (16 lanes), AVX2 + FMA (8),
 // or GCC/Clang vector extensions (4) anywhere else. Each tile and block size may be overridden
 // at compile time (-DGEMM_MR=... -DGEMM_KC=...) for tuning.
+// bf16 operands (gpt2_gemm's bf16, for --precision bf16): by default the packers round A' and
+// B' to bf16 as they pack them (bf16.h), into the same fp32 slots, and the fp32 micro-kernel
+// runs unchanged: a product of two bf16 is exact in fp32, so its FMAs are bf16 products with
+// fp32 sums, on every CPU, at the fp32 GEMM's speed (the rounding is a few integer operations
+// per packed element, and no operand is converted in a pass of its own). Where the CPU has
+// AVX-512 BF16, the packers pair k instead and a vdpbf16ps micro-kernel runs (gemm_bf16.h),
+// chosen at run time (gpt2_set_bf16_dot).
 #include "gemm.h"
 #include "vecf.h"
 
@@ -169,7 +176,46 @@ typedef struct {
   size_t rsb, csb;
   float beta;
   float* C;
+  int bf16;  // GEMM_F32, or bf16 operands: GEMM_BF16_FMA or GEMM_BF16_DOT (the paths)
 } gemm_args;
+
+enum { GEMM_BF16_FMA = 1, GEMM_BF16_DOT = 2 };
+
+#include "gemm_bf16.h"
+
+// Whether bf16 GEMMs take the vdpbf16ps path: -1 until first asked (then: where the CPU has it).
+static int bf16_dot = -1;
+
+int gpt2_bf16_dot_compiled(void) { return GEMM_HAS_BF16_DOT; }
+
+int gpt2_bf16_dot_supported(void) {
+  static int supported = -1;
+  if (supported < 0) supported = GEMM_HAS_BF16_DOT && cpu_has_avx512_bf16();
+  return supported;
+}
+
+int gpt2_set_bf16_dot(int on) {
+  bf16_dot = on && gpt2_bf16_dot_supported();
+  return bf16_dot;
+}
+
+int gpt2_bf16_dot(void) {
+  if (bf16_dot < 0) bf16_dot = gpt2_bf16_dot_supported();
+  return bf16_dot;
+}
+
+double gpt2_bf16_dot_peak(long iters) {
+#if GEMM_HAS_BF16_DOT
+  if (gpt2_bf16_dot_supported()) return bf16_dot_peak(iters);
+#endif
+  (void)iters;
+  return 0;
+}
+
+// The packed depth of kc values of k: kc slots of fp32, or (kc + 1) / 2 of bf16 pairs.
+static int packed_depth(const gemm_args* g, int kc) {
+  return g->bf16 == GEMM_BF16_DOT ? (kc + 1) / 2 : kc;
+}
 
 // The packers write one strip or panel, W wide (MR or NR) and kc deep, k-major:
 // dst[k * W + i] for i < n from the source, zero for n <= i < W.
@@ -267,6 +313,7 @@ static void pack_a(const gemm_args* g, int ic, int pc, int mc, int kc, float* re
     } else {  // A stored transposed: MR rows of A' side by side
       pack_copy(g->A + (size_t)pc * g->csa + ic + s, g->csa, rows, kc, MR, dst);
     }
+    if (g->bf16) bf16_round_array(dst, (size_t)kc * MR);  // while the strip is in L1
   }
 }
 
@@ -281,12 +328,18 @@ static void pack_b(const gemm_args* g, int pc, int jc, int kc, int nc, float* re
         for (int j = 0; j < NV; j++) vf_storeu(d + j * VL, vf_loadu(src + p + j * VL));
       }
       if (p < nc) pack_copy(src + p, g->rsb, nc - p, 1, NR, d);
+      if (g->bf16) {  // the row just packed, still in L1
+        for (int q = 0; q < nc; q += NR) {
+          bf16_round_array(dst + (size_t)q * kc + (size_t)k * NR, NR);
+        }
+      }
     }
     return;
   }
   for (int p = 0; p < nc; p += NR, dst += (size_t)kc * NR) {  // B stored transposed
     int cols = nc - p < NR ? nc - p : NR;
     pack_transposed(g->B + (size_t)(jc + p) * g->csb + pc, g->csb, cols, kc, NR, dst);
+    if (g->bf16) bf16_round_array(dst, (size_t)kc * NR);
   }
 }
 
@@ -319,8 +372,31 @@ static void gemm_plain(const gemm_args* g, int m0, int m1, int n0, int n1) {
     for (int k = 0; k < g->K; k++) {
       float a = g->A[(size_t)m * g->rsa + (size_t)k * g->csa];
       const float* b = g->B + (size_t)k * g->rsb;
-      for (int n = n0; n < n1; n++) c[n] += a * b[(size_t)n * g->csb];
+      if (g->bf16) {
+        a = bf16_round(a);
+        for (int n = n0; n < n1; n++) c[n] += a * bf16_round(b[(size_t)n * g->csb]);
+      } else {
+        for (int n = n0; n < n1; n++) c[n] += a * b[(size_t)n * g->csb];
+      }
     }
+  }
+}
+
+// Packs A' rows [ic, ic + mc) by k [pc, pc + kc) into dst, in the GEMM's packed form.
+static void pack_a_any(const gemm_args* g, int ic, int pc, int mc, int kc, float* dst) {
+  if (g->bf16 == GEMM_BF16_DOT) {
+    pack_a_pairs(g, ic, pc, mc, kc, (uint32_t*)dst);
+  } else {
+    pack_a(g, ic, pc, mc, kc, dst);
+  }
+}
+
+// Packs B' by k [pc, pc + kc) and columns [jc, jc + nc) into dst, in the GEMM's packed form.
+static void pack_b_any(const gemm_args* g, int pc, int jc, int kc, int nc, float* dst) {
+  if (g->bf16 == GEMM_BF16_DOT) {
+    pack_b_pairs(g, pc, jc, kc, nc, (uint32_t*)dst);
+  } else {
+    pack_b(g, pc, jc, kc, nc, dst);
   }
 }
 
@@ -369,7 +445,7 @@ static void gemm_part(const gemm_args* g, int m0, int m1, int n0, int n1, size_t
   for (int ic = m0; ic < m1; ic += GEMM_MC) {
     int mc = m1 - ic < GEMM_MC ? m1 - ic : GEMM_MC;
     for (int pc = 0; pc < g->K; pc += kcmax, block++) {
-      int kc = g->K - pc < kcmax ? g->K - pc : kcmax;
+      int kc = g->K - pc < kcmax ? g->K - pc : kcmax, kd = packed_depth(g, kc);
       float beta = pc == 0 ? g->beta : 1.0f;
       float* ap = pa;
       if (barrier) {
@@ -377,19 +453,28 @@ static void gemm_part(const gemm_args* g, int m0, int m1, int n0, int n1, size_t
         int strips = (mc + MR - 1) / MR;
         int s0 = split(strips, team, t) * MR, s1 = split(strips, team, t + 1) * MR;
         if (s1 > mc) s1 = mc;
-        if (s1 > s0) pack_a(g, ic + s0, pc, s1 - s0, kc, ap + (size_t)s0 * kc);
+        if (s1 > s0) pack_a_any(g, ic + s0, pc, s1 - s0, kc, ap + (size_t)s0 * kd);
         team_wait(barrier, team);
       } else {
-        pack_a(g, ic, pc, mc, kc, ap);
+        pack_a_any(g, ic, pc, mc, kc, ap);
       }
       for (int jc = n0; jc < n1; jc += GEMM_NC) {
         int nc = n1 - jc < GEMM_NC ? n1 - jc : GEMM_NC;
-        pack_b(g, pc, jc, kc, nc, pb);
+        pack_b_any(g, pc, jc, kc, nc, pb);
         for (int ir = 0; ir < mc; ir += MR) {
           for (int jr = 0; jr < nc; jr += NR) {
-            micro_kernel(kc, ap + (size_t)ir * kc, pb + (size_t)jr * kc,
-                         g->C + (size_t)(ic + ir) * g->N + jc + jr, (size_t)g->N, beta,
-                         mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR);
+            float* c = g->C + (size_t)(ic + ir) * g->N + jc + jr;
+            int mr = mc - ir < MR ? mc - ir : MR, nr = nc - jr < NR ? nc - jr : NR;
+#if GEMM_HAS_BF16_DOT
+            if (g->bf16 == GEMM_BF16_DOT) {
+              micro_kernel_bf16_dot(kd, (const uint32_t*)ap + (size_t)ir * kd,
+                                    (const uint32_t*)pb + (size_t)jr * kd, c, (size_t)g->N,
+                                    beta, mr, nr);
+              continue;
+            }
+#endif
+            micro_kernel(kc, ap + (size_t)ir * kc, pb + (size_t)jr * kc, c, (size_t)g->N, beta,
+                         mr, nr);
           }
         }
       }
@@ -399,9 +484,15 @@ static void gemm_part(const gemm_args* g, int m0, int m1, int n0, int n1, size_t
 
 void gpt2_sgemm(int transA, int transB, int M, int N, int K, const float* A, const float* B,
                 float beta, float* C) {
+  gpt2_gemm(transA, transB, M, N, K, A, B, beta, C, 0);
+}
+
+void gpt2_gemm(int transA, int transB, int M, int N, int K, const float* A, const float* B,
+               float beta, float* C, int bf16) {
   if (M <= 0 || N <= 0) return;
   gemm_args g = {M, N, K, A, transA ? 1 : (size_t)K, transA ? (size_t)M : 1,
-                 B, transB ? 1 : (size_t)N, transB ? (size_t)K : 1, beta, C};
+                 B, transB ? 1 : (size_t)N, transB ? (size_t)K : 1, beta, C,
+                 bf16 ? (gpt2_bf16_dot() ? GEMM_BF16_DOT : GEMM_BF16_FMA) : 0};
   if (K <= 0) {  // C = beta * C
     gemm_plain(&g, 0, M, 0, N);
     return;

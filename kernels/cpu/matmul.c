@@ -2,7 +2,9 @@
 //   forward:  out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC)
 //   backward: dinp (N, C) += dout @ weight;  dweight (OC, C) += dout^T @ inp;  dbias += sum_n dout
 // GEMMs go to OpenBLAS's cblas_sgemm when built with -DUSE_CBLAS (and not switched off),
-// otherwise to the project's own blocked GEMM, gpt2_sgemm in gemm.c.
+// otherwise to the project's own blocked GEMM, gpt2_sgemm in gemm.c. With bf16 set (--precision
+// bf16) every GEMM's operands are rounded to bf16 and its products summed in fp32, always in
+// the own GEMM (gpt2_gemm), which rounds them as it packs them; the bias sums stay fp32.
 #include <stddef.h>
 #include <string.h>
 
@@ -33,31 +35,31 @@ void gpt2_set_cblas(int on) {
 }
 
 static void gemm(int transA, int transB, int M, int N, int K, const float* A, const float* B,
-                 float beta, float* C) {
+                 float beta, float* C, int bf16) {
 #ifdef USE_CBLAS
-  if (use_cblas) {
+  if (use_cblas && !bf16) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
                 transB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, transA ? M : K, B,
                 transB ? K : N, beta, C, N);
     return;
   }
 #endif
-  gpt2_sgemm(transA, transB, M, N, K, A, B, beta, C);
+  gpt2_gemm(transA, transB, M, N, K, A, B, beta, C, bf16);
 }
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                    int C, int OC) {
+                    int C, int OC, int bf16) {
   if (bias) {
 #pragma omp parallel for
     for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, sizeof(float) * OC);
   }
-  gemm(0, 1, N, OC, C, inp, weight, bias ? 1.0f : 0.0f, out);
+  gemm(0, 1, N, OC, C, inp, weight, bias ? 1.0f : 0.0f, out, bf16);
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, int N, int C, int OC) {
-  if (dinp) gemm(0, 0, N, C, OC, dout, weight, 1.0f, dinp);
-  if (dweight) gemm(1, 0, OC, C, N, dout, inp, 1.0f, dweight);
+                     const float* inp, const float* weight, int N, int C, int OC, int bf16) {
+  if (dinp) gemm(0, 0, N, C, OC, dout, weight, 1.0f, dinp, bf16);
+  if (dweight) gemm(1, 0, OC, C, N, dout, inp, 1.0f, dweight, bf16);
   if (dbias) {
 #pragma omp parallel for
     for (int o = 0; o < OC; o++) {
@@ -69,6 +71,6 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 }
 
 // For the benchmark: one GEMM of the given shape, C = A @ B^T, as matmul_forward does.
-void gemm_nt(float* c, const float* a, const float* b, int M, int N, int K) {
-  gemm(0, 1, M, N, K, a, b, 0.0f, c);
+void gemm_nt(float* c, const float* a, const float* b, int M, int N, int K, int bf16) {
+  gemm(0, 1, M, N, K, a, b, 0.0f, c, bf16);
 }

@@ -57,7 +57,8 @@ interval, tok/s and MFU, and where the files went.
   --backend NAME          ${BACKEND_HELP}
   --precision P           ${PRECISIONS.join(", ")} (fp32 is f32; default f32, bf16 on cuda):
                           tf32 and bf16 run the matmuls on tensor cores (--backend cuda; bf16
-                          as autocast: bf16 operands, f32 sums); f16 runs them in half
+                          as autocast: bf16 operands, f32 sums, on the CPU too with --backend
+                          native); f16 runs them in half
                           precision (--backend webgpu with shader-f16) with dynamic loss
                           scaling; weights and AdamW stay f32
   --n-layer N, --n-head N, --n-embd N, --block-size N

@@ -23,7 +23,7 @@ const ALIASES: Readonly<Record<string, Precision>> = { fp32: "f32" };
 const NEEDS: Readonly<Record<Exclude<Precision, "f32">, string>> = {
   f16: "--precision f16 needs --backend webgpu on an adapter with shader-f16",
   tf32: "--precision tf32 needs --backend cuda",
-  bf16: "--precision bf16 needs --backend cuda",
+  bf16: "--precision bf16 needs --backend cuda or native",
 };
 
 /** `value` as a {@linkcode Precision}, or an error naming `--precision` and the choices. */

@@ -30,15 +30,34 @@ import { LADDER, type Rung, rungBackend } from "./ladder.ts";
 const SYMBOLS = {
   gpt2_has_cblas: { parameters: [], result: "i32" },
   gpt2_set_cblas: { parameters: ["i32"], result: "void" },
+  gpt2_bf16_dot_compiled: { parameters: [], result: "i32" },
+  gpt2_bf16_dot_supported: { parameters: [], result: "i32" },
+  gpt2_set_bf16_dot: { parameters: ["i32"], result: "i32" },
+  gpt2_bf16_dot: { parameters: [], result: "i32" },
+  gpt2_bf16_dot_peak: { parameters: ["i64"], result: "f64" },
   matmul_forward: {
-    parameters: ["buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32"],
+    parameters: ["buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32", "i32"],
     result: "void",
   },
   matmul_backward: {
-    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32"],
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
     result: "void",
   },
-  gemm_nt: { parameters: ["buffer", "buffer", "buffer", "i32", "i32", "i32"], result: "void" },
+  gemm_nt: {
+    parameters: ["buffer", "buffer", "buffer", "i32", "i32", "i32", "i32"],
+    result: "void",
+  },
   layernorm_forward: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32"],
     result: "void",
@@ -69,11 +88,22 @@ const SYMBOLS = {
   },
   embedding_backward: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "void" },
   attention_forward: {
-    parameters: ["buffer", "buffer", "buffer", "i32", "i32", "i32", "i32"],
+    parameters: ["buffer", "buffer", "buffer", "i32", "i32", "i32", "i32", "i32"],
     result: "void",
   },
   attention_backward: {
-    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32", "i32"],
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
     result: "void",
   },
   kv_cache_append: {
@@ -133,6 +163,24 @@ function gemmChoice(): "own" | "openblas" {
   return value;
 }
 
+/**
+ * How bf16 matmuls run: "avx512_bf16" (vdpbf16ps, where the CPU has it) or "fp32_fma" (bf16
+ * operands on the fp32 FMA micro-kernel, on every CPU).
+ */
+export type Bf16Path = "avx512_bf16" | "fp32_fma";
+
+/**
+ * `GPT2_BF16_PATH`: "auto" (the default: avx512_bf16 where the CPU has it) or "fp32_fma"
+ * (always the FMA path, to compare the two or rule one out).
+ */
+function bf16PathChoice(): "auto" | "fp32_fma" {
+  const value = Deno.env.get("GPT2_BF16_PATH") ?? "auto";
+  if (value !== "auto" && value !== "fp32_fma") {
+    throw new Error(`GPT2_BF16_PATH must be "auto" or "fp32_fma", found "${value}"`);
+  }
+  return value;
+}
+
 function f32(buf: DeviceBuffer): Float32Array {
   const b = buf as CpuBuffer;
   if (!(b instanceof CpuBuffer) || !(b.data instanceof Float32Array)) {
@@ -156,6 +204,7 @@ export class NativeBackend extends CpuBackend {
   readonly library: NativeLibrary;
   readonly #k: Kernels;
   #peakGflops: number | undefined;
+  #bf16PeakGflops: number | undefined;
 
   private constructor(library: NativeLibrary, kernels: Kernels) {
     super();
@@ -183,18 +232,77 @@ export class NativeBackend extends CpuBackend {
     // the own GEMM is faster than OpenBLAS on every product of GPT-2 here
     // (docs/measurements.md), so OpenBLAS only on request
     lib.symbols.gpt2_set_cblas(gemmChoice() === "openblas" ? 1 : 0);
+    lib.symbols.gpt2_set_bf16_dot(bf16PathChoice() === "auto" ? 1 : 0);
     return new NativeBackend(library, lib.symbols);
   }
 
-  /** A one-line description: the library and the GEMM in use. */
+  /** A one-line description: the library, the GEMM in use and the path bf16 matmuls take. */
   override describe(): string {
-    if (this.#k.gpt2_has_cblas()) {
+    return `${this.#describeGemm()}; --precision bf16: ${this.describeBf16()}`;
+  }
+
+  #describeGemm(): string {
+    if (this.#k.gpt2_has_cblas() && !this.bf16Operands) {
       return `native C kernels, GEMMs in OpenBLAS (${this.library.blas}, GPT2_GEMM=openblas)`;
     }
     const blas = this.library.blas
-      ? "OpenBLAS linked: GPT2_GEMM=openblas takes it"
+      ? this.#k.gpt2_has_cblas()
+        ? "OpenBLAS linked, for f32 GEMMs only"
+        : "OpenBLAS linked: GPT2_GEMM=openblas takes it"
       : "no OpenBLAS found";
     return `native C kernels, GEMMs in the project's own kernel (kernels/cpu/gemm.c; ${blas})`;
+  }
+
+  /** The matmuls' precision now: "f32" or "bf16". */
+  get matmulPrecision(): MatmulPrecision {
+    return this.bf16Operands ? "bf16" : "f32";
+  }
+
+  /**
+   * "bf16": every matmul (forward and backward, the classifier's too) and attention's two
+   * products take operands rounded to bf16 and sum in fp32 (PyTorch's CPU autocast to bf16;
+   * the reference backend's `matmulPrecision: "bf16"` is its model); weights, gradients and
+   * AdamW's moments stay fp32. "f32" goes back.
+   *
+   * @throws {Error} for any other precision.
+   */
+  setMatmulPrecision(precision: MatmulPrecision): void {
+    if (precision !== "f32" && precision !== "bf16") {
+      throw new Error(`The native backend's matmuls are f32 or bf16, found "${precision}"`);
+    }
+    this.bf16Operands = precision === "bf16";
+  }
+
+  /** The path bf16 matmuls take on this CPU now. */
+  get bf16Path(): Bf16Path {
+    return this.#k.gpt2_bf16_dot() ? "avx512_bf16" : "fp32_fma";
+  }
+
+  /** Whether this build has the vdpbf16ps micro-kernel (x86-64; it runs only where supported). */
+  get compiledAvx512Bf16(): boolean {
+    return this.#k.gpt2_bf16_dot_compiled() === 1;
+  }
+
+  /** Whether this CPU (and build) has the vdpbf16ps path. */
+  get hasAvx512Bf16(): boolean {
+    return this.#k.gpt2_bf16_dot_supported() === 1;
+  }
+
+  /**
+   * Chooses the bf16 path: "avx512_bf16" where the CPU has it (the default; elsewhere the FMA
+   * path stays), or "fp32_fma" always. Returns the path now in use.
+   */
+  setBf16Path(path: Bf16Path): Bf16Path {
+    this.#k.gpt2_set_bf16_dot(path === "avx512_bf16" ? 1 : 0);
+    return this.bf16Path;
+  }
+
+  /** One line on how bf16 matmuls run here, for a run's header. */
+  describeBf16(): string {
+    if (this.bf16Path === "avx512_bf16") return "bf16 dot products (avx512_bf16)";
+    return this.hasAvx512Bf16
+      ? "bf16 operands on fp32 FMA (avx512_bf16 switched off: GPT2_BF16_PATH=fp32_fma)"
+      : "bf16 operands on fp32 FMA (this CPU has no avx512_bf16)";
   }
 
   /** Routes GEMMs to OpenBLAS (when linked) or to the project's own kernel. */
@@ -207,19 +315,37 @@ export class NativeBackend extends CpuBackend {
     return this.#k.gpt2_has_cblas() === 1;
   }
 
-  /** C (M, N) = A (M, K) @ B (N, K)^T: the forward GEMM alone, for benchmarks. */
+  /**
+   * C (M, N) = A (M, K) @ B (N, K)^T: the forward GEMM alone, for benchmarks, at the matmuls'
+   * precision.
+   */
   gemm(c: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number): void {
-    this.#k.gemm_nt(c, a, b, M, N, K);
+    this.#k.gemm_nt(c, a, b, M, N, K, this.bf16Operands ? 1 : 0);
   }
 
-  /** The measured fp32 FMA peak (measured once, about a second, then remembered). */
+  /**
+   * The peak of the matmuls at `precision`, measured once (about a second) and remembered:
+   * f32, the fp32 FMA peak; bf16, the vdpbf16ps peak where that path runs (two multiply-adds
+   * per fp32 lane), else the fp32 FMA peak again, since bf16 operands run on the same FMAs.
+   */
   peakFlops(precision: MatmulPrecision): PeakFlops | null {
-    if (precision !== "f32") return null;
+    if (precision !== "f32" && precision !== "bf16") return null;
+    const shared = true; // DDP ranks on one machine share its cores
+    if (precision === "bf16" && this.bf16Path === "avx512_bf16") {
+      this.#bf16PeakGflops ??= this.measurePeakGflops(0.3, "bf16");
+      return {
+        flops: this.#bf16PeakGflops * 1e9,
+        source: "the measured vdpbf16ps (avx512_bf16) peak of this CPU",
+        sharedByRanks: shared,
+      };
+    }
     this.#peakGflops ??= this.measurePeakGflops();
     return {
       flops: this.#peakGflops * 1e9,
-      source: "the measured fp32 FMA peak of this CPU",
-      sharedByRanks: true, // DDP ranks on one machine share its cores
+      source: precision === "bf16"
+        ? "the measured fp32 FMA peak of this CPU (bf16 operands run on fp32 FMAs here)"
+        : "the measured fp32 FMA peak of this CPU",
+      sharedByRanks: shared,
     };
   }
 
@@ -261,12 +387,18 @@ export class NativeBackend extends CpuBackend {
     };
   }
 
-  /** The measured fp32 FMA peak of all threads, in GFLOP/s (for MFU): the best of 3 runs. */
-  measurePeakGflops(seconds = 0.3): number {
+  /**
+   * The measured peak of all threads, in GFLOP/s (for MFU): the best of 3 runs of the fp32
+   * FMA ("f32") or, where the CPU has it, vdpbf16ps ("bf16"; 0 without it).
+   */
+  measurePeakGflops(seconds = 0.3, precision: "f32" | "bf16" = "f32"): number {
+    if (precision === "bf16" && !this.hasAvx512Bf16) return 0;
     let iters = 1_000_000n, best = 0;
     for (let run = 0; run < 3;) {
       const t0 = performance.now();
-      const flops = this.#k.fma_peak_flops(iters);
+      const flops = precision === "bf16"
+        ? this.#k.gpt2_bf16_dot_peak(iters)
+        : this.#k.fma_peak_flops(iters);
       const dt = (performance.now() - t0) / 1000;
       if (dt < seconds) {
         iters *= 4n;
@@ -337,7 +469,17 @@ export class NativeBackend extends CpuBackend {
     bias: DeviceBuffer | null,
     { N, C, OC }: MatmulDims,
   ): void {
-    this.#k.matmul_forward(f32(out), f32(inp), f32(weight), bias ? f32(bias) : null, N, C, OC);
+    const bf16 = this.bf16Operands ? 1 : 0;
+    this.#k.matmul_forward(
+      f32(out),
+      f32(inp),
+      f32(weight),
+      bias ? f32(bias) : null,
+      N,
+      C,
+      OC,
+      bf16,
+    );
   }
 
   override matmulBackward(
@@ -357,6 +499,7 @@ export class NativeBackend extends CpuBackend {
       N,
       C,
       OC,
+      this.bf16Operands ? 1 : 0,
     );
   }
 
@@ -422,7 +565,7 @@ export class NativeBackend extends CpuBackend {
   ): DeviceBuffer {
     const { B, T, C, NH } = dims;
     const lse = new Float32Array(B * NH * T);
-    this.#k.attention_forward(f32(out), lse, f32(qkv), B, T, C, NH);
+    this.#k.attention_forward(f32(out), lse, f32(qkv), B, T, C, NH, this.bf16Operands ? 1 : 0);
     // backward needs out too; keep both in one saved buffer: [out | lse]
     const saved = new Float32Array(B * T * C + lse.length);
     saved.set(f32(out));
@@ -449,6 +592,7 @@ export class NativeBackend extends CpuBackend {
       T,
       C,
       NH,
+      this.bf16Operands ? 1 : 0,
     );
   }
 
