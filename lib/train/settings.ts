@@ -77,6 +77,13 @@ export interface Hyperparameters {
    * downloaded.
    */
   data: string;
+  /**
+   * Shuffle the training data each epoch: the shards' order and the documents within each
+   * shard, drawn from (seed, epoch) alike on every rank (lib/data/shuffle.ts). Off in the
+   * lecture: build-nanogpt reads the same order every epoch, which a multi-epoch run shows as
+   * a loss that repeats with the epoch.
+   */
+  shuffle: boolean;
   /** Checkpoint every this many steps (0: only at the end). */
   checkpointEvery: number;
   /** How many checkpoints to keep. */
@@ -221,6 +228,14 @@ export const HYPERPARAMETERS: Readonly<Record<keyof Hyperparameters, Hyperparame
     arg: "PATH",
     kind: "string",
     help: `a text file (90% train, 10% val), a folder of .npy shards, or ${TINY_SHAKESPEARE}`,
+  },
+  shuffle: {
+    flag: "shuffle",
+    arg: "",
+    kind: "boolean",
+    off: false,
+    help: "shuffle the training shards and the documents in each shard every epoch (seeded by " +
+      "--seed; the lecture reads one order every epoch)",
   },
   checkpointEvery: {
     flag: "checkpoint-every",
@@ -496,6 +511,7 @@ export const PRESETS: Record<string, TrainPreset> = {
     valBatches: 5,
     hellaswag: 0,
     data: TINY_SHAKESPEARE,
+    shuffle: false,
     checkpointEvery: 0, // at the end only: a 124M checkpoint with AdamW's moments is 1.5 GB
     keepCheckpoints: 3,
     ...LECTURE_RECIPE,
@@ -518,6 +534,7 @@ export const PRESETS: Record<string, TrainPreset> = {
     valBatches: 20,
     hellaswag: "all",
     data: "data/edu_fineweb10B", // made by deno task fineweb; relative to the repository
+    shuffle: false, // build-nanogpt reads one order every epoch
     checkpointEvery: 5000,
     keepCheckpoints: 3,
     ...LECTURE_RECIPE,
@@ -544,6 +561,7 @@ export const PRESETS: Record<string, TrainPreset> = {
     valBatches: 10,
     hellaswag: 0,
     data: TINY_SHAKESPEARE,
+    shuffle: false,
     checkpointEvery: 0, // at the end only: 1.5 GB with AdamW's moments
     keepCheckpoints: 3,
     ...LECTURE_RECIPE,
@@ -576,6 +594,7 @@ export const AFTER_LECTURE_PRESETS: Record<string, TrainPreset> = {
     valBatches: 5,
     hellaswag: 0,
     data: TINY_SHAKESPEARE,
+    shuffle: false,
     checkpointEvery: 0,
     keepCheckpoints: 3,
     mlp: "relu2",

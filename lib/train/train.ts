@@ -106,7 +106,13 @@ export type LoopSettings =
   & Partial<
     Pick<
       Settings,
-      "optimizer" | "muonLr" | "evalEvery" | "valBatches" | "checkpointEvery" | "keepCheckpoints"
+      | "optimizer"
+      | "muonLr"
+      | "evalEvery"
+      | "valBatches"
+      | "checkpointEvery"
+      | "keepCheckpoints"
+      | "shuffle"
     >
   >;
 
@@ -260,7 +266,12 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
     if (precision !== "f32") say(`precision: ${precision} matmuls`);
 
     // every token id checked against the model's vocabulary as each shard is reached
-    const vocab = { vocabSize: o.config.vocab_size };
+    // the train split shuffles where asked (openTokenData never shuffles val)
+    const vocab = {
+      vocabSize: o.config.vocab_size,
+      shuffle: o.shuffle ?? false,
+      shuffleSeed: o.seed,
+    };
     const trainLoader = await openTokenData(o.dataPath, "train", B, T, rank, world, vocab);
     const valLoader = (o.evalEvery ?? 0) > 0
       ? await openTokenData(o.dataPath, "val", B, T, rank, world, vocab)
