@@ -46,9 +46,22 @@ const BLAS_DIRS = [
   "/usr/local/lib",
 ];
 
-/** OpenBLAS's shared library on this machine, or null; `GPT2_NO_BLAS=1` says null. */
+/** How to build the kernels library. */
+export interface NativeBuildOptions {
+  /**
+   * Link OpenBLAS where it is installed (it is then available for GEMMs); false builds
+   * without it. Default: true, unless `GPT2_NO_BLAS` is set to a non-empty value.
+   */
+  linkBlas?: boolean;
+}
+
+/** Whether to link OpenBLAS when the caller does not say: not when `GPT2_NO_BLAS` is set. */
+export function linkBlasByDefault(): boolean {
+  return !Deno.env.get("GPT2_NO_BLAS");
+}
+
+/** OpenBLAS's shared library on this machine, or null where it is not installed. */
 export function findOpenBlas(): string | null {
-  if (Deno.env.get("GPT2_NO_BLAS")) return null;
   for (const dir of BLAS_DIRS) {
     for (const name of ["libopenblas.so.0", "libopenblas.so"]) {
       try {
@@ -72,17 +85,18 @@ async function run(cmd: string, args: string[]): Promise<{ ok: boolean; out: str
 }
 
 /**
- * Compiles (or finds in the cache) the kernels library.
+ * Compiles (or finds in the cache) the kernels library; with and without OpenBLAS are two
+ * libraries, cached side by side.
  *
  * @throws {Error} when there is no C compiler or the build fails, with the compiler's output.
  */
-export async function buildNativeLibrary(): Promise<NativeLibrary> {
+export async function buildNativeLibrary(options: NativeBuildOptions = {}): Promise<NativeLibrary> {
   const cc = Deno.env.get("CC") ?? "cc";
   const version = await run(cc, ["--version"]);
   if (!version.ok) {
     throw new Error(`No C compiler: "${cc} --version" failed (${version.out.trim()})`);
   }
-  const blas = findOpenBlas();
+  const blas = (options.linkBlas ?? linkBlasByDefault()) ? findOpenBlas() : null;
   const flags = [...BASE_FLAGS, ...(blas ? ["-DUSE_CBLAS"] : [])];
   const sources = [...Deno.readDirSync(KERNEL_DIR)].filter((e) => e.name.endsWith(".c")).map((e) =>
     e.name

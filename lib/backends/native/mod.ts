@@ -1,8 +1,8 @@
 /**
  * The native CPU backend: the C kernels of `kernels/cpu/` (OpenMP over both cores, GEMMs in
- * OpenBLAS when present), called through `Deno.dlopen`. Buffers are the reference
- * backend's host arrays, handed to C as pointers, so memory is managed by V8 as before and
- * any tensor can be checked against the reference kernel on the same data.
+ * the project's own kernel or in OpenBLAS), called through `Deno.dlopen`. Buffers are the
+ * reference backend's host arrays, handed to C as pointers, so memory is managed by V8 as
+ * before and any tensor can be checked against the reference kernel on the same data.
  *
  * @module
  */
@@ -24,7 +24,7 @@ import type {
 } from "../../backend.ts";
 import { CpuBackend, CpuBuffer } from "../cpu/mod.ts";
 import { checkKVCacheDims } from "../kv_cache_dims.ts";
-import { buildNativeLibrary, type NativeLibrary } from "./build.ts";
+import { buildNativeLibrary, type NativeBuildOptions, type NativeLibrary } from "./build.ts";
 import { LADDER, type Rung, rungBackend } from "./ladder.ts";
 
 const SYMBOLS = {
@@ -154,14 +154,36 @@ const SYMBOLS = {
 
 type Kernels = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-/** `GPT2_GEMM`: "own" (the default) or "openblas" (where it is linked). */
-function gemmChoice(): "own" | "openblas" {
-  const value = Deno.env.get("GPT2_GEMM") ?? "own";
+/** Where GEMMs run: the project's own kernel (kernels/cpu/gemm.c) or OpenBLAS. */
+export type GemmChoice = "own" | "openblas";
+
+/** How {@linkcode NativeBackend.create} builds the library and routes GEMMs. */
+export interface NativeOptions extends NativeBuildOptions {
+  /**
+   * "own" or "openblas" (where linked; otherwise the own kernel). Default: `GPT2_GEMM`, else
+   * "own": the own GEMM is faster than OpenBLAS on every product of GPT-2 here
+   * (docs/measurements.md).
+   */
+  gemm?: GemmChoice;
+}
+
+/** The GEMM choice: the option, else `GPT2_GEMM`, else "own". */
+function gemmChoice(option: string | undefined): GemmChoice {
+  const [value, source] = option !== undefined
+    ? [option, "The gemm option"]
+    : [Deno.env.get("GPT2_GEMM") ?? "own", "GPT2_GEMM"];
   if (value !== "own" && value !== "openblas") {
-    throw new Error(`GPT2_GEMM must be "own" or "openblas", found "${value}"`);
+    throw new Error(`${source} must be "own" or "openblas", found "${value}"`);
   }
   return value;
 }
+
+/**
+ * Which way each loaded library's GEMM switch (a C global, one per library file, shared by
+ * every backend opened on it) is set now, so that each backend sets it to its own choice
+ * before a GEMM only when another backend changed it.
+ */
+const gemmSwitches = new Map<string, { blas: boolean }>();
 
 /**
  * How bf16 matmuls run: "avx512_bf16" (vdpbf16ps, where the CPU has it) or "fp32_fma" (bf16
@@ -203,37 +225,48 @@ export class NativeBackend extends CpuBackend {
   override readonly isReference = false;
   readonly library: NativeLibrary;
   readonly #k: Kernels;
+  /** This backend's GEMMs go to OpenBLAS (only ever true where it is linked). */
+  #blas: boolean;
+  /** Its library's GEMM switch, shared with the other backends on the same library. */
+  readonly #switch: { blas: boolean };
   #peakGflops: number | undefined;
   #bf16PeakGflops: number | undefined;
 
-  private constructor(library: NativeLibrary, kernels: Kernels) {
+  private constructor(library: NativeLibrary, kernels: Kernels, blas: boolean) {
     super();
     this.library = library;
     this.#k = kernels;
+    let shared = gemmSwitches.get(library.path);
+    if (shared === undefined) {
+      shared = { blas: kernels.gpt2_has_cblas() === 1 };
+      gemmSwitches.set(library.path, shared);
+    }
+    this.#switch = shared;
+    this.#blas = blas && library.blas !== null;
   }
 
   /**
-   * Compiles or loads the kernels.
+   * Compiles or loads the kernels: with OpenBLAS linked unless `options.linkBlas` is false
+   * (default: `GPT2_NO_BLAS` unset), GEMMs in `options.gemm` (default: `GPT2_GEMM`, else the
+   * own kernel). Backends made with different options work side by side in one process.
    *
-   * @throws {Error} without a C compiler, or when the build fails.
+   * @throws {Error} without a C compiler, when the build fails, or for an unknown GEMM choice.
    */
-  static async create(): Promise<NativeBackend> {
+  static async create(options: NativeOptions = {}): Promise<NativeBackend> {
+    const gemm = gemmChoice(options.gemm);
     // OpenMP's threads must sleep between kernels, not spin, or they steal the cores
     // OpenBLAS's own threads need; both libraries read this when they load.
     if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
     // and OpenBLAS's threads otherwise spin for about 2^28 cycles after each GEMM, taking the
     // cores from the OpenMP kernel that follows it; 2^4 cycles makes them yield at once
     if (!Deno.env.get("OPENBLAS_THREAD_TIMEOUT")) Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
-    const library = await buildNativeLibrary();
+    const library = await buildNativeLibrary({ linkBlas: options.linkBlas });
     const lib = Deno.dlopen(library.path, SYMBOLS);
     // tensors are V8 ArrayBuffers from glibc's calloc: keep their pages mapped between steps
     // instead of faulting them in again each step (kernels/cpu/allocator.c says why)
     lib.symbols.gpt2_keep_freed_memory();
-    // the own GEMM is faster than OpenBLAS on every product of GPT-2 here
-    // (docs/measurements.md), so OpenBLAS only on request
-    lib.symbols.gpt2_set_cblas(gemmChoice() === "openblas" ? 1 : 0);
     lib.symbols.gpt2_set_bf16_dot(bf16PathChoice() === "auto" ? 1 : 0);
-    return new NativeBackend(library, lib.symbols);
+    return new NativeBackend(library, lib.symbols, gemm === "openblas");
   }
 
   /** A one-line description: the library, the GEMM in use and the path bf16 matmuls take. */
@@ -242,14 +275,14 @@ export class NativeBackend extends CpuBackend {
   }
 
   #describeGemm(): string {
-    if (this.#k.gpt2_has_cblas() && !this.bf16Operands) {
-      return `native C kernels, GEMMs in OpenBLAS (${this.library.blas}, GPT2_GEMM=openblas)`;
+    if (this.usesBlas && !this.bf16Operands) {
+      return `native C kernels, GEMMs in OpenBLAS (${this.library.blas})`;
     }
     const blas = this.library.blas
-      ? this.#k.gpt2_has_cblas()
+      ? this.usesBlas
         ? "OpenBLAS linked, for f32 GEMMs only"
         : "OpenBLAS linked: GPT2_GEMM=openblas takes it"
-      : "no OpenBLAS found";
+      : "OpenBLAS not linked";
     return `native C kernels, GEMMs in the project's own kernel (kernels/cpu/gemm.c; ${blas})`;
   }
 
@@ -305,14 +338,21 @@ export class NativeBackend extends CpuBackend {
       : "bf16 operands on fp32 FMA (this CPU has no avx512_bf16)";
   }
 
-  /** Routes GEMMs to OpenBLAS (when linked) or to the project's own kernel. */
+  /** Routes this backend's GEMMs to OpenBLAS (when linked) or to the project's own kernel. */
   useBlas(on: boolean): void {
-    this.#k.gpt2_set_cblas(on ? 1 : 0);
+    this.#blas = on && this.library.blas !== null;
   }
 
-  /** Whether GEMMs go to OpenBLAS now. */
+  /** Whether this backend's GEMMs go to OpenBLAS now. */
   get usesBlas(): boolean {
-    return this.#k.gpt2_has_cblas() === 1;
+    return this.#blas;
+  }
+
+  /** Sets the library's GEMM switch to this backend's choice (another may have changed it). */
+  #gemmSwitch(): void {
+    if (this.#switch.blas === this.#blas) return;
+    this.#k.gpt2_set_cblas(this.#blas ? 1 : 0);
+    this.#switch.blas = this.#blas;
   }
 
   /**
@@ -320,6 +360,7 @@ export class NativeBackend extends CpuBackend {
    * precision.
    */
   gemm(c: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number): void {
+    this.#gemmSwitch();
     this.#k.gemm_nt(c, a, b, M, N, K, this.bf16Operands ? 1 : 0);
   }
 
@@ -470,6 +511,7 @@ export class NativeBackend extends CpuBackend {
     { N, C, OC }: MatmulDims,
   ): void {
     const bf16 = this.bf16Operands ? 1 : 0;
+    this.#gemmSwitch();
     this.#k.matmul_forward(
       f32(out),
       f32(inp),
@@ -489,6 +531,7 @@ export class NativeBackend extends CpuBackend {
     weight: DeviceBuffer,
     { N, C, OC }: MatmulDims,
   ): void {
+    this.#gemmSwitch();
     this.#k.matmul_backward(
       dinp ? f32(dinp) : null,
       dweight ? f32(dweight) : null,
