@@ -1,6 +1,6 @@
 /**
  * Every notebook run as a learner runs it: in the real Jupyter Notebook UI in Chromium, with
- * "Run All" and then "Save" (`tests/tools/jupyter_ui.ts`). The file the UI saved must have
+ * "Run All" and then "Save" (`tools/notebooks/jupyter_ui.ts`). The file the UI saved must have
  * every code cell run, no error output, no JavaScript error in the page, and each cell's
  * expected texts (`metadata.expect`) under that very cell: output that Deno's kernel sent late
  * lands under the next cell or nowhere, and fails here.
@@ -13,9 +13,9 @@
 
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launchChromium } from "../tools/chromium.ts";
-import { runInUi, startJupyter, uiUnavailable } from "../tools/jupyter_ui.ts";
-import { notebookProblems, readNotebook } from "../tools/notebook_checks.ts";
+import { launchChromium } from "../../tools/chromium.ts";
+import { runInUi, startJupyter, uiUnavailable } from "../../tools/notebooks/jupyter_ui.ts";
+import { notebookProblems, readNotebook } from "../../tools/notebooks/notebook_checks.ts";
 
 const NOTEBOOKS: string = fileURLToPath(new URL("../../notebooks/", import.meta.url));
 const TIMEOUT = Number(Deno.env.get("NOTEBOOK_TIMEOUT") ?? "1200");

@@ -10,8 +10,8 @@
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SOURCE_HASH_KEY, sourceHash } from "../tools/committed_outputs.ts";
-import { joinText, notebookProblems, readNotebook } from "../tools/notebook_checks.ts";
+import { SOURCE_HASH_KEY, sourceHash } from "../../tools/notebooks/committed_outputs.ts";
+import { joinText, notebookProblems, readNotebook } from "../../tools/notebooks/notebook_checks.ts";
 
 const NOTEBOOKS: string = fileURLToPath(new URL("../../notebooks/", import.meta.url));
 /** Large enough for a notebook's PNG figures, far below one inlined plotly bundle (4.8 MB). */

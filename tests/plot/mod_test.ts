@@ -19,7 +19,7 @@ import {
 } from "../../lib/plot/mod.ts";
 import { oursLog } from "./ours_log.ts";
 import { decodePng, hasColor } from "./png.ts";
-import { CHROMIUM, launchChromium } from "../tools/chromium.ts";
+import { CHROMIUM, launchChromium } from "../../tools/chromium.ts";
 
 /** The labels of the SVG's y axis titled `title`, in drawing order (bottom to top). */
 function yAxisLabels(svg: string, title: string): string[] {

@@ -14,7 +14,7 @@ import {
   WGSL_FILES,
 } from "../../lib/backends/webgpu/kernels.ts";
 import { repoRoot } from "../support.ts";
-import { CHROMIUM, launchChromium, WEBGPU_FLAGS } from "../tools/chromium.ts";
+import { CHROMIUM, launchChromium, WEBGPU_FLAGS } from "../../tools/chromium.ts";
 
 /** Kernels Tint may reject: none. */
 const KNOWN_REJECTED: string[] = [];

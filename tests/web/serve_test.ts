@@ -14,7 +14,7 @@ import { GPT } from "../../lib/model/gpt.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { generate } from "../../lib/model/sample.ts";
 import { freePort, referenceDir, repoRoot } from "../support.ts";
-import { CHROMIUM, launchChromium, WEBGPU_FLAGS } from "../tools/chromium.ts";
+import { CHROMIUM, launchChromium, WEBGPU_FLAGS } from "../../tools/chromium.ts";
 
 /**
  * WebGPU in headless Chromium without a GPU: WebGPU switched on for Linux, and SwiftShader

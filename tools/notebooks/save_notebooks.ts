@@ -10,7 +10,7 @@
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { notebookJson, withCommittedOutputs } from "./committed_outputs.ts";
-import { launchChromium } from "./chromium.ts";
+import { launchChromium } from "../chromium.ts";
 import { runInUi, startJupyter, uiUnavailable } from "./jupyter_ui.ts";
 import { notebookProblems, readNotebook } from "./notebook_checks.ts";
 

@@ -3,10 +3,10 @@
  * `jupyter notebook`, version 6), in Chromium, with "Cell > Run All", then "File > Save", and
  * reads back the file the UI saved. What Jupyter put under each cell is in that file, so
  * output that the kernel sent late (and the UI drew under the next cell, or dropped) shows up
- * as a missing expectation (`tests/tools/notebook_checks.ts`).
+ * as a missing expectation (`tools/notebooks/notebook_checks.ts`).
  *
  * Used by the browser test (`tests/notebooks/browser_test.ts`) and by `deno task notebooks`
- * (`tests/tools/save_notebooks.ts`), which commits the outputs.
+ * (`tools/notebooks/save_notebooks.ts`), which commits the outputs.
  *
  * The notebook runs as a hidden copy beside the original (`notebooks/.check_ui_<name>`), so its
  * relative imports (`../lib/...`) resolve as they do for the learner and the original file is
@@ -19,7 +19,7 @@ import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
-import { CHROMIUM } from "./chromium.ts";
+import { CHROMIUM } from "../chromium.ts";
 import type { Notebook } from "./notebook_checks.ts";
 
 const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
