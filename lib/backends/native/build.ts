@@ -37,6 +37,10 @@ const BASE_FLAGS = [
   "-shared",
   "-fPIC",
   "-std=c11",
+  // never unloaded: Deno closes a library when the worker that opened it ends (each test file
+  // is one), and a thread that ran a GEMM in OpenBLAS then ran its thread-exit cleanup in
+  // unmapped code (a segfault) once OpenBLAS had gone with the last library using it
+  "-Wl,-z,nodelete",
 ];
 const BLAS_DIRS = [
   "/usr/lib/x86_64-linux-gnu",
