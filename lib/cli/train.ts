@@ -69,9 +69,9 @@ interval, tok/s and MFU, and where the files went.
                           (its weights, AdamW's moments, the data position; not with --init-from,
                           which takes weights alone)
   --log-dir DIR           log.txt, checkpoints/ and the final model/ (default log); one run at
-                          a time, and a fresh run is refused where checkpoints already are
+                          a time, and a fresh run is refused where an earlier run's outputs are
   --overwrite             start over in a --log-dir that holds an earlier run: its
-                          checkpoints/, log.txt and model/ are removed first
+                          checkpoints/, log.txt, model/, run.json, figure and report go first
   --timeout S             DDP: seconds a rendezvous or collective may wait (default 300)
   --plot                  redraw <log-dir>/figure.{html,svg,png} after each evaluation
   -h, --help              this text

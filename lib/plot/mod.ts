@@ -16,6 +16,7 @@
  */
 
 import { basename, dirname, join } from "node:path";
+import { writeFileAtomic } from "../io/atomic.ts";
 import {
   buildFigure,
   type FigureData,
@@ -193,7 +194,5 @@ export async function writeRunFigure(
 }
 
 async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  await Deno.writeFile(tmp, bytes);
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(path, bytes);
 }

@@ -12,6 +12,7 @@
  */
 
 import { join } from "node:path";
+import { writeFileAtomic } from "../io/atomic.ts";
 import {
   type Baselines,
   buildFigure,
@@ -157,9 +158,7 @@ export async function writeRunReport(logDir: string, info: RunReportInfo): Promi
   const png = svgToPng(await renderSvg(figure), { scale: 1.5 });
   const html = await reportHtml(withMeta(info, meta), figure, png);
   const path = join(logDir, "report.html");
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  await Deno.writeTextFile(tmp, html);
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(path, html);
   return { path, figure };
 }
 

@@ -3,13 +3,16 @@
  *
  * - the folder is made (a file there, or a folder that cannot be made or written, is an error
  *   naming `--log-dir`);
- * - `train.lock` is taken: an exclusive `flock` on it, which the kernel drops when its holder
- *   dies, and the holder's pid, host and start time written in it for the message a second
- *   trainer gets. A lock file whose holder is gone is stale: it is taken over, saying so;
+ * - the folder itself is locked: an exclusive `flock` on an open descriptor of the folder, which
+ *   the kernel drops when its holder dies and which no file deletion can undo (removing
+ *   `train.lock` does not let a second trainer in). `train.lock` names the holder (pid, host,
+ *   start time) for the message a second trainer gets; one left behind with the folder unlocked
+ *   is stale: it is taken over, saying so;
  * - checkpoint writes that a dead run left half done (`step_*.tmp-<pid>`) are removed, saying so;
- * - a fresh run (no `--resume`) in a folder that holds checkpoints is refused, unless
- *   `--overwrite` asks for the earlier run's checkpoints, `log.txt` and `model/` to go first
- *   (with `--resume` only of a checkpoint elsewhere: it would remove what it resumes).
+ * - a fresh run (no `--resume`) in a folder that holds any earlier run's outputs (checkpoints/,
+ *   log.txt, model/, run.json, the figure, report.html) is refused, naming what it found,
+ *   unless `--overwrite` asks for them to go first (with `--resume` only of a checkpoint
+ *   elsewhere: it would remove what it resumes).
  *
  * Then, while the run trains, what stops it early and cleanly (below: stop signals).
  *
@@ -17,7 +20,7 @@
  */
 
 import { hostname } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { parentPid } from "../ddp/libc.ts";
 import { checkpointsDir, listCheckpoints, listTemporaryFolders } from "./checkpoint.ts";
 
@@ -42,12 +45,24 @@ export interface LogDirOptions {
   logDir: string;
   /** The checkpoint the run resumes (`--resume`: a folder or "latest"), or null. */
   resume: string | null;
-  /** Remove an earlier run's checkpoints, log.txt and model/ first (`--overwrite`). */
+  /** Remove an earlier run's outputs ({@linkcode RUN_OUTPUTS}) first (`--overwrite`). */
   overwrite: boolean;
 }
 
-/** The earlier run's outputs that `--overwrite` removes. */
-const RUN_OUTPUTS = ["checkpoints", "log.txt", "model"] as const;
+/**
+ * What a run leaves in its log folder: a fresh run is refused where any of them is, and
+ * `--overwrite` removes them.
+ */
+export const RUN_OUTPUTS = [
+  "checkpoints",
+  "log.txt",
+  "model",
+  "run.json",
+  "figure.html",
+  "figure.svg",
+  "figure.png",
+  "report.html",
+] as const;
 
 /**
  * Claims `o.logDir` for this process (see the module's description); `say` prints what was
@@ -68,19 +83,54 @@ export async function claimLogDir(
   const release = await takeLock(dir, say);
   try {
     await removeInterruptedWrites(checkpointsDir(dir), say);
-    const earlier = await listCheckpoints(checkpointsDir(dir)).catch(() => []);
+    const earlier = await earlierOutputs(dir);
     if (!o.resume && earlier.length && !o.overwrite) {
-      const newest = earlier[earlier.length - 1].path;
+      const hasCheckpoints = earlier.some((e) => e.name === "checkpoints" && e.checkpoints);
       throw new Error(
-        `--log-dir ${dir} already holds ${earlier.length} checkpoint(s) of an earlier run (newest ${newest}): continue it with --resume latest, start over with --overwrite (removes its checkpoints/, log.txt and model/), or pick a new --log-dir`,
+        `--log-dir ${dir} already holds an earlier run's ${
+          earlier.map((e) => e.label).join(", ")
+        }: ${
+          hasCheckpoints ? "continue it with --resume latest, " : ""
+        }start over with --overwrite (removes them), or pick a new --log-dir`,
       );
     }
-    if (o.overwrite) await removeEarlierRun(dir, earlier.length, say);
+    if (o.overwrite) await removeEarlierRun(dir, earlier, say);
   } catch (e) {
     await release();
     throw e;
   }
   return { release };
+}
+
+/** One of {@linkcode RUN_OUTPUTS} found in a log folder, described for a message. */
+interface FoundOutput {
+  name: (typeof RUN_OUTPUTS)[number];
+  label: string;
+  /** For checkpoints/: how many complete checkpoints it holds. */
+  checkpoints?: number;
+}
+
+/** The earlier run's outputs in `dir`; an empty checkpoints/ folder is none. */
+async function earlierOutputs(dir: string): Promise<FoundOutput[]> {
+  const found: FoundOutput[] = [];
+  for (const name of RUN_OUTPUTS) {
+    const path = join(dir, name);
+    const info = await Deno.stat(path).catch(() => null);
+    if (!info) continue;
+    if (name === "checkpoints") {
+      const all = await listCheckpoints(path).catch(() => []);
+      let entries = 0;
+      for await (const _ of Deno.readDir(path)) entries++;
+      if (!entries) continue;
+      const label = all.length
+        ? `checkpoints/ (${all.length} checkpoint(s), newest ${all[all.length - 1].path})`
+        : "checkpoints/";
+      found.push({ name, label, checkpoints: all.length });
+    } else {
+      found.push({ name, label: info.isDirectory ? `${name}/` : name });
+    }
+  }
+  return found;
 }
 
 /** Whether `resume` names `latest` or a folder in `<dir>/checkpoints`. */
@@ -102,61 +152,57 @@ async function makeFolder(dir: string): Promise<void> {
 }
 
 /**
- * Takes `<dir>/train.lock`, refusing when another process holds it; returns the release.
- * The flock decides; the file's text only names the holder.
+ * Locks the folder `dir` (an exclusive flock on a descriptor of the folder itself), refusing
+ * when another process holds it, and writes this process into `<dir>/train.lock` for the
+ * message a second trainer gets; returns the release.
  */
 async function takeLock(dir: string, say: (line: string) => void): Promise<() => Promise<void>> {
   const path = join(dir, LOCK_FILE);
-  for (let attempt = 0;; attempt++) {
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(path, { read: true, write: true, create: true });
-    } catch (e) {
-      throw new Error(`--log-dir ${dir} is not writable: ${(e as Error).message}`);
+  let folder: Deno.FsFile;
+  try {
+    folder = await Deno.open(dir, { read: true });
+  } catch (e) {
+    throw new Error(`--log-dir ${dir} cannot be opened: ${(e as Error).message}`);
+  }
+  let owned = false;
+  try {
+    if (!(await folder.tryLock(true))) {
+      const owner = parseOwner(await Deno.readTextFile(path).catch(() => ""));
+      throw new Error(
+        `--log-dir ${dir} is in use by another trainer (${
+          owner ? describeOwner(owner) : "see " + path
+        }): wait for it to end, or pick another --log-dir`,
+      );
     }
-    let ok = false;
-    try {
-      if (!(await file.tryLock(true))) {
-        const owner = parseOwner(await Deno.readTextFile(path).catch(() => ""));
-        throw new Error(
-          `--log-dir ${dir} is in use by another trainer (${
-            owner ? describeOwner(owner) : "see " + path
-          }): wait for it to end, or pick another --log-dir`,
-        );
-      }
-      // its holder may have removed the file between our open and lock: lock the new one
-      const [held, now] = [await file.stat(), await Deno.stat(path).catch(() => null)];
-      if (!now || now.ino !== held.ino) {
-        if (attempt < 3) continue;
-        throw new Error(`Cannot lock ${path}: it keeps being replaced`);
-      }
-      ok = true;
-    } finally {
-      if (!ok) file.close();
-    }
-    // a text left behind with the lock free: its holder ended without releasing it
+    // a text left behind with the folder unlocked: its holder ended without releasing it
     const stale = parseOwner(await Deno.readTextFile(path).catch(() => ""));
     if (stale) {
       say(
         `took over the stale lock ${path} of pid ${stale.pid} on host ${stale.host} (started ${stale.startedAt}): that run is no longer running`,
       );
     }
-    return await writeOwner(path, file);
+    const release = await writeOwner(path, folder);
+    owned = true;
+    return release;
+  } finally {
+    if (!owned) folder.close();
   }
 }
 
 /** Writes this process as the lock's holder; returns the release (the file goes, then the lock). */
-async function writeOwner(path: string, file: Deno.FsFile): Promise<() => Promise<void>> {
+async function writeOwner(path: string, folder: Deno.FsFile): Promise<() => Promise<void>> {
   const owner: LockOwner = { pid: Deno.pid, host: hostname(), startedAt: new Date().toISOString() };
-  await file.truncate(0);
-  const bytes = new TextEncoder().encode(JSON.stringify(owner) + "\n");
-  for (let n = 0; n < bytes.length;) n += await file.write(bytes.subarray(n));
+  try {
+    await Deno.writeTextFile(path, JSON.stringify(owner) + "\n");
+  } catch (e) {
+    throw new Error(`--log-dir ${dirname(path)} is not writable: ${(e as Error).message}`);
+  }
   let released = false;
   return async () => {
     if (released) return;
     released = true;
     await Deno.remove(path).catch(() => {});
-    file.close(); // drops the flock
+    folder.close(); // drops the flock
   };
 }
 
@@ -199,26 +245,16 @@ async function removeInterruptedWrites(dir: string, say: (line: string) => void)
   }
 }
 
-/** `--overwrite`: the earlier run's checkpoints, log.txt and model/ removed, saying which. */
+/** `--overwrite`: the earlier run's outputs removed, saying which. */
 async function removeEarlierRun(
   dir: string,
-  checkpoints: number,
+  earlier: readonly FoundOutput[],
   say: (line: string) => void,
 ): Promise<void> {
-  const removed: string[] = [];
-  for (const name of RUN_OUTPUTS) {
-    const path = join(dir, name);
-    if (!(await Deno.stat(path).catch(() => null))) continue;
-    await Deno.remove(path, { recursive: true });
-    removed.push(
-      name === "checkpoints"
-        ? `checkpoints/ (${checkpoints} checkpoint(s))`
-        : name === "model"
-        ? "model/"
-        : name,
-    );
+  for (const e of earlier) await Deno.remove(join(dir, e.name), { recursive: true });
+  if (earlier.length) {
+    say(`--overwrite: removed ${earlier.map((e) => e.label).join(", ")} from ${dir}`);
   }
-  if (removed.length) say(`--overwrite: removed ${removed.join(", ")} from ${dir}`);
 }
 
 // ---- stop signals ----

@@ -16,6 +16,7 @@
 import { join } from "node:path";
 import type { Backend } from "../backend.ts";
 import { formatInterval } from "../eval/wilson.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
 import { formatCount, formatDuration } from "../io/progress.ts";
 import type { GPT, GPTConfig } from "../model/gpt.ts";
 import type { GradScalerState, Precision } from "./precision.ts";
@@ -387,9 +388,7 @@ export async function runRecord(inputs: RunRecordInputs, now = new Date()): Prom
 /** Writes `run.json` into the log folder and returns its path. */
 export async function writeRunRecord(logDir: string, record: RunRecord): Promise<string> {
   const path = join(logDir, "run.json");
-  const tmp = `${path}.tmp`;
-  await Deno.writeTextFile(tmp, `${JSON.stringify(record, null, 2)}\n`);
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(path, `${JSON.stringify(record, null, 2)}\n`);
   return path;
 }
 

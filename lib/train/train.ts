@@ -23,6 +23,7 @@ import { openTokenData, type TokenLoader } from "../data/shard_loader.ts";
 import { decodePadded, getGpt2Tokenizer } from "../data/tokenizer.ts";
 import { type ProcessGroup, SingleProcessGroup } from "../ddp/process_group.ts";
 import { formatAccuracy } from "../eval/wilson.ts";
+import { replaceFolderAtomic, writeFileAtomic } from "../io/atomic.ts";
 import { ProgressBar } from "../io/progress.ts";
 import type { Backend } from "../backend.ts";
 import { GPT, type GPTConfig, savePretrained } from "../model/gpt.ts";
@@ -124,8 +125,8 @@ export interface TrainOptions extends LoopSettings {
   dataPath: string;
   /**
    * Folder for `log.txt`, `checkpoints/` and the final `model/`; null writes nothing. One run
-   * at a time (a lock file); a fresh run is refused where it holds checkpoints, unless
-   * `overwrite`. An empty name is an error.
+   * at a time (the folder locked); a fresh run is refused where it holds an earlier run's
+   * outputs, unless `overwrite`. An empty name is an error.
    */
   logDir: string | null;
   /** A checkpoint folder, or "latest" (the newest in `<logDir>/checkpoints`). */
@@ -138,8 +139,9 @@ export interface TrainOptions extends LoopSettings {
    */
   initFrom?: InitSource | null;
   /**
-   * A fresh run in a log folder that holds an earlier run: remove its checkpoints, `log.txt`
-   * and `model/` first (`--overwrite`); default false, which refuses such a folder.
+   * A fresh run in a log folder that holds an earlier run: remove its outputs (checkpoints,
+   * `log.txt`, `model/`, `run.json`, figure, report) first (`--overwrite`); default false,
+   * which refuses such a folder.
    */
   overwrite?: boolean;
   /** The DDP process group; a single process by default. */
@@ -504,7 +506,8 @@ async function openRunLog(
     keep = old.split("\n").filter((l) => l && Number(l.split(" ")[0]) < resumeStep)
       .map((l) => l + "\n").join("");
   }
-  await Deno.writeTextFile(logFile, keep);
+  // replaced whole: a crash here leaves the old log, never a truncated one
+  await writeFileAtomic(logFile, keep);
   return async (line) => await Deno.writeTextFile(logFile, line + "\n", { append: true });
 }
 
@@ -895,7 +898,8 @@ async function saveModel(
   if (!o.logDir || !r.master) return null;
   const modelDir = `${o.logDir}/model`;
   try {
-    await savePretrained(r.model, modelDir);
+    // a folder renamed into place whole: an earlier model/ is never left half replaced
+    await replaceFolderAtomic(modelDir, (tmp) => savePretrained(r.model, tmp));
   } catch (e) {
     throw new Error(
       `Saving the model to ${modelDir} failed: ${(e as Error).message}${

@@ -246,16 +246,18 @@ Deno.test("train task: a fresh run among an earlier run's checkpoints is refused
   strictEqual(again.code, 1);
   assertEquals(
     again.stderr.trim().split("\n").at(-1),
-    `error: --log-dir ${dir} already holds 1 checkpoint(s) of an earlier run (newest ${
+    `error: --log-dir ${dir} already holds an earlier run's checkpoints/ (1 checkpoint(s), newest ${
       join(dir, "checkpoints", "step_000002")
-    }): continue it with --resume latest, start over with --overwrite (removes its checkpoints/, log.txt and model/), or pick a new --log-dir`,
+    }), log.txt, model/, run.json, report.html: continue it with --resume latest, start over with --overwrite (removes them), or pick a new --log-dir`,
   );
   assertEquals(await snapshot(dir), before);
   const over = await trainTask(["--steps", "1", "--log-dir", dir, "--overwrite"]);
   assertEquals(over.code, 0, over.stderr);
   ok(
     over.stdout.includes(
-      `--overwrite: removed checkpoints/ (1 checkpoint(s)), log.txt, model/ from ${dir}`,
+      `--overwrite: removed checkpoints/ (1 checkpoint(s), newest ${
+        join(dir, "checkpoints", "step_000002")
+      }), log.txt, model/, run.json, report.html from ${dir}`,
     ),
     over.stdout,
   );

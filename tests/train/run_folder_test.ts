@@ -109,7 +109,7 @@ Deno.test("run folder: a fresh run among an earlier run's checkpoints is refused
   const newest = join(dir, "checkpoints", "step_000004");
   await rejects(train(fullRecipe(dir, { evalEvery: 0, steps: 2 })), {
     message:
-      `--log-dir ${dir} already holds 2 checkpoint(s) of an earlier run (newest ${newest}): continue it with --resume latest, start over with --overwrite (removes its checkpoints/, log.txt and model/), or pick a new --log-dir`,
+      `--log-dir ${dir} already holds an earlier run's checkpoints/ (2 checkpoint(s), newest ${newest}), log.txt, model/: continue it with --resume latest, start over with --overwrite (removes them), or pick a new --log-dir`,
   });
   assertEquals(await snapshot(dir), before);
   // --overwrite cannot be combined with a resume from the folder it empties
@@ -123,13 +123,88 @@ Deno.test("run folder: a fresh run among an earlier run's checkpoints is refused
   );
   ok(
     lines.includes(
-      `--overwrite: removed checkpoints/ (2 checkpoint(s)), log.txt, model/ from ${dir}`,
+      `--overwrite: removed checkpoints/ (2 checkpoint(s), newest ${newest}), log.txt, model/ from ${dir}`,
     ),
     lines.join("\n"),
   );
   assertEquals((await runCheckpoints(dir)).map((c) => c.step), [1, 2]);
   const log = (await Deno.readTextFile(join(dir, "log.txt"))).trimEnd().split("\n");
   assertEquals(log, result.history.map((s) => `${s.step} train ${s.loss.toFixed(6)}`));
+});
+
+Deno.test("run folder: a fresh run is refused where an earlier run left any output without checkpoints, naming them; --overwrite removes them", async () => {
+  // after --steps 0: model/ and log.txt, no checkpoint
+  const zero = await Deno.makeTempDir();
+  await train(fullRecipe(zero, { evalEvery: 0, steps: 0 }));
+  ok(await exists(join(zero, "model")) && await exists(join(zero, "log.txt")));
+  const before = await snapshot(zero);
+  await rejects(train(fullRecipe(zero, { evalEvery: 0, steps: 2 })), {
+    message:
+      `--log-dir ${zero} already holds an earlier run's log.txt, model/: start over with --overwrite (removes them), or pick a new --log-dir`,
+  });
+  assertEquals(await snapshot(zero), before);
+
+  // a finished run whose checkpoints were deleted (an empty checkpoints/ is nothing), with
+  // its record and figure
+  const done = await Deno.makeTempDir();
+  await train(fullRecipe(done, { evalEvery: 0, steps: 2, checkpointEvery: 1 }));
+  for (const c of await runCheckpoints(done)) await Deno.remove(c.path, { recursive: true });
+  await Deno.writeTextFile(join(done, "run.json"), "{}\n");
+  await Deno.writeTextFile(join(done, "figure.svg"), "<svg/>\n");
+  await Deno.writeTextFile(join(done, "report.html"), "<html/>\n");
+  const kept = await snapshot(done);
+  await rejects(train(fullRecipe(done, { evalEvery: 0, steps: 2 })), {
+    message:
+      `--log-dir ${done} already holds an earlier run's log.txt, model/, run.json, figure.svg, report.html: start over with --overwrite (removes them), or pick a new --log-dir`,
+  });
+  assertEquals(await snapshot(done), kept);
+  const { lines } = await captureLog(() =>
+    train(fullRecipe(done, { evalEvery: 0, steps: 1, overwrite: true }))
+  );
+  ok(
+    lines.includes(
+      `--overwrite: removed log.txt, model/, run.json, figure.svg, report.html from ${done}`,
+    ),
+    lines.join("\n"),
+  );
+  for (const name of ["run.json", "figure.svg", "report.html"]) {
+    ok(!(await exists(join(done, name))), name);
+  }
+});
+
+Deno.test("run folder: a run that died before its first checkpoint leaves a stale lock and its log.txt: a fresh run takes the lock but leaves the log alone", async () => {
+  const dir = await Deno.makeTempDir();
+  const log = "0 train 10.950000\n1 train 10.120000\n";
+  await Deno.writeTextFile(join(dir, "log.txt"), log);
+  const stale = { pid: DEAD_PID, host: hostname(), startedAt: "2020-01-02T03:04:05.000Z" };
+  await Deno.writeTextFile(join(dir, "train.lock"), JSON.stringify(stale) + "\n");
+  const { lines } = await captureLog(() =>
+    rejects(train(fullRecipe(dir, { evalEvery: 0, steps: 2 })), {
+      message:
+        `--log-dir ${dir} already holds an earlier run's log.txt: start over with --overwrite (removes them), or pick a new --log-dir`,
+    })
+  );
+  ok(lines.some((l) => l.startsWith(`took over the stale lock`)), lines.join("\n"));
+  assertEquals(await Deno.readTextFile(join(dir, "log.txt")), log);
+  ok(!(await exists(join(dir, "train.lock"))), "the refused run gives the lock back");
+});
+
+Deno.test("run folder: deleting train.lock while its run lives does not let a second trainer in", async () => {
+  const dir = await Deno.makeTempDir();
+  const lock = join(dir, "train.lock");
+  const first = train(fullRecipe(dir, { evalEvery: 0 }));
+  while (!(await Deno.readTextFile(lock).catch(() => ""))) {
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await Deno.remove(lock);
+  await rejects(train(fullRecipe(dir, { evalEvery: 0, overwrite: true })), {
+    message:
+      `--log-dir ${dir} is in use by another trainer (see ${lock}): wait for it to end, or pick another --log-dir`,
+  });
+  const done = await first;
+  assertEquals((await runCheckpoints(dir)).map((c) => c.step), [3, 6]);
+  const log = (await Deno.readTextFile(join(dir, "log.txt"))).trimEnd().split("\n");
+  assertEquals(log, done.history.map((s) => `${s.step} train ${s.loss.toFixed(6)}`));
 });
 
 Deno.test("run folder: a resume among another run's checkpoints is refused; --overwrite clears them for a checkpoint from elsewhere", async () => {
