@@ -49,6 +49,8 @@ const HELP = `deno task train [flags]
 Trains GPT-2 from scratch as build-nanogpt does, or fine-tunes one (--init-from, as nanoGPT's
 init_from='gpt2'). A preset sets every hyperparameter (the settings are printed at start);
 every flag overrides it. Under deno task ddp, each rank runs this.
+Ctrl-C, SIGTERM and SIGHUP stop after the current step with a checkpoint; an error after a step
+saves one too and prints the command that continues the run.
 At the end (Ctrl-C included) a summary: time, steps, tokens, losses, HellaSwag with its 95%
 interval, tok/s and MFU, and where the files went.
 
@@ -140,6 +142,7 @@ await runMain(async () => {
       hellaswag: hellaswag?.hook ?? null,
       precision,
       runInfo: { preset: run.presetName, initFrom: h.initFrom },
+      resumeCommand: resumeCommand(Deno.args, env?.worldSize ?? null),
       onEval: plot ?? undefined,
     });
     // nothing left to do: the folder stays as it was, report included, and nothing to sum up
@@ -191,6 +194,24 @@ await runMain(async () => {
     group?.close();
   }
 });
+
+/**
+ * This command as a stopped run continues it: its flags without `--resume` and `--overwrite`
+ * (the message appends `--resume <checkpoint>`); under DDP, the launcher's command.
+ */
+function resumeCommand(args: readonly string[], world: number | null): string {
+  const kept: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--overwrite" || args[i].startsWith("--resume=")) continue;
+    if (args[i] === "--resume") {
+      i++;
+      continue;
+    }
+    kept.push(/^[\w./:=,@+-]+$/.test(args[i]) ? args[i] : `'${args[i].replaceAll("'", "'\\''")}'`);
+  }
+  const launch = world === null ? "deno task train" : `deno task ddp --nproc-per-node ${world} --`;
+  return [launch, ...kept].join(" ");
+}
 
 /**
  * Redraws the run's figure from log.txt after each evaluation (lib/plot), titled with the

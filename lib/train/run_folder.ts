@@ -259,7 +259,7 @@ async function removeEarlierRun(
 
 // ---- stop signals ----
 //
-// When a run stops early: Ctrl-C or SIGTERM, or its parent process gone (the `deno task train`
+// When a run stops early: Ctrl-C, SIGTERM or SIGHUP (a closed terminal), or its parent process gone (the `deno task train`
 // wrapper or the DDP launcher killed, even with SIGKILL). Either is remembered, so the loop
 // finishes the step, saves a checkpoint and returns: nothing is lost, and no trainer or rank
 // runs on unattended. The parent is checked every second and at every step.
@@ -272,7 +272,7 @@ export interface StopWatch {
   dispose: () => void;
 }
 
-/** Watches for Ctrl-C, SIGTERM and the parent's death; `enabled` false watches nothing. */
+/** Watches for Ctrl-C, SIGTERM, SIGHUP and the parent's death; `enabled` false watches nothing. */
 export function catchStopSignals(rank: number, enabled: boolean): StopWatch {
   let signalled: string | null = null;
   const stop = (why: string): void => {
@@ -280,7 +280,12 @@ export function catchStopSignals(rank: number, enabled: boolean): StopWatch {
     signalled ??= why;
   };
   const handlers: [Deno.Signal, () => void][] = enabled
-    ? [["SIGINT", () => stop("SIGINT")], ["SIGTERM", () => stop("SIGTERM")]]
+    ? [
+      ["SIGINT", () => stop("SIGINT")],
+      ["SIGTERM", () => stop("SIGTERM")],
+      // a closed terminal or a dropped ssh session: a stop like Ctrl-C, not a kill
+      ["SIGHUP", () => stop("SIGHUP")],
+    ]
     : [];
   for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
   const checkParent = enabled ? parentWatch(stop) : () => {};

@@ -11,7 +11,8 @@
  *
  * Checkpoints resume exactly; a non-finite loss or gradient norm stops the run before the
  * weights change, and a checkpoint is never written with non-finite values, so the last
- * checkpoint is always a good one; SIGINT/SIGTERM save a checkpoint and end the run cleanly. A
+ * checkpoint is always a good one; SIGINT/SIGTERM/SIGHUP save a checkpoint and end the run
+ * cleanly, and so does an error after a step (saving that step's weights, if finite). A
  * checkpoint that already reached `steps` ends the run before it starts. Opt-in f16 matmuls
  * (WebGPU) come with dynamic loss scaling (`precision.ts`): a step whose gradients overflow is
  * skipped.
@@ -46,6 +47,7 @@ import {
   resolveResume,
   restoreOptimizer,
   saveCheckpoint,
+  type SaveCheckpointInput,
 } from "./checkpoint.ts";
 import { allReduceGradients, broadcastParameters, placeGradients } from "./ddp_sync.ts";
 import { type InitSource, loadInitialModel } from "./init_from.ts";
@@ -148,8 +150,13 @@ export interface TrainOptions extends LoopSettings {
   group?: ProcessGroup;
   /** HellaSwag at each evaluation, when given. */
   hellaswag?: HellaswagHook | null;
-  /** Save a checkpoint and stop on SIGINT/SIGTERM; default true. */
+  /** Save a checkpoint and stop on SIGINT/SIGTERM/SIGHUP; default true. */
   handleSignals?: boolean;
+  /**
+   * The command a stopped run is continued with, `--resume <checkpoint>` appended in the
+   * messages (default `deno task train ...`: lib/cli/train.ts passes its own flags).
+   */
+  resumeCommand?: string;
   /** Tokens per sample, prompt included (build-nanogpt's max_length); default 32. */
   sampleLength?: number;
   /** Settings recorded in checkpoints (the preset's name, say). */
@@ -521,6 +528,9 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
   const trail = new CheckpointTrail(r.resumedFrom, (step) => pruneLater(r, o, step));
   let stoppedBy: string | null = null;
   const evalEvery = o.evalEvery ?? 0, checkpointEvery = o.checkpointEvery ?? 0;
+  // what an error in the loop can still save: the weights after `done.steps` steps, with the
+  // data position and loss that go with them (`updating`: AdamW is writing the weights)
+  const done = { steps: r.startStep, loader: r.trainLoader.state(), loss: NaN, updating: false };
   try {
     for (let step = r.startStep; step < o.steps; step++) {
       const t0 = performance.now();
@@ -559,8 +569,15 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
         // after the lecture: Muon's own rate, on the same warmup and cosine from its own peak
         optimizer.muonLr = getLr(step, muonSchedule(r.schedule, optimizer.muonPeakLr));
       }
+      done.updating = true;
       if (!skipped) optimizer.step();
       scaler?.update(skipped);
+      Object.assign(done, {
+        steps: step + 1,
+        loader: r.trainLoader.state(),
+        loss,
+        updating: false,
+      });
       const dtMs = performance.now() - t0;
       const tokensProcessed = o.B * o.T * r.gradAccumSteps * r.world;
       const tokensPerSec = tokensProcessed / (dtMs / 1000);
@@ -587,6 +604,8 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
         break;
       }
     }
+  } catch (e) {
+    throw await saveAfterError(e, r, o, done, trail);
   } finally {
     r.dispose();
   }
@@ -602,6 +621,83 @@ async function trainSteps(r: RunSetup, o: TrainOptions): Promise<TrainResult> {
     gradScaler,
     nothingLeft: false,
   };
+}
+
+/**
+ * An error that stops the run and already says which checkpoint to go back to (a non-finite
+ * loss or norm, whose weights must not be saved; a checkpoint that could not be written).
+ */
+class StoppedRunError extends Error {
+  override name = "StoppedRunError";
+}
+
+/**
+ * An error in the loop after at least one step (a bad token in a later shard, a DDP rank that
+ * died or hangs, any exception): rank 0 saves the weights of the last completed step as a
+ * checkpoint, if they are finite and whole and not saved already, and the returned error adds
+ * how to continue. Every rank's data position follows from rank 0's: all ranks read the same
+ * shard, rank r B*T*r tokens further (lib/data/shard_loader.ts), so no collective is needed.
+ */
+async function saveAfterError(
+  e: unknown,
+  r: RunSetup,
+  o: TrainOptions,
+  done: {
+    steps: number;
+    loader: ReturnType<TokenLoader["state"]>;
+    loss: number;
+    updating: boolean;
+  },
+  trail: CheckpointTrail,
+): Promise<unknown> {
+  if (e instanceof StoppedRunError || !r.master || !o.logDir) return e;
+  const message = (e as Error)?.message ?? String(e);
+  const resume = (path: string) => `${o.resumeCommand ?? "deno task train ..."} --resume ${path}`;
+  const saved = trail.last ? checkpointStep(trail.last) : null;
+  let note: string;
+  if (done.updating) {
+    note = `the weights were being updated: not saved${
+      trail.last ? `; continue from the last checkpoint: ${resume(trail.last)}` : ""
+    }`;
+  } else if (done.steps === r.startStep || (saved !== null && saved >= done.steps)) {
+    note = trail.last
+      ? `nothing new since ${trail.last}: once the cause is fixed, continue with ${
+        resume(trail.last)
+      }`
+      : "no step was completed: nothing to save";
+  } else {
+    const ranks: RankState[] = Array.from({ length: r.world }, (_, rank) => ({
+      loader: { ...done.loader, position: done.loader.position + o.B * o.T * rank },
+      rng: { sample: r.sampleRng.getState() },
+    }));
+    try {
+      const path = await saveCheckpoint(
+        checkpointsDir(o.logDir),
+        checkpointInput(r, o, done.steps, done.loss, ranks),
+        { prune: false },
+      );
+      console.log(`saved checkpoint ${path}`);
+      note = `saved checkpoint ${path} after step ${
+        done.steps - 1
+      }: once the cause is fixed, continue with ${resume(path)}`;
+    } catch (saveError) {
+      note = saveError instanceof NonFiniteCheckpointError
+        ? `the weights are not finite (${
+          listNames(saveError.tensors)
+        }): not saved; ${trail.goBackTo()}`
+        : `saving a checkpoint failed too (${(saveError as Error).message})${
+          trail.last ? `; continue from the last checkpoint: ${resume(trail.last)}` : ""
+        }`;
+    }
+  }
+  const when = done.steps > r.startStep ? `after step ${done.steps - 1}` : `at step ${done.steps}`;
+  return new Error(`${message}\nstopped by this error ${when}: ${note}`, { cause: e });
+}
+
+/** The step of a checkpoint folder `.../step_000020`, or null. */
+function checkpointStep(path: string): number | null {
+  const m = /step_(\d+)$/.exec(path);
+  return m ? Number(m[1]) : null;
 }
 
 /**
@@ -651,7 +747,7 @@ async function accumulateGradients(
  * weights change: `what` (`Loss became NaN`) at `step`, and the checkpoint to go back to.
  */
 function nonFinite(what: string, step: number, trail: CheckpointTrail): Error {
-  return new Error(
+  return new StoppedRunError(
     `${what} at step ${step}: stopping without updating the weights; ${trail.goBackTo()}`,
   );
 }
@@ -826,16 +922,11 @@ async function checkpoint(
   if (r.master) {
     const ranks = all.map((b) => JSON.parse(new TextDecoder().decode(b)) as RankState);
     try {
-      const path = await saveCheckpoint(checkpointsDir(o.logDir), {
-        model: r.model,
-        optimizer: r.optimizer,
-        step,
-        runId: r.runId,
-        ranks,
-        loss,
-        gradScaler: r.scaler?.state() ?? null,
-        run: { ...o.runInfo, ...runSettings(o), world: r.world },
-      }, { keep: o.keepCheckpoints ?? 3, prune: final });
+      const path = await saveCheckpoint(
+        checkpointsDir(o.logDir),
+        checkpointInput(r, o, step, loss, ranks),
+        { keep: o.keepCheckpoints ?? 3, prune: final },
+      );
       console.log(`saved checkpoint ${path}`);
       outcome = { path };
     } catch (e) {
@@ -848,8 +939,30 @@ async function checkpoint(
     const shared = await r.group.allGatherBytes(new TextEncoder().encode(JSON.stringify(outcome)));
     outcome = JSON.parse(new TextDecoder().decode(shared[0]));
   }
-  if (outcome.error) throw new Error(outcome.error, failure ? { cause: failure } : undefined);
+  if (outcome.error) {
+    throw new StoppedRunError(outcome.error, failure ? { cause: failure } : undefined);
+  }
   return outcome.path ?? null;
+}
+
+/** What a checkpoint after `step` steps holds. */
+function checkpointInput(
+  r: RunSetup,
+  o: TrainOptions,
+  step: number,
+  loss: number,
+  ranks: RankState[],
+): SaveCheckpointInput {
+  return {
+    model: r.model,
+    optimizer: r.optimizer,
+    step,
+    runId: r.runId,
+    ranks,
+    loss,
+    gradScaler: r.scaler?.state() ?? null,
+    run: { ...o.runInfo, ...runSettings(o), world: r.world },
+  };
 }
 
 /**
