@@ -11,7 +11,8 @@ import { dirname } from "node:path";
 import { createBackend } from "../backends/mod.ts";
 import { llmcPaddedVocabSize, writeLlmcModel } from "../io/llmc.ts";
 import { formatBytes } from "../io/progress.ts";
-import { loadWeights, parseFlags, runMain, stringFlag } from "./flags.ts";
+import { loadWeights } from "../weights/resolve.ts";
+import { parseFlags, runMain, stringFlag } from "./flags.ts";
 
 /** The formats `--format` takes. */
 export const EXPORT_FORMATS: readonly string[] = ["llmc"];

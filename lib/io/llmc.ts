@@ -160,7 +160,7 @@ export interface LlmcModelConfig {
   n_layer: number;
   n_head: number;
   n_embd: number;
-  /** The speedrun's architecture options (lib/model/speedrun.ts), which the file cannot hold. */
+  /** The speedrun's architecture options (lib/speedrun/config.ts), which the file cannot hold. */
   mlp?: "gelu" | "relu2";
   qk_norm?: boolean;
   pos?: "learned" | "rotary";
@@ -172,7 +172,7 @@ export type LlmcDType = "float32" | "bfloat16";
 
 /** What {@linkcode readLlmcModel} returns. */
 export interface LlmcModel {
-  /** The model's shape: pass it with the weights to `GPT.fromStateDict`. */
+  /** The model's shape: pass it with the weights to `modelFromStateDict` (lib/weights). */
   config: LlmcModelConfig;
   /**
    * Every parameter by the model's names (`transformer.wte.weight`, ...) and in its order,
@@ -290,7 +290,7 @@ function checkModelHeader(
       );
     }
   });
-  // in the order readHfConfig gives, so both print alike
+  // in the order parseHfConfig (lib/model/pretrained.ts) gives, so both print alike
   const config: LlmcModelConfig = {
     n_layer: header[4],
     n_head: header[5],
@@ -359,7 +359,8 @@ function widenBf16(halves: Uint16Array): Float32Array {
  *
  * ```ts
  * const { config, weights } = await readLlmcModel(path);
- * const model = GPT.fromStateDict(backend, config, weights, path);
+ * const model = new GPT(backend, config, { skipInit: true });
+ * model.loadStateDict(weights, path);
  * ```
  *
  * @throws {Error} naming the file when it cannot be read, or as {@linkcode decodeLlmcModel}.

@@ -12,8 +12,15 @@
  */
 
 import type { Backend, DeviceBuffer, KVCacheDims } from "../backend.ts";
-import type { GPTConfig } from "./gpt.ts";
 import { Tensor } from "./tensor.ts";
+
+/** The sizes of the model a cache is for (a `GPTConfig` has them). */
+export interface CacheShape {
+  n_layer: number;
+  n_head: number;
+  n_embd: number;
+  block_size: number;
+}
 
 /** One layer's cache: keys and values, (B, NH, capacity, hs) each. */
 export interface LayerKV {
@@ -38,7 +45,7 @@ export class KVCache {
    */
   constructor(
     readonly backend: Backend,
-    config: GPTConfig,
+    config: CacheShape,
     readonly batch: number,
     readonly capacity: number = config.block_size,
   ) {

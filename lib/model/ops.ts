@@ -5,18 +5,13 @@
  * @module
  */
 
-import type { Backend, DeviceBuffer } from "../backend.ts";
-import {
-  qkNormBackward,
-  qkNormForward,
-  relu2Backward,
-  relu2Forward,
-  rotaryApply,
-  rotaryTables,
-} from "./speedrun_kernels.ts";
 import { gradBuffer, isGradEnabled, numel, Tensor } from "./tensor.ts";
 
-function result(inputs: Tensor[], out: Tensor, backward: () => void): Tensor {
+/**
+ * `out`, the result of an op on `inputs`, with `backward` recorded for autograd when gradients
+ * are on and an input needs one: how every op, here or elsewhere, joins the graph.
+ */
+export function opResult(inputs: Tensor[], out: Tensor, backward: () => void): Tensor {
   if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.parents = inputs;
@@ -41,7 +36,7 @@ export function embedding(idx: Tensor, weight: Tensor): Tensor {
   const be = weight.backend, N = idx.size, C = lastDim(weight);
   const out = Tensor.zeros(be, [...idx.shape, C]);
   be.embeddingForward(out.buffer, idx.buffer, weight.buffer, N, C);
-  return result([weight], out, () => {
+  return opResult([weight], out, () => {
     if (weight.requiresGrad) {
       be.embeddingBackward(gradBuffer(weight), out.grad!.buffer, idx.buffer, N, C);
     }
@@ -58,7 +53,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
   const be = a.backend, n = a.size, nb = b.size;
   const out = Tensor.zeros(be, a.shape);
   be.addForward(out.buffer, a.buffer, b.buffer, n, nb);
-  return result([a, b], out, () => {
+  return opResult([a, b], out, () => {
     const g = out.grad!.buffer;
     if (a.requiresGrad) be.accumulate(gradBuffer(a), g, n, n);
     if (b.requiresGrad) be.accumulate(gradBuffer(b), g, n, nb);
@@ -70,7 +65,7 @@ export function scale(x: Tensor, alpha: number): Tensor {
   const be = x.backend, n = x.size;
   const out = Tensor.zeros(be, x.shape);
   be.scale(out.buffer, x.buffer, alpha, n, false);
-  return result([x], out, () => be.scale(gradBuffer(x), out.grad!.buffer, alpha, n, true));
+  return opResult([x], out, () => be.scale(gradBuffer(x), out.grad!.buffer, alpha, n, true));
 }
 
 /** x (..., C) @ weight (OC, C)^T + bias (OC): nn.Linear, weight stored [out, in]. */
@@ -81,7 +76,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null): Tensor {
   const out = Tensor.zeros(be, [...x.shape.slice(0, -1), OC]);
   const dims = { N, C, OC };
   be.matmulForward(out.buffer, x.buffer, weight.buffer, bias?.buffer ?? null, dims);
-  return result(bias ? [x, weight, bias] : [x, weight], out, () => {
+  return opResult(bias ? [x, weight, bias] : [x, weight], out, () => {
     const grads = {
       dinp: x.requiresGrad ? gradBuffer(x) : null,
       dweight: weight.requiresGrad ? gradBuffer(weight) : null,
@@ -99,7 +94,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   const out = Tensor.zeros(be, x.shape);
   const mean = be.alloc(N, "f32"), rstd = be.alloc(N, "f32");
   be.layernormForward(out.buffer, mean, rstd, x.buffer, weight.buffer, bias.buffer, { N, C });
-  return result([x, weight, bias], out, () => {
+  return opResult([x, weight, bias], out, () => {
     const grads = { dinp: gradBuffer(x), dweight: gradBuffer(weight), dbias: gradBuffer(bias) };
     const saved = { inp: x.buffer, weight: weight.buffer, mean, rstd };
     be.layernormBackward(grads, out.grad!.buffer, saved, { N, C });
@@ -111,7 +106,7 @@ export function gelu(x: Tensor): Tensor {
   const be = x.backend, n = x.size;
   const out = Tensor.zeros(be, x.shape);
   be.geluForward(out.buffer, x.buffer, n);
-  return result([x], out, () => be.geluBackward(gradBuffer(x), x.buffer, out.grad!.buffer, n));
+  return opResult([x], out, () => be.geluBackward(gradBuffer(x), x.buffer, out.grad!.buffer, n));
 }
 
 /**
@@ -128,7 +123,7 @@ export function causalSelfAttention(qkv: Tensor, nHead: number): Tensor {
   const be = qkv.backend, dims = { B, T, C, NH: nHead };
   const out = Tensor.zeros(be, [B, T, C]);
   const saved = be.attentionForward(out.buffer, qkv.buffer, dims);
-  return result([qkv], out, () => {
+  return opResult([qkv], out, () => {
     be.attentionBackward(gradBuffer(qkv), out.grad!.buffer, qkv.buffer, saved, dims);
   });
 }
@@ -142,7 +137,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   }
   const loss = Tensor.zeros(be, [1]);
   be.crossEntropyForward(loss.buffer, logits.buffer, targets.buffer, N, V);
-  return result([logits], loss, () => {
+  return opResult([logits], loss, () => {
     be.crossEntropyBackward(
       gradBuffer(logits),
       loss.grad!.buffer,
@@ -151,81 +146,5 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
       N,
       V,
     );
-  });
-}
-
-// The speedrun's options (lib/model/speedrun_kernels.ts): host kernels over `hostView`, since
-// the Backend interface has no elementwise product to compose them from.
-
-/** A host array over `buf`, or an error naming the option that needs one. */
-function host(be: Backend, buf: DeviceBuffer, option: string): Float32Array {
-  if (!be.hostView) {
-    throw new Error(
-      `${option} runs on backends whose buffers are host memory (cpu, native), found the ` +
-        `${be.name} backend, which has no hostView`,
-    );
-  }
-  return be.hostView(buf) as Float32Array;
-}
-
-/** Expects qkv (B, T, 3C) with heads of an even size; returns B, T, C. */
-function qkvDims(qkv: Tensor, nHead: number): [number, number, number] {
-  if (qkv.shape.length !== 3 || qkv.shape[2] % 3 !== 0) {
-    throw new Error(`Expected qkv of shape [B, T, 3C], found [${qkv.shape}]`);
-  }
-  const [B, T, C3] = qkv.shape, C = C3 / 3;
-  if (C % nHead !== 0 || (C / nHead) % 2 !== 0) {
-    throw new Error(`Expected n_embd ${C} to split into ${nHead} heads of an even size`);
-  }
-  return [B, T, C];
-}
-
-/** ReLU²: max(x, 0)², the speedrun's MLP activation (`--mlp relu2`). */
-export function relu2(x: Tensor): Tensor {
-  const be = x.backend, option = "--mlp relu2";
-  const out = Tensor.zeros(be, x.shape);
-  relu2Forward(host(be, out.buffer, option), host(be, x.buffer, option));
-  return result([x], out, () => {
-    const dx = host(be, gradBuffer(x), option);
-    relu2Backward(dx, host(be, x.buffer, option), host(be, out.grad!.buffer, option));
-  });
-}
-
-/**
- * QK-norm (`--qk-norm`): each head's query and key in packed qkv (B, T, 3C) divided by its
- * root mean square (PyTorch's `F.rms_norm`, no learned scale); values unchanged.
- */
-export function qkNorm(qkv: Tensor, nHead: number): Tensor {
-  const be = qkv.backend, option = "--qk-norm";
-  const [B, T, C] = qkvDims(qkv, nHead), dims = { rows: B * T, C, nHead };
-  const out = Tensor.zeros(be, qkv.shape);
-  const rstd = new Float32Array(B * T * 2 * nHead);
-  qkNormForward(host(be, out.buffer, option), rstd, host(be, qkv.buffer, option), dims);
-  return result([qkv], out, () => {
-    const dqkv = host(be, gradBuffer(qkv), option);
-    qkNormBackward(
-      dqkv,
-      host(be, out.grad!.buffer, option),
-      host(be, qkv.buffer, option),
-      rstd,
-      dims,
-    );
-  });
-}
-
-/**
- * Rotary position embeddings (`--pos rotary`): each head's query and key in packed qkv
- * (B, T, 3C) rotated by its position (`pos0` + t), base 10000, the first half of the head
- * paired with the second as the speedrun does; values unchanged.
- */
-export function rotary(qkv: Tensor, nHead: number, pos0 = 0): Tensor {
-  const be = qkv.backend, option = "--pos rotary";
-  const [B, T, C] = qkvDims(qkv, nHead), dims = { B, T, C, nHead, pos0 };
-  const tables = rotaryTables(T, C / nHead, pos0);
-  const out = Tensor.zeros(be, qkv.shape);
-  rotaryApply(host(be, out.buffer, option), host(be, qkv.buffer, option), dims, tables, false);
-  return result([qkv], out, () => {
-    const dqkv = host(be, gradBuffer(qkv), option);
-    rotaryApply(dqkv, host(be, out.grad!.buffer, option), dims, tables, true);
   });
 }

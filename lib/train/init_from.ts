@@ -1,70 +1,23 @@
 /**
  * Fine-tuning's starting point, `--init-from`: nanoGPT's `init_from='gpt2'`. What it names is
- * resolved first ({@linkcode resolveInitFrom}: a GPT-2 model type from the Hugging Face hub or
- * its cache, a Hugging Face folder such as a trained `log/model`, a checkpoint folder, an
- * llm.c `.bin` model file), giving the model's shape before anything is built; the run then
- * loads its weights ({@linkcode loadInitialModel}), and only its weights: a checkpoint's
- * AdamW moments and data position are what `--resume` continues from. The vocabulary is kept
- * as loaded or padded with zero rows (50257 -> 50304) that the model learns never to predict.
+ * resolved by the one loader (lib/weights: `resolveWeights` with the flag `--init-from`), giving
+ * the model's shape before anything is built; this module holds what training adds. The run
+ * loads the weights ({@linkcode loadInitialModel}), and only the weights: a checkpoint's AdamW
+ * moments and data position are what `--resume` continues from, so the two flags exclude each
+ * other. Weights holding NaN or infinite values are refused (training would spread them), and
+ * the vocabulary is kept as loaded or padded with zero rows (50257 -> 50304) that the model
+ * learns never to predict.
  *
  * @module
  */
 
 import type { Backend } from "../backend.ts";
-import { GPT2_HUB_REPOS, snapshotGpt2 } from "../io/hub.ts";
-import { readLlmcModel } from "../io/llmc.ts";
-import { GPT, type GPTConfig, readHfConfig } from "../model/gpt.ts";
-import { verifyCheckpointModel } from "./checkpoint.ts";
+import type { GPT, GPTConfig } from "../model/gpt.ts";
+import type { SpeedrunGPTConfig } from "../speedrun/config.ts";
+import { modelFromStateDict } from "../weights/folder.ts";
+import type { WeightsSource } from "../weights/resolve.ts";
 import { listNames, nonFiniteBuffers, trainingBuffers } from "./checkpoint.ts";
 import type { EvalStats } from "./run_summary.ts";
-
-/** The weights `--init-from` names, resolved: what they are, their shape, how to load them. */
-export interface InitSource {
-  /** As `--init-from` gave it (`gpt2`, `log/model`). */
-  name: string;
-  /** What it is, for messages: `a Hugging Face folder`, `a checkpoint folder (step 20)`. */
-  kind: string;
-  /** The shape as stored, its own vocabulary included. */
-  config: GPTConfig;
-  /** The model of `config` with the stored weights, on `backend`. */
-  load(backend: Backend): Promise<GPT>;
-}
-
-const EXPECTED = "a Hugging Face folder (config.json and model.safetensors), a checkpoint " +
-  `folder, an llm.c .bin model file or a GPT-2 model type (${
-    Object.keys(GPT2_HUB_REPOS).join(", ")
-  })`;
-
-/**
- * Resolves `--init-from source`: a local folder or `.bin` file as it is; else a GPT-2 model
- * type, downloaded into the hub cache (lib/io/hub.ts) unless already there. A checkpoint's
- * model files are checked against its `state.json` here, before the run starts.
- *
- * @throws {Error} naming `--init-from` and the path, saying what was expected and found.
- */
-export async function resolveInitFrom(
-  source: string,
-  options: { progress?: boolean } = {},
-): Promise<InitSource> {
-  const fail = (found: string): Error =>
-    new Error(`--init-from ${source || '""'}: expected ${EXPECTED}, found ${found}`);
-  if (source === "") throw fail("an empty name");
-  const info = await Deno.stat(source).catch(() => null);
-  try {
-    if (info?.isDirectory) return await folderSource(source);
-    if (info?.isFile) {
-      if (!source.endsWith(".bin")) throw fail("a file that is not a .bin model file");
-      return await llmcSource(source);
-    }
-    if (!Object.hasOwn(GPT2_HUB_REPOS, source)) throw fail("no such file or folder");
-    const dir = await snapshotGpt2(source, { progress: options.progress });
-    return { ...(await folderSource(dir)), name: source, kind: `${source} from the hub (${dir})` };
-  } catch (e) {
-    const message = (e as Error).message;
-    if (message.startsWith("--init-from")) throw e;
-    throw new Error(`--init-from ${source}: ${message}`, { cause: e });
-  }
-}
 
 /**
  * Refuses `--init-from` together with `--resume`: both give the weights to start from.
@@ -78,46 +31,12 @@ export function checkInitFromResume(initFrom: string | null, resume: string | nu
   );
 }
 
-/** A Hugging Face folder, or a checkpoint folder (its model files verified). */
-async function folderSource(dir: string): Promise<InitSource> {
-  const missing: string[] = [];
-  for (const file of ["config.json", "model.safetensors"]) {
-    const info = await Deno.stat(`${dir}/${file}`).catch(() => null);
-    if (!info?.isFile) missing.push(file);
-  }
-  if (missing.length) {
-    throw new Error(
-      `--init-from ${dir}: expected ${EXPECTED}, found a folder without ${missing.join(" and ")}`,
-    );
-  }
-  const checkpoint = await verifyCheckpointModel(dir);
-  return {
-    name: dir,
-    kind: checkpoint
-      ? `a checkpoint folder (step ${checkpoint.step}, its model verified against its state.json)`
-      : "a Hugging Face folder",
-    config: await readHfConfig(`${dir}/config.json`),
-    load: (backend) => GPT.fromPretrained(backend, dir, { warn: () => {} }),
-  };
-}
-
-/** An llm.c model file, read once: its header gives the shape, its weights are kept. */
-async function llmcSource(path: string): Promise<InitSource> {
-  const { config, weights, dtype } = await readLlmcModel(path);
-  return {
-    name: path,
-    kind: `an llm.c model file (${dtype})`,
-    config: { ...config },
-    load: (backend) => Promise.resolve(GPT.fromStateDict(backend, config, weights, path)),
-  };
-}
-
 /**
  * The config a run started from `source` trains: its shape, with `vocabSize` rows.
  *
  * @throws {Error} for a `vocabSize` below the stored vocabulary (rows are added, never dropped).
  */
-export function initConfig(source: InitSource, vocabSize: number): GPTConfig {
+export function initConfig(source: WeightsSource, vocabSize: number): SpeedrunGPTConfig {
   const stored = source.config.vocab_size;
   if (vocabSize < stored) {
     throw new Error(
@@ -136,7 +55,7 @@ const SHAPE_FIELDS = ["n_layer", "n_head", "n_embd", "block_size"] as const;
  *
  * @throws {Error} naming both and every field that differs.
  */
-export function checkInitShape(source: InitSource, shape: GPTConfig, what: string): void {
+export function checkInitShape(source: WeightsSource, shape: GPTConfig, what: string): void {
   const differ = SHAPE_FIELDS.filter((k) => shape[k] !== source.config[k]);
   if (differ.length) {
     const list = (c: GPTConfig) => differ.map((k) => `${k} ${c[k]}`).join(", ");
@@ -159,12 +78,12 @@ export function checkInitShape(source: InitSource, shape: GPTConfig, what: strin
  */
 export async function loadInitialModel(
   backend: Backend,
-  source: InitSource,
-  config: GPTConfig,
+  source: WeightsSource,
+  config: SpeedrunGPTConfig,
   say: (line: string) => void,
 ): Promise<GPT> {
   checkInitShape(source, config, "the run's config");
-  const loaded = await source.load(backend);
+  const loaded = await source.load(backend, { warn: () => {} }); // refused below instead
   const bad = await nonFiniteBuffers(trainingBuffers(loaded, null));
   if (bad.length) {
     throw new Error(
@@ -192,7 +111,7 @@ export async function loadInitialModel(
     padded.set(rows);
     weights.set(name, padded);
   }
-  return GPT.fromStateDict(backend, config, weights, source.name);
+  return modelFromStateDict(backend, config, weights, source.name);
 }
 
 /**

@@ -5,15 +5,12 @@
  * @module
  */
 
+import { decayGroups, type ParamGroup } from "../model/gpt.ts";
 import type { Module } from "../model/nn.ts";
 import type { Tensor } from "../model/tensor.ts";
-import { Muon } from "./muon.ts";
+import { Muon } from "../speedrun/muon.ts";
 
-/** A group of parameters sharing a weight decay. */
-export interface ParamGroup {
-  params: Tensor[];
-  weightDecay: number;
-}
+export type { ParamGroup };
 
 /** AdamW hyperparameters. */
 export interface AdamWOptions {
@@ -105,7 +102,7 @@ export class AdamW {
 }
 
 /**
- * After the lecture, the speedrun's optimizer: Muon (lib/train/muon.ts) for the 2-D weights
+ * After the lecture, the speedrun's optimizer: Muon (lib/speedrun/muon.ts) for the 2-D weights
  * inside the blocks, AdamW (this class's groups) for the rest. Each has its own learning rate:
  * `lr` is AdamW's, `muonLr` Muon's; the loop sets both from the schedule each step, Muon's on
  * the same warmup and cosine from its own peak, `muonPeakLr` ({@linkcode muonSchedule}).
@@ -171,9 +168,8 @@ export function isMuonParameter(name: string, p: Tensor): boolean {
  */
 export function configureOptimizers(model: Module, options: ConfigureOptions): AdamW {
   if (options.optimizer === "muon") return configureMuon(model, options);
-  const params = model.namedParameters();
-  const decay = params.filter(([, p]) => p.shape.length >= 2).map(([, p]) => p);
-  const noDecay = params.filter(([, p]) => p.shape.length < 2).map(([, p]) => p);
+  const groups = decayGroups(model.parameters(), options.weightDecay);
+  const [decay, noDecay] = groups.map((g) => g.params);
   if (options.verbose) {
     const count = (ps: Tensor[]) => ps.reduce((n, p) => n + p.size, 0).toLocaleString("en-US");
     console.log(`num decayed parameter tensors: ${decay.length}, with ${count(decay)} parameters`);
@@ -181,10 +177,7 @@ export function configureOptimizers(model: Module, options: ConfigureOptions): A
       `num non-decayed parameter tensors: ${noDecay.length}, with ${count(noDecay)} parameters`,
     );
   }
-  return new AdamW(
-    [{ params: decay, weightDecay: options.weightDecay }, { params: noDecay, weightDecay: 0 }],
-    { lr: options.learningRate, betas: [0.9, 0.95], eps: 1e-8 },
-  );
+  return new AdamW(groups, { lr: options.learningRate, betas: [0.9, 0.95], eps: 1e-8 });
 }
 
 /**
@@ -194,9 +187,9 @@ export function configureOptimizers(model: Module, options: ConfigureOptions): A
 function configureMuon(model: Module, options: ConfigureOptions): AdamW {
   const params = model.namedParameters();
   const muonParams = params.filter(([n, p]) => isMuonParameter(n, p)).map(([, p]) => p);
-  const rest = params.filter(([n, p]) => !isMuonParameter(n, p));
-  const decay = rest.filter(([, p]) => p.shape.length >= 2).map(([, p]) => p);
-  const noDecay = rest.filter(([, p]) => p.shape.length < 2).map(([, p]) => p);
+  const rest = params.filter(([n, p]) => !isMuonParameter(n, p)).map(([, p]) => p);
+  const groups = decayGroups(rest, options.weightDecay);
+  const [decay, noDecay] = groups.map((g) => g.params);
   if (options.verbose) {
     const count = (ps: Tensor[]) => ps.reduce((n, p) => n + p.size, 0).toLocaleString("en-US");
     console.log(
@@ -206,7 +199,7 @@ function configureMuon(model: Module, options: ConfigureOptions): AdamW {
     console.log(`AdamW non-decayed tensors: ${noDecay.length}, with ${count(noDecay)} parameters`);
   }
   return new MuonAndAdamW(
-    [{ params: decay, weightDecay: options.weightDecay }, { params: noDecay, weightDecay: 0 }],
+    groups,
     { lr: options.learningRate, betas: [0.9, 0.95], eps: 1e-8 },
     new Muon(muonParams),
     options.muonLr ?? 0.02,

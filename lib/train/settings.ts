@@ -16,22 +16,18 @@ import { isAbsolute, join } from "node:path";
 import type { Backend } from "../backend.ts";
 import { trainsGpt2InMinutes } from "../backends/mod.ts";
 import { REPO_ROOT, resolveTinyShakespeare } from "../data/datasets.ts";
-import { GPT_CONFIGS, type GPTConfig, gptConfig, type ModelConfig } from "../model/gpt.ts";
+import { GPT_CONFIGS, type GPTConfig, gptConfig } from "../model/gpt.ts";
 import {
   MLP_ACTIVATIONS,
   type MlpActivation,
   POSITION_ENCODINGS,
   type PositionEncoding,
   speedrunConfigFields,
-} from "../model/speedrun.ts";
+  type SpeedrunGPTConfig,
+} from "../speedrun/config.ts";
+import { resolveWeights, type WeightsSource } from "../weights/resolve.ts";
 import { readCheckpointState, resolveResume } from "./checkpoint.ts";
-import {
-  checkInitFromResume,
-  checkInitShape,
-  initConfig,
-  type InitSource,
-  resolveInitFrom,
-} from "./init_from.ts";
+import { checkInitFromResume, checkInitShape, initConfig } from "./init_from.ts";
 import { type OptimizerName, OPTIMIZERS } from "./optim.ts";
 import { parsePrecision, type Precision } from "./precision.ts";
 
@@ -40,7 +36,7 @@ export interface Hyperparameters {
   /** A `GPT_CONFIGS` name, or "auto" (gpt2 where the backend trains it in minutes, else tiny). */
   model: string;
   /**
-   * The weights to start from (lib/train/init_from.ts: a GPT-2 model type from the hub, a
+   * The weights to start from (lib/weights/resolve.ts: a GPT-2 model type from the hub, a
    * Hugging Face folder, a checkpoint's weights, an llm.c model file), which also give the
    * model's shape; null: GPT-2's random init.
    */
@@ -763,7 +759,7 @@ function number(spec: Pick<HyperparameterSpec, "flag" | "kind" | "min">, raw: st
 /** Where a run's shape comes from when not from `--model`; both null when it does. */
 export interface StartingShape {
   /** What `--init-from` (the flag's or the preset's) loads, on a fresh run. */
-  init: InitSource | null;
+  init: WeightsSource | null;
   /** A resumed fine-tuning run's config, from its checkpoint. */
   resumedShape: GPTConfig | null;
 }
@@ -781,7 +777,7 @@ export async function startingShape(
 ): Promise<StartingShape> {
   const { values: h, notes, resume } = run;
   const init = resume === null && h.initFrom !== null
-    ? await resolveInitFrom(h.initFrom, { progress: options.progress })
+    ? await resolveWeights(h.initFrom, { flag: "--init-from", progress: options.progress })
     : null;
   let resumedShape = resume === null ? null : await fineTunedShape(resume, run.logDir, h.initFrom);
   const namedModel = notes.has("model") && h.model !== "auto"; // --model gpt2, say
@@ -876,7 +872,7 @@ export function runModel(
  * The config of a run from `init`: its shape with `--vocab-size` rows; `--n-layer`,
  * `--n-head`, `--n-embd`, `--block-size`, where given, must be that shape.
  */
-function initRunConfig(run: RunSettings, init: InitSource): GPTConfig {
+function initRunConfig(run: RunSettings, init: WeightsSource): GPTConfig {
   const shape = { ...init.config, ...run.shape };
   // only the flags that disagree are named
   const differ = SHAPE_FLAGS.filter(([, key]) => shape[key] !== init.config[key]);
@@ -901,7 +897,11 @@ function namedConfig(run: RunSettings, name: string, say: (line: string) => void
  * GPT-2's config stays as it was). Where weights give the shape (`fromWeights`: fine-tuning or
  * resuming one), the weights' options stand, and a flag asking for others is refused.
  */
-function withSpeedrunOptions(config: ModelConfig, run: RunSettings, fromWeights: boolean): void {
+function withSpeedrunOptions(
+  config: SpeedrunGPTConfig,
+  run: RunSettings,
+  fromWeights: boolean,
+): void {
   const h = run.values;
   const asked = speedrunConfigFields({
     mlp: h.mlp,

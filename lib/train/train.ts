@@ -27,7 +27,10 @@ import { formatAccuracy } from "../eval/wilson.ts";
 import { replaceFolderAtomic, writeFileAtomic } from "../io/atomic.ts";
 import { ProgressBar } from "../io/progress.ts";
 import type { Backend } from "../backend.ts";
-import { GPT, type GPTConfig, savePretrained } from "../model/gpt.ts";
+import type { GPT, GPTConfig } from "../model/gpt.ts";
+import { createGPT } from "../speedrun/model.ts";
+import { saveModelFolder } from "../weights/folder.ts";
+import type { WeightsSource } from "../weights/resolve.ts";
 import * as ops from "../model/ops.ts";
 import { Generator } from "../model/random.ts";
 import { generate } from "../model/sample.ts";
@@ -50,7 +53,7 @@ import {
   type SaveCheckpointInput,
 } from "./checkpoint.ts";
 import { allReduceGradients, broadcastParameters, placeGradients } from "./ddp_sync.ts";
-import { type InitSource, loadInitialModel } from "./init_from.ts";
+import { loadInitialModel } from "./init_from.ts";
 import {
   type AdamW,
   configureOptimizers,
@@ -134,12 +137,12 @@ export interface TrainOptions extends LoopSettings {
   /** A checkpoint folder, or "latest" (the newest in `<logDir>/checkpoints`). */
   resume?: string | null;
   /**
-   * Fine-tuning: start from these weights (lib/train/init_from.ts's `resolveInitFrom`) instead
+   * Fine-tuning: start from these weights (lib/weights/resolve.ts's `resolveWeights`) instead
    * of GPT-2's random init; `config` must have their shape, with at least their vocabulary
    * (`initConfig`). Weights only: AdamW and the data start fresh. Not with `resume`
    * (lib/train/settings.ts refuses both): a resumed run has its checkpoint's weights.
    */
-  initFrom?: InitSource | null;
+  initFrom?: WeightsSource | null;
   /**
    * A fresh run in a log folder that holds an earlier run: remove its outputs (checkpoints,
    * `log.txt`, `model/`, `run.json`, figure, report) first (`--overwrite`); default false,
@@ -299,7 +302,7 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
     const model = ckpt?.model ??
       (o.initFrom
         ? await loadInitialModel(backend, o.initFrom, o.config, say)
-        : new GPT(backend, o.config, { seed: o.seed }));
+        : createGPT(backend, o.config, { seed: o.seed }));
     say(`model: ${model.numParameters().toLocaleString("en-US")} parameters`);
     // as DDP does at construction: every rank starts from rank 0's weights
     if (world > 1 && !ckpt) await broadcastParameters(model, group);
@@ -1012,7 +1015,7 @@ async function saveModel(
   const modelDir = `${o.logDir}/model`;
   try {
     // a folder renamed into place whole: an earlier model/ is never left half replaced
-    await replaceFolderAtomic(modelDir, (tmp) => savePretrained(r.model, tmp));
+    await replaceFolderAtomic(modelDir, (tmp) => saveModelFolder(r.model, tmp));
   } catch (e) {
     throw new Error(
       `Saving the model to ${modelDir} failed: ${(e as Error).message}${

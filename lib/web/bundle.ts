@@ -16,13 +16,6 @@ export const PAGE_ENTRY: string = fileURLToPath(new URL("./page/main.ts", import
 const CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url));
 
 /**
- * Imports left out of the bundle. `GPT.fromPretrained` imports `lib/io/hub.ts` lazily, only
- * for hub names, and hub.ts imports `node:path`, which a browser cannot load: kept as an
- * import that the page never takes, it costs nothing.
- */
-const EXTERNAL = ["*/io/hub.ts"];
-
-/**
  * Bundles the page into one JavaScript module and returns its text.
  *
  * @throws {Error} with deno bundle's output, when it fails (a type of code a browser cannot
@@ -33,7 +26,6 @@ export async function bundlePage(): Promise<string> {
   try {
     const out = join(dir, "app.js");
     const args = ["bundle", "--quiet", "--config", CONFIG, "--platform", "browser"];
-    for (const pattern of EXTERNAL) args.push("--external", pattern);
     args.push("--output", out, PAGE_ENTRY);
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
       args,

@@ -10,9 +10,8 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { WGSL_FILES } from "../backends/webgpu/kernels.ts";
-import { GPT2_HUB_REPOS, snapshotGpt2 } from "../io/hub.ts";
-import { type GPTConfig, readHfConfig } from "../model/gpt.ts";
-import { MODEL_FILES, verifyCheckpointModel } from "../train/checkpoint.ts";
+import type { GPTConfig } from "../model/gpt.ts";
+import { resolveWeights } from "../weights/resolve.ts";
 import { bundlePage } from "./bundle.ts";
 import { MODEL_URLS } from "./page/load_model.ts";
 import { TOKENIZER_URLS } from "./page/tokenizer.ts";
@@ -32,41 +31,27 @@ export interface ModelFolder {
 }
 
 /**
- * The folder `--weights` names: a local folder holding `config.json` and
- * `model.safetensors` (a trained `log/model`, a checkpoint folder, whose files are checked
- * against its state.json, a Hugging Face folder), or a GPT-2 model type from the hub
- * (downloaded into the cache unless already there).
+ * The folder `--weights` names, through the one loader (lib/weights: `resolveWeights`): a local
+ * folder holding `config.json` and `model.safetensors` (a trained `log/model`, a checkpoint
+ * folder, whose files are checked against its state.json, a Hugging Face folder), or a GPT-2
+ * model type from the hub (downloaded into the cache unless already there). The page reads a
+ * folder's two files, so an llm.c `.bin` model file is refused.
  *
  * @throws {Error} naming `--weights`, saying what was expected and what was found.
  */
 export async function resolveModelFolder(weights: string): Promise<ModelFolder> {
-  const expected = "a folder holding config.json and model.safetensors (a trained log/model, " +
-    `a checkpoint folder, a Hugging Face folder) or a GPT-2 model type (${
-      Object.keys(GPT2_HUB_REPOS).join(", ")
-    })`;
-  const info = await Deno.stat(weights).catch(() => null);
-  let dir = weights, kind = "a Hugging Face folder";
-  if (info?.isFile) {
-    throw new Error(`--weights ${weights}: expected ${expected}, found a file`);
-  } else if (!info) {
-    if (!Object.hasOwn(GPT2_HUB_REPOS, weights)) {
-      const hint = weights === DEFAULT_WEIGHTS
-        ? " (deno task train writes it; or pass --weights)"
-        : "";
-      throw new Error(`--weights ${weights}: expected ${expected}, found no folder${hint}`);
-    }
-    dir = await snapshotGpt2(weights);
-    kind = `${weights} from the hub cache (${dir})`;
+  const source = await resolveWeights(weights, {
+    missingHint: weights === DEFAULT_WEIGHTS
+      ? " (deno task train writes it; or pass --weights)"
+      : "",
+  });
+  if (source.dir === null) {
+    throw new Error(
+      `--weights ${weights}: expected a folder holding config.json and model.safetensors, ` +
+        `found ${source.kind}: the page reads a Hugging Face folder`,
+    );
   }
-  for (const file of MODEL_FILES) {
-    const found = await Deno.stat(join(dir, file)).catch(() => null);
-    if (!found?.isFile) {
-      throw new Error(`--weights ${weights}: expected ${expected}, found no ${file} in ${dir}`);
-    }
-  }
-  const checkpoint = await verifyCheckpointModel(dir);
-  if (checkpoint) kind = `a checkpoint folder (step ${checkpoint.step}, files verified)`;
-  return { dir, kind, config: await readHfConfig(join(dir, "config.json")) };
+  return { dir: source.dir, kind: source.kind, config: source.config };
 }
 
 /** Options of {@linkcode startServer}. */

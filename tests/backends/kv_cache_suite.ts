@@ -13,7 +13,7 @@ import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { join } from "node:path";
 import type { Backend, KVCacheDims } from "../../lib/backend.ts";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
-import { GPT } from "../../lib/model/gpt.ts";
+import { fromPretrained } from "../../lib/model/pretrained.ts";
 import { KVCache } from "../../lib/model/kv_cache.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { generate, softmax, topK } from "../../lib/model/sample.ts";
@@ -170,7 +170,7 @@ function registerGenerationTests(
   const prompts = [[1, 2, 3, 4, 5], [9, 8, 7, 6, 5]];
 
   Deno.test(`${label}: tiny GPT-2: greedy generation with the KV cache equals it without, past the block size too`, async () => {
-    const model = await GPT.fromPretrained(await backend(), tiny);
+    const model = await fromPretrained(await backend(), tiny);
     // 12: inside the block; 16: the cache's end exactly; past it the context is cropped
     for (const maxLength of small ? [12, 20] : [12, 16, 17, 30]) {
       const cached = await generate(model, prompts, { maxLength, greedy: true });
@@ -180,7 +180,7 @@ function registerGenerationTests(
   });
 
   Deno.test(`${label}: tiny GPT-2: top-50 probabilities through the KV cache within 1e-5 of the full forward's`, async () => {
-    const model = await GPT.fromPretrained(await backend(), tiny);
+    const model = await fromPretrained(await backend(), tiny);
     const seq = [3, 14, 15, 9, 26, 53, 58, 9, 7, 9, 32, 38];
     const B = 1, V = model.config.vocab_size, promptLength = 4;
     await noGrad(async () => {
@@ -208,7 +208,7 @@ function registerGenerationTests(
   });
 
   Deno.test(`${label}: tiny GPT-2 (vocab 50257): seeded top-k sampling with the KV cache equals it without`, async () => {
-    const model = await GPT.fromPretrained(
+    const model = await fromPretrained(
       await backend(),
       join(referenceDir, "tiny-gpt2-vocab50257"),
     );

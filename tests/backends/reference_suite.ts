@@ -9,7 +9,7 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { join } from "node:path";
 import type { Backend } from "../../lib/backend.ts";
-import { GPT } from "../../lib/model/gpt.ts";
+import { fromPretrained } from "../../lib/model/pretrained.ts";
 import { configureOptimizers, getLr } from "../../lib/train/optim.ts";
 import * as ops from "../../lib/model/ops.ts";
 import { generate, softmax, topK } from "../../lib/model/sample.ts";
@@ -44,14 +44,14 @@ export function referenceSuite(label: string, makeBackend: () => Backend | Promi
   const getBackend = (): Promise<Backend> => (made ??= Promise.resolve(makeBackend()));
   Deno.test(`${label}: tiny GPT-2: named_parameters order and count match PyTorch`, async () => {
     const backend = await getBackend();
-    const model = await GPT.fromPretrained(backend, tinyDir);
+    const model = await fromPretrained(backend, tinyDir);
     assertEquals(model.namedParameters().map(([n]) => n), JSON.parse(await meta("param_names")));
     assertEquals(model.numParameters(), Number(await meta("num_params")));
   });
 
   Deno.test(`${label}: tiny GPT-2: logits and loss match PyTorch`, async () => {
     const backend = await getBackend();
-    const model = await GPT.fromPretrained(backend, tinyDir);
+    const model = await fromPretrained(backend, tinyDir);
     const { idx, targets } = await batch(backend, "");
     const { logits, loss } = model.forward(idx, targets);
     assertEquals(logits.shape, [2, 8, 64]);
@@ -64,7 +64,7 @@ export function referenceSuite(label: string, makeBackend: () => Backend | Promi
 
   Deno.test(`${label}: tiny GPT-2: every gradient matches PyTorch`, async () => {
     const backend = await getBackend();
-    const model = await GPT.fromPretrained(backend, tinyDir);
+    const model = await fromPretrained(backend, tinyDir);
     const { idx, targets } = await batch(backend, "");
     model.forward(idx, targets).loss!.backward();
     for (const [name, p] of model.namedParameters()) {
@@ -77,7 +77,7 @@ export function referenceSuite(label: string, makeBackend: () => Backend | Promi
 
   Deno.test(`${label}: tiny GPT-2: gradient accumulation over two micro-batches matches PyTorch`, async () => {
     const backend = await getBackend();
-    const model = await GPT.fromPretrained(backend, tinyDir);
+    const model = await fromPretrained(backend, tinyDir);
     for (const which of ["", "2"] as const) {
       const { idx, targets } = await batch(backend, which);
       ops.scale(model.forward(idx, targets).loss!, 1 / 2).backward();
@@ -92,7 +92,7 @@ export function referenceSuite(label: string, makeBackend: () => Backend | Promi
 
   Deno.test(`${label}: tiny GPT-2: greedy generation equals PyTorch's exactly`, async () => {
     const backend = await getBackend();
-    const model = await GPT.fromPretrained(backend, tinyDir);
+    const model = await fromPretrained(backend, tinyDir);
     const r = await loadReference();
     const prompt = [...toInt32(r.tensors.get("generate.prompt")!)];
     const expected = [...toInt32(r.tensors.get("generate.greedy")!)];
@@ -102,7 +102,7 @@ export function referenceSuite(label: string, makeBackend: () => Backend | Promi
 
   Deno.test(`${label}: tiny GPT-2: greedy generation without the KV cache equals PyTorch's too`, async () => {
     const backend = await getBackend();
-    const model = await GPT.fromPretrained(backend, tinyDir);
+    const model = await fromPretrained(backend, tinyDir);
     const r = await loadReference();
     const prompt = [...toInt32(r.tensors.get("generate.prompt")!)];
     const expected = [...toInt32(r.tensors.get("generate.greedy")!)];
@@ -112,7 +112,7 @@ export function referenceSuite(label: string, makeBackend: () => Backend | Promi
 
   Deno.test(`${label}: tiny GPT-2: top-50 next-token probabilities match PyTorch`, async () => {
     const backend = await getBackend();
-    const model = await GPT.fromPretrained(backend, tinyDir);
+    const model = await fromPretrained(backend, tinyDir);
     const r = await loadReference();
     const prompt = toInt32(r.tensors.get("generate.prompt")!);
     const { logits } = model.forward(Tensor.from(backend, prompt, [1, prompt.length]));
@@ -128,7 +128,7 @@ export function referenceSuite(label: string, makeBackend: () => Backend | Promi
 
   Deno.test(`${label}: tiny GPT-2: three AdamW steps with clipping and the schedule match PyTorch`, async () => {
     const backend = await getBackend();
-    const model = await GPT.fromPretrained(backend, tinyDir);
+    const model = await fromPretrained(backend, tinyDir);
     const schedule = JSON.parse(await meta("schedule"));
     const sched = {
       maxLr: schedule.max_lr,

@@ -1,4 +1,4 @@
-// `deno task export` (lib/cli/export.ts) and `--weights FILE.bin` (lib/cli/flags.ts): the tiny
+// `deno task export` (lib/cli/export.ts) and `--weights FILE.bin` (lib/weights/resolve.ts): the tiny
 // reference model exported as an llm.c model file (header and size read here from llm.c's
 // layout), sampled from that file to PyTorch's greedy continuation; strict flags; llm.c files
 // loaded with the NaN warning safetensors folders give.
@@ -6,9 +6,9 @@ import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:asser
 import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { EXPORT_HELP, exportOptions, runExport } from "../../lib/cli/export.ts";
-import { loadLlmcModel, loadWeights } from "../../lib/cli/flags.ts";
 import { writeLlmcModel } from "../../lib/io/llmc.ts";
-import { GPT } from "../../lib/model/gpt.ts";
+import { fromPretrained } from "../../lib/model/pretrained.ts";
+import { loadWeights, resolveWeights, WEIGHTS_EXPECTED } from "../../lib/weights/resolve.ts";
 import { referenceDir, runTask } from "../support.ts";
 
 const tinyDir = join(referenceDir, "tiny-gpt2");
@@ -123,7 +123,11 @@ Deno.test("runExport: an --out that is a folder, and weights that do not load, a
   );
   await rejects(
     runExport({ format: "llmc", weights: join(dir, "nothing"), out: join(dir, "y.bin") }, quiet),
-    /Expected a folder holding config\.json and model\.safetensors/,
+    {
+      message: `--weights ${
+        join(dir, "nothing")
+      }: expected ${WEIGHTS_EXPECTED}, found no such file or folder`,
+    },
   );
   assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["x.bin"]);
   await Deno.remove(dir, { recursive: true });
@@ -133,18 +137,23 @@ Deno.test("--weights FILE.bin: a missing file names it; NaN weights load with a 
   const backend = new CpuBackend();
   await rejects(
     loadWeights(backend, "/nonexistent/gpt2_124M.bin", () => {}),
-    /^Error: Cannot read the llm\.c model file \/nonexistent\/gpt2_124M\.bin: /,
+    {
+      message: "--weights /nonexistent/gpt2_124M.bin: expected " +
+        `${WEIGHTS_EXPECTED}, found no such file or folder`,
+    },
   );
   // a model file with one NaN
   const dir = await Deno.makeTempDir();
-  const model = await GPT.fromPretrained(backend, tinyDir);
+  const model = await fromPretrained(backend, tinyDir);
   const state = await model.stateDict();
   state.get("transformer.h.1.mlp.c_fc.weight")!.data[3] = NaN;
   model.loadStateDict(new Map([...state].map(([n, t]) => [n, t.data])));
   const path = join(dir, "nan.bin");
   await writeLlmcModel(path, model);
   const warnings: string[] = [];
-  const loaded = await loadLlmcModel(backend, path, (line) => warnings.push(line));
+  const loaded = await (await resolveWeights(path)).load(backend, {
+    warn: (line) => warnings.push(line),
+  });
   const fc = new Map(loaded.namedParameters()).get("transformer.h.1.mlp.c_fc.weight")!;
   ok(Number.isNaN(((await fc.toArray()) as Float32Array)[3]));
   assertEquals(warnings, [

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { openTokenData } from "../../lib/data/shard_loader.ts";
 import { readSafetensors, toFloat32 } from "../../lib/io/safetensors.ts";
-import { GPT } from "../../lib/model/gpt.ts";
+import { fromPretrained } from "../../lib/model/pretrained.ts";
 import { noGrad, Tensor } from "../../lib/model/tensor.ts";
 import {
   assertSameBits,
@@ -52,7 +52,7 @@ async function trainOffline(args: string[]): Promise<TaskOutput> {
  */
 async function paddedLoss(data: string, split: "train" | "val"): Promise<number> {
   const backend = new CpuBackend();
-  const model = await GPT.fromPretrained(backend, TINY);
+  const model = await fromPretrained(backend, TINY);
   const { x, y } = (await openTokenData(data, split, 2, 16)).nextBatch();
   const logits = await noGrad(async () =>
     (await model.forward(Tensor.from(backend, x, [2, 16])).logits.toArray()) as Float32Array

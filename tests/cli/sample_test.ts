@@ -100,13 +100,14 @@ Deno.test("sample task: --max-length and --num-return-sequences are bounded by t
   ok(cropped.stdout.includes("the context is cropped to 16"), cropped.stdout);
 });
 
-Deno.test("sample task: --weights naming no folder says a folder or a model type was expected", async () => {
+Deno.test("sample task: --weights naming nothing says what the flag takes", async () => {
   const r = await runTask(["lib/cli/sample.ts", "--weights", "/nonexistent/run/model"]);
   assertEquals(r.code, 1);
   ok(
     r.stderr.includes(
-      "error: Expected a folder holding config.json and model.safetensors, or a GPT-2 model type " +
-        "(gpt2, gpt2-medium, gpt2-large, gpt2-xl), found no folder at /nonexistent/run/model",
+      "error: --weights /nonexistent/run/model: expected a Hugging Face folder (config.json and " +
+        "model.safetensors), a checkpoint folder, an llm.c .bin model file or a GPT-2 model type " +
+        "(gpt2, gpt2-medium, gpt2-large, gpt2-xl), found no such file or folder",
     ),
     r.stderr,
   );

@@ -347,7 +347,7 @@ Deno.test("sample and hellaswag --weights on a checkpoint folder verify its mode
   bytes[bytes.length - 1] ^= 1; // one bit flipped, same size
   await Deno.writeFile(model, bytes);
   const refused =
-    /^error: Checkpoint .*step_000002 is corrupt: model\.safetensors has SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64}$/m;
+    /^error: --weights .*step_000002: Checkpoint .*step_000002 is corrupt: model\.safetensors has SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64}$/m;
   const bad = await sample(ckpt);
   strictEqual(bad.code, 1);
   ok(refused.test(bad.stderr), bad.stderr);

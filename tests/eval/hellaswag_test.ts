@@ -4,7 +4,7 @@
 import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
-import { GPT } from "../../lib/model/gpt.ts";
+import { fromPretrained } from "../../lib/model/pretrained.ts";
 import {
   evaluateHellaswag,
   examplesForRank,
@@ -61,7 +61,7 @@ Deno.test("hellaswag: the tiny vocab-50257 GPT-2 matches PyTorch on the first 64
   ) as { n: number; acc: number; acc_norm: number; examples: ReferenceExample[] };
   const examples = await loadHellaswag(VAL, 64);
   assertEquals(examples.length, 64);
-  const model = await GPT.fromPretrained(new CpuBackend(), MODEL);
+  const model = await fromPretrained(new CpuBackend(), MODEL);
   const { counts, scores } = await evaluateHellaswag(model, examples);
   for (let i = 0; i < 64; i++) {
     const [ours, theirs] = [scores[i], reference.examples[i]];

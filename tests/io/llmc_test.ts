@@ -14,6 +14,7 @@ import {
 } from "../../lib/io/llmc.ts";
 import { readSafetensors, toFloat32, toInt32 } from "../../lib/io/safetensors.ts";
 import { GPT } from "../../lib/model/gpt.ts";
+import { fromPretrained } from "../../lib/model/pretrained.ts";
 import { Tensor } from "../../lib/model/tensor.ts";
 import { assertClose, assertSameBits, loadReference, referenceDir } from "../support.ts";
 
@@ -207,7 +208,7 @@ Deno.test("readLlmcModel: bad files fail naming the file, what was expected and 
 
 Deno.test("writeLlmcModel: the tiny reference model round-trips to the bit, with PyTorch's logits", async () => {
   const backend = new CpuBackend();
-  const original = await GPT.fromPretrained(backend, tinyDir);
+  const original = await fromPretrained(backend, tinyDir);
   const path = join(await Deno.makeTempDir(), "tiny.bin");
   await writeLlmcModel(path, original);
 

@@ -1,11 +1,13 @@
-// What the page of `deno task serve` needs from lib/model, tested on the reference CPU
-// backend: GPT.fromSafetensors (a model from bytes, as the page has them) and parseHfConfig,
+// What the page of `deno task serve` needs from lib/model and lib/weights, tested on the
+// reference CPU backend: modelFromSafetensors (a model from bytes, as the page has them) and
+// parseModelConfig,
 // generate's temperature, and onToken's rows (the tokens the page shows as they come).
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { parseSafetensors } from "../../lib/io/safetensors.ts";
-import { GPT, parseHfConfig } from "../../lib/model/gpt.ts";
+import type { GPT } from "../../lib/model/gpt.ts";
+import { modelFromSafetensors, parseModelConfig } from "../../lib/weights/folder.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { generate } from "../../lib/model/sample.ts";
 import { referenceDir } from "../support.ts";
@@ -17,27 +19,39 @@ const REFERENCE_GREEDY = [5, 40, 8, 43, 11, 46, 14, 49, 17, 52, 20, 55, 23, 58, 
 const UNSURE_PROMPT = [5];
 
 async function tinyFromBytes(): Promise<GPT> {
-  const config = parseHfConfig(
+  const config = parseModelConfig(
     JSON.parse(await Deno.readTextFile(join(TINY, "config.json"))),
     "config.json",
   );
   const st = parseSafetensors(await Deno.readFile(join(TINY, "model.safetensors")));
-  return GPT.fromSafetensors(new CpuBackend(), config, st, "model.safetensors");
+  return modelFromSafetensors(new CpuBackend(), config, st, "model.safetensors");
 }
 
-Deno.test("GPT.fromSafetensors of the tiny model's bytes continues 5,40,8,43 greedily as PyTorch does", async () => {
+Deno.test("modelFromSafetensors of the tiny model's bytes continues 5,40,8,43 greedily as PyTorch does", async () => {
   const model = await tinyFromBytes();
   assertEquals(model.config, { n_layer: 2, n_head: 4, n_embd: 32, block_size: 16, vocab_size: 64 });
   const [row] = await generate(model, [[5, 40, 8, 43]], { maxLength: 16, greedy: true });
   assertEquals(row, REFERENCE_GREEDY);
 });
 
-Deno.test("parseHfConfig names its source and the field it cannot use", () => {
-  throws(() => parseHfConfig([], "page/config.json"), {
+Deno.test("parseModelConfig names its source and the field it cannot use", () => {
+  throws(() => parseModelConfig([], "page/config.json"), {
     message: "page/config.json: expected a JSON object (GPT2Config), found an array",
   });
-  throws(() => parseHfConfig({ n_layer: 2, n_head: 4, n_embd: 32, n_positions: 16 }, "c.json"), {
+  throws(() => parseModelConfig({ n_layer: 2, n_head: 4, n_embd: 32, n_positions: 16 }, "c.json"), {
     message: "c.json: expected a positive integer for vocab_size, found no such field",
+  });
+  const tiny = { n_layer: 2, n_head: 4, n_embd: 32, n_positions: 16, vocab_size: 64 };
+  throws(() => parseModelConfig({ ...tiny, qk_norm: "yes" }, "c.json"), {
+    message: 'c.json: expected qk_norm to be true or false, found "yes"',
+  });
+  assertEquals(parseModelConfig({ ...tiny, mlp: "relu2", qk_norm: false }, "c.json"), {
+    n_layer: 2,
+    n_head: 4,
+    n_embd: 32,
+    block_size: 16,
+    vocab_size: 64,
+    mlp: "relu2",
   });
 });
 

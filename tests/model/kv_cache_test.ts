@@ -8,7 +8,7 @@ import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:asser
 import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { benchGeneration, generationTable } from "../../lib/bench/generation.ts";
-import { GPT } from "../../lib/model/gpt.ts";
+import { fromPretrained } from "../../lib/model/pretrained.ts";
 import { KVCache } from "../../lib/model/kv_cache.ts";
 import { generate } from "../../lib/model/sample.ts";
 import { noGrad, Tensor } from "../../lib/model/tensor.ts";
@@ -16,7 +16,7 @@ import { assertClose, referenceDir, runTask } from "../support.ts";
 
 const backend = new CpuBackend();
 const tinyDir = join(referenceDir, "tiny-gpt2");
-const model = await GPT.fromPretrained(backend, tinyDir);
+const model = await fromPretrained(backend, tinyDir);
 const V = model.config.vocab_size;
 
 function ids(tokens: number[][]): Tensor {

@@ -1,4 +1,5 @@
-// lib/train/init_from.ts through train(): a run started from the tiny reference model (full
+// lib/train/init_from.ts, with the one loader (lib/weights) resolving --init-from, through
+// train(): a run started from the tiny reference model (full
 // GPT-2 vocabulary) takes its first step on that model's loss for the first batch and its
 // first evaluation on that model's validation loss, the vocabulary kept or padded with zero
 // rows (the padded loss worked out here from the unpadded logits); 0 steps save the loaded
@@ -10,16 +11,13 @@ import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { openTokenData } from "../../lib/data/shard_loader.ts";
 import { writeLlmcModel } from "../../lib/io/llmc.ts";
 import { readSafetensors, toFloat32 } from "../../lib/io/safetensors.ts";
-import { GPT, savePretrained } from "../../lib/model/gpt.ts";
+import { fromPretrained, savePretrained } from "../../lib/model/pretrained.ts";
+import { SpeedrunGPT } from "../../lib/speedrun/model.ts";
+import { resolveWeights, type WeightsSource } from "../../lib/weights/resolve.ts";
+import { saveModelFolder } from "../../lib/weights/folder.ts";
 import { noGrad, Tensor } from "../../lib/model/tensor.ts";
 import { readCheckpointState } from "../../lib/train/checkpoint.ts";
-import {
-  formatFineTuneLosses,
-  initConfig,
-  type InitSource,
-  loadInitialModel,
-  resolveInitFrom,
-} from "../../lib/train/init_from.ts";
+import { formatFineTuneLosses, initConfig, loadInitialModel } from "../../lib/train/init_from.ts";
 import { train, type TrainOptions } from "../../lib/train/train.ts";
 import {
   assertSameBits,
@@ -33,6 +31,11 @@ import {
 const TINY = join(referenceDir, "tiny-gpt2-vocab50257");
 const B = 2, T = 16;
 
+/** `--init-from source`, resolved by the one loader. */
+function resolveInitFrom(source: string, options: { progress?: boolean } = {}) {
+  return resolveWeights(source, { flag: "--init-from", ...options });
+}
+
 /** The first 20,000 characters of Tiny Shakespeare: 90% train, 10% val, quick to tokenize. */
 async function smallText(): Promise<string> {
   const path = join(await Deno.makeTempDir(), "shakespeare_head.txt");
@@ -41,7 +44,7 @@ async function smallText(): Promise<string> {
 }
 
 /** A one-micro-step run of `source` on `data`, nothing written, no evaluation. */
-function recipe(source: InitSource, data: string, extra: Partial<TrainOptions>): TrainOptions {
+function recipe(source: WeightsSource, data: string, extra: Partial<TrainOptions>): TrainOptions {
   return {
     backend: new CpuBackend(),
     config: extra.config ?? initConfig(source, 50257),
@@ -86,7 +89,7 @@ async function firstBatchLogits(
   split: "train" | "val",
 ): Promise<{ logits: Float32Array; targets: Int32Array }> {
   const backend = new CpuBackend();
-  const model = await GPT.fromPretrained(backend, TINY);
+  const model = await fromPretrained(backend, TINY);
   const { x, y } = (await openTokenData(data, split, B, T)).nextBatch();
   const logits = await noGrad(async () => {
     const out = model.forward(Tensor.from(backend, x, [B, T]));
@@ -203,7 +206,7 @@ Deno.test("init from: a checkpoint gives its weights only: the data from its sta
   );
   // the first batch of the data, not the checkpoint's position, on the checkpoint's weights
   const backend = new CpuBackend();
-  const model = await GPT.fromPretrained(backend, ckpt.path);
+  const model = await fromPretrained(backend, ckpt.path);
   const { x, y } = (await openTokenData(data, "train", B, T)).nextBatch();
   const { loss } = model.forward(Tensor.from(backend, x, [B, T]), Tensor.from(backend, y, [B, T]));
   assertLoss("step 0 loss", r.history[0].loss, await loss!.item());
@@ -216,7 +219,7 @@ Deno.test("init from: an llm.c .bin model file, and a hub name from the cache wi
   const data = await smallText();
   const dir = await Deno.makeTempDir();
   const bin = join(dir, "tiny.bin");
-  await writeLlmcModel(bin, await GPT.fromPretrained(new CpuBackend(), TINY));
+  await writeLlmcModel(bin, await fromPretrained(new CpuBackend(), TINY));
   const fromBin = await resolveInitFrom(bin);
   ok(fromBin.kind.includes("llm.c model file"), fromBin.kind);
   const r = await train(recipe(fromBin, data, { steps: 0, logDir: join(dir, "log") }));
@@ -283,7 +286,7 @@ Deno.test("init from: what cannot be a starting point is refused, naming --init-
     /the run's config asks for n_layer 3, but --init-from .* holds n_layer 2/,
   );
   // weights holding a NaN: training would only spread it
-  const model = await GPT.fromPretrained(new CpuBackend(), TINY);
+  const model = await fromPretrained(new CpuBackend(), TINY);
   const ln = model.transformer.ln_f.weight;
   const values = (await ln.toArray()) as Float32Array;
   values[3] = NaN;
@@ -313,9 +316,10 @@ Deno.test("init from: an untied head is padded with zero rows beside wte", async
   const backend = new CpuBackend();
   const config = { n_layer: 1, n_head: 2, n_embd: 8, block_size: 16, vocab_size: 50257 };
   const dir = await Deno.makeTempDir();
-  const untied = new GPT(backend, { ...config, untie_head: true }, { seed: 3 });
-  await savePretrained(untied, dir);
+  const untied = new SpeedrunGPT(backend, { ...config, untie_head: true }, { seed: 3 });
+  await saveModelFolder(untied, dir);
   const source = await resolveInitFrom(dir);
+  assertEquals(source.config.untie_head, true);
   const lines: string[] = [];
   const model = await loadInitialModel(
     backend,
@@ -323,6 +327,7 @@ Deno.test("init from: an untied head is padded with zero rows beside wte", async
     { ...source.config, vocab_size: 50304 },
     (l) => lines.push(l),
   );
+  ok(model instanceof SpeedrunGPT, "padded, the untied head's model stays the speedrun's");
   ok(
     lines.some((l) => l.includes("vocabulary padded 50257 -> 50304 with zero rows")),
     lines.join("\n"),

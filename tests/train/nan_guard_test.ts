@@ -7,7 +7,7 @@ import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict
 import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import type { AdamWParams, DeviceBuffer } from "../../lib/backend.ts";
-import { savePretrained } from "../../lib/model/gpt.ts";
+import { savePretrained } from "../../lib/model/pretrained.ts";
 import {
   checkFiniteCheckpoint,
   loadCheckpoint,

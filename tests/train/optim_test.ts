@@ -5,7 +5,7 @@ import { ok, rejects } from "node:assert/strict";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { NativeBackend } from "../../lib/backends/native/mod.ts";
 import { AdamW, clipGradNorm, MuonAndAdamW } from "../../lib/train/optim.ts";
-import { Muon } from "../../lib/train/muon.ts";
+import { Muon } from "../../lib/speedrun/muon.ts";
 import { Tensor } from "../../lib/model/tensor.ts";
 import { assertClose, assertSameBits } from "../support.ts";
 

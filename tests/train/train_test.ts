@@ -5,7 +5,7 @@ import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict
 import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { NativeBackend } from "../../lib/backends/native/mod.ts";
-import { GPT } from "../../lib/model/gpt.ts";
+import { fromPretrained } from "../../lib/model/pretrained.ts";
 import { loadCheckpoint } from "../../lib/train/checkpoint.ts";
 import { train } from "../../lib/train/train.ts";
 import { fullRecipe, runCheckpoints, shakespearePath, smallRecipe } from "../support.ts";
@@ -34,7 +34,7 @@ Deno.test("train: loss starts near ln(vocab), falls, log.txt in build-nanogpt's 
   assertEquals(lines.length, 8);
   lines.forEach((line, i) => ok(new RegExp(`^${i} train \\d+\\.\\d{6}$`).test(line), line));
   assertEquals(lines[3], `3 train ${history[3].loss.toFixed(6)}`);
-  const reloaded = await GPT.fromPretrained(new CpuBackend(), modelDir!);
+  const reloaded = await fromPretrained(new CpuBackend(), modelDir!);
   assertEquals(reloaded.config, config);
 });
 

@@ -6,6 +6,8 @@ import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:asser
 import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { decodePadded, getGpt2Tokenizer } from "../../lib/data/tokenizer.ts";
+import { writeLlmcModel } from "../../lib/io/llmc.ts";
+import { fromPretrained } from "../../lib/model/pretrained.ts";
 import { generate } from "../../lib/model/sample.ts";
 import { fetchBytes, type FetchProgress } from "../../lib/web/page/fetch_progress.ts";
 import { loadModel } from "../../lib/web/page/load_model.ts";
@@ -17,6 +19,7 @@ import {
 } from "../../lib/web/page/settings.ts";
 import { decodePadded as decodePaddedInPage, loadTokenizer } from "../../lib/web/page/tokenizer.ts";
 import { resolveModelFolder, type RunningServer, startServer } from "../../lib/web/server.ts";
+import { WEIGHTS_EXPECTED } from "../../lib/weights/resolve.ts";
 import { referenceDir, repoRoot } from "../support.ts";
 
 const TINY = join(referenceDir, "tiny-gpt2");
@@ -179,30 +182,37 @@ Deno.test("serve: a fixed table of paths, the weights streamed with their length
     await post.body?.cancel();
     assertEquals(post.status, 405);
     const script = await (await fetch(new URL("app.js", server.url))).text();
-    // a browser cannot resolve bare or node: imports: only the never-taken lazy hub import
+    // a browser cannot resolve bare or node: imports: none are left in the bundle
     const imports = script.split("\n").filter((line) =>
       /^\s*(import|export)\b|\bimport\(/.test(line)
     );
-    assertEquals(imports, ['  const hub = await import("../io/hub.ts");']);
+    assertEquals(imports, []);
     ok(!script.includes("Deno.dlopen"), "no native backend in the page");
   });
 });
 
 Deno.test("serve: --weights that is not a model folder is refused, saying what was expected", async () => {
-  const expected = "expected a folder holding config.json and model.safetensors (a trained " +
-    "log/model, a checkpoint folder, a Hugging Face folder) or a GPT-2 model type (gpt2, " +
-    "gpt2-medium, gpt2-large, gpt2-xl)";
+  const expected = `expected ${WEIGHTS_EXPECTED}`;
   const dir = await Deno.makeTempDir({ prefix: "serve_test_" });
   try {
     await rejects(resolveModelFolder(join(dir, "nope")), {
-      message: `--weights ${join(dir, "nope")}: ${expected}, found no folder`,
+      message: `--weights ${join(dir, "nope")}: ${expected}, found no such file or folder`,
     });
     await Deno.writeTextFile(join(dir, "config.json"), "{}");
     await rejects(resolveModelFolder(join(dir, "config.json")), {
-      message: `--weights ${join(dir, "config.json")}: ${expected}, found a file`,
+      message: `--weights ${
+        join(dir, "config.json")
+      }: ${expected}, found a file that is not a .bin model file`,
     });
     await rejects(resolveModelFolder(dir), {
-      message: `--weights ${dir}: ${expected}, found no model.safetensors in ${dir}`,
+      message: `--weights ${dir}: ${expected}, found a folder without model.safetensors`,
+    });
+    // an llm.c model file loads elsewhere, but the page reads a folder's two files
+    const bin = join(dir, "tiny.bin");
+    await writeLlmcModel(bin, await fromPretrained(new CpuBackend(), TINY));
+    await rejects(resolveModelFolder(bin), {
+      message: `--weights ${bin}: expected a folder holding config.json and model.safetensors, ` +
+        "found an llm.c model file (float32): the page reads a Hugging Face folder",
     });
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
-import { GPT } from "../../lib/model/gpt.ts";
+import { fromPretrained } from "../../lib/model/pretrained.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { generate } from "../../lib/model/sample.ts";
 import { freePort, referenceDir, repoRoot } from "../support.ts";
@@ -173,7 +173,7 @@ Deno.test({
       ok(greedyOfOne.ids.join() !== sampled.ids.join(), "the sample is not the greedy row");
 
       const cool = await runPage(page, serve.url, "prompt-ids=5&seed=7&temperature=0.7&max-new=15");
-      const model = await GPT.fromPretrained(new CpuBackend(), TINY);
+      const model = await fromPretrained(new CpuBackend(), TINY);
       const [cooled] = await generate(model, [[5]], {
         maxLength: 16,
         topK: 50,

@@ -1,14 +1,15 @@
 /**
  * The page's model: `config.json` and `model.safetensors` fetched from the server, the
  * safetensors parsed in the page (`lib/io/safetensors.ts`) and loaded onto the backend by
- * `GPT.fromSafetensors`, the same mapping and checks `GPT.fromPretrained` applies to a folder.
+ * `modelFromSafetensors` (lib/weights/folder.ts), the same mapping and checks a folder gets.
  *
  * @module
  */
 
 import type { Backend } from "../../backend.ts";
 import { parseSafetensors } from "../../io/safetensors.ts";
-import { GPT, parseHfConfig } from "../../model/gpt.ts";
+import type { GPT } from "../../model/gpt.ts";
+import { modelFromSafetensors, parseModelConfig } from "../../weights/folder.ts";
 import { fetchBytes, fetchJson, type FetchProgress } from "./fetch_progress.ts";
 
 /** Where the server serves the model folder's two files. */
@@ -37,9 +38,8 @@ export async function loadModel(backend: Backend, options: LoadModelOptions = {}
   const base = options.base ?? globalThis.location?.href;
   const configUrl = new URL(MODEL_URLS.config, base).href;
   const weightsUrl = new URL(MODEL_URLS.weights, base).href;
-  const config = parseHfConfig(await fetchJson(configUrl), configUrl);
+  const config = parseModelConfig(await fetchJson(configUrl), configUrl);
   const bytes = await fetchBytes(weightsUrl, options.onProgress);
-  return GPT.fromSafetensors(backend, config, parseSafetensors(bytes, weightsUrl), weightsUrl, {
-    warn: options.warn,
-  });
+  const st = parseSafetensors(bytes, weightsUrl);
+  return modelFromSafetensors(backend, config, st, weightsUrl, { warn: options.warn });
 }

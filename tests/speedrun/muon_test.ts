@@ -1,4 +1,4 @@
-// lib/train/muon.ts and its wiring: the Newton-Schulz iteration against a plain f64 one and
+// lib/speedrun/muon.ts and its wiring (lib/train/optim.ts): the Newton-Schulz iteration against a plain f64 one and
 // its singular values near 1 (power iteration), Muon's step against a direct computation,
 // the optimizer groups, a checkpoint + resume bit for bit, and the speedrun preset's recipe
 // for a few steps on the cpu and native backends and through `deno task train`.
@@ -8,10 +8,11 @@ import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { NativeBackend } from "../../lib/backends/native/mod.ts";
 import type { Backend } from "../../lib/backend.ts";
 import { GPT } from "../../lib/model/gpt.ts";
+import { SpeedrunGPT } from "../../lib/speedrun/model.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { Tensor } from "../../lib/model/tensor.ts";
 import { loadCheckpoint, restoreOptimizer } from "../../lib/train/checkpoint.ts";
-import { Muon, newtonSchulz } from "../../lib/train/muon.ts";
+import { Muon, newtonSchulz } from "../../lib/speedrun/muon.ts";
 import { configureOptimizers, MuonAndAdamW } from "../../lib/train/optim.ts";
 import { getPreset } from "../../lib/train/settings.ts";
 import { train, type TrainOptions } from "../../lib/train/train.ts";
@@ -139,7 +140,7 @@ Deno.test("Muon: Nesterov momentum 0.95, orthogonalised, scaled by max(1, rows/c
 });
 
 Deno.test("configureOptimizers: Muon for the blocks' 2-D weights, AdamW for the rest at its own rate", () => {
-  const model = new GPT(backend, {
+  const model = new SpeedrunGPT(backend, {
     n_layer: 1,
     n_head: 2,
     n_embd: 8,

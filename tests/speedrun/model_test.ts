@@ -1,15 +1,18 @@
-// lib/model/ops.ts's speedrun ops (ReLU², QK-norm, rotary) against central differences and
-// against direct formulas written here; the GPT options they serve (lib/model/gpt.ts,
-// lib/model/speedrun.ts): parameters, init, generation with the KV cache, config.json.
+// lib/speedrun/ops.ts (ReLU², QK-norm, rotary) against central differences and against direct
+// formulas written here; the model they serve (lib/speedrun/model.ts, config.ts): parameters,
+// init, generation with the KV cache, config.json through lib/weights/folder.ts.
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
-import { GPT, type ModelConfig, savePretrained } from "../../lib/model/gpt.ts";
+import { GPT } from "../../lib/model/gpt.ts";
 import { KVCache } from "../../lib/model/kv_cache.ts";
-import * as ops from "../../lib/model/ops.ts";
+import type { SpeedrunGPTConfig } from "../../lib/speedrun/config.ts";
+import { createGPT, SpeedrunGPT } from "../../lib/speedrun/model.ts";
+import * as ops from "../../lib/speedrun/ops.ts";
+import { loadModelFolder, saveModelFolder } from "../../lib/weights/folder.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { noGrad, Tensor } from "../../lib/model/tensor.ts";
 import { assertClose } from "../support.ts";
-import { gradcheck as checkGradients } from "./gradcheck.ts";
+import { gradcheck as checkGradients } from "../model/gradcheck.ts";
 
 const backend = new CpuBackend();
 const rng = new Generator(11);
@@ -101,7 +104,7 @@ Deno.test("speedrun ops: a backend without hostView is refused, naming the optio
 });
 
 const SHAPE = { n_layer: 2, n_head: 2, n_embd: 16, block_size: 16, vocab_size: 64 };
-const SPEEDRUN: ModelConfig = {
+const SPEEDRUN: SpeedrunGPTConfig = {
   ...SHAPE,
   mlp: "relu2",
   qk_norm: true,
@@ -111,7 +114,7 @@ const SPEEDRUN: ModelConfig = {
 };
 
 Deno.test("GPT options: no wpe with rotary, a separate lm_head, c_proj at zero", async () => {
-  const model = new GPT(backend, SPEEDRUN, { seed: 3 });
+  const model = new SpeedrunGPT(backend, SPEEDRUN, { seed: 3 });
   const names = model.namedParameters().map(([n]) => n);
   ok(!names.includes("transformer.wpe.weight"), names.join(", "));
   assertEquals(names[names.length - 1], "lm_head.weight");
@@ -128,7 +131,7 @@ Deno.test("GPT options: no wpe with rotary, a separate lm_head, c_proj at zero",
 });
 
 Deno.test("GPT options: generation with the KV cache gives forward's logits (rotary positions)", async () => {
-  const model = new GPT(backend, { ...SPEEDRUN, zero_init_proj: false }, { seed: 5 });
+  const model = new SpeedrunGPT(backend, { ...SPEEDRUN, zero_init_proj: false }, { seed: 5 });
   const tokens = Int32Array.from([3, 9, 27, 17, 51, 1]);
   const idx = Tensor.from(backend, tokens, [1, tokens.length]);
   const full = (await noGrad(() => model.forward(idx).logits.toArray())) as Float32Array;
@@ -148,14 +151,15 @@ Deno.test("GPT options: generation with the KV cache gives forward's logits (rot
 Deno.test("GPT options: config.json records the options that are on, and they reload", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const model = new GPT(backend, { ...SPEEDRUN, zero_init_proj: false }, { seed: 7 });
-    await savePretrained(model, `${dir}/speedrun`);
+    const model = new SpeedrunGPT(backend, { ...SPEEDRUN, zero_init_proj: false }, { seed: 7 });
+    await saveModelFolder(model, `${dir}/speedrun`);
     const config = JSON.parse(await Deno.readTextFile(`${dir}/speedrun/config.json`));
     assertEquals(
       [config.mlp, config.qk_norm, config.pos, config.untie_head, config.zero_init_proj],
       ["relu2", true, "rotary", true, undefined],
     );
-    const back = await GPT.fromPretrained(backend, `${dir}/speedrun`);
+    const back = await loadModelFolder(backend, `${dir}/speedrun`);
+    ok(back instanceof SpeedrunGPT, "config.json with the options gives the speedrun's model");
     assertEquals(back.config, {
       ...SHAPE,
       mlp: "relu2",
@@ -168,8 +172,10 @@ Deno.test("GPT options: config.json records the options that are on, and they re
     const b = await noGrad(() => back.forward(idx).logits.toArray());
     assertEquals(Array.from(b), Array.from(a));
 
-    await savePretrained(new GPT(backend, SHAPE), `${dir}/plain`);
+    await saveModelFolder(new GPT(backend, SHAPE), `${dir}/plain`);
     const plain = JSON.parse(await Deno.readTextFile(`${dir}/plain/config.json`));
+    const plainBack = await loadModelFolder(backend, `${dir}/plain`);
+    ok(!(plainBack instanceof SpeedrunGPT), "GPT-2's config.json gives the lecture's model");
     for (const field of ["mlp", "qk_norm", "pos", "zero_init_proj", "untie_head"]) {
       ok(!(field in plain), `GPT-2's config.json holds ${field}`);
     }
@@ -177,7 +183,7 @@ Deno.test("GPT options: config.json records the options that are on, and they re
     await Deno.mkdir(bad);
     await Deno.writeTextFile(`${bad}/config.json`, JSON.stringify({ ...plain, pos: "alibi" }));
     await Deno.copyFile(`${dir}/plain/model.safetensors`, `${bad}/model.safetensors`);
-    await GPT.fromPretrained(backend, bad).then(
+    await loadModelFolder(backend, bad).then(
       () => ok(false, "a bad pos loaded"),
       (e) =>
         ok(/expected pos to be one of learned, rotary, found "alibi"/.test(e.message), e.message),
@@ -188,10 +194,24 @@ Deno.test("GPT options: config.json records the options that are on, and they re
 });
 
 Deno.test("GPT options: the whole recipe trains (a gradient reaches every parameter)", () => {
-  const model = new GPT(backend, { ...SPEEDRUN, zero_init_proj: false }, { seed: 9 });
+  const model = new SpeedrunGPT(backend, { ...SPEEDRUN, zero_init_proj: false }, { seed: 9 });
   const idx = Tensor.from(backend, Int32Array.from([1, 2, 3, 4, 5, 6]), [2, 3]);
   const targets = Tensor.from(backend, Int32Array.from([2, 3, 4, 5, 6, 7]), [2, 3]);
   const { loss } = model.forward(idx, targets);
   loss!.backward();
   for (const [name, p] of model.namedParameters()) ok(p.grad !== null, `${name} has no gradient`);
+});
+
+Deno.test("createGPT: the speedrun's model where an option is on, the lecture's otherwise, same init", async () => {
+  ok(createGPT(backend, SPEEDRUN) instanceof SpeedrunGPT);
+  ok(createGPT(backend, { ...SHAPE, mlp: "relu2" }) instanceof SpeedrunGPT);
+  const plain = createGPT(backend, { ...SHAPE, mlp: "gelu", pos: "learned" }, { seed: 4 });
+  ok(!(plain instanceof SpeedrunGPT) && plain instanceof GPT);
+  // the options off: the speedrun's classes compute and initialise exactly as the lecture's
+  const a = new SpeedrunGPT(backend, SHAPE, { seed: 4 }), b = new GPT(backend, SHAPE, { seed: 4 });
+  assertEquals(a.namedParameters().map(([n]) => n), b.namedParameters().map(([n]) => n));
+  const idx = Tensor.from(backend, Int32Array.from([5, 6, 7]), [1, 3]);
+  const la = await noGrad(() => a.forward(idx).logits.toArray());
+  const lb = await noGrad(() => b.forward(idx).logits.toArray());
+  assertEquals(Array.from(la), Array.from(lb));
 });

@@ -1,14 +1,13 @@
 /**
  * After the lecture: the architecture options of Keller Jordan's modded-nanogpt speedrun, as
- * fields of `GPTConfig` (all absent in GPT-2): ReLU² in the MLP, QK-norm, rotary position
- * embeddings, zero-initialised residual projections and an untied head. This module says how
- * the attention applies them and how `config.json` records them; the ops are in `ops.ts`.
+ * fields beside `GPTConfig`'s (all absent in GPT-2): ReLU² in the MLP, QK-norm, rotary position
+ * embeddings, zero-initialised residual projections and an untied head. This module says what
+ * they are and how `config.json` records them; `model.ts` applies them, with the ops of `ops.ts`.
  *
  * @module
  */
 
-import * as ops from "./ops.ts";
-import type { Tensor } from "./tensor.ts";
+import type { GPTConfig } from "../model/gpt.ts";
 
 /** The MLP's activation: GPT-2's tanh GELU, or the speedrun's ReLU². */
 export type MlpActivation = "gelu" | "relu2";
@@ -34,19 +33,16 @@ export interface SpeedrunConfig {
   untie_head?: boolean;
 }
 
-/** What the attention needs of the config: heads, and the options. */
-interface AttentionConfig extends SpeedrunConfig {
-  n_head: number;
-}
-
 /**
- * Packed qkv (B, T, 3C) with the speedrun's QK-norm then rotary applied to q and k where the
- * config has them on (positions from `pos0`); unchanged, the same tensor, otherwise.
+ * A GPT-2's shape with the speedrun's options. The options travel with the config object
+ * wherever a `GPTConfig` goes (copies, checkpoints, `config.json`), so a trained folder reloads
+ * with its architecture.
  */
-export function queriesAndKeys(qkv: Tensor, config: AttentionConfig, pos0: number): Tensor {
-  if (config.qk_norm) qkv = ops.qkNorm(qkv, config.n_head);
-  if (config.pos === "rotary") qkv = ops.rotary(qkv, config.n_head, pos0);
-  return qkv;
+export type SpeedrunGPTConfig = GPTConfig & SpeedrunConfig;
+
+/** Whether any option of `c` is on (then the model is `SpeedrunGPT`; else GPT-2's `GPT`). */
+export function hasSpeedrunOptions(c: SpeedrunConfig): boolean {
+  return Object.keys(speedrunConfigFields(c)).length > 0;
 }
 
 /** The options that are on, as `config.json` records them (nothing for GPT-2). */
