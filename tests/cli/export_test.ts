@@ -69,7 +69,7 @@ Deno.test("export task: the tiny reference model as an llm.c file, which sample 
     61,
   ]);
   ok(
-    sampled.stderr.includes(`loaded ${out} (llm.c model file): 28,032 parameters`),
+    sampled.stderr.includes(`loaded ${out}, an llm.c model file (float32): 28,032 parameters`),
     sampled.stderr,
   );
   await Deno.remove(dir, { recursive: true });
