@@ -19,7 +19,7 @@ export type PositionEncoding = "learned" | "rotary";
 /** The position encodings by name. */
 export const POSITION_ENCODINGS: readonly PositionEncoding[] = ["learned", "rotary"];
 
-/** The speedrun's fields of a GPT config (a subset of `GPTConfig`). */
+/** The speedrun's fields of a GPT config, beside `GPTConfig`'s sizes. */
 export interface SpeedrunConfig {
   /** The MLP's activation; absent: GELU. */
   mlp?: MlpActivation;
