@@ -11,6 +11,8 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const LAYERS: RegExp[] = [
   /^lib\/(io\/|backend\.ts$)/,
   /^lib\/(backends|model|data)\//,
+  /^lib\/speedrun\//, // after the lecture, on the lecture's model; lib/model never imports it
+  /^lib\/weights\//, // the one loader, of either model
   /^lib\/(ddp|eval)\//,
   /^lib\/train\//,
   /^lib\/(bench|plot|web|notebook)\//,
@@ -60,4 +62,14 @@ Deno.test("lib/bench/ and lib/cli/bench.ts import no backend's folder, only lib/
     )
   );
   assertEquals(concrete, []);
+});
+
+Deno.test("lib/: no two modules import each other", () => {
+  const imports = new Map(FILES.map((file) => [file, new Set(importsOf(file))]));
+  const mutual = FILES.flatMap((file) =>
+    [...imports.get(file)!].filter((to) => to > file && imports.get(to)?.has(file)).map((to) =>
+      `${file} <-> ${to}`
+    )
+  );
+  assertEquals(mutual, []);
 });
