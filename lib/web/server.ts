@@ -25,7 +25,7 @@ const repoFile = (path: string): string => fileURLToPath(new URL(`../../${path}`
 /** A model folder ready to serve: its path, what it is, and its shape. */
 export interface ModelFolder {
   dir: string;
-  /** For the startup line: `a Hugging Face folder`, `gpt2 from the hub cache (...)`. */
+  /** For the startup line: `a Hugging Face folder`, `gpt2 from the hub (...)`. */
   kind: string;
   config: GPTConfig;
 }
