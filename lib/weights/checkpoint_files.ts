@@ -202,7 +202,7 @@ async function verifyFile(
   }
 }
 
-/** The files a checkpoint's model is read from (`GPT.fromPretrained`). */
+/** The files a checkpoint's model is read from (`loadModelFolder` of folder.ts). */
 export const MODEL_FILES: readonly string[] = ["model.safetensors", "config.json"];
 
 /**
