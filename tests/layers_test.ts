@@ -9,7 +9,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** Layers from the bottom; a module may import its own layer and those below it. */
 const LAYERS: RegExp[] = [
-  /^lib\/(io\/|backend\.ts$)/,
+  /^lib\/(io\/|backend\.ts$|interrupt\.ts$)/,
   /^lib\/(backends|model|data)\//,
   /^lib\/speedrun\//, // after the lecture, on the lecture's model; lib/model never imports it
   /^lib\/weights\//, // the one loader, of either model

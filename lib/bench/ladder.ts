@@ -14,6 +14,7 @@
 import type { Backend, LadderRung } from "../backend.ts";
 import type { GPTConfig } from "../model/gpt.ts";
 import { stepRunner, type StepShape, type StepTiming, stepTiming } from "./step.ts";
+import { interruptedLine, loopGuard } from "../interrupt.ts";
 
 /** A timed rung. */
 export interface RungResult<R = LadderRung> {
@@ -72,6 +73,13 @@ export async function timeRungs<R extends { vocabSize: number }>(
     out.push(r);
     o.onRung?.(r);
   };
+  // Kernel > Interrupt in a notebook (lib/interrupt.ts): the rungs timed so far are returned
+  const guard = loopGuard();
+  const stopped = async (what: string): Promise<boolean> => {
+    if (!(await guard.interrupted())) return false;
+    console.log(interruptedLine("the ladder", out.length, rungs.length) + ` (${what})`);
+    return true;
+  };
   if (o.interleave) {
     const steps = rungs.map(runner);
     const times = rungs.map((): number[] => []);
@@ -81,6 +89,7 @@ export async function timeRungs<R extends { vocabSize: number }>(
         const ms = await steps[k]();
         if (i >= o.warmup) times[k].push(ms);
       }
+      if (await stopped(`round ${i + 1} of ${o.warmup + o.iters}`)) return out;
     }
     rungs.forEach((rung, k) => add(rung, stepTiming(shape, times[k])));
     return out;
@@ -90,6 +99,7 @@ export async function timeRungs<R extends { vocabSize: number }>(
     for (let i = 0; i < o.warmup + o.iters; i++) {
       const ms = await step();
       if (i >= o.warmup) times.push(ms);
+      if (await stopped(`in a rung, step ${i + 1}`)) return out;
     }
     add(rung, stepTiming(shape, times));
   }
