@@ -5,6 +5,7 @@
  * @module
  */
 
+import { displayPath } from "../io/files.ts";
 import { tokenizeTextFile } from "./text_tokens.ts";
 
 /** One batch: inputs and next-token targets, both (B, T) flattened row-major. */
@@ -59,7 +60,7 @@ export class DataLoaderLite {
   ): Promise<DataLoaderLite> {
     // in chunks: a file of gigabytes is more text than one string can hold
     const tokens = await tokenizeTextFile(path);
-    console.log(`loaded ${tokens.length} tokens from ${path}`);
+    console.log(`loaded ${tokens.length} tokens from ${displayPath(path)}`);
     console.log(`1 epoch = ${Math.floor(tokens.length / (B * T))} batches`);
     return new DataLoaderLite(tokens, B, T, options);
   }

@@ -12,6 +12,7 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { downloadFile } from "../io/download.ts";
+import { displayPath } from "../io/files.ts";
 
 /** Where Tiny Shakespeare is downloaded from (karpathy/char-rnn, 1,115,394 bytes). */
 export const TINY_SHAKESPEARE_URL =
@@ -85,14 +86,14 @@ export async function resolveDataset(
     if (!(await isFile(full))) {
       throw new Error(`Expected a ${file.name} ${file.kind} at ${full}, found none`);
     }
-    report(`${file.name}: using ${full}`);
+    report(`${file.name}: using ${displayPath(full)}`);
     return full;
   }
   const local = join(options.dataDir ?? repoDataDir(), file.relative);
   const shared = join(options.sharedDataDir ?? sharedDataDir(), file.relative);
   for (const candidate of [local, shared]) {
     if (await isFile(candidate)) {
-      report(`${file.name}: using ${candidate}`);
+      report(`${file.name}: using ${displayPath(candidate)}`);
       return candidate;
     }
   }
@@ -114,7 +115,7 @@ export async function resolveDataset(
       { cause: error },
     );
   }
-  report(`${file.name}: using ${local}`);
+  report(`${file.name}: using ${displayPath(local)}`);
   return local;
 }
 

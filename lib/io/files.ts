@@ -3,7 +3,8 @@
  * - text read strictly: bytes that are not UTF-8, or a NUL byte (which no text file holds, and
  *   nearly every binary file does), are an error naming the file and the byte, rather than
  *   U+FFFD characters read on as if they were text;
- * - an output folder a flag names, checked before anything is written.
+ * - an output folder a flag names, checked before anything is written;
+ * - a path printed relative to the working folder where that is shorter.
  *
  * @module
  */
@@ -14,6 +15,8 @@
  *
  * @throws {Error} for a NUL byte or bytes that are not UTF-8, naming `name` and the offset.
  */
+import { relative, resolve } from "node:path";
+
 export function decodeUtf8Strict(bytes: Uint8Array, name: string): string {
   const nul = bytes.indexOf(0);
   if (nul >= 0) {
@@ -125,4 +128,14 @@ export async function checkOutputFolder(flag: string, path: string): Promise<voi
     throw new Error(`${flag} ${path}: cannot use it as a folder (${(error as Error).message})`);
   }
   if (!info.isDirectory) throw new Error(`${flag} ${path}: expected a folder, found a file`);
+}
+
+/**
+ * A path as a person reading a log wants it: relative to the working folder where that is
+ * shorter (a notebook's `../../shared/data/...`, a run's `log/model`), else as given. So printed
+ * lines, and the notebooks' committed outputs, do not carry one machine's absolute folders.
+ */
+export function displayPath(path: string): string {
+  const rel = relative(Deno.cwd(), resolve(path));
+  return rel !== "" && rel.length < path.length ? rel : path;
 }
