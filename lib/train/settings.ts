@@ -535,6 +535,33 @@ export const PRESETS: Record<string, TrainPreset> = {
     keepCheckpoints: 3,
     ...LECTURE_RECIPE,
   },
+  // The lecture's overnight run: the same recipe for four epochs of the 10B shards (40B
+  // tokens), the cosine stretched to the end. The lecture saw the 10B run pass GPT-2 124M's
+  // HellaSwag and this one come near GPT-3 124M's, and its training loss repeat with the
+  // period of an epoch: the loader reads one order every epoch (--shuffle permutes it).
+  "gpt2-124M-fineweb-40B": {
+    description: "the lecture's overnight run: GPT-2 (124M) for four epochs of FineWeb-EDU 10B",
+    model: "gpt2",
+    initFrom: null,
+    vocabSize: 50304,
+    B: 64,
+    T: 1024,
+    totalBatchSize: 524288, // 2**19
+    steps: 76292, // 4 * 19073: four passes over the 10B tokens
+    maxLr: 6e-4,
+    minLr: 6e-5,
+    warmupSteps: 715,
+    weightDecay: 0.1,
+    seed: 1337,
+    evalEvery: 250,
+    valBatches: 20,
+    hellaswag: "all",
+    data: "data/edu_fineweb10B",
+    shuffle: false, // as the lecture ran it; --shuffle removes the epoch-periodic loss
+    checkpointEvery: 5000,
+    keepCheckpoints: 3,
+    ...LECTURE_RECIPE,
+  },
   // nanoGPT: init_from 'gpt2-xl', batch 1 x 32 accumulation x 1024 tokens, 20 iterations at a
   // constant 3e-5 (decay_lr False): 655,360 tokens, about two epochs. Here GPT-2 124M at the
   // shakespeare preset's CPU batch of 4 x 64: 300 steps are 76,800 tokens, a quarter epoch.

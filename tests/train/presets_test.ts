@@ -76,3 +76,12 @@ Deno.test("hyperparameters: --init-from none is null (random init); --steps 0 is
   );
   ok(hyperparameterHelp(PRESETS).includes("shakespeare-finetune: gpt2]"));
 });
+
+Deno.test("presets: the lecture's 40B-token run is the 10B recipe for four epochs", () => {
+  const ten = getPreset("gpt2-124M-fineweb"), forty = getPreset("gpt2-124M-fineweb-40B");
+  assertEquals(forty.steps, 4 * ten.steps);
+  assertEquals(forty.steps * forty.totalBatchSize!, 4 * 19073 * 524288); // about 40e9 tokens
+  const { description: _a, steps: _b, ...tenRest } = ten;
+  const { description: _c, steps: _d, ...fortyRest } = forty;
+  assertEquals(fortyRest, tenRest);
+});
