@@ -5,8 +5,10 @@
  * A block goes back to the pool when the object that owns it (a buffer's wrapper) is
  * garbage-collected: a `FinalizationRegistry` returns it, as the WebGPU backend's pool
  * does. The garbage collector does not see device memory, though, so the pool also asks
- * for collections itself: `collectIfDue` (the backend calls it at read-backs, while the GPU
- * works) runs a full collection once enough has been allocated since the last, and an
+ * for collections itself, only when the pool could not serve a size: `collectIfDue` (the
+ * backend calls it at read-backs, while the GPU works) runs a full collection once enough
+ * has been taken from the driver since the last (a step whose buffers all come from the pool,
+ * as a training step's do once `recycle` returns them, runs none), and an
  * allocation that would grow the pool past its soft limit first collects and returns the
  * blocks of wrappers found dead (a `WeakRef` per block; those made since the last turn of
  * the event loop stay alive until it ends, a rule of WeakRef). Collections use V8's `gc`
@@ -44,7 +46,7 @@ export function sizeClass(bytes: number): number {
 export interface PoolOptions {
   /** Bytes the pool may take from the driver before it collects garbage to reuse instead. */
   softLimit: number;
-  /** Bytes allocated between two collections at read-backs. */
+  /** Bytes taken from the driver (not served by the pool) between two collections at read-backs. */
   collectEvery: number;
   /** Whether to use V8's gc (default true where it can be reached). */
   useGc?: boolean;
@@ -63,7 +65,8 @@ export class DevicePool {
   #driverBytes = 0;
   #freeBytes = 0;
   #peak = 0;
-  #allocatedSinceCollect = 0;
+  /** Bytes taken from the driver since the last collection (blocks served by the pool are not counted). */
+  #driverAllocatedSinceCollect = 0;
   #driverBytesAtSweep = 0;
   /** Allocations served from the pool (not from the driver). */
   reused = 0;
@@ -107,7 +110,6 @@ export class DevicePool {
     this.#live.add(held);
     this.#byOwner.set(owner, held);
     this.#registry.register(owner, held, held);
-    this.#allocatedSinceCollect += size;
     return owner;
   }
 
@@ -123,9 +125,9 @@ export class DevicePool {
     this.#reclaim(held);
   }
 
-  /** A full garbage collection, when enough was allocated since the last one. */
+  /** A full garbage collection, when enough was taken from the driver since the last one. */
   collectIfDue(): void {
-    if (this.#gc && this.#allocatedSinceCollect >= this.#collectEvery) this.collect();
+    if (this.#gc && this.#driverAllocatedSinceCollect >= this.#collectEvery) this.collect();
   }
 
   /**
@@ -135,7 +137,7 @@ export class DevicePool {
   collect(): number {
     this.#gc?.();
     this.collections++;
-    this.#allocatedSinceCollect = 0;
+    this.#driverAllocatedSinceCollect = 0;
     let returned = 0;
     for (const held of this.#live) {
       if (held.owner.deref() === undefined) {
@@ -201,6 +203,7 @@ export class DevicePool {
       );
     }
     this.#driverBytes += size;
+    this.#driverAllocatedSinceCollect += size;
     this.#peak = Math.max(this.#peak, this.#driverBytes);
     return pointer;
   }
