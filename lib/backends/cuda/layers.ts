@@ -121,8 +121,8 @@ export function embeddingForward(
 
 /**
  * dweight[idx[n]] += dout[n], deterministic: with the ids on the host, their positions are
- * bucketed by id (largest buckets first) and each row summed in the reference's order;
- * without, a thread per channel walks every row.
+ * bucketed by id (a counting sort over typed arrays; largest buckets first) and each row
+ * summed in the reference's order; without, a thread per channel walks every row.
  */
 export function embeddingBackward(
   dev: CudaDevice,
@@ -147,46 +147,73 @@ export function embeddingBackward(
     dev.written(dweight);
     return;
   }
-  const { positions, buckets, count } = bucketPositions(idx.hostInts, N, V);
+  const { table, count } = bucketPositions(idx.hostInts, N, V);
   if (count > 0) {
-    const pos = dev.upload(positions), bk = dev.upload(buckets);
+    const t = dev.upload(table); // the buckets, then the positions: one copy
     k.launch("embedding_backward_buckets", [count, Math.ceil(C / THREADS)], THREADS, [
       dweight.pointer,
       dout.pointer,
-      pos.pointer,
-      bk.pointer,
+      t.pointer + BigInt(4 * 3 * count),
+      t.pointer,
       count,
       C,
     ]);
-    dev.release(pos, bk);
+    dev.release(t);
   }
   dev.written(dweight);
 }
 
-/** Positions n < N grouped by id (ids in [0, V) only): buckets of (id, start, count), largest first. */
-export function bucketPositions(
-  ids: Int32Array,
-  N: number,
-  V: number,
-): { positions: Int32Array; buckets: Int32Array; count: number } {
-  const byId = new Map<number, number[]>();
+/** What `bucketPositions` returns: views of one table (buckets first, then positions). */
+export interface PositionBuckets {
+  /** count buckets of (id, start, count), then the positions they index. */
+  table: Int32Array;
+  /** Positions n < N grouped by id, ascending within an id. */
+  positions: Int32Array;
+  /** (id, start, count) per id present, largest count first, then smaller id first. */
+  buckets: Int32Array;
+  /** The number of distinct ids in [0, V). */
+  count: number;
+}
+
+/**
+ * Positions n < N grouped by id (ids in [0, V) only), by counting sorts over typed arrays:
+ * O(N + V), no per-id arrays and no comparison sort.
+ */
+export function bucketPositions(ids: Int32Array, N: number, V: number): PositionBuckets {
+  const perId = new Int32Array(V);
+  let count = 0, valid = 0, largest = 0;
   for (let n = 0; n < N; n++) {
     const id = ids[n];
     if (id < 0 || id >= V) continue;
-    const list = byId.get(id);
-    if (list) list.push(n);
-    else byId.set(id, [n]);
+    if (perId[id]++ === 0) count++;
+    valid++;
+    if (perId[id] > largest) largest = perId[id];
   }
-  const order = [...byId.entries()].sort((a, b) => b[1].length - a[1].length || a[0] - b[0]);
-  const positions = new Int32Array(Math.max(1, N)),
-    buckets = new Int32Array(Math.max(3, 3 * order.length));
+  // ids ordered by count, descending, then by id: a counting sort over the counts
+  const firstOfCount = new Int32Array(largest + 2);
+  for (let id = 0; id < V; id++) if (perId[id] > 0) firstOfCount[largest - perId[id] + 1]++;
+  for (let r = 1; r <= largest + 1; r++) firstOfCount[r] += firstOfCount[r - 1];
+  const table = new Int32Array(3 * count + valid);
+  const buckets = table.subarray(0, 3 * count), positions = table.subarray(3 * count);
+  const cursor = perId; // reused: each id's next slot in positions
+  const order = new Int32Array(count);
+  for (let id = 0; id < V; id++) {
+    if (perId[id] > 0) order[firstOfCount[largest - perId[id]]++] = id;
+  }
   let start = 0;
-  order.forEach(([id, list], i) => {
-    buckets.set([id, start, list.length], 3 * i);
-    positions.set(list, start);
-    start += list.length;
-  });
-  return { positions, buckets, count: order.length };
+  for (let b = 0; b < count; b++) {
+    const id = order[b], c = perId[id];
+    buckets[3 * b] = id;
+    buckets[3 * b + 1] = start;
+    buckets[3 * b + 2] = c;
+    cursor[id] = start;
+    start += c;
+  }
+  for (let n = 0; n < N; n++) {
+    const id = ids[n];
+    if (id >= 0 && id < V) positions[cursor[id]++] = n;
+  }
+  return { table, positions, buckets, count };
 }
 
 /** LayerNorm forward: a warp per row, saving mean and rstd. */
