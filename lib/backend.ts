@@ -18,7 +18,8 @@
  * - optional: `setMatmulPrecision` (lower-precision matmuls), `hostView` and `wrapHost` (buffers
  *   that live in host memory), `deviceMemory` (device buffers a collective reduces in place),
  *   `sumsOfSquares` (one wait for many reductions), `peakFlops` (the peak MFU is taken against),
- *   `recycle` (buffers reused as soon as they are dead), `sync` and `destroy`; and for the
+ *   `recycle` (buffers reused as soon as they are dead), `empty` (buffers a kernel writes in
+ *   full, not filled first), `sync` and `destroy`; and for the
  *   benchmarks, as data: `kernelVariants` (the kernel choices to time), `speedupLadder` (the
  *   lecture's speedups, one rung at a time), `deviceInfo`, `peakMemoryBytes` and
  *   `measurePeakGflops`.
@@ -278,6 +279,11 @@ export interface Backend {
 
   /** A zero-filled buffer. */
   alloc(length: number, dtype: DType): DeviceBuffer;
+  /**
+   * Optional: a buffer whose contents are undefined, for a kernel's output that the kernel
+   * writes in full (a forward's activations), so no fill runs first; absent: `alloc`.
+   */
+  empty?(length: number, dtype: DType): DeviceBuffer;
   /** A buffer holding a copy of `data`. */
   upload(data: Float32Array | Int32Array): DeviceBuffer;
   /** Overwrites a whole buffer with `data` (same length and type). */

@@ -1,6 +1,7 @@
 /**
  * Differentiable ops: each is a forward kernel call plus a closure that calls the
- * backward kernel. The model in `gpt.ts` is written with these only.
+ * backward kernel. The model in `gpt.ts` is written with these only. A forward's output is
+ * `Tensor.empty`: its kernel writes every element, so nothing fills it first.
  *
  * @module
  */
@@ -34,7 +35,7 @@ function lastDim(t: Tensor): number {
 export function embedding(idx: Tensor, weight: Tensor): Tensor {
   if (idx.dtype !== "i32") throw new Error(`Expected i32 token ids, found ${idx.dtype}`);
   const be = weight.backend, N = idx.size, C = lastDim(weight);
-  const out = Tensor.zeros(be, [...idx.shape, C]);
+  const out = Tensor.empty(be, [...idx.shape, C]);
   be.embeddingForward(out.buffer, idx.buffer, weight.buffer, N, C);
   return opResult([weight], out, () => {
     if (weight.requiresGrad) {
@@ -51,7 +52,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
     throw new Error(`Cannot add shape [${b.shape}] to [${a.shape}]: it must be a suffix`);
   }
   const be = a.backend, n = a.size, nb = b.size;
-  const out = Tensor.zeros(be, a.shape);
+  const out = Tensor.empty(be, a.shape);
   be.addForward(out.buffer, a.buffer, b.buffer, n, nb);
   return opResult([a, b], out, () => {
     const g = out.grad!.buffer;
@@ -63,7 +64,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
 /** alpha * x, e.g. the loss divided by the gradient-accumulation steps. */
 export function scale(x: Tensor, alpha: number): Tensor {
   const be = x.backend, n = x.size;
-  const out = Tensor.zeros(be, x.shape);
+  const out = Tensor.empty(be, x.shape);
   be.scale(out.buffer, x.buffer, alpha, n, false);
   return opResult([x], out, () => be.scale(gradBuffer(x), out.grad!.buffer, alpha, n, true));
 }
@@ -73,7 +74,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null): Tensor {
   const be = x.backend, C = lastDim(x), OC = weight.shape[0], N = x.size / C;
   expectShape("linear weight", weight, [OC, C]);
   if (bias) expectShape("linear bias", bias, [OC]);
-  const out = Tensor.zeros(be, [...x.shape.slice(0, -1), OC]);
+  const out = Tensor.empty(be, [...x.shape.slice(0, -1), OC]);
   const dims = { N, C, OC };
   be.matmulForward(out.buffer, x.buffer, weight.buffer, bias?.buffer ?? null, dims);
   return opResult(bias ? [x, weight, bias] : [x, weight], out, () => {
@@ -91,8 +92,9 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   const be = x.backend, C = lastDim(x), N = x.size / C;
   expectShape("layernorm weight", weight, [C]);
   expectShape("layernorm bias", bias, [C]);
-  const out = Tensor.zeros(be, x.shape);
-  const mean = be.alloc(N, "f32"), rstd = be.alloc(N, "f32");
+  const out = Tensor.empty(be, x.shape);
+  const mean = be.empty?.(N, "f32") ?? be.alloc(N, "f32");
+  const rstd = be.empty?.(N, "f32") ?? be.alloc(N, "f32");
   be.layernormForward(out.buffer, mean, rstd, x.buffer, weight.buffer, bias.buffer, { N, C });
   return opResult([x, weight, bias], out, () => {
     const grads = { dinp: gradBuffer(x), dweight: gradBuffer(weight), dbias: gradBuffer(bias) };
@@ -104,7 +106,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
 /** GELU with the tanh approximation GPT-2 was trained with. */
 export function gelu(x: Tensor): Tensor {
   const be = x.backend, n = x.size;
-  const out = Tensor.zeros(be, x.shape);
+  const out = Tensor.empty(be, x.shape);
   be.geluForward(out.buffer, x.buffer, n);
   return opResult([x], out, () => be.geluBackward(gradBuffer(x), x.buffer, out.grad!.buffer, n));
 }
@@ -121,7 +123,7 @@ export function causalSelfAttention(qkv: Tensor, nHead: number): Tensor {
   const [B, T, C3] = qkv.shape, C = C3 / 3;
   if (C % nHead !== 0) throw new Error(`n_embd ${C} is not divisible by n_head ${nHead}`);
   const be = qkv.backend, dims = { B, T, C, NH: nHead };
-  const out = Tensor.zeros(be, [B, T, C]);
+  const out = Tensor.empty(be, [B, T, C]);
   const saved = be.attentionForward(out.buffer, qkv.buffer, dims);
   return opResult([qkv], out, () => {
     be.attentionBackward(gradBuffer(qkv), out.grad!.buffer, qkv.buffer, saved, dims);
@@ -135,7 +137,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   if (numel(targets.shape) !== N) {
     throw new Error(`Expected ${N} targets for logits [${logits.shape}], found [${targets.shape}]`);
   }
-  const loss = Tensor.zeros(be, [1]);
+  const loss = Tensor.empty(be, [1]);
   be.crossEntropyForward(loss.buffer, logits.buffer, targets.buffer, N, V);
   return opResult([logits], loss, () => {
     be.crossEntropyBackward(

@@ -29,7 +29,7 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
-/** Tensors `Tensor.zeros` made while a {@linkcode forwardScope} is open; null when none is. */
+/** Tensors `Tensor.zeros` and `Tensor.empty` made while a {@linkcode forwardScope} is open; null when none is. */
 let scopeAllocations: Tensor[] | null = null;
 
 /**
@@ -108,6 +108,17 @@ export class Tensor {
   /** A zero-filled tensor. */
   static zeros(backend: Backend, shape: readonly number[], dtype: DType = "f32"): Tensor {
     const t = new Tensor(backend, backend.alloc(numel(shape), dtype), shape);
+    scopeAllocations?.push(t);
+    return t;
+  }
+
+  /**
+   * A tensor for a kernel to write in full (an op's output): its contents are undefined
+   * until then, so backends with `empty` skip the fill `zeros` makes.
+   */
+  static empty(backend: Backend, shape: readonly number[], dtype: DType = "f32"): Tensor {
+    const n = numel(shape);
+    const t = new Tensor(backend, backend.empty?.(n, dtype) ?? backend.alloc(n, dtype), shape);
     scopeAllocations?.push(t);
     return t;
   }

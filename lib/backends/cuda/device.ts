@@ -68,6 +68,8 @@ export class CudaDevice {
   readonly #fault: CudaBuffer;
   #faultPossible = false;
   readonly #staging = new Map<number, bigint[]>();
+  /** Zero fills enqueued by `alloc` and `zero` (buffers a kernel writes in full need none). */
+  zeroFills = 0;
 
   constructor(driver: CudaDriver, pool: DevicePool, kernels: KernelLauncher) {
     this.driver = driver;
@@ -88,6 +90,7 @@ export class CudaDevice {
   alloc(length: number, dtype: DType): CudaBuffer {
     const buf = this.empty(length, dtype);
     this.driver.fill32(buf.pointer, 0, length);
+    this.zeroFills++;
     if (dtype === "i32") buf.hostInts = new Int32Array(length);
     return buf;
   }
@@ -128,6 +131,7 @@ export class CudaDevice {
   zero(buf: DeviceBuffer): void {
     const b = this.buffer(buf);
     this.driver.fill32(b.pointer, 0, b.length);
+    this.zeroFills++;
     this.written(b);
     if (b.dtype === "i32") b.hostInts = new Int32Array(b.length);
   }

@@ -311,6 +311,11 @@ export class CudaBackend implements Backend {
     return this.#gemm.fallbacks;
   }
 
+  /** Zero fills enqueued so far (`alloc` and `zero`; `empty` makes none). */
+  get zeroFills(): number {
+    return this.#dev.zeroFills;
+  }
+
   /** Kernel launches so far. */
   get launches(): number {
     return this.#dev.kernels.launches;
@@ -374,6 +379,11 @@ export class CudaBackend implements Backend {
 
   zero(buf: DeviceBuffer): void {
     this.#dev.zero(buf);
+  }
+
+  /** A buffer for a kernel to write in full: no fill is enqueued. */
+  empty(length: number, dtype: DType): DeviceBuffer {
+    return this.#dev.empty(length, dtype);
   }
 
   // ---- kernels ---------------------------------------------------------------------
