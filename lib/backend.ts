@@ -19,7 +19,8 @@
  *   that live in host memory), `deviceMemory` (device buffers a collective reduces in place),
  *   `sumsOfSquares` (one wait for many reductions), `peakFlops` (the peak MFU is taken against),
  *   `recycle` (buffers reused as soon as they are dead), `empty` (buffers a kernel writes in
- *   full, not filled first), `sync` and `destroy`; and for the
+ *   full, not filled first), `crossEntropyBackwardInPlace` (the classifier's gradient over
+ *   its logits), `sync` and `destroy`; and for the
  *   benchmarks, as data: `kernelVariants` (the kernel choices to time), `speedupLadder` (the
  *   lecture's speedups, one rung at a time), `deviceInfo`, `peakMemoryBytes` and
  *   `measurePeakGflops`.
@@ -412,6 +413,18 @@ export interface Backend {
     dlogits: DeviceBuffer,
     dloss: DeviceBuffer,
     logits: DeviceBuffer,
+    targets: DeviceBuffer,
+    N: number,
+    V: number,
+  ): void;
+  /**
+   * Optional: logits = (softmax(logits) - onehot(targets)) * dloss / N, the gradient written
+   * over the logits (llm.c's classifier), for a caller that reads the logits no more: one
+   * V-wide buffer instead of two.
+   */
+  crossEntropyBackwardInPlace?(
+    logits: DeviceBuffer,
+    dloss: DeviceBuffer,
     targets: DeviceBuffer,
     N: number,
     V: number,

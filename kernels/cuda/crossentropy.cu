@@ -9,6 +9,10 @@
 //   crossentropy_backward:     dlogits[n][v] += dloss[0] / N * (softmax(logits[n])[v] - (v == target[n])),
 //                              dloss read on the device; a block per row, the log-sum-exp
 //                              recomputed (one pass), then one pass writing dlogits
+//   crossentropy_backward_inplace: the same gradient written over the logits (llm.c's
+//                              classifier: one V-wide buffer for logits and dlogits); each
+//                              thread overwrites only the elements it reads, after the
+//                              block's log-sum-exp has read the whole row
 // Rows need not be aligned (V = 50257 is odd): loads are scalar and coalesced.
 #include "common.cuh"
 
@@ -68,5 +72,22 @@ extern "C" __global__ void __launch_bounds__(CE_THREADS)
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
     float p = expf(z[v] - lse);
     dz[v] += g * (p - (v == t ? 1.0f : 0.0f));
+  }
+}
+
+// grid N (rows), block CE_THREADS; logits (N, V) become dlogits
+extern "C" __global__ void __launch_bounds__(CE_THREADS)
+    crossentropy_backward_inplace(float* logits, const float* dloss, const int* targets, int N,
+                                  int V) {
+  __shared__ float scratch[64];
+  int n = blockIdx.x;
+  if (n >= N) return;
+  float* z = logits + (long long)n * V;
+  float lse = row_logsumexp(z, V, scratch);
+  float g = dloss[0] / (float)N;
+  int t = targets[n];
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    float p = expf(z[v] - lse);
+    z[v] = g * (p - (v == t ? 1.0f : 0.0f));
   }
 }

@@ -123,6 +123,16 @@ export interface GPTOutput {
   loss: Tensor | null;
 }
 
+/** Options of `GPT.forward`. */
+export interface ForwardOptions {
+  /**
+   * The caller reads the logits no more (a training step wants the loss): the backward may
+   * write their gradient over them (llm.c's classifier, one V-wide buffer for both) where the
+   * backend can; the returned logits are then undefined after `backward`. Default false.
+   */
+  overwriteLogits?: boolean;
+}
+
 /** Options of the GPT constructor. */
 export interface GPTOptions {
   /** Seed of the GPT-2 init (N(0, 0.02), residual projections scaled); default 1337. */
@@ -174,7 +184,7 @@ export class GPT extends Module {
   }
 
   /** Logits for every position, and the mean cross-entropy when targets are given. */
-  forward(idx: Tensor, targets: Tensor | null = null): GPTOutput {
+  forward(idx: Tensor, targets: Tensor | null = null, options: ForwardOptions = {}): GPTOutput {
     if (idx.shape.length !== 2) {
       throw new Error(`Expected idx of shape [B, T], found [${idx.shape}]`);
     }
@@ -190,7 +200,9 @@ export class GPT extends Module {
       for (const block of this.transformer.h) x = block.forward(x);
       x = this.transformer.ln_f.forward(x);
       const logits = this.lm_head.forward(x); // (B, T, vocab_size)
-      const loss = targets ? ops.crossEntropy(logits, targets) : null;
+      const loss = targets
+        ? ops.crossEntropy(logits, targets, { overwriteLogits: options.overwriteLogits })
+        : null;
       return { logits, loss };
     }, ({ logits, loss }) => [logits, loss]);
   }

@@ -130,8 +130,16 @@ export function causalSelfAttention(qkv: Tensor, nHead: number): Tensor {
   });
 }
 
-/** Mean cross-entropy of logits (..., V) against integer targets (...): a scalar. */
-export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+/**
+ * Mean cross-entropy of logits (..., V) against integer targets (...): a scalar. With
+ * `overwriteLogits` (the caller reads the logits no more), a backend with
+ * `crossEntropyBackwardInPlace` writes the logits' gradient over them.
+ */
+export function crossEntropy(
+  logits: Tensor,
+  targets: Tensor,
+  { overwriteLogits = false }: { overwriteLogits?: boolean } = {},
+): Tensor {
   const be = logits.backend, V = lastDim(logits), N = logits.size / V;
   if (targets.dtype !== "i32") throw new Error(`Expected i32 targets, found ${targets.dtype}`);
   if (numel(targets.shape) !== N) {
@@ -140,6 +148,12 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   const loss = Tensor.empty(be, [1]);
   be.crossEntropyForward(loss.buffer, logits.buffer, targets.buffer, N, V);
   return opResult([logits], loss, () => {
+    if (overwriteLogits && be.crossEntropyBackwardInPlace && !logits.grad) {
+      // the gradient takes the logits' buffer: backward recycles it once passed on
+      logits.grad = new Tensor(be, logits.buffer, logits.shape);
+      be.crossEntropyBackwardInPlace(logits.buffer, loss.grad!.buffer, targets.buffer, N, V);
+      return;
+    }
     be.crossEntropyBackward(
       gradBuffer(logits),
       loss.grad!.buffer,

@@ -721,6 +721,7 @@ async function accumulateGradients(
     const { loss } = r.model.forward(
       Tensor.from(backend, x, [B, T]),
       Tensor.from(backend, y, [B, T]),
+      { overwriteLogits: true }, // only the loss is read: dlogits may take the logits' memory
     );
     // we have to scale the loss to account for gradient accumulation, because the
     // gradients just add on each successive backward(): a SUM, and we want a MEAN

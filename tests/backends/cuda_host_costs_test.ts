@@ -54,3 +54,81 @@ if (!(await hasCxx())) {
     assertClose("dweight", got[0], got[1], { rtol: 0, atol: 0 });
   });
 }
+
+if (await hasCxx()) {
+  let made: Promise<CudaBackend> | null = null;
+  const shared = () => made ??= open();
+
+  Deno.test("cuda (emulated): the in-place classifier backward equals the accumulating one into zeros", async () => {
+    const backend = await shared();
+    const [N, V] = [7, 1030]; // a row wider than a block
+    const logits = randn(N * V, 3), dloss = new Float32Array([0.7]);
+    const targets = Int32Array.from({ length: N }, (_, n) => (n * 149) % V);
+    const l = backend.upload(logits), d = backend.upload(dloss), t = backend.upload(targets);
+    const dlogits = backend.alloc(N * V, "f32");
+    backend.crossEntropyBackward(dlogits, d, l, t, N, V);
+    backend.crossEntropyBackwardInPlace(l, d, t, N, V);
+    assertClose("in place", await backend.read(l), await backend.read(dlogits), {
+      rtol: 0,
+      atol: 0,
+    });
+  });
+
+  Deno.test("cuda (emulated): a training step with the logits overwritten equals one without, in less memory", async () => {
+    const backend = await shared();
+    const config = { ...TRAIN_STEPS_CONFIG, vocab_size: 4099 }; // the classifier dominates
+    const [B, T] = [3, 16];
+    const tokens = Int32Array.from({ length: B * T + 1 }, (_, i) => (i * 977) % 4099);
+    const step = async (overwriteLogits: boolean) => {
+      const model = new GPT(backend, config, { seed: 5 });
+      const x = Tensor.from(backend, tokens.slice(0, B * T), [B, T]);
+      const y = Tensor.from(backend, tokens.slice(1), [B, T]);
+      const held = backend.heldMemoryBytes();
+      const { loss } = model.forward(x, y, { overwriteLogits });
+      loss!.backward();
+      const grew = backend.heldMemoryBytes() - held;
+      const grads: number[] = [];
+      for (const p of model.parameters()) {
+        for (const g of await p.grad!.toArray()) grads.push(g);
+      }
+      backend.trimMemory(); // the next run starts from an empty pool
+      return { grads: Float32Array.from(grads), grew };
+    };
+    backend.trimMemory();
+    const kept = await step(false), overwritten = await step(true);
+    assertClose("gradients", overwritten.grads, kept.grads, { rtol: 0, atol: 0 });
+    const logitsBytes = B * T * config.vocab_size * 4;
+    ok(
+      overwritten.grew <= kept.grew - logitsBytes,
+      `Expected the step to take one logits-sized buffer (${logitsBytes} bytes) less, it took ` +
+        `${overwritten.grew} against ${kept.grew}`,
+    );
+  });
+
+  Deno.test("cuda (emulated): a recycled buffer's bf16 copy goes back to the pool with it", async () => {
+    const backend = await shared();
+    backend.setMatmulPrecision("bf16");
+    try {
+      const [N, C, OC] = [64, 256, 32];
+      const w = backend.upload(randn(OC * C, 0.1));
+      const inputs = [];
+      backend.trimMemory();
+      const held = backend.heldMemoryBytes();
+      for (let i = 0; i < 8; i++) {
+        const x = backend.upload(randn(N * C)), out = backend.alloc(N * OC, "f32");
+        backend.matmulForward(out, x, w, null, { N, C, OC }); // makes x's bf16 copy
+        inputs.push(x); // x stays reachable: only recycle can free its copy
+        backend.recycle(x);
+        backend.recycle(out);
+      }
+      await backend.sync();
+      const grew = backend.heldMemoryBytes() - held;
+      // one input, its copy, one output and w's copy; without the copies dropped, eight copies
+      const bound = N * C * 4 + N * C * 2 + N * OC * 4 + OC * C * 2 + 4096;
+      ok(grew <= bound, `Expected at most ${bound} bytes held, found ${grew}`);
+      equal(inputs.length, 8);
+    } finally {
+      backend.setMatmulPrecision("f32");
+    }
+  });
+}

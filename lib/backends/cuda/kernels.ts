@@ -48,6 +48,7 @@ export const KERNELS = {
   crossentropy_forward_rows: ["ptr", "ptr", "ptr", "i32", "i32", "ptr"],
   crossentropy_forward_mean: ["ptr", "ptr", "i32"],
   crossentropy_backward: ["ptr", "ptr", "ptr", "ptr", "i32", "i32"],
+  crossentropy_backward_inplace: ["ptr", "ptr", "ptr", "i32", "i32"],
   // sum_of_squares.cu
   sum_of_squares_partial: ["ptr", "ptr", "i32"],
   sum_of_squares_finish: ["ptr", "ptr", "i32", "i32"],

@@ -372,6 +372,30 @@ export function crossEntropyBackward(
   dev.written(dlogits);
 }
 
+/**
+ * logits = (softmax(logits) - onehot(targets)) * dloss / N, written over the logits (llm.c's
+ * classifier: the logits are dead once their gradient exists).
+ */
+export function crossEntropyBackwardInPlace(
+  dev: CudaDevice,
+  logits: CudaBuffer,
+  dloss: CudaBuffer,
+  targets: CudaBuffer,
+  N: number,
+  V: number,
+): void {
+  targetFault(dev, targets, N, V);
+  if (N === 0) return;
+  dev.kernels.launch("crossentropy_backward_inplace", N, classifierThreads(V), [
+    logits.pointer,
+    dloss.pointer,
+    targets.pointer,
+    N,
+    V,
+  ]);
+  dev.written(logits);
+}
+
 /** Sums of squares of the first ns[i] elements of each buffer, with one read-back. */
 export async function sumsOfSquares(
   dev: CudaDevice,

@@ -22,7 +22,7 @@ export class Bf16Copy {
   constructor(readonly pointer: bigint) {}
 }
 
-/** The bf16 copies of f32 buffers (freed with their buffer). */
+/** The bf16 copies of f32 buffers (returned to the pool when their buffer is recycled, else collected with it). */
 export class Bf16Copies {
   readonly #copies = new WeakMap<CudaBuffer, Bf16Copy>();
 
@@ -41,6 +41,14 @@ export class Bf16Copies {
       copy.version = buf.version;
     }
     return copy.pointer;
+  }
+
+  /** Returns `buf`'s copy to the pool now (`buf` is being recycled), if it has one. */
+  drop(buf: CudaBuffer): void {
+    const copy = this.#copies.get(buf);
+    if (!copy) return;
+    this.#copies.delete(buf);
+    this.dev.release(copy);
   }
 
   /** `buf`'s copy if it has one (AdamW refreshes it in its pass), else null. */

@@ -357,12 +357,14 @@ export class CudaBackend implements Backend {
   }
 
   /**
-   * Returns a dead tensor's device memory to the pool now, not when the garbage collector
-   * (which does not see device memory) gets to its wrapper: its last use is enqueued, and the
-   * stream runs the next user after it.
+   * Returns a dead tensor's device memory (and its bf16 copy's) to the pool now, not when the
+   * garbage collector (which does not see device memory) gets to its wrapper: its last use is
+   * enqueued, and the stream runs the next user after it.
    */
   recycle(buf: DeviceBuffer): void {
-    this.#dev.release(this.#dev.buffer(buf));
+    const b = this.#dev.buffer(buf);
+    this.#bf16.drop(b); // its bf16 copy is as dead as it is
+    this.#dev.release(b);
   }
 
   upload(data: Float32Array | Int32Array): DeviceBuffer {
@@ -672,6 +674,25 @@ export class CudaBackend implements Backend {
       d.f32(dlogits, N * V, `${what} dlogits`),
       d.f32(dloss, 1, `${what} dloss`),
       d.f32(logits, N * V, `${what} logits`),
+      d.i32(targets, N, `${what} targets`),
+      N,
+      V,
+    );
+  }
+
+  /** The gradient of the mean loss written over the logits: one V-wide buffer for both. */
+  crossEntropyBackwardInPlace(
+    logits: DeviceBuffer,
+    dloss: DeviceBuffer,
+    targets: DeviceBuffer,
+    N: number,
+    V: number,
+  ): void {
+    const d = this.#dev, what = "crossEntropyBackwardInPlace";
+    layers.crossEntropyBackwardInPlace(
+      d,
+      d.f32(logits, N * V, `${what} logits`),
+      d.f32(dloss, 1, `${what} dloss`),
       d.i32(targets, N, `${what} targets`),
       N,
       V,
