@@ -41,6 +41,21 @@ export interface PeakFlops {
   sharedByRanks?: boolean;
 }
 
+/** What `checkTrainingMemory` estimates a training step's memory from. */
+export interface TrainingMemoryShape {
+  config: {
+    n_layer: number;
+    n_head: number;
+    n_embd: number;
+    vocab_size: number;
+    block_size: number;
+  };
+  B: number;
+  T: number;
+  /** Whether the step's backward writes dlogits over the logits (GPT.forward's overwriteLogits). */
+  overwriteLogits: boolean;
+}
+
 /** The device a backend runs on, for a benchmark's header. */
 export interface DeviceInfo {
   /** E.g. "NVIDIA H100 80GB HBM3", or a WebGPU adapter's summary. */
@@ -266,6 +281,13 @@ export interface Backend {
   readonly deviceInfo?: DeviceInfo;
   /** Optional: the most device memory the backend has held at once, bytes. */
   peakMemoryBytes?(): number;
+  /**
+   * Optional: before a training run, throws (naming B, T and the backend's estimate of the
+   * step's peak memory, with the micro batch size that would fit) when a step of GPT-2 of
+   * `config` at micro-batch B, sequence length T in the current matmul precision cannot fit
+   * in the device's free memory.
+   */
+  checkTrainingMemory?(shape: TrainingMemoryShape): void;
   /**
    * Optional: measures the fp32 peak now, GFLOP/s (a CPU: chains of its GEMM's FMA on every
    * thread, for about `seconds`), for a benchmark that measures it beside its own timings.

@@ -289,6 +289,8 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
       ? await openTokenData(o.dataPath, "val", B, T, rank, world, vocab)
       : null;
 
+    // a step that cannot fit in the device's memory fails here, saying so, not mid-step
+    backend.checkTrainingMemory?.({ config: o.config, B, T, overwriteLogits: true });
     // the model: fresh, loaded, or the checkpoint's (which also restores the optimizer and data)
     const ckpt = await resumeCheckpoint(o, world);
     if (ckpt && ckpt.state.step >= o.steps) {

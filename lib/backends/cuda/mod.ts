@@ -10,6 +10,7 @@
  * - `build.ts` (with `nvrtc.ts`): compiling the kernels, cached by a hash;
  * - `kernels.ts`: the kernel table and the launcher that packs arguments;
  * - `memory.ts`: the caching allocator (blocks return when their buffer is collected);
+ *   `memory_estimate.ts`: a training step's peak memory, checked before a run;
  * - `device.ts`: buffers, copies, read-backs (the only waits), device-side fault checks;
  * - `cublaslt.ts`, `matmul.ts`: nn.Linear's products, precisions and bias gradients;
  * - `attention.ts`, `layers.ts`: the other kernels, by layer; `kv_cache.ts`: generation's
@@ -42,6 +43,7 @@ import type {
   PeakFlops,
   RowDims,
   SpeedupLadder,
+  TrainingMemoryShape,
 } from "../../backend.ts";
 import { attentionBackward, attentionForward } from "./attention.ts";
 import {
@@ -59,6 +61,7 @@ import * as layers from "./layers.ts";
 import { findCudaLibrary } from "./libraries.ts";
 import { Bf16Copies, matmulBackward, type MatmulContext, matmulForward } from "./matmul.ts";
 import { DevicePool } from "./memory.ts";
+import { checkTrainingFits, CUBLASLT_WORKSPACE_BYTES } from "./memory_estimate.ts";
 import type { CudaKernels, CudaPrecision } from "./choices.ts";
 import { CUDA_LADDER, type CudaRung } from "./ladder.ts";
 import { gpuPeakTflops } from "./peaks.ts";
@@ -68,6 +71,11 @@ export { CudaBuffer } from "./device.ts";
 export { CudaDriver } from "./driver.ts";
 export { buildCudaKernels, CUDA_KERNEL_DIR, type CudaKernelBuild } from "./build.ts";
 export type { AttentionPrecision } from "./attention.ts";
+export {
+  estimateTrainingMemory,
+  type TrainingMemoryEstimate,
+  type TrainingShape,
+} from "./memory_estimate.ts";
 
 export type { CudaKernels, CudaPrecision } from "./choices.ts";
 export { CUDA_LADDER, type CudaRung } from "./ladder.ts";
@@ -81,7 +89,7 @@ export interface CudaOptions {
 }
 
 /** The workspace cuBLASLt may use, in bytes (Hopper's kernels want 32 MiB). */
-const CUBLASLT_WORKSPACE = 32 * 2 ** 20;
+const CUBLASLT_WORKSPACE = CUBLASLT_WORKSPACE_BYTES;
 
 let unavailable: Promise<string | null> | null = null;
 
@@ -288,6 +296,21 @@ export class CudaBackend implements Backend {
         this.setMatmulPrecision(precision);
       },
     };
+  }
+
+  /**
+   * Throws when a training step of `shape` in the current precision would not fit in the
+   * device's free memory (cuMemGetInfo's, plus the pool's free blocks) by
+   * `estimateTrainingMemory` (memory_estimate.ts); the message names B, T, the estimate and
+   * the micro batch size that would fit.
+   */
+  checkTrainingMemory(shape: TrainingMemoryShape): void {
+    const { free, total } = this.driver.memoryInfo();
+    checkTrainingFits(
+      { ...shape, precision: this.#precision },
+      free + this.#dev.pool.freeBytes,
+      total,
+    );
   }
 
   /** Device memory held now (buffers in use and the pool's free blocks), in bytes. */
