@@ -2,7 +2,8 @@
  * The CUDA benchmark: GPT-2 124M (vocab 50304) training steps (zero_grad,
  * forward, backward, clip 1.0, AdamW, the loss read back) at the lecture's B=16, T=1024 and
  * build-nanogpt's B=64, T=1024, in fp32, TF32 and bf16: ms per step, tok/s, MFU against the
- * GPU's peak for that precision, and the peak of the memory the backend held. With the
+ * GPU's peak for that precision, and the peak of the memory the backend held (one backend and
+ * one model per batch size, the precision switched between rows). With the
  * PyTorch peer (`lib/bench/torch_gpu_peer.ts`), each row runs PyTorch eager right after
  * ours, and `torch.compile` for the precisions asked (bf16 by default: each compile takes
  * about a minute), and prints the ratios.
@@ -18,7 +19,7 @@
 import type { Backend, MatmulPrecision } from "../backend.ts";
 import { backendRow, createBackend } from "../backends/mod.ts";
 import { type GPTConfig, gptConfig } from "../model/gpt.ts";
-import { timeSteps, trainFlopsPerToken } from "./step.ts";
+import { stepRunner, stepTiming, trainFlopsPerToken } from "./step.ts";
 import { runTorchGpuPeer, type TorchGpuTiming, torchGpuUnavailable } from "./torch_gpu_peer.ts";
 
 /** The precisions the benchmark times, named as build-nanogpt and the peer name them. */
@@ -86,6 +87,8 @@ export interface CudaBenchOptions {
   peer: boolean;
   /** The precisions for which the peer also runs with `torch.compile`. */
   compile: readonly BenchPrecision[];
+  /** The one batch size at which `compile` applies (default every one). */
+  compileBatch?: number;
   /** Called with each line of progress. */
   log?: (line: string) => void;
   /** Opens the backend for a row; default `--backend cuda`'s (tests pass the emulator's). */
@@ -104,13 +107,17 @@ export function defaultCudaConfigs(): CudaBenchConfig[] {
 /** The GPU's peak for each precision, TFLOP/s (null: in no datasheet known). */
 type Peaks = Record<BenchPrecision, number | null>;
 
-/** Times our step for one row on a fresh backend, so its peak memory is that row's alone. */
-async function timeOurs(
+/** Our side of the rows of one size: one backend and one model, the precision switched per row. */
+async function timeOursAtSize(
   config: GPTConfig,
-  c: CudaBenchConfig,
+  rows: CudaBenchConfig[],
   o: CudaBenchOptions,
   quiet: boolean,
-): Promise<{ result: CudaStepResult; device: CudaBenchReport["device"]; peaks: Peaks }> {
+): Promise<{
+  results: CudaBenchRow["ours"][];
+  device: CudaBenchReport["device"];
+  peaks: Peaks;
+}> {
   const open = o.openBackend ??
     (async (q) => (await createBackend("cuda", { quiet: q })).backend);
   const backend = await open(quiet);
@@ -118,26 +125,38 @@ async function timeOurs(
     if (!backend.setMatmulPrecision) {
       throw new Error(`Expected a backend with matmul precisions, found ${backend.name}`);
     }
-    backend.setMatmulPrecision(backendPrecision(c.precision));
-    const t = await timeSteps(backend, config, {
-      mode: "train",
-      B: c.B,
-      T: c.T,
-      warmup: o.warmup,
-      iters: o.iters,
-      onIter: (i, ms, w) => o.log?.(`  ${w ? "warmup" : "iter"} ${i}: ${ms.toFixed(1)} ms`),
-    });
-    const peak = peakTflops(backend, c.precision);
-    const flops = trainFlopsPerToken(config, c.T) * t.tokensPerSec;
+    const { B, T } = rows[0];
+    const shape = { mode: "train" as const, B, T, warmup: o.warmup, iters: o.iters };
+    const step = stepRunner(backend, config, shape);
+    const results: CudaBenchRow["ours"][] = [];
+    for (const c of rows) {
+      o.log?.(`\ntrain B=${c.B} T=${c.T} ${c.precision}: ours (cuda)`);
+      try {
+        backend.setMatmulPrecision(backendPrecision(c.precision));
+        const times: number[] = [];
+        for (let i = 0; i < o.warmup + o.iters; i++) {
+          const ms = await step();
+          o.log?.(`  ${i < o.warmup ? "warmup" : "iter"} ${i}: ${ms.toFixed(1)} ms`);
+          if (i >= o.warmup) times.push(ms);
+        }
+        const t = stepTiming(shape, times);
+        const peak = peakTflops(backend, c.precision);
+        const flops = trainFlopsPerToken(config, c.T) * t.tokensPerSec;
+        results.push({
+          medianMs: t.medianMs,
+          minMs: t.minMs,
+          tokensPerSec: t.tokensPerSec,
+          mfu: peak ? flops / (peak * 1e12) : null,
+          peakMemoryBytes: backend.peakMemoryBytes?.() ?? 0,
+        });
+      } catch (e) {
+        results.push({ failed: (e as Error).message.split("\n")[0] });
+        o.log?.(`  ours failed: ${(e as Error).message.split("\n")[0]}`);
+      }
+    }
     const info = backend.deviceInfo;
     return {
-      result: {
-        medianMs: t.medianMs,
-        minMs: t.minMs,
-        tokensPerSec: t.tokensPerSec,
-        mfu: peak ? flops / (peak * 1e12) : null,
-        peakMemoryBytes: backend.peakMemoryBytes?.() ?? 0,
-      },
+      results,
       device: {
         name: info?.name ?? backend.describe(),
         computeCapability: info?.computeCapability ?? [0, 0],
@@ -148,6 +167,17 @@ async function timeOurs(
   } finally {
     backend.destroy?.();
   }
+}
+
+/** The rows in runs of one size (B and T), in their order. */
+function bySize(configs: CudaBenchConfig[]): CudaBenchConfig[][] {
+  const groups: CudaBenchConfig[][] = [];
+  for (const c of configs) {
+    const last = groups.at(-1);
+    if (last && last[0].B === c.B && last[0].T === c.T) last.push(c);
+    else groups.push([c]);
+  }
+  return groups;
 }
 
 /** One peer run, or why it did not run; a failure is reported, not thrown. */
@@ -169,7 +199,9 @@ async function timePeer(
 }
 
 /**
- * Times every row: ours, then the peer eager, then compiled where asked. Fails fast, saying
+ * Times every row: ours for every precision of a size on one backend and one model (the peak
+ * memory of a row is the most held up to it at that size), then, with ours closed, the peer
+ * eager and compiled where asked. Fails fast, saying
  * what is missing, where no GPU is usable.
  */
 export async function runCudaBench(o: CudaBenchOptions): Promise<CudaBenchReport> {
@@ -188,29 +220,34 @@ export async function runCudaBench(o: CudaBenchOptions): Promise<CudaBenchReport
     rows,
     seconds: (performance.now() - t0) / 1000,
   });
-  for (const c of o.configs) {
-    o.log?.(`\ntrain B=${c.B} T=${c.T} ${c.precision}: ours (cuda)`);
-    let ours: CudaBenchRow["ours"];
+  for (const size of bySize(o.configs)) {
+    let ours: CudaBenchRow["ours"][];
     try {
-      const r = await timeOurs(config, c, o, device !== null);
-      ours = r.result;
+      const r = await timeOursAtSize(config, size, o, device !== null);
+      ours = r.results;
       device ??= r.device;
       peaks ??= r.peaks;
     } catch (e) {
-      ours = { failed: (e as Error).message.split("\n")[0] };
-      o.log?.(`  ours failed: ${ours.failed}`);
+      const failed = (e as Error).message.split("\n")[0];
+      o.log?.(`  ours failed: ${failed}`);
+      ours = size.map(() => ({ failed }));
     }
-    const compileReason = o.compile.includes(c.precision)
-      ? peerReason
-      : `not asked for ${c.precision} (--torch-compile)`;
-    rows.push({
-      ...c,
-      ours,
-      peakTflops: peaks?.[c.precision] ?? null,
-      eager: await timePeer(c, false, o, peerReason),
-      compiled: await timePeer(c, true, o, compileReason),
-    });
-    await o.onRow?.(report());
+    // the peer after ours is closed: the GPU's memory is all PyTorch's
+    for (const [i, c] of size.entries()) {
+      const compileReason = !o.compile.includes(c.precision)
+        ? `not asked for ${c.precision} (--torch-compile)`
+        : o.compileBatch !== undefined && o.compileBatch !== c.B
+        ? `not asked at B=${c.B} (--torch-compile-batch ${o.compileBatch})`
+        : peerReason;
+      rows.push({
+        ...c,
+        ours: ours[i],
+        peakTflops: peaks?.[c.precision] ?? null,
+        eager: await timePeer(c, false, o, peerReason),
+        compiled: await timePeer(c, true, o, compileReason),
+      });
+      await o.onRow?.(report());
+    }
   }
   return report();
 }

@@ -49,6 +49,8 @@ const HELP = `deno task bench [flags]
   --precisions LIST   cuda: which of fp32,tf32,bf16 to time (default all three)
   --torch-compile L   cuda with --peer torch: the precisions the peer also runs compiled
                       (default bf16: each compile takes about a minute; none: eager only)
+  --torch-compile-batch B
+                      cuda with --peer torch: compile only at batch size B (default every one)
   --json PATH         cuda: also write the table's numbers as JSON
   -h, --help          this text
 
@@ -84,6 +86,7 @@ await runMain(async () => {
     backend: { type: "string" },
     precisions: { type: "string" },
     "torch-compile": { type: "string" },
+    "torch-compile-batch": { type: "string" },
     json: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
@@ -215,6 +218,9 @@ async function benchCuda(
     ...o,
     configs,
     compile: precisionList(stringFlag(f, "torch-compile", "bf16"), "--torch-compile", []),
+    compileBatch: f["torch-compile-batch"] === undefined
+      ? undefined
+      : numberFlag(f, "torch-compile-batch", 0, { integer: true, min: 1 }),
     log: (line) => console.log(line),
     onRow: save, // the rows so far survive a run stopped early
   });

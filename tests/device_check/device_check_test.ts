@@ -1,6 +1,8 @@
 // deno task device-check: what it reads from deno test and the training runs, its loss
-// comparison, and a rehearsal of its run without a GPU, which must report each step as
-// failed or skipped with a reason, write results.json and results.md, and not crash.
+// comparison, its steps' time budgets against the device tool's calls, each step's own
+// command line run here scaled down (so a flag the trainer or the bench rejects fails here,
+// not on a GPU), and a run without a GPU, which must report each step as failed or skipped
+// with a reason, write results.json and results.md, and not crash.
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { join } from "node:path";
 import {
@@ -10,7 +12,22 @@ import {
   parseTestSummary,
   type StepResult,
 } from "../../tools/device_check/report.ts";
-import { runTask } from "../support.ts";
+import {
+  BENCH_NO_GPU,
+  benchArgv,
+  DEFAULT_MINUTES,
+  DENO_TEST,
+  DEVICE_CALLS,
+  REHEARSAL_TRAIN_STEPS,
+  rehearsalArgv,
+  STEP_BUDGET_S,
+  STEP_NAMES,
+  SUITE_FILES,
+  testArgv,
+  trainArgv,
+  WEBGPU_FILES,
+} from "../../tools/device_check/commands.ts";
+import { repoRoot, runTask } from "../support.ts";
 
 Deno.test("device-check: deno test's summary and failures are read", () => {
   const out = [
@@ -80,7 +97,7 @@ Deno.test({
 async function rehearseWithoutGpu(): Promise<void> {
   const out = await Deno.makeTempDir({ prefix: "device_check_" });
   try {
-    const r = await runTask(["tools/device_check/mod.ts", out, "--only", "env,train"]);
+    const r = await runTask(["tools/device_check/mod.ts", out, "--only", "train"]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     const results = JSON.parse(await Deno.readTextFile(join(out, "results.json")));
     const steps = results.steps as StepResult[];
@@ -92,6 +109,8 @@ async function rehearseWithoutGpu(): Promise<void> {
     const md = await Deno.readTextFile(join(out, "results.md"));
     ok(md.includes("| environment (nvidia-smi) | failed |"), md);
     ok(md.includes("## Training: GPT-2 124M"), md);
+    // the trainer got past its flags: what stopped it was the GPU
+    ok(/CUDA|libcuda/.test(steps[1].summary), steps[1].summary);
     for (const log of ["env.log", "train.log"]) ok((await Deno.stat(join(out, log))).size > 0);
   } finally {
     await Deno.remove(out, { recursive: true });
@@ -104,5 +123,83 @@ Deno.test("device-check: the help, and an unknown step is an error", async () =>
   ok(help.stdout.includes("--prepare"));
   const bad = await runTask(["tools/device_check/mod.ts", "/tmp/x", "--only", "gpu"]);
   assertEquals(bad.code, 1);
-  ok(bad.stderr.includes("--only expects steps of env, cuda, train, bench, webgpu, found gpu"));
+  ok(bad.stderr.includes("--only expects steps of env, suites, train, bench, webgpu, found gpu"));
+});
+
+Deno.test("device-check: each call's steps fit its time, and a call fits the device tool's 10 minutes with a machine start", () => {
+  const machineStartS = 180, unpackS = 30;
+  ok(DEFAULT_MINUTES * 60 + machineStartS + unpackS <= 600, `--minutes ${DEFAULT_MINUTES}`);
+  const called = new Set(DEVICE_CALLS.flat());
+  for (const name of STEP_NAMES) ok(name === "env" || called.has(name), `${name} is in no call`);
+  for (const call of DEVICE_CALLS) {
+    const sum = STEP_BUDGET_S.env + call.reduce((t, name) => t + STEP_BUDGET_S[name], 0);
+    ok(sum <= DEFAULT_MINUTES * 60 - 10, `--only ${call.join(",")}: ${sum} s of budgets`);
+  }
+});
+
+Deno.test("device-check: the command lines: a log folder of its own per training run, every test file there", () => {
+  const out = "/tmp/out";
+  for (const precision of ["f32", "bf16"] as const) {
+    const argv = trainArgv(precision, out);
+    const logDir = argv.find((a) => a.startsWith("--log-dir="))?.slice("--log-dir=".length);
+    assertEquals(logDir, join(out, `train_${precision}`));
+    const scaled = rehearsalArgv(argv);
+    ok(scaled.includes("--backend=native") && !scaled.includes("--backend=cuda"), scaled.join(" "));
+    ok(!scaled.includes("--model=gpt2") && scaled.includes(`--steps=${REHEARSAL_TRAIN_STEPS}`));
+    // every flag but the sizes and the backend is the real command's
+    for (const a of argv) {
+      if (!/^(--model|--steps|--total-batch-size|--backend|-B|-T|4|256)\b/.test(a)) {
+        ok(scaled.includes(a), `${a} is lost in ${scaled.join(" ")}`);
+      }
+    }
+  }
+  assertEquals(rehearsalArgv(benchArgv("/tmp/b.json")), benchArgv("/tmp/b.json"));
+  for (const file of [...SUITE_FILES, ...WEBGPU_FILES]) {
+    ok(Deno.statSync(join(repoRoot, file)).isFile, `${file} is missing`);
+    assertEquals(testArgv(file), [...DENO_TEST, file]);
+  }
+});
+
+/** Runs `deno ARGV` in the repository, as the device check runs its steps. */
+async function deno(argv: string[]): Promise<{ code: number; output: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: argv,
+    cwd: repoRoot,
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, output: dec.decode(r.stdout) + dec.decode(r.stderr) };
+}
+
+Deno.test("device-check: each training run's command line, scaled down, trains here", async () => {
+  const out = await Deno.makeTempDir({ prefix: "device_check_train_" });
+  try {
+    for (const precision of ["f32", "bf16"] as const) {
+      const r = await deno(rehearsalArgv(trainArgv(precision, out)));
+      assertEquals(r.code, 0, r.output);
+      assertEquals(parseLosses(r.output).length, REHEARSAL_TRAIN_STEPS, r.output);
+      ok(Deno.statSync(join(out, `train_${precision}`, "log.txt")).isFile);
+    }
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "device-check: the bench's command line reads every flag, then stops only at the GPU",
+  ignore: await hasNvidiaSmi(),
+  async fn() {
+    const r = await deno(benchArgv("/tmp/device_check_never_written.json"));
+    assertEquals(r.code, 1, r.output);
+    ok(BENCH_NO_GPU.test(r.output), r.output);
+    // a flag the bench rejects is told apart from the missing GPU
+    const bad = await deno([...benchArgv("/tmp/x.json"), "--torch-compile-batch=0"]);
+    assertEquals(bad.code, 1, bad.output);
+    ok(!BENCH_NO_GPU.test(bad.output) && /--torch-compile-batch/.test(bad.output), bad.output);
+  },
+});
+
+Deno.test("device-check: deno test takes the suites' command lines (flags and module graphs)", async () => {
+  const r = await deno([...DENO_TEST, "--no-run", ...SUITE_FILES]);
+  assertEquals(r.code, 0, r.output);
 });

@@ -4,14 +4,19 @@
  * - `deno task device-check --prepare` (here, with a network): fills the git-ignored `.gpu/`
  *   and `.gl/` with what the check needs there (tools/device_check/prepare.ts) and prints the
  *   command to run.
- * - `bash .gpu/run.sh OUTDIR` (there, no network): unpacks Deno and the packages, then runs
- *   this file with OUTDIR, which runs in at most `--minutes` (default 8): the environment
- *   (nvidia-smi), the CUDA suites (the nvcc build, every kernel against the reference
- *   backend, the PyTorch reference suite and the 124M hash check, TF32/bf16), a 20-step bf16
- *   training run of GPT-2 124M beside an fp32 one on the same data, the benchmark
- *   (`deno task bench --backend cuda --peer torch`), and the WebGPU suites on the NVIDIA
- *   adapter through Vulkan. Every step runs even when one before failed; each writes a log,
- *   and `results.json` and `results.md` in OUTDIR say what passed, with the tables.
+ * - `bash .gpu/run.sh OUTDIR --only suites,train`, then `--only bench` (there, no network;
+ *   two calls of the device tool, each within `--minutes`): unpacks Deno and the packages,
+ *   then runs this file with OUTDIR: the environment (nvidia-smi, always), the CUDA suites
+ *   (each test file in a process of its own: the PyTorch reference suite and the 124M hash
+ *   check, every kernel against the reference backend, TF32/bf16, a one-rank NCCL
+ *   communicator and the CUDA fence, then the nvcc build), a 20-step bf16 training run of
+ *   GPT-2 124M beside an fp32 one on the same data, the benchmark (`deno task bench --backend
+ *   cuda --peer torch`), and the WebGPU suites on the NVIDIA adapter through Vulkan. Every
+ *   step runs even when one before failed; each writes a log, and `results.json` and
+ *   `results.md` in OUTDIR say what passed, with the tables.
+ * - `deno task device-check --rehearse OUTDIR` (here, no GPU): every step's command line run
+ *   from the prepared `.gpu/`, offline, scaled down (commands.ts: `rehearsalArgv`), where a
+ *   step passes when all it lacked was the GPU.
  *
  * @module
  */
@@ -20,6 +25,22 @@ import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { REPO_ROOT } from "../../lib/data/datasets.ts";
+import {
+  BENCH_NO_GPU,
+  benchArgv,
+  DEFAULT_MINUTES,
+  DENO_RUN,
+  REHEARSAL_TRAIN_STEPS,
+  rehearsalArgv,
+  STEP_BUDGET_S,
+  STEP_NAMES,
+  type StepName,
+  SUITE_FILES,
+  testArgv,
+  TRAIN_STEPS,
+  trainArgv,
+  WEBGPU_FILES,
+} from "./commands.ts";
 import { GPU_DIR, prepareDeviceCheck } from "./prepare.ts";
 import {
   compareLosses,
@@ -33,39 +54,21 @@ import {
   type StepStatus,
 } from "./report.ts";
 
-const HELP = `deno task device-check --prepare        (here: fill .gpu/ and .gl/ for a GPU machine)
-deno task device-check OUTDIR [flags]   (there, or bash .gpu/run.sh OUTDIR [flags])
+const HELP =
+  `deno task device-check --prepare          (here: fill .gpu/ and .gl/ for a GPU machine)
+deno task device-check OUTDIR [flags]     (there, or bash .gpu/run.sh OUTDIR [flags])
+deno task device-check --rehearse OUTDIR  (here: every step's command, scaled down, no GPU)
 
-  --only LIST     run only these steps: env, cuda, train, bench, webgpu (default all)
-  --minutes M     the whole check's time limit (default 8); each step has a share
+  --only LIST     run only these steps: suites, train, bench, webgpu (env always runs);
+                  on a GPU: --only suites,train in one call, --only bench in another
+  --minutes M     the whole check's time limit (default ${DEFAULT_MINUTES}); each step has a share
   -h, --help      this text
 
 Writes results.json, results.md and one log per step into OUTDIR.`;
 
-/** The child Deno's flags: no type check (CI does it) and node_modules as carried. */
-const DENO_RUN = ["run", "--allow-all", "--no-check", "--node-modules-dir=manual"];
-const DENO_TEST = ["test", "--allow-all", "--no-check", "--node-modules-dir=manual"];
-
-/** The training comparison's run: GPT-2 124M on Tiny Shakespeare, B=4, T=256, 20 steps. */
-const TRAIN_STEPS = 20;
-const TRAIN_FLAGS = [
-  "--backend=cuda",
-  "--model=gpt2",
-  "-B",
-  "4",
-  "-T",
-  "256",
-  "--total-batch-size=1024",
-  `--steps=${TRAIN_STEPS}`,
-  "--eval-every=0",
-  "--hellaswag=0",
-  "--seed=1337",
-  "--log-dir=",
-];
-
 /** A step: its name for --only, its title, its most seconds, and what it does. */
 interface Step {
-  name: string;
+  name: StepName;
   title: string;
   budgetS: number;
   run: (ctx: StepContext) => Promise<StepOutcome>;
@@ -84,6 +87,8 @@ interface StepOutcome {
 interface StepContext {
   outDir: string;
   limitS: number;
+  /** A rehearsal without a GPU: commands scaled down, the GPU's absence is no failure. */
+  rehearse: boolean;
   exec: (cmd: string[], limitS: number) => Promise<ExecResult>;
   note: (line: string) => void;
 }
@@ -155,14 +160,16 @@ function exitNote(r: ExecResult, limitS: number): string {
 
 /** The GPU, the driver, nvcc, Deno, and the loaders the backends need. */
 async function envStep(ctx: StepContext): Promise<StepOutcome> {
-  const smi = await ctx.exec(["nvidia-smi"], 20);
-  await ctx.exec(["nvidia-smi", "-L"], 10);
-  await ctx.exec(["nvcc", "--version"], 10);
-  await ctx.exec([Deno.execPath(), "--version"], 10);
-  await ctx.exec(["bash", "-c", "ldconfig -p | grep -E 'libcuda|libvulkan|libnccl|libcublas'"], 10);
-  await ctx.exec(["bash", "-c", "uname -a; nproc; free -g | head -2"], 10);
+  const smi = await ctx.exec(["nvidia-smi"], 10);
+  await ctx.exec(["nvidia-smi", "-L"], 5);
+  await ctx.exec(["nvcc", "--version"], 5);
+  const deno = await ctx.exec([Deno.execPath(), "--version"], 5);
+  await ctx.exec(["bash", "-c", "ldconfig -p | grep -E 'libcuda|libvulkan|libnccl|libcublas'"], 5);
+  await ctx.exec(["bash", "-c", "uname -a; nproc; free -g | head -2"], 5);
   if (smi.code !== 0) {
-    return { status: "failed", summary: `nvidia-smi: ${exitNote(smi, 20)}: no NVIDIA driver here` };
+    const why = `nvidia-smi: ${exitNote(smi, 10)}: no NVIDIA driver here`;
+    if (ctx.rehearse && deno.code === 0) return { status: "passed", summary: `rehearsal: ${why}` };
+    return { status: "failed", summary: why };
   }
   const gpu = smi.output.match(/\|\s+\d+\s+(NVIDIA[^|]*?)\s{2,}/)?.[1]?.trim() ?? "a GPU";
   const driver = smi.output.match(/Driver Version:\s*([\d.]+)/)?.[1] ?? "?";
@@ -170,61 +177,121 @@ async function envStep(ctx: StepContext): Promise<StepOutcome> {
   return { status: "passed", summary: `${gpu}, driver ${driver}, CUDA ${cuda}` };
 }
 
-/** Runs test files and reads deno test's summary; `skipMark` says the tests skipped themselves. */
-async function testStep(
-  ctx: StepContext,
-  files: string[],
-  skipMark: RegExp,
-): Promise<StepOutcome> {
-  const r = await ctx.exec([Deno.execPath(), ...DENO_TEST, ...files], ctx.limitS);
-  const summary = parseTestSummary(r.output);
-  const skip = r.output.match(skipMark)?.[0];
-  const counts = summary
-    ? `${summary.passed} passed, ${summary.failed} failed, ${summary.ignored} ignored`
-    : "no test summary";
-  const details = { files, ...summary, exitCode: r.code, timedOut: r.timedOut };
-  const failures = summary?.failures.length ? `; failed: ${summary.failures.join("; ")}` : "";
-  if (r.code === 0 && summary && summary.failed === 0 && !skip) {
-    return { status: "passed", summary: counts, details };
-  }
-  if (skip && summary?.failed === 0) {
-    return { status: "skipped", summary: `${skip.trim()} (${counts})`, details };
-  }
-  return { status: "failed", summary: `${counts}, ${exitNote(r, ctx.limitS)}${failures}`, details };
+/** One test file's outcome, from its own process. */
+interface FileOutcome {
+  file: string;
+  status: StepStatus;
+  summary: string;
+  passed: number;
+  failed: number;
+  ignored: number;
+  failures: string[];
+  exitCode: number;
+  timedOut: boolean;
 }
 
 /**
- * The nvcc build, every kernel, the reference suite and the 124M check on cuda, and the bf16
- * tensor-core attention against its model and the reference.
+ * Runs each test file in a process of its own, within the step's time, and reads deno test's
+ * summary; `skipMark` says a file skipped itself (no GPU, no adapter): a failure on a GPU
+ * machine, a pass in a rehearsal, which only proves the command runs.
  */
-function cudaStep(ctx: StepContext): Promise<StepOutcome> {
-  return testStep(ctx, [
-    "tests/backends/cuda_build_test.ts",
-    "tests/backends/cuda_test.ts",
-    "tests/backends/cuda_kernels_test.ts",
-    "tests/backends/cuda_attention_bf16_test.ts",
-  ], /cuda(?: build| bf16 attention \(GPU\))?: skipped: .*/);
+async function testStep(
+  ctx: StepContext,
+  files: readonly string[],
+  skipMark: RegExp,
+): Promise<StepOutcome> {
+  const start = performance.now(), outcomes: FileOutcome[] = [];
+  for (const file of files) {
+    const left = ctx.limitS - (performance.now() - start) / 1000;
+    if (left < 5) {
+      outcomes.push({
+        file,
+        status: "skipped",
+        summary: "out of the step's time",
+        passed: 0,
+        failed: 0,
+        ignored: 0,
+        failures: [],
+        exitCode: -1,
+        timedOut: true,
+      });
+      continue;
+    }
+    const r = await ctx.exec([Deno.execPath(), ...testArgv(file)], left);
+    const summary = parseTestSummary(r.output);
+    const skip = r.output.match(skipMark)?.[0]?.trim();
+    const counts = summary
+      ? `${summary.passed} passed, ${summary.failed} failed, ${summary.ignored} ignored`
+      : "no test summary";
+    const clean = r.code === 0 && summary !== null && summary.failed === 0;
+    const status: StepStatus = clean && !skip ? "passed" : clean && skip ? "skipped" : "failed";
+    const failures = summary?.failures.length ? `; failed: ${summary.failures.join("; ")}` : "";
+    outcomes.push({
+      file,
+      status,
+      summary: status === "failed"
+        ? `${counts}, ${exitNote(r, left)}${failures}`
+        : skip
+        ? `${skip} (${counts})`
+        : counts,
+      passed: summary?.passed ?? 0,
+      failed: summary?.failed ?? 0,
+      ignored: summary?.ignored ?? 0,
+      failures: summary?.failures ?? [],
+      exitCode: r.code,
+      timedOut: r.timedOut,
+    });
+    ctx.note(`${file}: ${status}: ${outcomes.at(-1)!.summary}`);
+  }
+  const sum = (k: "passed" | "failed" | "ignored") => outcomes.reduce((t, o) => t + o[k], 0);
+  const counts = `${sum("passed")} passed, ${sum("failed")} failed, ${sum("ignored")} ignored`;
+  const details = { files: outcomes };
+  const failed = outcomes.filter((o) => o.status === "failed");
+  const skipped = outcomes.filter((o) => o.status === "skipped");
+  const name = (o: FileOutcome) => o.file.split("/").at(-1);
+  if (failed.length) {
+    const why = failed.map((o) => `${name(o)}: ${o.summary}`).join("; ");
+    return { status: "failed", summary: `${counts}; ${why}`, details };
+  }
+  if (skipped.length && !ctx.rehearse) {
+    const why = skipped.map((o) => `${name(o)}: ${o.summary}`).join("; ");
+    return { status: "skipped", summary: `${counts}; ${why}`, details };
+  }
+  const note = skipped.length ? ` (rehearsal: ${skipped.length} files skipped themselves)` : "";
+  return { status: "passed", summary: `${counts} in ${outcomes.length} files${note}`, details };
+}
+
+/**
+ * The CUDA suites, a file a process: the reference suite and the 124M check, every kernel,
+ * the bf16 tensor-core attention, a one-rank NCCL communicator and the CUDA fence, then the
+ * nvcc build.
+ */
+function suitesStep(ctx: StepContext): Promise<StepOutcome> {
+  return testStep(
+    ctx,
+    SUITE_FILES,
+    /(?:cuda|cuda build|cuda bf16 attention \(GPU\)|cuda nccl): skipped: .*/,
+  );
 }
 
 /** 20 steps of GPT-2 124M in fp32 and in bf16 on the same data; the losses must agree. */
 async function trainStep(ctx: StepContext): Promise<StepOutcome> {
-  const losses: Record<string, number[]> = {}, notes: string[] = [];
-  for (const precision of ["f32", "bf16"]) {
+  const losses: Record<string, number[]> = {}, notes: string[] = [], commands: string[][] = [];
+  const steps = ctx.rehearse ? REHEARSAL_TRAIN_STEPS : TRAIN_STEPS;
+  for (const precision of ["f32", "bf16"] as const) {
     const limit = ctx.limitS / 2;
-    const r = await ctx.exec([
-      Deno.execPath(),
-      ...DENO_RUN,
-      "lib/cli/train.ts",
-      ...TRAIN_FLAGS,
-      `--precision=${precision}`,
-    ], limit);
+    const argv = trainArgv(precision, ctx.outDir);
+    const cmd = ctx.rehearse ? rehearsalArgv(argv) : argv;
+    commands.push(cmd);
+    const r = await ctx.exec([Deno.execPath(), ...cmd], limit);
     losses[precision] = parseLosses(r.output);
     if (r.code !== 0) notes.push(`${precision} run: ${exitNote(r, limit)}`);
   }
   const { f32, bf16 } = losses;
-  const mismatch = compareLosses(f32, bf16, TRAIN_STEPS);
-  const details = { flags: TRAIN_FLAGS, f32, bf16, tolerance: LOSS_TOLERANCE };
-  const section = `## Training: GPT-2 124M, B=4, T=256, ${TRAIN_STEPS} steps, fp32 and bf16\n\n` +
+  const mismatch = compareLosses(f32, bf16, steps);
+  const details = { commands, f32, bf16, tolerance: LOSS_TOLERANCE };
+  const what = ctx.rehearse ? "rehearsal: a tiny GPT-2 on native" : "GPT-2 124M, B=4, T=256";
+  const section = `## Training: ${what}, ${steps} steps, fp32 and bf16\n\n` +
     `Tolerance: the bf16 loss within ${100 * LOSS_TOLERANCE.first}% of the fp32 one at step 0 ` +
     `and ${
       100 * LOSS_TOLERANCE.every
@@ -238,7 +305,7 @@ async function trainStep(ctx: StepContext): Promise<StepOutcome> {
       section,
     };
   }
-  const last = TRAIN_STEPS - 1;
+  const last = steps - 1;
   return {
     status: "passed",
     summary: `losses agree: fp32 ${f32[0].toFixed(3)} to ${f32[last].toFixed(3)}, bf16 ${
@@ -261,15 +328,19 @@ async function benchTable(report: object): Promise<string> {
 
 /** `deno task bench --backend cuda --peer torch`, its JSON and its table. */
 async function benchStep(ctx: StepContext): Promise<StepOutcome> {
-  const json = join(Deno.env.get("TMPDIR") ?? "/tmp", `device_check_bench_${Deno.pid}.json`);
-  const r = await ctx.exec([
-    Deno.execPath(),
-    ...DENO_RUN,
-    "lib/cli/bench.ts",
-    "--backend=cuda",
-    "--peer=torch",
-    `--json=${json}`,
-  ], ctx.limitS);
+  const json = join(ctx.outDir, "bench.json");
+  const argv = benchArgv(json);
+  const r = await ctx.exec(
+    [Deno.execPath(), ...(ctx.rehearse ? rehearsalArgv(argv) : argv)],
+    ctx.limitS,
+  );
+  if (ctx.rehearse && r.code !== 0 && BENCH_NO_GPU.test(r.output)) {
+    return {
+      status: "passed",
+      summary: "rehearsal: every flag read, then stopped at the GPU as it must here",
+      details: { command: argv, exitCode: r.code },
+    };
+  }
   let report: { rows?: { ours: object }[] } | null = null;
   try {
     report = JSON.parse(await Deno.readTextFile(json));
@@ -281,7 +352,7 @@ async function benchStep(ctx: StepContext): Promise<StepOutcome> {
     rows.length ? await benchTable(report!) : "(no table: see bench.log)"
   }${r.timedOut ? "\n\n(stopped at its time limit: the rows it finished)" : ""}`;
   const failedRows = rows.filter((row) => "failed" in row.ours).length;
-  const details = { report, exitCode: r.code, timedOut: r.timedOut };
+  const details = { command: argv, report, exitCode: r.code, timedOut: r.timedOut };
   if (r.code !== 0 || rows.length === 0 || failedRows > 0) {
     const why = r.code !== 0
       ? exitNote(r, ctx.limitS)
@@ -311,35 +382,72 @@ async function webGpuStep(ctx: StepContext): Promise<StepOutcome> {
   const line = probe.output.split("\n").find((l) => l.startsWith('{"adapter"'));
   if (!line) {
     const why = probe.output.split("\n").find((l) => /error/i.test(l)) ?? exitNote(probe, 60);
-    return { status: "failed", summary: `no WebGPU adapter: ${why.trim().slice(0, 300)}` };
+    const summary = `no WebGPU adapter: ${why.trim().slice(0, 300)}`;
+    if (ctx.rehearse) return { status: "passed", summary: `rehearsal: ${summary}` };
+    return { status: "failed", summary };
   }
   const { adapter, software } = JSON.parse(line) as { adapter: string; software: boolean };
+  if (ctx.rehearse) {
+    const r = await testStep(ctx, WEBGPU_FILES, /SKIPPED: no WebGPU adapter/);
+    return { ...r, summary: `rehearsal on ${adapter}: ${r.summary}` };
+  }
   if (software || !/nvidia/i.test(adapter)) {
     ctx.note(`WEBGPU IS NOT ON THE NVIDIA GPU: the adapter is ${adapter}; its suites are not run`);
     return { status: "failed", summary: `WebGPU's adapter is not the NVIDIA GPU: ${adapter}` };
   }
   ctx.note(`WebGPU adapter: ${adapter}`);
-  const r = await testStep(ctx, [
-    "tests/backends/webgpu_test.ts",
-    "tests/backends/webgpu_reference_test.ts",
-  ], /SKIPPED: no WebGPU adapter/);
+  const r = await testStep(ctx, WEBGPU_FILES, /SKIPPED: no WebGPU adapter/);
   return { ...r, summary: `${adapter}: ${r.summary}`, details: { adapter, ...r.details } };
 }
 
 /** The steps in the order they run: the CUDA proof first, WebGPU (the extra) last. */
-const STEPS: Step[] = [
-  { name: "env", title: "environment (nvidia-smi)", budgetS: 40, run: envStep },
-  { name: "cuda", title: "CUDA suites", budgetS: 170, run: cudaStep },
-  { name: "train", title: "bf16 beside fp32 training", budgetS: 90, run: trainStep },
-  { name: "bench", title: "benchmark beside PyTorch", budgetS: 210, run: benchStep },
-  { name: "webgpu", title: "WebGPU suites on Vulkan", budgetS: 150, run: webGpuStep },
-];
+const STEP_RUNS: Record<StepName, Omit<Step, "name" | "budgetS">> = {
+  env: { title: "environment (nvidia-smi)", run: envStep },
+  suites: { title: "CUDA suites", run: suitesStep },
+  train: { title: "bf16 beside fp32 training", run: trainStep },
+  bench: { title: "benchmark beside PyTorch", run: benchStep },
+  webgpu: { title: "WebGPU suites on Vulkan", run: webGpuStep },
+};
+const STEPS: Step[] = STEP_NAMES.map((name) => ({
+  name,
+  budgetS: STEP_BUDGET_S[name],
+  ...STEP_RUNS[name],
+}));
+
+/**
+ * `bash .gpu/run.sh OUTDIR --scaled-down` here, as on a GPU machine but offline (requests go
+ * to a proxy that refuses them) and scaled down; returns whether every step passed.
+ */
+async function rehearse(outDir: string, only: string | undefined): Promise<boolean> {
+  const script = join(GPU_DIR, "run.sh");
+  if (!existsSync(script)) {
+    throw new Error(
+      `Expected ${script} to rehearse, found none: run deno task device-check --prepare first`,
+    );
+  }
+  const refused = "http://127.0.0.1:9";
+  const args = [script, resolve(outDir), "--scaled-down", ...(only ? ["--only", only] : [])];
+  const status = await new Deno.Command("bash", {
+    args,
+    cwd: REPO_ROOT,
+    env: {
+      HTTP_PROXY: refused,
+      HTTPS_PROXY: refused,
+      http_proxy: refused,
+      https_proxy: refused,
+      NO_PROXY: "127.0.0.1,localhost",
+      no_proxy: "127.0.0.1,localhost",
+    },
+  }).spawn().status;
+  return status.success;
+}
 
 /** Runs the steps into `outDir` within `minutes`; returns whether every step passed. */
 async function runDeviceCheck(
   outDir: string,
   only: string[] | null,
   minutes: number,
+  rehearse: boolean,
 ): Promise<boolean> {
   Deno.mkdirSync(outDir, { recursive: true });
   const t0 = performance.now(), deadline = t0 + minutes * 60_000;
@@ -361,7 +469,7 @@ async function runDeviceCheck(
       resultsMarkdown(header, results, sections),
     );
   };
-  for (const step of STEPS.filter((s) => !only || only.includes(s.name))) {
+  for (const step of STEPS.filter((s) => !only || s.name === "env" || only.includes(s.name))) {
     const left = (deadline - performance.now()) / 1000 - 5;
     const limitS = Math.min(step.budgetS, left), logName = `${step.name}.log`;
     const started = performance.now();
@@ -383,7 +491,13 @@ async function runDeviceCheck(
         log.writeSync(new TextEncoder().encode(`device-check: ${line}\n`));
       };
       try {
-        outcome = await step.run({ outDir, limitS, exec: (cmd, s) => execInto(log, cmd, s), note });
+        outcome = await step.run({
+          outDir,
+          limitS,
+          rehearse,
+          exec: (cmd, s) => execInto(log, cmd, s),
+          note,
+        });
       } catch (e) {
         outcome = {
           status: "failed",
@@ -430,6 +544,8 @@ if (import.meta.main) {
     args: Deno.args,
     options: {
       prepare: { type: "boolean" },
+      rehearse: { type: "boolean" },
+      "scaled-down": { type: "boolean" },
       only: { type: "string" },
       minutes: { type: "string" },
       "webgpu-adapter": { type: "boolean" },
@@ -454,23 +570,26 @@ if (import.meta.main) {
           `Expected one output folder (or --prepare), found ${positionals.length} arguments (see --help)`,
         );
       }
-      const only = values.only?.split(",").map((s) => s.trim()) ?? null;
-      const unknown = only?.filter((s) => !STEPS.some((step) => step.name === s)) ?? [];
+      const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean) ?? null;
+      const unknown = only?.filter((s) => !(STEP_NAMES as readonly string[]).includes(s)) ?? [];
       if (unknown.length) {
         throw new Error(
-          `--only expects steps of ${STEPS.map((s) => s.name).join(", ")}, found ${
-            unknown.join(", ")
-          }`,
+          `--only expects steps of ${STEP_NAMES.join(", ")}, found ${unknown.join(", ")}`,
         );
       }
-      const minutes = Number(values.minutes ?? 8);
+      const minutes = Number(values.minutes ?? DEFAULT_MINUTES);
       if (!(minutes > 0)) {
         throw new Error(`--minutes expects a positive number, found "${values.minutes}"`);
       }
-      if (!existsSync(GPU_DIR)) {
-        console.log("device-check: no .gpu/ here (deno task device-check --prepare makes it)");
+      if (values.rehearse) {
+        Deno.exitCode = (await rehearse(positionals[0], values.only)) ? 0 : 1;
+      } else {
+        if (!existsSync(GPU_DIR)) {
+          console.log("device-check: no .gpu/ here (deno task device-check --prepare makes it)");
+        }
+        const scaled = values["scaled-down"] ?? false;
+        Deno.exitCode = (await runDeviceCheck(positionals[0], only, minutes, scaled)) ? 0 : 1;
       }
-      Deno.exitCode = (await runDeviceCheck(positionals[0], only, minutes)) ? 0 : 1;
     }
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);

@@ -3,14 +3,16 @@
  * check needs on a GPU machine that has no network, and `.gl/` with the Vulkan loader's
  * Debian packages (the device README's recipe):
  *
- * - `deno.xz`: this Deno, packed with `xz -9` (about 95 MB to 30 MB);
+ * - `deno.xz`: this Deno, packed with `xz -9` (about 95 MB to 30 MB; gzip would leave 41 MB,
+ *   too much for what may travel); `run.sh` unpacks it with `xz`, else Python's `lzma`, so the
+ *   GPU machine needs no `xz`;
  * - `node_modules.tar.xz`: the npm packages the suites, `train` and `bench` import
  *   (playwright-core, which only drives chromium for plots, left out);
  * - `shared/`: the files of `../shared` the CUDA and WebGPU suites, training and the bench
  *   read (the tiny models, `reference.safetensors`, the 124M hash reference, Tiny
  *   Shakespeare, the PyTorch GPU peer);
- * - `cache/cuda/`: the kernels' fatbin built here by nvcc, so the GPU machine finds it by
- *   its hash when its nvcc is the same (else it compiles its own);
+ * - `cache/`: the kernels' fatbin and nvcc's resource tables built here, so the GPU machine
+ *   finds them by their hash when its nvcc is the same (else it compiles its own);
  * - `run.sh`: the entry there, which unpacks all of this and runs `tools/device_check/mod.ts`.
  *
  * @module
@@ -177,7 +179,10 @@ async function downloadGl(): Promise<void> {
   }
 }
 
-/** `.gpu/cache/cuda`: the kernels built here, or why not (the GPU machine then builds them). */
+/**
+ * `.gpu/cache`: the kernels built here and nvcc's resource tables of them, or why not (the
+ * GPU machine then builds them).
+ */
 async function prebuildKernels(): Promise<void> {
   const cache = join(GPU_DIR, "cache");
   Deno.mkdirSync(cache, { recursive: true });
@@ -187,6 +192,9 @@ async function prebuildKernels(): Promise<void> {
     const { buildCudaKernels } = await import("../../lib/backends/cuda/build.ts");
     const build = await buildCudaKernels({ quiet: true });
     say(`cache/: the CUDA kernels built by ${build.via} (${mib(sizeOf(build.path))})`);
+    const { kernelResources } = await import("../../lib/backends/cuda/resources.ts");
+    const table = await kernelResources({ quiet: true });
+    say(`cache/: ${table ? "nvcc's resource tables of the kernels" : "no resource tables"}`);
   } catch (e) {
     say(`cache/: no prebuilt CUDA kernels (${(e as Error).message.split("\n")[0]})`);
   } finally {
@@ -217,21 +225,36 @@ async function manifest(): Promise<Record<string, string>> {
  */
 const RUN_SCRIPT = `#!/usr/bin/env bash
 # Made by deno task device-check --prepare. Usage: bash .gpu/run.sh OUTDIR [--only STEPS]
+# (two calls: --only suites,train, then --only bench; env runs in each)
 set -uo pipefail
 gpu=$(cd "$(dirname "\${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$gpu")
-out=\${1:?usage: bash .gpu/run.sh OUTDIR [--only env,cuda,train,bench,webgpu] [--minutes M]}
+out=\${1:?usage: bash .gpu/run.sh OUTDIR [--only suites,train,bench,webgpu] [--minutes M]}
 shift
 mkdir -p "$out"
 fail() { echo "device-check: FAILED before any step: $1" | tee "$out/results.md"; exit 1; }
 work=\${TMPDIR:-/tmp}/gpt2-device-check
 mkdir -p "$work" "$work/cache"
+# .xz unpacked by xz where there is one, else by Python's lzma (no xz on some machines)
+unxz_to_stdout() {
+  if command -v xz >/dev/null 2>&1; then xz -dc "$1"; return; fi
+  for py in python3 /opt/torch/.venv/bin/python3 python; do
+    if command -v "$py" >/dev/null 2>&1; then
+      "$py" -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer, 1 << 20)' "$1"
+      return
+    fi
+  done
+  echo "device-check: neither xz nor python3 here to unpack $1" >&2
+  return 1
+}
 echo "device-check: unpacking Deno into $work"
-xz -dc "$gpu/deno.xz" > "$work/deno" || fail "could not unpack $gpu/deno.xz"
+unxz_to_stdout "$gpu/deno.xz" > "$work/deno.tmp" && mv "$work/deno.tmp" "$work/deno" ||
+  fail "could not unpack $gpu/deno.xz"
 chmod +x "$work/deno"
 if [ ! -e "$repo/node_modules/tiktoken" ]; then
   echo "device-check: unpacking the npm packages into $repo/node_modules"
-  tar -xJf "$gpu/node_modules.tar.xz" -C "$repo" || fail "could not unpack node_modules.tar.xz"
+  unxz_to_stdout "$gpu/node_modules.tar.xz" | tar -xf - -C "$repo" ||
+    fail "could not unpack node_modules.tar.xz"
 fi
 if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\\.so\\.1'; then
   if [ -d "$repo/.gl" ] && [ "$(id -u)" = 0 ]; then
@@ -297,11 +320,12 @@ export async function prepareDeviceCheck(): Promise<void> {
   }
   const rel = relative(REPO_ROOT, script);
   console.log(`
-On the GPU machine (the device tool), one call:
-  run  command: bash ${rel} $OUT
+On the GPU machine (the device tool), two calls, each within one 10-minute call with the
+machine's start (each writes results.json, results.md and a log per step into $OUT):
+  run  command: bash ${rel} $OUT --only suites,train
        carry:   ["${basename(GPU_DIR)}", "${basename(GL_DIR)}"]
        timeout_s: 600
-It writes results.json, results.md and one log per step into $OUT (at most 8 files), in about 8
-minutes. To rerun some steps only: bash ${rel} $OUT --only cuda,train (steps: env, cuda, train,
-bench, webgpu).`);
+  run  command: bash ${rel} $OUT --only bench      (same carry and timeout_s)
+WebGPU, where time is left: bash ${rel} $OUT --only webgpu. Rehearse all of it here first
+(offline, scaled down, no GPU): deno task device-check --rehearse OUTDIR.`);
 }
