@@ -81,6 +81,11 @@ export function testArgv(file: string): string[] {
   return [...DENO_TEST, file];
 }
 
+/** The log folder of the comparison's `precision` run, under `outDir`. */
+export function trainLogDir(precision: "f32" | "bf16", outDir: string): string {
+  return join(outDir, `train_${precision}`);
+}
+
 /** One training run of the comparison: `precision` into its own log folder under `outDir`. */
 export function trainArgv(precision: "f32" | "bf16", outDir: string): string[] {
   return [
@@ -97,7 +102,7 @@ export function trainArgv(precision: "f32" | "bf16", outDir: string): string[] {
     "--eval-every=0",
     "--hellaswag=0",
     "--seed=1337",
-    `--log-dir=${join(outDir, `train_${precision}`)}`,
+    `--log-dir=${trainLogDir(precision, outDir)}`,
     `--precision=${precision}`,
   ];
 }

@@ -30,6 +30,7 @@ import {
   benchArgv,
   DEFAULT_MINUTES,
   DENO_RUN,
+  DENO_TEST,
   REHEARSAL_TRAIN_STEPS,
   rehearsalArgv,
   STEP_BUDGET_S,
@@ -39,6 +40,7 @@ import {
   testArgv,
   TRAIN_STEPS,
   trainArgv,
+  trainLogDir,
   WEBGPU_FILES,
 } from "./commands.ts";
 import { GPU_DIR, prepareDeviceCheck } from "./prepare.ts";
@@ -274,6 +276,13 @@ function suitesStep(ctx: StepContext): Promise<StepOutcome> {
   );
 }
 
+/** Removes a training run's `model/` and `checkpoints/` from its log folder, keeping its logs. */
+async function dropWeights(logDir: string): Promise<void> {
+  for (const name of ["model", "checkpoints"]) {
+    await Deno.remove(join(logDir, name), { recursive: true }).catch(() => {});
+  }
+}
+
 /** 20 steps of GPT-2 124M in fp32 and in bf16 on the same data; the losses must agree. */
 async function trainStep(ctx: StepContext): Promise<StepOutcome> {
   const losses: Record<string, number[]> = {}, notes: string[] = [], commands: string[][] = [];
@@ -284,11 +293,14 @@ async function trainStep(ctx: StepContext): Promise<StepOutcome> {
     const cmd = ctx.rehearse ? rehearsalArgv(argv) : argv;
     commands.push(cmd);
     const r = await ctx.exec([Deno.execPath(), ...cmd], limit);
+    // the weights and checkpoints (GBs at 124M) stay off what the device tool brings back
+    await dropWeights(trainLogDir(precision, ctx.outDir));
     losses[precision] = parseLosses(r.output);
     if (r.code !== 0) notes.push(`${precision} run: ${exitNote(r, limit)}`);
   }
   const { f32, bf16 } = losses;
-  const mismatch = compareLosses(f32, bf16, steps);
+  // a tiny model's loss over two steps of a warm-up need not fall: the rehearsal compares only
+  const mismatch = compareLosses(f32, bf16, steps, { requireFall: !ctx.rehearse });
   const details = { commands, f32, bf16, tolerance: LOSS_TOLERANCE };
   const what = ctx.rehearse ? "rehearsal: a tiny GPT-2 on native" : "GPT-2 124M, B=4, T=256";
   const section = `## Training: ${what}, ${steps} steps, fp32 and bf16\n\n` +
@@ -388,8 +400,12 @@ async function webGpuStep(ctx: StepContext): Promise<StepOutcome> {
   }
   const { adapter, software } = JSON.parse(line) as { adapter: string; software: boolean };
   if (ctx.rehearse) {
-    const r = await testStep(ctx, WEBGPU_FILES, /SKIPPED: no WebGPU adapter/);
-    return { ...r, summary: `rehearsal on ${adapter}: ${r.summary}` };
+    // the suites take many minutes on a software adapter: their command loads, nothing runs
+    const r = await ctx.exec([Deno.execPath(), ...DENO_TEST, "--no-run", ...WEBGPU_FILES], 60);
+    const summary = `rehearsal on ${adapter}: the suites' command loaded ${WEBGPU_FILES.length} ` +
+      `files (not run on this adapter)`;
+    if (r.code === 0) return { status: "passed", summary };
+    return { status: "failed", summary: `rehearsal: ${exitNote(r, 60)}` };
   }
   if (software || !/nvidia/i.test(adapter)) {
     ctx.note(`WEBGPU IS NOT ON THE NVIDIA GPU: the adapter is ${adapter}; its suites are not run`);
