@@ -67,9 +67,10 @@ interval, tok/s and MFU, and where the files went.
                           override the model's shape (small test models); with --init-from
                           the shape is the loaded one's
   --hellaswag-data PATH   hellaswag_val.jsonl (default: data/, ../shared/data, or download)
-  --resume DIR|latest     continue from a checkpoint folder, or the newest in <log-dir>/checkpoints
-                          (its weights, AdamW's moments, the data position; not with --init-from,
-                          which takes weights alone)
+  --resume DIR|latest     continue from a checkpoint folder, or the one last written or resumed
+                          in <log-dir>/checkpoints (its HEAD): its weights, AdamW's moments,
+                          the data position (not with --init-from, which takes weights alone);
+                          changed schedule flags are listed, other data or batch settings refused
   --log-dir DIR           log.txt, checkpoints/ and the final model/ (default log); one run at
                           a time, and a fresh run is refused where an earlier run's outputs are
   --overwrite             start over in a --log-dir that holds an earlier run: its

@@ -15,7 +15,16 @@
  * complete, so a crash never leaves a half-written `step_*`, and only when every parameter
  * and moment is finite. On load `state.json` is checked against its hash and for consistency
  * (step, data positions), and every file against `state.json`, so a truncated or altered one
- * is refused with the file named. Pruning removes only the same run's older checkpoints.
+ * is refused with the file named.
+ *
+ * Each checkpoint records its lineage: an id of its own, when it was written, and its parent
+ * (the checkpoint the run continued from or wrote before it: step, folder name and id), so a
+ * folder can hold branches (a run resumed from an older checkpoint writes a new one beside the
+ * abandoned one). `checkpoints/HEAD` names the checkpoint last written or resumed: `--resume
+ * latest` follows it, and pruning removes only older checkpoints of the branch that leads to
+ * the newest one, never another branch's. It also records the data's identity
+ * (lib/data/identity.ts), so a resume on other data is caught. Checkpoints without either
+ * (older versions) still resume.
  *
  * Before a checkpoint is written, and when one is resumed, every parameter and moment is checked
  * for NaN and infinities (below: non-finite values); the trail (below) tells which checkpoint a
@@ -24,8 +33,10 @@
  * @module
  */
 
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { Backend, DeviceBuffer } from "../backend.ts";
+import type { DataIdentity } from "../data/identity.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
 import { readSafetensors, toFloat32, writeSafetensors } from "../io/safetensors.ts";
 import type { GPT, GPTConfig } from "../model/gpt.ts";
 import { loadModelFolder, saveModelFolder } from "../weights/folder.ts";
@@ -86,8 +97,29 @@ export interface CheckpointState {
   gradScaler?: GradScalerState;
   /** The last training loss, for the record. */
   loss: number | null;
+  /** Where the checkpoint comes from (absent in older checkpoints). */
+  lineage?: Lineage;
+  /** The training data (absent in older checkpoints). */
+  data?: DataIdentity;
   /** Size and SHA-256 of every other file of the folder. */
   files: Record<string, { bytes: number; sha256: string }>;
+}
+
+/** A checkpoint as its children name it: its step, folder name and id. */
+export interface CheckpointRef {
+  step: number;
+  name: string;
+  id: string;
+}
+
+/** A checkpoint's place in its run's history. */
+export interface Lineage {
+  /** This checkpoint's own id. */
+  id: string;
+  /** When it was written, ISO 8601. */
+  writtenAt: string;
+  /** The checkpoint it descends from: the one resumed or written before it; null at a start. */
+  parent: CheckpointRef | null;
 }
 
 /** Muon's part of `state.json`. */
@@ -114,6 +146,12 @@ export interface SaveCheckpointInput {
   loss: number | null;
   /** The loss scaler's state, in runs with loss scaling. */
   gradScaler?: GradScalerState | null;
+  /** The checkpoint this one descends from (null: the run's start). */
+  parent?: CheckpointRef | null;
+  /** This checkpoint's id; a new one by default. */
+  id?: string;
+  /** The training data's identity, where known. */
+  data?: DataIdentity | null;
 }
 
 const STEP_DIR = /^step_(\d+)$/;
@@ -169,6 +207,7 @@ export async function saveCheckpoint(
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
   }
+  await markHead(dir, final);
   if (prune) await pruneCheckpoints(dir, keep, input.runId, input.step);
   return final;
 }
@@ -241,6 +280,12 @@ async function writeCheckpointFiles(tmp: string, input: SaveCheckpointInput): Pr
     ranks: input.ranks,
     ...(input.gradScaler ? { gradScaler: input.gradScaler } : {}),
     loss: input.loss,
+    lineage: {
+      id: input.id ?? crypto.randomUUID(),
+      writtenAt: new Date().toISOString(),
+      parent: input.parent ?? null,
+    },
+    ...(input.data ? { data: input.data } : {}),
     files,
   };
   const text = new TextEncoder().encode(JSON.stringify(state, null, 1) + "\n");
@@ -264,9 +309,12 @@ export async function listCheckpoints(dir: string): Promise<{ step: number; path
 }
 
 /**
- * Removes run `runId`'s checkpoints older than step `current` beyond the newest `keep - 1`
- * (the one of step `current` is the `keep`-th). Other runs' checkpoints, and later ones (a
- * run resumed from an earlier step), are left alone.
+ * Removes run `runId`'s checkpoints older than the one of step `current` beyond the newest
+ * `keep - 1` (the one of step `current` is the `keep`-th), among its ancestors only: the
+ * checkpoints it descends from by their recorded parents (and, below a checkpoint of an older
+ * version, which records none, the same run's older-version checkpoints below it). Other
+ * runs' checkpoints, other branches' (an abandoned one, or the one a resume goes back to) and
+ * later ones are left alone.
  */
 export async function pruneCheckpoints(
   dir: string,
@@ -274,13 +322,79 @@ export async function pruneCheckpoints(
   runId: string,
   current: number,
 ): Promise<void> {
-  const older: { step: number; path: string }[] = [];
-  for (const c of await listCheckpoints(dir)) {
-    if (c.step < current && (await readRunId(c.path)) === runId) older.push(c);
+  const all = await describeCheckpoints(dir);
+  const byId = new Map(all.map((c) => [c.id, c]));
+  let node = all.find((c) => c.step === current);
+  const older: CheckpointEntry[] = [];
+  while (node) {
+    const here: CheckpointEntry = node;
+    const parentId = here.lineage?.parent?.id;
+    const next: CheckpointEntry | undefined = here.lineage
+      ? (parentId === undefined ? undefined : byId.get(parentId))
+      : all.filter((c) => !c.lineage && c.step < here.step && c.runId === here.runId).at(-1);
+    if (!next || next.step >= here.step || older.includes(next)) break;
+    older.push(next);
+    node = next;
   }
-  for (const c of older.slice(0, Math.max(0, older.length - (Math.max(1, keep) - 1)))) {
+  const mine = older.filter((c) => c.runId === runId).sort((a, b) => a.step - b.step);
+  for (const c of mine.slice(0, Math.max(0, mine.length - (Math.max(1, keep) - 1)))) {
     await Deno.remove(c.path, { recursive: true });
   }
+}
+
+/** A checkpoint of a folder with what its state.json says of its place. */
+interface CheckpointEntry {
+  step: number;
+  path: string;
+  /** Its lineage id; for an older checkpoint, `sha256:` and its state.json's hash. */
+  id: string;
+  runId: string | null;
+  lineage: Lineage | null;
+}
+
+/** The checkpoints of `dir` with their ids and lineage, oldest step first. */
+async function describeCheckpoints(dir: string): Promise<CheckpointEntry[]> {
+  const out: CheckpointEntry[] = [];
+  for (const c of await listCheckpoints(dir)) {
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = await Deno.readFile(join(c.path, "state.json"));
+    } catch {
+      continue; // not a checkpoint that could be resumed: never anyone's ancestor
+    }
+    let state: Partial<CheckpointState> | null = null;
+    try {
+      state = JSON.parse(new TextDecoder().decode(bytes));
+    } catch {
+      // unreadable: identified by its bytes alone
+    }
+    const lineage = state?.lineage && typeof state.lineage.id === "string" ? state.lineage : null;
+    out.push({
+      ...c,
+      id: lineage?.id ?? `sha256:${await sha256Hex(bytes)}`,
+      runId: typeof state?.runId === "string" ? state.runId : null,
+      lineage,
+    });
+  }
+  return out;
+}
+
+/** A checkpoint as its children name it (an older one's id: its state.json's hash). */
+export async function checkpointRef(path: string, state: CheckpointState): Promise<CheckpointRef> {
+  const id = state.lineage?.id ??
+    `sha256:${await sha256Hex(await Deno.readFile(join(path, "state.json")))}`;
+  return { step: state.step, name: basename(path), id };
+}
+
+/** The file in a checkpoints folder naming the checkpoint last written or resumed. */
+export const HEAD_FILE = "HEAD";
+
+/**
+ * Records `path` (a checkpoint folder in `dir`) as the one last written or resumed, which
+ * `--resume latest` continues.
+ */
+export async function markHead(dir: string, path: string): Promise<void> {
+  await writeFileAtomic(join(dir, HEAD_FILE), `${basename(path)}\n`);
 }
 
 /** The run id in a checkpoint's state.json, or null (none, unreadable, or version 1). */
@@ -327,19 +441,30 @@ export async function listTemporaryFolders(
 }
 
 /**
- * The folder `--resume` names: `latest` is the newest complete checkpoint of
- * `<logDir>/checkpoints`, anything else a checkpoint folder.
+ * The folder `--resume` names: `latest` is the checkpoint of `<logDir>/checkpoints` last
+ * written or resumed (its `HEAD`; without one, the newest written, then the highest step),
+ * anything else a checkpoint folder.
  */
 export async function resolveResume(resume: string, logDir: string | null): Promise<string> {
   if (resume !== "latest") return resume;
   if (!logDir) throw new Error("--resume latest needs a --log-dir");
-  const all = await listCheckpoints(checkpointsDir(logDir));
+  const dir = checkpointsDir(logDir);
+  const all = await listCheckpoints(dir);
   if (!all.length) {
     throw new Error(
-      `--resume latest: expected a checkpoint in ${checkpointsDir(logDir)}, found none`,
+      `--resume latest: expected a checkpoint in ${dir}, found none`,
     );
   }
-  return all[all.length - 1].path;
+  // the branch last written or resumed, not the highest step (an abandoned branch may be)
+  const head = (await Deno.readTextFile(join(dir, HEAD_FILE)).catch(() => "")).trim();
+  const named = all.find((c) => basename(c.path) === head);
+  if (named) return named.path;
+  // no HEAD (older versions): the newest written, then the highest step
+  const entries = await describeCheckpoints(dir);
+  entries.sort((a, b) =>
+    (a.lineage?.writtenAt ?? "").localeCompare(b.lineage?.writtenAt ?? "") || a.step - b.step
+  );
+  return entries.at(-1)?.path ?? all[all.length - 1].path;
 }
 
 export {

@@ -20,6 +20,8 @@
  * @module
  */
 
+import { basename, isAbsolute, relative, resolve } from "node:path";
+import { type DataIdentity, dataIdentity, describeDataChange } from "../data/identity.ts";
 import { openTokenData, type TokenLoader } from "../data/shard_loader.ts";
 import { decodePadded, getGpt2Tokenizer } from "../data/tokenizer.ts";
 import { type ProcessGroup, SingleProcessGroup } from "../ddp/process_group.ts";
@@ -38,11 +40,14 @@ import { noGrad, Tensor } from "../model/tensor.ts";
 import {
   checkFiniteCheckpoint,
   checkpointPath,
+  type CheckpointRef,
+  checkpointRef,
   checkpointsDir,
   CheckpointTrail,
   listNames,
   loadCheckpoint,
   type LoadedCheckpoint,
+  markHead,
   NonFiniteCheckpointError,
   otherRunsCheckpoints,
   pruneCheckpoints,
@@ -134,7 +139,10 @@ export interface TrainOptions extends LoopSettings {
    * outputs, unless `overwrite`. An empty name is an error.
    */
   logDir: string | null;
-  /** A checkpoint folder, or "latest" (the newest in `<logDir>/checkpoints`). */
+  /**
+   * A checkpoint folder, or "latest" (the one last written or resumed in `<logDir>/checkpoints`,
+   * lib/train/checkpoint.ts's `resolveResume`).
+   */
   resume?: string | null;
   /**
    * Fine-tuning: start from these weights (lib/weights/resolve.ts's `resolveWeights`) instead
@@ -237,6 +245,10 @@ export interface RunSetup {
   resumedFrom: string | null;
   /** This run's id in its checkpoints: a resumed run keeps its checkpoint's. */
   runId: string;
+  /** The checkpoint the next one descends from: the last written, or the one resumed. */
+  parent: CheckpointRef | null;
+  /** The training data's identity, recorded in checkpoints (rank 0 with a log folder). */
+  data: DataIdentity | null;
   /** Appends a line to `log.txt` (rank 0 with a log folder; else nothing). */
   log: (line: string) => Promise<void>;
   /** Ctrl-C and SIGTERM: the first one's name once received, else null. */
@@ -291,8 +303,10 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
 
     // a step that cannot fit in the device's memory fails here, saying so, not mid-step
     backend.checkTrainingMemory?.({ config: o.config, B, T, overwriteLogits: true });
+    // what the data is, for the checkpoints to record and a resume to compare
+    const data = (master && o.logDir) || o.resume ? await dataIdentity(o.dataPath) : null;
     // the model: fresh, loaded, or the checkpoint's (which also restores the optimizer and data)
-    const ckpt = await resumeCheckpoint(o, world);
+    const ckpt = await resumeCheckpoint(o, world, data, say);
     if (ckpt && ckpt.state.step >= o.steps) {
       say(
         `${ckpt.path} is at step ${ckpt.state.step} and --steps is ${o.steps}: nothing left to do (pass a --steps above ${ckpt.state.step} to train further)`,
@@ -325,7 +339,12 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
       );
     }
     const startStep = ckpt?.state.step ?? 0;
-    const log = await openRunLog(master ? o.logDir : null, ckpt ? startStep : null);
+    const parent = ckpt ? await checkpointRef(ckpt.path, ckpt.state) : null;
+    if (ckpt && master && o.logDir && isInside(ckpt.path, checkpointsDir(o.logDir))) {
+      // the branch resumed is the one --resume latest continues, even before its first checkpoint
+      await markHead(checkpointsDir(o.logDir), ckpt.path);
+    }
+    const log = await openRunLog(master ? o.logDir : null, ckpt ? startStep : null, say);
     const signals = catchStopSignals(rank, o.handleSignals !== false);
     return {
       group,
@@ -344,6 +363,8 @@ export async function setupRun(o: TrainOptions): Promise<RunSetup | NothingLeft>
       startStep,
       resumedFrom: ckpt?.path ?? null,
       runId: ckpt?.state.runId ?? crypto.randomUUID(),
+      parent,
+      data,
       log,
       ...signals,
       release: claim.release,
@@ -386,11 +407,17 @@ async function claimFolder(
  * The checkpoint `o.resume` names, verified, matching this run, and (unless it already
  * reached `o.steps`) finite; null for a fresh run.
  */
-async function resumeCheckpoint(o: TrainOptions, world: number): Promise<LoadedCheckpoint | null> {
+async function resumeCheckpoint(
+  o: TrainOptions,
+  world: number,
+  data: DataIdentity | null,
+  say: (line: string) => void,
+): Promise<LoadedCheckpoint | null> {
   if (!o.resume) return null;
   const path = await resolveResume(o.resume, o.logDir);
   const ckpt = await loadCheckpoint(o.backend, path);
-  checkResumable(ckpt.state, o, world, path);
+  checkResumable(ckpt.state, o, world, path, say);
+  checkSameData(ckpt.state.data, data, path);
   if (o.logDir) {
     // one run per folder: continuing run A among run B's checkpoints would overwrite them
     const others = await otherRunsCheckpoints(checkpointsDir(o.logDir), ckpt.state.runId);
@@ -471,11 +498,17 @@ function runSettings(o: TrainOptions): Record<string, unknown> {
   };
 }
 
+/**
+ * Refuses a checkpoint that this run cannot continue (another world size, model, B, T or
+ * total batch size, naming every change), and warns of a changed schedule (steps, rates,
+ * warmup, weight decay: old -> new).
+ */
 function checkResumable(
   state: { worldSize: number; config: GPTConfig; run: Record<string, unknown> },
   o: TrainOptions,
   world: number,
   path: string,
+  say: (line: string) => void,
 ): void {
   if (state.worldSize !== world) {
     throw new Error(
@@ -490,33 +523,77 @@ function checkResumable(
     );
   }
   const settings = runSettings(o);
-  for (const k of ["B", "T", "totalBatchSize"]) {
-    if (state.run[k] !== settings[k]) {
-      throw new Error(
-        `Checkpoint ${path} was trained with ${k}=${state.run[k]}, this run has ${k}=${
-          settings[k]
-        }: the data positions would not match`,
-      );
-    }
+  const changed = CHANGEABLE_SETTINGS.filter((k) => k in state.run && state.run[k] !== settings[k])
+    .map((k) => `${k} ${state.run[k]} -> ${settings[k]}`);
+  const positional = DATA_POSITION_SETTINGS.filter((k) => state.run[k] !== settings[k])
+    .map((k) => `${k} ${state.run[k]} -> ${settings[k]}`);
+  if (positional.length) {
+    throw new Error(
+      `Checkpoint ${path} was trained with other batch settings: ${
+        [...positional, ...changed].join(", ")
+      }: the data positions would not match; resume with the checkpoint's B, T and total batch size`,
+    );
   }
+  if (changed.length) {
+    say(`warning: resuming ${path} with changed settings: ${changed.join(", ")}`);
+  }
+}
+
+/** The settings a resume must keep: the data positions depend on them. */
+const DATA_POSITION_SETTINGS = ["B", "T", "totalBatchSize"] as const;
+
+/** The settings a resume may change, with a warning listing old -> new. */
+const CHANGEABLE_SETTINGS = ["steps", "maxLr", "minLr", "warmupSteps", "weightDecay"] as const;
+
+/**
+ * Refuses a resume on other data than the checkpoint's (another file or another set of shards
+ * under the same name): the run would not continue as it was. A checkpoint of an older version,
+ * which records no data, resumes on any.
+ */
+function checkSameData(
+  recorded: DataIdentity | undefined,
+  now: DataIdentity | null,
+  path: string,
+): void {
+  if (!recorded || !now) return;
+  const change = describeDataChange(recorded, now);
+  if (change === null) return;
+  throw new Error(
+    `Checkpoint ${path} was trained on other data than ${now.path} (it read ${recorded.path}): ${change}; resume with the checkpoint's data, or start a fresh run`,
+  );
+}
+
+/** Whether `path` lies inside the folder `dir`. */
+function isInside(path: string, dir: string): boolean {
+  const rel = relative(resolve(dir), resolve(path));
+  return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel);
 }
 
 /**
  * `log.txt` in `logDir` (null: no log): cleared on a fresh run; on resume from step
- * `resumeStep`, the lines of the steps not yet redone are kept.
+ * `resumeStep`, the lines of the steps not yet redone are kept and the later ones (a stopped
+ * run's, or an abandoned branch's) dropped, saying so, so the log holds one history.
  */
 async function openRunLog(
   logDir: string | null,
   resumeStep: number | null,
+  say: (line: string) => void,
 ): Promise<(line: string) => Promise<void>> {
   if (!logDir) return () => Promise.resolve();
   await Deno.mkdir(logDir, { recursive: true });
   const logFile = `${logDir}/log.txt`;
   let keep = "";
   if (resumeStep !== null) {
-    const old = await Deno.readTextFile(logFile).catch(() => "");
-    keep = old.split("\n").filter((l) => l && Number(l.split(" ")[0]) < resumeStep)
-      .map((l) => l + "\n").join("");
+    const old = (await Deno.readTextFile(logFile).catch(() => "")).split("\n").filter((l) => l);
+    const kept = old.filter((l) => Number(l.split(" ")[0]) < resumeStep);
+    keep = kept.map((l) => l + "\n").join("");
+    if (kept.length < old.length) {
+      say(
+        `${logFile}: dropped ${
+          old.length - kept.length
+        } line(s) of step ${resumeStep} on, which this run redoes from its checkpoint`,
+      );
+    }
   }
   // replaced whole: a crash here leaves the old log, never a truncated one
   await writeFileAtomic(logFile, keep);
@@ -928,12 +1005,14 @@ async function checkpoint(
   if (r.master) {
     const ranks = all.map((b) => JSON.parse(new TextDecoder().decode(b)) as RankState);
     try {
+      const input = checkpointInput(r, o, step, loss, ranks);
       const path = await saveCheckpoint(
         checkpointsDir(o.logDir),
-        checkpointInput(r, o, step, loss, ranks),
+        input,
         { keep: o.keepCheckpoints ?? 3, prune: final },
       );
       console.log(`saved checkpoint ${path}`);
+      descendFrom(r, path, input);
       outcome = { path };
     } catch (e) {
       failure = e;
@@ -968,7 +1047,15 @@ function checkpointInput(
     loss,
     gradScaler: r.scaler?.state() ?? null,
     run: { ...o.runInfo, ...runSettings(o), world: r.world },
+    parent: r.parent,
+    id: crypto.randomUUID(),
+    data: r.data,
   };
+}
+
+/** After checkpoint `path` of `input` is written: the next one descends from it. */
+function descendFrom(r: RunSetup, path: string, input: SaveCheckpointInput): void {
+  r.parent = { step: input.step, name: basename(path), id: input.id! };
 }
 
 /**
