@@ -22,7 +22,7 @@
 import { hostname } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { parentPid } from "../ddp/libc.ts";
-import { checkpointsDir, listCheckpoints, listTemporaryFolders } from "./checkpoint.ts";
+import { checkpointsDir, HEAD_FILE, listCheckpoints, listTemporaryFolders } from "./checkpoint.ts";
 
 /** The lock file's name in the log folder. */
 export const LOCK_FILE = "train.lock";
@@ -110,7 +110,7 @@ interface FoundOutput {
   checkpoints?: number;
 }
 
-/** The earlier run's outputs in `dir`; an empty checkpoints/ folder is none. */
+/** The earlier run's outputs in `dir`; a checkpoints/ folder with nothing but HEAD is none. */
 async function earlierOutputs(dir: string): Promise<FoundOutput[]> {
   const found: FoundOutput[] = [];
   for (const name of RUN_OUTPUTS) {
@@ -120,7 +120,8 @@ async function earlierOutputs(dir: string): Promise<FoundOutput[]> {
     if (name === "checkpoints") {
       const all = await listCheckpoints(path).catch(() => []);
       let entries = 0;
-      for await (const _ of Deno.readDir(path)) entries++;
+      // HEAD alone (its checkpoints deleted) is nothing of a run's
+      for await (const e of Deno.readDir(path)) if (e.name !== HEAD_FILE) entries++;
       if (!entries) continue;
       const label = all.length
         ? `checkpoints/ (${all.length} checkpoint(s), newest ${all[all.length - 1].path})`

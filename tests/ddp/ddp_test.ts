@@ -85,7 +85,9 @@ Deno.test("ddp: Ctrl-C on the launcher reaches every rank: one checkpoint, all e
   const status = await child.status;
   const err = await stderr;
   assertEquals(status.code, 0, err);
-  const dirs = [...Deno.readDirSync(join(logDir, "checkpoints"))].map((e) => e.name);
+  // checkpoints/HEAD names the newest; every other entry is a checkpoint
+  const dirs = [...Deno.readDirSync(join(logDir, "checkpoints"))].map((e) => e.name)
+    .filter((n) => n !== "HEAD");
   assertEquals(dirs.length, 1, dirs.join(", "));
   const state = JSON.parse(
     await Deno.readTextFile(join(logDir, "checkpoints", dirs[0], "state.json")),
@@ -120,7 +122,9 @@ Deno.test("ddp: a launcher killed with SIGKILL leaves no rank running unattended
   }
   const seconds = (performance.now() - t0) / 1000;
   for (const pid of pids) ok(!alive(pid), `rank pid ${pid} still runs after ${seconds} s`);
-  const dirs = [...Deno.readDirSync(join(logDir, "checkpoints"))].map((e) => e.name);
+  // checkpoints/HEAD names the newest; every other entry is a checkpoint
+  const dirs = [...Deno.readDirSync(join(logDir, "checkpoints"))].map((e) => e.name)
+    .filter((n) => n !== "HEAD");
   assertEquals(dirs.length, 1, dirs.join(", "));
   const state = JSON.parse(
     await Deno.readTextFile(join(logDir, "checkpoints", dirs[0], "state.json")),

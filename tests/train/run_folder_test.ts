@@ -144,7 +144,7 @@ Deno.test("run folder: a fresh run is refused where an earlier run left any outp
   });
   assertEquals(await snapshot(zero), before);
 
-  // a finished run whose checkpoints were deleted (an empty checkpoints/ is nothing), with
+  // a finished run whose checkpoints were deleted (checkpoints/ with HEAD alone is nothing), with
   // its record and figure
   const done = await Deno.makeTempDir();
   await train(fullRecipe(done, { evalEvery: 0, steps: 2, checkpointEvery: 1 }));
