@@ -93,25 +93,34 @@ void gpt2_sgemm_shape(int shape[3]) {
 // FLOPs done by `iters` rounds of 16 independent chains of the micro-kernel's own FMA on
 // every thread: the ceiling of this GEMM. (peak.c's loop is written as a multiply and an add,
 // which GCC keeps apart under -std=c11; this one is the FMA instruction itself.)
+// Independent FMA chains per thread: enough to cover the FMA latency on every unit, and few
+// enough to stay in registers with the two operands (AVX-512 has 32 vector registers; AVX2 has
+// 16, where 16 chains spill and the loop reads half the peak).
+#if VL == 16
+#define PEAK_CHAINS 16
+#else
+#define PEAK_CHAINS 12
+#endif
+
 double gpt2_sgemm_fma_peak(long iters) {
   double flops = 0;
 #ifdef _OPENMP
 #pragma omp parallel reduction(+ : flops)
 #endif
   {
-    vf acc[16], a = vf_splat(1.0f + 1e-7f), b = vf_splat(1e-7f);
+    vf acc[PEAK_CHAINS], a = vf_splat(1.0f + 1e-7f), b = vf_splat(1e-7f);
 #pragma GCC unroll 16
-    for (int i = 0; i < 16; i++) acc[i] = vf_splat((float)i);
+    for (int i = 0; i < PEAK_CHAINS; i++) acc[i] = vf_splat((float)i);
     for (long it = 0; it < iters; it++) {
 #pragma GCC unroll 16  // the chains in registers, not in memory
-      for (int i = 0; i < 16; i++) acc[i] = vf_fma(acc[i], a, b);
+      for (int i = 0; i < PEAK_CHAINS; i++) acc[i] = vf_fma(acc[i], a, b);
     }
     float sink[VL];
     vf sum = acc[0];
 #pragma GCC unroll 16
-    for (int i = 1; i < 16; i++) sum = sum + acc[i];
+    for (int i = 1; i < PEAK_CHAINS; i++) sum = sum + acc[i];
     vf_storeu(sink, sum);
-    flops += 2.0 * VL * 16 * (double)iters + (sink[0] == 12345.0f ? 1 : 0);
+    flops += 2.0 * VL * PEAK_CHAINS * (double)iters + (sink[0] == 12345.0f ? 1 : 0);
   }
   return flops;
 }

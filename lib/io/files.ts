@@ -132,10 +132,11 @@ export async function checkOutputFolder(flag: string, path: string): Promise<voi
 
 /**
  * A path as a person reading a log wants it: relative to the working folder where that is
- * shorter (a notebook's `../../shared/data/...`, a run's `log/model`), else as given. So printed
+ * near (a notebook's `../../shared/data/...`, a run's `log/model`), else as given. So printed
  * lines, and the notebooks' committed outputs, do not carry one machine's absolute folders.
  */
 export function displayPath(path: string): string {
   const rel = relative(Deno.cwd(), resolve(path));
-  return rel !== "" && rel.length < path.length ? rel : path;
+  // within two folders up (a notebook's ../../shared/data): relative; further: as given
+  return rel !== "" && !rel.startsWith("../../../") ? rel : path;
 }

@@ -2,10 +2,11 @@
 // naming the file and the offset), and output folders checked before anything is written.
 import { deepStrictEqual as assertEquals, rejects, throws } from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import {
   checkOutputFolder,
   decodeUtf8Strict,
+  displayPath,
   invalidUtf8Offset,
   invalidUtf8OffsetChunked,
   MAX_STRING_CHARS,
@@ -89,4 +90,24 @@ Deno.test("decodeUtf8Strict: text past V8's string limit says so, and a bad byte
   assertEquals(invalidUtf8OffsetChunked(bytes), boundary - 1);
   bytes[boundary] = 0xa9; // now a whole character across the boundary
   assertEquals(invalidUtf8OffsetChunked(bytes), bytes.length);
+});
+
+Deno.test("displayPath: relative to the working folder when near it, else as given", async () => {
+  const root = await Deno.makeTempDir();
+  const deep = join(root, "a", "b", "c");
+  await Deno.mkdir(deep, { recursive: true });
+  const before = Deno.cwd();
+  Deno.chdir(deep);
+  try {
+    assertEquals(
+      displayPath(join(root, "a", "shared", "in.txt")),
+      join("..", "..", "shared", "in.txt"),
+    );
+    assertEquals(displayPath(join(deep, "log", "model")), join("log", "model"));
+    assertEquals(displayPath("log/model"), "log/model");
+    assertEquals(displayPath(join(root, "x.txt")), join(root, "x.txt")); // three folders up
+  } finally {
+    Deno.chdir(before);
+    await Deno.remove(root, { recursive: true });
+  }
 });
