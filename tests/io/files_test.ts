@@ -2,7 +2,7 @@
 // naming the file and the offset), and output folders checked before anything is written.
 import { deepStrictEqual as assertEquals, rejects, throws } from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import {
   checkOutputFolder,
   decodeUtf8Strict,
