@@ -14,7 +14,7 @@
  * @module
  */
 
-import { findCudaLibrary, searchSummary } from "./libraries.ts";
+import { findCudaLibrary, libraryOverride, searchSummary } from "./libraries.ts";
 
 /** The driver entry points the backend uses (`_v2` where cuda.h maps the plain name to it). */
 export const DRIVER_SYMBOLS = {
@@ -125,10 +125,15 @@ export class CudaError extends Error {
 export function openDriverLibrary():
   | { symbols: DriverSymbols; path: string }
   | { error: string } {
-  // the dynamic linker's own search first (the driver's folder is usually on it), then ours
-  const candidates = ["libcuda.so.1"];
+  // the dynamic linker's own search first (the driver's folder is usually on it), then ours;
+  // a file named by GPT2_CUDA_DRIVER_LIB alone
+  const override = libraryOverride("cuda");
+  const candidates = override ? [] : ["libcuda.so.1"];
   const hit = findCudaLibrary("cuda");
   if (hit.path) candidates.push(hit.path);
+  if (override && !hit.path) {
+    return { error: `No NVIDIA driver: ${hit.tried[0]} is no file` };
+  }
   for (const path of candidates) {
     try {
       return { symbols: Deno.dlopen(path, DRIVER_SYMBOLS).symbols, path };

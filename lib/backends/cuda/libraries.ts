@@ -6,6 +6,10 @@
  * `nvidia/nccl/lib`), for every soname a library has gone by (with and without the version
  * suffix). Nothing here loads a library: it finds files, and says where it looked.
  *
+ * One setting replaces the search for the driver and for cuBLASLt: `GPT2_CUDA_DRIVER_LIB` and
+ * `GPT2_CUBLASLT_LIB` name the file to open instead (the CPU emulator's library in the tests,
+ * tests/cuda_emulator/ffi.ts); the backend opens it exactly as it opens the real one.
+ *
  * @module
  */
 
@@ -28,6 +32,18 @@ export const SONAMES: Readonly<Record<CudaLibraryName, readonly string[]>> = {
   nvrtc: ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"],
   nccl: ["libnccl.so.2", "libnccl.so"],
 };
+
+/** The settings that name a library's file, replacing the search. */
+export const LIBRARY_OVERRIDES: Readonly<Partial<Record<CudaLibraryName, string>>> = {
+  cuda: "GPT2_CUDA_DRIVER_LIB",
+  cublasLt: "GPT2_CUBLASLT_LIB",
+};
+
+/** The file a setting names for `name` (LIBRARY_OVERRIDES), or null where none is set. */
+export function libraryOverride(name: CudaLibraryName): string | null {
+  const variable = LIBRARY_OVERRIDES[name];
+  return (variable && Deno.env.get(variable)) || null;
+}
 
 /** System folders the dynamic linker reads (x86-64 and arm64 Debian/Ubuntu, RHEL, WSL). */
 const SYSTEM_DIRS = [
@@ -52,8 +68,16 @@ let cachedSitePackages: string[] | null = null;
  * says where it looked). The first existing file wins, in this order: `$CUDA_HOME/lib64`
  * (and `$CUDA_PATH/lib64`), `/usr/local/cuda/lib64`, `LD_LIBRARY_PATH`, the linker's cache,
  * the system folders, Python's `nvidia/*` wheels (not for the driver, which no wheel holds).
+ * Where `libraryOverride(name)` names a file, only that file.
  */
 export function findCudaLibrary(name: CudaLibraryName): LibraryHit {
+  const override = libraryOverride(name);
+  if (override) {
+    return {
+      path: isFile(override) ? override : null,
+      tried: [`${LIBRARY_OVERRIDES[name]}: ${override}`],
+    };
+  }
   const sonames = SONAMES[name];
   const tried: string[] = [];
   for (const dir of searchDirs()) {

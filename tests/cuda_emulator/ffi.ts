@@ -1,0 +1,86 @@
+/**
+ * The CPU emulator behind the real FFI: builds `libcuda_emu.so` (libcuda_emu.cpp, with the
+ * system C++ compiler, cached by a hash of its source) and the emulator's kernel library
+ * (mod.ts's `buildEmulator`), and sets the variables that make lib/backends/cuda open them as
+ * it opens libcuda.so.1 and libcublasLt.so: `GPT2_CUDA_DRIVER_LIB`, `GPT2_CUBLASLT_LIB` and
+ * `GPT2_CUDA_EMU_KERNELS`, with `GPT2_CUDA_EMU_NULL` for the null device (nothing runs,
+ * allocations accounted against 80 GiB) and `GPT2_CUDA_EMU_MEMORY` for the budget. Then
+ * `createCudaBackend`, `cudaUnavailable` and a child `deno task train --backend cuda` all go
+ * through driver.ts, cublaslt.ts and `Deno.dlopen`.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { cacheDir } from "../../lib/io/cache.ts";
+import { buildEmulator } from "./mod.ts";
+
+const SOURCE = fileURLToPath(new URL("libcuda_emu.cpp", import.meta.url));
+const FLAGS = ["-O2", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall"];
+
+/** `libcuda_emu.so`, built now or found in the cache. */
+export async function buildEmulatorLibrary(): Promise<string> {
+  const source = await Deno.readTextFile(SOURCE);
+  const cxx = Deno.env.get("CXX") ?? "c++";
+  const key = createHash("sha256").update(source).update(FLAGS.join(" ")).update(cxx).digest("hex")
+    .slice(0, 16);
+  const dir = cacheDir("cuda");
+  const path = join(dir, `libcuda_emu-${key}.so`);
+  try {
+    if (Deno.statSync(path).isFile) return path;
+  } catch {
+    // not built yet
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  const r = await new Deno.Command(cxx, {
+    args: [...FLAGS, "-o", tmp, SOURCE, "-ldl"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!r.success) {
+    throw new Error(
+      `Compiling ${SOURCE} with ${cxx} failed:\n${new TextDecoder().decode(r.stderr)}`,
+    );
+  }
+  await Deno.rename(tmp, path);
+  return path;
+}
+
+/** The variables that point the backend at the emulator's library. */
+export interface EmulatorEnv {
+  GPT2_CUDA_DRIVER_LIB: string;
+  GPT2_CUBLASLT_LIB: string;
+  GPT2_CUDA_EMU_KERNELS: string;
+  GPT2_CUDA_EMU_NULL?: string;
+  GPT2_CUDA_EMU_MEMORY?: string;
+}
+
+/**
+ * Builds both libraries and returns the variables for them (for a child process's env, or
+ * `useEmulatorLibrary` in this one): `nullDevice` runs nothing, `memoryBytes` is the budget.
+ */
+export async function emulatorEnv(
+  o: { nullDevice?: boolean; memoryBytes?: number } = {},
+): Promise<EmulatorEnv> {
+  const [driver, kernels] = await Promise.all([buildEmulatorLibrary(), buildEmulator()]);
+  const env: EmulatorEnv = {
+    GPT2_CUDA_DRIVER_LIB: driver,
+    GPT2_CUBLASLT_LIB: driver,
+    GPT2_CUDA_EMU_KERNELS: kernels,
+  };
+  if (o.nullDevice) env.GPT2_CUDA_EMU_NULL = "1";
+  if (o.memoryBytes) env.GPT2_CUDA_EMU_MEMORY = String(o.memoryBytes);
+  return env;
+}
+
+/** Sets `emulatorEnv(o)` in this process (read when the backend opens the libraries). */
+export async function useEmulatorLibrary(
+  o: { nullDevice?: boolean; memoryBytes?: number } = {},
+): Promise<EmulatorEnv> {
+  const env = await emulatorEnv(o);
+  for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
+  return env;
+}
