@@ -1,11 +1,11 @@
-// The CUDA backend's bf16 tensor-core flash attention (kernels/cuda/attention_bf16.cu) on the
-// CPU emulator (tests/cuda_emulator/mod.ts, WMMA emulated in cuda_emulator.h): forward and
-// backward against a float64 host model of the same bf16 roundings (tight), against the
-// reference CPU backend's f32 attention (a bound from bf16's rounding), a check that the
-// result really is bf16 (far from the f32 kernels' one), and which kernels the backend
-// chooses (attentionPrecision, matmul precision). Shapes are not multiples of the 64-row
-// tiles. The emulated half is ignored, saying why, without a C++ compiler or where a GPU is
-// usable (the same suite then runs on the GPU).
+// The CUDA backend's bf16 and TF32 tensor-core flash attention (kernels/cuda/attention_bf16.cu)
+// on the CPU emulator (tests/cuda_emulator/mod.ts, WMMA emulated in cuda_emulator.h): forward
+// and backward against a float64 host model of the same bf16 (TF32) roundings (tight),
+// against the reference CPU backend's f32 attention (a bound from the format's rounding), a
+// check that the result really is bf16 (TF32: far from the f32 kernels' one), and which
+// kernels the backend chooses (attentionPrecision, matmul precision). Shapes are not
+// multiples of the 64-row tiles. The emulated half is ignored, saying why, without a C++
+// compiler or where a GPU is usable (the same suite then runs on the GPU).
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import type { AttentionDims } from "../../lib/backend.ts";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
@@ -16,6 +16,7 @@ import {
   BF16_HEAD_SIZES,
   KernelLauncher,
   type KernelName,
+  TF32_HEAD_SIZES,
 } from "../../lib/backends/cuda/kernels.ts";
 import {
   kernelResources,
@@ -32,9 +33,6 @@ import type { Backend, DeviceBuffer } from "../../lib/backend.ts";
 import { Generator } from "../../lib/model/random.ts";
 import { assertClose, assertSameBits, hasCxx } from "../support.ts";
 
-/** bf16's unit roundoff: 8 significant bits, rounding to nearest (half an ulp, 2^-8 relative). */
-const U = 2 ** -8;
-
 const bits = new Uint32Array(1), asFloat = new Float32Array(bits.buffer);
 
 /** x rounded to f32, then to bf16 (to nearest even), as __float2bfloat16_rn of an f32. */
@@ -45,16 +43,34 @@ function bf16(x: number): number {
   return asFloat[0];
 }
 
-/**
- * One bf16 ulp of x (2^-7 of its binade) when x lies within a relative `window` of a bf16
- * rounding midpoint, else 0: where noise of that size can round x the other way.
- */
-function flipUlp(x: number, window: number): number {
+/** x rounded to f32, then to TF32 (to nearest, ties away from zero), as __float_to_tf32. */
+function tf32(x: number): number {
   asFloat[0] = x;
-  const u = bits[0], low = u & 0xffff;
-  if (Math.abs(low - 0x8000) * 2 ** -23 >= window) return 0;
+  bits[0] = ((bits[0] + 0x1000) & 0xffffe000) >>> 0;
+  return asFloat[0];
+}
+
+/** An operand format of the tensor-core kernels: its rounding and its mantissa bits. */
+interface Operand {
+  name: "bf16" | "tf32";
+  round: (x: number) => number;
+  /** Explicit mantissa bits (bf16 7, TF32 10). */
+  bits: number;
+}
+
+const BF16: Operand = { name: "bf16", round: bf16, bits: 7 };
+const TF32: Operand = { name: "tf32", round: tf32, bits: 10 };
+
+/**
+ * One ulp of x in `op` (2^-bits of its binade) when x lies within a relative `window` of a
+ * rounding midpoint of `op`, else 0: where noise of that size can round x the other way.
+ */
+function flipUlp(x: number, window: number, op: Operand = BF16): number {
+  asFloat[0] = x;
+  const dropped = 23 - op.bits, u = bits[0], low = u & (2 ** dropped - 1);
+  if (Math.abs(low - 2 ** (dropped - 1)) * 2 ** -23 >= window) return 0;
   bits[0] = (u & 0x7f800000) >>> 0;
-  return asFloat[0] * 2 ** -7;
+  return asFloat[0] * 2 ** -op.bits;
 }
 
 /** Relative noise of an f32 p or ds against the model's f64 one (f32 sums, exp, lse). */
@@ -95,16 +111,17 @@ async function attention(be: Backend, x: Inputs, dims: AttentionDims): Promise<R
 }
 
 /**
- * The kernels' algorithm in float64 with their roundings to bf16: q, k, v, dout rounded; the
+ * The kernels' algorithm in float64 with their roundings to bf16 (or TF32, `op`): q, k, v,
+ * dout rounded; the
  * forward's online softmax over 64-key tiles (p = exp(s - running max) rounded before P V,
  * the row sums of the unrounded p); the backward's p = exp(s - lse) and ds = p (dp - D)
  * rounded before their products, D = dout . out. What is left between this and the kernels
  * is f32 arithmetic (sums, exp) and, rarely, a p or ds on the other side of a bf16 rounding
  * boundary because of it.
  */
-function bf16Model(x: Inputs, { B, T, C, NH }: AttentionDims): Model {
-  const hs = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(hs);
-  const q16 = Float64Array.from(x.qkv, bf16), d16 = Float64Array.from(x.dout, bf16);
+function bf16Model(x: Inputs, { B, T, C, NH }: AttentionDims, op: Operand = BF16): Model {
+  const hs = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(hs), round = op.round;
+  const q16 = Float64Array.from(x.qkv, round), d16 = Float64Array.from(x.dout, round);
   const out = new Float32Array(B * T * C), dqkv = Float64Array.from(x.dqkv0);
   const outFlips = new Float64Array(B * T * C), dqkvFlips = new Float64Array(B * T * C3);
   const at = (b: number, t: number, part: number, h: number) =>
@@ -132,8 +149,8 @@ function bf16Model(x: Inputs, { B, T, C, NH }: AttentionDims): Model {
             flips[d] *= corr;
           }
           for (let k = k0; k <= last; k++) {
-            const p = Math.exp(s[k - k0] - mNew), pr = bf16(p), v = at(b, k, 2, h);
-            const flip = flipUlp(p, P_WINDOW);
+            const p = Math.exp(s[k - k0] - mNew), pr = round(p), v = at(b, k, 2, h);
+            const flip = flipUlp(p, P_WINDOW, op);
             l += p;
             for (let d = 0; d < hs; d++) {
               o[d] += pr * q16[v + d];
@@ -158,8 +175,9 @@ function bf16Model(x: Inputs, { B, T, C, NH }: AttentionDims): Model {
           const ki = at(b, k, 1, h), vi = at(b, k, 2, h);
           const p = Math.exp(scale * dot(q16, qi, q16, ki) - lse[t]);
           const dsExact = p * (dot(d16, row, q16, vi) - D[t]);
-          const ds = bf16(dsExact), pr = bf16(p);
-          const dsFlip = scale * flipUlp(dsExact, DS_WINDOW), pFlip = flipUlp(p, P_WINDOW);
+          const ds = round(dsExact), pr = round(p);
+          const dsFlip = scale * flipUlp(dsExact, DS_WINDOW, op);
+          const pFlip = flipUlp(p, P_WINDOW, op);
           for (let d = 0; d < hs; d++) {
             dqkv[qi + d] += scale * ds * q16[ki + d];
             dqkv[ki + d] += scale * ds * q16[qi + d];
@@ -227,8 +245,30 @@ const WMMA_PROGRAM = `
 #define GPT2_CUDA_EMULATION 1
 #include "cuda_emulator.h"
 namespace wmma = nvcuda::wmma;
-static int mode = 0;  // 0: a whole warp; 1: lanes 16..31 skip mma_sync; 2: a misaligned load
+static int mode = 0;  // 0: a whole warp; 1: lanes 16..31 skip mma_sync; 2: a misaligned load;
+                      // 3: a 16x16x8 TF32 product, b not rounded by __float_to_tf32
 static float result[256];
+static void tf32Kernel() {
+  float* a = reinterpret_cast<float*>(gpt2_dynamic_smem);
+  float* b = a + 128;
+  float* c = b + 128;
+  int lane = threadIdx.x;
+  for (int i = lane; i < 128; i += 32) {
+    a[i] = wmma::__float_to_tf32(1.0f + (float)(i % 7) / 1024.0f + 1e-5f);
+    b[i] = (float)(i % 5) - 2.0f + (float)(i % 3) / 2048.0f + 3e-6f;
+  }
+  __syncwarp();
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
+  wmma::fill_fragment(acc, 4096.0f);
+  wmma::load_matrix_sync(fa, a, 8);
+  wmma::load_matrix_sync(fb, b, 8);
+  wmma::mma_sync(acc, fa, fb, acc);
+  wmma::store_matrix_sync(c, acc, 16, wmma::mem_col_major);
+  __syncwarp();
+  if (lane == 0) for (int i = 0; i < 256; i++) result[i] = c[i];
+}
 static void kernel() {
   __nv_bfloat16* a = reinterpret_cast<__nv_bfloat16*>(gpt2_dynamic_smem);
   __nv_bfloat16* b = a + 256;
@@ -254,14 +294,16 @@ int main(int argc, char** argv) {
   emu::threadCount = 32;
   emu::blockDimension = dim3(32);
   emu::dynamicShared.assign(4096, 0xff);
-  emu::body = kernel;
+  emu::body = mode == 3 ? tf32Kernel : kernel;
   if (!emu::runBlock()) {
     std::printf("error: %s\\n", emu::error.c_str());
     return 0;
   }
   for (int i = 0; i < 256; i++) std::printf("%.9g\\n", result[i]);
   for (int i = 2; i < argc; i++) {
-    std::printf("%.9g\\n", __bfloat162float(__float2bfloat16_rn(std::strtof(argv[i], 0))));
+    float v = std::strtof(argv[i], 0);
+    std::printf("%.9g\\n", mode == 3 ? wmma::__float_to_tf32(v)
+                                     : __bfloat162float(__float2bfloat16_rn(v)));
   }
   return 0;
 }
@@ -277,9 +319,18 @@ const ROUNDED: [number, number][] = [
   [65504, 65536],
 ];
 
+/** f32 values and what __float_to_tf32 makes of them: to nearest, ties away from zero. */
+const ROUNDED_TF32: [number, number][] = [
+  [1 + 2 ** -11, 1 + 2 ** -10], // a tie: away from zero
+  [-(1 + 2 ** -11), -(1 + 2 ** -10)],
+  [1 + 3 * 2 ** -11, 1 + 2 ** -9], // a tie above an odd neighbour: up
+  [1 + 2 ** -11 - 2 ** -23, 1], // below the tie
+  [3.14159265, 3.140625],
+];
+
 async function runWmmaProgram(dir: string, mode: number): Promise<string[]> {
   const r = await new Deno.Command(`${dir}/wmma`, {
-    args: [String(mode), ...ROUNDED.map(([x]) => String(x))],
+    args: [String(mode), ...(mode === 3 ? ROUNDED_TF32 : ROUNDED).map(([x]) => String(x))],
     stdout: "piped",
   }).output();
   ok(r.success, `the WMMA program failed in mode ${mode}`);
@@ -293,75 +344,91 @@ async function runWmmaProgram(dir: string, mode: number): Promise<string[]> {
 function bf16AttentionSuite(label: string, open: () => Promise<CudaBackend>): void {
   const cpu = new CpuBackend();
 
-  Deno.test(`${label}: forward and backward match a float64 model of its bf16 roundings and stay within bf16's bound of the f32 reference`, async () => {
-    const be = await open();
-    be.setMatmulPrecision("f32");
-    const rng = new Generator(7);
-    try {
-      for (const [B, T, C, NH] of SHAPES) {
-        const dims = { B, T, C, NH }, x = inputs(rng, dims), tag = `B=${B} T=${T} C=${C} NH=${NH}`;
-        be.kernels = { ...be.kernels, attentionPrecision: "bf16" };
-        const got = await attention(be, x, dims);
-        be.kernels = { ...be.kernels, attentionPrecision: "f32" };
-        const f32 = await attention(be, x, dims);
-        const ref = await attention(cpu, x, dims), model = bf16Model(x, dims);
-        // Against the model: only f32 arithmetic differs (relative 2^-24 per operation, sums
-        // of at most T or hs terms: below 1e-5 of the terms' scale at these sizes; the
-        // backward's D and lse carry the forward's differences, hence its larger atol), and a
-        // p or ds that this noise puts across a bf16 rounding midpoint moves its products by
-        // one bf16 ulp: the model adds that ulp times |the other factor| for every p within a
-        // relative 1e-4 of a midpoint (ds: 1e-3, as dp - D cancels).
-        assertNearModel(`${tag} out vs the bf16 model`, got.out, model.out, model.outFlips, {
-          rtol: 1e-4,
-          atol: 1e-4,
-        });
-        assertNearModel(`${tag} dqkv vs the bf16 model`, got.dqkv, model.dqkv, model.dqkvFlips, {
-          rtol: 1e-4,
-          atol: 1e-3,
-        });
-        // Against the f32 reference: q and k rounded to bf16 (relative u each) move a score
-        // s = scale q . k by at most 2u scale sum |q_d k_d| (the f32 sums add ~hs 2^-24);
-        // with unit-normal inputs and hs 64, scale sum |q k| is about 0.64 sqrt(hs) = 5, so
-        // the worst case is 10u in a score and about twice that, relative, in a softmax
-        // weight. The roundings are independent and of both signs, so the typical score error
-        // is about 2u scale sqrt(sum (q k)^2 / 3) = 1.2u; the weights move by about that
-        // relative, and P and V (or dS, dO, Q, K) add u each: a few u relative to the largest
-        // magnitudes. We allow 4u of the largest magnitude of each output (for dqkv, of the
-        // gradient added to dqkv0); these shapes and seeds come within about 1u.
-        const outBound = 4 * U * maxAbs(ref.out);
-        assertClose(`${tag} out vs f32`, got.out, ref.out, { rtol: 0, atol: outBound });
-        const gradRef = ref.dqkv.map((v, i) => v - x.dqkv0[i]);
-        const gradGot = got.dqkv.map((v, i) => v - x.dqkv0[i]);
-        assertClose(`${tag} dqkv vs f32`, gradGot, gradRef, {
-          rtol: 0,
-          atol: 4 * U * maxAbs(gradRef),
-        });
-        // Really bf16: the f32 kernels are within f32 noise of the reference (1e-4 of the
-        // scale), the bf16 ones at least 2^-12 (a sixteenth of u) away somewhere.
-        const f32Dist = maxDiff(f32.out, ref.out), bf16Dist = maxDiff(got.out, ref.out);
-        ok(f32Dist < 1e-4 * Math.max(1, maxAbs(ref.out)), `${tag}: f32 kernels off by ${f32Dist}`);
-        ok(
-          bf16Dist > 2 ** -12 * maxAbs(ref.out),
-          `${tag}: no bf16 rounding seen in out (max diff from f32 ${bf16Dist})`,
-        );
-        ok(
-          maxDiff(gradGot, gradRef) > 10 * maxDiff(f32.dqkv, ref.dqkv),
-          `${tag}: no bf16 rounding seen in dqkv`,
-        );
+  // TF32 (head size 64 only) is checked as bf16 is, with its own rounding and unit roundoff
+  for (const op of [BF16, TF32]) {
+    const U = 2 ** -(op.bits + 1), name = op.name;
+    Deno.test(`${label}: ${name} forward and backward match a float64 model of its ${name} roundings and stay within ${name}'s bound of the f32 reference`, async () => {
+      const be = await open();
+      be.setMatmulPrecision("f32");
+      const rng = new Generator(7);
+      try {
+        for (const [B, T, C, NH] of SHAPES) {
+          const dims = { B, T, C, NH },
+            x = inputs(rng, dims),
+            tag = `B=${B} T=${T} C=${C} NH=${NH}`;
+          if (op === TF32 && C / NH !== 64) continue;
+          be.kernels = { ...be.kernels, attentionPrecision: name };
+          const got = await attention(be, x, dims);
+          be.kernels = { ...be.kernels, attentionPrecision: "f32" };
+          const f32 = await attention(be, x, dims);
+          const ref = await attention(cpu, x, dims), model = bf16Model(x, dims, op);
+          // Against the model: only f32 arithmetic differs (relative 2^-24 per operation, sums
+          // of at most T or hs terms: below 1e-5 of the terms' scale at these sizes; the
+          // backward's D and lse carry the forward's differences, hence its larger atol), and a
+          // p or ds that this noise puts across a bf16 rounding midpoint moves its products by
+          // one bf16 ulp: the model adds that ulp times |the other factor| for every p within a
+          // relative 1e-4 of a midpoint (ds: 1e-3, as dp - D cancels).
+          assertNearModel(`${tag} out vs the ${name} model`, got.out, model.out, model.outFlips, {
+            rtol: 1e-4,
+            atol: 1e-4,
+          });
+          assertNearModel(
+            `${tag} dqkv vs the ${name} model`,
+            got.dqkv,
+            model.dqkv,
+            model.dqkvFlips,
+            {
+              rtol: 1e-4,
+              atol: 1e-3,
+            },
+          );
+          // Against the f32 reference: q and k rounded to bf16 (relative u each) move a score
+          // s = scale q . k by at most 2u scale sum |q_d k_d| (the f32 sums add ~hs 2^-24);
+          // with unit-normal inputs and hs 64, scale sum |q k| is about 0.64 sqrt(hs) = 5, so
+          // the worst case is 10u in a score and about twice that, relative, in a softmax
+          // weight. The roundings are independent and of both signs, so the typical score error
+          // is about 2u scale sqrt(sum (q k)^2 / 3) = 1.2u; the weights move by about that
+          // relative, and P and V (or dS, dO, Q, K) add u each: a few u relative to the largest
+          // magnitudes. We allow 4u of the largest magnitude of each output (for dqkv, of the
+          // gradient added to dqkv0); these shapes and seeds come within about 1u.
+          const outBound = 4 * U * maxAbs(ref.out);
+          assertClose(`${tag} out vs f32`, got.out, ref.out, { rtol: 0, atol: outBound });
+          const gradRef = ref.dqkv.map((v, i) => v - x.dqkv0[i]);
+          const gradGot = got.dqkv.map((v, i) => v - x.dqkv0[i]);
+          assertClose(`${tag} dqkv vs f32`, gradGot, gradRef, {
+            rtol: 0,
+            atol: 4 * U * maxAbs(gradRef),
+          });
+          // Really bf16 (TF32): the f32 kernels are within f32 noise of the reference (1e-4 of
+          // the scale), the bf16 (TF32) ones at least a sixteenth of u away somewhere.
+          const f32Dist = maxDiff(f32.out, ref.out), opDist = maxDiff(got.out, ref.out);
+          ok(
+            f32Dist < 1e-4 * Math.max(1, maxAbs(ref.out)),
+            `${tag}: f32 kernels off by ${f32Dist}`,
+          );
+          ok(
+            opDist > (U / 16) * maxAbs(ref.out),
+            `${tag}: no ${name} rounding seen in out (max diff from f32 ${opDist})`,
+          );
+          ok(
+            maxDiff(gradGot, gradRef) > 10 * maxDiff(f32.dqkv, ref.dqkv),
+            `${tag}: no ${name} rounding seen in dqkv`,
+          );
+        }
+      } finally {
+        be.kernels = { ...be.kernels, attentionPrecision: undefined };
       }
-    } finally {
-      be.kernels = { ...be.kernels, attentionPrecision: undefined };
-    }
-  });
+    });
+  }
 
-  Deno.test(`${label}: chosen under bf16 matmuls for head sizes 64 and 128, the f32 kernels otherwise or when forced`, async () => {
+  Deno.test(`${label}: chosen under bf16 matmuls for head sizes 64 and 128, the TF32 ones under TF32 matmuls for 64, the f32 kernels otherwise or when forced`, async () => {
     const be = await open();
     const rng = new Generator(8);
     const run = async (
       dims: AttentionDims,
       x: Inputs,
       precision: "f32" | "tf32" | "bf16",
-      attentionPrecision?: "auto" | "f32" | "bf16",
+      attentionPrecision?: "auto" | "f32" | "bf16" | "tf32",
     ) => {
       be.setMatmulPrecision(precision);
       be.kernels = { ...be.kernels, attentionPrecision };
@@ -374,14 +441,19 @@ function bf16AttentionSuite(label: string, open: () => Promise<CudaBackend>): vo
     };
     const dims = { B: 1, T: 20, C: 64, NH: 1 }, x = inputs(rng, dims);
     const bf16Kernels = await run(dims, x, "f32", "bf16");
+    const tf32Kernels = await run(dims, x, "f32", "tf32");
     const f32Kernels = await run(dims, x, "f32", "f32");
     ok(maxDiff(bf16Kernels.out, f32Kernels.out) > 0, "forcing bf16 changed nothing");
+    ok(maxDiff(tf32Kernels.out, f32Kernels.out) > 0, "forcing tf32 changed nothing");
+    ok(maxDiff(tf32Kernels.out, bf16Kernels.out) > 0, "tf32 kernels equal the bf16 ones");
     for (
       const [precision, option, expected] of [
         ["bf16", undefined, bf16Kernels],
         ["bf16", "auto", bf16Kernels],
         ["bf16", "f32", f32Kernels],
-        ["tf32", undefined, f32Kernels],
+        ["tf32", undefined, tf32Kernels],
+        ["tf32", "auto", tf32Kernels],
+        ["tf32", "f32", f32Kernels],
         ["f32", "auto", f32Kernels],
       ] as const
     ) {
@@ -395,6 +467,10 @@ function bf16AttentionSuite(label: string, open: () => Promise<CudaBackend>): vo
     assertSameBits("head size 16 out", forced.out, plain.out);
     assertEquals(forced.dqkv.length, plain.dqkv.length);
     assertSameBits("head size 16 dqkv", forced.dqkv, plain.dqkv);
+    // head size 128 has no TF32 kernels (sm_80's shared memory): forcing tf32 runs the f32 ones
+    const wide = { B: 1, T: 20, C: 128, NH: 1 }, w = inputs(rng, wide);
+    const tf32Wide = await run(wide, w, "tf32", "tf32"), f32Wide = await run(wide, w, "f32", "f32");
+    assertSameBits("head size 128 tf32 out", tf32Wide.out, f32Wide.out);
   });
 }
 
@@ -412,7 +488,7 @@ if (noGpu === null) {
   const open = () => made ??= createEmulatedCudaBackend({ quiet: true });
   bf16AttentionSuite("cuda bf16 attention (emulated)", open);
 
-  Deno.test("cuda emulator: WMMA bf16 products summed in f32, warp-collective and aligned; bf16 rounds to nearest even", async () => {
+  Deno.test("cuda emulator: WMMA bf16 and TF32 products summed in f32, warp-collective and aligned; bf16 rounds to nearest even, TF32 ties away from zero", async () => {
     const dir = await Deno.makeTempDir({ prefix: "gpt2-wmma-" });
     try {
       const cxx = Deno.env.get("CXX") ?? "c++";
@@ -443,12 +519,38 @@ if (noGpu === null) {
       ok(/WMMA/.test(skipped[0]), `Expected an error naming WMMA, found ${skipped[0]}`);
       const misaligned = await runWmmaProgram(dir, 2);
       assertEquals(misaligned[0], "error: wmma::load_matrix_sync: pointer not 256-bit aligned");
+      // TF32: a rounded by __float_to_tf32, b read as the tensor cores read f32 (its low 13
+      // mantissa bits dropped), products exact in f32 (11-bit significands), summed in f32
+      // in the order k = 0..7 onto 4096
+      const tf32Lines = await runWmmaProgram(dir, 3);
+      const truncate = (x: number) => {
+        const v = new Float32Array([x]), u = new Uint32Array(v.buffer);
+        u[0] = (u[0] & 0xffffe000) >>> 0;
+        return v[0];
+      };
+      const ta = Array.from({ length: 128 }, (_, i) => tf32(1 + (i % 7) / 1024 + 1e-5));
+      const tb = Array.from(
+        { length: 128 },
+        (_, i) => truncate((i % 5) - 2 + (i % 3) / 2048 + 3e-6),
+      );
+      const tfTile = new Float32Array(256);
+      for (let i = 0; i < 16; i++) {
+        for (let j = 0; j < 16; j++) {
+          let s = 4096;
+          for (let k = 0; k < 8; k++) s = Math.fround(s + ta[i * 8 + k] * tb[k + 8 * j]);
+          tfTile[i + 16 * j] = s;
+        }
+      }
+      assertSameBits("TF32 WMMA tile", Float32Array.from(tf32Lines.slice(0, 256), Number), tfTile);
+      // %.9g identifies an f32 (not always its shortest decimal): read back through f32
+      const tf32Rounded = tf32Lines.slice(256).map((l) => Math.fround(Number(l)));
+      assertEquals(tf32Rounded, ROUNDED_TF32.map(([, r]) => r));
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   });
 
-  Deno.test("cuda bf16 attention (emulated): launched with the shared memory its layouts need, within sm_80's opt-in and nvcc's limits", async () => {
+  Deno.test("cuda bf16 attention (emulated): bf16 and TF32 kernels launched with the shared memory their layouts need, within sm_80's opt-in and nvcc's limits", async () => {
     const be = await open();
     const table = await kernelResources({ quiet: true });
     const module = be.driver.loadModule(Deno.readFileSync(be.build.path));
@@ -461,12 +563,15 @@ if (noGpu === null) {
       ok(b instanceof CudaBuffer);
       return b.pointer;
     };
-    for (const hs of BF16_HEAD_SIZES) {
+    const operands = [["bf16", BF16_HEAD_SIZES], ["tf32", TF32_HEAD_SIZES]] as const;
+    for (
+      const [operand, hs] of operands.flatMap(([o, sizes]) => sizes.map((h) => [o, h] as const))
+    ) {
       for (const kind of ["forward", "dkdv", "dq"] as const) {
         const name = (kind === "forward"
-          ? `attention_forward_bf16_hs${hs}`
-          : `attention_backward_${kind}_bf16_hs${hs}`) as KernelName;
-        const bytes = attentionBf16SmemBytes(kind, hs);
+          ? `attention_forward_${operand}_hs${hs}`
+          : `attention_backward_${kind}_${operand}_hs${hs}`) as KernelName;
+        const bytes = attentionBf16SmemBytes(kind, hs, operand);
         ok(bytes <= SHARED_OPTIN_BYTES.sm_80, `${name}: ${bytes} bytes of shared memory`);
         if (table) {
           assertEquals(launchRefusal(table, name, BF16_ATTENTION_THREADS, bytes), null);

@@ -9,7 +9,8 @@
 // statics (shared by the block running now); dynamic shared memory is a buffer per launch,
 // filled with NaNs so reads of unwritten shared memory show. Warps are 32 consecutive
 // threads; shuffles need whole warps, as the kernels use them. At the end: __nv_bfloat16 and
-// nvcuda::wmma's 16x16x16 fragments (each thread holds a whole tile), for attention_bf16.cu.
+// nvcuda::wmma's 16x16x16 bf16 and 16x16x8 TF32 fragments (each thread holds a whole tile),
+// for attention_bf16.cu.
 #pragma once
 
 #include <ucontext.h>
@@ -241,16 +242,19 @@ inline float __bfloat162float(__nv_bfloat16 x) {
   return __uint_as_float((unsigned int)x.bits << 16);
 }
 
-// nvcuda::wmma for 16x16x16 tiles: bf16 (or f32) operands, f32 accumulators. CUDA leaves
-// which thread holds which element of a fragment unspecified; here every thread holds the
-// whole tile (num_elements 256, row by row: a is M x K, b is K x N, an accumulator M x N), so
-// a kernel that touches fragment elements only uniformly (x[i] for every i) runs as on a GPU.
-// Every operation is warp-collective: each waits for all 32 lanes of the warp before it
-// starts and again before it returns (as a shuffle does), so a lane that skips one, or a
-// warp that is not whole, is reported, and no lane stores a tile before every lane has
-// loaded what that store overwrites. mma_sync's products of bf16 are exact in f32 (8-bit
-// significands make 16-bit products); they are summed in f32 in the order k = 0..15 onto
-// the accumulator (the GPU's order and internal precision are its own).
+// nvcuda::wmma for 16x16x16 tiles of bf16 (or f32) operands and 16x16x8 tiles of TF32
+// operands (wmma::precision::tf32, held as f32), f32 accumulators. CUDA leaves which thread
+// holds which element of a fragment unspecified; here every thread holds the whole tile (row
+// by row: a is M x K, b is K x N, an accumulator M x N), so a kernel that touches fragment
+// elements only uniformly (x[i] for every i) runs as on a GPU. Every operation is
+// warp-collective: each waits for all 32 lanes of the warp before it starts and again before
+// it returns (as a shuffle does), so a lane that skips one, or a warp that is not whole, is
+// reported, and no lane stores a tile before every lane has loaded what that store
+// overwrites. mma_sync's products of bf16 (8-bit significands) and of TF32 (11-bit) are exact
+// in f32; they are summed in f32 in the order k = 0..K-1 onto the accumulator (the GPU's
+// order and internal precision are its own). A TF32 operand is read as the tensor cores read
+// f32 bits, its low 13 mantissa bits ignored, so an operand not rounded by __float_to_tf32
+// first is truncated, as on a GPU.
 namespace nvcuda {
 namespace wmma {
 
@@ -260,18 +264,44 @@ struct accumulator {};
 struct row_major {};
 struct col_major {};
 enum layout_t { mem_row_major, mem_col_major };
+namespace precision {
+struct tf32 {};
+}  // namespace precision
+
+// what a fragment of element type T holds: TF32 fragments hold f32
+template <class T>
+struct storage {
+  typedef T type;
+};
+template <>
+struct storage<precision::tf32> {
+  typedef float type;
+};
 
 template <class Use, int M, int N, int K, class T, class Layout = void>
 struct fragment {
-  static_assert(M == 16 && N == 16 && K == 16, "the emulator has 16x16x16 fragments only");
+  static_assert(M == 16 && N == 16 && (K == 16 || K == 8),
+                "the emulator has 16x16x16 and 16x16x8 fragments only");
+  static_assert(K == 16 || std::is_same<T, precision::tf32>::value ||
+                    std::is_same<Use, accumulator>::value,
+                "16x16x8 fragments are TF32's");
   enum { num_elements = 256 };
-  T x[num_elements];
+  typename storage<T>::type x[num_elements];
 };
+
+// f32 rounded to TF32 (10 bits of mantissa) to nearest, ties away from zero (cvt.rna.tf32.f32)
+inline float __float_to_tf32(float v) {
+  unsigned int u = __float_as_uint(v);
+  if ((u & 0x7f800000u) == 0x7f800000u) return v;  // inf and NaN as they are
+  return __uint_as_float((u + 0x1000u) & 0xffffe000u);
+}
 
 namespace detail {
 
 inline float toFloat(float v) { return v; }
 inline float toFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
+// what the tensor cores read of a TF32 operand: its top 19 bits
+inline float tf32Bits(float v) { return __uint_as_float(__float_as_uint(v) & 0xffffe000u); }
 
 // Both barriers of a collective operation; `what` names it in the error.
 inline void warpArrive(const char* what) {
@@ -296,8 +326,8 @@ inline void checkPointer(const void* p, unsigned ldm, size_t bytes, const char* 
 
 }  // namespace detail
 
-template <class Use, class T, class Layout>
-inline void fill_fragment(fragment<Use, 16, 16, 16, T, Layout>& f, T value) {
+template <class Use, int K, class T, class Layout, class V>
+inline void fill_fragment(fragment<Use, 16, 16, K, T, Layout>& f, V value) {
   detail::warpArrive("wmma::fill_fragment");
   for (int i = 0; i < 256; i++) f.x[i] = value;
   detail::warpArrive("wmma::fill_fragment");
@@ -305,20 +335,25 @@ inline void fill_fragment(fragment<Use, 16, 16, 16, T, Layout>& f, T value) {
 
 // a (row r, column c) of M x K, b of K x N: element (r, c) at p[r ldm + c] when row_major,
 // p[r + c ldm] when col_major
-template <class Use, class T, class Layout>
-inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const T* p, unsigned ldm) {
+template <class Use, int K, class T, class Layout>
+inline void load_matrix_sync(fragment<Use, 16, 16, K, T, Layout>& f,
+                             const typename storage<T>::type* p, unsigned ldm) {
   static_assert(std::is_same<Layout, row_major>::value || std::is_same<Layout, col_major>::value,
                 "matrix_a and matrix_b fragments have a layout");
+  typedef typename storage<T>::type S;
   detail::warpArrive("wmma::load_matrix_sync");
-  detail::checkPointer(p, ldm, sizeof(T), "wmma::load_matrix_sync");
+  detail::checkPointer(p, ldm, sizeof(S), "wmma::load_matrix_sync");
   bool rowMajor = std::is_same<Layout, row_major>::value;
-  for (int r = 0; r < 16; r++) {
-    for (int c = 0; c < 16; c++) f.x[r * 16 + c] = rowMajor ? p[r * ldm + c] : p[r + c * ldm];
+  bool isA = std::is_same<Use, matrix_a>::value;
+  int rows = isA ? 16 : K, cols = isA ? K : 16;
+  for (int r = 0; r < rows; r++) {
+    for (int c = 0; c < cols; c++) f.x[r * cols + c] = rowMajor ? p[r * ldm + c] : p[r + c * ldm];
   }
   detail::warpArrive("wmma::load_matrix_sync");
 }
 
-inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p,
+template <int K>
+inline void load_matrix_sync(fragment<accumulator, 16, 16, K, float>& f, const float* p,
                              unsigned ldm, layout_t layout) {
   detail::warpArrive("wmma::load_matrix_sync");
   detail::checkPointer(p, ldm, 4, "wmma::load_matrix_sync");
@@ -330,7 +365,8 @@ inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const 
   detail::warpArrive("wmma::load_matrix_sync");
 }
 
-inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f,
+template <int K>
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, K, float>& f,
                               unsigned ldm, layout_t layout) {
   detail::warpArrive("wmma::store_matrix_sync");
   detail::checkPointer(p, ldm, 4, "wmma::store_matrix_sync");
@@ -343,22 +379,23 @@ inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, 
 }
 
 // d = a b + c (d may be c)
-template <class T, class LayoutA, class LayoutB>
-inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
-                     const fragment<matrix_a, 16, 16, 16, T, LayoutA>& a,
-                     const fragment<matrix_b, 16, 16, 16, T, LayoutB>& b,
-                     const fragment<accumulator, 16, 16, 16, float>& c) {
+template <int K, class T, class LayoutA, class LayoutB>
+inline void mma_sync(fragment<accumulator, 16, 16, K, float>& d,
+                     const fragment<matrix_a, 16, 16, K, T, LayoutA>& a,
+                     const fragment<matrix_b, 16, 16, K, T, LayoutB>& b,
+                     const fragment<accumulator, 16, 16, K, float>& c) {
   detail::warpArrive("wmma::mma_sync");
+  const bool tf32 = std::is_same<T, precision::tf32>::value;
   float av[256], bv[256];
-  for (int i = 0; i < 256; i++) {
-    av[i] = detail::toFloat(a.x[i]);
-    bv[i] = detail::toFloat(b.x[i]);
+  for (int i = 0; i < 16 * K; i++) {
+    av[i] = tf32 ? detail::tf32Bits(detail::toFloat(a.x[i])) : detail::toFloat(a.x[i]);
+    bv[i] = tf32 ? detail::tf32Bits(detail::toFloat(b.x[i])) : detail::toFloat(b.x[i]);
   }
   float r[256];
   for (int i = 0; i < 16; i++) {
     for (int j = 0; j < 16; j++) {
       float s = c.x[i * 16 + j];
-      for (int k = 0; k < 16; k++) s += av[i * 16 + k] * bv[k * 16 + j];
+      for (int k = 0; k < K; k++) s += av[i * K + k] * bv[k * 16 + j];
       r[i * 16 + j] = s;
     }
   }

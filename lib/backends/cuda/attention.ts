@@ -3,9 +3,10 @@
  * head sizes 16, 32, 64 and 128, a thread-per-row kernel for others), saving only the
  * softmax statistics, or materialised (attention_naive.cu, the speedup ladder's rung before
  * flash attention), saving the probabilities. Flash attention has a second set of kernels on
- * bf16 tensor cores for head sizes 64 and 128 (attention_bf16.cu), used under bf16 matmuls
- * (autocast, as PyTorch's SDPA) unless `AttentionPrecision` says otherwise; the backward
- * runs the kernels of the forward that made its saved statistics.
+ * tensor cores (attention_bf16.cu): bf16 operands for head sizes 64 and 128, used under bf16
+ * matmuls (autocast, as PyTorch's SDPA), and TF32 operands for head size 64, used under TF32
+ * matmuls, unless `AttentionPrecision` says otherwise; the backward runs the kernels of the
+ * forward that made its saved statistics.
  *
  * @module
  */
@@ -18,6 +19,7 @@ import {
   BF16_ATTENTION_THREADS,
   BF16_HEAD_SIZES,
   type KernelName,
+  TF32_HEAD_SIZES,
   TILED_HEAD_SIZES,
 } from "./kernels.ts";
 
@@ -28,11 +30,15 @@ export type AttentionKind = "flash" | "materialized";
 
 /**
  * The precision of flash attention's products: "auto" runs the bf16 tensor-core kernels when
- * the matmuls are bf16 and the f32 ones otherwise; "f32" always the f32 (SIMT) kernels;
- * "bf16" the bf16 kernels whatever the matmuls' precision. bf16 applies only where
- * `bf16Attention` says the head size has them (64, 128); elsewhere the f32 kernels run.
+ * the matmuls are bf16, the TF32 ones when they are TF32, and the f32 ones otherwise; "f32"
+ * always the f32 (SIMT) kernels; "bf16" or "tf32" those kernels whatever the matmuls'
+ * precision. They apply only where `tensorCoreAttention` says the head size has them (bf16:
+ * 64, 128; TF32: 64); elsewhere the f32 kernels run.
  */
-export type AttentionPrecision = "auto" | "f32" | "bf16";
+export type AttentionPrecision = "auto" | "f32" | "bf16" | "tf32";
+
+/** The operands' precision of the tensor-core attention kernels. */
+export type TensorCoreOperand = "bf16" | "tf32";
 
 /** How attention runs: the kernels, their precision, and the matmuls' precision now. */
 export interface AttentionChoice {
@@ -41,29 +47,38 @@ export interface AttentionChoice {
   matmulPrecision: "f32" | "tf32" | "bf16";
 }
 
-/** The statistics that a bf16 forward saved (its backward runs the bf16 kernels too). */
-const madeByBf16 = new WeakSet<AttentionSaved>();
+/** The operands of the tensor-core forward that saved these statistics (its backward's too). */
+const madeByTensorCores = new WeakMap<AttentionSaved, TensorCoreOperand>();
 
-/** Whether the bf16 tensor-core kernels serve this head size on this device. */
-export function bf16Attention(dev: CudaDevice, hs: number, BNH: number): boolean {
-  if (!(BF16_HEAD_SIZES as readonly number[]).includes(hs) || BNH > 65535) return false;
+/** Whether the tensor-core kernels of `operand` serve this head size on this device. */
+export function tensorCoreAttention(
+  dev: CudaDevice,
+  operand: TensorCoreOperand,
+  hs: number,
+  BNH: number,
+): boolean {
+  const sizes: readonly number[] = operand === "bf16" ? BF16_HEAD_SIZES : TF32_HEAD_SIZES;
+  if (!sizes.includes(hs) || BNH > 65535) return false;
   const most = Math.max(
-    attentionBf16SmemBytes("forward", hs),
-    attentionBf16SmemBytes("dkdv", hs),
-    attentionBf16SmemBytes("dq", hs),
+    attentionBf16SmemBytes("forward", hs, operand),
+    attentionBf16SmemBytes("dkdv", hs, operand),
+    attentionBf16SmemBytes("dq", hs, operand),
   );
   return most <= dev.kernels.maxSharedOptin;
 }
 
-/** Whether flash attention of these sizes runs on the bf16 kernels under `choice`. */
-export function usesBf16Attention(
+/** Which tensor-core kernels flash attention of these sizes runs on under `choice`, if any. */
+export function tensorCoreOperand(
   dev: CudaDevice,
   choice: Omit<AttentionChoice, "kind">,
   { C, NH, B }: AttentionDims,
-): boolean {
-  const wanted = choice.precision === "bf16" ||
-    (choice.precision === "auto" && choice.matmulPrecision === "bf16");
-  return wanted && bf16Attention(dev, C / NH, B * NH);
+): TensorCoreOperand | null {
+  const wanted = choice.precision === "auto"
+    ? (choice.matmulPrecision === "f32" ? null : choice.matmulPrecision)
+    : choice.precision === "f32"
+    ? null
+    : choice.precision;
+  return wanted && tensorCoreAttention(dev, wanted, C / NH, B * NH) ? wanted : null;
 }
 
 /** Whether the tiled kernels serve this head size on this device (else the generic ones). */
@@ -99,9 +114,9 @@ export function attentionForward(
     B * NH * T * 4,
     (p) => new AttentionSaved(p, B * NH * T, "flash", dims, out, out.version + 1),
   );
-  const bf16 = usesBf16Attention(dev, choice, dims);
-  if (bf16) madeByBf16.add(lse);
-  flashForward(dev, out, lse, qkv, dims, bf16);
+  const operand = tensorCoreOperand(dev, choice, dims);
+  if (operand) madeByTensorCores.set(lse, operand);
+  flashForward(dev, out, lse, qkv, dims, operand);
   dev.written(out); // now at lse.outVersion
   return lse;
 }
@@ -129,21 +144,21 @@ function flashForward(
   lse: CudaBuffer,
   qkv: CudaBuffer,
   dims: AttentionDims,
-  bf16: boolean,
+  operand: TensorCoreOperand | null,
 ): void {
   const { B, T, C, NH } = dims, hs = C / NH;
   if (B * T * C === 0) return;
   const args = [out.pointer, lse.pointer, qkv.pointer, B, T, C, NH] as const;
-  if (bf16) {
-    const name = `attention_forward_bf16_hs${hs}` as
+  if (operand) {
+    const name = `attention_forward_${operand}_hs${hs}` as
       & KernelName
-      & `attention_forward_bf16_hs${number}`;
+      & `attention_forward_${TensorCoreOperand}_hs${number}`;
     dev.kernels.launch(
       name,
       [Math.ceil(T / TILE), B * NH],
       BF16_ATTENTION_THREADS,
       [...args],
-      attentionBf16SmemBytes("forward", hs),
+      attentionBf16SmemBytes("forward", hs, operand),
     );
   } else if (tiledAttention(dev, hs, B * NH)) {
     const name = `attention_forward_hs${hs}` as KernelName & `attention_forward_hs${number}`;
@@ -169,13 +184,13 @@ function flashBackward(
 ): void {
   const { B, T, C, NH } = dims, hs = C / NH;
   if (B * T * C === 0) return;
-  const bf16 = madeByBf16.has(saved);
+  const operand = madeByTensorCores.get(saved) ?? null;
   let out = saved.out, lse: CudaBuffer = saved, recomputed: CudaBuffer[] = [];
   if (out.version !== saved.outVersion) {
     // the forward's output was overwritten since: compute it again (with its statistics)
     out = dev.empty(B * T * C);
     lse = dev.empty(B * NH * T);
-    flashForward(dev, out, lse, qkv, dims, bf16);
+    flashForward(dev, out, lse, qkv, dims, operand);
     recomputed = [out, lse];
   }
   const k = dev.kernels;
@@ -200,17 +215,17 @@ function flashBackward(
     C,
     NH,
   ] as const;
-  if (bf16) {
+  if (operand) {
     const grid = [Math.ceil(T / TILE), B * NH] as const;
-    const dkdv = `attention_backward_dkdv_bf16_hs${hs}` as
+    const dkdv = `attention_backward_dkdv_${operand}_hs${hs}` as
       & KernelName
-      & `attention_backward_dkdv_bf16_hs${number}`;
-    const dq = `attention_backward_dq_bf16_hs${hs}` as
+      & `attention_backward_dkdv_${TensorCoreOperand}_hs${number}`;
+    const dq = `attention_backward_dq_${operand}_hs${hs}` as
       & KernelName
-      & `attention_backward_dq_bf16_hs${number}`;
+      & `attention_backward_dq_${TensorCoreOperand}_hs${number}`;
     const threads = BF16_ATTENTION_THREADS;
-    k.launch(dkdv, grid, threads, [...args], attentionBf16SmemBytes("dkdv", hs));
-    k.launch(dq, grid, threads, [...args], attentionBf16SmemBytes("dq", hs));
+    k.launch(dkdv, grid, threads, [...args], attentionBf16SmemBytes("dkdv", hs, operand));
+    k.launch(dq, grid, threads, [...args], attentionBf16SmemBytes("dq", hs, operand));
   } else if (tiledAttention(dev, hs, B * NH)) {
     const grid = [Math.ceil(T / TILE), B * NH] as const;
     const dkdv = `attention_backward_dkdv_hs${hs}` as

@@ -19,9 +19,9 @@ export interface CudaKernels {
   adamw: "fused" | "elementwise";
   /**
    * Flash attention's precision (attention.ts): "auto" (absent) runs the bf16 tensor-core
-   * kernels under bf16 matmuls and the f32 ones otherwise; "f32" or "bf16" forces either
-   * (bf16 only for head sizes 64 and 128, and not in a build by NVRTC, which may lack
-   * mma.h; others always run the f32 kernels).
+   * kernels under bf16 matmuls, the TF32 ones under TF32 matmuls and the f32 ones otherwise;
+   * "f32", "bf16" or "tf32" forces one (bf16 only for head sizes 64 and 128, TF32 for 64, and
+   * not in a build by NVRTC, which may lack mma.h; others always run the f32 kernels).
    */
   attentionPrecision?: AttentionPrecision;
 }

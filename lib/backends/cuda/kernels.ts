@@ -106,6 +106,9 @@ export const KERNELS = {
   attention_backward_dkdv_bf16_hs128: ATTENTION_BACKWARD,
   attention_backward_dq_bf16_hs64: ATTENTION_BACKWARD,
   attention_backward_dq_bf16_hs128: ATTENTION_BACKWARD,
+  attention_forward_tf32_hs64: ATTENTION,
+  attention_backward_dkdv_tf32_hs64: ATTENTION_BACKWARD,
+  attention_backward_dq_tf32_hs64: ATTENTION_BACKWARD,
 } as const satisfies Record<string, readonly ParamType[]>;
 
 /** A kernel's name. */
@@ -142,18 +145,26 @@ export function attentionSmemBytes(kind: "forward" | "dkdv" | "dq", hs: number):
 /** The head sizes with bf16 tensor-core flash-attention kernels (attention_bf16.cu). */
 export const BF16_HEAD_SIZES = [64, 128] as const;
 
-/** Threads per block of the bf16 attention kernels (ATT_BF16_THREADS: 4 warps). */
+/** The head sizes with TF32 tensor-core flash-attention kernels (attention_bf16.cu's PrecTf32). */
+export const TF32_HEAD_SIZES = [64] as const;
+
+/** Threads per block of the bf16 and TF32 attention kernels (ATT_BF16_THREADS: 4 warps). */
 export const BF16_ATTENTION_THREADS = 128;
 
 /**
- * Dynamic shared memory of the bf16 attention kernels, in bytes: attention_bf16.cu's
- * Bf16Smem<HS> layouts (64-row bf16 tiles of stride hs + 8; per warp (4) a 16 x 64 bf16
- * P or dS of stride 72 and an f32 scratch of 16 rows of stride max(68, hs + 4)).
+ * Dynamic shared memory of the bf16 (or TF32) attention kernels, in bytes: attention_bf16.cu's
+ * Bf16Smem<HS, P> layouts (64-row operand tiles of stride hs + 8; per warp (4) a 16 x 64
+ * operand P or dS of stride 72 and an f32 scratch of 16 rows of stride max(68, hs + 4));
+ * operands are 2 bytes in bf16, 4 in TF32 (f32 holding TF32 values).
  */
-export function attentionBf16SmemBytes(kind: "forward" | "dkdv" | "dq", hs: number): number {
-  const tile = 64, warps = 4;
-  const tileBytes = tile * (hs + 8) * 2;
-  const psBytes = warps * 16 * (tile + 8) * 2;
+export function attentionBf16SmemBytes(
+  kind: "forward" | "dkdv" | "dq",
+  hs: number,
+  operand: "bf16" | "tf32" = "bf16",
+): number {
+  const tile = 64, warps = 4, e = operand === "bf16" ? 2 : 4;
+  const tileBytes = tile * (hs + 8) * e;
+  const psBytes = warps * 16 * (tile + 8) * e;
   const scratchBytes = warps * 16 * Math.max(tile + 4, hs + 4) * 4;
   return kind === "forward"
     ? 3 * tileBytes + psBytes + scratchBytes

@@ -591,7 +591,7 @@ export class CudaBackend implements Backend {
     checkHeads(dims);
     const choice = {
       kind: this.kernels.attention,
-      // an NVRTC build may lack mma.h, leaving the bf16 kernels as traps (attention_bf16.cu)
+      // an NVRTC build may lack mma.h, leaving the tensor-core kernels as traps (attention_bf16.cu)
       precision: this.build.via === "nvrtc" ? "f32" : this.kernels.attentionPrecision ?? "auto",
       matmulPrecision: this.#precision,
     } as const;
