@@ -6,13 +6,22 @@
 // it in a child process; the null device (nothing runs, sizes accounted against 80 GiB) takes
 // a whole GPT-2 124M training step. Ignored, saying so, without a C++ compiler or where a GPU
 // is usable (the same calls then reach the GPU).
-import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok, strictEqual } from "node:assert/strict";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { createCudaBackend, cudaUnavailable } from "../../lib/backends/cuda/mod.ts";
 import { findCudaLibrary } from "../../lib/backends/cuda/libraries.ts";
 import { emulatorEnv, useEmulatorLibrary } from "../cuda_emulator/ffi.ts";
 import { hasCxx, repoRoot, smallModelFlags } from "../support.ts";
 import { assertSameRun, trainSteps } from "./train_steps.ts";
+
+/** What useEmulatorLibrary sets in this process. */
+const EMULATOR_VARIABLES = [
+  "GPT2_CUDA_DRIVER_LIB",
+  "GPT2_CUBLASLT_LIB",
+  "GPT2_CUDA_EMU_KERNELS",
+  "GPT2_CUDA_EMU_NULL",
+  "GPT2_CUDA_EMU_MEMORY",
+];
 
 const gpu = (await cudaUnavailable()) === null && !Deno.env.get("GPT2_CUDA_DRIVER_LIB");
 const cxx = await hasCxx();
@@ -41,15 +50,25 @@ Deno.test({
     "cuda (FFI emulator): opened through Deno.dlopen by path; five training steps equal the reference CPU backend's (f32)",
   ignore: why !== null,
   async fn() {
+    // the variables go back as they were: the test files after this one share the process, and
+    // with them set a CUDA suite would take the emulator for a GPU
+    const before = Object.fromEntries(EMULATOR_VARIABLES.map((k) => [k, Deno.env.get(k)]));
     const env = await useEmulatorLibrary({ memoryBytes: 4 * 2 ** 30 });
-    const backend = await createCudaBackend({ quiet: true });
     try {
-      ok(backend.describe().includes(env.GPT2_CUDA_DRIVER_LIB), backend.describe());
-      assertEquals(backend.deviceName, "CUDA emulator on the CPU (through FFI)");
-      backend.setMatmulPrecision("f32");
-      assertSameRun(await trainSteps(backend), await trainSteps(new CpuBackend()));
+      const backend = await createCudaBackend({ quiet: true });
+      try {
+        ok(backend.describe().includes(env.GPT2_CUDA_DRIVER_LIB), backend.describe());
+        assertEquals(backend.deviceName, "CUDA emulator on the CPU (through FFI)");
+        backend.setMatmulPrecision("f32");
+        assertSameRun(await trainSteps(backend), await trainSteps(new CpuBackend()));
+      } finally {
+        backend.destroy?.();
+      }
     } finally {
-      backend.destroy?.();
+      for (const [k, v] of Object.entries(before)) {
+        v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+      }
+      strictEqual(Deno.env.get("GPT2_CUDA_DRIVER_LIB"), before.GPT2_CUDA_DRIVER_LIB);
     }
   },
 });
