@@ -78,7 +78,12 @@ function numberAfter(text: string, label: RegExp): number {
 Deno.test("train --help: the shakespeare-finetune preset and --init-from with their defaults", async () => {
   const r = await train(["--help"]);
   assertEquals(r.code, 0, r.stderr);
-  ok(r.stdout.includes("shakespeare, gpt2-124M-fineweb, shakespeare-finetune"), r.stdout);
+  ok(
+    r.stdout.includes(
+      "shakespeare, gpt2-124M-fineweb, gpt2-124M-fineweb-40B, shakespeare-finetune",
+    ),
+    r.stdout,
+  );
   ok(/--init-from SRC\s+fine-tune: start from/.test(r.stdout), r.stdout);
   ok(r.stdout.includes("shakespeare-finetune: gpt2]"), r.stdout);
   ok(r.stdout.includes("shakespeare-finetune: 0.00003]"), r.stdout);

@@ -182,8 +182,10 @@ Deno.test("showSource reads the real GPT-2 module's classes and members", async 
     "\n}\n\n/** Logits for every position",
   );
   assert(
-    code.includes("\nforward(idx: Tensor, targets: Tensor | null = null): GPTOutput {"),
-    "\nforward(idx: Tensor, targets: Tensor | null = null): GPTOutput {",
+    code.includes(
+      "\nforward(idx: Tensor, targets: Tensor | null = null, options: ForwardOptions = {}): GPTOutput {",
+    ),
+    "\nforward(idx: Tensor, targets: Tensor | null = null, options: ForwardOptions = {}): GPTOutput {",
   );
   assert(code.endsWith("}, ({ logits, loss }) => [logits, loss]);\n}"), code.slice(-80));
   assert(!code.includes("class MLP"), "the listing runs past CausalSelfAttention");
