@@ -30,11 +30,6 @@ export function listenForInterrupts(): void {
   });
 }
 
-/** Whether SIGINT is being counted in this process. */
-export function listeningForInterrupts(): boolean {
-  return listening;
-}
-
 /** Counts one interrupt as if SIGINT had arrived (for tests, and for callers with a button). */
 export function requestInterrupt(): void {
   signals++;
