@@ -11,7 +11,13 @@
 
 import { join } from "node:path";
 import { REPO_ROOT } from "../data/datasets.ts";
-import { launch, MAX_NNODES, MAX_NPROC_PER_NODE, MAX_TIMEOUT_S } from "../ddp/launcher.ts";
+import {
+  DEFAULT_STOP_GRACE_S,
+  launch,
+  MAX_NNODES,
+  MAX_NPROC_PER_NODE,
+  MAX_TIMEOUT_S,
+} from "../ddp/launcher.ts";
 import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task ddp --nproc-per-node N [launcher flags] -- [train flags]
@@ -19,7 +25,8 @@ const HELP = `deno task ddp --nproc-per-node N [launcher flags] -- [train flags]
 Runs deno task train as N data-parallel ranks on this node (torchrun's environment: RANK,
 LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Each rank's output is
 prefixed with [rankN]; SIGINT/SIGTERM are forwarded (the ranks checkpoint and stop); when a
-rank dies the others are stopped and the launcher exits 1, naming it.
+rank dies the others get SIGTERM (rank 0 saves a checkpoint and says how to resume), SIGKILL
+after --stop-grace seconds, and the launcher exits 1, naming the rank that died.
 
   --nproc-per-node N      ranks on this node, 1 to ${MAX_NPROC_PER_NODE} (required)
   --nnodes M              nodes in the job, 1 to ${MAX_NNODES} (default 1)
@@ -29,6 +36,8 @@ rank dies the others are stopped and the launcher exits 1, naming it.
   --master-port P         its port, 1 to 65535 (default 29500)
   --timeout S             seconds a rendezvous or collective may wait, 0.1 to ${MAX_TIMEOUT_S}
                           (default 300)
+  --stop-grace S          seconds the other ranks get to save and end once one has died, before
+                          SIGKILL, 0 to ${MAX_TIMEOUT_S} (default ${DEFAULT_STOP_GRACE_S})
   --transport shm|tcp     data between ranks of a node: shared memory (default) or TCP
   -h, --help              this text
 
@@ -67,6 +76,7 @@ await runMain(async () => {
     timeoutS: f.timeout !== undefined
       ? numberFlag(f, "timeout", 300, { min: 0.1, max: MAX_TIMEOUT_S })
       : undefined,
+    stopGraceS: numberFlag(f, "stop-grace", DEFAULT_STOP_GRACE_S, { min: 0, max: MAX_TIMEOUT_S }),
     transport,
     // --script: another rank program (the DDP benchmark); default the train task
     script: stringFlag(f, "script", join(REPO_ROOT, "lib", "cli", "train.ts")),
@@ -88,6 +98,7 @@ function parseLauncherFlags(args: string[]): FlagValues {
       "master-addr": { type: "string" },
       "master-port": { type: "string" },
       timeout: { type: "string" },
+      "stop-grace": { type: "string" },
       transport: { type: "string" },
       script: { type: "string" },
       help: { type: "boolean", short: "h" },

@@ -1,8 +1,10 @@
 /**
  * The launcher behind `deno task ddp` (torchrun for Deno): starts this node's ranks as Deno
  * subprocesses with torchrun's environment, prefixes their output with `[rankN]`, forwards
- * SIGINT/SIGTERM to them, and when one rank dies, kills the others at once and exits
- * non-zero naming the rank and its last lines of output.
+ * SIGINT/SIGTERM to them, and when one rank dies, stops the others and exits non-zero naming
+ * the rank and its last lines of output. The others are stopped as torchrun stops them:
+ * SIGTERM (with SIGCONT, for a rank that was suspended), then SIGKILL for any still running
+ * after a grace period, so that rank 0 can save its checkpoint and say how to resume.
  *
  * The ranks get a random secret for the rendezvous (GPT2_DDP_SECRET, in their environment,
  * never on a command line, so that other users' `ps` cannot read it): a process that is not
@@ -28,6 +30,11 @@ export const MAX_NNODES = 1024;
  * and beyond 2^31 ms a timer fires at once.
  */
 export const MAX_TIMEOUT_S = 86_400;
+/**
+ * The default seconds a rank is given to save and end after the launcher asks it to stop
+ * (torchrun's 30 s): a 124M checkpoint is about 1.5 GB to write.
+ */
+export const DEFAULT_STOP_GRACE_S = 30;
 
 /** Options of {@linkcode launch}. */
 export interface LaunchOptions {
@@ -49,6 +56,11 @@ export interface LaunchOptions {
   timeoutS?: number;
   /** "shm" (default) or "tcp", passed as GPT2_DDP_TRANSPORT. */
   transport?: string;
+  /**
+   * Seconds the other ranks get, once one has died, between SIGTERM and SIGKILL
+   * (default {@linkcode DEFAULT_STOP_GRACE_S}).
+   */
+  stopGraceS?: number;
   /** Lines of output kept per rank for the failure report (default 20). */
   tailLines?: number;
   /** Where prefixed output goes (default: this process's stdout/stderr). */
@@ -95,6 +107,10 @@ export async function launch(o: LaunchOptions): Promise<number> {
   ) {
     throw new Error(`--timeout expects a number in [0.1, ${MAX_TIMEOUT_S}], found ${o.timeoutS}`);
   }
+  const stopGraceS = o.stopGraceS ?? DEFAULT_STOP_GRACE_S;
+  if (!(stopGraceS >= 0 && stopGraceS <= MAX_TIMEOUT_S)) {
+    throw new Error(`--stop-grace expects a number in [0, ${MAX_TIMEOUT_S}], found ${stopGraceS}`);
+  }
   if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {
     throw new Error(`--node-rank ${nodeRank} must be in [0, --nnodes ${nnodes})`);
   }
@@ -129,7 +145,7 @@ export async function launch(o: LaunchOptions): Promise<number> {
       write("stdout", `[launcher] rank ${rank}: pid ${child.pid}`);
       children.push({ rank, child, tail: [] });
     }
-    return await supervise(children, write, tailLines);
+    return await supervise(children, write, tailLines, stopGraceS);
   } catch (e) {
     for (const { child } of children) {
       try {
@@ -154,14 +170,33 @@ function randomSecret(): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** A rank's process, and its last lines of output. */
+interface RankChild {
+  rank: number;
+  child: Deno.ChildProcess;
+  tail: string[];
+}
+
+/** Sends `signal` to a rank unless it has ended already. */
+function signalRank(c: RankChild, signal: Deno.Signal): void {
+  try {
+    c.child.kill(signal);
+  } catch {
+    // already gone
+  }
+}
+
 /**
  * Pumps the ranks' output, forwards signals, and waits for them: the exit code of the
- * launcher (1 when a rank failed, which stops the others at once).
+ * launcher (1 when a rank failed). A failed rank's peers wait on it in a collective: they
+ * get SIGTERM at once, which a trainer answers by saving a checkpoint and ending (rank 0's
+ * collective fails as soon as the dead rank is noticed), and SIGKILL after `stopGraceS`.
  */
 async function supervise(
-  children: { rank: number; child: Deno.ChildProcess; tail: string[] }[],
+  children: RankChild[],
   write: (stream: "stdout" | "stderr", line: string) => void,
   tailLines: number,
+  stopGraceS: number,
 ): Promise<number> {
   const pumps = children.flatMap(({ rank, child, tail }) =>
     (["stdout", "stderr"] as const).map((stream) =>
@@ -204,30 +239,44 @@ async function supervise(
       ]),
     );
     let failed: RankExit | null = null;
+    let graceTimer: ReturnType<typeof setTimeout> | undefined;
+    const stopped: StoppedRank[] = [];
     while (pending.size) {
       const done = await Promise.race(pending.values());
       pending.delete(done.rank);
+      if (failed) {
+        stopped.push({ ...done, killed: graceTimer === undefined && done.signal === "SIGKILL" });
+      }
       if (done.code !== 0 && !failed) {
         failed = done;
-        // the others wait on the dead rank in a collective: stop them now
-        for (const r of pending.keys()) {
-          try {
-            children.find((c) => c.rank === r)!.child.kill("SIGKILL");
-          } catch {
-            // already gone
-          }
+        if (pending.size === 0) break;
+        // the others wait on the dead rank in a collective: ask them to save and stop
+        const others = children.filter((c) => pending.has(c.rank));
+        for (const c of others) {
+          signalRank(c, "SIGTERM");
+          signalRank(c, "SIGCONT"); // a suspended rank could not act on the SIGTERM
         }
+        graceTimer = setTimeout(() => {
+          graceTimer = undefined;
+          for (const c of others) if (pending.has(c.rank)) signalRank(c, "SIGKILL");
+        }, stopGraceS * 1000);
       }
     }
+    clearTimeout(graceTimer);
     await Promise.all(pumps);
     if (failed) {
-      write("stderr", failureReport(failed, children));
+      write("stderr", failureReport(failed, children, stopped, stopGraceS));
       return 1;
     }
     return 0;
   } finally {
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   }
+}
+
+/** How a rank the launcher stopped ended; `killed`: by SIGKILL after the grace period. */
+interface StoppedRank extends RankExit {
+  killed: boolean;
 }
 
 /** Where a rank sits in the job, as torchrun's environment says it. */
@@ -277,19 +326,45 @@ function spawnRank(o: LaunchOptions, p: RankPlace): Deno.ChildProcess {
   }).spawn();
 }
 
-/** The failed rank, how it ended, its last lines, and the ranks the launcher stopped. */
+/** How a rank ended, in words. */
+function howItEnded(e: RankExit): string {
+  return e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
+}
+
+/**
+ * The failed rank, how it ended, its last lines; the ranks the launcher stopped and how they
+ * ended; and the command to continue with, where one of them saved a checkpoint and said it.
+ */
 function failureReport(
   failed: RankExit,
   children: { rank: number; tail: string[] }[],
+  stopped: StoppedRank[],
+  stopGraceS: number,
 ): string {
-  const how = failed.signal ? `was killed by ${failed.signal}` : `exited with code ${failed.code}`;
   const tail = children.find((c) => c.rank === failed.rank)!.tail;
-  const others = children.filter((c) => c.rank !== failed.rank).map((c) => c.rank);
-  return [
-    `error: rank ${failed.rank} (pid ${failed.pid}) ${how}; its last lines:`,
+  const lines = [
+    `error: rank ${failed.rank} (pid ${failed.pid}) ${howItEnded(failed)}; its last lines:`,
     ...(tail.length ? tail.map((l) => `  ${l}`) : ["  (no output)"]),
-    others.length ? `the launcher stopped rank(s) ${others.join(", ")}` : "",
-  ].filter(Boolean).join("\n");
+  ];
+  if (stopped.length) {
+    lines.push(
+      `the launcher stopped rank(s) ${stopped.map((s) => s.rank).join(", ")} (SIGTERM, then ` +
+        `SIGKILL after ${stopGraceS} s): ${
+          stopped.map((s) =>
+            `rank ${s.rank} ${
+              s.killed ? `did not end within ${stopGraceS} s and was killed` : howItEnded(s)
+            }`
+          ).join(", ")
+        }`,
+    );
+  }
+  // rank 0's "... continue with <command> --resume <checkpoint>", the last thing to read
+  const resume = children.flatMap((c) => c.tail).map((l) =>
+    /continue with (.* --resume \S+)/.exec(l)
+  )
+    .filter((m) => m !== null).at(-1);
+  if (resume) lines.push(`to continue: ${resume[1]}`);
+  return lines.join("\n");
 }
 
 /** Fails with a clear message when nothing can listen on host:port. */

@@ -19,6 +19,8 @@ import type { TcpProcessGroup } from "./tcp_group.ts";
 
 const HEADER_BYTES = 4096;
 const ARRIVE = 16; // first word of the per-rank arrival epochs
+const PIDS = 128; // first word of the per-rank process ids, for telling a dead rank from a slow one
+const LIVENESS_CHECK_MS = 200;
 
 /** One node's ranks exchanging through a /dev/shm file; control traffic stays on TCP. */
 export class ShmProcessGroup implements ProcessGroup {
@@ -68,6 +70,11 @@ export class ShmProcessGroup implements ProcessGroup {
       if (creator) map = mapSharedFile(path, bytes, true);
       await control.barrier();
       if (!map) map = mapSharedFile(path, bytes, false);
+      Atomics.store(
+        new Int32Array(map.buffer, 0, HEADER_BYTES / 4),
+        PIDS + control.localRank,
+        Deno.pid,
+      );
       await control.barrier();
     } catch (e) {
       // a rank that failed or died before all had mapped it: the name goes all the same
@@ -83,6 +90,20 @@ export class ShmProcessGroup implements ProcessGroup {
   #checkLauncher(): void {
     if (this.#launcherPid !== null && parentPid() !== this.#launcherPid) {
       throw new Error(`The launcher (pid ${this.#launcherPid}) is gone: rank ${this.rank} stops`);
+    }
+  }
+
+  /**
+   * Fails when local rank `j`, which this rank waits for, has died: it will never arrive, and
+   * waiting out --timeout would leave this rank in the barrier while the launcher, stopping
+   * the job, asks it to save and end.
+   */
+  #checkPeer(j: number, what: string): void {
+    const pid = Atomics.load(this.#ctl, PIDS + j);
+    if (pid > 0 && !processAlive(pid)) {
+      throw new Error(
+        `Rank ${j} (pid ${pid}) is gone: collective ${what} on rank ${this.rank} cannot complete`,
+      );
     }
   }
 
@@ -106,8 +127,9 @@ export class ShmProcessGroup implements ProcessGroup {
             } s on rank ${this.rank}, waiting for rank ${j} (see --timeout)`,
           );
         }
-        if (now - lastCheck > 1000) {
+        if (now - lastCheck > LIVENESS_CHECK_MS) {
           this.#checkLauncher();
+          this.#checkPeer(j, what);
           lastCheck = now;
         }
         futexWait(ptr, (ARRIVE + j) * 4, v, 50);
@@ -213,6 +235,18 @@ export class ShmProcessGroup implements ProcessGroup {
     this.#map.unmap();
     this.#control.close();
   }
+}
+
+/** Whether process `pid` runs: it exists and is not a zombie (dead, not yet reaped). */
+function processAlive(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch {
+    return false;
+  }
+  // "pid (comm) state ...": comm may hold spaces and parentheses, the last ")" ends it
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
 }
 
 function removeIfThere(path: string): void {

@@ -9,6 +9,7 @@ import {
   initProcessGroup,
   type ProcessGroup,
 } from "../../lib/ddp/process_group.ts";
+import { writeNpyUint16 } from "../../lib/io/npy.ts";
 import { freePort, runTask as run, smallModelFlags } from "../support.ts";
 import { assertDdpEqualsAccumulation } from "./ddp_equivalence.ts";
 
@@ -98,18 +99,93 @@ Deno.test("ddp: Ctrl-C on the launcher reaches every rank: one checkpoint, all e
   for (const pid of pids) ok(!alive(pid), `rank pid ${pid} is still running`);
 });
 
-Deno.test("ddp: a killed rank stops the job, the launcher names it with its last lines, no orphans", async () => {
-  const { child, stderr, pids } = await startJob([]);
+/** The checkpoints in `logDir` (checkpoints/HEAD, which names the newest, left out). */
+function checkpointNames(logDir: string): string[] {
+  return [...Deno.readDirSync(join(logDir, "checkpoints"))].map((e) => e.name)
+    .filter((n) => n !== "HEAD").sort();
+}
+
+Deno.test("ddp: a killed rank stops the job: rank 0 saves its checkpoint within the grace period, the launcher names the dead rank with its last lines and says how to resume, no orphans", async () => {
+  const { child, stderr, pids, logDir } = await startJob([]);
   const t0 = performance.now();
   Deno.kill(pids[1], "SIGKILL");
   const status = await child.status;
   const seconds = (performance.now() - t0) / 1000;
   const err = await stderr;
   assertEquals(status.code, 1, err);
-  ok(seconds < 5, `the launcher took ${seconds} s`);
+  // rank 0 notices at once: well within the default 30 s grace, never waiting it out
+  ok(seconds < 15, `the launcher took ${seconds} s`);
   ok(err.includes(`error: rank 1 (pid ${pids[1]}) was killed by SIGKILL; its last lines:`), err);
-  ok(err.includes("the launcher stopped rank(s) 0"), err);
+  ok(
+    err.includes(
+      "the launcher stopped rank(s) 0 (SIGTERM, then SIGKILL after 30 s): rank 0 exited with code 1",
+    ),
+    err,
+  );
+  const saved = checkpointNames(logDir);
+  assertEquals(saved.length, 1, saved.join(", "));
+  const path = join(logDir, "checkpoints", saved[0]);
+  ok(new RegExp(`\\[rank0\\] error: Rank 1 \\(pid ${pids[1]}\\) is gone`).test(err), err);
+  ok(
+    err.endsWith(
+      `to continue: deno task ddp --nproc-per-node 2 -- ${
+        smallModelFlags.join(" ")
+      } --steps 1000 --log-dir ${logDir} --resume ${path}\n`,
+    ),
+    err,
+  );
   for (const pid of pids) ok(!alive(pid), `rank pid ${pid} is still running`);
+});
+
+Deno.test("ddp: a rank that fails with an error mid-run gets rank 0's checkpoint saved (SIGTERM, not SIGKILL), and the message names --resume", async () => {
+  // rank 0's data: two good shards; rank 1's: the second shard starts with a token above the
+  // vocabulary, loaded in step 2 (B*T*2 = 64 tokens a step, 200 tokens a shard)
+  const good = await Deno.makeTempDir(), bad = await Deno.makeTempDir();
+  for (const [dir, token] of [[good, 7], [bad, 60000]] as const) {
+    for (const i of [0, 1]) {
+      const tokens = new Uint16Array(200).map((_, k) => (k * (37 + 16 * i)) % 1000);
+      if (i === 1) tokens[0] = token;
+      await writeNpyUint16(join(dir, `toy_train_00000${i}.npy`), tokens);
+    }
+  }
+  const logDir = await Deno.makeTempDir();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      "lib/cli/ddp.ts",
+      "--nproc-per-node",
+      "2",
+      "--master-port",
+      String(freePort()),
+      "--script",
+      "tests/ddp/failing_rank.ts",
+      "--",
+      ...smallModelFlags,
+      "--data",
+      good,
+      "--steps",
+      "1000",
+      "--checkpoint-every",
+      "0",
+      "--log-dir",
+      logDir,
+    ],
+    cwd: root,
+    env: { NO_COLOR: "1", GPT2_TEST_RANK1_DATA: bad },
+  }).output();
+  const err = new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 1, err);
+  ok(/error: rank 1 \(pid \d+\) exited with code 1; its last lines:/.test(err), err);
+  ok(err.includes("expected token ids in [0, 50304)"), err);
+  ok(err.includes("rank 0 exited with code 1"), err);
+  // rank 1 loads its second shard in step 2, once its batch is read (step 3's windows would
+  // not fit in the first); rank 0 finished steps 0 and 1 and waits for it: step 2's start is saved
+  const path = join(logDir, "checkpoints", "step_000002");
+  assertEquals(checkpointNames(logDir), ["step_000002"]);
+  ok(err.includes(`[rank0] stopped by this error after step 1: saved checkpoint ${path}`), err);
+  ok(err.endsWith(`--log-dir ${logDir} --resume ${path}\n`), err);
+  ok(err.includes("to continue: deno task ddp --nproc-per-node 2 -- "), err);
 });
 
 Deno.test("ddp: a launcher killed with SIGKILL leaves no rank running unattended: they stop together with one checkpoint", async () => {

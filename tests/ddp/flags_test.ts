@@ -27,6 +27,10 @@ Deno.test("ddp task: numbers out of range name the flag and the range, and start
       ["--nproc-per-node", "2", "--timeout", "0"],
       '--timeout expects a number in [0.1, 86400], found "0"',
     ],
+    [
+      ["--nproc-per-node", "2", "--stop-grace=-1"],
+      '--stop-grace expects a number in [0, 86400], found "-1"',
+    ],
   ];
   for (const [args, message] of cases) {
     const r = await runTask(["lib/cli/ddp.ts", ...args, "--", "--steps", "1"]);
@@ -51,4 +55,5 @@ Deno.test("ddp launcher: launch() itself refuses out-of-range numbers", async ()
   await refuse({ ...base, nprocPerNode: 1, nnodes: 2000 }, /--nnodes expects an integer in/);
   await refuse({ ...base, nprocPerNode: 1, timeoutS: 1e9 }, /--timeout expects a number in/);
   await refuse({ ...base, nprocPerNode: 1, nnodes: 2, nodeRank: 2 }, /--node-rank 2 must be/);
+  await refuse({ ...base, nprocPerNode: 1, stopGraceS: 1e9 }, /--stop-grace expects a number in/);
 });
