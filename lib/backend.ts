@@ -39,6 +39,12 @@ export interface PeakFlops {
    * group's peak is this one; false or absent when each rank has its own device (a GPU).
    */
   sharedByRanks?: boolean;
+  /**
+   * The precision whose instructions set this figure, where it is not the one asked for:
+   * "f32" for bf16 on a CPU without bf16 dot products (bf16 operands run on its fp32 FMAs, at
+   * the fp32 rate). Absent: the precision asked for.
+   */
+  rateOf?: MatmulPrecision;
 }
 
 /** What `checkTrainingMemory` estimates a training step's memory from. */

@@ -1,7 +1,9 @@
 /**
  * `deno task bench`: GEMM throughput on GPT-2's shapes and GPT-2 124M training steps on the
  * native backend, with `--peer torch` running PyTorch's CPU step interleaved in the same
- * run so the two are compared as ratios (these machines are shared and noisy).
+ * run, in the same precision (fp32 beside fp32, bf16 matmuls beside bf16 autocast) and under
+ * jemalloc or tcmalloc, so the two are compared as ratios like with like (these machines are
+ * shared and noisy).
  * `--backend webgpu` runs the WebGPU benchmark instead (lib/bench/kernels.ts), `--backend
  * cuda` the CUDA one (lib/bench/cuda.ts, with PyTorch on the same GPU as the peer). Each
  * backend comes from lib/backends/mod.ts; what is particular to one (its GEMM kernels, its
@@ -10,6 +12,7 @@
  * @module
  */
 
+import { existsSync } from "node:fs";
 import type { Backend } from "../backend.ts";
 import { createBackend } from "../backends/mod.ts";
 import {
@@ -24,16 +27,41 @@ import {
 import { benchGeneration, generationTable } from "../bench/generation.ts";
 import { timeMedian, timeSteps, trainFlopsPerToken } from "../bench/step.ts";
 import { formatStepProfile, measureBandwidth, profileTrainingStep } from "../bench/op_profile.ts";
-import { findTorchPython, runTorchPeer, torchPeerUnavailable } from "../bench/torch_peer.ts";
+import {
+  findTorchPython,
+  peerStepArgs,
+  runTorchPeer,
+  torchPeerUnavailable,
+} from "../bench/torch_peer.ts";
+import {
+  allocatorEnv,
+  describeAllocator,
+  findPeerAllocator,
+  type PeerAllocator,
+} from "../bench/peer_allocator.ts";
+import {
+  CPU_BENCH_PRECISIONS,
+  type CpuBenchPrecision,
+  type CpuPeaks,
+  type CpuStepRow,
+  likeForLikeLines,
+  peakLines,
+  stepLabel,
+  stepTable,
+} from "../bench/cpu_step_table.ts";
+import { setMatmulPrecision } from "../train/precision.ts";
+import { defaultStepConfigs, parseStepConfigs, type StepConfig } from "../bench/step_configs.ts";
 import { gptConfig } from "../model/gpt.ts";
 import { Generator } from "../model/random.ts";
 import { type FlagValues, numberFlag, parseFlags, runMain, stringFlag } from "./flags.ts";
 
 const HELP = `deno task bench [flags]
 
-  --peer torch        also time ../shared/bench/torch_gpt2_step.py (PyTorch: pip's or Debian's),
-                      interleaved with ours, and print the ratios
-  --configs LIST      which steps to time (default train:4x64,train:8x128,fwd:1x1024)
+  --peer torch        also time ../shared/bench/torch_gpt2_step.py (PyTorch: pip's or Debian's)
+                      in the same precision, interleaved with ours, under jemalloc or tcmalloc
+                      where found, and print the ratios like with like
+  --configs LIST      which steps to time (default train:4x64,train:8x128,fwd:1x1024; with
+                      --peer torch train:4x64,train:8x128,train:2x1024)
   --warmup N          untimed iterations per config (default 2)
   --iters N           timed iterations per config; the median is reported (default 5)
   --no-gemm           skip the GEMM table
@@ -46,7 +74,8 @@ const HELP = `deno task bench [flags]
                       train:BxT it times that size, with --iters that many steps; cuda: GPT-2
                       124M steps at B=16 and B=64, T=1024, in fp32, tf32 and bf16 on the GPU
                       (tok/s, MFU, peak memory), --configs train:BxT,... for other sizes
-  --precisions LIST   cuda: which of fp32,tf32,bf16 to time (default all three)
+  --precisions LIST   native: which of fp32,bf16 to time (default fp32; with --peer torch both,
+                      PyTorch's bf16 being autocast); cuda: which of fp32,tf32,bf16 (default all)
   --torch-compile L   cuda with --peer torch: the precisions the peer also runs compiled
                       (default bf16: each compile takes about a minute; none: eager only)
   --torch-compile-batch B
@@ -67,11 +96,6 @@ const GEMM_SHAPES: [string, number, number, number][] = [
   ["lm_head", 512, 50304, 768],
   ["1024^3", 1024, 1024, 1024],
 ];
-
-/** The largest --configs batch: B*T*vocab logits beyond this exhaust a machine's memory. */
-const MAX_BENCH_B = 1024;
-/** GPT-2 124M's block size: the longest --configs sequence. */
-const BENCH_BLOCK_SIZE = 1024;
 
 await runMain(async () => {
   const f = parseFlags(Deno.args, {
@@ -97,22 +121,7 @@ await runMain(async () => {
   }
   const warmup = numberFlag(f, "warmup", 2, { integer: true, min: 0 });
   const iters = numberFlag(f, "iters", 5, { integer: true, min: 1 });
-  const configs = stringFlag(f, "configs", "train:4x64,train:8x128,fwd:1x1024").split(",").map(
-    (s) => {
-      const m = s.trim().match(/^(train|fwd):(\d+)x(\d+)$/);
-      if (!m) {
-        throw new Error(`--configs expects items like train:4x64 or fwd:1x1024, found "${s}"`);
-      }
-      const B = Number(m[2]), T = Number(m[3]);
-      // a zero size divides by zero in the timing; GPT-2's context is its block size
-      if (B < 1 || B > MAX_BENCH_B || T < 1 || T > BENCH_BLOCK_SIZE) {
-        throw new Error(
-          `--configs expects B from 1 to ${MAX_BENCH_B} and T from 1 to ${BENCH_BLOCK_SIZE} (GPT-2's block size), found "${s}"`,
-        );
-      }
-      return { mode: m[1] as StepConfig["mode"], B, T };
-    },
-  );
+  const configs = parseStepConfigs(stringFlag(f, "configs", defaultStepConfigs(peer === "torch")));
 
   const only = stringFlag(f, "backend", "native");
   if (only !== "native" && only !== "webgpu" && only !== "cuda") {
@@ -138,40 +147,84 @@ await runMain(async () => {
     return await runWebGpuBench(args);
   }
 
+  const precisions = nativePrecisions(stringFlag(f, "precisions"), peer === "torch");
+  const allocator = peer ? findPeerAllocator((n) => Deno.env.get(n), existsSync) : null;
   const { backend } = await createBackend("native");
   console.log(`backend: ${backend.describe()}`);
-  if (!backend.measurePeakGflops) {
-    throw new Error(`Expected a backend that measures its peak, found ${backend.name}`);
-  }
-  const peak = backend.measurePeakGflops();
-  console.log(`measured fp32 FMA peak: ${peak.toFixed(1)} GFLOP/s (all threads)`);
+  const peaks = measurePeaks(backend);
+  console.log(`measured fp32 FMA peak: ${peaks.fp32.toFixed(1)} GFLOP/s (all threads)`);
+  for (const line of peakLines(peaks)) console.log(line);
   const torchReason = peer ? await torchPeerUnavailable() : "not asked (--peer torch)";
   if (peer && torchReason) console.log(`PyTorch peer skipped: ${torchReason}`);
   const torch = peer && !torchReason ? await findTorchPython() : null;
-  if (torch && typeof torch !== "string") {
+  const peerEnv = allocator ? allocatorEnv(allocator, (n) => Deno.env.get(n)) : {};
+  if (torch && typeof torch !== "string" && allocator) {
     console.log(`PyTorch peer: torch ${torch.version} under ${torch.python}`);
+    console.log(describeAllocator(allocator, peerEnv));
   }
 
-  if (!f["no-gemm"]) benchGemms(backend, peak);
-  const rows = await benchSteps(backend, peak, configs, { warmup, iters, torchReason });
-  console.log("\nGPT-2 124M (vocab 50304), median of the timed iterations");
+  if (!f["no-gemm"]) benchGemms(backend, peaks.fp32);
+  const rows = await benchSteps(backend, configs, precisions, {
+    warmup,
+    iters,
+    torchReason,
+    peerEnv,
+  });
   console.log(
-    "| step | ours ms (min-max) | slowest / median | ours tok/s | PyTorch tok/s | ours / PyTorch | MFU | RSS GiB |",
+    `\nGPT-2 124M (vocab 50304), median of ${iters} timed iterations after ${warmup} warm-up`,
   );
-  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
-  for (const r of rows) console.log(r);
+  for (const line of stepTable(rows, peaks, peerAllocatorLabel(allocator))) console.log(line);
+  const ratios = likeForLikeLines(rows);
+  if (ratios.length) console.log(`\nLike with like (tok/s):\n${ratios.join("\n")}`);
   const profiled = configs.find((c) => c.mode === "train");
   if (profiled && !f["no-profile"]) await benchProfile(backend, profiled);
   console.log(
-    `\nMFU: model FLOPs (6N + 12LCT per token for a training step, a third of it forward-only) over the measured peak ${
-      peak.toFixed(1)
-    } GFLOP/s`,
+    "\nMFU: model FLOPs (6N + 12LCT per token for a training step, a third of it forward-only) " +
+      "over the measured peak of the row's precision:",
   );
+  for (const line of peakLines(peaks)) console.log(line);
   if (f.generation) {
     console.log(`\n${generationTable(await benchGeneration(backend, { tokens: 256 }))}`);
   }
   if (f.webgpu) await runWebGpuBench([]);
 });
+
+/** The peer rows' allocator for the table's heading: "glibc malloc" where none is preloaded. */
+function peerAllocatorLabel(allocator: PeerAllocator | null): string {
+  return allocator?.name ?? "glibc malloc";
+}
+
+/**
+ * The native backend's precisions to time: `--precisions` (fp32 and bf16 only), else both
+ * beside the peer and fp32 alone without it.
+ */
+function nativePrecisions(value: string | undefined, peer: boolean): CpuBenchPrecision[] {
+  const fallback: readonly BenchPrecision[] = peer ? CPU_BENCH_PRECISIONS : ["fp32"];
+  const list = precisionList(value, "--precisions", fallback);
+  if (list.length === 0) throw new Error("--precisions expects at least one precision");
+  for (const p of list) {
+    if (!(CPU_BENCH_PRECISIONS as readonly string[]).includes(p)) {
+      throw new Error(
+        `--precisions on the native backend expects fp32 or bf16, found "${p}" (tf32 is --backend cuda's)`,
+      );
+    }
+  }
+  return list as CpuBenchPrecision[];
+}
+
+/**
+ * The peaks of both precisions, measured (`peakFlops`): the fp32 FMA peak, and bf16's:
+ * vdpbf16ps's where the CPU has it, else the fp32 peak again, marked as such.
+ */
+function measurePeaks(backend: Backend): CpuPeaks {
+  const f32 = backend.peakFlops?.("f32"), bf16 = backend.peakFlops?.("bf16");
+  if (!f32 || !bf16) {
+    throw new Error(
+      `Expected a backend that measures its fp32 and bf16 peaks, found ${backend.name}`,
+    );
+  }
+  return { fp32: f32.flops / 1e9, bf16: bf16.flops / 1e9, bf16AtFp32Rate: bf16.rateOf === "f32" };
+}
 
 /**
  * A comma-separated list of precisions (fp32, tf32, bf16); "none" is the empty list, and
@@ -287,68 +340,59 @@ function benchGemms(backend: Backend, peak: number): void {
   }
 }
 
-/** A step size to time: a training step or a forward pass at B x T. */
-interface StepConfig {
-  mode: "train" | "fwd";
-  B: number;
-  T: number;
-}
-
 /**
- * Times GPT-2 124M's steps at each size, PyTorch's interleaved unless `torchReason` says why
- * not; returns the table's rows.
+ * Times GPT-2 124M's steps at each size in each precision, PyTorch's in the same precision
+ * right after ours (fp32, then bf16 autocast) unless `torchReason` says why not, the peer's
+ * process given `peerEnv` (its allocator); returns the table's rows.
  */
 async function benchSteps(
   backend: Backend,
-  peak: number,
   configs: StepConfig[],
-  opts: { warmup: number; iters: number; torchReason: string | null },
-): Promise<string[]> {
+  precisions: readonly CpuBenchPrecision[],
+  opts: {
+    warmup: number;
+    iters: number;
+    torchReason: string | null;
+    peerEnv: Record<string, string>;
+  },
+): Promise<CpuStepRow[]> {
   const { warmup, iters } = opts;
   let torchReason = opts.torchReason;
   const config = gptConfig("gpt2", 50304);
-  const rows: string[] = [];
+  const rows: CpuStepRow[] = [];
   for (const c of configs) {
-    const label = `${c.mode} B=${c.B} T=${c.T}`;
-    console.log(`\n${label}: ours (native)`);
-    const ours = await timeSteps(backend, config, {
-      ...c,
-      warmup,
-      iters,
-      onIter: (i, ms, w) => console.log(`  ${w ? "warmup" : "iter"} ${i}: ${ms.toFixed(0)} ms`),
-    });
-    const flops = c.mode === "train"
-      ? trainFlopsPerToken(config, c.T)
-      : trainFlopsPerToken(config, c.T) / 3;
-    const mfu = (ours.tokensPerSec * flops) / 1e9 / peak;
-    let torchCell = "-", ratio = "-";
-    if (!torchReason) {
-      console.log(`${label}: PyTorch`);
+    for (const precision of precisions) {
+      const label = `${stepLabel(c)} ${precision}`;
+      console.log(`\n${label}: ours (native)`);
+      const restore = setMatmulPrecision(backend, precision === "bf16" ? "bf16" : "f32");
+      let ours;
       try {
-        const t = await runTorchPeer([
-          c.mode,
-          String(c.B),
-          String(c.T),
-          String(warmup),
-          String(iters),
-        ]);
-        torchCell = t.tok_s_at_median.toFixed(1);
-        ratio = `${(ours.tokensPerSec / t.tok_s_at_median).toFixed(2)}x`;
-      } catch (e) {
-        torchReason = (e as Error).message;
-        console.log(`PyTorch peer failed: ${torchReason}`);
+        ours = await timeSteps(backend, config, {
+          ...c,
+          warmup,
+          iters,
+          onIter: (i, ms, w) => console.log(`  ${w ? "warmup" : "iter"} ${i}: ${ms.toFixed(0)} ms`),
+        });
+      } finally {
+        restore();
       }
+      let torchTokensPerSec: number | null = null;
+      if (!torchReason) {
+        console.log(`${label}: PyTorch${precision === "bf16" ? " (bf16 autocast)" : ""}`);
+        try {
+          const args = peerStepArgs({ ...c, warmup, iters }, precision);
+          torchTokensPerSec = (await runTorchPeer(args, { env: opts.peerEnv })).tok_s_at_median;
+          console.log(`  PyTorch: ${torchTokensPerSec.toFixed(1)} tok/s at the median step`);
+        } catch (e) {
+          torchReason = (e as Error).message;
+          console.log(`PyTorch peer failed: ${torchReason}`);
+        }
+      }
+      const flopsPerToken = c.mode === "train"
+        ? trainFlopsPerToken(config, c.T)
+        : trainFlopsPerToken(config, c.T) / 3;
+      rows.push({ ...c, precision, flopsPerToken, ours, torchTokensPerSec });
     }
-    const spread = `${ours.medianMs.toFixed(0)} (${ours.minMs.toFixed(0)}-${
-      ours.maxMs.toFixed(0)
-    })`;
-    rows.push(
-      `| ${label} | ${spread} | ${(ours.maxMs / ours.medianMs).toFixed(2)}x | ${
-        ours.tokensPerSec.toFixed(1)
-      } | ${torchCell} | ${ratio} | ${(100 * mfu).toFixed(0)}% | ${
-        (ours.rss / 2 ** 30).toFixed(2)
-      } |`,
-    );
   }
   return rows;
 }

@@ -403,9 +403,12 @@ Deno.test("native bf16: the path this CPU runs, GPT2_BF16_PATH, describe() and t
   if (native.bf16Path === "fp32_fma") {
     equal(bf16Peak.flops, f32Peak.flops);
     match(bf16Peak.source, /fp32 FMA peak .*bf16 operands run on fp32 FMAs/);
+    equal(bf16Peak.rateOf, "f32");
   } else {
     match(bf16Peak.source, /vdpbf16ps/);
+    equal(bf16Peak.rateOf, undefined);
   }
+  equal(f32Peak.rateOf, undefined);
   equal(native.peakFlops("tf32"), null);
 });
 

@@ -35,3 +35,14 @@ Deno.test("bench task: --configs sizes outside 1..1024 fail naming the flag", as
     ok(!/floating|panic/i.test(r.stderr), r.stderr);
   }
 });
+
+Deno.test("bench task: --precisions on the native backend takes fp32 and bf16 only", async () => {
+  const r = await bench(["--precisions", "fp32,tf32"]);
+  assertEquals(r.code, 1);
+  ok(
+    r.stderr.includes(
+      `--precisions on the native backend expects fp32 or bf16, found "tf32" (tf32 is --backend cuda's)`,
+    ),
+    r.stderr,
+  );
+});

@@ -387,6 +387,7 @@ export class NativeBackend extends CpuBackend {
         ? "the measured fp32 FMA peak of this CPU (bf16 operands run on fp32 FMAs here)"
         : "the measured fp32 FMA peak of this CPU",
       sharedByRanks: shared,
+      ...(precision === "bf16" ? { rateOf: "f32" as const } : {}),
     };
   }
 
