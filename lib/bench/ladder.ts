@@ -33,21 +33,36 @@ export interface RungResult<R = LadderRung> {
   speedup: number;
 }
 
+/** A rung's untimed and timed steps. */
+export interface RungSteps {
+  /** Untimed steps first. */
+  warmup: number;
+  /** Timed steps (at least 1; a median wants 5 or more). */
+  iters: number;
+}
+
 /** Options of `runLadder`. */
-export interface LadderOptions<R = LadderRung> {
+export interface LadderOptions<R = LadderRung> extends RungSteps {
   B: number;
   T: number;
-  /** Untimed steps per rung first. */
-  warmup: number;
-  /** Timed steps per rung (at least 1; a median wants 5 or more). */
-  iters: number;
+  /**
+   * A rung's own steps where they differ from `warmup` and `iters` (a slow first rung timed
+   * fewer times); undefined: the common ones.
+   */
+  stepsOf?: (rung: R) => RungSteps | undefined;
   /**
    * Time the rungs in rounds, one step of each rung per round, instead of one rung after
    * another: fairer on a machine whose load changes, but every rung's model is alive at once.
+   * A rung with fewer steps than the others takes part in the first rounds only.
    */
   interleave?: boolean;
-  /** Called with each timed rung, in order (all at the end when interleaved). */
+  /**
+   * Called with each timed rung, in order, as soon as it and the rungs before it have taken
+   * all their steps.
+   */
   onRung?: (r: RungResult<R>) => void;
+  /** Called after each round when interleaved: the rounds done and their number. */
+  onRound?: (done: number, rounds: number) => void;
 }
 
 /**
@@ -55,7 +70,7 @@ export interface LadderOptions<R = LadderRung> {
  * and returns it (called before the rung's model is built and, interleaved, before each of its
  * steps); the model gets the rung's vocabulary.
  *
- * @throws {Error} when `iters` is below 1
+ * @throws {Error} when a rung's `iters` is below 1
  */
 export async function timeRungs<R extends { vocabSize: number }>(
   rungs: readonly R[],
@@ -63,7 +78,12 @@ export async function timeRungs<R extends { vocabSize: number }>(
   config: GPTConfig,
   o: LadderOptions<R>,
 ): Promise<RungResult<R>[]> {
-  if (!(o.iters >= 1)) throw new Error(`Expected at least 1 timed step per rung, found ${o.iters}`);
+  const counts = rungs.map((rung) => o.stepsOf?.(rung) ?? { warmup: o.warmup, iters: o.iters });
+  for (const c of counts) {
+    if (!(c.iters >= 1)) {
+      throw new Error(`Expected at least 1 timed step per rung, found ${c.iters}`);
+    }
+  }
   const shape: StepShape = { mode: "train", B: o.B, T: o.T };
   const runner = (rung: R) =>
     stepRunner(prepare(rung), { ...config, vocab_size: rung.vocabSize }, shape);
@@ -83,22 +103,29 @@ export async function timeRungs<R extends { vocabSize: number }>(
   if (o.interleave) {
     const steps = rungs.map(runner);
     const times = rungs.map((): number[] => []);
-    for (let i = 0; i < o.warmup + o.iters; i++) {
+    const total = counts.map((c) => c.warmup + c.iters);
+    const rounds = Math.max(...total);
+    for (let i = 0; i < rounds; i++) {
       for (const [k, rung] of rungs.entries()) {
+        if (i >= total[k]) continue;
         prepare(rung);
         const ms = await steps[k]();
-        if (i >= o.warmup) times[k].push(ms);
+        if (i >= counts[k].warmup) times[k].push(ms);
       }
-      if (await stopped(`round ${i + 1} of ${o.warmup + o.iters}`)) return out;
+      // each rung reported once it and those before it are done
+      while (out.length < rungs.length && total[out.length] <= i + 1) {
+        add(rungs[out.length], stepTiming(shape, times[out.length]));
+      }
+      o.onRound?.(i + 1, rounds);
+      if (out.length < rungs.length && await stopped(`round ${i + 1} of ${rounds}`)) return out;
     }
-    rungs.forEach((rung, k) => add(rung, stepTiming(shape, times[k])));
     return out;
   }
-  for (const rung of rungs) {
+  for (const [k, rung] of rungs.entries()) {
     const step = runner(rung), times: number[] = [];
-    for (let i = 0; i < o.warmup + o.iters; i++) {
+    for (let i = 0; i < counts[k].warmup + counts[k].iters; i++) {
       const ms = await step();
-      if (i >= o.warmup) times.push(ms);
+      if (i >= counts[k].warmup) times.push(ms);
       if (await stopped(`in a rung, step ${i + 1}`)) return out;
     }
     add(rung, stepTiming(shape, times));
@@ -205,8 +232,74 @@ export function lectureLadderTable(
     const change = rung?.change ?? "no rung of its own: these kernels are fused already";
     const timed = r
       ? [r.ms.toFixed(0), r.tokensPerSec.toFixed(0), `${r.speedup.toFixed(1)}x`]
-      : ["-", "-", "-"];
+      : ["not timed here", "-", "-"];
     lines.push(`| ${name} | ${change} | ${lectureMs} | ${timed.join(" | ")} |`);
   }
+  return lines.join("\n");
+}
+
+/** A rung that names the lecture's rung it stands for (none: a rung of our own). */
+export interface LectureRung {
+  name: string;
+  change: string;
+  /** The lecture's rung, a key of LECTURE_A100_LADDER_MS. */
+  lecture?: string;
+}
+
+/**
+ * Our ladder beside the lecture's, as Markdown, in the lecture's order: each rung's median step
+ * with the fastest and slowest, tok/s and what it bought over the rung before; the lecture's A100
+ * ms/step and the same ratio for the rung it stands for. A lecture rung none of ours stands for
+ * gets a row of its own, saying why from `absent` (its name to the reason).
+ *
+ * @throws {Error} when a rung names a rung the lecture does not have, or names one out of order
+ */
+export function besideLectureTable(
+  results: readonly RungResult<LectureRung>[],
+  absent: Record<string, string> = {},
+): string {
+  const lecture = Object.entries(LECTURE_A100_LADDER_MS);
+  const lines = [
+    "| rung | change | ms/step (median) | fastest–slowest ms | tok/s | over the rung before | " +
+    "lecture A100 ms/step | lecture: over the rung before |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  let next = 0; // the lecture's rungs before `next` have their row
+  let lectureBefore: number | undefined;
+  const lectureCells = (i: number): string[] => {
+    const ms = lecture[i][1], ratio = lectureBefore ? `${(lectureBefore / ms).toFixed(2)}x` : "-";
+    lectureBefore = ms;
+    return [String(ms), ratio];
+  };
+  const lectureRow = (i: number): void => {
+    const [name] = lecture[i];
+    const why = absent[name] ?? "no rung of its own here";
+    lines.push(`| ${name} | ${why} | not timed here | | | | ${lectureCells(i).join(" | ")} |`);
+  };
+  for (const [k, r] of results.entries()) {
+    let cells = ["", ""];
+    if (r.rung.lecture !== undefined) {
+      const i = lecture.findIndex(([name]) => name === r.rung.lecture);
+      if (i < next) {
+        throw new Error(
+          `Expected rung ${r.rung.name} to name a later rung of the lecture's ladder, found ` +
+            `"${r.rung.lecture}"`,
+        );
+      }
+      while (next < i) lectureRow(next++);
+      cells = lectureCells(next++);
+    }
+    const before = k > 0 ? `${(results[k - 1].ms / r.ms).toFixed(2)}x` : "-";
+    const ours = [
+      r.rung.name,
+      r.rung.change,
+      r.ms.toFixed(0),
+      `${r.minMs.toFixed(0)}–${r.maxMs.toFixed(0)} (${r.iters} steps)`,
+      r.tokensPerSec.toFixed(1),
+      before,
+    ];
+    lines.push(`| ${[...ours, ...cells].join(" | ")} |`);
+  }
+  while (next < lecture.length) lectureRow(next++);
   return lines.join("\n");
 }

@@ -1,12 +1,19 @@
 // lib/bench/ladder.ts: how timeRungs times rungs (one rung after another, or interleaved in
-// rounds), with the median and spread of each rung's steps; and the CPU ladder's rungs
-// (lib/backends/native/ladder.ts) timed by runLadder.
-import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
+// rounds, a rung's own step counts, each rung reported as it is done), with the median and
+// spread of each rung's steps; the CPU ladder's rungs (lib/backends/native/ladder.ts) in the
+// lecture's order timed by runLadder; and the tables beside the lecture's A100 figures.
+import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import type { AttentionDims, DeviceBuffer, DType } from "../../lib/backend.ts";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { NativeBackend } from "../../lib/backends/native/mod.ts";
 import { LADDER } from "../../lib/backends/native/ladder.ts";
-import { rungTable, runLadder, timeRungs } from "../../lib/bench/ladder.ts";
+import {
+  besideLectureTable,
+  lectureLadderTable,
+  rungTable,
+  runLadder,
+  timeRungs,
+} from "../../lib/bench/ladder.ts";
 import type { GPTConfig } from "../../lib/model/gpt.ts";
 
 /** One layer, 8 channels; each rung sets the vocabulary (at least 50257: the steps' ids). */
@@ -105,33 +112,146 @@ Deno.test("timeRungs refuses to time no step", async () => {
   );
 });
 
-Deno.test("LADDER switches on one thing per rung, from the reference to every native piece", () => {
+Deno.test("LADDER: the lecture's order, one change per rung, from the reference to every native piece", () => {
   assertEquals(LADDER[0].reference, "all");
+  assertEquals(LADDER.map((r) => r.lecture ?? null), [
+    null,
+    "fp32 baseline",
+    "bfloat16 autocast",
+    "torch.compile",
+    "flash attention",
+    "vocab 50304",
+    "fused AdamW",
+  ]);
   const top = LADDER.at(-1)!;
-  assertEquals([top.reference, top.blas, top.vocabSize], [[], true, 50304]);
+  assertEquals([top.reference, top.attention, top.bf16, top.fusion, top.vocabSize], [
+    [],
+    "flash",
+    true,
+    true,
+    50304,
+  ]);
   for (let i = 2; i < LADDER.length; i++) {
     const [before, rung] = [LADDER[i - 1], LADDER[i]];
     const fromReference = (r: typeof rung) => new Set(r.reference === "all" ? [] : r.reference);
     const dropped = [...fromReference(before)].filter((k) => !fromReference(rung).has(k));
     const added = [...fromReference(rung)].filter((k) => !fromReference(before).has(k));
-    const changes = (dropped.length > 0 ? 1 : 0) + (rung.blas !== before.blas ? 1 : 0) +
-      (rung.vocabSize !== before.vocabSize ? 1 : 0);
+    const switched = (["attention", "bf16", "fusion", "vocabSize"] as const).filter((k) =>
+      rung[k] !== before[k]
+    );
+    const changes = (dropped.length > 0 ? 1 : 0) + switched.length;
     assertEquals(added, [], `${rung.name} takes a kernel back from the reference`);
     assertEquals(changes, 1, `${rung.name} changes ${changes} things from ${before.name}`);
   }
 });
 
-Deno.test("runLadder times every rung on the native backend and leaves the GEMM as it found it", async () => {
+Deno.test("runLadder times every rung on the native backend and leaves its switches as found", async () => {
   const native = await NativeBackend.create();
+  const seen: { blas: boolean; precision: string }[] = [];
+  const watch = new Proxy(native, {
+    get(target, key) {
+      if (key === "speedupLadder") {
+        return () => {
+          const ladder = target.speedupLadder();
+          return {
+            ...ladder,
+            enter: (rung: (typeof LADDER)[number]) => {
+              const backend = ladder.enter(rung);
+              seen.push({ blas: target.usesBlas, precision: target.matmulPrecision });
+              return backend;
+            },
+          };
+        };
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
   for (const before of [false, native.library.blas !== null]) {
     native.useBlas(before);
-    const results = await runLadder(native, CONFIG, { B: 1, T: 4, warmup: 0, iters: 1 });
+    native.setMatmulPrecision("f32");
+    seen.length = 0;
+    const results = await runLadder(watch, CONFIG, { B: 1, T: 4, warmup: 0, iters: 1 });
     assertEquals(results.map((r) => r.rung.name), LADDER.map((r) => r.name));
     ok(results.every((r) => r.iters === 1 && r.ms > 0));
-    // the BLAS rungs switched GEMMs between the two kernels; afterwards the choice is restored
-    assertEquals(native.usesBlas, before);
+    // each rung ran on the own GEMM at its precision; afterwards the choices are restored
+    assertEquals(seen, LADDER.map((r) => ({ blas: false, precision: r.bf16 ? "bf16" : "f32" })));
+    assertEquals([native.usesBlas, native.matmulPrecision], [before, "f32"]);
   }
+  native.setMatmulPrecision("bf16");
+  await runLadder(native, CONFIG, { B: 1, T: 4, warmup: 0, iters: 1 });
+  assertEquals(native.matmulPrecision, "bf16");
+  native.setMatmulPrecision("f32");
   native.useBlas(false);
+});
+
+Deno.test("timeRungs: a rung's own step counts, reported in order as soon as it is done", async () => {
+  for (const interleave of [false, true]) {
+    const { prepare, log } = watched();
+    const events: string[] = [];
+    const results = await timeRungs(RUNGS, prepare, CONFIG, {
+      B: 1,
+      T: 4,
+      warmup: 1,
+      iters: 3,
+      interleave,
+      stepsOf: (r) => r.name === "a" ? { warmup: 0, iters: 1 } : undefined,
+      onRung: (r) => events.push(`${r.rung.name} after ${log.length}`),
+      onRound: (done, rounds) => events.push(`round ${done}/${rounds}`),
+    });
+    assertEquals(results.map((r) => [r.rung.name, r.iters]), [["a", 1], ["b", 3]]);
+    if (interleave) {
+      // built a, b; round 1 steps both, rounds 2-4 step b alone; a is reported after round 1
+      assertEquals(log, ["a", "b", "a", "b", "b", "b", "b"]);
+      assertEquals(events, [
+        "a after 4",
+        "round 1/4",
+        "round 2/4",
+        "round 3/4",
+        "b after 7",
+        "round 4/4",
+      ]);
+    } else {
+      assertEquals(log, ["a", "b"]);
+      assertEquals(events, ["a after 1", "b after 2"]);
+    }
+  }
+});
+
+Deno.test("besideLectureTable: our rungs in the lecture's order, its rungs without ours in rows of their own", () => {
+  const result = (name: string, ms: number, lecture?: string) => ({
+    rung: { name, change: `${name} on`, lecture },
+    ms,
+    minMs: ms - 1,
+    maxMs: ms + 1,
+    iters: 3,
+    tokensPerSec: 1000 / ms,
+    speedup: 1,
+  });
+  const table = besideLectureTable([
+    result("plain", 800),
+    result("kernels", 200, "fp32 baseline"),
+    result("half", 100, "bfloat16 autocast"),
+  ], { TF32: "no TF32 here" });
+  assertEquals(table.split("\n").slice(2), [
+    "| plain | plain on | 800 | 799–801 (3 steps) | 1.3 | - |  |  |",
+    "| kernels | kernels on | 200 | 199–201 (3 steps) | 5.0 | 4.00x | 1000 | - |",
+    "| TF32 | no TF32 here | not timed here | | | | 333 | 3.00x |",
+    "| half | half on | 100 | 99–101 (3 steps) | 10.0 | 2.00x | 300 | 1.11x |",
+    "| torch.compile | no rung of its own here | not timed here | | | | 130 | 2.31x |",
+    "| flash attention | no rung of its own here | not timed here | | | | 96 | 1.35x |",
+    "| vocab 50304 | no rung of its own here | not timed here | | | | 93 | 1.03x |",
+    "| fused AdamW | no rung of its own here | not timed here | | | | 90 | 1.03x |",
+  ]);
+  throws(
+    () => besideLectureTable([result("x", 1, "TF32"), result("y", 1, "fp32 baseline")]),
+    /Expected rung y to name a later rung of the lecture's ladder, found "fp32 baseline"/,
+  );
+});
+
+Deno.test("lectureLadderTable: a rung not timed here says so", () => {
+  const table = lectureLadderTable(null, [{ name: "TF32", change: "tf32", vocabSize: 50257 }]);
+  ok(table.includes("| TF32 | tf32 | 333 | not timed here | - | - |"), table);
 });
 
 Deno.test("rungTable: the median with the fastest and slowest step, tok/s and speedup", () => {

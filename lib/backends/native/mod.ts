@@ -25,7 +25,7 @@ import type {
 import { CpuBackend, CpuBuffer } from "../cpu/mod.ts";
 import { checkKVCacheDims } from "../kv_cache_dims.ts";
 import { buildNativeLibrary, type NativeBuildOptions, type NativeLibrary } from "./build.ts";
-import { LADDER, type Rung, rungBackend } from "./ladder.ts";
+import { nativeLadder, type Rung } from "./ladder.ts";
 
 const SYMBOLS = {
   gpt2_has_cblas: { parameters: [], result: "i32" },
@@ -414,19 +414,11 @@ export class NativeBackend extends CpuBackend {
   }
 
   /**
-   * The CPU ladder (ladder.ts): each rung's GEMM library set and its reference kernels mixed
-   * in; `restore` puts back the GEMM found.
+   * The CPU ladder (ladder.ts): each rung's precision, fusion and reference kernels set;
+   * `restore` puts back the switches found.
    */
   speedupLadder(): SpeedupLadder<Rung> {
-    const before = this.usesBlas;
-    return {
-      rungs: LADDER,
-      enter: (rung) => {
-        this.useBlas(rung.blas);
-        return rungBackend(this, rung);
-      },
-      restore: () => this.useBlas(before),
-    };
+    return nativeLadder(this);
   }
 
   /**
