@@ -41,6 +41,16 @@ import {
 import { hellaswagHook, train, type TrainResult } from "../train/train.ts";
 import { BACKEND_HELP, parseFlags, runMain } from "./flags.ts";
 
+/** The lecture's presets, as help lists them: a few a line, under the flag's text. */
+const PRESET_NAMES = Object.keys(PRESETS).reduce((lines: string[], name, i, all) => {
+  const item = i < all.length - 1 ? `${name},` : name;
+  const last = lines.at(-1);
+  if (last !== undefined && last.length + 1 + item.length <= 70) {
+    lines[lines.length - 1] += ` ${item}`;
+  } else lines.push(item);
+  return lines;
+}, []).join(`\n${" ".repeat(26)}`);
+
 /** The presets past the lecture, as help lists them. */
 const AFTER_LECTURE_NAMES = Object.keys(AFTER_LECTURE_PRESETS).join(", ");
 
@@ -54,7 +64,7 @@ saves one too and prints the command that continues the run.
 At the end (Ctrl-C included) a summary: time, steps, tokens, losses, HellaSwag with its 95%
 interval, tok/s and MFU, and where the files went.
 
-  --preset NAME           ${Object.keys(PRESETS).join(", ")} (default shakespeare);
+  --preset NAME           ${PRESET_NAMES} (default shakespeare);
                           after the lecture: ${AFTER_LECTURE_NAMES} (its settings print at start)
   --backend NAME          ${BACKEND_HELP}
   --precision P           ${PRECISIONS.join(", ")} (fp32 is f32; default f32, bf16 on cuda):
@@ -65,7 +75,8 @@ interval, tok/s and MFU, and where the files went.
                           scaling; weights and AdamW stay f32
   --n-layer N, --n-head N, --n-embd N, --block-size N
                           override the model's shape (small test models); with --init-from
-                          the shape is the loaded one's
+                          the shape is the loaded one's; gpt2-124M-fineweb-T2048 sets
+                          --block-size 2048 (GPT-3's context)
   --hellaswag-data PATH   hellaswag_val.jsonl (default: data/, ../shared/data, or download)
   --resume DIR|latest     continue from a checkpoint folder, or the one last written or resumed
                           in <log-dir>/checkpoints (its HEAD): its weights, AdamW's moments,

@@ -481,10 +481,18 @@ const LECTURE_RECIPE = {
   muonLr: 0.02,
 } as const satisfies Partial<Hyperparameters>;
 
+/** The fields of the model's shape that a preset may set over its model's (`--block-size` ...). */
+export type PresetShape = Partial<Pick<GPTConfig, "n_layer" | "n_head" | "n_embd" | "block_size">>;
+
 /** A preset: what it reproduces, and a value for every hyperparameter of the table. */
 export interface TrainPreset extends Hyperparameters {
   /** What the preset reproduces. */
   description: string;
+  /**
+   * The shape the preset sets over its model's, as the shape flags would (which override it):
+   * GPT-3's 2,048 positions on GPT-2 124M's layers.
+   */
+  shape?: PresetShape;
 }
 
 /** The lecture's presets by name. */
@@ -558,6 +566,36 @@ export const PRESETS: Record<string, TrainPreset> = {
     hellaswag: "all",
     data: "data/edu_fineweb10B",
     shuffle: false, // as the lecture ran it; --shuffle removes the epoch-periodic loss
+    checkpointEvery: 5000,
+    keepCheckpoints: 3,
+    ...LECTURE_RECIPE,
+  },
+  // GPT-2 124M at GPT-3's context, the lecture's "T = 2048 to mimic GPT-3": wpe grows to 2,048
+  // rows (a fresh init: OpenAI's checkpoint has 1,024), B halves so a step keeps 2**19 tokens,
+  // and everything else is the 10B run's. That is GPT-3 Small's row of the GPT-3 paper (12
+  // layers, 768 channels, 12 heads, 2,048 context, 0.5M-token batches, 6e-4), less its
+  // batch-size ramp (notebook 03) and its alternating locally banded sparse attention.
+  "gpt2-124M-fineweb-T2048": {
+    description: "GPT-2 (124M) at GPT-3's sequence length, T = 2048 (wpe of 2,048 rows), on " +
+      "FineWeb-EDU 10B",
+    model: "gpt2",
+    shape: { block_size: 2048 },
+    initFrom: null,
+    vocabSize: 50304,
+    B: 32, // 32 * 2048 = 64 * 1024 tokens per micro batch
+    T: 2048, // GPT-3's n_ctx
+    totalBatchSize: 524288, // 2**19
+    steps: 19073, // the same 10B tokens
+    maxLr: 6e-4,
+    minLr: 6e-5,
+    warmupSteps: 715,
+    weightDecay: 0.1,
+    seed: 1337,
+    evalEvery: 250,
+    valBatches: 20, // 20 * 32 * 2048: the 10B run's validation tokens
+    hellaswag: "all",
+    data: "data/edu_fineweb10B",
+    shuffle: false,
     checkpointEvery: 5000,
     keepCheckpoints: 3,
     ...LECTURE_RECIPE,
@@ -640,9 +678,23 @@ export function getPreset(name: string): TrainPreset {
   return { ...preset };
 }
 
-/** The preset as printed: its name and description, then one `key = value` a line. */
+/**
+ * The preset as printed: its name and description, then one `key = value` a line, the shape it
+ * sets over its model's last (`  block_size = 2048  (over gpt2's 1024)`).
+ */
 export function formatPreset(name: string, preset: TrainPreset): string {
-  return `preset ${name}: ${preset.description}\n${formatHyperparameters(preset)}`;
+  return `preset ${name}: ${preset.description}\n${formatHyperparameters(preset)}${
+    formatPresetShape(preset)
+  }`;
+}
+
+/** The lines of the shape a preset sets over its model's; empty where it sets none. */
+export function formatPresetShape(preset: TrainPreset): string {
+  const base = GPT_CONFIGS[preset.model] as GPTConfig | undefined;
+  return Object.entries(preset.shape ?? {}).map(([key, value]) => {
+    const over = base ? `  (over ${preset.model}'s ${base[key as keyof GPTConfig]})` : "";
+    return `\n  ${key} = ${value}${over}`;
+  }).join("");
 }
 
 // ---- resolution: the preset, the flags and the environment into the run's settings ----
@@ -707,7 +759,7 @@ export interface RunSettings {
   values: Settings;
   /** Why each value that is not its preset's differs (`--steps; preset: 50`). */
   notes: Map<keyof Hyperparameters, string>;
-  /** `--n-layer`, `--n-head`, `--n-embd`, `--block-size` where given. */
+  /** `--n-layer`, `--n-head`, `--n-embd`, `--block-size` where given, over the preset's shape. */
   shape: Partial<Record<ShapeField, number>>;
   /** `--resume`: a checkpoint folder or "latest"; null for a fresh run. */
   resume: string | null;
@@ -753,7 +805,7 @@ export function resolveSettings(
   const logDir = text("log-dir") ?? "log";
   if (logDir === "") throw new Error('--log-dir expects a folder, found ""');
   const precision = text("precision");
-  const shape: RunSettings["shape"] = {};
+  const shape: RunSettings["shape"] = { ...preset.shape };
   for (const [flag, key] of SHAPE_FLAGS) {
     const raw = text(flag);
     if (raw !== undefined) shape[key] = number({ flag, kind: "int", min: 1 }, raw);

@@ -80,7 +80,8 @@ Deno.test("train --help: the shakespeare-finetune preset and --init-from with th
   assertEquals(r.code, 0, r.stderr);
   ok(
     r.stdout.includes(
-      "shakespeare, gpt2-124M-fineweb, gpt2-124M-fineweb-40B, shakespeare-finetune",
+      "shakespeare, gpt2-124M-fineweb, gpt2-124M-fineweb-40B,\n" + " ".repeat(26) +
+        "gpt2-124M-fineweb-T2048, shakespeare-finetune",
     ),
     r.stdout,
   );

@@ -85,3 +85,16 @@ Deno.test("presets: the lecture's 40B-token run is the 10B recipe for four epoch
   const { description: _c, steps: _d, ...fortyRest } = forty;
   assertEquals(fortyRest, tenRest);
 });
+
+Deno.test("presets: GPT-3's T = 2048 is the 10B recipe with 2,048 positions and the same tokens per step", () => {
+  const ten = getPreset("gpt2-124M-fineweb"), long = getPreset("gpt2-124M-fineweb-T2048");
+  assertEquals([long.T, long.shape], [2048, { block_size: 2048 }]);
+  assertEquals(long.B * long.T, ten.B * ten.T); // the micro batch holds the same tokens
+  const { description: _a, B: _b, T: _c, ...tenRest } = ten;
+  const { description: _d, B: _e, T: _f, shape: _g, ...longRest } = long;
+  assertEquals(longRest, tenRest);
+  const printed = formatPreset("gpt2-124M-fineweb-T2048", long);
+  ok(printed.endsWith("\n  block_size = 2048  (over gpt2's 1024)"), printed);
+  ok(printed.includes("\n  T = 2048\n"), printed);
+  assertEquals(formatPreset("gpt2-124M-fineweb", ten).includes("block_size"), false);
+});

@@ -1,12 +1,13 @@
 // lib/train/settings.ts's resolution of `deno task train`'s flags, in-process: the values
 // checked once (a bad value, --min-lr above --max-lr, --init-from with --resume, an empty
 // --log-dir, --precision), the environment's DDP settings, the model's config on a backend
-// (model auto, the shape flags, the speedrun's options, -T against the block size) and the
-// data's path.
+// (model auto, the shape flags, a preset's shape, the speedrun's options, -T against the block
+// size) and the data's path.
 import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { parseFlags } from "../../lib/cli/flags.ts";
+import { GPT, gptConfig } from "../../lib/model/gpt.ts";
 import { checkPrecision } from "../../lib/train/precision.ts";
 import {
   resolveData,
@@ -131,6 +132,42 @@ Deno.test("settings: the model on a backend: auto, the shape flags, the speedrun
   );
   // GPT-2's config stays as it was: no speedrun field where every option is off
   ok(!("mlp" in auto.config) && !("pos" in auto.config), JSON.stringify(auto.config));
+});
+
+Deno.test("settings: the T = 2048 preset gives GPT-2 124M a block of 2,048 (wpe 2,048 rows); the shape flags override it", () => {
+  const cpu = new CpuBackend();
+  const said: string[] = [];
+  const say = (line: string) => said.push(line);
+  const run = settings(["--preset", "gpt2-124M-fineweb-T2048"]);
+  assertEquals([run.values.B, run.values.T, run.values.totalBatchSize], [32, 2048, 524288]);
+  assertEquals(run.shape, { block_size: 2048 });
+  const { name, config } = runModel(run, NO_START, cpu, say);
+  assertEquals(name, "gpt2");
+  assertEquals(config, { ...gptConfig("gpt2", 50304), block_size: 2048 });
+  // the model it builds has a position embedding of 2,048 rows (a small one, to build quickly)
+  const small = new GPT(cpu, { ...config, n_layer: 1, n_head: 2, n_embd: 16 }, { skipInit: true });
+  assertEquals(small.transformer.wpe!.weight.shape, [2048, 16]);
+  // the shape flags override the preset's, and -T is checked against the result
+  const back = settings(["--preset", "gpt2-124M-fineweb-T2048", "--block-size", "1024"]);
+  assertEquals(back.shape, { block_size: 1024 });
+  throws(() => runModel(back, NO_START, cpu, say), {
+    message: "-T 2048 exceeds the model's block size 1024",
+  });
+  const t1024 = settings([
+    "--preset",
+    "gpt2-124M-fineweb-T2048",
+    "--block-size",
+    "1024",
+    "-T",
+    "1024",
+  ]);
+  assertEquals(runModel(t1024, NO_START, cpu, say).config.block_size, 1024);
+  // the other presets set no shape: their model's block size stands
+  assertEquals(settings(["--preset", "gpt2-124M-fineweb"]).shape, {});
+  assertEquals(
+    runModel(settings(["--preset", "gpt2-124M-fineweb"]), NO_START, cpu, say).config.block_size,
+    1024,
+  );
 });
 
 Deno.test("settings: --init-from gives the shape, which the shape flags and --model must match", async () => {
