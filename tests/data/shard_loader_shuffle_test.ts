@@ -1,7 +1,9 @@
 // lib/data/shard_loader.ts with `shuffle`: off, the batches of the loader before shuffling existed
 // (a recorded sequence); on, every token once an epoch with whole documents, a new order each epoch
 // and the same for the same seed, resume mid-epoch bit for bit, ranks interleaved equal to one
-// process with their batch, the old state format, and the validation split never shuffled.
+// process with their batch and, where every shard holds an even number of windows, to one process
+// that accumulates two micro-batches, the old state format, and the validation split never
+// shuffled.
 import {
   deepStrictEqual as assertEquals,
   notDeepStrictEqual,
@@ -297,6 +299,53 @@ Deno.test("ShardedDataLoader: shuffled, two ranks' batches side by side are one 
     assertEquals(ranks.map((s) => [s.x, s.y]), one.map((s) => [s.x, s.y]));
     ok(new Set(one.map((s) => s.epoch)).size >= 3, "over several epochs");
   }
+});
+
+/**
+ * syntheticShards() resized so that each holds an even number of B*T = 6 windows (6, 4, 2, 6):
+ * where two ranks stop at a shard's end, one process reading their two windows in turn stops too.
+ */
+function evenWindowShards(): TokenShard[] {
+  return [
+    documentShard(0, 0, [5, 9, 3, 12, 7, 4]), // 40 tokens: 6 windows
+    documentShard(1, 6, [8, 2, 11]), // 27: 4
+    documentShard(2, 0, [4, 6, 3]), // 13: 2
+    documentShard(3, 3, [6, 14, 1, 9, 7]), // 40: 6
+  ];
+}
+
+/**
+ * Steps of two ranks (their batches side by side) and of one process that accumulates two
+ * micro-batches of the same B per step, on `shards`.
+ */
+function ranksAndAccumulation(shards: () => TokenShard[], steps: number) {
+  const options = { shuffle: true, shuffleSeed: 3, ...quiet };
+  const [r0, r1] = [0, 1].map((rank) =>
+    new ShardedDataLoader(shards(), 2, 3, { processRank: rank, numProcesses: 2, ...options })
+  );
+  const one = new ShardedDataLoader(shards(), 2, 3, options);
+  const ranks: string[][] = [], accumulated: string[][] = [];
+  const epochs = new Set<number>();
+  for (let step = 0; step < steps; step++) {
+    ranks.push([line(r0.nextBatch()), line(r1.nextBatch())]);
+    accumulated.push([line(one.nextBatch()), line(one.nextBatch())]);
+    epochs.add(one.currentEpoch);
+  }
+  return { ranks, accumulated, epochs };
+}
+
+Deno.test("ShardedDataLoader: shuffled, two ranks read one process's two accumulation micro-batches where each shard holds an even number of B*T windows", () => {
+  for (const { name, length } of evenWindowShards()) {
+    assertEquals(Math.floor((length - 1) / 6) % 2, 0, `${name}: ${length} tokens`);
+  }
+  const even = ranksAndAccumulation(evenWindowShards, 40);
+  assertEquals(even.ranks, even.accumulated);
+  ok(even.epochs.size >= 3, "over several epochs, each in a new order");
+  // otherwise they part ways at the first shard with an odd count: one process reads the last
+  // window of shard 1 (5 windows) that two ranks, who move on in pairs, skip; and shard 2 (10
+  // tokens) is too short for two ranks' step but not for one micro-batch
+  const odd = ranksAndAccumulation(syntheticShards, 40);
+  notDeepStrictEqual(odd.ranks, odd.accumulated);
 });
 
 Deno.test("ShardedDataLoader: an old state restores without shuffle; a state of another shuffle setting is refused", () => {

@@ -1,5 +1,6 @@
 // The DDP runner: the launcher, the process group (rendezvous, collectives, timeouts) and
-// data-parallel training against a single process with gradient accumulation.
+// data-parallel training against a single process with gradient accumulation, in the lecture's
+// data order and shuffled.
 import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -36,6 +37,41 @@ Deno.test("ddp: 2 ranks x B equal 1 rank with 2 accumulation steps (losses and w
   ok(ddp.stdout.includes("shared memory /dev/shm/gpt2-ddp-"), ddp.stdout);
   ok(!/\[rank1\] step/.test(ddp.stdout), "rank 1 must not print step lines");
   assertEquals(shmFiles(), before); // the shared-memory file is unlinked once mapped
+});
+
+/**
+ * A folder of token shards for the small model's B*T = 32: a val shard and three train shards
+ * of about 12 documents, each shard 65 to 96 tokens, so it holds 2 windows of B*T: one step of
+ * two ranks, and two micro-steps of one process. Each shard's count of windows must be even for
+ * the two to match: one process moves to the next shard when its next micro-batch does not fit,
+ * two ranks when the next pair does not.
+ */
+async function evenDocumentShards(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "ddp_shuffle_" });
+  let seed = 2024;
+  const next = (n: number): number => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
+  const shard = (): Uint16Array => {
+    const tokens: number[] = [];
+    while (tokens.length < 70) {
+      tokens.push(50256); // <|endoftext|> opens each document
+      for (let i = 0, n = 2 + next(7); i < n; i++) tokens.push(next(1000));
+    }
+    return Uint16Array.from(tokens.slice(0, 70 + next(20)));
+  };
+  await writeNpyUint16(join(dir, "docs_val_000000.npy"), shard());
+  for (let i = 1; i <= 3; i++) await writeNpyUint16(join(dir, `docs_train_00000${i}.npy`), shard());
+  return dir;
+}
+
+Deno.test("ddp: with --shuffle, 2 ranks x B equal 1 rank with 2 accumulation steps, into a second epoch", async () => {
+  const data = await evenDocumentShards();
+  try {
+    // 4 steps over 3 shards of one step each: the fourth is the second epoch's, in a new order
+    const { ddp } = await assertDdpEqualsAccumulation(["--shuffle", "--data", data]);
+    ok(ddp.stdout.includes("shuffle = true"), ddp.stdout);
+  } finally {
+    await Deno.remove(data, { recursive: true });
+  }
 });
 
 /** Starts a 2-rank job of many steps and reads its output until step 1 is printed. */
