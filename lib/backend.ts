@@ -62,6 +62,20 @@ export interface TrainingMemoryShape {
   overwriteLogits: boolean;
 }
 
+/** What a backend has enqueued on its device so far (`Backend.deviceCalls`), by kind. */
+export interface DeviceCalls {
+  /** Kernel launches (GEMMs not included). */
+  launches: number;
+  /** GEMMs handed to the vendor's library (cuBLASLt). */
+  gemms: number;
+  /** Copies between host and device and on the device. */
+  copies: number;
+  /** Memory fills (zeroing a buffer). */
+  memsets: number;
+  /** Full garbage collections the backend's memory pool ran to reuse device memory. */
+  collections: number;
+}
+
 /** The device a backend runs on, for a benchmark's header. */
 export interface DeviceInfo {
   /** E.g. "NVIDIA H100 80GB HBM3", or a WebGPU adapter's summary. */
@@ -287,6 +301,13 @@ export interface Backend {
   readonly deviceInfo?: DeviceInfo;
   /** Optional: the most device memory the backend has held at once, bytes. */
   peakMemoryBytes?(): number;
+  /**
+   * Optional: starts `peakMemoryBytes` again from what the backend holds now, after returning
+   * the memory it holds free (so a benchmark's row reports its own peak).
+   */
+  resetPeakMemory?(): void;
+  /** Optional: the calls enqueued on the device so far, by kind (a host-side benchmark's counts). */
+  deviceCalls?(): DeviceCalls;
   /**
    * Optional: before a training run, throws (naming B, T and the backend's estimate of the
    * step's peak memory, with the micro batch size that would fit) when a step of GPT-2 of

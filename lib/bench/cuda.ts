@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { Backend, MatmulPrecision } from "../backend.ts";
+import type { Backend, DeviceCalls, MatmulPrecision } from "../backend.ts";
 import { backendRow, createBackend } from "../backends/mod.ts";
 import { type GPTConfig, gptConfig } from "../model/gpt.ts";
 import { stepRunner, stepTiming, trainFlopsPerToken } from "./step.ts";
@@ -311,4 +311,189 @@ export function cudaBenchTable(report: CudaBenchReport): string {
   );
   for (const s of skipped) lines.push(`PyTorch peer not run: ${s}`);
   return lines.join("\n");
+}
+
+// ---- the host side, on the null device --------------------------------------------------
+
+/** What `runCudaHostBench` reports of one row: the host's time and the calls of one step. */
+export interface CudaHostRow extends CudaBenchConfig {
+  /** Median host milliseconds per step (the device runs nothing), or why the row failed. */
+  result: {
+    medianMs: number;
+    minMs: number;
+    /** Per step, the mean over the timed steps. */
+    perStep: DeviceCalls;
+    /** The most device memory the backend held during the row, bytes. */
+    peakMemoryBytes: number;
+    /** Whether that peak is within `fitBytes`. */
+    fits: boolean;
+  } | { failed: string };
+}
+
+/** The host-side benchmark, as `--json` writes it. */
+export interface CudaHostReport {
+  device: string;
+  warmup: number;
+  iters: number;
+  /** The memory a row must fit in, bytes (80 GiB: an H100's). */
+  fitBytes: number;
+  rows: CudaHostRow[];
+  seconds: number;
+}
+
+/** Options of `runCudaHostBench`. */
+export interface CudaHostOptions {
+  configs: CudaBenchConfig[];
+  warmup: number;
+  iters: number;
+  /** The memory a row must fit in, bytes; default 80 GiB. */
+  fitBytes?: number;
+  /** The model; default GPT-2 124M with vocab 50304. */
+  config?: GPTConfig;
+  /** Opens the backend for a size; default `--backend cuda`'s. */
+  openBackend?: () => Promise<Backend>;
+  /** Called with each line of progress. */
+  log?: (line: string) => void;
+}
+
+/** An H100's memory: what a row must fit in by default. */
+export const H100_MEMORY_BYTES = 80 * 2 ** 30;
+
+function callsBetween(a: DeviceCalls, b: DeviceCalls, steps: number): DeviceCalls {
+  const per = (k: keyof DeviceCalls) => (b[k] - a[k]) / steps;
+  return {
+    launches: per("launches"),
+    gemms: per("gemms"),
+    copies: per("copies"),
+    memsets: per("memsets"),
+    collections: per("collections"),
+  };
+}
+
+/**
+ * Times the host's side of training steps (lib/bench/step.ts's, with the logits overwritten
+ * as training does) on a backend whose device runs nothing (the CUDA null device:
+ * `deno task bench --backend cuda --null-device`): per row the host's ms per step, the
+ * launches, GEMMs, copies, memsets and pool collections per step, and the peak device memory
+ * against `fitBytes`. One backend and one model per size; each row's peak starts from the
+ * memory held before it.
+ */
+export async function runCudaHostBench(o: CudaHostOptions): Promise<CudaHostReport> {
+  const t0 = performance.now();
+  const config = o.config ?? gptConfig("gpt2", 50304);
+  const fitBytes = o.fitBytes ?? H100_MEMORY_BYTES;
+  const open = o.openBackend ??
+    (async () => (await createBackend("cuda", { quiet: true })).backend);
+  const rows: CudaHostRow[] = [];
+  let device = "unknown";
+  for (const size of bySize(o.configs)) {
+    const backend = await open();
+    device = backend.deviceInfo?.name ?? backend.describe();
+    try {
+      if (!backend.setMatmulPrecision || !backend.deviceCalls) {
+        throw new Error(`Expected a backend that counts its device calls, found ${backend.name}`);
+      }
+      const { B, T } = size[0];
+      const shape = { mode: "train" as const, B, T, warmup: o.warmup, iters: o.iters };
+      o.log?.(`\nB=${B} T=${T}: building GPT-2 on ${device}`);
+      const step = stepRunner(backend, config, shape);
+      for (const c of size) {
+        try {
+          backend.setMatmulPrecision(backendPrecision(c.precision));
+          backend.resetPeakMemory?.();
+          const times: number[] = [];
+          let before = backend.deviceCalls();
+          for (let i = 0; i < o.warmup + o.iters; i++) {
+            if (i === o.warmup) before = backend.deviceCalls();
+            times.push(await step());
+          }
+          const perStep = callsBetween(before, backend.deviceCalls(), o.iters);
+          const t = stepTiming(shape, times.slice(o.warmup));
+          const peak = backend.peakMemoryBytes?.() ?? 0;
+          rows.push({
+            ...c,
+            result: {
+              medianMs: t.medianMs,
+              minMs: t.minMs,
+              perStep,
+              peakMemoryBytes: peak,
+              fits: peak <= fitBytes,
+            },
+          });
+          o.log?.(`  ${c.precision}: ${t.medianMs.toFixed(1)} ms host per step`);
+        } catch (e) {
+          const failed = (e as Error).message.split("\n")[0];
+          rows.push({ ...c, result: { failed } });
+          o.log?.(`  ${c.precision} failed: ${failed}`);
+        }
+      }
+    } finally {
+      backend.destroy?.();
+    }
+  }
+  return {
+    device,
+    warmup: o.warmup,
+    iters: o.iters,
+    fitBytes,
+    rows,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/** The host-side report as a Markdown table, with a line on what it measures. */
+export function cudaHostTable(report: CudaHostReport): string {
+  const lines = [
+    `GPT-2 124M (vocab 50304) training step, host side on ${report.device}: median of ${report.iters} steps after ${report.warmup} warm-up`,
+    "",
+    "| step | precision | host ms (min) | launches | GEMMs | copies | memsets | collections " +
+    `| peak GiB | fits ${gib(report.fitBytes).replace(/\.00$/, "")} GiB |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  const count = (x: number) => Number.isInteger(x) ? String(x) : x.toFixed(2);
+  for (const r of report.rows) {
+    const o = r.result;
+    const cells = "failed" in o ? [`failed: ${o.failed}`, "-", "-", "-", "-", "-", "-", "no"] : [
+      `${ms(o.medianMs)} (${ms(o.minMs)})`,
+      count(o.perStep.launches),
+      count(o.perStep.gemms),
+      count(o.perStep.copies),
+      count(o.perStep.memsets),
+      count(o.perStep.collections),
+      gib(o.peakMemoryBytes),
+      o.fits ? "yes" : "no",
+    ];
+    lines.push(`| train B=${r.B} T=${r.T} | ${r.precision} | ${cells.join(" | ")} |`);
+  }
+  lines.push(
+    "",
+    "Host ms: a step's wall time where the device runs nothing (what the host costs on a GPU, " +
+      "where the kernels would overlap it). Launches, GEMMs, copies, memsets and the memory " +
+      "pool's garbage collections are per step; peak: the most device memory held in the row.",
+  );
+  return lines.join("\n");
+}
+
+/**
+ * Points this process's CUDA backend at the CPU emulator's library in its null mode (nothing
+ * runs, allocations accounted against 80 GiB): builds it (tests/cuda_emulator/ffi.ts, in a
+ * child process, with the system's C++ compiler) and sets the variables it prints.
+ *
+ * @throws {Error} when the library could not be built (no C++ compiler, say)
+ */
+export async function useCudaNullDevice(): Promise<void> {
+  const script = new URL("../../tests/cuda_emulator/ffi.ts", import.meta.url).pathname;
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", script, "--null-device"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(r.stdout);
+  if (!r.success) {
+    throw new Error(
+      `Building the CUDA null device (${script}) failed:\n${new TextDecoder().decode(r.stderr)}`,
+    );
+  }
+  const env = JSON.parse(text.trim().split("\n").at(-1)!) as Record<string, string>;
+  for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
 }

@@ -63,7 +63,8 @@ export interface TimeStepsOptions extends StepShape {
 /**
  * Builds a GPT on `backend` (seed 0), its AdamW and one fixed batch, and returns a function
  * that runs one step of `mode` and resolves to its milliseconds: a training step is
- * zero_grad, forward, backward, clip 1.0, AdamW and the loss read back; a forward step reads
+ * zero_grad, forward (the logits' gradient written over them, as training's step does: only
+ * the loss is read), backward, clip 1.0, AdamW and the loss read back; a forward step reads
  * the logits back.
  */
 export function stepRunner(
@@ -80,7 +81,7 @@ export function stepRunner(
     const t0 = performance.now();
     if (o.mode === "train") {
       optimizer.zeroGrad();
-      const { loss } = model.forward(x, y);
+      const { loss } = model.forward(x, y, { overwriteLogits: true });
       loss!.backward();
       await optimizer.clipGradNorm(1.0);
       optimizer.step();

@@ -21,8 +21,11 @@ import {
   type CudaBenchConfig,
   type CudaBenchReport,
   cudaBenchTable,
+  cudaHostTable,
   defaultCudaConfigs,
   runCudaBench,
+  runCudaHostBench,
+  useCudaNullDevice,
 } from "../bench/cuda.ts";
 import { benchGeneration, generationTable } from "../bench/generation.ts";
 import { timeMedian, timeSteps, trainFlopsPerToken } from "../bench/step.ts";
@@ -74,6 +77,11 @@ const HELP = `deno task bench [flags]
                       train:BxT it times that size, with --iters that many steps; cuda: GPT-2
                       124M steps at B=16 and B=64, T=1024, in fp32, tf32 and bf16 on the GPU
                       (tok/s, MFU, peak memory), --configs train:BxT,... for other sizes
+  --null-device       cuda: the host side only, on the CPU emulator's library in its null mode
+                      (tests/cuda_emulator/, built with the system's C++ compiler; nothing runs,
+                      memory accounted against 80 GiB): host ms, launches, GEMMs, copies,
+                      memsets and collections per step, peak memory and whether it fits 80 GiB,
+                      at B=16 and B=64, T=1024, in fp32 and bf16 (warm-up 2, 5 timed steps)
   --precisions LIST   native: which of fp32,bf16 to time (default fp32; with --peer torch both,
                       PyTorch's bf16 being autocast); cuda: which of fp32,tf32,bf16 (default all)
   --torch-compile L   cuda with --peer torch: the precisions the peer also runs compiled
@@ -107,6 +115,7 @@ await runMain(async () => {
     "no-profile": { type: "boolean" },
     generation: { type: "boolean" },
     webgpu: { type: "boolean" },
+    "null-device": { type: "boolean" },
     backend: { type: "string" },
     precisions: { type: "string" },
     "torch-compile": { type: "string" },
@@ -127,9 +136,15 @@ await runMain(async () => {
   if (only !== "native" && only !== "webgpu" && only !== "cuda") {
     throw new Error(`--backend expects native, webgpu or cuda, found "${only}"`);
   }
+  if (f["null-device"] && only !== "cuda") {
+    throw new Error(`--null-device is --backend cuda's, found --backend ${only}`);
+  }
   if (only === "cuda") {
     if (f.configs !== undefined && configs.some((c) => c.mode !== "train")) {
       throw new Error("--backend cuda times training steps: pass --configs train:BxT,...");
+    }
+    if (f["null-device"]) {
+      return await benchCudaHost(f, f.configs === undefined ? null : configs, { warmup, iters });
     }
     return await benchCuda(f, f.configs === undefined ? null : configs, {
       warmup: f.warmup === undefined ? 1 : warmup,
@@ -280,6 +295,31 @@ async function benchCuda(
   console.log(`\n${cudaBenchTable(report)}`);
   console.log(`\n(${report.seconds.toFixed(0)} s in all)`);
   await save(report);
+}
+
+/**
+ * The host side of the CUDA benchmark on the null device (lib/bench/cuda.ts's
+ * `runCudaHostBench`) at `sizes` (null: B=16 and B=64 at T=1024) in `--precisions` (default
+ * fp32 and bf16): its progress, then the table, and the JSON of `--json`.
+ */
+async function benchCudaHost(
+  f: FlagValues,
+  sizes: { B: number; T: number }[] | null,
+  o: { warmup: number; iters: number },
+): Promise<void> {
+  const precisions = precisionList(stringFlag(f, "precisions"), "--precisions", [
+    "fp32",
+    "bf16",
+  ]);
+  if (precisions.length === 0) throw new Error("--precisions expects at least one precision");
+  const configs: CudaBenchConfig[] = (sizes ?? [{ B: 16, T: 1024 }, { B: 64, T: 1024 }])
+    .flatMap((c) => precisions.map((precision) => ({ B: c.B, T: c.T, precision })));
+  await useCudaNullDevice();
+  const report = await runCudaHostBench({ ...o, configs, log: (line) => console.log(line) });
+  console.log(`\n${cudaHostTable(report)}`);
+  console.log(`\n(${report.seconds.toFixed(0)} s in all)`);
+  const json = stringFlag(f, "json");
+  if (json) await Deno.writeTextFile(json, JSON.stringify(report, null, 2) + "\n");
 }
 
 /** One training step of `c`'s size op by op: GEMMs, the rest, and the rest's bandwidth floor. */

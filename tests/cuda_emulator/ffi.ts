@@ -84,3 +84,11 @@ export async function useEmulatorLibrary(
   for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
   return env;
 }
+
+// `deno run -A tests/cuda_emulator/ffi.ts [--null-device]`: builds both libraries and prints
+// their variables as JSON (what `deno task bench --backend cuda --null-device` sets)
+if (import.meta.main) {
+  console.log(
+    JSON.stringify(await emulatorEnv({ nullDevice: Deno.args.includes("--null-device") })),
+  );
+}

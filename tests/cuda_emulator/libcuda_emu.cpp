@@ -113,6 +113,7 @@ struct State {
   EmuGemm gemm = nullptr;
   std::map<int, std::string> messages;  // the last detailed message of each error code
   CUcontext current = nullptr;
+  uint64_t calls[4] = {0, 0, 0, 0};  // launches, GEMMs, copies, memsets accepted (emu_calls)
 };
 
 State& state() {
@@ -220,6 +221,7 @@ CUresult copy(uint64_t dst, uint64_t src, size_t bytes, bool dstDevice, bool src
   if ((dstDevice && !inside(dst, bytes)) || (srcDevice && !inside(src, bytes))) {
     return fail(INVALID_VALUE, std::string(what) + ": the range is not inside one allocation");
   }
+  s.calls[2]++;
   if (s.null) return OK;
   std::memmove((void*)(uintptr_t)dst, (const void*)(uintptr_t)src, bytes);
   return OK;
@@ -355,6 +357,7 @@ EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t by
 EXPORT CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned int value, size_t count, CUstream) {
   LOCKED;
   if (!inside(dst, 4 * count)) return fail(INVALID_VALUE, "cuMemsetD32Async: out of bounds");
+  state().calls[3]++;
   if (state().null) return OK;
   unsigned int* p = (unsigned int*)(uintptr_t)dst;
   for (size_t i = 0; i < count; i++) p[i] = value;
@@ -435,6 +438,7 @@ EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned 
                   fn.name.c_str(), bx, by, bz, shared, fn.maxDynamicShared);
     return fail(INVALID_VALUE, m);
   }
+  s.calls[0]++;
   if (s.null) return OK;
   char message[512] = {0};
   if (s.launch(fn.index, gx, gy, gz, bx, by, bz, shared, params, message, sizeof message) != 0) {
@@ -608,10 +612,20 @@ EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc
       (bias && !inside((uintptr_t)bias, 4 * (size_t)mnk[0]))) {
     return LT_INVALID_VALUE;
   }
+  s.calls[1]++;
   if (s.null) return LT_OK;
   s.gemm(dd.transA, dd.transB, mnk[0], mnk[1], mnk[2], A, la->second.type, la->second.ld, B,
          lb->second.type, lb->second.ld, betaValue, (float*)D, lc->second.ld, bias,
          dd.compute == COMPUTE_32F_FAST_TF32);
   if (!checkAll().empty()) return LT_EXECUTION_FAILED;
   return LT_OK;
+}
+
+// ---- for tests ---------------------------------------------------------------------------
+
+// The calls accepted so far: launches, GEMMs, copies (any direction) and memsets, so a test
+// can check the backend's own counts against what reached the library.
+EXPORT void emu_calls(uint64_t* out) {
+  LOCKED;
+  std::memcpy(out, state().calls, sizeof state().calls);
 }

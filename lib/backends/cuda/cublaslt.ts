@@ -232,6 +232,8 @@ export class CublasLt {
   readonly version: number;
   /** What fell back, in words (one line per plan that did). */
   readonly fallbacks: string[] = [];
+  /** cublasLtMatmul calls enqueued so far (for the host-side benchmark). */
+  matmuls = 0;
   readonly #lt: CublasLtSymbols;
   readonly #driver: CudaDriver;
   readonly #handle: bigint;
@@ -350,6 +352,7 @@ export class CublasLt {
     }
     this.#check(status, what);
     plan.ran = true;
+    this.matmuls++;
   }
 
   /** Destroys the plans and the handle. */

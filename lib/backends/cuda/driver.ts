@@ -150,6 +150,16 @@ export function openDriverLibrary():
   };
 }
 
+/** Counts of the calls a driver enqueued (`CudaDriver.calls`). */
+export interface DriverCalls {
+  /** cuLaunchKernel calls. */
+  launches: number;
+  /** cuMemcpy*Async calls (host to device, device to host and device to device). */
+  copies: number;
+  /** cuMemsetD32Async calls. */
+  memsets: number;
+}
+
 /** An opened device: its primary context, one stream, and the calls the backend makes. */
 export class CudaDriver {
   /** The device's ordinal (CUDA's device number). */
@@ -162,6 +172,8 @@ export class CudaDriver {
   readonly libraryPath: string;
   /** The driver's CUDA version, e.g. 13000 for 13.0. */
   readonly driverVersion: number;
+  /** Calls enqueued on the stream so far, by kind (for the host-side benchmark). */
+  readonly calls: DriverCalls = { launches: 0, copies: 0, memsets: 0 };
   readonly #cu: DriverSymbols;
   readonly #handle: Int32Array = new Int32Array(1); // a CUdevice
   #destroyed = false;
@@ -336,6 +348,7 @@ export class CudaDriver {
       this.#cu.cuMemcpyHtoDAsync_v2(dst, src, BigInt(bytes), this.stream),
       "cuMemcpyHtoDAsync_v2",
     );
+    this.calls.copies++;
   }
 
   /** Enqueues a copy of device memory into page-locked host memory (see `hostAlloc`). */
@@ -345,6 +358,7 @@ export class CudaDriver {
       this.#cu.cuMemcpyDtoHAsync_v2(dstHost, src, BigInt(bytes), this.stream),
       "cuMemcpyDtoHAsync_v2",
     );
+    this.calls.copies++;
   }
 
   /** Enqueues a device-to-device copy. */
@@ -354,6 +368,7 @@ export class CudaDriver {
       this.#cu.cuMemcpyDtoDAsync_v2(dst, src, BigInt(bytes), this.stream),
       "cuMemcpyDtoDAsync_v2",
     );
+    this.calls.copies++;
   }
 
   /** Enqueues setting `count` 32-bit words at `dst` to `value`. */
@@ -363,6 +378,7 @@ export class CudaDriver {
       this.#cu.cuMemsetD32Async(dst, value >>> 0, BigInt(count), this.stream),
       "cuMemsetD32Async",
     );
+    this.calls.memsets++;
   }
 
   // ---- kernels ----------------------------------------------------------------------
@@ -436,6 +452,7 @@ export class CudaDriver {
       ),
       `cuLaunchKernel(${name}, grid ${grid.join("x")}, block ${block.join("x")})`,
     );
+    this.calls.launches++;
   }
 
   // ---- waiting ------------------------------------------------------------------------

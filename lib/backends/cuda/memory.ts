@@ -85,6 +85,11 @@ export class DevicePool {
     return this.#peak;
   }
 
+  /** Starts `peakBytes` again from the memory held now. */
+  resetPeak(): void {
+    this.#peak = this.#driverBytes;
+  }
+
   /** Device memory held from the driver now (in use, or free in the pool), in bytes. */
   get heldBytes(): number {
     return this.#driverBytes;

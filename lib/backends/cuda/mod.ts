@@ -31,6 +31,7 @@ import type {
   AttentionDims,
   Backend,
   DeviceBuffer,
+  DeviceCalls,
   DeviceInfo,
   DeviceMemory,
   DType,
@@ -267,6 +268,24 @@ export class CudaBackend implements Backend {
   /** The most device memory the backend has held at once, in bytes. */
   peakMemoryBytes(): number {
     return this.#dev.pool.peakBytes;
+  }
+
+  /** Returns the pool's free memory to the driver and starts the peak again from what is held. */
+  resetPeakMemory(): void {
+    this.trimMemory();
+    this.#dev.pool.resetPeak();
+  }
+
+  /** The calls enqueued so far: launches, GEMMs, copies, memsets and the pool's collections. */
+  deviceCalls(): DeviceCalls {
+    const { launches, copies, memsets } = this.driver.calls;
+    return {
+      launches,
+      gemms: this.#gemm.matmuls,
+      copies,
+      memsets,
+      collections: this.#dev.pool.collections,
+    };
   }
 
   /** The GPU: its name, compute capability and memory. */
