@@ -5,8 +5,10 @@
  * output that the kernel sent late (and the UI drew under the next cell, or dropped) shows up
  * as a missing expectation (`tools/notebooks/notebook_checks.ts`).
  *
- * Used by the browser test (`tests/notebooks/browser_test.ts`) and by `deno task notebooks`
- * (`tools/notebooks/save_notebooks.ts`), which commits the outputs.
+ * Used by the browser test (`tests/notebooks/browser_test.ts`: every notebook, and Kernel >
+ * Interrupt step by step through {@linkcode openInUi}) and by `deno task notebooks`
+ * (`tools/notebooks/save_notebooks.ts`), which commits the outputs. JupyterLab's driver,
+ * `tools/notebooks/jupyter_lab.ts`, starts its server through {@linkcode startServer}.
  *
  * The notebook runs as a hidden copy beside the original (`notebooks/.check_ui_<name>`), so its
  * relative imports (`../lib/...`) resolve as they do for the learner and the original file is
@@ -45,7 +47,7 @@ export interface JupyterServer {
 }
 
 /** A free TCP port on 127.0.0.1. */
-function freePort(): number {
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -53,25 +55,38 @@ function freePort(): number {
 }
 
 /** Starts `jupyter notebook` on `notebooks/` (no token, loopback only) and waits until it answers. */
-export async function startJupyter(): Promise<JupyterServer> {
+export function startJupyter(): Promise<JupyterServer> {
   const port = freePort();
+  return startServer(JUPYTER, port, [
+    "notebook",
+    "--no-browser",
+    "--ip=127.0.0.1",
+    `--port=${port}`,
+    "--port-retries=0",
+    `--notebook-dir=${NOTEBOOKS}`,
+    "--NotebookApp.token=",
+    "--NotebookApp.password=",
+    // The copies are hidden files, so that no listing or glob of notebooks/ picks them up.
+    "--ContentsManager.allow_hidden=True",
+    "--NotebookApp.open_browser=False",
+    // CI and containers run as root; the server is on loopback only.
+    ...(Deno.uid() === 0 ? ["--allow-root"] : []),
+  ]);
+}
+
+/**
+ * Runs `command args` (a Jupyter server listening on `port` of 127.0.0.1) with the project's
+ * Deno kernel spec on `JUPYTER_PATH` and this Deno on `PATH`, and waits until its REST API
+ * answers (a minute at most; the server's output goes into the error when it does not).
+ */
+export async function startServer(
+  command: string,
+  port: number,
+  args: string[],
+): Promise<JupyterServer> {
   const path = [dirname(Deno.execPath()), Deno.env.get("PATH")].filter(Boolean).join(":");
-  const child = new Deno.Command(JUPYTER, {
-    args: [
-      "notebook",
-      "--no-browser",
-      "--ip=127.0.0.1",
-      `--port=${port}`,
-      "--port-retries=0",
-      `--notebook-dir=${NOTEBOOKS}`,
-      "--NotebookApp.token=",
-      "--NotebookApp.password=",
-      // The copies are hidden files, so that no listing or glob of notebooks/ picks them up.
-      "--ContentsManager.allow_hidden=True",
-      "--NotebookApp.open_browser=False",
-      // CI and containers run as root; the server is on loopback only.
-      ...(Deno.uid() === 0 ? ["--allow-root"] : []),
-    ],
+  const child = new Deno.Command(command, {
+    args,
     env: {
       JUPYTER_PATH: [KERNELS, Deno.env.get("JUPYTER_PATH")].filter(Boolean).join(":"),
       PATH: path,
@@ -105,7 +120,7 @@ export async function startJupyter(): Promise<JupyterServer> {
       await child.status;
       await drained;
       throw new Error(
-        `jupyter notebook did not answer on ${url} (${JUPYTER} notebook):\n${output}`,
+        `${command} ${args[0]} did not answer on ${url} within 60 s:\n${output}`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
@@ -126,7 +141,7 @@ export async function startJupyter(): Promise<JupyterServer> {
 }
 
 /** Deletes the server's sessions of `path` (a name under notebooks/), which stops their kernels. */
-async function shutDownKernels(server: JupyterServer, path: string): Promise<void> {
+export async function shutDownKernels(server: JupyterServer, path: string): Promise<void> {
   const response = await fetch(`${server.url}/api/sessions`);
   const sessions = (await response.json()) as { id: string; path: string }[];
   for (const session of sessions.filter((s) => s.path === path)) {
@@ -185,6 +200,175 @@ function readCells(page: Page): Promise<CellsState> {
 }
 
 /**
+ * Opens `copyName` (under notebooks/) in `page` and waits for its kernel to be connected and
+ * idle; turns autosave off. No autosave: a run saves once, after the run, like a learner
+ * pressing Ctrl-S (the classic notebook's save rewrites the file in place, so a read during an
+ * autosave of a long notebook could see it cut short).
+ */
+async function openPage(page: Page, server: JupyterServer, copyName: string): Promise<void> {
+  await page.goto(`${server.url}/notebooks/${copyName}`);
+  await page.waitForFunction(
+    () => {
+      // deno-lint-ignore no-explicit-any
+      const jupyter = (globalThis as any).Jupyter;
+      return jupyter?.notebook?.kernel?.is_connected?.() === true &&
+        // deno-lint-ignore no-explicit-any
+        (globalThis as any).document.querySelector("#kernel_indicator_icon.kernel_idle_icon") !==
+          null;
+    },
+    undefined,
+    { timeout: 120_000 },
+  );
+  await page.evaluate(() => {
+    // deno-lint-ignore no-explicit-any
+    (globalThis as any).Jupyter.notebook.set_autosave_interval(0);
+  });
+}
+
+/** "File > Save and Checkpoint", waiting until the server has written the file. */
+async function saveFromMenu(page: Page): Promise<void> {
+  // the save is done when the server has answered it (it answers after writing the file):
+  // the notebook's "notebook_saved" event, not only a clean dirty flag
+  await page.evaluate(() => {
+    // deno-lint-ignore no-explicit-any
+    const jupyter = (globalThis as any).Jupyter;
+    jupyter.savedByTest = false;
+    jupyter.notebook.events.one("notebook_saved.Notebook", () => jupyter.savedByTest = true);
+  });
+  await page.click("#filelink");
+  await page.click("#save_checkpoint");
+  await page.waitForFunction(
+    () => {
+      // deno-lint-ignore no-explicit-any
+      const jupyter = (globalThis as any).Jupyter;
+      return jupyter.savedByTest === true && jupyter.notebook.dirty === false;
+    },
+    undefined,
+    { timeout: 60_000 },
+  );
+}
+
+/** Removes a copy and the checkpoint the server made of it. */
+async function removeCopy(copyName: string): Promise<void> {
+  await Deno.remove(join(NOTEBOOKS, copyName)).catch(() => {});
+  await Deno.remove(
+    join(NOTEBOOKS, ".ipynb_checkpoints", copyName.replace(/\.ipynb$/, "-checkpoint.ipynb")),
+  ).catch(() => {});
+}
+
+/** One cell as the classic UI shows it. */
+export interface UiCell {
+  type: string;
+  /** The prompt: a number once run, "*" while queued or running, null before a first run. */
+  prompt: number | "*" | null;
+  /** The text of its stream outputs and the `text/plain` of its results. */
+  text: string;
+}
+
+/** The notebook in the classic UI: whether the kernel is idle, and each cell. */
+export interface UiState {
+  idle: boolean;
+  cells: UiCell[];
+}
+
+/** A notebook open in the classic UI, as a hidden copy under `notebooks/`. */
+export interface UiNotebook {
+  page: Page;
+  /** Errors the page raised (JavaScript errors in the UI), if any. */
+  pageErrors: string[];
+  state(): Promise<UiState>;
+  /** Waits until `test` holds for the state, or throws `message()` after `seconds`. */
+  waitFor(
+    test: (state: UiState) => boolean,
+    seconds: number,
+    message: (state: UiState) => string,
+  ): Promise<UiState>;
+  /** Clicks a top menu (its element id, as `celllink`), then one of its items (`run_all_cells`). */
+  menu(top: string, item: string): Promise<void>;
+  /** File > Save and Checkpoint, then the file as the server wrote it. */
+  save(): Promise<Notebook>;
+  /** Closes the page, stops the kernel and removes the copy. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens `notebook` as the copy `.check_ui_<copyName>` under notebooks/ in the classic UI and
+ * waits for its kernel to be idle, for a test that drives it step by step.
+ */
+export async function openInUi(
+  browser: Browser,
+  server: JupyterServer,
+  notebook: Notebook,
+  copyName: string,
+): Promise<UiNotebook> {
+  const name = `.check_ui_${copyName}`;
+  await Deno.writeTextFile(join(NOTEBOOKS, name), JSON.stringify(notebook, null, 1));
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const pageErrors: string[] = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  const close = async (): Promise<void> => {
+    await page.close().catch(() => {});
+    await shutDownKernels(server, name).catch(() => {});
+    await removeCopy(name);
+  };
+  try {
+    await openPage(page, server, name);
+  } catch (e) {
+    await close();
+    throw new Error(`${name} did not open in the Jupyter UI with an idle kernel in 120 s: ${e}`);
+  }
+  const state = (): Promise<UiState> =>
+    page.evaluate(() => {
+      // deno-lint-ignore no-explicit-any
+      const g = globalThis as any;
+      // deno-lint-ignore no-explicit-any
+      const cells = g.Jupyter.notebook.get_cells().map((cell: any) => {
+        let text = "";
+        for (const out of cell.output_area?.outputs ?? []) {
+          const value = out.output_type === "stream" ? out.text : out.data?.["text/plain"];
+          text += (Array.isArray(value) ? value.join("") : value ?? "") + "\n";
+        }
+        const prompt = cell.input_prompt_number;
+        return {
+          type: cell.cell_type,
+          prompt: typeof prompt === "number" || prompt === "*" ? prompt : null,
+          text,
+        };
+      });
+      const indicator = g.document.querySelector("#kernel_indicator_icon");
+      return { idle: indicator?.classList.contains("kernel_idle_icon") ?? false, cells };
+    });
+  const waitFor = async (
+    test: (s: UiState) => boolean,
+    seconds: number,
+    message: (s: UiState) => string,
+  ): Promise<UiState> => {
+    const deadline = performance.now() + seconds * 1000;
+    while (true) {
+      const now = await state();
+      if (test(now)) return now;
+      if (performance.now() > deadline) throw new Error(message(now));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  };
+  return {
+    page,
+    pageErrors,
+    state,
+    waitFor,
+    async menu(top: string, item: string): Promise<void> {
+      await page.click(`#${top}`);
+      await page.click(`#${item}`);
+    },
+    async save(): Promise<Notebook> {
+      await saveFromMenu(page);
+      return JSON.parse(await Deno.readTextFile(join(NOTEBOOKS, name))) as Notebook;
+    },
+    close,
+  };
+}
+
+/**
  * Opens `notebook` (a path under notebooks/) in the Jupyter UI served by `server`, clicks
  * "Cell > Run All", waits for every code cell to finish (or the run to stop at an error), waits
  * `settleSeconds` more, clicks "File > Save and Checkpoint" and returns the saved file.
@@ -209,26 +393,7 @@ export async function runInUi(
   const pageErrors: string[] = [];
   page.on("pageerror", (e) => pageErrors.push(String(e)));
   try {
-    await page.goto(`${server.url}/notebooks/${copyName}`);
-    await page.waitForFunction(
-      () => {
-        // deno-lint-ignore no-explicit-any
-        const jupyter = (globalThis as any).Jupyter;
-        return jupyter?.notebook?.kernel?.is_connected?.() === true &&
-          // deno-lint-ignore no-explicit-any
-          (globalThis as any).document.querySelector("#kernel_indicator_icon.kernel_idle_icon") !==
-            null;
-      },
-      undefined,
-      { timeout: 120_000 },
-    );
-    // No autosave: the test saves once, after the run, like a learner pressing Ctrl-S. (The
-    // classic notebook's save rewrites the file in place, so a read during an autosave of a
-    // long notebook could see it cut short.)
-    await page.evaluate(() => {
-      // deno-lint-ignore no-explicit-any
-      (globalThis as any).Jupyter.notebook.set_autosave_interval(0);
-    });
+    await openPage(page, server, copyName);
     const started = performance.now();
     await page.click("#celllink");
     await page.click("#run_all_cells");
@@ -252,35 +417,13 @@ export async function runInUi(
     }
     const seconds = (performance.now() - started) / 1000;
     await new Promise((resolve) => setTimeout(resolve, (options.settleSeconds ?? 3) * 1000));
-    // the save is done when the server has answered it (it answers after writing the file):
-    // the notebook's "notebook_saved" event, not only a clean dirty flag
-    await page.evaluate(() => {
-      // deno-lint-ignore no-explicit-any
-      const jupyter = (globalThis as any).Jupyter;
-      jupyter.savedByTest = false;
-      jupyter.notebook.events.one("notebook_saved.Notebook", () => jupyter.savedByTest = true);
-    });
-    await page.click("#filelink");
-    await page.click("#save_checkpoint");
-    await page.waitForFunction(
-      () => {
-        // deno-lint-ignore no-explicit-any
-        const jupyter = (globalThis as any).Jupyter;
-        return jupyter.savedByTest === true && jupyter.notebook.dirty === false;
-      },
-      undefined,
-      { timeout: 60_000 },
-    );
+    await saveFromMenu(page);
     if (options.screenshot) await page.screenshot({ path: options.screenshot, fullPage: false });
     const saved = JSON.parse(await Deno.readTextFile(copy)) as Notebook;
     return { saved, seconds, pageErrors };
   } finally {
     await page.close();
     await shutDownKernels(server, copyName);
-    await Deno.remove(copy).catch(() => {});
-    await Deno.remove(
-      join(NOTEBOOKS, ".ipynb_checkpoints", copyName.replace(/\.ipynb$/, "-checkpoint.ipynb")),
-    )
-      .catch(() => {});
+    await removeCopy(copyName);
   }
 }
