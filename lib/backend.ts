@@ -20,7 +20,8 @@
  *   `sumsOfSquares` (one wait for many reductions), `peakFlops` (the peak MFU is taken against),
  *   `recycle` (buffers reused as soon as they are dead), `empty` (buffers a kernel writes in
  *   full, not filled first), `crossEntropyBackwardInPlace` (the classifier's gradient over
- *   its logits), `sync` and `destroy`; and for the
+ *   its logits), `matmulGeluForward` (a Linear and the GELU after it in one kernel), `sync`
+ *   and `destroy`; and for the
  *   benchmarks, as data: `kernelVariants` (the kernel choices to time), `speedupLadder` (the
  *   lecture's speedups, one rung at a time), `deviceInfo`, `peakMemoryBytes` and
  *   `measurePeakGflops`.
@@ -375,6 +376,19 @@ export interface Backend {
 
   /** out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC): nn.Linear. */
   matmulForward(
+    out: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer | null,
+    dims: MatmulDims,
+  ): void;
+  /**
+   * Optional (kernel fusion): `matmulForward` into `pre`, and `out` = GELU(`pre`) in the same
+   * pass (the MLP's c_fc and its GELU; GELU in the GEMM's epilogue, as llm.c and
+   * torch.compile fuse it). The same numbers as `matmulForward` then `geluForward`.
+   */
+  matmulGeluForward?(
+    pre: DeviceBuffer,
     out: DeviceBuffer,
     inp: DeviceBuffer,
     weight: DeviceBuffer,

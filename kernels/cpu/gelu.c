@@ -1,16 +1,11 @@
 // gelu.c: GELU with the tanh approximation, elementwise over n values.
 //   forward:  out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 //   backward: dinp += gelu'(x) * dout
-#include "vecmath.h"
-
-#define GELU_SCALE 0.7978845608028654f
+#include "gelu.h"
 
 void gelu_forward(float* out, const float* inp, long n) {
 #pragma omp parallel for simd
-  for (long i = 0; i < n; i++) {
-    float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
-  }
+  for (long i = 0; i < n; i++) out[i] = gelu_tanh(inp[i]);
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, long n) {

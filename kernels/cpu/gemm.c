@@ -24,6 +24,7 @@
 // per packed element, and no operand is converted in a pass of its own). Where the CPU has
 // AVX-512 BF16, the packers pair k instead and a vdpbf16ps micro-kernel runs (gemm_bf16.h),
 // chosen at run time (gpt2_set_bf16_dot).
+#include "gelu.h"
 #include "gemm.h"
 #include "vecf.h"
 
@@ -125,10 +126,23 @@ double gpt2_sgemm_fma_peak(long iters) {
   return flops;
 }
 
-// One MR x NR tile: C = beta * C + ap (kc, MR)^T @ bp (kc, NR); only the top-left mr x nr
-// of the tile is in C (the packed operands are zero past the edges).
+// The epilogue's GELU: g[i][0..nr) = GELU(c[i][0..nr)) for the tile's mr rows (ldc apart),
+// read back from L1 just after the tile is stored.
+static void gelu_tile(float* restrict g, const float* restrict c, size_t ldc, int mr, int nr) {
+  for (int i = 0; i < mr; i++) {
+    const float* ci = c + (size_t)i * ldc;
+    float* gi = g + (size_t)i * ldc;
+#pragma omp simd
+    for (int j = 0; j < nr; j++) gi[j] = gelu_tanh(ci[j]);
+  }
+}
+
+// One MR x NR tile: C = beta * C + ap (kc, MR)^T @ bp (kc, NR) (+ bias, one per column, where
+// bias is not null); then, where g is not null, g = GELU(C) (the epilogue of kernel fusion).
+// Only the top-left mr x nr of the tile is in C (the packed operands are zero past the edges).
 static void micro_kernel(int kc, const float* restrict ap, const float* restrict bp,
-                         float* restrict c, size_t ldc, float beta, int mr, int nr) {
+                         float* restrict c, size_t ldc, float beta, int mr, int nr,
+                         const float* restrict bias, float* restrict g) {
   vf acc[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; i++) {
@@ -160,9 +174,11 @@ static void micro_kernel(int kc, const float* restrict ap, const float* restrict
       for (int j = 0; j < NV; j++) {
         // beta 0 must not read C: it may hold NaNs from before
         vf v = beta == 0.0f ? acc[i][j] : vf_fma(vb, vf_loadu(ci + j * VL), acc[i][j]);
+        if (bias) v = v + vf_loadu(bias + j * VL);
         vf_storeu(ci + j * VL, v);
       }
     }
+    if (g) gelu_tile(g, c, ldc, mr, nr);
     return;
   }
   float tile[MR][NR] __attribute__((aligned(64)));
@@ -171,8 +187,12 @@ static void micro_kernel(int kc, const float* restrict ap, const float* restrict
   }
   for (int i = 0; i < mr; i++) {
     float* ci = c + (size_t)i * ldc;
-    for (int j = 0; j < nr; j++) ci[j] = (beta == 0.0f ? 0.0f : beta * ci[j]) + tile[i][j];
+    for (int j = 0; j < nr; j++) {
+      ci[j] = (beta == 0.0f ? 0.0f : beta * ci[j]) + tile[i][j];
+      if (bias) ci[j] += bias[j];
+    }
   }
+  if (g) gelu_tile(g, c, ldc, mr, nr);
 }
 
 // One GEMM: A'[m][k] = A[m * rsa + k * csa] and B'[k][n] = B[k * rsb + n * csb], where one
@@ -186,6 +206,8 @@ typedef struct {
   float beta;
   float* C;
   int bf16;  // GEMM_F32, or bf16 operands: GEMM_BF16_FMA or GEMM_BF16_DOT (the paths)
+  const float* bias;  // (N), added to every row of C; or null
+  float* gelu;        // (M, N), GELU(C) written beside C; or null
 } gemm_args;
 
 enum { GEMM_BF16_FMA = 1, GEMM_BF16_DOT = 2 };
@@ -400,6 +422,10 @@ static void gemm_plain(const gemm_args* g, int m0, int m1, int n0, int n1) {
         for (int n = n0; n < n1; n++) c[n] += a * b[(size_t)n * g->csb];
       }
     }
+    if (g->bias)
+      for (int n = n0; n < n1; n++) c[n] += g->bias[n];
+    if (g->gelu)
+      for (int n = n0; n < n1; n++) g->gelu[(size_t)m * g->N + n] = gelu_tanh(c[n]);
   }
 }
 
@@ -468,6 +494,7 @@ static void gemm_part(const gemm_args* g, int m0, int m1, int n0, int n1, size_t
     for (int pc = 0; pc < g->K; pc += kcmax, block++) {
       int kc = g->K - pc < kcmax ? g->K - pc : kcmax, kd = packed_depth(g, kc);
       float beta = pc == 0 ? g->beta : 1.0f;
+      int first = pc == 0, last = pc + kc >= g->K;  // the epilogue: bias first, GELU last
       float* ap = pa;
       if (barrier) {
         ap = pa + (size_t)(block & 1) * a_floats;
@@ -486,16 +513,18 @@ static void gemm_part(const gemm_args* g, int m0, int m1, int n0, int n1, size_t
           for (int jr = 0; jr < nc; jr += NR) {
             float* c = g->C + (size_t)(ic + ir) * g->N + jc + jr;
             int mr = mc - ir < MR ? mc - ir : MR, nr = nc - jr < NR ? nc - jr : NR;
+            const float* bias = first && g->bias ? g->bias + jc + jr : NULL;
+            float* gl = last && g->gelu ? g->gelu + (size_t)(ic + ir) * g->N + jc + jr : NULL;
 #if GEMM_HAS_BF16_DOT
             if (g->bf16 == GEMM_BF16_DOT) {
               micro_kernel_bf16_dot(kd, (const uint32_t*)ap + (size_t)ir * kd,
                                     (const uint32_t*)pb + (size_t)jr * kd, c, (size_t)g->N,
-                                    beta, mr, nr);
+                                    beta, mr, nr, bias, gl);
               continue;
             }
 #endif
             micro_kernel(kc, ap + (size_t)ir * kc, pb + (size_t)jr * kc, c, (size_t)g->N, beta,
-                         mr, nr);
+                         mr, nr, bias, gl);
           }
         }
       }
@@ -510,10 +539,16 @@ void gpt2_sgemm(int transA, int transB, int M, int N, int K, const float* A, con
 
 void gpt2_gemm(int transA, int transB, int M, int N, int K, const float* A, const float* B,
                float beta, float* C, int bf16) {
+  gpt2_gemm_epilogue(transA, transB, M, N, K, A, B, beta, C, NULL, NULL, bf16);
+}
+
+void gpt2_gemm_epilogue(int transA, int transB, int M, int N, int K, const float* A,
+                        const float* B, float beta, float* C, const float* bias, float* gelu,
+                        int bf16) {
   if (M <= 0 || N <= 0) return;
   gemm_args g = {M, N, K, A, transA ? 1 : (size_t)K, transA ? (size_t)M : 1,
                  B, transB ? 1 : (size_t)N, transB ? (size_t)K : 1, beta, C,
-                 bf16 ? (gpt2_bf16_dot() ? GEMM_BF16_DOT : GEMM_BF16_FMA) : 0};
+                 bf16 ? (gpt2_bf16_dot() ? GEMM_BF16_DOT : GEMM_BF16_FMA) : 0, bias, gelu};
   if (K <= 0) {  // C = beta * C
     gemm_plain(&g, 0, M, 0, N);
     return;

@@ -14,6 +14,13 @@ void gpt2_sgemm(int transA, int transB, int M, int N, int K, const float* A, con
 void gpt2_gemm(int transA, int transB, int M, int N, int K, const float* A, const float* B,
                float beta, float* C, int bf16);
 
+// gpt2_gemm with an epilogue (kernel fusion): bias (N), where not null, added to every row of
+// C as the first block of K is stored; gelu (M, N), where not null, = GELU(C) written as the
+// last block is stored, while the tile is still in L1. C itself is written in full as ever.
+void gpt2_gemm_epilogue(int transA, int transB, int M, int N, int K, const float* A,
+                        const float* B, float beta, float* C, const float* bias, float* gelu,
+                        int bf16);
+
 // The paths of bf16 GEMMs: vdpbf16ps (AVX-512 BF16, where the CPU has it: supported) or bf16
 // operands on the fp32 FMA micro-kernel (everywhere). gpt2_set_bf16_dot(0) forces the FMA
 // path, (1) takes vdpbf16ps where supported; each returns whether vdpbf16ps is used now.

@@ -88,10 +88,13 @@ static void pack_b_pairs(const gemm_args* g, int pc, int jc, int kc, int nc, uin
 #if GEMM_HAS_BF16_DOT
 #define NV16 (NR / 16)
 
-// One MR x NR tile from kp pairs of k: C = beta * C + ap^T @ bp, as gemm.c's micro_kernel.
+// One MR x NR tile from kp pairs of k: C = beta * C + ap^T @ bp (+ bias; then g = GELU(C)),
+// as gemm.c's micro_kernel.
 BF16_DOT_TARGET static void micro_kernel_bf16_dot(int kp, const uint32_t* restrict ap,
                                                   const uint32_t* restrict bp, float* restrict c,
-                                                  size_t ldc, float beta, int mr, int nr) {
+                                                  size_t ldc, float beta, int mr, int nr,
+                                                  const float* restrict bias,
+                                                  float* restrict g) {
   __m512 acc[MR][NV16];
   for (int i = 0; i < MR; i++) {
     for (int j = 0; j < NV16; j++) acc[i][j] = _mm512_setzero_ps();
@@ -112,8 +115,12 @@ BF16_DOT_TARGET static void micro_kernel_bf16_dot(int kp, const uint32_t* restri
   }
   for (int i = 0; i < mr; i++) {  // beta 0 must not read C: it may hold NaNs from before
     float* ci = c + (size_t)i * ldc;
-    for (int j = 0; j < nr; j++) ci[j] = (beta == 0.0f ? 0.0f : beta * ci[j]) + tile[i][j];
+    for (int j = 0; j < nr; j++) {
+      ci[j] = (beta == 0.0f ? 0.0f : beta * ci[j]) + tile[i][j];
+      if (bias) ci[j] += bias[j];
+    }
   }
+  if (g) gelu_tile(g, c, ldc, mr, nr);
 }
 
 // FLOPs of `iters` rounds of 16 independent vdpbf16ps chains on every thread (4 per lane:

@@ -5,9 +5,13 @@
 // otherwise to the project's own blocked GEMM, gpt2_sgemm in gemm.c. With bf16 set (--precision
 // bf16) every GEMM's operands are rounded to bf16 and its products summed in fp32, always in
 // the own GEMM (gpt2_gemm), which rounds them as it packs them; the bias sums stay fp32.
+// matmul_forward_fused (kernel fusion, torch.compile's rung) adds the bias in the GEMM's
+// epilogue instead of copying it into out first, and can write GELU(out) in the same pass
+// (the MLP's c_fc and GELU, as llm.c's matmul_forward_cublaslt with its GELU epilogue).
 #include <stddef.h>
 #include <string.h>
 
+#include "gelu.h"
 #include "gemm.h"
 
 #ifdef USE_CBLAS
@@ -54,6 +58,21 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
     for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, sizeof(float) * OC);
   }
   gemm(0, 1, N, OC, C, inp, weight, bias ? 1.0f : 0.0f, out, bf16);
+}
+
+// out (N, OC) = inp @ weight^T + bias, the bias added in the GEMM's epilogue; gelu_out, where
+// not null, = GELU(out), written as each tile of out is finished. With OpenBLAS (f32) the
+// bias is copied first and GELU is a pass of its own, as unfused.
+void matmul_forward_fused(float* out, float* gelu_out, const float* inp, const float* weight,
+                          const float* bias, int N, int C, int OC, int bf16) {
+#ifdef USE_CBLAS
+  if (use_cblas && !bf16) {
+    matmul_forward(out, inp, weight, bias, N, C, OC, 0);
+    if (gelu_out) gelu_forward(gelu_out, out, (long)N * OC);
+    return;
+  }
+#endif
+  gpt2_gemm_epilogue(0, 1, N, OC, C, inp, weight, 0.0f, out, bias, gelu_out, bf16);
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,

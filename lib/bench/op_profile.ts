@@ -13,7 +13,12 @@ import type { GPTConfig } from "../model/gpt.ts";
 import { stepRunner } from "./step.ts";
 
 /** The backend methods that are matrix products. */
-export const GEMM_OPS: ReadonlySet<string> = new Set(["matmulForward", "matmulBackward", "gemm"]);
+export const GEMM_OPS: ReadonlySet<string> = new Set([
+  "matmulForward",
+  "matmulGeluForward",
+  "matmulBackward",
+  "gemm",
+]);
 
 /** One op's calls in a profile. */
 export interface OpTotals {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { MatmulDims } from "../backend.ts";
 import { gradBuffer, isGradEnabled, numel, Tensor } from "./tensor.ts";
 
 /**
@@ -69,14 +70,38 @@ export function scale(x: Tensor, alpha: number): Tensor {
   return opResult([x], out, () => be.scale(gradBuffer(x), out.grad!.buffer, alpha, n, true));
 }
 
-/** x (..., C) @ weight (OC, C)^T + bias (OC): nn.Linear, weight stored [out, in]. */
+/** What a deferred `linear` was given, for `gelu` to run both in one kernel. */
+interface LinearInputs {
+  x: Tensor;
+  weight: Tensor;
+  bias: Tensor | null;
+  dims: MatmulDims;
+}
+
+/** Outputs of `linear` whose GEMM has not run yet, by output. */
+const deferredLinears = new WeakMap<Tensor, LinearInputs>();
+
+/**
+ * x (..., C) @ weight (OC, C)^T + bias (OC): nn.Linear, weight stored [out, in]. Where the
+ * backend has `matmulGeluForward`, the GEMM waits until its output is first read, so that a
+ * `gelu` reading it next runs both as one kernel (kernel fusion).
+ */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null): Tensor {
   const be = x.backend, C = lastDim(x), OC = weight.shape[0], N = x.size / C;
   expectShape("linear weight", weight, [OC, C]);
   if (bias) expectShape("linear bias", bias, [OC]);
   const out = Tensor.empty(be, [...x.shape.slice(0, -1), OC]);
   const dims = { N, C, OC };
-  be.matmulForward(out.buffer, x.buffer, weight.buffer, bias?.buffer ?? null, dims);
+  const run = () => {
+    deferredLinears.delete(out);
+    be.matmulForward(out.buffer, x.buffer, weight.buffer, bias?.buffer ?? null, dims);
+  };
+  if (be.matmulGeluForward) {
+    deferredLinears.set(out, { x, weight, bias, dims });
+    out.defer(run);
+  } else {
+    run();
+  }
   return opResult(bias ? [x, weight, bias] : [x, weight], out, () => {
     const grads = {
       dinp: x.requiresGrad ? gradBuffer(x) : null,
@@ -107,7 +132,22 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
 export function gelu(x: Tensor): Tensor {
   const be = x.backend, n = x.size;
   const out = Tensor.empty(be, x.shape);
-  be.geluForward(out.buffer, x.buffer, n);
+  const lin = deferredLinears.get(x);
+  if (lin && be.matmulGeluForward && x.takeDeferred()) {
+    // x is a Linear's output not computed yet: the GEMM and GELU in one kernel
+    deferredLinears.delete(x);
+    const { x: inp, weight, bias, dims } = lin;
+    be.matmulGeluForward(
+      x.buffer,
+      out.buffer,
+      inp.buffer,
+      weight.buffer,
+      bias?.buffer ?? null,
+      dims,
+    );
+  } else {
+    be.geluForward(out.buffer, x.buffer, n);
+  }
   return opResult([x], out, () => be.geluBackward(gradBuffer(x), x.buffer, out.grad!.buffer, n));
 }
 

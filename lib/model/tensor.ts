@@ -80,14 +80,18 @@ export class Tensor {
    * the buffer once this tensor's gradient has gone to its parents.
    */
   intermediate = false;
+  readonly #buffer: DeviceBuffer;
+  /** The kernel that writes this tensor, not run yet (`defer`); null once run or taken. */
+  #deferred: (() => void) | null = null;
 
   constructor(
     readonly backend: Backend,
-    readonly buffer: DeviceBuffer,
+    buffer: DeviceBuffer,
     readonly shape: readonly number[],
     /** Whether gradients flow to this tensor: parameters, and everything made from them. */
     public requiresGrad = false,
   ) {
+    this.#buffer = buffer;
     if (numel(shape) !== buffer.length) {
       throw new Error(
         `Shape [${shape}] needs ${numel(shape)} elements, the buffer has ${buffer.length}`,
@@ -123,14 +127,42 @@ export class Tensor {
     return t;
   }
 
+  /** The tensor's storage; reading it first runs the kernel that writes it, if deferred. */
+  get buffer(): DeviceBuffer {
+    const run = this.#deferred;
+    if (run) {
+      this.#deferred = null;
+      run();
+    }
+    return this.#buffer;
+  }
+
+  /**
+   * Defers `run`, the kernel that writes this tensor, until its buffer is first read, so that
+   * the op that reads it next may run a fused kernel in its place (`takeDeferred`).
+   */
+  defer(run: () => void): void {
+    this.#deferred = run;
+  }
+
+  /**
+   * Takes the deferred kernel away, for a caller about to write this tensor with a kernel
+   * that does the same work and more; false when none is pending (it has run already).
+   */
+  takeDeferred(): boolean {
+    const pending = this.#deferred !== null;
+    this.#deferred = null;
+    return pending;
+  }
+
   /** Element type. */
   get dtype(): DType {
-    return this.buffer.dtype;
+    return this.#buffer.dtype;
   }
 
   /** Number of elements. */
   get size(): number {
-    return this.buffer.length;
+    return this.#buffer.length;
   }
 
   /** The same storage seen with another shape (PyTorch's `view`). */

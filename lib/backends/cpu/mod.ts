@@ -352,6 +352,19 @@ export class CpuBackend implements Backend {
     }
   }
 
+  /** The fused kernel's reference: the two kernels it fuses, one after the other. */
+  matmulGeluForward(
+    pre: DeviceBuffer,
+    out: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer | null,
+    dims: MatmulDims,
+  ): void {
+    this.matmulForward(pre, inp, weight, bias, dims);
+    this.geluForward(out, pre, dims.N * dims.OC);
+  }
+
   geluForward(out: DeviceBuffer, inp: DeviceBuffer, n: number): void {
     const o = f32(out), x = f32(inp);
     for (let i = 0; i < n; i++) {

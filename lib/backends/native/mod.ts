@@ -39,6 +39,10 @@ const SYMBOLS = {
     parameters: ["buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32", "i32"],
     result: "void",
   },
+  matmul_forward_fused: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32", "i32"],
+    result: "void",
+  },
   matmul_backward: {
     parameters: [
       "buffer",
@@ -231,6 +235,8 @@ export class NativeBackend extends CpuBackend {
   readonly #switch: { blas: boolean };
   #peakGflops: number | undefined;
   #bf16PeakGflops: number | undefined;
+  /** Kernel fusion on: biases and GELU in the GEMM's epilogue (`useFusion`). */
+  #fusion = true;
 
   private constructor(library: NativeLibrary, kernels: Kernels, blas: boolean) {
     super();
@@ -341,6 +347,21 @@ export class NativeBackend extends CpuBackend {
   /** Routes this backend's GEMMs to OpenBLAS (when linked) or to the project's own kernel. */
   useBlas(on: boolean): void {
     this.#blas = on && this.library.blas !== null;
+  }
+
+  /**
+   * Kernel fusion (torch.compile's rung of the lecture) on or off: on (the default), a
+   * Linear's bias is added in its GEMM's epilogue, not copied into the output first, and
+   * `matmulGeluForward` writes GELU of each tile as the tile is finished (the MLP's c_fc and
+   * GELU in one pass); off, the same work runs as separate kernels. The numbers are the same.
+   */
+  useFusion(on: boolean): void {
+    this.#fusion = on;
+  }
+
+  /** Whether kernel fusion is on (`useFusion`). */
+  get usesFusion(): boolean {
+    return this.#fusion;
   }
 
   /** Whether this backend's GEMMs go to OpenBLAS now. */
@@ -505,6 +526,20 @@ export class NativeBackend extends CpuBackend {
   ): void {
     const bf16 = this.bf16Operands ? 1 : 0;
     this.#gemmSwitch();
+    if (this.#fusion) {
+      this.#k.matmul_forward_fused(
+        f32(out),
+        null,
+        f32(inp),
+        f32(weight),
+        bias ? f32(bias) : null,
+        N,
+        C,
+        OC,
+        bf16,
+      );
+      return;
+    }
     this.#k.matmul_forward(
       f32(out),
       f32(inp),
@@ -514,6 +549,33 @@ export class NativeBackend extends CpuBackend {
       C,
       OC,
       bf16,
+    );
+  }
+
+  override matmulGeluForward(
+    pre: DeviceBuffer,
+    out: DeviceBuffer,
+    inp: DeviceBuffer,
+    weight: DeviceBuffer,
+    bias: DeviceBuffer | null,
+    dims: MatmulDims,
+  ): void {
+    if (!this.#fusion) {
+      this.matmulForward(pre, inp, weight, bias, dims);
+      this.geluForward(out, pre, dims.N * dims.OC);
+      return;
+    }
+    this.#gemmSwitch();
+    this.#k.matmul_forward_fused(
+      f32(pre),
+      f32(out),
+      f32(inp),
+      f32(weight),
+      bias ? f32(bias) : null,
+      dims.N,
+      dims.C,
+      dims.OC,
+      this.bf16Operands ? 1 : 0,
     );
   }
 
