@@ -18,13 +18,50 @@ export const BACKEND_HELP: string = `${
 /** Parsed flag values by name (a list for a flag declared `multiple`). */
 export type FlagValues = Record<string, string | boolean | string[] | undefined>;
 
-/** Parses `args` strictly: an unknown flag or a missing value is an error naming it. */
+/**
+ * Parses `args` strictly: an unknown flag or a missing value is an error naming it. A negative
+ * number after a flag that takes a value (`--steps -1`) is that flag's value, so that its range
+ * check names it, rather than `parseArgs`' "argument is ambiguous".
+ */
 export function parseFlags(args: string[], options: ParseArgsConfig["options"]): FlagValues {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as FlagValues;
+    return parseArgs({
+      args: joinNegativeValues(args, options ?? {}),
+      options,
+      strict: true,
+      allowPositionals: false,
+    }).values as FlagValues;
   } catch (e) {
     throw new Error(`${(e as Error).message} (see --help)`);
   }
+}
+
+/** `--name -1` as `--name=-1` (`-x -1` as `-x=-1`) where the flag takes a string. */
+function joinNegativeValues(
+  args: string[],
+  options: NonNullable<ParseArgsConfig["options"]>,
+): string[] {
+  const takesValue = new Set<string>();
+  for (const [name, o] of Object.entries(options)) {
+    if (o.type !== "string") continue;
+    takesValue.add(`--${name}`);
+    if (o.short) takesValue.add(`-${o.short}`);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--") return out.concat(args.slice(i));
+    if (takesValue.has(args[i]) && /^-(\d|\.\d|Infinity\b)/.test(args[i + 1] ?? "")) {
+      const long = args[i].startsWith("--") ? args[i] : `--${shortToLong(args[i], options)}`;
+      out.push(`${long}=${args[++i]}`);
+    } else {
+      out.push(args[i]);
+    }
+  }
+  return out;
+}
+
+function shortToLong(short: string, options: NonNullable<ParseArgsConfig["options"]>): string {
+  return Object.entries(options).find(([, o]) => `-${o.short}` === short)![0];
 }
 
 /**
