@@ -97,6 +97,15 @@ await runMain(async () => {
     return;
   }
 
+  // every flag checked before the hour-long download
+  const shardSize = numberFlag(f, "shard-size", DEFAULT_SHARD_SIZE, {
+    integer: true,
+    min: MIN_SHARD_SIZE,
+    max: MAX_SHARD_SIZE,
+  });
+  const limit = f["limit-files"] === undefined
+    ? undefined
+    : numberFlag(f, "limit-files", 0, { integer: true, min: 1, max: 100_000 });
   const outDir = resolve(stringFlag(f, "out", join(repoDataDir(), "edu_fineweb10B")));
   await checkOutputFolder("--out", outDir); // before any download
   let inputs: DocumentInput[];
@@ -104,9 +113,6 @@ await runMain(async () => {
     inputs = localInputs(paths);
     console.log(`fineweb: ${paths.length} local file(s)${totalSize(inputs)}`);
   } else {
-    const limit = f["limit-files"] === undefined
-      ? undefined
-      : numberFlag(f, "limit-files", 0, { integer: true, min: 1, max: 100_000 });
     inputs = await fetchFinewebFiles({ limit });
     console.log(
       `fineweb: ${inputs.length} parquet file(s) of ${FINEWEB_REPO} ${FINEWEB_SAMPLE_DIR}${
@@ -114,11 +120,6 @@ await runMain(async () => {
       }`,
     );
   }
-  const shardSize = numberFlag(f, "shard-size", DEFAULT_SHARD_SIZE, {
-    integer: true,
-    min: MIN_SHARD_SIZE,
-    max: MAX_SHARD_SIZE,
-  });
   const result = await tokenizeToShards(inputs, {
     outDir,
     shardSize,

@@ -62,6 +62,11 @@ await runMain(async () => {
     return;
   }
   const log = f.json ? console.error : console.log; // keep stdout pure JSON with --json
+  // what can be checked without the model, before a download of it
+  const topK = numberFlag(f, "top-k", 50, { integer: true, min: 1 });
+  const seed = numberFlag(f, "seed", 42, { integer: true });
+  const n = numberFlag(f, "num-return-sequences", 5, { integer: true, min: 1 });
+  numberFlag(f, "max-length", 30, { integer: true, min: 1 });
   const { model } = await loadModelFromFlags(f, log);
   const { vocab_size: V, block_size } = model.config;
 
@@ -89,7 +94,6 @@ await runMain(async () => {
         `${MAX_LENGTH_BLOCKS} x the model's block size ${block_size}), found "${f["max-length"]}"`,
     );
   }
-  const n = numberFlag(f, "num-return-sequences", 5, { integer: true, min: 1 });
   const kvCache = !f["no-kv-cache"];
   checkSequencesFit(n, f["num-return-sequences"], maxLength, model.config, kvCache);
   if (maxLength > block_size) {
@@ -101,9 +105,9 @@ await runMain(async () => {
   const start = performance.now();
   const rows = await generate(model, Array.from({ length: n }, () => prompt), {
     maxLength,
-    topK: numberFlag(f, "top-k", 50, { integer: true, min: 1 }),
+    topK,
     greedy: Boolean(f.greedy),
-    generator: new Generator(numberFlag(f, "seed", 42, { integer: true })),
+    generator: new Generator(seed),
     kvCache,
   });
   const seconds = (performance.now() - start) / 1000;

@@ -113,6 +113,21 @@ Deno.test("sample task: --weights naming nothing says what the flag takes", asyn
   );
 });
 
+Deno.test("sample task: flags that need no model are checked before the weights are looked for", async () => {
+  // the weights do not exist: a flag error first means no download would have started
+  for (
+    const [flag, value] of [["--top-k", "0"], ["--seed", "1.5"], ["--num-return-sequences", "0"], [
+      "--max-length",
+      "x",
+    ]]
+  ) {
+    const r = await runTask(["lib/cli/sample.ts", "--weights", "/nonexistent", flag, value]);
+    assertEquals(r.code, 1);
+    ok(new RegExp(`error: ${flag} expects an integer`).test(r.stderr), r.stderr);
+    ok(!r.stderr.includes("/nonexistent"), r.stderr);
+  }
+});
+
 Deno.test("sample task: weights with NaN values still sample, with a warning on stderr naming the tensors", async () => {
   const dir = await Deno.makeTempDir();
   try {

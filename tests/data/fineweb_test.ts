@@ -420,6 +420,29 @@ Deno.test("fineweb task: --input jsonl --shard-size 2000 writes the shards and s
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("fineweb task: a bad --shard-size or --limit-files is refused before the hub is asked", async () => {
+  let requests = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    requests++;
+    return new Response("not found", { status: 404 });
+  });
+  try {
+    for (const [flag, value] of [["--shard-size", "10"], ["--limit-files", "0"]]) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", "lib/cli/fineweb.ts", flag, value, "--out", "unused"],
+        cwd: join(import.meta.dirname!, "..", ".."),
+        env: { NO_COLOR: "1", HF_ENDPOINT: `http://127.0.0.1:${server.addr.port}` },
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assertEquals(out.code, 1, stderr);
+      ok(stderr.includes(`error: ${flag} expects an integer in [`), stderr);
+    }
+  } finally {
+    await server.shutdown();
+  }
+  assertEquals(requests, 0);
+});
+
 Deno.test("fineweb: a download that is not the listed parquet file never enters the cache; a silent hub is an error", async () => {
   const dir = await Deno.makeTempDir();
   const parquet = new Uint8Array(parquetWriteBuffer({
