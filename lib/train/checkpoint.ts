@@ -443,9 +443,14 @@ export async function listTemporaryFolders(
 /**
  * The folder `--resume` names: `latest` is the checkpoint of `<logDir>/checkpoints` last
  * written or resumed (its `HEAD`; without one, the newest written, then the highest step),
- * anything else a checkpoint folder.
+ * anything else a checkpoint folder. A `HEAD` that names a checkpoint no longer there is said
+ * on `say`, with the checkpoint taken instead.
  */
-export async function resolveResume(resume: string, logDir: string | null): Promise<string> {
+export async function resolveResume(
+  resume: string,
+  logDir: string | null,
+  say?: (line: string) => void,
+): Promise<string> {
   if (resume !== "latest") return resume;
   if (!logDir) throw new Error("--resume latest needs a --log-dir");
   const dir = checkpointsDir(logDir);
@@ -464,7 +469,14 @@ export async function resolveResume(resume: string, logDir: string | null): Prom
   entries.sort((a, b) =>
     (a.lineage?.writtenAt ?? "").localeCompare(b.lineage?.writtenAt ?? "") || a.step - b.step
   );
-  return entries.at(-1)?.path ?? all[all.length - 1].path;
+  const path = entries.at(-1)?.path ?? all[all.length - 1].path;
+  if (head) {
+    say?.(
+      `warning: ${join(dir, HEAD_FILE)} names ${head}, which is not a checkpoint there: ` +
+        `--resume latest takes the newest one written, ${path}`,
+    );
+  }
+  return path;
 }
 
 export {

@@ -179,7 +179,9 @@ async function takeLock(dir: string, say: (line: string) => void): Promise<() =>
     const stale = parseOwner(await Deno.readTextFile(path).catch(() => ""));
     if (stale) {
       say(
-        `took over the stale lock ${path} of pid ${stale.pid} on host ${stale.host} (started ${stale.startedAt}): that run is no longer running`,
+        `took over the stale lock ${path} of ${
+          describeOwner(stale)
+        }: that run is no longer running`,
       );
     }
     const release = await writeOwner(path, folder);
@@ -216,8 +218,10 @@ function parseOwner(text: string): LockOwner | null {
   }
 }
 
+/** The holder of a lock; a lock text written by hand may lack the start time. */
 function describeOwner(o: LockOwner): string {
-  return `pid ${o.pid} on host ${o.host}, started ${o.startedAt}`;
+  const started = typeof o.startedAt === "string" ? `, started ${o.startedAt}` : "";
+  return `pid ${o.pid} on host ${o.host}${started}`;
 }
 
 /**

@@ -414,7 +414,7 @@ async function resumeCheckpoint(
   say: (line: string) => void,
 ): Promise<LoadedCheckpoint | null> {
   if (!o.resume) return null;
-  const path = await resolveResume(o.resume, o.logDir);
+  const path = await resolveResume(o.resume, o.logDir, say);
   const ckpt = await loadCheckpoint(o.backend, path);
   checkResumable(ckpt.state, o, world, path, say);
   checkSameData(ckpt.state.data, data, path);

@@ -175,8 +175,8 @@ Deno.test("train task: after kill -9 the stale lock is taken over, saying so, an
     r.stdout.includes(
       `took over the stale lock ${
         join(dir, "train.lock")
-      } of pid ${killed.pid} on host ${hostname()} (started `,
-    ) && r.stdout.includes("): that run is no longer running"),
+      } of pid ${killed.pid} on host ${hostname()}, started `,
+    ) && r.stdout.includes(": that run is no longer running"),
     r.stdout,
   );
   ok(r.stdout.includes(`resuming from ${latest.path} at step ${latest.step}`), r.stdout);

@@ -91,6 +91,25 @@ Deno.test("lineage: resuming an abandoned branch prunes only its own checkpoints
   assertEquals(await resolveResume("latest", dir), ckpt(dir, 3));
 });
 
+Deno.test("lineage: a checkpoints/HEAD naming a checkpoint that is gone is said, and the newest written is taken", async () => {
+  const dir = await Deno.makeTempDir();
+  await train(recipe(dir, { steps: 2, checkpointEvery: 1 }));
+  const head = join(dir, "checkpoints", "HEAD");
+  await Deno.writeTextFile(head, "step_000099\n");
+  const lines: string[] = [];
+  assertEquals(await resolveResume("latest", dir, (l) => lines.push(l)), ckpt(dir, 2));
+  assertEquals(lines, [
+    `warning: ${head} names step_000099, which is not a checkpoint there: --resume latest takes the newest one written, ${
+      ckpt(dir, 2)
+    }`,
+  ]);
+  // the run says it too
+  const { lines: said } = await captureLog(() =>
+    train(recipe(dir, { steps: 3, resume: "latest" }))
+  );
+  ok(said.some((l) => l.startsWith(`warning: ${head} names step_000099`)), said.join("\n"));
+});
+
 Deno.test("lineage: resuming with changed settings lists them old -> new; other batch settings are refused, listing every change", async () => {
   const dir = await Deno.makeTempDir();
   await train(recipe(dir, { steps: 2, checkpointEvery: 2 }));

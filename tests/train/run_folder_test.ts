@@ -86,7 +86,7 @@ Deno.test("run folder: a stale lock is taken over and interrupted checkpoint wri
     lines.includes(
       `took over the stale lock ${
         join(dir, "train.lock")
-      } of pid ${DEAD_PID} on host ${stale.host} (started ${stale.startedAt}): that run is no longer running`,
+      } of pid ${DEAD_PID} on host ${stale.host}, started ${stale.startedAt}: that run is no longer running`,
     ),
     lines.join("\n"),
   );
