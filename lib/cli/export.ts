@@ -88,8 +88,12 @@ export async function runExport(o: ExportOptions, log: (line: string) => void): 
   // weights are only read and written: the reference backend's host buffers, no kernels
   const { backend } = await createBackend("cpu");
   const model = await loadWeights(backend, o.weights, log);
-  await Deno.mkdir(dirname(o.out), { recursive: true });
-  await writeLlmcModel(o.out, model);
+  try {
+    await Deno.mkdir(dirname(o.out), { recursive: true });
+    await writeLlmcModel(o.out, model);
+  } catch (e) {
+    throw new Error(`--out ${o.out} cannot be written: ${(e as Error).message}`, { cause: e });
+  }
   const { vocab_size: V } = model.config;
   const size = (await Deno.stat(o.out)).size;
   log(

@@ -7,7 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { checkOutputFolder } from "../io/files.ts";
+import { checkOutputFolder, isOsError } from "../io/files.ts";
 import { parseModelSize, plotLogs, PNG_SCALE_MAX, PNG_SCALE_MIN } from "../plot/mod.ts";
 import { numberFlag, runMain, stringFlag } from "./flags.ts";
 
@@ -63,7 +63,7 @@ await runMain(async () => {
     pngScale: numberFlag(f, "scale", 2, { min: PNG_SCALE_MIN, max: PNG_SCALE_MAX }),
   }).catch((e) => {
     // the logs' own errors name them; an OS error left is one of writing the figure
-    if (!Object.values(Deno.errors).some((OsError) => e instanceof OsError)) throw e;
+    if (!isOsError(e)) throw e;
     throw new Error(`--out ${out}: cannot write the figure there (${(e as Error).message})`);
   });
   for (const run of written.runs) {

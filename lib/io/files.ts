@@ -140,3 +140,13 @@ export function displayPath(path: string): string {
   // within two folders up (a notebook's ../../shared/data): relative; further: as given
   return rel !== "" && !rel.startsWith("../../../") ? rel : path;
 }
+
+/**
+ * Whether `e` is an error of the operating system (a missing file, no permission, a full or
+ * read-only disk): one of `Deno.errors`, or one Deno reports only by its message's
+ * `(os error N)`, as it does for ENOSPC and EROFS.
+ */
+export function isOsError(e: unknown): boolean {
+  return Object.values(Deno.errors).some((OsError) => e instanceof OsError) ||
+    (e instanceof Error && /\(os error \d+\)/.test(e.message));
+}

@@ -441,16 +441,22 @@ export async function writeLlmcWeights(
   const tmp = `${path}.tmp`;
   const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
   try {
-    await writeAll(file, littleEndianBytes(header));
-    for (const s of slots) {
-      await writeAll(file, littleEndianBytes(weights.get(s.name)!));
-      // the padding rows of wte: zeros, which no token reaches
-      if (s.size > s.kept) await writeAll(file, new Uint8Array(4 * (s.size - s.kept)));
+    try {
+      await writeAll(file, littleEndianBytes(header));
+      for (const s of slots) {
+        await writeAll(file, littleEndianBytes(weights.get(s.name)!));
+        // the padding rows of wte: zeros, which no token reaches
+        if (s.size > s.kept) await writeAll(file, new Uint8Array(4 * (s.size - s.kept)));
+      }
+    } finally {
+      file.close();
     }
-  } finally {
-    file.close();
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    // a full disk: the part written goes, leaving the space it took
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
   }
-  await Deno.rename(tmp, path);
 }
 
 /** Every tensor the file needs, of its size, and no other. */

@@ -69,8 +69,20 @@ export function encodeNpyUint16(tokens: Uint16Array): Uint8Array {
  */
 export async function writeNpyUint16(path: string, tokens: Uint16Array): Promise<void> {
   const tmp = `${path}.tmp`;
-  await Deno.writeFile(tmp, encodeNpyUint16(tokens));
-  await Deno.rename(tmp, path);
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    try {
+      const bytes = encodeNpyUint16(tokens);
+      for (let n = 0; n < bytes.length;) n += await file.write(bytes.subarray(n));
+    } finally {
+      file.close();
+    }
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    // a full disk: the part written goes, leaving the space it took
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
 }
 
 /**

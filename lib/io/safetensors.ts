@@ -324,11 +324,17 @@ export async function writeSafetensors(
   const tmp = `${path}.tmp`;
   const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
   try {
-    for (const part of safetensorsParts(tensors, metadata)) await writeAll(file, part);
-  } finally {
-    file.close();
+    try {
+      for (const part of safetensorsParts(tensors, metadata)) await writeAll(file, part);
+    } finally {
+      file.close();
+    }
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    // a full disk: the part written goes, leaving the space it took
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
   }
-  await Deno.rename(tmp, path);
 }
 
 /** Writes all of `bytes` (a write may take fewer). */

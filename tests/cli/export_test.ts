@@ -133,6 +133,26 @@ Deno.test("runExport: an --out that is a folder, and weights that do not load, a
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("runExport: a full disk names --out and leaves no partial file; a folder that cannot be made names --out", async () => {
+  const dir = await Deno.makeTempDir();
+  const out = join(dir, "m.bin");
+  // the temporary file is /dev/full: every write fails with ENOSPC, as on a full disk
+  await Deno.symlink("/dev/full", `${out}.tmp`);
+  const quiet = () => {};
+  await rejects(runExport({ format: "llmc", weights: tinyDir, out }, quiet), (e: Error) => {
+    ok(e.message.startsWith(`--out ${out} cannot be written: No space left on device`), e.message);
+    return true;
+  });
+  assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), []);
+  await Deno.writeTextFile(join(dir, "a-file"), "");
+  const under = join(dir, "a-file", "m.bin");
+  await rejects(runExport({ format: "llmc", weights: tinyDir, out: under }, quiet), (e: Error) => {
+    ok(e.message.startsWith(`--out ${under} cannot be written: `), e.message);
+    return true;
+  });
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("--weights FILE.bin: a missing file names it; NaN weights load with a warning naming them", async () => {
   const backend = new CpuBackend();
   await rejects(

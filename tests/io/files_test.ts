@@ -9,6 +9,7 @@ import {
   displayPath,
   invalidUtf8Offset,
   invalidUtf8OffsetChunked,
+  isOsError,
   MAX_STRING_CHARS,
   readTextFileStrict,
 } from "../../lib/io/files.ts";
@@ -110,4 +111,12 @@ Deno.test("displayPath: relative to the working folder when near it, else as giv
     Deno.chdir(before);
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("isOsError: Deno's error classes, and the errors Deno reports only by their os error number (a read-only or full disk)", () => {
+  assertEquals(isOsError(new Deno.errors.NotFound("No such file or directory (os error 2)")), true);
+  assertEquals(isOsError(new Error("Read-only file system (os error 30): mkdir '/mnt/x'")), true);
+  assertEquals(isOsError(new Error("No space left on device (os error 28)")), true);
+  assertEquals(isOsError(new Error("Expected a log.txt, found none")), false);
+  assertEquals(isOsError("os error 30"), false);
 });

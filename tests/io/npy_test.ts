@@ -99,3 +99,15 @@ Deno.test("npy: a truncated file, a wrong dtype, a 2-D array and a bad magic nam
   throws(() => readNpyUint16Sync(text), /text\.npy: expected the \.npy magic/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("writeNpyUint16: a full disk leaves neither the shard nor its temporary file", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "shard_000000.npy");
+  // the temporary file is /dev/full: every write fails with ENOSPC, as on a full disk
+  await Deno.symlink("/dev/full", `${path}.tmp`);
+  let message = "";
+  await writeNpyUint16(path, new Uint16Array(10)).catch((e) => message = e.message);
+  ok(message.startsWith("No space left on device"), message);
+  assertEquals([...Deno.readDirSync(dir)], []);
+  await Deno.remove(dir, { recursive: true });
+});

@@ -7,6 +7,7 @@ import {
   serializeSafetensors,
   toFloat32,
   toInt32,
+  writeSafetensors,
 } from "../../lib/io/safetensors.ts";
 import { referenceDir } from "../support.ts";
 
@@ -68,4 +69,15 @@ Deno.test("safetensors: truncated and corrupt files fail naming the file and ten
     readSafetensors("/nonexistent/model.safetensors"),
     /Cannot read \/nonexistent\/model\.safetensors/,
   );
+});
+
+Deno.test("writeSafetensors: a full disk leaves neither the file nor its temporary file", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "model.safetensors");
+  // the temporary file is /dev/full: every write fails with ENOSPC, as on a full disk
+  await Deno.symlink("/dev/full", `${path}.tmp`);
+  const tensors = new Map([["w", { shape: [4], data: new Float32Array(4) }]]);
+  await rejects(writeSafetensors(path, tensors), /No space left on device/);
+  assertEquals([...Deno.readDirSync(dir)], []);
+  await Deno.remove(dir, { recursive: true });
 });
