@@ -413,8 +413,8 @@ function refuseArchitectureOptions(config: LlmcModelConfig): void {
 
 /**
  * Writes weights by the model's names (`[out, in]` layout, wte of `vocab_size` rows) as an
- * llm.c GPT-2 model file, version 3 (fp32). Written to `path + ".tmp"` and renamed, so `path`
- * only ever holds a whole file.
+ * llm.c GPT-2 model file, version 3 (fp32). Written to a temporary file of this write beside it
+ * and renamed, so `path` only ever holds a whole file, even with two writers at once.
  *
  * @throws {Error} for a missing or unexpected tensor, or one of the wrong size, before writing.
  */
@@ -438,7 +438,8 @@ export async function writeLlmcWeights(
     config.n_embd,
     paddedVocab,
   ]);
-  const tmp = `${path}.tmp`;
+  // a name of this write's own: two exports to one file each rename a whole file into place
+  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
   try {
     try {

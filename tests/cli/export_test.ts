@@ -136,13 +136,25 @@ Deno.test("runExport: an --out that is a folder, and weights that do not load, a
 Deno.test("runExport: a full disk names --out and leaves no partial file; a folder that cannot be made names --out", async () => {
   const dir = await Deno.makeTempDir();
   const out = join(dir, "m.bin");
-  // the temporary file is /dev/full: every write fails with ENOSPC, as on a full disk
-  await Deno.symlink("/dev/full", `${out}.tmp`);
   const quiet = () => {};
-  await rejects(runExport({ format: "llmc", weights: tinyDir, out }, quiet), (e: Error) => {
-    ok(e.message.startsWith(`--out ${out} cannot be written: No space left on device`), e.message);
-    return true;
-  });
+  const original = Deno.open;
+  // the temporary file opened is /dev/full: every write fails with ENOSPC, as on a full disk
+  Deno.open = ((path: string | URL, options?: Deno.OpenOptions) =>
+    original(
+      String(path).startsWith(`${out}.tmp`) ? "/dev/full" : path,
+      options,
+    )) as typeof Deno.open;
+  try {
+    await rejects(runExport({ format: "llmc", weights: tinyDir, out }, quiet), (e: Error) => {
+      ok(
+        e.message.startsWith(`--out ${out} cannot be written: No space left on device`),
+        e.message,
+      );
+      return true;
+    });
+  } finally {
+    Deno.open = original;
+  }
   assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), []);
   await Deno.writeTextFile(join(dir, "a-file"), "");
   const under = join(dir, "a-file", "m.bin");
@@ -150,6 +162,20 @@ Deno.test("runExport: a full disk names --out and leaves no partial file; a fold
     ok(e.message.startsWith(`--out ${under} cannot be written: `), e.message);
     return true;
   });
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("runExport: three exports to one --out at once all succeed, and the file is whole", async () => {
+  const dir = await Deno.makeTempDir();
+  const out = join(dir, "m.bin");
+  const quiet = () => {};
+  await Promise.all(
+    [1, 2, 3].map(() => runExport({ format: "llmc", weights: tinyDir, out }, quiet)),
+  );
+  const alone = join(dir, "alone.bin");
+  await runExport({ format: "llmc", weights: tinyDir, out: alone }, quiet);
+  assertEquals(await Deno.readFile(out), await Deno.readFile(alone));
+  assertEquals([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["alone.bin", "m.bin"]);
   await Deno.remove(dir, { recursive: true });
 });
 
