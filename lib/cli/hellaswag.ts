@@ -50,12 +50,13 @@ await runMain(async () => {
     return;
   }
   const log = f.json ? console.error : console.log; // keep stdout pure JSON with --json
-  const { model } = await loadModelFromFlags(f, log);
+  // the examples first: a bad --data or --limit is said before a model is downloaded
   const path = await resolveHellaswag(stringFlag(f, "data"), { quiet: Boolean(f.json) });
   const limit = f.limit === undefined
     ? undefined
     : numberFlag(f, "limit", 0, { integer: true, min: 1 });
   const examples = await loadHellaswag(path, limit);
+  const { model } = await loadModelFromFlags(f, log);
 
   const bar = new ProgressBar("hellaswag", { total: examples.length, unit: "examples" });
   const start = performance.now();

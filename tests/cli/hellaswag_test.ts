@@ -39,6 +39,24 @@ Deno.test("hellaswag task: an empty file is an error naming it, not 0/0 accuracy
   }
 });
 
+Deno.test("hellaswag task: a bad --limit or --data is said before the weights are looked for", async () => {
+  // the weights do not exist: the flag's error first means no download would have started
+  const limit = await runTask([
+    "lib/cli/hellaswag.ts",
+    "--weights",
+    "/nonexistent",
+    "--limit",
+    "0",
+  ]);
+  assertEquals(limit.code, 1);
+  ok(limit.stderr.includes('error: --limit expects an integer >= 1, found "0"'), limit.stderr);
+  const data = await runTask(
+    ["lib/cli/hellaswag.ts", "--weights", "/nonexistent", "--data", "/nonexistent.jsonl"],
+  );
+  assertEquals(data.code, 1);
+  ok(data.stderr.includes("/nonexistent.jsonl") && !data.stderr.includes("--weights"), data.stderr);
+});
+
 Deno.test("hellaswag task: weights with infinite values are evaluated, with a warning naming the tensors", async () => {
   const dir = await Deno.makeTempDir();
   try {
