@@ -24,7 +24,7 @@ const HELP = `deno task ddp --nproc-per-node N [launcher flags] -- [train flags]
 
 Runs deno task train as N data-parallel ranks on this node (torchrun's environment: RANK,
 LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Each rank's output is
-prefixed with [rankN]; SIGINT/SIGTERM are forwarded (the ranks checkpoint and stop); when a
+prefixed with [rankN]; SIGINT/SIGTERM/SIGHUP are forwarded (the ranks checkpoint and stop); when a
 rank dies the others get SIGTERM (rank 0 saves a checkpoint and says how to resume), SIGKILL
 after --stop-grace seconds, and the launcher exits 1, naming the rank that died.
 

@@ -1,7 +1,7 @@
 /**
  * The launcher behind `deno task ddp` (torchrun for Deno): starts this node's ranks as Deno
  * subprocesses with torchrun's environment, prefixes their output with `[rankN]`, forwards
- * SIGINT/SIGTERM to them, and when one rank dies, stops the others and exits non-zero naming
+ * SIGINT/SIGTERM/SIGHUP to them, and when one rank dies, stops the others and exits non-zero naming
  * the rank and its last lines of output. The others are stopped as torchrun stops them:
  * SIGTERM (with SIGCONT, for a rank that was suspended), then SIGKILL for any still running
  * after a grace period, so that rank 0 can save its checkpoint and say how to resume.
@@ -223,6 +223,8 @@ async function supervise(
   const handlers: [Deno.Signal, () => void][] = [
     ["SIGINT", forward("SIGINT")],
     ["SIGTERM", forward("SIGTERM")],
+    // a closed terminal or a dropped ssh session: the ranks stop as on Ctrl-C, not the launcher alone
+    ["SIGHUP", forward("SIGHUP")],
   ];
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
 

@@ -116,24 +116,26 @@ async function startJob(launcherFlags: string[]) {
   return { child, stderr, pids, logDir };
 }
 
-Deno.test("ddp: Ctrl-C on the launcher reaches every rank: one checkpoint, all exit 0", async () => {
-  const { child, stderr, pids, logDir } = await startJob([]);
-  child.kill("SIGINT");
-  const status = await child.status;
-  const err = await stderr;
-  assertEquals(status.code, 0, err);
-  // checkpoints/HEAD names the newest; every other entry is a checkpoint
-  const dirs = [...Deno.readDirSync(join(logDir, "checkpoints"))].map((e) => e.name)
-    .filter((n) => n !== "HEAD");
-  assertEquals(dirs.length, 1, dirs.join(", "));
-  const state = JSON.parse(
-    await Deno.readTextFile(join(logDir, "checkpoints", dirs[0], "state.json")),
-  );
-  assertEquals(state.worldSize, 2);
-  assertEquals(state.ranks.length, 2);
-  ok(state.ranks[1].loader.position !== state.ranks[0].loader.position);
-  for (const pid of pids) ok(!alive(pid), `rank pid ${pid} is still running`);
-});
+for (const signal of ["SIGINT", "SIGHUP"] as const) {
+  Deno.test(`ddp: ${signal} on the launcher reaches every rank: one checkpoint, all exit 0`, async () => {
+    const { child, stderr, pids, logDir } = await startJob([]);
+    child.kill(signal);
+    const status = await child.status;
+    const err = await stderr;
+    assertEquals(status.code, 0, err);
+    // checkpoints/HEAD names the newest; every other entry is a checkpoint
+    const dirs = [...Deno.readDirSync(join(logDir, "checkpoints"))].map((e) => e.name)
+      .filter((n) => n !== "HEAD");
+    assertEquals(dirs.length, 1, dirs.join(", "));
+    const state = JSON.parse(
+      await Deno.readTextFile(join(logDir, "checkpoints", dirs[0], "state.json")),
+    );
+    assertEquals(state.worldSize, 2);
+    assertEquals(state.ranks.length, 2);
+    ok(state.ranks[1].loader.position !== state.ranks[0].loader.position);
+    for (const pid of pids) ok(!alive(pid), `rank pid ${pid} is still running`);
+  });
+}
 
 /** The checkpoints in `logDir` (checkpoints/HEAD, which names the newest, left out). */
 function checkpointNames(logDir: string): string[] {
