@@ -392,6 +392,12 @@ export function resolveHyperparameters(
       }: the learning rate decays from --max-lr to --min-lr, so pass a --min-lr at most ${values.maxLr}`,
     );
   }
+  if (values.steps > 0 && values.warmupSteps > values.steps) {
+    // legal (a run to be resumed with more steps), but never what a finished run wants
+    const why = `above --steps ${values.steps}: the rate never reaches --max-lr`;
+    const note = notes.get("warmupSteps");
+    notes.set("warmupSteps", note ? `${note}; ${why}` : why);
+  }
   return { values, notes };
 }
 

@@ -98,3 +98,16 @@ Deno.test("presets: GPT-3's T = 2048 is the 10B recipe with 2,048 positions and 
   ok(printed.includes("\n  T = 2048\n"), printed);
   assertEquals(formatPreset("gpt2-124M-fineweb", ten).includes("block_size"), false);
 });
+
+Deno.test("hyperparameters: a warmup longer than the run is noted where the settings print", () => {
+  const long = resolveHyperparameters(getPreset("shakespeare"), { "warmup-steps": "1e6" }, 1);
+  assertEquals(
+    long.notes.get("warmupSteps"),
+    "--warmup-steps; preset: 10; above --steps 50: the rate never reaches --max-lr",
+  );
+  const short = resolveHyperparameters(getPreset("shakespeare"), { steps: "5" }, 1);
+  ok(short.notes.get("warmupSteps")!.endsWith("above --steps 5: the rate never reaches --max-lr"));
+  // --steps 0 (the model saved as it starts) trains nothing: no note
+  const none = resolveHyperparameters(getPreset("shakespeare"), { steps: "0" }, 1);
+  assertEquals(none.notes.get("warmupSteps"), undefined);
+});
