@@ -325,6 +325,13 @@ export interface Backend {
   kernelVariants?(): readonly KernelVariant[];
   /** Optional: the lecture's speedups on this backend, one rung at a time (lib/bench/ladder.ts). */
   speedupLadder?(): SpeedupLadder;
+  /**
+   * Optional: fills `buf` (f32) with N(0, std^2) on the device, from a counter-based generator
+   * keyed by `seed` and `stream` (32-bit integers): the same law as `Generator.fillNormal`
+   * (lib/model/random.ts), other values; the same numbers for the same key on every run.
+   * A model's init then copies no parameters from the host.
+   */
+  initNormal?(buf: DeviceBuffer, std: number, seed: number, stream: number): void;
   /** Optional: releases the device and its memory; the backend is unusable afterwards. */
   destroy?(): void;
 

@@ -177,10 +177,17 @@ export class GPT extends Module {
    * 1/sqrt(2 * n_layer), since each block adds to it twice.
    */
   initParameter(name: string, p: Tensor, rng: Generator): void {
-    if (name.includes(".ln_")) return; // LayerNorm keeps 1 and 0
-    if (name.endsWith(".bias")) return this.backend.write(p.buffer, new Float32Array(p.size));
-    const std = name.endsWith("c_proj.weight") ? 0.02 * (2 * this.config.n_layer) ** -0.5 : 0.02;
+    const std = this.initStd(name);
+    if (std === null) return; // LayerNorm keeps 1 and 0
+    if (std === 0) return this.backend.write(p.buffer, new Float32Array(p.size));
     this.backend.write(p.buffer, rng.fillNormal(new Float32Array(p.size), 0, std));
+  }
+
+  /** The init's standard deviation of a parameter: 0 for biases, null for LayerNorm's. */
+  initStd(name: string): number | null {
+    if (name.includes(".ln_")) return null;
+    if (name.endsWith(".bias")) return 0;
+    return name.endsWith("c_proj.weight") ? 0.02 * (2 * this.config.n_layer) ** -0.5 : 0.02;
   }
 
   /** Logits for every position, and the mean cross-entropy when targets are given. */

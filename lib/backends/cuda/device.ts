@@ -28,6 +28,11 @@ export class CudaBuffer implements DeviceBuffer {
   version = 0;
   /** The host's copy of an i32 buffer's values, as last uploaded or written, or null. */
   hostInts: Int32Array | null = null;
+  /**
+   * Whether the buffer stands for zeros no fill has written yet (`alloc`, `zero`): the first
+   * kernel that writes it in full writes instead of adding, any other use fills it first.
+   */
+  zeroPending = false;
 
   constructor(
     /** The device address of element 0. */
@@ -68,7 +73,10 @@ export class CudaDevice {
   readonly #fault: CudaBuffer;
   #faultPossible = false;
   readonly #staging = new Map<number, bigint[]>();
-  /** Zero fills enqueued by `alloc` and `zero` (buffers a kernel writes in full need none). */
+  /**
+   * Zero fills enqueued for buffers from `alloc` and `zero`, each at its buffer's first use
+   * (buffers a kernel writes in full need none).
+   */
   zeroFills = 0;
 
   constructor(driver: CudaDriver, pool: DevicePool, kernels: KernelLauncher) {
@@ -86,11 +94,13 @@ export class CudaDevice {
     return this.pool.allocate(length * 4, (p) => new CudaBuffer(p, length, dtype));
   }
 
-  /** A zero-filled buffer. */
+  /**
+   * A zero-filled buffer: the fill is enqueued at its first use, and none at all when that
+   * use is a kernel that writes it in full (`writable`), as a gradient's first contribution.
+   */
   alloc(length: number, dtype: DType): CudaBuffer {
     const buf = this.empty(length, dtype);
-    this.driver.fill32(buf.pointer, 0, length);
-    this.zeroFills++;
+    buf.zeroPending = true;
     if (dtype === "i32") buf.hostInts = new Int32Array(length);
     return buf;
   }
@@ -115,23 +125,23 @@ export class CudaDevice {
 
   /** Overwrites a whole buffer with `data` (same length and type). */
   write(buf: DeviceBuffer, data: Float32Array | Int32Array): void {
-    const b = this.buffer(buf);
+    const b = this.own(buf);
     const dtype = data instanceof Float32Array ? "f32" : "i32";
     if (b.length !== data.length || b.dtype !== dtype) {
       throw new Error(
         `Cannot write ${data.constructor.name}(${data.length}) into a ${b.dtype} buffer of ${b.length} elements`,
       );
     }
+    b.zeroPending = false; // the copy writes every element
     this.driver.copyToDevice(b.pointer, data);
     this.written(b);
     if (dtype === "i32") b.hostInts = (data as Int32Array).slice();
   }
 
-  /** Sets every element to 0, in order with the kernels. */
+  /** Sets every element to 0, in order with the kernels (the fill waits for the next use). */
   zero(buf: DeviceBuffer): void {
-    const b = this.buffer(buf);
-    this.driver.fill32(b.pointer, 0, b.length);
-    this.zeroFills++;
+    const b = this.own(buf);
+    b.zeroPending = true;
     this.written(b);
     if (b.dtype === "i32") b.hostInts = new Int32Array(b.length);
   }
@@ -211,8 +221,22 @@ export class CudaDevice {
 
   // ---- checks and grids -------------------------------------------------------------
 
-  /** `buf` as this backend's buffer; throws for another backend's. */
+  /**
+   * `buf` as this backend's buffer, its pending zero fill (`alloc`, `zero`) enqueued now, as
+   * whatever uses it next reads it or adds to it; throws for another backend's.
+   */
   buffer(buf: DeviceBuffer): CudaBuffer {
+    const b = this.own(buf);
+    if (b.zeroPending) {
+      b.zeroPending = false;
+      this.driver.fill32(b.pointer, 0, b.length);
+      this.zeroFills++;
+    }
+    return b;
+  }
+
+  /** `buf` as this backend's buffer as it is (a pending fill left pending); throws for another backend's. */
+  own(buf: DeviceBuffer): CudaBuffer {
     if (!(buf instanceof CudaBuffer)) {
       throw new Error(
         `Expected a buffer of the cuda backend, found ${buf.constructor.name} (${buf.dtype}, ${buf.length} elements)`,
@@ -229,6 +253,21 @@ export class CudaDevice {
   /** `buf` as an i32 buffer of at least `n` elements. */
   i32(buf: DeviceBuffer, n: number, what: string): CudaBuffer {
     return this.#check(buf, "i32", n, what);
+  }
+
+  /**
+   * `buf` as the f32 output of a kernel that adds into it, and whether it holds zeros no fill
+   * has written yet (`fresh`): then the caller must write all of its `n` elements instead of
+   * adding (a gradient's first contribution), and no fill runs. Only a buffer of exactly `n`
+   * elements can be fresh; any other gets its pending fill now.
+   */
+  writable(buf: DeviceBuffer, n: number, what: string): { buf: CudaBuffer; fresh: boolean } {
+    const b = this.own(buf);
+    if (!b.zeroPending || b.length !== n || b.dtype !== "f32") {
+      return { buf: this.f32(buf, n, what), fresh: false };
+    }
+    b.zeroPending = false;
+    return { buf: b, fresh: true };
   }
 
   /** Blocks for a grid-stride kernel over n items with `threads` per block. */

@@ -37,7 +37,7 @@ export const KERNELS = {
   layernorm_backward: ["ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32"],
   // gelu.cu
   gelu_forward: ["ptr", "ptr", "i64"],
-  gelu_backward: ["ptr", "ptr", "ptr", "i64"],
+  gelu_backward: ["ptr", "ptr", "ptr", "i64", "i32"],
   // matmul_bias.cu
   column_sums_partial: ["ptr", "ptr", "i32", "i32", "i32"],
   column_sums_finish: ["ptr", "ptr", "ptr", "i32", "i32"],
@@ -52,6 +52,8 @@ export const KERNELS = {
   // sum_of_squares.cu
   sum_of_squares_partial: ["ptr", "ptr", "i32"],
   sum_of_squares_finish: ["ptr", "ptr", "i32", "i32"],
+  // init.cu
+  init_normal: ["ptr", "i64", "i32", "i32", "f64"],
   // adamw.cu
   adamw_update: [
     "ptr",

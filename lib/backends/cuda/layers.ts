@@ -284,13 +284,14 @@ export function geluForward(dev: CudaDevice, out: CudaBuffer, inp: CudaBuffer, n
   dev.written(out);
 }
 
-/** GELU backward: dinp += gelu'(inp) * dout. */
+/** GELU backward: dinp += gelu'(inp) * dout, or = without `accumulate`. */
 export function geluBackward(
   dev: CudaDevice,
   dinp: CudaBuffer,
   inp: CudaBuffer,
   dout: CudaBuffer,
   n: number,
+  accumulate = true,
 ): void {
   if (n === 0) return;
   dev.kernels.launch("gelu_backward", dev.blocks(n), THREADS, [
@@ -298,6 +299,7 @@ export function geluBackward(
     inp.pointer,
     dout.pointer,
     n,
+    accumulate ? 1 : 0,
   ]);
   dev.written(dinp);
 }
@@ -499,4 +501,27 @@ export function adamw(
   }
   dev.written(param, m, v);
   if (copy && copyPointer !== 0n) copy.version = param.version;
+}
+
+/**
+ * buf[0, n) = std * N(0, 1) from init.cu's counter-based generator keyed by (seed, stream):
+ * the same numbers for the same key on every GPU and launch shape.
+ */
+export function initNormal(
+  dev: CudaDevice,
+  buf: CudaBuffer,
+  n: number,
+  std: number,
+  seed: number,
+  stream: number,
+): void {
+  if (n === 0) return;
+  dev.kernels.launch("init_normal", dev.blocks(Math.ceil(n / 2)), THREADS, [
+    buf.pointer,
+    n,
+    seed | 0,
+    stream | 0,
+    std,
+  ]);
+  dev.written(buf);
 }

@@ -88,10 +88,19 @@ export function matmulForward(
   dev.written(out);
 }
 
-/** dinp += dout @ weight; dweight += dout^T @ inp; dbias += column sums of dout. */
+/**
+ * dinp += dout @ weight; dweight += dout^T @ inp; dbias += column sums of dout. With
+ * `overwrite.dinp` or `overwrite.dweight` that product is written (beta 0: the buffer held
+ * no values yet), not added.
+ */
 export function matmulBackward(
   ctx: MatmulContext,
-  grads: { dinp: CudaBuffer | null; dweight: CudaBuffer | null; dbias: CudaBuffer | null },
+  grads: {
+    dinp: CudaBuffer | null;
+    dweight: CudaBuffer | null;
+    dbias: CudaBuffer | null;
+    overwrite?: { dinp: boolean; dweight: boolean };
+  },
   dout: CudaBuffer,
   inp: CudaBuffer,
   weight: CudaBuffer,
@@ -104,7 +113,8 @@ export function matmulBackward(
   if (grads.dweight && C > 0) products.push(["dweight", grads.dweight]);
   for (const [kind, d] of products) {
     const a: [CudaBuffer, number] = kind === "dinp" ? [weight, OC * C] : [inp, N * C];
-    runGemm(ctx, kind, { N, C, OC }, a, [dout, N * OC], d, 1, null);
+    const beta = grads.overwrite?.[kind === "dinp" ? "dinp" : "dweight"] ? 0 : 1;
+    runGemm(ctx, kind, { N, C, OC }, a, [dout, N * OC], d, beta, null);
     dev.written(d);
   }
   if (grads.dbias) {

@@ -404,7 +404,7 @@ export class CudaBackend implements Backend {
    * enqueued, and the stream runs the next user after it.
    */
   recycle(buf: DeviceBuffer): void {
-    const b = this.#dev.buffer(buf);
+    const b = this.#dev.own(buf); // no pending fill: nothing reads it again
     this.#bf16.drop(b); // its bf16 copy is as dead as it is
     this.#dev.release(b);
   }
@@ -446,18 +446,25 @@ export class CudaBackend implements Backend {
 
   accumulate(dst: DeviceBuffer, src: DeviceBuffer, n: number, nDst: number): void {
     const d = this.#dev;
-    layers.accumulate(
-      d,
-      d.f32(dst, nDst, "accumulate dst"),
-      d.f32(src, n, "accumulate src"),
-      n,
-      nDst,
-    );
+    const source = d.f32(src, n, "accumulate src");
+    if (n === nDst && n > 0) {
+      // a gradient's first contribution is a copy (no fill, no kernel)
+      const out = d.writable(dst, nDst, "accumulate dst");
+      if (out.fresh) {
+        d.driver.copyOnDevice(out.buf.pointer, source.pointer, 4 * n);
+        d.written(out.buf);
+        return;
+      }
+    }
+    layers.accumulate(d, d.f32(dst, nDst, "accumulate dst"), source, n, nDst);
   }
 
   scale(out: DeviceBuffer, inp: DeviceBuffer, alpha: number, n: number, acc: boolean): void {
     const d = this.#dev;
-    layers.scale(d, d.f32(out, n, "scale out"), d.f32(inp, n, "scale inp"), alpha, n, acc);
+    const input = d.f32(inp, n, "scale inp");
+    const o = acc && n > 0 ? d.writable(out, n, "scale out") : null;
+    if (o?.fresh) return layers.scale(d, o.buf, input, alpha, n, false); // zeros plus: a write
+    layers.scale(d, d.f32(out, n, "scale out"), input, alpha, n, acc);
   }
 
   embeddingForward(
@@ -523,10 +530,19 @@ export class CudaBackend implements Backend {
     dims: MatmulDims,
   ): void {
     const d = this.#dev, { N, C, OC } = dims;
+    // a gradient a GEMM writes in full for the first time is written (beta 0), not added to
+    const gemmOut = (buf: DeviceBuffer | null, n: number, what: string) =>
+      !buf ? null : N > 0 && OC > 0 && C > 0 ? d.writable(buf, n, what) : {
+        buf: d.f32(buf, n, what),
+        fresh: false,
+      };
+    const dinpOut = gemmOut(dinp, N * C, "matmulBackward dinp");
+    const dweightOut = gemmOut(dweight, OC * C, "matmulBackward dweight");
     const grads = {
-      dinp: dinp && d.f32(dinp, N * C, "matmulBackward dinp"),
-      dweight: dweight && d.f32(dweight, OC * C, "matmulBackward dweight"),
+      dinp: dinpOut?.buf ?? null,
+      dweight: dweightOut?.buf ?? null,
       dbias: dbias && d.f32(dbias, OC, "matmulBackward dbias"),
+      overwrite: { dinp: dinpOut?.fresh ?? false, dweight: dweightOut?.fresh ?? false },
     };
     matmulBackward(
       this.#matmul(),
@@ -594,15 +610,19 @@ export class CudaBackend implements Backend {
     layers.geluForward(d, d.f32(out, n, "geluForward out"), d.f32(inp, n, "geluForward inp"), n);
   }
 
+  /** Fills `buf` with N(0, std^2) on the device (init.cu), keyed by `seed` and `stream`. */
+  initNormal(buf: DeviceBuffer, std: number, seed: number, stream: number): void {
+    const d = this.#dev, n = buf.length;
+    const out = d.writable(buf, n, "initNormal buf"); // written in full: no pending fill
+    layers.initNormal(d, out.buf, n, std, seed, stream);
+  }
+
   geluBackward(dinp: DeviceBuffer, inp: DeviceBuffer, dout: DeviceBuffer, n: number): void {
     const d = this.#dev;
-    layers.geluBackward(
-      d,
-      d.f32(dinp, n, "geluBackward dinp"),
-      d.f32(inp, n, "geluBackward inp"),
-      d.f32(dout, n, "geluBackward dout"),
-      n,
-    );
+    const x = d.f32(inp, n, "geluBackward inp"), g = d.f32(dout, n, "geluBackward dout");
+    const out = n > 0 ? d.writable(dinp, n, "geluBackward dinp") : null;
+    if (out) layers.geluBackward(d, out.buf, x, g, n, !out.fresh); // fresh: written, not added
+    else layers.geluBackward(d, d.f32(dinp, n, "geluBackward dinp"), x, g, n);
   }
 
   attentionForward(out: DeviceBuffer, qkv: DeviceBuffer, dims: AttentionDims): DeviceBuffer {
