@@ -13,9 +13,9 @@
 //   (GPT2_CUDA_EMU_MEMORY bytes, default 4 GiB).
 // - GEMMs: cublasLtMatmul through the kernel library's emu_gemm (column-major, f32 or bf16
 //   operands, TF32 rounding, bias epilogue), the layouts checked as cuBLASLt checks them.
-// - Null device (GPT2_CUDA_EMU_NULL=1 at cuInit): nothing runs and device memory is never
-//   touched; allocations are only accounted against an 80 GiB budget, so a full GPT-2 124M
-//   step can be timed on the host side.
+// - Null device (GPT2_CUDA_EMU_NULL=1 at a cuInit while no device memory is held): nothing
+//   runs and device memory is never touched; allocations are only accounted against an 80 GiB
+//   budget, so a full GPT-2 124M step can be timed on the host side.
 //
 // Left to the TypeScript emulator (mod.ts): launches checked against nvcc's registers and
 // shared memory, the kernel signatures checked against kernels.ts, and refused GEMM plans.
@@ -237,7 +237,9 @@ CUresult copy(uint64_t dst, uint64_t src, size_t bytes, bool dstDevice, bool src
 EXPORT CUresult cuInit(unsigned int) {
   LOCKED;
   State& s = state();
-  if (!s.initialized) {
+  // the mode and budget are read again whenever no device memory is held, so test files that
+  // share a process can each open the library in the mode they set
+  if (!s.initialized || s.used == 0) {
     const char* nullDevice = std::getenv("GPT2_CUDA_EMU_NULL");
     s.null = nullDevice && *nullDevice && std::strcmp(nullDevice, "0") != 0;
     const char* memory = std::getenv("GPT2_CUDA_EMU_MEMORY");
