@@ -14,6 +14,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createCudaBackend, type CudaBackend } from "../../lib/backends/cuda/mod.ts";
 import { cacheDir } from "../../lib/io/cache.ts";
 import { buildEmulator } from "./mod.ts";
 
@@ -83,6 +84,33 @@ export async function useEmulatorLibrary(
   const env = await emulatorEnv(o);
   for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
   return env;
+}
+
+/** The variables `useEmulatorLibrary` sets. */
+export const EMULATOR_VARIABLES = [
+  "GPT2_CUDA_DRIVER_LIB",
+  "GPT2_CUBLASLT_LIB",
+  "GPT2_CUDA_EMU_KERNELS",
+  "GPT2_CUDA_EMU_NULL",
+  "GPT2_CUDA_EMU_MEMORY",
+] as const;
+
+/**
+ * A CUDA backend over the emulator's library, opened by `createCudaBackend` through
+ * driver.ts, cublaslt.ts and `Deno.dlopen`, with the variables set only while it opens (the
+ * library reads them then), so the test files after this one in the same process do not take
+ * the emulator for a GPU.
+ */
+export async function openEmulatorLibraryBackend(
+  o: { nullDevice?: boolean; memoryBytes?: number } = {},
+): Promise<CudaBackend> {
+  const before = EMULATOR_VARIABLES.map((k) => [k, Deno.env.get(k)] as const);
+  try {
+    await useEmulatorLibrary(o);
+    return await createCudaBackend({ quiet: true });
+  } finally {
+    for (const [k, v] of before) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+  }
 }
 
 // `deno run -A tests/cuda_emulator/ffi.ts [--null-device]`: builds both libraries and prints
