@@ -1,12 +1,20 @@
 // Interrupts end long loops (lib/interrupt.ts): a child process that counts SIGINT runs a loop
 // of synchronous work guarded by loopGuard; SIGINT sent mid-loop stops it within a few
 // iterations and the process lives on to run more code; an interrupt that came before a loop
-// started does not stop that loop.
+// started does not stop that loop. The notebooks' kernel spec asks Jupyter for SIGINT: with
+// "message", Deno's kernel gets an interrupt request it does not act on (the browser tests'
+// Interrupt then fails, tests/notebooks/).
 import { ok, strictEqual } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { interruptedLine, loopGuard, requestInterrupt } from "../../lib/interrupt.ts";
 
 const MODULE = fileURLToPath(new URL("../../lib/interrupt.ts", import.meta.url));
+const KERNEL_SPEC = new URL("../../notebooks/jupyter/kernels/deno/kernel.json", import.meta.url);
+
+Deno.test("the notebooks' kernel spec asks Jupyter to interrupt with SIGINT", async () => {
+  const spec = JSON.parse(await Deno.readTextFile(KERNEL_SPEC)) as { interrupt_mode?: string };
+  strictEqual(spec.interrupt_mode, "signal", `interrupt_mode in ${fileURLToPath(KERNEL_SPEC)}`);
+});
 
 Deno.test("loopGuard: only interrupts after the guard was made count", async () => {
   requestInterrupt(); // before the loop: must not stop it

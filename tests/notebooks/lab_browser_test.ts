@@ -19,7 +19,7 @@
 import { ok } from "node:assert/strict";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Browser } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "../../tools/chromium.ts";
 import type { JupyterServer } from "../../tools/notebooks/jupyter_ui.ts";
 import {
@@ -129,12 +129,14 @@ async function runAndInterrupt(browser: Browser, server: JupyterServer): Promise
 async function checkFigures(
   browser: Browser,
   server: JupyterServer,
+  page: Page,
   path: string,
   notebook: Notebook,
   expected: number[],
 ): Promise<void> {
   const lab = await openInLab(browser, server, notebook, basename(path), {
     waitForKernel: false,
+    page,
   });
   try {
     // Lab attaches the cells below the first screens when idle, or scrolled to: scroll to
@@ -152,8 +154,8 @@ async function checkFigures(
     // each cell's images that Lab rendered and the browser decoded
     const drawn: number[] = await lab.page.evaluate(async () => {
       // deno-lint-ignore no-explicit-any
-      const doc = (globalThis as any).document;
-      const cells = [...doc.querySelectorAll(".jp-Notebook .jp-Cell")];
+      const notebook = (globalThis as any).jupyterapp.shell.currentWidget.content;
+      const cells = [...notebook.node.querySelectorAll(".jp-Cell")];
       return await Promise.all(cells.map(async (cell) => {
         let decoded = 0;
         for (const img of cell.querySelectorAll(".jp-OutputArea-output img")) {
@@ -191,10 +193,13 @@ Deno.test("notebooks in JupyterLab: Run All, Interrupt, Save; the committed ones
   const server = await startJupyterLab();
   const browser = await launchChromium();
   try {
+    // a page of its own: a kernel that a failed interrupt killed leaves a dialog on it
     await t.step(
       "Run All, Interrupt mid-training, the next cell runs, Save",
       () => runAndInterrupt(browser, server),
     );
+    // one page for the committed notebooks: Lab loads once, each opens as from the file browser
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     for (const path of listNotebooks()) {
       const notebook = await readNotebook(path);
       const expected = notebook.cells.map((cell) => (cell.outputs ?? []).filter(isFigure).length);
@@ -202,9 +207,10 @@ Deno.test("notebooks in JupyterLab: Run All, Interrupt, Save; the committed ones
       if (figures === 0) continue;
       await t.step(
         `${basename(path)} unrun: its ${figures} figures drawn`,
-        () => checkFigures(browser, server, path, notebook, expected),
+        () => checkFigures(browser, server, page, path, notebook, expected),
       );
     }
+    await page.close();
   } finally {
     await browser.close();
     await server.stop();

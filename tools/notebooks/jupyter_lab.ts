@@ -122,21 +122,23 @@ export interface LabNotebook {
   interrupt(): Promise<void>;
   /** File > Save Notebook, then the file as the server wrote it. */
   save(): Promise<Notebook>;
-  /** Closes the page, stops the kernel and removes the copy. */
+  /** Closes the notebook (and the page, unless it was given), stops the kernel, removes the copy. */
   close(): Promise<void>;
 }
 
 /**
  * Opens `notebook` (a file; its copy `.check_lab_<copyName>` is written under notebooks/) in
  * JupyterLab and waits for its kernel to be idle (or, with `waitForKernel: false`, only for the
- * file to be open). With `clearOutputs`, the copy has no outputs.
+ * file to be open). With `clearOutputs`, the copy has no outputs. With `page`, a page that
+ * already shows Lab opens it from the file browser's command (`docmanager:open`) without
+ * loading Lab again; otherwise a new page loads Lab on it.
  */
 export async function openInLab(
   browser: Browser,
   server: JupyterServer,
   notebook: Notebook,
   copyName: string,
-  options: { clearOutputs?: boolean; waitForKernel?: boolean } = {},
+  options: { clearOutputs?: boolean; waitForKernel?: boolean; page?: Page } = {},
 ): Promise<LabNotebook> {
   const name = `.check_lab_${copyName}`;
   const copy = join(NOTEBOOKS, name);
@@ -150,9 +152,13 @@ export async function openInLab(
     }
   }
   await Deno.writeTextFile(copy, JSON.stringify(source, null, 1));
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const ownPage = options.page === undefined;
+  const page = options.page ?? await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const pageErrors: string[] = [];
-  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  const onError = (e: Error): void => {
+    pageErrors.push(String(e));
+  };
+  page.on("pageerror", onError);
 
   const state = (): Promise<LabState> =>
     page.evaluate(() => {
@@ -194,7 +200,17 @@ export async function openInLab(
   };
 
   const close = async (): Promise<void> => {
-    await page.close().catch(() => {});
+    page.off("pageerror", onError);
+    if (ownPage) {
+      await page.close().catch(() => {});
+    } else {
+      await page.evaluate((path) => {
+        // deno-lint-ignore no-explicit-any
+        for (const widget of (globalThis as any).jupyterapp.shell.widgets("main")) {
+          if (widget.context?.path === path) widget.dispose();
+        }
+      }, name).catch(() => {});
+    }
     await shutDownKernels(server, name).catch(() => {});
     await Deno.remove(copy).catch(() => {});
     await Deno.remove(
@@ -203,7 +219,19 @@ export async function openInLab(
   };
 
   try {
-    await page.goto(`${server.url}/lab/tree/${name}`);
+    // deno-lint-ignore no-explicit-any
+    const labShown = await page.evaluate(() => (globalThis as any).jupyterapp !== undefined);
+    if (labShown) {
+      await page.evaluate(
+        (path) =>
+          // deno-lint-ignore no-explicit-any
+          (globalThis as any).jupyterapp.commands.execute("docmanager:open", { path })
+            .then(() => true),
+        name,
+      );
+    } else {
+      await page.goto(`${server.url}/lab/tree/${name}`);
+    }
     await page.waitForFunction(
       ([path, kernel]) => {
         // deno-lint-ignore no-explicit-any
