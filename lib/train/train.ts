@@ -1083,13 +1083,25 @@ function checkpointFailure(
       listNames(e.tensors)
     }): stopping without writing ${e.path}; ${trail.goBackTo()}`;
   }
+  // a checkpoint removed under the run (a clean-up of checkpoints/) is no place to resume from
+  const good = trail.good && isFolder(trail.good) ? trail.good : null;
   return `Writing the checkpoint ${checkpointPath(dir, step)} failed: ${
     (e as Error).message
   }; stopped after step ${step - 1}: ${
-    trail.good
-      ? `once the cause is fixed (a full disk: free some space), continue with --resume ${trail.good}`
+    good
+      ? `once the cause is fixed (a full disk: free some space), continue with --resume ${good}`
+      : trail.good
+      ? `the last checkpoint written, ${trail.good}, is gone: once the cause is fixed, start the run again`
       : "no checkpoint was written yet: once the cause is fixed (a full disk: free some space), start the run again"
   }`;
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 /**

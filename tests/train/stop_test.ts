@@ -158,6 +158,35 @@ Deno.test("stop: an error before any step is done, or with the last step saved a
   assertEquals(await runCheckpoints(nan), []);
 });
 
+Deno.test("stop: a checkpoint that cannot be written after the last one was removed under the run says that one is gone, not to resume it", async () => {
+  const dir = await Deno.makeTempDir();
+  const checkpoints = join(dir, "checkpoints");
+  const recipe = fullRecipe(dir, { evalEvery: 0, steps: 4, checkpointEvery: 1 });
+  await rejects(
+    train({
+      ...recipe,
+      onStep: (s) => {
+        // a clean-up removes checkpoints/ (step_000001 with it), and a file takes its name
+        if (s.step === 1) {
+          Deno.removeSync(checkpoints, { recursive: true });
+          Deno.writeTextFileSync(checkpoints, "");
+        }
+      },
+    }),
+    (e: Error) => {
+      ok(
+        e.message.endsWith(
+          `stopped after step 1: the last checkpoint written, ${
+            join(checkpoints, "step_000001")
+          }, is gone: once the cause is fixed, start the run again`,
+        ),
+        e.message,
+      );
+      return true;
+    },
+  );
+});
+
 /** Reads a stream until `pattern` shows up in it; returns what was read, draining the rest. */
 async function readUntil(stream: ReadableStream<Uint8Array>, pattern: RegExp): Promise<string> {
   const reader = stream.getReader();
