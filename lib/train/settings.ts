@@ -392,6 +392,17 @@ export function resolveHyperparameters(
       }: the learning rate decays from --max-lr to --min-lr, so pass a --min-lr at most ${values.maxLr}`,
     );
   }
+  // AdamW's decay multiplies each 2-D weight by 1 - lr * weight_decay every step: at 1 or
+  // more the weights are zeroed or flipped in sign, and the loss becomes NaN a few steps on
+  // (checked where --weight-decay is given: a huge --max-lr alone meets its own NaN stop)
+  if (notes.has("weightDecay") && values.maxLr * values.weightDecay >= 1) {
+    throw new Error(
+      `--weight-decay ${values.weightDecay} with --max-lr ${values.maxLr}: AdamW multiplies the ` +
+        `weights by 1 - lr * weight_decay = ${
+          1 - values.maxLr * values.weightDecay
+        } each step; expected a --weight-decay below ${1 / values.maxLr}`,
+    );
+  }
   if (values.steps > 0 && values.warmupSteps > values.steps) {
     // legal (a run to be resumed with more steps), but never what a finished run wants
     const why = `above --steps ${values.steps}: the rate never reaches --max-lr`;

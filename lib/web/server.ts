@@ -167,7 +167,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
           `pass --port with a free one, or --port 0 for any`,
       );
     }
-    throw e;
+    // an address that does not resolve or is not this machine's
+    throw new Error(
+      `Cannot listen on ${options.hostname}:${options.port} (--host, --port): ${
+        (e as Error).message
+      }`,
+      { cause: e },
+    );
   }
   const { hostname, port } = server.addr;
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;

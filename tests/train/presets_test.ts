@@ -111,3 +111,16 @@ Deno.test("hyperparameters: a warmup longer than the run is noted where the sett
   const none = resolveHyperparameters(getPreset("shakespeare"), { steps: "0" }, 1);
   assertEquals(none.notes.get("warmupSteps"), undefined);
 });
+
+Deno.test("hyperparameters: a weight decay that would zero or flip the weights each step is refused, naming both flags", () => {
+  throws(
+    () => resolveHyperparameters(getPreset("shakespeare"), { "weight-decay": "1e9" }, 1),
+    {
+      message:
+        "--weight-decay 1000000000 with --max-lr 0.0006: AdamW multiplies the weights by 1 - lr * weight_decay = -599999 each step; expected a --weight-decay below 1666.6666666666667",
+    },
+  );
+  // large but below 1 / max-lr: allowed
+  const large = resolveHyperparameters(getPreset("shakespeare"), { "weight-decay": "100" }, 1);
+  assertEquals(large.values.weightDecay, 100);
+});

@@ -191,6 +191,14 @@ Deno.test("serve: a fixed table of paths, the weights streamed with their length
   });
 });
 
+Deno.test("serve: a --host that does not resolve is an error naming --host", async () => {
+  const model = await resolveModelFolder(TINY);
+  await rejects(startServer({ model, port: 0, hostname: "999.1.1.1" }), (e: Error) => {
+    ok(e.message.startsWith("Cannot listen on 999.1.1.1:0 (--host, --port): "), e.message);
+    return true;
+  });
+});
+
 Deno.test("serve: --weights that is not a model folder is refused, saying what was expected", async () => {
   const expected = `expected ${WEIGHTS_EXPECTED}`;
   const dir = await Deno.makeTempDir({ prefix: "serve_test_" });
