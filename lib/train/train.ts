@@ -597,7 +597,16 @@ async function openRunLog(
   }
   // replaced whole: a crash here leaves the old log, never a truncated one
   await writeFileAtomic(logFile, keep);
-  return async (line) => await Deno.writeTextFile(logFile, line + "\n", { append: true });
+  return async (line) => {
+    try {
+      await Deno.writeTextFile(logFile, line + "\n", { append: true });
+    } catch (e) {
+      // the folder moved or removed under the run, a full disk: said with the file and flag
+      throw new Error(`Cannot append to ${logFile} (--log-dir): ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+  };
 }
 
 // ---- the loop ----

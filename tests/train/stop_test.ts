@@ -187,6 +187,21 @@ Deno.test("stop: a checkpoint that cannot be written after the last one was remo
   );
 });
 
+Deno.test("stop: a log.txt that can no longer be written (its folder moved under the run) is an error naming it and --log-dir", async () => {
+  const parent = await Deno.makeTempDir();
+  const dir = join(parent, "run"), moved = join(parent, "moved");
+  const recipe = fullRecipe(dir, { evalEvery: 0, steps: 4, checkpointEvery: 0 });
+  await rejects(
+    train({ ...recipe, onStep: (s) => s.step === 1 && Deno.renameSync(dir, moved) }),
+    (e: Error) => {
+      ok(e.message.startsWith(`Cannot append to ${join(dir, "log.txt")} (--log-dir): `), e.message);
+      return true;
+    },
+  );
+  // the log written before the move is whole where it went
+  assertEquals((await Deno.readTextFile(join(moved, "log.txt"))).split("\n").length, 3);
+});
+
 /** Reads a stream until `pattern` shows up in it; returns what was read, draining the rest. */
 async function readUntil(stream: ReadableStream<Uint8Array>, pattern: RegExp): Promise<string> {
   const reader = stream.getReader();
