@@ -18,6 +18,8 @@ import {
   DEFAULT_MINUTES,
   DENO_TEST,
   DEVICE_CALLS,
+  REHEARSAL_CUDA_ENV,
+  REHEARSAL_CUDA_NULL_ENV,
   REHEARSAL_TRAIN_STEPS,
   rehearsalArgv,
   STEP_BUDGET_S,
@@ -27,7 +29,8 @@ import {
   trainArgv,
   WEBGPU_FILES,
 } from "../../tools/device_check/commands.ts";
-import { repoRoot, runTask } from "../support.ts";
+import { emulatorEnv } from "../cuda_emulator/ffi.ts";
+import { hasCxx, repoRoot, runTask } from "../support.ts";
 
 Deno.test("device-check: deno test's summary and failures are read", () => {
   const out = [
@@ -197,6 +200,53 @@ Deno.test({
     const bad = await deno([...benchArgv("/tmp/x.json"), "--torch-compile-batch=0"]);
     assertEquals(bad.code, 1, bad.output);
     ok(!BENCH_NO_GPU.test(bad.output) && /--torch-compile-batch/.test(bad.output), bad.output);
+  },
+});
+
+Deno.test({
+  name:
+    "device-check: scaled down with the CUDA emulator's library, the training runs go through --backend cuda and the bench runs every row on the null device",
+  ignore: (await hasNvidiaSmi()) || !(await hasCxx()),
+  async fn() {
+    const out = await Deno.makeTempDir({ prefix: "device_check_emulator_" });
+    try {
+      const env = {
+        NO_COLOR: "1",
+        [REHEARSAL_CUDA_ENV]: JSON.stringify(await emulatorEnv()),
+        [REHEARSAL_CUDA_NULL_ENV]: JSON.stringify(await emulatorEnv({ nullDevice: true })),
+      };
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-all",
+          "tools/device_check/mod.ts",
+          out,
+          "--scaled-down",
+          "--only",
+          "train,bench",
+        ],
+        cwd: repoRoot,
+        env,
+      }).output();
+      const text = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
+      const results = JSON.parse(await Deno.readTextFile(join(out, "results.json")));
+      const steps = results.steps as StepResult[];
+      assertEquals(steps.map((s) => [s.name, s.status]), [["env", "passed"], ["train", "passed"], [
+        "bench",
+        "passed",
+      ]], text);
+      assertEquals(r.code, 0, text);
+      const train = await Deno.readTextFile(join(out, "train.log"));
+      ok(
+        train.includes("--backend=cuda") &&
+          train.includes("CUDA emulator on the CPU (through FFI)"),
+        train,
+      );
+      ok(steps[1].summary.startsWith("losses agree"), steps[1].summary);
+      ok(/null device.*6 rows timed/.test(steps[2].summary), steps[2].summary);
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
   },
 });
 

@@ -155,12 +155,16 @@ export const REHEARSAL_TRAIN_STEPS = 2;
 
 /**
  * `argv` scaled down for a machine without a GPU: a training run's model, batch and steps
- * replaced by a tiny model's two steps, and its `--backend=cuda` by `native`; every other
+ * replaced by a tiny model's two steps, and its `--backend=cuda` by `native` (kept with `cuda`:
+ * the CUDA emulator's library runs it); every other
  * flag kept as it is, so that each one still meets the trainer's parser. The bench and the
  * test files keep their command line whole: without a GPU the bench must stop at the GPU
  * (after its flags were read), and the GPU suites skip themselves saying why.
  */
-export function rehearsalArgv(argv: readonly string[]): string[] {
+export function rehearsalArgv(
+  argv: readonly string[],
+  { cuda = false }: { cuda?: boolean } = {},
+): string[] {
   if (!argv.includes("lib/cli/train.ts")) return [...argv];
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -169,11 +173,21 @@ export function rehearsalArgv(argv: readonly string[]): string[] {
       if (!a.includes("=")) i += MODEL_FLAGS[name];
       continue;
     }
-    out.push(a === "--backend=cuda" ? "--backend=native" : a);
+    out.push(a === "--backend=cuda" && !cuda ? "--backend=native" : a);
     if (a === "lib/cli/train.ts") out.push(...TINY_MODEL, `--steps=${REHEARSAL_TRAIN_STEPS}`);
   }
   return out;
 }
+
+/**
+ * The variables that point a rehearsal's CUDA commands at the CPU emulator's library
+ * (tests/cuda_emulator/ffi.ts's, as JSON): the training runs at `REHEARSAL_CUDA_ENV`, the
+ * bench on its null device at `REHEARSAL_CUDA_NULL_ENV`. Set by `--rehearse`, which builds the
+ * library; absent, a rehearsal trains on native and stops the bench at the GPU.
+ */
+export const REHEARSAL_CUDA_ENV = "GPT2_REHEARSAL_CUDA_ENV";
+/** See `REHEARSAL_CUDA_ENV`. */
+export const REHEARSAL_CUDA_NULL_ENV = "GPT2_REHEARSAL_CUDA_NULL_ENV";
 
 /** What the bench prints, as its error, where no GPU is usable (its flags were read first). */
 export const BENCH_NO_GPU = /--backend cuda needs a usable NVIDIA GPU/;

@@ -31,6 +31,8 @@ import {
   DEFAULT_MINUTES,
   DENO_RUN,
   DENO_TEST,
+  REHEARSAL_CUDA_ENV,
+  REHEARSAL_CUDA_NULL_ENV,
   REHEARSAL_TRAIN_STEPS,
   rehearsalArgv,
   STEP_BUDGET_S,
@@ -91,7 +93,8 @@ interface StepContext {
   limitS: number;
   /** A rehearsal without a GPU: commands scaled down, the GPU's absence is no failure. */
   rehearse: boolean;
-  exec: (cmd: string[], limitS: number) => Promise<ExecResult>;
+  /** Runs `cmd` within `limitS`, with `env` added to this process's variables. */
+  exec: (cmd: string[], limitS: number, env?: Record<string, string>) => Promise<ExecResult>;
   note: (line: string) => void;
 }
 
@@ -116,7 +119,12 @@ async function writeAll(sink: Sink, data: Uint8Array): Promise<void> {
 }
 
 /** Runs `cmd` with a time limit (GNU timeout kills its whole process group), teeing into `log`. */
-async function execInto(log: Deno.FsFile, cmd: string[], limitS: number): Promise<ExecResult> {
+async function execInto(
+  log: Deno.FsFile,
+  cmd: string[],
+  limitS: number,
+  env?: Record<string, string>,
+): Promise<ExecResult> {
   const enc = new TextEncoder();
   await writeAll(log, enc.encode(`\n$ ${cmd.join(" ")}\n`));
   const full = ["timeout", "-k", "10", String(Math.max(1, Math.floor(limitS))), ...cmd];
@@ -125,6 +133,7 @@ async function execInto(log: Deno.FsFile, cmd: string[], limitS: number): Promis
     child = new Deno.Command(full[0], {
       args: full.slice(1),
       cwd: REPO_ROOT,
+      env,
       stdout: "piped",
       stderr: "piped",
     }).spawn();
@@ -287,12 +296,15 @@ async function dropWeights(logDir: string): Promise<void> {
 async function trainStep(ctx: StepContext): Promise<StepOutcome> {
   const losses: Record<string, number[]> = {}, notes: string[] = [], commands: string[][] = [];
   const steps = ctx.rehearse ? REHEARSAL_TRAIN_STEPS : TRAIN_STEPS;
+  // a rehearsal trains --backend cuda on the CPU emulator's library where --rehearse built it
+  const emulator = ctx.rehearse ? rehearsalEnv(REHEARSAL_CUDA_ENV) : null;
   for (const precision of ["f32", "bf16"] as const) {
-    const limit = ctx.limitS / 2;
+    // the emulator runs the kernels on the CPU: a rehearsal on it gets four times the time
+    const limit = (emulator ? 4 : 1) * ctx.limitS / 2;
     const argv = trainArgv(precision, ctx.outDir);
-    const cmd = ctx.rehearse ? rehearsalArgv(argv) : argv;
+    const cmd = ctx.rehearse ? rehearsalArgv(argv, { cuda: emulator !== null }) : argv;
     commands.push(cmd);
-    const r = await ctx.exec([Deno.execPath(), ...cmd], limit);
+    const r = await ctx.exec([Deno.execPath(), ...cmd], limit, emulator ?? undefined);
     // the weights and checkpoints (GBs at 124M) stay off what the device tool brings back
     await dropWeights(trainLogDir(precision, ctx.outDir));
     losses[precision] = parseLosses(r.output);
@@ -302,7 +314,9 @@ async function trainStep(ctx: StepContext): Promise<StepOutcome> {
   // a tiny model's loss over two steps of a warm-up need not fall: the rehearsal compares only
   const mismatch = compareLosses(f32, bf16, steps, { requireFall: !ctx.rehearse });
   const details = { commands, f32, bf16, tolerance: LOSS_TOLERANCE };
-  const what = ctx.rehearse ? "rehearsal: a tiny GPT-2 on native" : "GPT-2 124M, B=4, T=256";
+  const what = !ctx.rehearse
+    ? "GPT-2 124M, B=4, T=256"
+    : `rehearsal: a tiny GPT-2 on ${emulator ? "the CUDA emulator's library" : "native"}`;
   const section = `## Training: ${what}, ${steps} steps, fp32 and bf16\n\n` +
     `Tolerance: the bf16 loss within ${100 * LOSS_TOLERANCE.first}% of the fp32 one at step 0 ` +
     `and ${
@@ -342,9 +356,12 @@ async function benchTable(report: object): Promise<string> {
 async function benchStep(ctx: StepContext): Promise<StepOutcome> {
   const json = join(ctx.outDir, "bench.json");
   const argv = benchArgv(json);
+  // a rehearsal runs the whole bench on the emulator's null device where --rehearse built it
+  const nullDevice = ctx.rehearse ? rehearsalEnv(REHEARSAL_CUDA_NULL_ENV) : null;
   const r = await ctx.exec(
     [Deno.execPath(), ...(ctx.rehearse ? rehearsalArgv(argv) : argv)],
     ctx.limitS,
+    nullDevice ?? undefined,
   );
   if (ctx.rehearse && r.code !== 0 && BENCH_NO_GPU.test(r.output)) {
     return {
@@ -371,7 +388,8 @@ async function benchStep(ctx: StepContext): Promise<StepOutcome> {
       : `${failedRows} of ${rows.length} rows failed: ${errorLine(r.output)}`;
     return { status: "failed", summary: why, details, section };
   }
-  return { status: "passed", summary: `${rows.length} rows timed`, details, section };
+  const where = nullDevice ? "rehearsal: on the CUDA null device (host side only), " : "";
+  return { status: "passed", summary: `${where}${rows.length} rows timed`, details, section };
 }
 
 /** Prints the WebGPU adapter as one JSON line (run by the webgpu step in a child). */
@@ -430,6 +448,43 @@ const STEPS: Step[] = STEP_NAMES.map((name) => ({
   ...STEP_RUNS[name],
 }));
 
+/** A rehearsal's emulator variables (`REHEARSAL_CUDA_ENV`), or null where none were given. */
+function rehearsalEnv(name: string): Record<string, string> | null {
+  const text = Deno.env.get(name);
+  return text ? JSON.parse(text) as Record<string, string> : null;
+}
+
+/**
+ * The CPU emulator's library built (tests/cuda_emulator/ffi.ts, in a child, with the system's
+ * C++ compiler) and its variables for a rehearsal's CUDA commands, as `REHEARSAL_CUDA_ENV` and
+ * `REHEARSAL_CUDA_NULL_ENV`; none, saying why, where it cannot be built.
+ */
+async function emulatorVariables(): Promise<Record<string, string>> {
+  const script = join(REPO_ROOT, "tests", "cuda_emulator", "ffi.ts");
+  const build = async (args: string[]) => {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", script, ...args],
+      cwd: REPO_ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!r.success) throw new Error(new TextDecoder().decode(r.stderr).split("\n")[0]);
+    return new TextDecoder().decode(r.stdout).trim().split("\n").at(-1)!;
+  };
+  try {
+    return {
+      [REHEARSAL_CUDA_ENV]: await build([]),
+      [REHEARSAL_CUDA_NULL_ENV]: await build(["--null-device"]),
+    };
+  } catch (e) {
+    console.log(
+      `rehearsal: no CUDA emulator library (${(e as Error).message}): training on native, ` +
+        "the bench stopped at the GPU",
+    );
+    return {};
+  }
+}
+
 /**
  * `bash .gpu/run.sh OUTDIR --scaled-down` here, as on a GPU machine but offline (requests go
  * to a proxy that refuses them) and scaled down; returns whether every step passed.
@@ -447,6 +502,7 @@ async function rehearse(outDir: string, only: string | undefined): Promise<boole
     args,
     cwd: REPO_ROOT,
     env: {
+      ...await emulatorVariables(),
       HTTP_PROXY: refused,
       HTTPS_PROXY: refused,
       http_proxy: refused,
@@ -511,7 +567,7 @@ async function runDeviceCheck(
           outDir,
           limitS,
           rehearse,
-          exec: (cmd, s) => execInto(log, cmd, s),
+          exec: (cmd, s, env) => execInto(log, cmd, s, env),
           note,
         });
       } catch (e) {
