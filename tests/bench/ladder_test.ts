@@ -147,7 +147,7 @@ Deno.test("LADDER: the lecture's order, one change per rung, from the reference 
 
 Deno.test("runLadder times every rung on the native backend and leaves its switches as found", async () => {
   const native = await NativeBackend.create();
-  const seen: { blas: boolean; precision: string }[] = [];
+  const seen: { blas: boolean; precision: string; fusion: boolean }[] = [];
   const watch = new Proxy(native, {
     get(target, key) {
       if (key === "speedupLadder") {
@@ -157,7 +157,11 @@ Deno.test("runLadder times every rung on the native backend and leaves its switc
             ...ladder,
             enter: (rung: (typeof LADDER)[number]) => {
               const backend = ladder.enter(rung);
-              seen.push({ blas: target.usesBlas, precision: target.matmulPrecision });
+              seen.push({
+                blas: target.usesBlas,
+                precision: target.matmulPrecision,
+                fusion: target.usesFusion,
+              });
               return backend;
             },
           };
@@ -170,19 +174,28 @@ Deno.test("runLadder times every rung on the native backend and leaves its switc
   for (const before of [false, native.library.blas !== null]) {
     native.useBlas(before);
     native.setMatmulPrecision("f32");
+    native.useFusion(!before);
     seen.length = 0;
     const results = await runLadder(watch, CONFIG, { B: 1, T: 4, warmup: 0, iters: 1 });
     assertEquals(results.map((r) => r.rung.name), LADDER.map((r) => r.name));
     ok(results.every((r) => r.iters === 1 && r.ms > 0));
-    // each rung ran on the own GEMM at its precision; afterwards the choices are restored
-    assertEquals(seen, LADDER.map((r) => ({ blas: false, precision: r.bf16 ? "bf16" : "f32" })));
-    assertEquals([native.usesBlas, native.matmulPrecision], [before, "f32"]);
+    // each rung ran on the own GEMM at its precision and fusion; afterwards all is restored
+    assertEquals(
+      seen,
+      LADDER.map((r) => ({ blas: false, precision: r.bf16 ? "bf16" : "f32", fusion: r.fusion })),
+    );
+    assertEquals([native.usesBlas, native.matmulPrecision, native.usesFusion], [
+      before,
+      "f32",
+      !before,
+    ]);
   }
   native.setMatmulPrecision("bf16");
   await runLadder(native, CONFIG, { B: 1, T: 4, warmup: 0, iters: 1 });
   assertEquals(native.matmulPrecision, "bf16");
   native.setMatmulPrecision("f32");
   native.useBlas(false);
+  native.useFusion(true);
 });
 
 Deno.test("timeRungs: a rung's own step counts, reported in order as soon as it is done", async () => {

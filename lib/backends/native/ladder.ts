@@ -5,7 +5,7 @@
  * the native backend with some kernels taken from the reference and attention either naive
  * (naive_attention.ts: the (B, NH, T, T) matrix stored, on the native GEMMs) or flash; both
  * backends use the same host buffers, so they mix freely (`rungBackend`). `nativeLadder` sets
- * the backend's switches per rung; lib/bench/ladder.ts times the rungs.
+ * the backend's switches per rung (GEMM, precision, fusion); lib/bench/ladder.ts times them.
  *
  * @module
  */
@@ -25,7 +25,7 @@ export interface Rung extends LadderRung {
   attention: "naive" | "flash";
   /** The matmuls' operands in bf16 (fp32 sums), as `--precision bf16` runs them. */
   bf16: boolean;
-  /** The native backend's fused kernels on (where it has the switch). */
+  /** The native backend's fused kernels on (`useFusion`: biases and GELU in GEMM epilogues). */
   fusion: boolean;
   /** The lecture's rung this one stands for (its name in the lecture's A100 table). */
   lecture?: string;
@@ -137,9 +137,8 @@ export interface LadderSwitches {
   readonly usesBlas: boolean;
   setMatmulPrecision(precision: MatmulPrecision): void;
   readonly matmulPrecision: MatmulPrecision;
-  /** The fused kernels on or off, where the backend has the switch. */
-  useFusion?(on: boolean): void;
-  readonly usesFusion?: boolean;
+  useFusion(on: boolean): void;
+  readonly usesFusion: boolean;
 }
 
 /**
@@ -154,13 +153,13 @@ export function nativeLadder(native: Backend & LadderSwitches): SpeedupLadder<Ru
     enter: (rung) => {
       native.useBlas(false);
       native.setMatmulPrecision(rung.bf16 ? "bf16" : "f32");
-      native.useFusion?.(rung.fusion);
+      native.useFusion(rung.fusion);
       return rungBackend(native, rung);
     },
     restore: () => {
       native.useBlas(blas);
       native.setMatmulPrecision(precision);
-      if (fusion !== undefined) native.useFusion?.(fusion);
+      native.useFusion(fusion);
     },
   };
 }
