@@ -50,6 +50,19 @@ export async function buildEmulatorLibrary(): Promise<string> {
   return path;
 }
 
+/** `to`, a copy of `from` made now unless it exists. */
+async function copyOnce(from: string, to: string): Promise<string> {
+  try {
+    if (Deno.statSync(to).isFile) return to;
+  } catch {
+    // not copied yet
+  }
+  const tmp = `${to}.${Deno.pid}.tmp`;
+  await Deno.copyFile(from, tmp);
+  await Deno.rename(tmp, to);
+  return to;
+}
+
 /** The variables that point the backend at the emulator's library. */
 export interface EmulatorEnv {
   GPT2_CUDA_DRIVER_LIB: string;
@@ -66,7 +79,10 @@ export interface EmulatorEnv {
 export async function emulatorEnv(
   o: { nullDevice?: boolean; memoryBytes?: number } = {},
 ): Promise<EmulatorEnv> {
-  const [driver, kernels] = await Promise.all([buildEmulatorLibrary(), buildEmulator()]);
+  const [built, kernels] = await Promise.all([buildEmulatorLibrary(), buildEmulator()]);
+  // the null device in a copy of its own: dlopen keeps one instance per file, so a null device
+  // and an emulated one opened in one process do not share the library's state
+  const driver = o.nullDevice ? await copyOnce(built, built.replace(/\.so$/, "-null.so")) : built;
   const env: EmulatorEnv = {
     GPT2_CUDA_DRIVER_LIB: driver,
     GPT2_CUBLASLT_LIB: driver,
