@@ -162,6 +162,7 @@ await runMain(async () => {
     return await runWebGpuBench(args);
   }
 
+  const started = performance.now();
   const precisions = nativePrecisions(stringFlag(f, "precisions"), peer === "torch");
   const allocator = peer ? findPeerAllocator((n) => Deno.env.get(n), existsSync) : null;
   const { backend } = await createBackend("native");
@@ -202,6 +203,7 @@ await runMain(async () => {
     console.log(`\n${generationTable(await benchGeneration(backend, { tokens: 256 }))}`);
   }
   if (f.webgpu) await runWebGpuBench([]);
+  console.log(`\n(${((performance.now() - started) / 1000).toFixed(0)} s in all)`);
 });
 
 /** The peer rows' allocator for the table's heading: "glibc malloc" where none is preloaded. */
