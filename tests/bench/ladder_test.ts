@@ -1,7 +1,8 @@
 // lib/bench/ladder.ts: how timeRungs times rungs (one rung after another, or interleaved in
-// rounds, a rung's own step counts, each rung reported as it is done), with the median and
-// spread of each rung's steps; the CPU ladder's rungs (lib/backends/native/ladder.ts) in the
-// lecture's order timed by runLadder; and the tables beside the lecture's A100 figures.
+// rounds, a rung's own step counts, each rung reported as it is done, an interrupt ending it
+// with the rungs done), with the median and spread of each rung's steps; the CPU ladder's rungs
+// (lib/backends/native/ladder.ts) in the lecture's order timed by runLadder; and the tables
+// beside the lecture's A100 figures.
 import { deepStrictEqual as assertEquals, ok, rejects, throws } from "node:assert/strict";
 import type { AttentionDims, DeviceBuffer, DType } from "../../lib/backend.ts";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
@@ -15,6 +16,7 @@ import {
   timeRungs,
 } from "../../lib/bench/ladder.ts";
 import type { GPTConfig } from "../../lib/model/gpt.ts";
+import { requestInterrupt } from "../../lib/interrupt.ts";
 
 /** One layer, 8 channels; each rung sets the vocabulary (at least 50257: the steps' ids). */
 const CONFIG: GPTConfig = { n_layer: 1, n_head: 2, n_embd: 8, block_size: 8, vocab_size: 0 };
@@ -102,6 +104,28 @@ Deno.test("timeRungs interleaved: one step of every rung per round, each set up 
   assertEquals(backends.a.calledWhileInactive + backends.b.calledWhileInactive, 0);
   assertEquals(results.map((r) => [r.rung.name, r.iters]), [["a", 5], ["b", 5]]);
   ok(results.every((r) => r.minMs <= r.ms && r.ms <= r.maxMs));
+});
+
+Deno.test("timeRungs stops after the step during which an interrupt came, with the rungs done", async () => {
+  for (const interleave of [false, true]) {
+    const { prepare, log } = watched();
+    // an interrupt (Kernel > Interrupt) during rung b's build: a is done, b is not
+    const interrupting = (rung: { name: string }) => {
+      if (rung.name === "b" && !log.includes("b")) requestInterrupt();
+      return prepare(rung);
+    };
+    const results = await timeRungs(RUNGS, interrupting, CONFIG, {
+      B: 1,
+      T: 4,
+      warmup: 0,
+      iters: 2,
+      interleave,
+      stepsOf: (r) => r.name === "a" ? { warmup: 0, iters: 1 } : undefined,
+    });
+    assertEquals(results.map((r) => r.rung.name), ["a"], `interleave: ${interleave}`);
+    // one rung after another: a's step, then b's first; in rounds: round 1 alone
+    assertEquals(log, interleave ? ["a", "b", "a", "b"] : ["a", "b"]);
+  }
 });
 
 Deno.test("timeRungs refuses to time no step", async () => {
