@@ -69,7 +69,7 @@ export const LADDER: Rung[] = [
     bf16: true,
     fusion: true,
     name: "kernel fusion",
-    change: "the native backend's fused kernels switched on (torch.compile's rung)",
+    change: "biases and GELU in the GEMM epilogue (useFusion), torch.compile's rung",
     lecture: "torch.compile",
   },
   {
@@ -78,7 +78,7 @@ export const LADDER: Rung[] = [
     fusion: true,
     attention: "flash",
     name: "flash attention",
-    change: "online softmax in one C pass per query: no (B, NH, T, T) matrix stored",
+    change: "blocks of queries on register tiles, softmax statistics kept: no (B, NH, T, T) matrix",
     lecture: "flash attention",
   },
   {
