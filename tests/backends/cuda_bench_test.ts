@@ -1,10 +1,10 @@
 // The CUDA benchmark (lib/bench/cuda.ts): the GPUs' peaks, the PyTorch GPU peer's SUMMARY
-// line, a whole run on the CPU emulator of the CUDA backend (a tiny model: the rows, MFU,
-// peak memory and the table), the speedup ladder's rungs on it, and, where no GPU is usable,
-// `deno task bench --backend cuda` failing at once with the reason.
+// line, a whole run on the CPU emulator's library through the real FFI (a tiny model: the
+// rows, MFU, peak memory and the table), the speedup ladder's rungs on it, and, where no GPU
+// is usable, `deno task bench --backend cuda` failing at once with the reason.
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { cudaUnavailable } from "../../lib/backends/cuda/mod.ts";
-import { createEmulatedCudaBackend } from "../cuda_emulator/mod.ts";
+import { openEmulatorLibraryBackend } from "../cuda_emulator/ffi.ts";
 import { gpuPeakTflops } from "../../lib/backends/cuda/peaks.ts";
 import { CUDA_LADDER } from "../../lib/backends/cuda/ladder.ts";
 import { cudaBenchTable, runCudaBench } from "../../lib/bench/cuda.ts";
@@ -54,7 +54,7 @@ Deno.test({
       iters: 1,
       peer: false,
       compile: ["bf16"],
-      openBackend: () => createEmulatedCudaBackend({ quiet: true }),
+      openBackend: () => openEmulatorLibraryBackend(), // through the real FFI
       config: TINY,
       onRow: (r) => {
         partial.push(r.rows.length);
@@ -81,17 +81,20 @@ Deno.test({
   name: "cuda ladder: every rung runs on the emulated backend, which is left as found",
   ignore: !cxx,
   async fn() {
-    const backend = await createEmulatedCudaBackend({ quiet: true });
-    backend.setMatmulPrecision("tf32");
-    const results = await runLadder(backend, TINY, { B: 2, T: 16, warmup: 0, iters: 1 });
-    assertEquals(results.map((r) => r.rung.name), CUDA_LADDER.map((r) => r.name));
-    assertEquals(backend.kernels, { attention: "flash", adamw: "fused" });
-    assertEquals(backend.matmulPrecision, "tf32");
-    const table = lectureLadderTable(results, CUDA_LADDER);
-    ok(table.includes("| torch.compile | no rung of its own"), table);
-    ok(table.includes("| fused AdamW | AdamW in one pass per parameter instead of two | 90 |"));
-    ok(lectureLadderTable(null, CUDA_LADDER).includes("| fp32 baseline |"));
-    backend.destroy();
+    const backend = await openEmulatorLibraryBackend(); // through the real FFI
+    try {
+      backend.setMatmulPrecision("tf32");
+      const results = await runLadder(backend, TINY, { B: 2, T: 16, warmup: 0, iters: 1 });
+      assertEquals(results.map((r) => r.rung.name), CUDA_LADDER.map((r) => r.name));
+      assertEquals(backend.kernels, { attention: "flash", adamw: "fused" });
+      assertEquals(backend.matmulPrecision, "tf32");
+      const table = lectureLadderTable(results, CUDA_LADDER);
+      ok(table.includes("| torch.compile | no rung of its own"), table);
+      ok(table.includes("| fused AdamW | AdamW in one pass per parameter instead of two | 90 |"));
+      ok(lectureLadderTable(null, CUDA_LADDER).includes("| fp32 baseline |"));
+    } finally {
+      backend.destroy();
+    }
   },
 });
 
