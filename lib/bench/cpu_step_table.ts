@@ -75,38 +75,47 @@ export function peakLines(peaks: CpuPeaks): string[] {
 const percent = (x: number) => `${(100 * x).toFixed(0)}%`;
 
 /**
- * The table, in markdown: one line per size and precision, PyTorch's column headed with the
- * allocator it ran under (`allocator`, e.g. "jemalloc" or "glibc malloc").
+ * The table's two heading lines, in markdown, PyTorch's column headed with the allocator it
+ * ran under (`allocator`, e.g. "jemalloc" or "glibc malloc").
+ */
+export function stepTableHeader(allocator: string): string[] {
+  return [
+    `| step | precision | ours ms (min-max) | slowest / median | ours tok/s | PyTorch tok/s (${allocator}) | ours / PyTorch | ours MFU | PyTorch MFU | RSS GiB |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+}
+
+/** One size in one precision as a line of the table, MFU against `peaks`' peak of its precision. */
+export function stepTableRow(r: CpuStepRow, peaks: CpuPeaks): string {
+  const peak = peakFor(r.precision, peaks);
+  const { medianMs, minMs, maxMs, tokensPerSec, rss } = r.ours;
+  const ratio = likeRatio(r);
+  const torch = r.torchTokensPerSec;
+  const cells = [
+    stepLabel(r),
+    r.precision === "bf16" ? "bf16 (PyTorch: autocast)" : "fp32",
+    `${medianMs.toFixed(0)} (${minMs.toFixed(0)}-${maxMs.toFixed(0)})`,
+    `${(maxMs / medianMs).toFixed(2)}x`,
+    tokensPerSec.toFixed(1),
+    torch ? torch.toFixed(1) : "-",
+    ratio === null ? "-" : `${ratio.toFixed(2)}x`,
+    percent(mfu(tokensPerSec, r.flopsPerToken, peak)),
+    torch ? percent(mfu(torch, r.flopsPerToken, peak)) : "-",
+    (rss / 2 ** 30).toFixed(2),
+  ];
+  return `| ${cells.join(" | ")} |`;
+}
+
+/**
+ * The table, in markdown: the heading (`stepTableHeader`), then one line per size and
+ * precision (`stepTableRow`).
  */
 export function stepTable(
   rows: readonly CpuStepRow[],
   peaks: CpuPeaks,
   allocator: string,
 ): string[] {
-  const lines = [
-    `| step | precision | ours ms (min-max) | slowest / median | ours tok/s | PyTorch tok/s (${allocator}) | ours / PyTorch | ours MFU | PyTorch MFU | RSS GiB |`,
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-  ];
-  for (const r of rows) {
-    const peak = peakFor(r.precision, peaks);
-    const { medianMs, minMs, maxMs, tokensPerSec, rss } = r.ours;
-    const ratio = likeRatio(r);
-    const torch = r.torchTokensPerSec;
-    const cells = [
-      stepLabel(r),
-      r.precision === "bf16" ? "bf16 (PyTorch: autocast)" : "fp32",
-      `${medianMs.toFixed(0)} (${minMs.toFixed(0)}-${maxMs.toFixed(0)})`,
-      `${(maxMs / medianMs).toFixed(2)}x`,
-      tokensPerSec.toFixed(1),
-      torch ? torch.toFixed(1) : "-",
-      ratio === null ? "-" : `${ratio.toFixed(2)}x`,
-      percent(mfu(tokensPerSec, r.flopsPerToken, peak)),
-      torch ? percent(mfu(torch, r.flopsPerToken, peak)) : "-",
-      (rss / 2 ** 30).toFixed(2),
-    ];
-    lines.push(`| ${cells.join(" | ")} |`);
-  }
-  return lines;
+  return [...stepTableHeader(allocator), ...rows.map((r) => stepTableRow(r, peaks))];
 }
 
 /**

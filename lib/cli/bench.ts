@@ -51,6 +51,8 @@ import {
   peakLines,
   stepLabel,
   stepTable,
+  stepTableHeader,
+  stepTableRow,
 } from "../bench/cpu_step_table.ts";
 import { setMatmulPrecision } from "../train/precision.ts";
 import { defaultStepConfigs, parseStepConfigs, type StepConfig } from "../bench/step_configs.ts";
@@ -180,15 +182,21 @@ await runMain(async () => {
   }
 
   if (!f["no-gemm"]) benchGemms(backend, peaks.fp32);
+  const heading =
+    `GPT-2 124M (vocab 50304), median of ${iters} timed iterations after ${warmup} warm-up`;
   const rows = await benchSteps(backend, configs, precisions, {
     warmup,
     iters,
     torchReason,
     peerEnv,
+    onRow: (row, done) => {
+      // each row as it finishes (a run at T=1024 takes minutes), the whole table again below
+      console.log(`\n${heading}, the rows so far:`);
+      for (const line of stepTableHeader(peerAllocatorLabel(allocator))) console.log(line);
+      for (const r of [...done, row]) console.log(stepTableRow(r, peaks));
+    },
   });
-  console.log(
-    `\nGPT-2 124M (vocab 50304), median of ${iters} timed iterations after ${warmup} warm-up`,
-  );
+  console.log(`\n${heading}`);
   for (const line of stepTable(rows, peaks, peerAllocatorLabel(allocator))) console.log(line);
   const ratios = likeForLikeLines(rows);
   if (ratios.length) console.log(`\nLike with like (tok/s):\n${ratios.join("\n")}`);
@@ -396,6 +404,8 @@ async function benchSteps(
     iters: number;
     torchReason: string | null;
     peerEnv: Record<string, string>;
+    /** Called with each row as it finishes and the rows finished before it. */
+    onRow?: (row: CpuStepRow, done: readonly CpuStepRow[]) => void;
   },
 ): Promise<CpuStepRow[]> {
   const { warmup, iters } = opts;
@@ -433,7 +443,9 @@ async function benchSteps(
       const flopsPerToken = c.mode === "train"
         ? trainFlopsPerToken(config, c.T)
         : trainFlopsPerToken(config, c.T) / 3;
-      rows.push({ ...c, precision, flopsPerToken, ours, torchTokensPerSec });
+      const row: CpuStepRow = { ...c, precision, flopsPerToken, ours, torchTokensPerSec };
+      opts.onRow?.(row, rows);
+      rows.push(row);
     }
   }
   return rows;

@@ -10,6 +10,8 @@ import {
   peakFor,
   peakLines,
   stepTable,
+  stepTableHeader,
+  stepTableRow,
 } from "../../lib/bench/cpu_step_table.ts";
 
 const WITH_BF16_DOT: CpuPeaks = { fp32: 200, bf16: 400, bf16AtFp32Rate: false };
@@ -90,4 +92,12 @@ Deno.test("cpu step table: the heading names the peer's allocator; the peaks say
   const withDot = peakLines(WITH_BF16_DOT);
   ok(/vdpbf16ps.*400\.0 GFLOP\/s/.test(withDot[1]), withDot[1]);
   ok(!/fp32 rate/.test(withDot[1]), withDot[1]);
+});
+
+Deno.test("cpu step table: a row printed as it finishes is the line the whole table has for it", () => {
+  const rows = [row("fp32", 1000, 128), row("bf16", 500, null)];
+  const table = stepTable(rows, WITH_BF16_DOT, "jemalloc");
+  assertEquals(table.slice(0, 2), stepTableHeader("jemalloc"));
+  assertEquals(table.slice(2), rows.map((r) => stepTableRow(r, WITH_BF16_DOT)));
+  ok(stepTableRow(rows[1], WITH_BF16_DOT).startsWith("| train B=4 T=64 | bf16"));
 });
