@@ -1,13 +1,16 @@
 // What each CUDA kernel takes of a block (lib/backends/cuda/resources.ts: nvcc's registers,
 // static shared memory, spills and `.maxntid` for sm_80 and sm_90) and the checks built on
-// it: the emulator's cuLaunchKernel refuses a block or shared memory a GPU would refuse, and
-// the launcher (kernels.ts) refuses a block above cuFuncGetAttribute's
+// it, through the real FFI on the emulator's library (tests/cuda_emulator/libcuda_emu.cpp,
+// opened by driver.ts's Deno.dlopen): its cuLaunchKernel refuses a block or shared memory a
+// GPU would refuse, its cuModuleGetFunction a kernel whose kernels.ts signature is not the
+// .cu's, and the launcher (kernels.ts) refuses a block above cuFuncGetAttribute's
 // MAX_THREADS_PER_BLOCK with a message naming the kernel. The parsers and the register
 // arithmetic are checked on hand-written text always; the rest is ignored, saying why,
 // without nvcc (or with GPT2_CUDA_NO_NVCC) or without a C++ compiler for the emulator.
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { findNvcc } from "../../lib/backends/cuda/build.ts";
 import { CudaError } from "../../lib/backends/cuda/driver.ts";
+import { launchChecks } from "../cuda_emulator/ffi.ts";
 import { createEmulatedCudaBackend } from "../cuda_emulator/mod.ts";
 import {
   attentionSmemBytes,
@@ -154,6 +157,11 @@ async function emulated(
   resources?: ResourceTable | null,
 ): Promise<{ backend: CudaBackend; launcher: KernelLauncher; module: bigint }> {
   const backend = await createEmulatedCudaBackend({ quiet: true, resources });
+  // the emulator's library, opened by driver.ts as libcuda.so.1 would be
+  assert(
+    /libcuda_emu-\w+-own\d+\.so$/.test(backend.driver.libraryPath),
+    backend.driver.libraryPath,
+  );
   const module = backend.driver.loadModule(Deno.readFileSync(backend.build.path));
   return {
     backend,
@@ -246,6 +254,43 @@ Deno.test({
         "sm_80 allows at most 166912 per block",
       );
     } finally {
+      backend.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "cuda resources: the emulated cuModuleGetFunction refuses a kernel whose kernels.ts signature is not the .cu's",
+  ignore: !cxx,
+  async fn() {
+    const { backend } = await emulated(null);
+    const file = await Deno.makeTempFile({ suffix: ".tsv" });
+    const before = Deno.env.get("GPT2_CUDA_EMU_CHECKS");
+    try {
+      // kernels.ts's table with gelu_forward's last parameter made a float
+      const checks = launchChecks(null).replace(
+        /^(signature\tgelu_forward\tptr,ptr),i64$/m,
+        "$1,f32",
+      );
+      assert(checks.includes("\tgelu_forward\tptr,ptr,f32\n"), "gelu_forward's signature changed");
+      await Deno.writeTextFile(file, checks);
+      Deno.env.set("GPT2_CUDA_EMU_CHECKS", file);
+      const module = backend.driver.loadModule(Deno.readFileSync(backend.build.path));
+      backend.driver.getFunction(module, "gelu_backward"); // the others still load
+      const refused = thrown(
+        () => backend.driver.getFunction(module, "gelu_forward"),
+        "kernel gelu_forward: kernels.ts says (ptr,ptr,f32), the .cu says (ptr,ptr,i64)",
+      );
+      assert(
+        refused instanceof CudaError && refused.errorName === "CUDA_ERROR_NOT_FOUND",
+        String(refused),
+      );
+    } finally {
+      before === undefined
+        ? Deno.env.delete("GPT2_CUDA_EMU_CHECKS")
+        : Deno.env.set("GPT2_CUDA_EMU_CHECKS", before);
+      await Deno.remove(file);
       backend.destroy();
     }
   },

@@ -16,17 +16,28 @@
 // - Null device (GPT2_CUDA_EMU_NULL=1 at a cuInit while no device memory is held): nothing
 //   runs and device memory is never touched; allocations are only accounted against an 80 GiB
 //   budget, so a full GPT-2 124M step can be timed on the host side.
-//
-// Left to the TypeScript emulator (mod.ts): launches checked against nvcc's registers and
-// shared memory, the kernel signatures checked against kernels.ts, and refused GEMM plans.
+// - Launch checks (GPT2_CUDA_EMU_CHECKS, read by cuModuleLoadData, which keeps them with the
+//   module and for the modules loaded after it while the variable is unset): a file of tab-separated lines written by ffi.ts. `signature NAME TYPES` is
+//   kernels.ts's parameter list of a kernel, compared with the compiled .cu's at
+//   cuModuleGetFunction; `limit NAME ARCH MAX_THREADS REASON REGISTERS STATIC_SHARED
+//   OPTIN_SHARED WHY` is nvcc's view of the kernel on sm_80 or sm_90 (resources.ts), which
+//   cuFuncGetAttribute answers from and cuLaunchKernel refuses a block or shared memory above,
+//   as a GPU would: CUDA_ERROR_INVALID_VALUE, or CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES where
+//   registers are the limit, with cuGetErrorString naming the kernel, the block and the limit.
+//   Without limits (no nvcc) a launch is checked only against CUDA's 1024 threads and the
+//   dynamic shared memory cuFuncSetAttribute allowed.
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -58,7 +69,7 @@ namespace {
 
 const CUresult OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, NOT_INITIALIZED = 3,
                INVALID_DEVICE = 101, INVALID_IMAGE = 200, INVALID_HANDLE = 400, NOT_FOUND = 500,
-               LAUNCH_FAILED = 719;
+               LAUNCH_OUT_OF_RESOURCES = 701, LAUNCH_FAILED = 719;
 const size_t GUARD = 256;
 const int SHARED_OPTIN = 227 * 1024;
 
@@ -68,10 +79,28 @@ struct Block {
   bool device;
 };
 
+// What a kernel takes of a block on one architecture (resources.ts's KernelResources)
+struct Limit {
+  std::string arch;
+  int maxThreads = 1024;
+  bool byRegisters = false;  // LAUNCH_OUT_OF_RESOURCES rather than INVALID_VALUE
+  int registers = 0;
+  int staticShared = 0;
+  int optinShared = 0;  // the architecture's shared memory per block, static and dynamic
+  std::string why;      // the limit, as the refusal names it
+};
+
+// A module's launch checks, from the file GPT2_CUDA_EMU_CHECKS named when it was loaded
+struct Checks {
+  std::map<std::string, std::string> signatures;     // kernels.ts's, by kernel
+  std::map<std::string, std::vector<Limit>> limits;  // by kernel, sm_80 then sm_90
+};
+
 struct Function {
   int index;
   std::string name;
   int maxDynamicShared;
+  std::vector<Limit> limits;  // empty: unchecked
 };
 
 struct Desc {
@@ -90,6 +119,7 @@ struct Layout {
 
 typedef int (*EmuCount)();
 typedef const char* (*EmuName)(int);
+typedef const char* (*EmuSignature)(int);
 typedef int (*EmuLaunch)(int, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                          void**, char*, int);
 typedef void (*EmuGemm)(int, int, long long, long long, long long, const void*, int, long long,
@@ -103,12 +133,15 @@ struct State {
   uint64_t nextNull = 0x100000000000ull;  // the null device's addresses: never dereferenced
   std::map<uintptr_t, Block> blocks;      // by the first usable byte
   std::map<uintptr_t, Function> functions;
+  std::map<uintptr_t, std::shared_ptr<const Checks>> modules;  // each with its checks
+  std::shared_ptr<const Checks> checks;  // the last GPT2_CUDA_EMU_CHECKS read, for later modules
   std::map<uintptr_t, Desc> descs;
   std::map<uintptr_t, Layout> layouts;
   uintptr_t nextHandle = 1;
   void* kernels = nullptr;
   EmuCount count = nullptr;
   EmuName name = nullptr;
+  EmuSignature signature = nullptr;
   EmuLaunch launch = nullptr;
   EmuGemm gemm = nullptr;
   std::map<int, std::string> messages;  // the last detailed message of each error code
@@ -140,6 +173,7 @@ const char* errorName(CUresult code) {
     case INVALID_IMAGE: return "CUDA_ERROR_INVALID_IMAGE";
     case INVALID_HANDLE: return "CUDA_ERROR_INVALID_HANDLE";
     case NOT_FOUND: return "CUDA_ERROR_NOT_FOUND";
+    case LAUNCH_OUT_OF_RESOURCES: return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
     case LAUNCH_FAILED: return "CUDA_ERROR_LAUNCH_FAILED";
     default: return "CUDA_ERROR_UNKNOWN";
   }
@@ -225,6 +259,84 @@ CUresult copy(uint64_t dst, uint64_t src, size_t bytes, bool dstDevice, bool src
   if (s.null) return OK;
   std::memmove((void*)(uintptr_t)dst, (const void*)(uintptr_t)src, bytes);
   return OK;
+}
+
+// The launch checks in file `path`, or an error message in `error`
+std::shared_ptr<const Checks> readChecks(const char* path, std::string* error) {
+  auto checks = std::make_shared<Checks>();
+  std::ifstream in(path);
+  if (!in) {
+    *error = std::string("GPT2_CUDA_EMU_CHECKS names ") + path + ", which cannot be read";
+    return nullptr;
+  }
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    number++;
+    if (line.empty()) continue;
+    std::vector<std::string> f;
+    std::stringstream fields(line);
+    for (std::string x; std::getline(fields, x, '\t');) f.push_back(x);
+    if (f[0] == "signature" && f.size() == 3) {
+      checks->signatures[f[1]] = f[2];
+    } else if (f[0] == "limit" && f.size() == 9) {
+      Limit l;
+      l.arch = f[2];
+      l.maxThreads = std::atoi(f[3].c_str());
+      l.byRegisters = f[4] == "registers";
+      l.registers = std::atoi(f[5].c_str());
+      l.staticShared = std::atoi(f[6].c_str());
+      l.optinShared = std::atoi(f[7].c_str());
+      l.why = f[8];
+      checks->limits[f[1]].push_back(l);
+    } else {
+      *error = std::string(path) + ":" + std::to_string(number) +
+               ": expected a signature or limit line, found \"" + line + "\"";
+      return nullptr;
+    }
+  }
+  return checks;
+}
+
+// Why a GPU would refuse `fn` with `threads` threads and `shared` bytes of dynamic shared
+// memory (resources.ts's launchRefusal, then the dynamic limit), and the CUresult; OK if not
+CUresult refusal(const Function& fn, unsigned long long threads, unsigned shared,
+                 std::string* message) {
+  char m[400];
+  for (const Limit& l : fn.limits) {
+    if (threads > (unsigned long long)l.maxThreads) {
+      std::snprintf(m, sizeof m, "%s: block of %llu threads, the kernel takes at most %d (%s) on %s",
+                    fn.name.c_str(), threads, l.maxThreads, l.why.c_str(), l.arch.c_str());
+      *message = m;
+      return l.byRegisters ? LAUNCH_OUT_OF_RESOURCES : INVALID_VALUE;
+    }
+    if ((long long)l.staticShared + shared > l.optinShared) {
+      std::snprintf(m, sizeof m, "%s: %d bytes of static and %u of dynamic shared memory, %s allows at most %d per block",
+                    fn.name.c_str(), l.staticShared, shared, l.arch.c_str(), l.optinShared);
+      *message = m;
+      return INVALID_VALUE;
+    }
+  }
+  if (threads > 1024) {
+    std::snprintf(m, sizeof m, "%s: block of %llu threads, CUDA takes at most 1024", fn.name.c_str(),
+                  threads);
+    *message = m;
+    return INVALID_VALUE;
+  }
+  if ((int)shared > fn.maxDynamicShared) {
+    std::snprintf(m, sizeof m, "%s: %u bytes of dynamic shared memory, the kernel is set to take at most %d (above 48 KiB needs cuFuncSetAttribute first)",
+                  fn.name.c_str(), shared, fn.maxDynamicShared);
+    *message = m;
+    return INVALID_VALUE;
+  }
+  return OK;
+}
+
+// The kernel's static shared memory: the larger of its architectures' (0 unchecked)
+int staticShared(const Function& fn) {
+  int most = 0;
+  for (const Limit& l : fn.limits) most = l.staticShared > most ? l.staticShared : most;
+  return most;
 }
 
 }  // namespace
@@ -378,26 +490,57 @@ EXPORT CUresult cuModuleLoadData(CUmodule* module, const void*) {
     if (!s.kernels) return fail(INVALID_IMAGE, std::string("dlopen: ") + dlerror());
     s.count = (EmuCount)dlsym(s.kernels, "emu_kernel_count");
     s.name = (EmuName)dlsym(s.kernels, "emu_kernel_name");
+    s.signature = (EmuSignature)dlsym(s.kernels, "emu_kernel_signature");
     s.launch = (EmuLaunch)dlsym(s.kernels, "emu_launch");
     s.gemm = (EmuGemm)dlsym(s.kernels, "emu_gemm");
-    if (!s.count || !s.name || !s.launch || !s.gemm) {
+    if (!s.count || !s.name || !s.signature || !s.launch || !s.gemm) {
       return fail(INVALID_IMAGE, std::string(path) + " is no emulator kernel library");
     }
   }
-  *module = (CUmodule)handle();
+  const char* checksPath = std::getenv("GPT2_CUDA_EMU_CHECKS");
+  if (checksPath && *checksPath) {
+    std::string error;
+    auto checks = readChecks(checksPath, &error);
+    if (!checks) return fail(INVALID_IMAGE, error);
+    s.checks = checks;
+  }
+  uintptr_t h = handle();
+  s.modules[h] = s.checks;
+  *module = (CUmodule)h;
   return OK;
 }
 
-EXPORT CUresult cuModuleUnload(CUmodule) { return OK; }
+EXPORT CUresult cuModuleUnload(CUmodule module) {
+  LOCKED;
+  state().modules.erase((uintptr_t)module);
+  return OK;
+}
 
-EXPORT CUresult cuModuleGetFunction(CUfunction* out, CUmodule, const char* name) {
+EXPORT CUresult cuModuleGetFunction(CUfunction* out, CUmodule module, const char* name) {
   LOCKED;
   State& s = state();
-  if (!s.kernels) return fail(NOT_INITIALIZED, "cuModuleGetFunction before cuModuleLoadData");
+  auto m = s.modules.find((uintptr_t)module);
+  if (!s.kernels || m == s.modules.end()) {
+    return fail(INVALID_HANDLE, "cuModuleGetFunction: not a module from cuModuleLoadData");
+  }
+  const Checks* checks = m->second.get();
   for (int i = 0; i < s.count(); i++) {
     if (std::strcmp(s.name(i), name) == 0) {
+      Function fn{i, name, 48 * 1024, {}};
+      if (checks) {
+        auto expected = checks->signatures.find(name);
+        std::string table = expected == checks->signatures.end() ? "" : expected->second;
+        if (table != s.signature(i)) {
+          return fail(NOT_FOUND, std::string("kernel ") + name + ": kernels.ts says (" + table +
+                                     "), the .cu says (" + s.signature(i) + ")");
+        }
+        auto limits = checks->limits.find(name);
+        if (limits != checks->limits.end()) fn.limits = limits->second;
+      }
+      // the driver's default dynamic limit: 48 KiB less the kernel's static shared memory
+      fn.maxDynamicShared = std::max(0, 48 * 1024 - staticShared(fn));
       uintptr_t h = handle();
-      s.functions[h] = Function{i, name, 48 * 1024};
+      s.functions[h] = fn;
       *out = (CUfunction)h;
       return OK;
     }
@@ -409,7 +552,10 @@ EXPORT CUresult cuFuncSetAttribute(CUfunction f, int attribute, int value) {
   LOCKED;
   auto it = state().functions.find((uintptr_t)f);
   if (it == state().functions.end()) return INVALID_HANDLE;
-  if (attribute != 8 || value < 0 || value > SHARED_OPTIN) return INVALID_VALUE;
+  // as the driver refuses: the opt-in limit counts the static shared memory too
+  if (attribute != 8 || value < 0 || staticShared(it->second) + value > SHARED_OPTIN) {
+    return INVALID_VALUE;
+  }
   it->second.maxDynamicShared = value;
   return OK;
 }
@@ -418,10 +564,23 @@ EXPORT CUresult cuFuncGetAttribute(int* out, int attribute, CUfunction f) {
   LOCKED;
   auto it = state().functions.find((uintptr_t)f);
   if (it == state().functions.end()) return INVALID_HANDLE;
+  const Function& fn = it->second;
   switch (attribute) {
-    case 0: return *out = 1024, OK;  // MAX_THREADS_PER_BLOCK
-    case 1: case 3: case 4: return *out = 0, OK;
-    case 8: return *out = it->second.maxDynamicShared, OK;
+    case 0: {  // MAX_THREADS_PER_BLOCK: the smallest over the architectures checked
+      int most = 1024;
+      for (const Limit& l : fn.limits) most = l.maxThreads < most ? l.maxThreads : most;
+      return *out = most, OK;
+    }
+    case 1: return *out = staticShared(fn), OK;  // SHARED_SIZE_BYTES
+    case 3: return *out = 0, OK;                 // LOCAL_SIZE_BYTES
+    case 4: {  // NUM_REGS: the emulated device is an sm_90
+      *out = 0;
+      for (const Limit& l : fn.limits) {
+        if (l.arch == "sm_90") *out = l.registers;
+      }
+      return OK;
+    }
+    case 8: return *out = fn.maxDynamicShared, OK;
     default: return INVALID_VALUE;
   }
 }
@@ -434,12 +593,9 @@ EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned 
   auto it = s.functions.find((uintptr_t)f);
   if (it == s.functions.end()) return INVALID_HANDLE;
   const Function& fn = it->second;
-  if ((unsigned long long)bx * by * bz > 1024 || (int)shared > fn.maxDynamicShared) {
-    char m[200];
-    std::snprintf(m, sizeof m, "%s: block %ux%ux%u with %u bytes of dynamic shared memory (at most 1024 threads and %d bytes)",
-                  fn.name.c_str(), bx, by, bz, shared, fn.maxDynamicShared);
-    return fail(INVALID_VALUE, m);
-  }
+  std::string why;
+  CUresult refused = refusal(fn, (unsigned long long)bx * by * bz, shared, &why);
+  if (refused != OK) return fail(refused, why);
   s.calls[0]++;
   if (s.null) return OK;
   char message[512] = {0};
