@@ -1,10 +1,10 @@
 // The CUDA backend's bf16 and TF32 tensor-core flash attention (kernels/cuda/attention_bf16.cu)
-// on the CPU emulator (tests/cuda_emulator/mod.ts, WMMA emulated in cuda_emulator.h): forward
-// and backward against a float64 host model of the same bf16 (TF32) roundings (tight),
-// against the reference CPU backend's f32 attention (a bound from the format's rounding), a
-// check that the result really is bf16 (TF32: far from the f32 kernels' one), and which
-// kernels the backend chooses (attentionPrecision, matmul precision). Shapes are not
-// multiples of the 64-row tiles. The emulated half is ignored, saying why, without a C++
+// on the CPU emulator through the real FFI (tests/cuda_emulator/mod.ts, libcuda_emu.cpp opened
+// by driver.ts; WMMA emulated in cuda_emulator.h): forward and backward against a float64 host
+// model of the same bf16 (TF32) roundings (tight), against the reference CPU backend's f32
+// attention (a bound from the format's rounding), a check that the result really is bf16
+// (TF32: far from the f32 kernels' one), and which kernels the backend chooses
+// (attentionPrecision, matmul precision). Shapes are not multiples of the 64-row tiles. The emulated half is ignored, saying why, without a C++
 // compiler or where a GPU is usable (the same suite then runs on the GPU).
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import type { AttentionDims } from "../../lib/backend.ts";

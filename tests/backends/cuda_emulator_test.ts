@@ -4,9 +4,9 @@
 // emulator's library (tests/cuda_emulator/libcuda_emu.cpp: driver.ts, cublaslt.ts and
 // Deno.dlopen as on a GPU), then its backend closed with every byte of device memory
 // returned; and every kernel against the reference on the small odd shapes (kernel_suite.ts)
-// on the TypeScript stand-ins (tests/cuda_emulator/mod.ts), which also check every kernel's
-// signature against kernels.ts as it loads, and its launches against nvcc's resources where
-// nvcc is. Ignored, saying so, without a C++ compiler or where a GPU is usable.
+// on a copy of the library of its own (tests/cuda_emulator/mod.ts). The library checks every
+// kernel's signature against kernels.ts as it loads, and every launch against nvcc's
+// resources where nvcc is. Ignored, saying so, without a C++ compiler or where a GPU is usable.
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { type CudaBackend, cudaUnavailable } from "../../lib/backends/cuda/mod.ts";
 import { openEmulatorLibraryBackend } from "../cuda_emulator/ffi.ts";

@@ -1,5 +1,5 @@
-// The CUDA backend's host-side costs per training step, on the CPU emulator
-// (tests/cuda_emulator/): a forward enqueues no zero fill (its outputs are `empty`, and the
+// The CUDA backend's host-side costs per training step, on the CPU emulator through the real
+// FFI (tests/cuda_emulator/: libcuda_emu.cpp opened by driver.ts): a forward enqueues no zero fill (its outputs are `empty`, and the
 // emulator's fresh blocks are NaN, so an output a kernel left unwritten would show in the
 // loss), and the embedding's bucketed backward equals the reference's bit for bit. Ignored,
 // saying so, without a C++ compiler.

@@ -2,7 +2,8 @@
 // (lib/backends/cuda/memory_estimate.ts): GPT-2 124M at B = 64, T = 1024 in bf16 fits an
 // 80 GB card with dlogits written over the logits and not without; a batch that cannot fit
 // is refused before the run with a message naming B, T, the estimate and a B that fits; and
-// on the CPU emulator, the estimate bounds what a step really holds, closely.
+// on the CPU emulator through the real FFI (tests/cuda_emulator/: libcuda_emu.cpp opened by
+// driver.ts), the estimate bounds what a step really holds, closely.
 import { equal, ok, throws } from "node:assert/strict";
 import {
   checkTrainingFits,

@@ -105,6 +105,8 @@ export interface EmulatorOptions {
 let measured: Promise<ResourceTable | null> | null = null;
 let saidUnchecked = false;
 let instances = 0;
+/** The backend being opened, which the next waits for. */
+let opening: Promise<unknown> = Promise.resolve();
 
 /** nvcc's table, measured once a process (a cache hit after the first). */
 function defaultResources(): Promise<ResourceTable | null> {
@@ -220,16 +222,20 @@ export const EMULATOR_VARIABLES = [
  * A CUDA backend over the emulator's library, opened by `createCudaBackend` through
  * driver.ts, cublaslt.ts and `Deno.dlopen`, with the variables set only while it opens (the
  * library reads them then), so the test files after this one in the same process do not take
- * the emulator for a GPU.
+ * the emulator for a GPU. Opens one backend at a time: the variables are the process's.
  */
-export async function openEmulatorLibraryBackend(o: EmulatorOptions = {}): Promise<CudaBackend> {
-  const before = EMULATOR_VARIABLES.map((k) => [k, Deno.env.get(k)] as const);
-  try {
-    await useEmulatorLibrary(o);
-    return await createCudaBackend({ quiet: true });
-  } finally {
-    for (const [k, v] of before) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-  }
+export function openEmulatorLibraryBackend(o: EmulatorOptions = {}): Promise<CudaBackend> {
+  const open = opening.catch(() => {}).then(async () => {
+    const before = EMULATOR_VARIABLES.map((k) => [k, Deno.env.get(k)] as const);
+    try {
+      await useEmulatorLibrary(o);
+      return await createCudaBackend({ quiet: true });
+    } finally {
+      for (const [k, v] of before) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+    }
+  });
+  opening = open;
+  return open;
 }
 
 // `deno run -A tests/cuda_emulator/ffi.ts [--null-device]`: builds both libraries and prints

@@ -247,7 +247,7 @@ export class CublasLt {
   readonly #pointer = new BigUint64Array(1);
 
   /**
-   * Opens cuBLASLt (`symbols` replaces the library: the CPU emulator's stand-in) with a
+   * Opens cuBLASLt (`symbols`: the library's, or a stand-in with the same types) with a
    * workspace of `workspaceBytes` at device address `workspace`.
    */
   constructor(

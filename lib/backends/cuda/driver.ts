@@ -196,7 +196,7 @@ export class CudaDriver {
 
   /**
    * Initialises the driver, retains device `device`'s primary context, makes it current and
-   * creates the stream. `symbols` replaces the real driver (the CPU emulator's stand-in).
+   * creates the stream. `symbols` replaces the real driver (a stand-in with the same types).
    *
    * @throws {Error} with one line saying what is missing: the driver, a device, that device.
    */

@@ -201,8 +201,8 @@ export class CudaBackend implements Backend {
   }
 
   /**
-   * The backend over an opened driver, a kernel build and cuBLASLt's symbols (the real ones,
-   * or the CPU emulator's: tests/cuda_emulator/).
+   * The backend over an opened driver, a kernel build and cuBLASLt's symbols (the library's,
+   * or a stand-in with the same types).
    */
   static open(
     driver: CudaDriver,
