@@ -222,28 +222,33 @@ Deno.test({
     const { backend, module } = await emulated(heavy);
     try {
       const driver = backend.driver, params = new Uint8Array(128);
-      const launch = (name: string, threads: number, shared: number) => () =>
+      const launch = (name: string, threads: number, shared: number, args = params) => () =>
         driver.launch(
           driver.getFunction(module, name),
           [1, 1, 1],
           [threads, 1, 1],
           shared,
-          params,
+          args,
           name,
         );
+      // gelu_forward's arguments (out, inp, n) all 0: were the check missing, it would run and
+      // do nothing, so this fails as an assertion, not a crash
+      const zeros = new BigUint64Array(3);
+      const at = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(zeros)));
+      const geluArgs = new Uint8Array(new BigUint64Array([at, at + 8n, at + 16n]).buffer);
+      const registers = thrown(
+        launch("gelu_forward", 1024, 0, geluArgs),
+        "gelu_forward: block of 1024 threads, the kernel takes at most 512 (registers: 128 " +
+          "per thread, 65536 per block) on sm_90",
+      );
+      assert(registers instanceof CudaError, String(registers));
+      assertEquals(registers.errorName, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES");
       const refused = thrown(
         launch("attention_forward_hs64", 512, 0),
         "CUDA_ERROR_INVALID_VALUE (1): attention_forward_hs64: block of 512 threads, the " +
           "kernel takes at most 256 (__launch_bounds__) on sm_80",
       );
       assert(refused instanceof CudaError && refused.code === 1, String(refused));
-      const registers = thrown(
-        launch("gelu_forward", 1024, 0),
-        "gelu_forward: block of 1024 threads, the kernel takes at most 512 (registers: 128 " +
-          "per thread, 65536 per block) on sm_90",
-      );
-      assert(registers instanceof CudaError, String(registers));
-      assertEquals(registers.errorName, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES");
       // dynamic shared memory above 48 KiB without cuFuncSetAttribute first
       thrown(launch("attention_forward_hs64", 256, 49 * 1024), "needs cuFuncSetAttribute");
       // 200 KiB fits an H100 (the emulated device) but not an A100's 163 KiB

@@ -5,7 +5,7 @@
 // (GPT2_CUDA_DRIVER_LIB and GPT2_CUBLASLT_LIB name it; tests/cuda_emulator/ffi.ts builds it).
 //
 // - Kernels: cuModuleLoadData ignores the fatbin and opens the emulator's kernel library (the
-//   kernels/cuda/*.cu compiled by g++ with this folder's headers, tests/cuda_emulator/mod.ts's
+//   kernels/cuda/*.cu compiled by g++ with this folder's headers, kernel_library.ts's
 //   buildEmulator, named by GPT2_CUDA_EMU_KERNELS); cuLaunchKernel runs emu_launch over the
 //   grid with cuLaunchKernel's own argument array.
 // - Memory: device blocks are host memory with 256 guard bytes of 0xff on each side, checked
