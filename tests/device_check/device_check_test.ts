@@ -20,8 +20,10 @@ import {
   DEVICE_CALLS,
   REHEARSAL_CUDA_ENV,
   REHEARSAL_CUDA_NULL_ENV,
+  REHEARSAL_EMULATED_SUITES,
   REHEARSAL_TRAIN_STEPS,
   rehearsalArgv,
+  rehearsalSuiteEnv,
   STEP_BUDGET_S,
   STEP_NAMES,
   SUITE_FILES,
@@ -30,6 +32,7 @@ import {
   WEBGPU_FILES,
 } from "../../tools/device_check/commands.ts";
 import { emulatorEnv } from "../cuda_emulator/ffi.ts";
+import { ncclEmulatorEnv } from "../cuda_emulator/nccl_ffi.ts";
 import { hasCxx, repoRoot, runTask } from "../support.ts";
 
 Deno.test("device-check: deno test's summary and failures are read", () => {
@@ -253,4 +256,31 @@ Deno.test({
 Deno.test("device-check: deno test takes the suites' command lines (flags and module graphs)", async () => {
   const r = await deno([...DENO_TEST, "--no-run", ...SUITE_FILES]);
   assertEquals(r.code, 0, r.output);
+});
+
+Deno.test({
+  name:
+    "device-check: scaled down, the one-rank NCCL communicator and the CUDA fence run on the emulator's libraries through the real FFI",
+  ignore: (await hasNvidiaSmi()) || !(await hasCxx()),
+  async fn() {
+    const emulator = { ...await emulatorEnv(), ...await ncclEmulatorEnv() };
+    ok(REHEARSAL_EMULATED_SUITES.includes("tests/backends/cuda_nccl_test.ts"));
+    for (const file of SUITE_FILES) {
+      const env = rehearsalSuiteEnv(file, emulator);
+      assertEquals(env !== undefined, REHEARSAL_EMULATED_SUITES.includes(file), file);
+      assertEquals(rehearsalSuiteEnv(file, null), undefined);
+    }
+    for (const file of REHEARSAL_EMULATED_SUITES) {
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: testArgv(file),
+        cwd: repoRoot,
+        env: { NO_COLOR: "1", ...rehearsalSuiteEnv(file, emulator) },
+      }).output();
+      const text = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
+      assertEquals(r.code, 0, text);
+      ok(!/skipped:/.test(text), text);
+      const summary = parseTestSummary(text);
+      ok(summary && summary.passed >= 2 && summary.failed === 0 && summary.ignored === 0, text);
+    }
+  },
 });

@@ -189,5 +189,25 @@ export const REHEARSAL_CUDA_ENV = "GPT2_REHEARSAL_CUDA_ENV";
 /** See `REHEARSAL_CUDA_ENV`. */
 export const REHEARSAL_CUDA_NULL_ENV = "GPT2_REHEARSAL_CUDA_NULL_ENV";
 
+/**
+ * The suites a rehearsal runs on the CUDA emulator's libraries (`REHEARSAL_CUDA_ENV`: the
+ * driver, cuBLASLt and NCCL through the real FFI), as they run on a GPU: the one-rank NCCL
+ * communicator and the CUDA fence. The other GPU suites skip themselves there (emulated, the
+ * reference suite and the 124M check take far longer than the step; CI runs them on the
+ * emulator).
+ */
+export const REHEARSAL_EMULATED_SUITES: readonly string[] = ["tests/backends/cuda_nccl_test.ts"];
+
+/**
+ * The variables a rehearsal runs suite `file` with: the emulator's (`emulator`, the JSON of
+ * `REHEARSAL_CUDA_ENV`) for `REHEARSAL_EMULATED_SUITES`, none for the others.
+ */
+export function rehearsalSuiteEnv(
+  file: string,
+  emulator: Record<string, string> | null,
+): Record<string, string> | undefined {
+  return emulator && REHEARSAL_EMULATED_SUITES.includes(file) ? emulator : undefined;
+}
+
 /** What the bench prints, as its error, where no GPU is usable (its flags were read first). */
 export const BENCH_NO_GPU = /--backend cuda needs a usable NVIDIA GPU/;

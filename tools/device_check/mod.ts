@@ -35,6 +35,7 @@ import {
   REHEARSAL_CUDA_NULL_ENV,
   REHEARSAL_TRAIN_STEPS,
   rehearsalArgv,
+  rehearsalSuiteEnv,
   STEP_BUDGET_S,
   STEP_NAMES,
   type StepName,
@@ -210,6 +211,7 @@ async function testStep(
   ctx: StepContext,
   files: readonly string[],
   skipMark: RegExp,
+  envOf: (file: string) => Record<string, string> | undefined = () => undefined,
 ): Promise<StepOutcome> {
   const start = performance.now(), outcomes: FileOutcome[] = [];
   for (const file of files) {
@@ -228,7 +230,7 @@ async function testStep(
       });
       continue;
     }
-    const r = await ctx.exec([Deno.execPath(), ...testArgv(file)], left);
+    const r = await ctx.exec([Deno.execPath(), ...testArgv(file)], left, envOf(file));
     const summary = parseTestSummary(r.output);
     const skip = r.output.match(skipMark)?.[0]?.trim();
     const counts = summary
@@ -275,13 +277,16 @@ async function testStep(
 /**
  * The CUDA suites, a file a process: the reference suite and the 124M check, every kernel,
  * the bf16 tensor-core attention, a one-rank NCCL communicator and the CUDA fence, then the
- * nvcc build.
+ * nvcc build. A rehearsal runs the NCCL one on the emulator's libraries where --rehearse
+ * built them.
  */
 function suitesStep(ctx: StepContext): Promise<StepOutcome> {
+  const emulator = ctx.rehearse ? rehearsalEnv(REHEARSAL_CUDA_ENV) : null;
   return testStep(
     ctx,
     SUITE_FILES,
     /(?:cuda|cuda build|cuda bf16 attention \(GPU\)|cuda nccl): skipped: .*/,
+    (file) => rehearsalSuiteEnv(file, emulator),
   );
 }
 
@@ -455,13 +460,14 @@ function rehearsalEnv(name: string): Record<string, string> | null {
 }
 
 /**
- * The CPU emulator's library built (tests/cuda_emulator/ffi.ts, in a child, with the system's
- * C++ compiler) and its variables for a rehearsal's CUDA commands, as `REHEARSAL_CUDA_ENV` and
- * `REHEARSAL_CUDA_NULL_ENV`; none, saying why, where it cannot be built.
+ * The CPU emulator's libraries built (tests/cuda_emulator/ffi.ts and nccl_ffi.ts, in children,
+ * with the system's C++ compiler) and their variables for a rehearsal's CUDA commands, as
+ * `REHEARSAL_CUDA_ENV` (the driver, cuBLASLt and NCCL) and `REHEARSAL_CUDA_NULL_ENV` (the null
+ * device); none, saying why, where they cannot be built.
  */
 async function emulatorVariables(): Promise<Record<string, string>> {
-  const script = join(REPO_ROOT, "tests", "cuda_emulator", "ffi.ts");
-  const build = async (args: string[]) => {
+  const emulator = join(REPO_ROOT, "tests", "cuda_emulator");
+  const build = async (script: string, args: string[] = []) => {
     const r = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", script, ...args],
       cwd: REPO_ROOT,
@@ -472,9 +478,11 @@ async function emulatorVariables(): Promise<Record<string, string>> {
     return new TextDecoder().decode(r.stdout).trim().split("\n").at(-1)!;
   };
   try {
+    const cuda = JSON.parse(await build(join(emulator, "ffi.ts")));
+    const nccl = JSON.parse(await build(join(emulator, "nccl_ffi.ts")));
     return {
-      [REHEARSAL_CUDA_ENV]: await build([]),
-      [REHEARSAL_CUDA_NULL_ENV]: await build(["--null-device"]),
+      [REHEARSAL_CUDA_ENV]: JSON.stringify({ ...cuda, ...nccl }),
+      [REHEARSAL_CUDA_NULL_ENV]: await build(join(emulator, "ffi.ts"), ["--null-device"]),
     };
   } catch (e) {
     console.log(

@@ -6,9 +6,10 @@
  * `nvidia/nccl/lib`), for every soname a library has gone by (with and without the version
  * suffix). Nothing here loads a library: it finds files, and says where it looked.
  *
- * One setting replaces the search for the driver and for cuBLASLt: `GPT2_CUDA_DRIVER_LIB` and
- * `GPT2_CUBLASLT_LIB` name the file to open instead (the CPU emulator's library in the tests,
- * tests/cuda_emulator/ffi.ts); the backend opens it exactly as it opens the real one.
+ * One setting replaces the search for the driver, for cuBLASLt and for NCCL:
+ * `GPT2_CUDA_DRIVER_LIB`, `GPT2_CUBLASLT_LIB` and `GPT2_NCCL_LIB` name the file to open
+ * instead (the CPU emulator's libraries in the tests, tests/cuda_emulator/ffi.ts and
+ * nccl_ffi.ts); the backend and NCCL open it exactly as they open the real one.
  *
  * @module
  */
@@ -37,6 +38,7 @@ export const SONAMES: Readonly<Record<CudaLibraryName, readonly string[]>> = {
 export const LIBRARY_OVERRIDES: Readonly<Partial<Record<CudaLibraryName, string>>> = {
   cuda: "GPT2_CUDA_DRIVER_LIB",
   cublasLt: "GPT2_CUBLASLT_LIB",
+  nccl: "GPT2_NCCL_LIB",
 };
 
 /** The file a setting names for `name` (LIBRARY_OVERRIDES), or null where none is set. */
