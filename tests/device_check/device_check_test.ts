@@ -178,14 +178,16 @@ async function deno(argv: string[]): Promise<{ code: number; output: string }> {
   return { code: r.code, output: dec.decode(r.stdout) + dec.decode(r.stderr) };
 }
 
-Deno.test("device-check: each training run's command line, scaled down, trains here", async () => {
+Deno.test("device-check: each training run's command line, scaled down, trains here, again into the same folder", async () => {
   const out = await Deno.makeTempDir({ prefix: "device_check_train_" });
   try {
     for (const precision of ["f32", "bf16"] as const) {
-      const r = await deno(rehearsalArgv(trainArgv(precision, out)));
-      assertEquals(r.code, 0, r.output);
-      assertEquals(parseLosses(r.output).length, REHEARSAL_TRAIN_STEPS, r.output);
-      ok(Deno.statSync(join(out, `train_${precision}`, "log.txt")).isFile);
+      for (const run of [1, 2]) {
+        const r = await deno(rehearsalArgv(trainArgv(precision, out)));
+        assertEquals(r.code, 0, `run ${run}: ${r.output}`);
+        assertEquals(parseLosses(r.output).length, REHEARSAL_TRAIN_STEPS, r.output);
+        ok(Deno.statSync(join(out, `train_${precision}`, "log.txt")).isFile);
+      }
     }
   } finally {
     await Deno.remove(out, { recursive: true });

@@ -86,7 +86,11 @@ export function trainLogDir(precision: "f32" | "bf16", outDir: string): string {
   return join(outDir, `train_${precision}`);
 }
 
-/** One training run of the comparison: `precision` into its own log folder under `outDir`. */
+/**
+ * One training run of the comparison: `precision` into its own log folder under `outDir`,
+ * replacing an earlier check's run there (`--overwrite`: a check run again into the same
+ * folder trains again instead of stopping at the trainer's guard).
+ */
 export function trainArgv(precision: "f32" | "bf16", outDir: string): string[] {
   return [
     ...DENO_RUN,
@@ -103,6 +107,7 @@ export function trainArgv(precision: "f32" | "bf16", outDir: string): string[] {
     "--hellaswag=0",
     "--seed=1337",
     `--log-dir=${trainLogDir(precision, outDir)}`,
+    "--overwrite",
     `--precision=${precision}`,
   ];
 }
