@@ -9,8 +9,8 @@
 // 1 MiB L2 per core, 32 MiB L3):
 //   ic (MC rows of A', the block in L3) > pc (KC of K) > jc (NC columns of B', the block in L2)
 //     > ir (one strip of A', 24 KiB, in L1) > jr (the panels of B', from L2) > micro-kernel.
-// Packing is vectorised: 16 x 16 transposes for operands read along k (the weights of the
-// forward pass, the rows of A'), masked copies for the rest.
+// Packing is vectorised: 16 x 16 transposes (8 x 8 with AVX2) for operands read along k (the
+// weights of the forward pass, the rows of A'), masked copies for the rest.
 // Threads split N when N >= M: they pack each A' block together (half the strips each, one
 // spinning barrier per block) and each packs B' for its own columns; otherwise they split M
 // and each packs all of the smaller B' for itself. Both cores are busy on every GPT-2 shape.
@@ -251,6 +251,13 @@ static int packed_depth(const gemm_args* g, int kc) {
 // The packers write one strip or panel, W wide (MR or NR) and kc deep, k-major:
 // dst[k * W + i] for i < n from the source, zero for n <= i < W.
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// All ones in the first n of 8 lanes (0 <= n <= 8), for AVX2's masked loads and stores.
+static inline __m256i lane_mask8(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+
 // From a source read along i: dst[k * W + i] = src[k * ld + i].
 static void pack_copy(const float* src, size_t ld, int n, int kc, int W, float* restrict dst) {
 #if defined(__AVX512F__)
@@ -264,6 +271,20 @@ static void pack_copy(const float* src, size_t ld, int n, int kc, int W, float* 
     __mmask16 in = (__mmask16)((1u << n) - 1), out = (__mmask16)((1u << W) - 1);
     for (int k = 0; k < kc; k++, src += ld, dst += W) {
       _mm512_mask_storeu_ps(dst, out, _mm512_maskz_loadu_ps(in, src));
+    }
+    return;
+  }
+#elif defined(__AVX2__)
+  if (W % 8 == 0 && n == W) {
+    for (int k = 0; k < kc; k++, src += ld, dst += W) {
+      for (int j = 0; j < W; j += 8) _mm256_storeu_ps(dst + j, _mm256_loadu_ps(src + j));
+    }
+    return;
+  }
+  if (W <= 8) {  // a strip of A': masked loads never touch memory past the n floats
+    __m256i in = lane_mask8(n), out = lane_mask8(W);
+    for (int k = 0; k < kc; k++, src += ld, dst += W) {
+      _mm256_maskstore_ps(dst, out, _mm256_maskload_ps(src, in));
     }
     return;
   }
@@ -304,11 +325,65 @@ static inline void transpose16(__m512 r[16]) {
 }
 #endif
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// r[j][c] becomes r[c][j] for an 8 x 8 block: in-lane unpacks and shuffles, then 128-bit halves.
+static inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; i++) {
+    u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
+    r[4 + i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
+  }
+}
+#endif
+
 // From a source read along k (the weights of the forward pass, the rows of A'):
-// dst[k * W + i] = src[i * ld + k], 16 x 16 blocks at a time so that neither side strides
-// through more cache lines than L1 holds.
+// dst[k * W + i] = src[i * ld + k], 16 x 16 blocks at a time (8 x 8 with AVX2) so that
+// neither side strides through more cache lines than L1 holds.
 static void pack_transposed(const float* src, size_t ld, int n, int kc, int W,
                             float* restrict dst) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  for (int i0 = 0; i0 < W; i0 += 8) {  // 8 rows at a time: 8 streams, each read through
+    int w = W - i0 < 8 ? W - i0 : 8, k0 = 0;
+    __m256i out = lane_mask8(w);
+    for (; k0 + 8 <= kc; k0 += 8) {
+      __m256 r[8];
+      for (int j = 0; j < 8; j++) {
+        r[j] = i0 + j < n ? _mm256_loadu_ps(src + (size_t)(i0 + j) * ld + k0)
+                          : _mm256_setzero_ps();
+      }
+      transpose8(r);
+      for (int kk = 0; kk < 8; kk++) {
+        float* d = dst + (size_t)(k0 + kk) * W + i0;
+        if (w == 8) {
+          _mm256_storeu_ps(d, r[kk]);
+        } else if (w == 6) {  // a strip of A' (MR 6): vmaskmovps stores are slow on AMD
+          _mm_storeu_ps(d, _mm256_castps256_ps128(r[kk]));
+          _mm_storel_pi((__m64*)(d + 4), _mm256_extractf128_ps(r[kk], 1));
+        } else {
+          _mm256_maskstore_ps(d, out, r[kk]);
+        }
+      }
+    }
+    for (; k0 < kc; k0 += 8) {
+      int kn = kc - k0 < 8 ? kc - k0 : 8;
+      for (int i = i0; i < i0 + w; i++) {
+        const float* row = src + (size_t)i * ld + k0;
+        for (int kk = 0; kk < kn; kk++) dst[(size_t)(k0 + kk) * W + i] = i < n ? row[kk] : 0.0f;
+      }
+    }
+  }
+  return;
+#endif
   for (int i0 = 0; i0 < W; i0 += 16) {  // 16 rows at a time: 16 streams, each read through
     int w = W - i0 < 16 ? W - i0 : 16, k0 = 0;
 #if defined(__AVX512F__)

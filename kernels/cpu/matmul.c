@@ -75,18 +75,40 @@ void matmul_forward_fused(float* out, float* gelu_out, const float* inp, const f
   gpt2_gemm_epilogue(0, 1, N, OC, C, inp, weight, 0.0f, out, bias, gelu_out, bf16);
 }
 
+// Columns of dout per block of dbias's sums: a few cache lines of each row, in registers.
+#define DBIAS_COLUMNS 32
+
+// dbias (OC) += the sum over the N rows of dout (N, OC), each column's sum in double, rows in
+// order. A block of columns at a time walks the rows with its sums side by side (vectors across
+// the columns), rather than one column at a time down a stride of OC floats, which read a new
+// cache line for every element and waited on one add after another.
+static void dbias_backward(float* dbias, const float* dout, int N, int OC) {
+  int blocks = (OC + DBIAS_COLUMNS - 1) / DBIAS_COLUMNS;
+#pragma omp parallel for
+  for (int b = 0; b < blocks; b++) {
+    int o0 = b * DBIAS_COLUMNS, w = OC - o0 < DBIAS_COLUMNS ? OC - o0 : DBIAS_COLUMNS;
+    double s[DBIAS_COLUMNS] = {0};
+    if (w == DBIAS_COLUMNS) {
+      for (int n = 0; n < N; n++) {
+        const float* row = dout + (size_t)n * OC + o0;
+#pragma omp simd
+        for (int j = 0; j < DBIAS_COLUMNS; j++) s[j] += row[j];
+      }
+    } else {
+      for (int n = 0; n < N; n++) {
+        const float* row = dout + (size_t)n * OC + o0;
+        for (int j = 0; j < w; j++) s[j] += row[j];
+      }
+    }
+    for (int j = 0; j < w; j++) dbias[o0 + j] += (float)s[j];
+  }
+}
+
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC, int bf16) {
   if (dinp) gemm(0, 0, N, C, OC, dout, weight, 1.0f, dinp, bf16);
   if (dweight) gemm(1, 0, OC, C, N, dout, inp, 1.0f, dweight, bf16);
-  if (dbias) {
-#pragma omp parallel for
-    for (int o = 0; o < OC; o++) {
-      double s = 0;
-      for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
-      dbias[o] += (float)s;
-    }
-  }
+  if (dbias) dbias_backward(dbias, dout, N, OC);
 }
 
 // For the benchmark: one GEMM of the given shape, C = A @ B^T, as matmul_forward does.
