@@ -4,6 +4,7 @@
 // not on a GPU), and a run without a GPU, which must report each step as failed or skipped
 // with a reason, write results.json and results.md, and not crash.
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import {
   compareLosses,
@@ -31,6 +32,12 @@ import {
   trainArgv,
   WEBGPU_FILES,
 } from "../../tools/device_check/commands.ts";
+import {
+  copyFiles,
+  HIDDEN_PROGRAMS,
+  pathWithout,
+  travellingFiles,
+} from "../../tools/device_check/rehearse.ts";
 import { emulatorEnv } from "../cuda_emulator/ffi.ts";
 import { ncclEmulatorEnv } from "../cuda_emulator/nccl_ffi.ts";
 import { hasCxx, repoRoot, runTask } from "../support.ts";
@@ -285,4 +292,56 @@ Deno.test({
       ok(summary && summary.passed >= 2 && summary.failed === 0 && summary.ignored === 0, text);
     }
   },
+});
+
+Deno.test("device-check: a rehearsal runs from a copy of what travels (no node_modules, no .git), with no xz on its PATH", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "device_check_travel_" });
+  try {
+    const git = (...args: string[]) =>
+      new Deno.Command("git", { args, cwd: dir, stdout: "null", stderr: "null" }).output();
+    await git("init", "-q");
+    const write = (path: string, text: string) => {
+      Deno.mkdirSync(join(dir, path, ".."), { recursive: true });
+      Deno.writeTextFileSync(join(dir, path), text);
+    };
+    write(".gitignore", "node_modules/\n.gpu/\n.gl/\n");
+    write("lib/a.ts", "a");
+    write("tests/new_test.ts", "untracked, not ignored");
+    write("node_modules/x/index.js", "ignored");
+    write(".gpu/run.sh", "#!/usr/bin/env bash\n");
+    Deno.chmodSync(join(dir, ".gpu/run.sh"), 0o755);
+    write(".gpu/shared/data/input.txt", "carried");
+    write(".gl/libvulkan1.deb", "carried");
+    await git("add", ".gitignore", "lib/a.ts");
+    const files = await travellingFiles(dir);
+    assertEquals(files, [
+      ".gitignore",
+      ".gl/libvulkan1.deb",
+      ".gpu/run.sh",
+      ".gpu/shared/data/input.txt",
+      "lib/a.ts",
+      "tests/new_test.ts",
+    ]);
+    const copy = join(dir, "..", `${dir.split("/").at(-1)}_copy`);
+    try {
+      copyFiles(files, dir, copy);
+      assertEquals(Deno.readTextFileSync(join(copy, ".gpu/shared/data/input.txt")), "carried");
+      ok((Deno.statSync(join(copy, ".gpu/run.sh")).mode! & 0o111) !== 0, "run.sh kept executable");
+      ok(!existsSync(join(copy, "node_modules")) && !existsSync(join(copy, ".git")));
+    } finally {
+      await Deno.remove(copy, { recursive: true });
+    }
+    const bin = pathWithout(Deno.env.get("PATH") ?? "", HIDDEN_PROGRAMS, join(dir, "bin"));
+    const names = [...Deno.readDirSync(bin)].map((e) => e.name);
+    ok(names.includes("bash") && names.includes("tar"), names.join(" "));
+    for (const hidden of ["xz", "unxz", "xzcat"]) ok(!names.includes(hidden), hidden);
+    const r = await new Deno.Command("bash", {
+      args: ["-c", "command -v xz || echo none; command -v tar"],
+      env: { PATH: bin },
+      stdout: "piped",
+    }).output();
+    assertEquals(new TextDecoder().decode(r.stdout).split("\n")[0], "none");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

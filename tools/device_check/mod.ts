@@ -15,8 +15,9 @@
  *   step runs even when one before failed; each writes a log, and `results.json` and
  *   `results.md` in OUTDIR say what passed, with the tables.
  * - `deno task device-check --rehearse OUTDIR` (here, no GPU): every step's command line run
- *   from the prepared `.gpu/`, offline, scaled down (commands.ts: `rehearsalArgv`), where a
- *   step passes when all it lacked was the GPU.
+ *   by the prepared `.gpu/run.sh` from a copy of what travels, offline, without xz, scaled
+ *   down (commands.ts: `rehearsalArgv`; rehearse.ts), where a step passes when all it lacked
+ *   was the GPU.
  *
  * @module
  */
@@ -47,6 +48,7 @@ import {
   WEBGPU_FILES,
 } from "./commands.ts";
 import { GPU_DIR, prepareDeviceCheck } from "./prepare.ts";
+import { rehearse } from "./rehearse.ts";
 import {
   compareLosses,
   errorLine,
@@ -457,69 +459,6 @@ const STEPS: Step[] = STEP_NAMES.map((name) => ({
 function rehearsalEnv(name: string): Record<string, string> | null {
   const text = Deno.env.get(name);
   return text ? JSON.parse(text) as Record<string, string> : null;
-}
-
-/**
- * The CPU emulator's libraries built (tests/cuda_emulator/ffi.ts and nccl_ffi.ts, in children,
- * with the system's C++ compiler) and their variables for a rehearsal's CUDA commands, as
- * `REHEARSAL_CUDA_ENV` (the driver, cuBLASLt and NCCL) and `REHEARSAL_CUDA_NULL_ENV` (the null
- * device); none, saying why, where they cannot be built.
- */
-async function emulatorVariables(): Promise<Record<string, string>> {
-  const emulator = join(REPO_ROOT, "tests", "cuda_emulator");
-  const build = async (script: string, args: string[] = []) => {
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", script, ...args],
-      cwd: REPO_ROOT,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!r.success) throw new Error(new TextDecoder().decode(r.stderr).split("\n")[0]);
-    return new TextDecoder().decode(r.stdout).trim().split("\n").at(-1)!;
-  };
-  try {
-    const cuda = JSON.parse(await build(join(emulator, "ffi.ts")));
-    const nccl = JSON.parse(await build(join(emulator, "nccl_ffi.ts")));
-    return {
-      [REHEARSAL_CUDA_ENV]: JSON.stringify({ ...cuda, ...nccl }),
-      [REHEARSAL_CUDA_NULL_ENV]: await build(join(emulator, "ffi.ts"), ["--null-device"]),
-    };
-  } catch (e) {
-    console.log(
-      `rehearsal: no CUDA emulator library (${(e as Error).message}): training on native, ` +
-        "the bench stopped at the GPU",
-    );
-    return {};
-  }
-}
-
-/**
- * `bash .gpu/run.sh OUTDIR --scaled-down` here, as on a GPU machine but offline (requests go
- * to a proxy that refuses them) and scaled down; returns whether every step passed.
- */
-async function rehearse(outDir: string, only: string | undefined): Promise<boolean> {
-  const script = join(GPU_DIR, "run.sh");
-  if (!existsSync(script)) {
-    throw new Error(
-      `Expected ${script} to rehearse, found none: run deno task device-check --prepare first`,
-    );
-  }
-  const refused = "http://127.0.0.1:9";
-  const args = [script, resolve(outDir), "--scaled-down", ...(only ? ["--only", only] : [])];
-  const status = await new Deno.Command("bash", {
-    args,
-    cwd: REPO_ROOT,
-    env: {
-      ...await emulatorVariables(),
-      HTTP_PROXY: refused,
-      HTTPS_PROXY: refused,
-      http_proxy: refused,
-      https_proxy: refused,
-      NO_PROXY: "127.0.0.1,localhost",
-      no_proxy: "127.0.0.1,localhost",
-    },
-  }).spawn().status;
-  return status.success;
 }
 
 /** Runs the steps into `outDir` within `minutes`; returns whether every step passed. */
