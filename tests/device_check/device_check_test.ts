@@ -19,6 +19,7 @@ import {
   DEFAULT_MINUTES,
   DENO_TEST,
   DEVICE_CALLS,
+  OUT_FILE_LIMIT,
   REHEARSAL_CUDA_ENV,
   REHEARSAL_CUDA_NULL_ENV,
   REHEARSAL_EMULATED_SUITES,
@@ -92,6 +93,23 @@ Deno.test("device-check: a failed command's error line", () => {
   assertEquals(errorLine("one\nlast words\nStack backtrace:\n   0: <unknown>\n"), "last words");
 });
 
+/** The files under `dir`, relative to it. */
+function filesUnder(dir: string, prefix = ""): string[] {
+  return [...Deno.readDirSync(join(dir, prefix))].flatMap((e) =>
+    e.isDirectory ? filesUnder(dir, join(prefix, e.name)) : [join(prefix, e.name)]
+  );
+}
+
+/** OUTDIR holds only what the device tool brings back: few files, plainly named, shallow. */
+function assertBroughtBack(dir: string): void {
+  const files = filesUnder(dir);
+  ok(files.length <= OUT_FILE_LIMIT, `${files.length} files in OUTDIR: ${files.join(" ")}`);
+  for (const file of files) {
+    ok(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+){0,2}$/.test(file), file);
+    ok(Deno.statSync(join(dir, file)).size <= 16 * 2 ** 20, file);
+  }
+}
+
 /** Whether this machine has an NVIDIA driver (then the no-GPU rehearsal does not apply). */
 async function hasNvidiaSmi(): Promise<boolean> {
   try {
@@ -126,6 +144,7 @@ async function rehearseWithoutGpu(): Promise<void> {
     // the trainer got past its flags: what stopped it was the GPU
     ok(/CUDA|libcuda/.test(steps[1].summary), steps[1].summary);
     for (const log of ["env.log", "train.log"]) ok((await Deno.stat(join(out, log))).size > 0);
+    assertBroughtBack(out);
   } finally {
     await Deno.remove(out, { recursive: true });
   }
@@ -143,6 +162,8 @@ Deno.test("device-check: the help, and an unknown step is an error", async () =>
 Deno.test("device-check: each call's steps fit its time, and a call fits the device tool's 10 minutes with a machine start", () => {
   const machineStartS = 180, unpackS = 30;
   ok(DEFAULT_MINUTES * 60 + machineStartS + unpackS <= 600, `--minutes ${DEFAULT_MINUTES}`);
+  // results.json, results.md, a log per step and bench.json: all of them come back
+  ok(STEP_NAMES.length + 3 <= OUT_FILE_LIMIT);
   const called = new Set(DEVICE_CALLS.flat());
   for (const name of STEP_NAMES) ok(name === "env" || called.has(name), `${name} is in no call`);
   for (const call of DEVICE_CALLS) {
@@ -256,6 +277,8 @@ Deno.test({
       );
       ok(steps[1].summary.startsWith("losses agree"), steps[1].summary);
       ok(/null device.*6 rows timed/.test(steps[2].summary), steps[2].summary);
+      // the training runs' log folders stayed off OUTDIR: what the device tool brings back
+      assertBroughtBack(out);
     } finally {
       await Deno.remove(out, { recursive: true });
     }

@@ -44,6 +44,13 @@ export const STEP_BUDGET_S: Readonly<Record<StepName, number>> = {
   webgpu: 150,
 };
 
+/**
+ * The most files of OUTDIR the device tool brings back from a call (each at most 16 MiB, at
+ * most two folders down, named in letters, digits, `.`, `_` and `-`): the check writes
+ * `results.json`, `results.md`, one log per step and `bench.json` there, nothing else.
+ */
+export const OUT_FILE_LIMIT = 8;
+
 /** The whole check's default time limit, minutes (one call of the device tool). */
 export const DEFAULT_MINUTES = 6.5;
 
@@ -81,17 +88,17 @@ export function testArgv(file: string): string[] {
   return [...DENO_TEST, file];
 }
 
-/** The log folder of the comparison's `precision` run, under `outDir`. */
-export function trainLogDir(precision: "f32" | "bf16", outDir: string): string {
-  return join(outDir, `train_${precision}`);
+/** The log folder of the comparison's `precision` run, under `dir` (a scratch folder). */
+export function trainLogDir(precision: "f32" | "bf16", dir: string): string {
+  return join(dir, `train_${precision}`);
 }
 
 /**
- * One training run of the comparison: `precision` into its own log folder under `outDir`,
- * replacing an earlier check's run there (`--overwrite`: a check run again into the same
- * folder trains again instead of stopping at the trainer's guard).
+ * One training run of the comparison: `precision` into its own log folder under `dir`,
+ * replacing an earlier run there (`--overwrite`: a run again into the same folder trains
+ * again instead of stopping at the trainer's guard).
  */
-export function trainArgv(precision: "f32" | "bf16", outDir: string): string[] {
+export function trainArgv(precision: "f32" | "bf16", dir: string): string[] {
   return [
     ...DENO_RUN,
     "lib/cli/train.ts",
@@ -106,7 +113,7 @@ export function trainArgv(precision: "f32" | "bf16", outDir: string): string[] {
     "--eval-every=0",
     "--hellaswag=0",
     "--seed=1337",
-    `--log-dir=${trainLogDir(precision, outDir)}`,
+    `--log-dir=${trainLogDir(precision, dir)}`,
     "--overwrite",
     `--precision=${precision}`,
   ];

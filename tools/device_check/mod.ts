@@ -44,7 +44,6 @@ import {
   testArgv,
   TRAIN_STEPS,
   trainArgv,
-  trainLogDir,
   WEBGPU_FILES,
 } from "./commands.ts";
 import { GPU_DIR, prepareDeviceCheck } from "./prepare.ts";
@@ -292,30 +291,28 @@ function suitesStep(ctx: StepContext): Promise<StepOutcome> {
   );
 }
 
-/** Removes a training run's `model/` and `checkpoints/` from its log folder, keeping its logs. */
-async function dropWeights(logDir: string): Promise<void> {
-  for (const name of ["model", "checkpoints"]) {
-    await Deno.remove(join(logDir, name), { recursive: true }).catch(() => {});
-  }
-}
-
 /** 20 steps of GPT-2 124M in fp32 and in bf16 on the same data; the losses must agree. */
 async function trainStep(ctx: StepContext): Promise<StepOutcome> {
   const losses: Record<string, number[]> = {}, notes: string[] = [], commands: string[][] = [];
   const steps = ctx.rehearse ? REHEARSAL_TRAIN_STEPS : TRAIN_STEPS;
   // a rehearsal trains --backend cuda on the CPU emulator's library where --rehearse built it
   const emulator = ctx.rehearse ? rehearsalEnv(REHEARSAL_CUDA_ENV) : null;
-  for (const precision of ["f32", "bf16"] as const) {
-    // the emulator runs the kernels on the CPU: a rehearsal on it gets four times the time
-    const limit = (emulator ? 4 : 1) * ctx.limitS / 2;
-    const argv = trainArgv(precision, ctx.outDir);
-    const cmd = ctx.rehearse ? rehearsalArgv(argv, { cuda: emulator !== null }) : argv;
-    commands.push(cmd);
-    const r = await ctx.exec([Deno.execPath(), ...cmd], limit, emulator ?? undefined);
-    // the weights and checkpoints (GBs at 124M) stay off what the device tool brings back
-    await dropWeights(trainLogDir(precision, ctx.outDir));
-    losses[precision] = parseLosses(r.output);
-    if (r.code !== 0) notes.push(`${precision} run: ${exitNote(r, limit)}`);
+  // the runs' log folders (weights and checkpoints: GBs at 124M; a report, a record) stay off
+  // OUTDIR, of which the device tool brings back OUT_FILE_LIMIT files: train.log has their output
+  const scratch = await Deno.makeTempDir({ prefix: "device_check_train_" });
+  try {
+    for (const precision of ["f32", "bf16"] as const) {
+      // the emulator runs the kernels on the CPU: a rehearsal on it gets four times the time
+      const limit = (emulator ? 4 : 1) * ctx.limitS / 2;
+      const argv = trainArgv(precision, scratch);
+      const cmd = ctx.rehearse ? rehearsalArgv(argv, { cuda: emulator !== null }) : argv;
+      commands.push(cmd);
+      const r = await ctx.exec([Deno.execPath(), ...cmd], limit, emulator ?? undefined);
+      losses[precision] = parseLosses(r.output);
+      if (r.code !== 0) notes.push(`${precision} run: ${exitNote(r, limit)}`);
+    }
+  } finally {
+    await Deno.remove(scratch, { recursive: true }).catch(() => {});
   }
   const { f32, bf16 } = losses;
   // a tiny model's loss over two steps of a warm-up need not fall: the rehearsal compares only
