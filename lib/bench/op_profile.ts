@@ -3,12 +3,17 @@
  * and the bytes of the buffers it is handed are counted. The native kernels run to completion
  * inside the call, so the clock around it measures the kernel. The bytes are a floor on the
  * memory traffic of a memory-bound op (each buffer it touches read or written once), which,
- * over a measured bandwidth, gives the least time the non-GEMM work could take.
+ * over a measured bandwidth, gives the least time the non-GEMM work could take. Each call's
+ * process CPU time (every thread) is taken beside its wall time: on a machine shared with other
+ * jobs a kernel's CPU time moves less than its wall time, which counts the time other
+ * processes held the cores. GEMMs are kept apart by shape (`matmulForward 2048x768->3072`:
+ * N x C -> OC), so that each of a model's Linear layers has its own line.
  *
  * @module
  */
 
-import type { Backend, DeviceBuffer } from "../backend.ts";
+import process from "node:process";
+import type { Backend, DeviceBuffer, MatmulDims } from "../backend.ts";
 import type { GPTConfig } from "../model/gpt.ts";
 import { stepRunner } from "./step.ts";
 
@@ -24,12 +29,41 @@ export const GEMM_OPS: ReadonlySet<string> = new Set([
 export interface OpTotals {
   calls: number;
   ms: number;
+  /** Process CPU time of its calls (every thread), ms. */
+  cpuMs: number;
   /** Bytes of the buffers passed to it, summed over its calls. */
   bytes: number;
 }
 
-/** Per-op totals, by backend method name. */
+/**
+ * Per-op totals, by backend method name; a GEMM's name is followed by its shape (see
+ * {@linkcode opKey}).
+ */
 export type OpProfile = Map<string, OpTotals>;
+
+/** Process CPU time so far, user and system, every thread, ms. */
+export function cpuTimeMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/**
+ * The profile's key of a call: the method's name, and for the matmuls of {@linkcode GEMM_OPS}
+ * that take `MatmulDims` last, its shape, "N x C -> OC" (e.g. `matmulBackward 2048x768->3072`).
+ */
+export function opKey(op: string, args: readonly unknown[]): string {
+  const dims = args[args.length - 1] as Partial<MatmulDims> | undefined;
+  if (op.startsWith("matmul") && typeof dims?.N === "number" && typeof dims.OC === "number") {
+    return `${op} ${dims.N}x${dims.C}->${dims.OC}`;
+  }
+  return op;
+}
+
+/** The backend method of a profile key (the key up to its shape). */
+export function opName(key: string): string {
+  const space = key.indexOf(" ");
+  return space < 0 ? key : key.slice(0, space);
+}
 
 /** Calls that are bookkeeping, not work (their time is not a kernel's). */
 const SKIPPED = new Set([
@@ -54,15 +88,18 @@ export function profiledBackend<B extends Backend>(backend: B, profile: OpProfil
         return typeof value === "function" ? value.bind(target) : value;
       }
       return (...args: unknown[]) => {
-        const t0 = performance.now();
+        const t0 = performance.now(), cpu0 = cpuTimeMs();
         // an async method's work runs before its first await (the native kernels do): the
         // clock stops when the call returns, not when its promise settles
         const result = value.apply(target, args);
-        const entry = profile.get(prop) ?? { calls: 0, ms: 0, bytes: 0 };
+        const ms = performance.now() - t0, cpuMs = cpuTimeMs() - cpu0;
+        const key = opKey(prop, args);
+        const entry = profile.get(key) ?? { calls: 0, ms: 0, cpuMs: 0, bytes: 0 };
         entry.calls++;
-        entry.ms += performance.now() - t0;
+        entry.ms += ms;
+        entry.cpuMs += cpuMs;
         entry.bytes += opBytes(prop, args);
-        profile.set(prop, entry);
+        profile.set(key, entry);
         return result;
       };
     },
@@ -88,29 +125,39 @@ function isBuffer(a: unknown): a is DeviceBuffer {
     typeof (a as DeviceBuffer).length === "number";
 }
 
-/** A profile split into the GEMMs and the rest, the rest's ops by time, slowest first. */
+/**
+ * A profile split into the GEMMs and the rest, each op (a GEMM: each op and shape) by time,
+ * slowest first.
+ */
 export interface ProfileSplit {
   gemmMs: number;
+  gemmCpuMs: number;
   restMs: number;
+  restCpuMs: number;
   restBytes: number;
+  gemms: [string, OpTotals][];
   rest: [string, OpTotals][];
 }
 
 /** Splits `profile` into GEMM time and the rest (see {@linkcode GEMM_OPS}). */
 export function splitProfile(profile: OpProfile): ProfileSplit {
-  let gemmMs = 0, restMs = 0, restBytes = 0;
-  const rest: [string, OpTotals][] = [];
+  let gemmMs = 0, gemmCpuMs = 0, restMs = 0, restCpuMs = 0, restBytes = 0;
+  const gemms: [string, OpTotals][] = [], rest: [string, OpTotals][] = [];
   for (const [name, t] of profile) {
-    if (GEMM_OPS.has(name)) {
+    if (GEMM_OPS.has(opName(name))) {
       gemmMs += t.ms;
+      gemmCpuMs += t.cpuMs;
+      gemms.push([name, t]);
     } else {
       restMs += t.ms;
+      restCpuMs += t.cpuMs;
       restBytes += t.bytes;
       rest.push([name, t]);
     }
   }
+  gemms.sort((a, b) => b[1].ms - a[1].ms);
   rest.sort((a, b) => b[1].ms - a[1].ms);
-  return { gemmMs, restMs, restBytes, rest };
+  return { gemmMs, gemmCpuMs, restMs, restCpuMs, restBytes, gemms, rest };
 }
 
 /**
@@ -140,9 +187,11 @@ export interface ProfileStepOptions {
   steps?: number;
 }
 
-/** A training step's profile, per step: wall time, the split, and the ops' totals. */
+/** A training step's profile, per step: wall and CPU time, the split, and the ops' totals. */
 export interface StepProfile extends ProfileSplit {
   wallMs: number;
+  /** Process CPU time of the step (every thread), ms. */
+  cpuMs: number;
 }
 
 /**
@@ -160,13 +209,16 @@ export async function profileTrainingStep(
   for (let i = 0; i < (o.warmup ?? 2); i++) await step();
   profile.clear();
   let wallMs = 0;
+  const cpu0 = cpuTimeMs();
   for (let i = 0; i < steps; i++) wallMs += await step();
+  const cpuMs = cpuTimeMs() - cpu0;
   for (const t of profile.values()) {
     t.calls /= steps;
     t.ms /= steps;
+    t.cpuMs /= steps;
     t.bytes /= steps;
   }
-  return { wallMs: wallMs / steps, ...splitProfile(profile) };
+  return { wallMs: wallMs / steps, cpuMs: cpuMs / steps, ...splitProfile(profile) };
 }
 
 /** The profile as lines of text, with the least time the rest's bytes take at `bandwidth`. */
@@ -189,6 +241,13 @@ export function formatStepProfile(p: StepProfile, bandwidth: number, top = 6): s
         (t.bytes / (t.ms / 1000) / 1e9).toFixed(1)
       } GB/s)`
     ).join(", "),
+    `  process CPU time (every thread): step ${p.cpuMs.toFixed(0)} ms, GEMMs ${
+      p.gemmCpuMs.toFixed(0)
+    } ms, other kernels ${p.restCpuMs.toFixed(0)} ms, outside the kernels ${
+      (p.cpuMs - p.gemmCpuMs - p.restCpuMs).toFixed(0)
+    } ms`,
+    "  GEMMs by op and shape (N x C -> OC), wall ms / CPU ms a step: " +
+    p.gemms.map(([name, t]) => `${name} ${t.ms.toFixed(0)} / ${t.cpuMs.toFixed(0)}`).join(", "),
   ];
   return lines.join("\n");
 }

@@ -5,6 +5,7 @@ import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import {
   formatStepProfile,
   opBytes,
+  opKey,
   type OpProfile,
   profiledBackend,
   profileTrainingStep,
@@ -36,20 +37,22 @@ Deno.test("profiledBackend: counts each call with its bytes, results unchanged",
   assertEquals([...be.hostView(out)], [4, 6]);
   const add = profile.get("addForward")!;
   assertEquals([add.calls, add.bytes], [2, 2 * 3 * 8]);
-  ok(add.ms >= 0);
+  ok(add.ms >= 0 && add.cpuMs >= 0);
   ok(!profile.has("alloc") && !profile.has("upload"), "bookkeeping is not profiled");
 });
 
 Deno.test("splitProfile: GEMMs apart, the rest slowest first", () => {
   const profile: OpProfile = new Map([
-    ["matmulForward", { calls: 2, ms: 10, bytes: 100 }],
-    ["geluForward", { calls: 1, ms: 1, bytes: 40 }],
-    ["adamw", { calls: 3, ms: 4, bytes: 400 }],
-    ["matmulBackward", { calls: 2, ms: 20, bytes: 200 }],
+    ["matmulForward 4x8->16", { calls: 2, ms: 10, cpuMs: 18, bytes: 100 }],
+    ["geluForward", { calls: 1, ms: 1, cpuMs: 2, bytes: 40 }],
+    ["adamw", { calls: 3, ms: 4, cpuMs: 7, bytes: 400 }],
+    ["matmulBackward 4x8->16", { calls: 2, ms: 20, cpuMs: 39, bytes: 200 }],
   ]);
   const s = splitProfile(profile);
   assertEquals([s.gemmMs, s.restMs, s.restBytes], [30, 5, 440]);
+  assertEquals([s.gemmCpuMs, s.restCpuMs], [57, 9]);
   assertEquals(s.rest.map(([n]) => n), ["adamw", "geluForward"]);
+  assertEquals(s.gemms.map(([n]) => n), ["matmulBackward 4x8->16", "matmulForward 4x8->16"]);
 });
 
 Deno.test("profileTrainingStep: a step's calls per step, GEMMs and the rest within the wall time", async () => {
@@ -65,4 +68,24 @@ Deno.test("profileTrainingStep: a step's calls per step, GEMMs and the rest with
   assertEquals(calls.get("adamw"), 2 * 12 + 4);
   assertEquals(calls.get("layernormForward"), 2 * 2 + 1);
   ok(/GEMMs .* ms \(\d+%\), other kernels/.test(formatStepProfile(p, 1e10)));
+  // each Linear's shape apart: N = B * T tokens, C -> OC (the classifier's 8 -> 50304 and
+  // c_fc's 8 -> 32, fused with its GELU or not, among them)
+  const names = p.gemms.map(([n]) => n);
+  ok(names.includes("matmulForward 8x8->50304"), names.join());
+  ok(names.some((n) => /^matmul(Gelu)?Forward 8x8->32$/.test(n)), names.join());
+  ok(names.includes("matmulBackward 8x8->32"), names.join());
+  ok(p.cpuMs > 0 && p.gemmCpuMs + p.restCpuMs <= p.cpuMs * 1.05 + 1);
+  ok(/process CPU time .* step \d+ ms, GEMMs \d+ ms/.test(formatStepProfile(p, 1e10)));
+});
+
+Deno.test("opKey: a matmul by its shape, N x C -> OC; other ops by name", () => {
+  assertEquals(
+    opKey("matmulForward", [0, 0, 0, null, { N: 2048, C: 768, OC: 3072 }]),
+    "matmulForward 2048x768->3072",
+  );
+  assertEquals(
+    opKey("matmulBackward", [{}, 0, 0, 0, { N: 4, C: 3, OC: 2 }]),
+    "matmulBackward 4x3->2",
+  );
+  assertEquals(opKey("addForward", [0, 0, 0, 10, 5]), "addForward");
 });
