@@ -6,7 +6,8 @@
 //                               the positions of a token in ascending order (the host sorts
 //                               them into buckets: token, start, count into `positions`), so
 //                               each dweight row is summed by one thread per channel in the
-//                               reference's order, with no atomics
+//                               reference's order, with no atomics; with `overwrite` (every
+//                               row has a bucket), dweight[token] = the sum
 //   embedding_backward_columns: the same with no buckets: one thread per channel walks
 //                               all N rows in order (slow: for ids the host never saw)
 #include "common.cuh"
@@ -28,13 +29,13 @@ extern "C" __global__ void embedding_forward(float* out, const int* idx, const f
 // grid (buckets, ceil(C / blockDim.x)); bucket b is buckets[3b .. 3b + 2] = token, start, count
 extern "C" __global__ void embedding_backward_buckets(float* dweight, const float* dout,
                                                       const int* positions, const int* buckets,
-                                                      int numBuckets, int C) {
+                                                      int numBuckets, int C, int overwrite) {
   int b = blockIdx.x;
   int c = blockIdx.y * blockDim.x + threadIdx.x;
   if (b >= numBuckets || c >= C) return;
   int token = buckets[3 * b], start = buckets[3 * b + 1], count = buckets[3 * b + 2];
   float* dw = dweight + (long long)token * C + c;
-  float s = *dw;
+  float s = overwrite ? 0.0f : *dw;
   for (int k = 0; k < count; k++) s += dout[(long long)positions[start + k] * C + c];
   *dw = s;
 }

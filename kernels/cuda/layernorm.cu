@@ -3,7 +3,8 @@
 //                       mean (N) and rstd (N); one warp per row, two passes over the row
 //                       (mean, then the centred variance) for accuracy
 //   layernorm_backward: dinp (N, C) += (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) * rstd
-//                       with dnorm = weight * dout, one warp per row; and per block of rows
+//                       with dnorm = weight * dout, one warp per row (= with overwriteDinp: a
+//                       gradient's first contribution); and per block of rows
 //                       the partial sums of dout * norm (for dweight) and dout (for dbias),
 //                       written to partials (2, blocks, C): matmul_bias.cu's
 //                       column_sums_finish adds them into dweight and dbias in a fixed
@@ -42,7 +43,7 @@ extern "C" __global__ void __launch_bounds__(LN_THREADS)
 extern "C" __global__ void __launch_bounds__(LN_THREADS)
     layernorm_backward(float* dinp, float* partials, const float* dout, const float* inp,
                        const float* weight, const float* mean, const float* rstd, int N, int C,
-                       int rowsPerBlock) {
+                       int rowsPerBlock, int overwriteDinp) {
   int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, warps = blockDim.x / WARP;
   int row0 = blockIdx.x * rowsPerBlock;
   int row1 = min(N, row0 + rowsPerBlock);
@@ -64,7 +65,8 @@ extern "C" __global__ void __launch_bounds__(LN_THREADS)
     for (int c = lane; c < C; c += WARP) {
       float norm = (x[c] - m) * r;
       float dnorm = weight[c] * d[c];
-      di[c] += (dnorm - dnormMean - norm * dnormNormMean) * r;
+      float g = (dnorm - dnormMean - norm * dnormNormMean) * r;
+      di[c] = overwriteDinp ? g : di[c] + g;
     }
   }
   // dweight and dbias partial sums over this block's rows, a thread per channel

@@ -4,7 +4,9 @@
 //                        over a chunk of rowsPerChunk rows; block (32, 8): 32 columns, 8 row lanes
 //   column_sums_finish:  dst0[c] += sum over chunks of partials[k][c], in order of k, in
 //                        double; with dst1, also dst1[c] += the same of the (chunks, cols)
-//                        partials that follow (layernorm's dweight and dbias in one launch)
+//                        partials that follow (layernorm's dweight and dbias in one launch);
+//                        bit s of `overwrite` writes set s (= instead of +=: a gradient's
+//                        first contribution, no zero fill before it)
 //   add_bias:            out (N, OC) += bias (OC), for GEMMs whose bias epilogue is unavailable
 // Together they give the bias gradient dbias (OC) += sum of dout (N, OC) rows, and the
 // broadcast accumulate of residual.cu, deterministically: fixed chunks, fixed order, no atomics.
@@ -35,7 +37,7 @@ extern "C" __global__ void __launch_bounds__(COLS_PER_BLOCK * ROW_LANES)
 
 // grid-stride over the columns of one set (dst1 null) or two (dst1's partials follow dst0's)
 extern "C" __global__ void column_sums_finish(float* dst0, float* dst1, const float* partials,
-                                              int chunks, int cols) {
+                                              int chunks, int cols, int overwrite) {
   int sets = dst1 ? 2 : 1;
   GRID_STRIDE(e, (long long)sets * cols) {
     int s = (int)(e / cols), c = (int)(e % cols);
@@ -43,7 +45,7 @@ extern "C" __global__ void column_sums_finish(float* dst0, float* dst1, const fl
     double t = 0.0;
     for (int k = 0; k < chunks; k++) t += (double)p[(long long)k * cols];
     float* d = (s == 0 ? dst0 : dst1) + c;
-    *d = (float)((double)*d + t);
+    *d = (overwrite >> s) & 1 ? (float)t : (float)((double)*d + t);
   }
 }
 

@@ -1,7 +1,8 @@
 // residual.cu: elementwise adds with broadcast, gradient accumulation and scaling.
 //   add_forward:   out[i] = a[i] + b[i % nb]                  (residual adds; wpe (T, C) onto (B, T, C))
 //   accumulate:    dst[j] += sum of src[i] over i = j (mod nDst), in order of i
-//                  (the gradient of a broadcast add; nDst = n is a plain +=)
+//                  (the gradient of a broadcast add; nDst = n is a plain +=); with
+//                  `overwrite`, dst[j] = the sum (a gradient's first contribution)
 //   scale_forward: out[i] = alpha * inp[i], or out[i] += alpha * inp[i]
 // All memory-bound, one grid-stride pass. accumulate is deterministic: each dst element is
 // owned by one thread, which adds its src elements in the reference's order; for a long,
@@ -19,9 +20,10 @@ extern "C" __global__ void add_forward(float* out, const float* a, const float* 
   }
 }
 
-extern "C" __global__ void accumulate(float* dst, const float* src, long long n, long long nDst) {
+extern "C" __global__ void accumulate(float* dst, const float* src, long long n, long long nDst,
+                                      int overwrite) {
   GRID_STRIDE(j, nDst) {
-    float s = dst[j];
+    float s = overwrite ? 0.0f : dst[j];
     for (long long i = j; i < n; i += nDst) s += src[i];
     dst[j] = s;
   }

@@ -1,6 +1,7 @@
 // The CUDA embedding backward's host part (lib/backends/cuda/layers.ts bucketPositions): the
 // counting sorts group each id's positions in ascending order, buckets largest first and
-// then by id, skip ids outside [0, V), and equal a plain grouping by Map and sort.
+// then by id, skip ids outside [0, V), and equal a plain grouping by Map and sort, also
+// when returned in the reused scratch arrays.
 import { deepStrictEqual, equal } from "node:assert/strict";
 import { bucketPositions } from "../../lib/backends/cuda/layers.ts";
 
@@ -50,5 +51,10 @@ Deno.test("bucketPositions: equal to grouping by Map and sorting, on skewed and 
     deepStrictEqual([...got.buckets], want.buckets, `buckets N=${N} V=${V}`);
     deepStrictEqual([...got.positions], want.positions, `positions N=${N} V=${V}`);
     equal(got.table.length, 3 * got.count + want.positions.length, "one table, nothing spare");
+    // the same from the reused scratch arrays (the embedding backward's way), after other calls
+    const reused = bucketPositions(xs, N, V, true);
+    deepStrictEqual([...reused.buckets], want.buckets, `reused buckets N=${N} V=${V}`);
+    deepStrictEqual([...reused.positions], want.positions, `reused positions N=${N} V=${V}`);
+    equal(reused.table.length, got.table.length, "reused: one table, nothing spare");
   }
 });

@@ -194,9 +194,9 @@ function flashBackward(
     recomputed = [out, lse];
   }
   const k = dev.kernels;
-  const D = dev.empty(B * NH * T);
+  const D = dev.scratch(4 * B * NH * T);
   k.launch("attention_backward_prep", dev.blocks(B * T * NH * 32), THREADS, [
-    D.pointer,
+    D,
     dout.pointer,
     out.pointer,
     B,
@@ -209,7 +209,7 @@ function flashBackward(
     dout.pointer,
     qkv.pointer,
     lse.pointer,
-    D.pointer,
+    D,
     B,
     T,
     C,
@@ -239,7 +239,8 @@ function flashBackward(
     k.launch("attention_backward_dkdv_generic", blocks, 64, [...args]);
     k.launch("attention_backward_dq_generic", blocks, 64, [...args]);
   }
-  dev.release(D, ...recomputed);
+  dev.giveBack(D);
+  dev.release(...recomputed);
 }
 
 function naiveForward(

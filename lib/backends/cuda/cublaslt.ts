@@ -171,19 +171,24 @@ export function gemmShapes(kind: GemmKind, N: number, C: number, OC: number): Ge
   }
 }
 
-/** A product's prepared descriptors. */
-interface Plan {
-  desc: bigint;
-  layouts: [bigint, bigint, bigint]; // A, B, C (= D)
-  algo: Uint8Array;
-  workspaceBytes: number;
+/** A product's prepared descriptors (`CublasLt.planPrecision`'s, for `CublasLt.run`). */
+export interface GemmPlan {
+  /** The key it is stored under (kind, shape, precision asked for, bias). */
+  readonly key: string;
+  readonly desc: bigint;
+  readonly layouts: readonly [bigint, bigint, bigint]; // A, B, C (= D)
+  readonly algo: Uint8Array;
+  readonly workspaceBytes: number;
+  /** `workspaceBytes` as cublasLtMatmul takes it. */
+  readonly workspace: bigint;
   /** The precision it runs in (a fallback may have lowered it to f32). */
-  precision: GemmPrecision;
+  readonly precision: GemmPrecision;
   /** Whether the bias is added in the epilogue (else the caller adds it). */
-  biasEpilogue: boolean;
+  readonly biasEpilogue: boolean;
   /** Whether a product ran with it (a refusal after that is an error, not a fallback). */
   ran: boolean;
 }
+type Plan = GemmPlan;
 
 /** cublasStatus_t values the plans act on. */
 const STATUS_INVALID_VALUE = 7, STATUS_NOT_SUPPORTED = 15;
@@ -288,8 +293,9 @@ export class CublasLt {
   }
 
   /**
-   * The precision a product of this shape runs in when `precision` is asked for (lower where
-   * cuBLASLt has no algorithm), so the caller knows whether to pass bf16 operands.
+   * The plan of a product of this shape when `precision` is asked for: its precision says
+   * what it runs in (lower where cuBLASLt has no algorithm), so the caller knows whether to
+   * pass bf16 operands; hand it to `run`.
    */
   planPrecision(
     kind: GemmKind,
@@ -298,23 +304,19 @@ export class CublasLt {
     OC: number,
     precision: GemmPrecision,
     bias: boolean,
-  ): {
-    precision: GemmPrecision;
-    biasEpilogue: boolean;
-  } {
-    const plan = this.#plan(kind, N, C, OC, precision, bias);
-    return { precision: plan.precision, biasEpilogue: plan.biasEpilogue };
+  ): GemmPlan {
+    return this.#plan(kind, N, C, OC, precision, bias);
   }
 
   /**
-   * Enqueues one product on the driver's stream, with the plan for its shape and the
-   * precision asked for (the plan's may be lower: `planPrecision` says, and the operands
-   * must match it). The bias goes into the epilogue where the plan has one; else the
-   * caller adds it.
+   * Enqueues one product on the driver's stream, with `planned` (`planPrecision`'s for this
+   * call's shape, the precision asked for and its bias) or else the plan for its shape and
+   * `precision` (the plan's may be lower: `planPrecision` says, and the operands must match
+   * it). The bias goes into the epilogue where the plan has one; else the caller adds it.
    */
-  run(call: GemmCall, precision: GemmPrecision): void {
-    const key = planKey(call.kind, call.N, call.C, call.OC, precision, call.bias !== 0n);
-    const plan = this.#plan(call.kind, call.N, call.C, call.OC, precision, call.bias !== 0n);
+  run(call: GemmCall, precision: GemmPrecision, planned?: GemmPlan): void {
+    const plan = planned ??
+      this.#plan(call.kind, call.N, call.C, call.OC, precision, call.bias !== 0n);
     if (plan.biasEpilogue) this.#setPointer(plan.desc, DESC_BIAS_POINTER, call.bias);
     const [la, lb, lc] = plan.layouts;
     const status = this.#lt.cublasLtMatmul(
@@ -332,27 +334,29 @@ export class CublasLt {
       lc,
       plan.algo,
       this.#workspace,
-      BigInt(plan.workspaceBytes),
+      plan.workspace,
       this.#driver.stream,
     );
+    if (status !== 0) this.#failed(call, plan, status);
+    plan.ran = true;
+    this.matmuls++;
+  }
+
+  /** Throws for a product cuBLASLt refused; a refusal on a plan's first use drops the plan. */
+  #failed(call: GemmCall, plan: Plan, status: number): never {
     const what =
       `cublasLtMatmul(${call.kind}, N ${call.N}, C ${call.C}, OC ${call.OC}, ${plan.precision}${
         plan.biasEpilogue ? ", bias epilogue" : ""
       })`;
-    if (
-      status !== 0 && !plan.ran &&
-      (status === STATUS_NOT_SUPPORTED || status === STATUS_INVALID_VALUE)
-    ) {
+    if (!plan.ran && (status === STATUS_NOT_SUPPORTED || status === STATUS_INVALID_VALUE)) {
       // the heuristic offered it, the library refuses it: plan again without it
-      this.#banned.add(`${key} ${plan.precision} ${plan.biasEpilogue}`);
-      this.#plans.delete(key);
+      this.#banned.add(`${plan.key} ${plan.precision} ${plan.biasEpilogue}`);
+      if (this.#plans.get(plan.key) === plan) this.#plans.delete(plan.key);
       this.#destroyPlan(plan);
       this.fallbacks.push(`${what}: refused (${this.#statusName(status)}), planned again`);
       throw new GemmPlanRejected(`${what} failed: ${this.#statusName(status)} (${status})`);
     }
-    this.#check(status, what);
-    plan.ran = true;
-    this.matmuls++;
+    throw new Error(`${what} failed: ${this.#statusName(status)} (${status})`);
   }
 
   /** Destroys the plans and the handle. */
@@ -391,7 +395,7 @@ export class CublasLt {
         failures.push(`${p}${b ? " with the bias epilogue" : ""}: refused when run`);
         continue;
       }
-      const made = this.#tryPlan(gemmShapes(kind, N, C, OC), p, b);
+      const made = this.#tryPlan(key, gemmShapes(kind, N, C, OC), p, b);
       if ("plan" in made) {
         plan = made.plan;
         break;
@@ -407,6 +411,7 @@ export class CublasLt {
   }
 
   #tryPlan(
+    key: string,
     s: GemmShape,
     precision: GemmPrecision,
     bias: boolean,
@@ -446,10 +451,12 @@ export class CublasLt {
       ok = true;
       return {
         plan: {
+          key,
           desc,
           layouts: [layouts[0], layouts[1], layouts[2]],
           algo: found.algo,
           workspaceBytes: found.workspaceBytes,
+          workspace: BigInt(found.workspaceBytes),
           precision,
           biasEpilogue: bias,
           ran: false,
@@ -517,10 +524,8 @@ export class CublasLt {
 
   #setPointer(desc: bigint, attribute: number, pointer: bigint): void {
     this.#pointer[0] = pointer;
-    this.#check(
-      this.#lt.cublasLtMatmulDescSetAttribute(desc, attribute, this.#pointer, 8n),
-      `cublasLtMatmulDescSetAttribute(${attribute})`,
-    );
+    const status = this.#lt.cublasLtMatmulDescSetAttribute(desc, attribute, this.#pointer, 8n);
+    if (status !== 0) this.#check(status, `cublasLtMatmulDescSetAttribute(${attribute})`);
   }
 
   #check(status: number, what: string): void {

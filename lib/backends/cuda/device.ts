@@ -115,6 +115,19 @@ export class CudaDevice {
     for (const b of bufs) if (b) this.pool.release(b);
   }
 
+  /**
+   * Device memory of `bytes` for a kernel's temporary (partial sums, a table), with no buffer
+   * around it: hand it back with `giveBack` once its last use is enqueued.
+   */
+  scratch(bytes: number): bigint {
+    return this.pool.scratch(bytes);
+  }
+
+  /** Returns `scratch` blocks to the pool (later users run after their last uses). */
+  giveBack(...pointers: bigint[]): void {
+    for (const p of pointers) this.pool.giveBack(p);
+  }
+
   /** A buffer holding a copy of `data`. */
   upload(data: Float32Array | Int32Array): CudaBuffer {
     const buf = this.empty(data.length, data instanceof Float32Array ? "f32" : "i32");
@@ -136,6 +149,12 @@ export class CudaDevice {
     this.driver.copyToDevice(b.pointer, data);
     this.written(b);
     if (dtype === "i32") b.hostInts = (data as Int32Array).slice();
+  }
+
+  /** Enqueues a zero fill of `b` now (a gradient taken `writable` that a kernel will not write in full). */
+  fillZeros(b: CudaBuffer): void {
+    this.driver.fill32(b.pointer, 0, b.length);
+    this.zeroFills++;
   }
 
   /** Sets every element to 0, in order with the kernels (the fill waits for the next use). */
@@ -171,12 +190,12 @@ export class CudaDevice {
     const out = new Uint8Array(new ArrayBuffer(bytes));
     if (bytes === 0 && !checkFault) return out.buffer;
     const d = this.driver;
-    let source = pointer, snapshot: CudaBuffer | null = null;
+    let source = pointer, snapshot: bigint | null = null;
     if (bytes > STAGING_MAX) {
       // copy it now, on the device, so kernels enqueued later cannot change what this returns
-      snapshot = this.empty(Math.ceil(bytes / 4));
-      d.copyOnDevice(snapshot.pointer, pointer, bytes);
-      source = snapshot.pointer;
+      snapshot = this.scratch(bytes);
+      d.copyOnDevice(snapshot, pointer, bytes);
+      source = snapshot;
     }
     const chunk = Math.min(bytes, STAGING_MAX);
     const staging = this.#takeStaging(chunk);
@@ -202,7 +221,7 @@ export class CudaDevice {
       d.destroyEvent(event);
       this.#giveStaging(staging, chunk);
       if (checkFault) this.#giveStaging(faultStaging, 16);
-      this.release(snapshot);
+      if (snapshot !== null) this.giveBack(snapshot);
     }
     return out.buffer;
   }
@@ -229,8 +248,7 @@ export class CudaDevice {
     const b = this.own(buf);
     if (b.zeroPending) {
       b.zeroPending = false;
-      this.driver.fill32(b.pointer, 0, b.length);
-      this.zeroFills++;
+      this.fillZeros(b);
     }
     return b;
   }

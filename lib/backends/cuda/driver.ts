@@ -436,22 +436,23 @@ export class CudaDriver {
     params: Uint8Array,
     name: string,
   ): void {
-    this.check(
-      this.#cu.cuLaunchKernel(
-        fn,
-        grid[0],
-        grid[1],
-        grid[2],
-        block[0],
-        block[1],
-        block[2],
-        sharedBytes,
-        this.stream,
-        params,
-        0n,
-      ),
-      `cuLaunchKernel(${name}, grid ${grid.join("x")}, block ${block.join("x")})`,
+    const r = this.#cu.cuLaunchKernel(
+      fn,
+      grid[0],
+      grid[1],
+      grid[2],
+      block[0],
+      block[1],
+      block[2],
+      sharedBytes,
+      this.stream,
+      params,
+      0n,
     );
+    // the message only on failure: a step makes hundreds of launches
+    if (r !== CU.SUCCESS) {
+      this.check(r, `cuLaunchKernel(${name}, grid ${grid.join("x")}, block ${block.join("x")})`);
+    }
     this.calls.launches++;
   }
 

@@ -26,21 +26,33 @@ const NAIVE = ["ptr", "ptr", "ptr", "i32", "i32", "i32", "i32"] as const;
 export const KERNELS = {
   // residual.cu
   add_forward: ["ptr", "ptr", "ptr", "i64", "i64"],
-  accumulate: ["ptr", "ptr", "i64", "i64"],
+  accumulate: ["ptr", "ptr", "i64", "i64", "i32"],
   scale_forward: ["ptr", "ptr", "f64", "i64", "i32"],
   // embedding.cu
   embedding_forward: ["ptr", "ptr", "ptr", "i32", "i32", "i32", "ptr"],
-  embedding_backward_buckets: ["ptr", "ptr", "ptr", "ptr", "i32", "i32"],
+  embedding_backward_buckets: ["ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32"],
   embedding_backward_columns: ["ptr", "ptr", "ptr", "i32", "i32", "i32"],
   // layernorm.cu
   layernorm_forward: ["ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32"],
-  layernorm_backward: ["ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32"],
+  layernorm_backward: [
+    "ptr",
+    "ptr",
+    "ptr",
+    "ptr",
+    "ptr",
+    "ptr",
+    "ptr",
+    "i32",
+    "i32",
+    "i32",
+    "i32",
+  ],
   // gelu.cu
   gelu_forward: ["ptr", "ptr", "i64"],
   gelu_backward: ["ptr", "ptr", "ptr", "i64", "i32"],
   // matmul_bias.cu
   column_sums_partial: ["ptr", "ptr", "i32", "i32", "i32"],
-  column_sums_finish: ["ptr", "ptr", "ptr", "i32", "i32"],
+  column_sums_finish: ["ptr", "ptr", "ptr", "i32", "i32", "i32"],
   add_bias: ["ptr", "ptr", "i32", "i32"],
   // convert.cu
   f32_to_bf16: ["ptr", "ptr", "i64"],
@@ -212,6 +224,9 @@ export class KernelLauncher {
   readonly #values = new ArrayBuffer(8 * MAX_ARGS);
   readonly #view = new DataView(this.#values);
   readonly #pointers = new Uint8Array(new ArrayBuffer(8 * MAX_ARGS));
+  /** The grid and block of the launch being made (reused: no arrays per launch). */
+  readonly #grid: [number, number, number] = [1, 1, 1];
+  readonly #block: [number, number, number] = [1, 1, 1];
   /** Launches so far (for benchmarks). */
   launches = 0;
 
@@ -240,7 +255,7 @@ export class KernelLauncher {
     args: KernelArgs<K>,
     sharedBytes = 0,
   ): void {
-    const g = dims(grid), b = dims(block);
+    const g = dims(grid, this.#grid), b = dims(block, this.#block);
     checkLaunch(name, g, b);
     const fn = this.#function(name, b[0] * b[1] * b[2], sharedBytes);
     this.#pack(name, args as readonly (number | bigint)[]);
@@ -336,13 +351,27 @@ export class KernelLauncher {
   }
 }
 
-function dims(d: Dim3): [number, number, number] {
-  return typeof d === "number" ? [d, 1, 1] : [d[0], d[1] ?? 1, d[2] ?? 1];
+/** `d` as three dimensions, written into `out`. */
+function dims(d: Dim3, out: [number, number, number]): [number, number, number] {
+  if (typeof d === "number") {
+    out[0] = d;
+    out[1] = out[2] = 1;
+  } else {
+    out[0] = d[0];
+    out[1] = d[1] ?? 1;
+    out[2] = d[2] ?? 1;
+  }
+  return out;
+}
+
+function positiveInteger(x: number): boolean {
+  return Number.isInteger(x) && x >= 1;
 }
 
 function checkLaunch(name: string, g: [number, number, number], b: [number, number, number]): void {
-  const ok = g.every((x) => Number.isInteger(x) && x >= 1) && g[0] < 2 ** 31 && g[1] <= 65535 &&
-    g[2] <= 65535 && b.every((x) => Number.isInteger(x) && x >= 1) && b[0] * b[1] * b[2] <= 1024;
+  const ok = positiveInteger(g[0]) && positiveInteger(g[1]) && positiveInteger(g[2]) &&
+    g[0] < 2 ** 31 && g[1] <= 65535 && g[2] <= 65535 && positiveInteger(b[0]) &&
+    positiveInteger(b[1]) && positiveInteger(b[2]) && b[0] * b[1] * b[2] <= 1024;
   if (!ok) {
     throw new Error(
       `${name}: a grid of ${g.join("x")} blocks of ${b.join("x")} threads is outside CUDA's limits`,

@@ -36,8 +36,9 @@ export function addForward(
 }
 
 /**
- * dst[i % nDst] += src[i]. A thread per dst element walks its src elements in order; for a
- * long, thin broadcast (many rows of few elements) the column sums of matmul.ts instead.
+ * dst[i % nDst] += src[i], or = with `overwrite` (a gradient's first contribution: every
+ * element of dst is written). A thread per dst element walks its src elements in order; for
+ * a long, thin broadcast (many rows of few elements) the column sums of matmul.ts instead.
  */
 export function accumulate(
   dev: CudaDevice,
@@ -45,17 +46,19 @@ export function accumulate(
   src: CudaBuffer,
   n: number,
   nDst: number,
+  overwrite = false,
 ): void {
   if (n === 0) return;
   const rows = n / nDst;
   if (Number.isInteger(rows) && rows >= 64 && nDst < 2 ** 16) {
-    columnSums(dev, dst, src, rows, nDst);
+    columnSums(dev, dst, src, rows, nDst, overwrite);
   } else {
     dev.kernels.launch("accumulate", dev.blocks(nDst), THREADS, [
       dst.pointer,
       src.pointer,
       n,
       nDst,
+      overwrite ? 1 : 0,
     ]);
   }
   dev.written(dst);
@@ -122,7 +125,9 @@ export function embeddingForward(
 /**
  * dweight[idx[n]] += dout[n], deterministic: with the ids on the host, their positions are
  * bucketed by id (a counting sort over typed arrays; largest buckets first) and each row
- * summed in the reference's order; without, a thread per channel walks every row.
+ * summed in the reference's order; without, a thread per channel walks every row. `fresh`:
+ * dweight holds zeros no fill has written yet; the rows are then written, not added to,
+ * where every row has an id (wpe's gradient), else filled first.
  */
 export function embeddingBackward(
   dev: CudaDevice,
@@ -131,11 +136,16 @@ export function embeddingBackward(
   idx: CudaBuffer,
   N: number,
   C: number,
+  fresh = false,
 ): void {
-  if (N * C === 0) return;
+  if (N * C === 0) {
+    if (fresh) dev.fillZeros(dweight);
+    return;
+  }
   const V = Math.floor(dweight.length / C);
   const k = dev.kernels;
   if (!idx.hostInts) {
+    if (fresh) dev.fillZeros(dweight);
     k.launch("embedding_backward_columns", dev.blocks(C), THREADS, [
       dweight.pointer,
       dout.pointer,
@@ -147,18 +157,22 @@ export function embeddingBackward(
     dev.written(dweight);
     return;
   }
-  const { table, count } = bucketPositions(idx.hostInts, N, V);
+  const { table, count } = bucketPositions(idx.hostInts, N, V, true);
+  const overwrite = fresh && count === V && V * C === dweight.length;
+  if (fresh && !overwrite) dev.fillZeros(dweight);
   if (count > 0) {
-    const t = dev.upload(table); // the buckets, then the positions: one copy
+    const t = dev.scratch(table.byteLength); // the buckets, then the positions: one copy
+    dev.driver.copyToDevice(t, table);
     k.launch("embedding_backward_buckets", [count, Math.ceil(C / THREADS)], THREADS, [
       dweight.pointer,
       dout.pointer,
-      t.pointer + BigInt(4 * 3 * count),
-      t.pointer,
+      t + BigInt(4 * 3 * count),
+      t,
       count,
       C,
+      overwrite ? 1 : 0,
     ]);
-    dev.release(t);
+    dev.giveBack(t);
   }
   dev.written(dweight);
 }
@@ -175,31 +189,69 @@ export interface PositionBuckets {
   count: number;
 }
 
+/** Per-id counts, all zero between calls of `bucketPositions` (reused: no V-sized array per step). */
+let idCounts = new Int32Array(0);
+/** The arrays `bucketPositions(..., true)` returns views of, grown as needed. */
+let reusedTable: Int32Array = new Int32Array(0), reusedIds: Int32Array = new Int32Array(0);
+
+/** The first `n` elements of `scratch`, or of a larger array that replaces it. */
+function grown(scratch: Int32Array, n: number): Int32Array {
+  return scratch.length >= n ? scratch : new Int32Array(Math.max(n, 2 * scratch.length));
+}
+
 /**
  * Positions n < N grouped by id (ids in [0, V) only), by counting sorts over typed arrays:
- * O(N + V), no per-id arrays and no comparison sort.
+ * O(N + V), no per-id arrays and no comparison sort. With `reuse`, the arrays returned are
+ * views of this module's scratch arrays, valid until the next call (the embedding backward
+ * uploads them at once): no arrays made per step.
  */
-export function bucketPositions(ids: Int32Array, N: number, V: number): PositionBuckets {
-  const perId = new Int32Array(V);
+export function bucketPositions(
+  ids: Int32Array,
+  N: number,
+  V: number,
+  reuse = false,
+): PositionBuckets {
+  if (idCounts.length < V) idCounts = new Int32Array(V);
+  const perId = idCounts;
   let count = 0, valid = 0, largest = 0;
   for (let n = 0; n < N; n++) {
     const id = ids[n];
     if (id < 0 || id >= V) continue;
-    if (perId[id]++ === 0) count++;
+    const c = ++perId[id];
+    if (c === 1) count++;
+    if (c > largest) largest = c;
     valid++;
-    if (perId[id] > largest) largest = perId[id];
   }
-  // ids ordered by count, descending, then by id: a counting sort over the counts
-  const firstOfCount = new Int32Array(largest + 2);
-  for (let id = 0; id < V; id++) if (perId[id] > 0) firstOfCount[largest - perId[id] + 1]++;
-  for (let r = 1; r <= largest + 1; r++) firstOfCount[r] += firstOfCount[r - 1];
-  const table = new Int32Array(3 * count + valid);
+  // the ids present, ascending: the one pass over V (then, with more than one position for
+  // an id, the order of the buckets after them)
+  let present: Int32Array, order: Int32Array, table: Int32Array;
+  if (reuse) {
+    reusedIds = grown(reusedIds, 2 * count);
+    reusedTable = grown(reusedTable, 3 * count + valid);
+    present = reusedIds.subarray(0, count);
+    order = reusedIds.subarray(count, 2 * count);
+    table = reusedTable.subarray(0, 3 * count + valid);
+  } else {
+    present = new Int32Array(count);
+    order = new Int32Array(count);
+    table = new Int32Array(3 * count + valid);
+  }
+  for (let id = 0, j = 0; j < count; id++) if (perId[id] !== 0) present[j++] = id;
+  // ids ordered by count, descending, then by id: a counting sort over the counts (none
+  // needed when every id is there once)
+  if (largest > 1) {
+    const firstOfCount = new Int32Array(largest + 2);
+    for (let j = 0; j < count; j++) firstOfCount[largest - perId[present[j]] + 1]++;
+    for (let r = 1; r <= largest + 1; r++) firstOfCount[r] += firstOfCount[r - 1];
+    for (let j = 0; j < count; j++) {
+      const id = present[j];
+      order[firstOfCount[largest - perId[id]]++] = id;
+    }
+  } else {
+    order = present;
+  }
   const buckets = table.subarray(0, 3 * count), positions = table.subarray(3 * count);
   const cursor = perId; // reused: each id's next slot in positions
-  const order = new Int32Array(count);
-  for (let id = 0; id < V; id++) {
-    if (perId[id] > 0) order[firstOfCount[largest - perId[id]]++] = id;
-  }
   let start = 0;
   for (let b = 0; b < count; b++) {
     const id = order[b], c = perId[id];
@@ -213,6 +265,7 @@ export function bucketPositions(ids: Int32Array, N: number, V: number): Position
     const id = ids[n];
     if (id >= 0 && id < V) positions[cursor[id]++] = n;
   }
+  for (let j = 0; j < count; j++) perId[present[j]] = 0; // zero again for the next call
   return { table, positions, buckets, count };
 }
 
@@ -240,10 +293,18 @@ export function layernormForward(
   dev.written(out, stats.mean, stats.rstd);
 }
 
-/** LayerNorm backward: dinp per row; dweight and dbias through per-block partial sums. */
+/**
+ * LayerNorm backward: dinp per row; dweight and dbias through per-block partial sums. Each
+ * gradient is added to, or written where `grads.overwrite` says (its first contribution).
+ */
 export function layernormBackward(
   dev: CudaDevice,
-  grads: { dinp: CudaBuffer; dweight: CudaBuffer; dbias: CudaBuffer },
+  grads: {
+    dinp: CudaBuffer;
+    dweight: CudaBuffer;
+    dbias: CudaBuffer;
+    overwrite?: { dinp: boolean; dweight: boolean; dbias: boolean };
+  },
   dout: CudaBuffer,
   saved: { inp: CudaBuffer; weight: CudaBuffer; mean: CudaBuffer; rstd: CudaBuffer },
   N: number,
@@ -252,11 +313,11 @@ export function layernormBackward(
   if (N === 0 || C === 0) return;
   const rowsPerBlock = Math.max(32, Math.ceil(N / 1024));
   const blocks = Math.ceil(N / rowsPerBlock);
-  const partials = dev.empty(2 * blocks * C);
+  const partials = dev.scratch(4 * 2 * blocks * C);
   const k = dev.kernels;
   k.launch("layernorm_backward", blocks, THREADS, [
     grads.dinp.pointer,
-    partials.pointer,
+    partials,
     dout.pointer,
     saved.inp.pointer,
     saved.weight.pointer,
@@ -265,15 +326,17 @@ export function layernormBackward(
     N,
     C,
     rowsPerBlock,
+    grads.overwrite?.dinp ? 1 : 0,
   ]);
   k.launch("column_sums_finish", dev.blocks(2 * C), THREADS, [
     grads.dweight.pointer,
     grads.dbias.pointer,
-    partials.pointer,
+    partials,
     blocks,
     C,
+    (grads.overwrite?.dweight ? 1 : 0) | (grads.overwrite?.dbias ? 2 : 0),
   ]);
-  dev.release(partials);
+  dev.giveBack(partials);
   dev.written(grads.dinp, grads.dweight, grads.dbias);
 }
 
@@ -336,18 +399,18 @@ export function crossEntropyForward(
     dev.written(loss);
     return;
   }
-  const rowLoss = dev.empty(N);
+  const rowLoss = dev.scratch(4 * N);
   const k = dev.kernels;
   k.launch("crossentropy_forward_rows", N, classifierThreads(V), [
-    rowLoss.pointer,
+    rowLoss,
     logits.pointer,
     targets.pointer,
     N,
     V,
     fault,
   ]);
-  k.launch("crossentropy_forward_mean", 1, 1024, [loss.pointer, rowLoss.pointer, N]);
-  dev.release(rowLoss);
+  k.launch("crossentropy_forward_mean", 1, 1024, [loss.pointer, rowLoss, N]);
+  dev.giveBack(rowLoss);
   dev.written(loss);
 }
 
@@ -408,7 +471,7 @@ export async function sumsOfSquares(
   const maxN = Math.max(...ns);
   // blocks per buffer: enough for the largest, a function of the sizes only (deterministic)
   const P = Math.max(1, Math.min(512, Math.ceil(maxN / (THREADS * 64))));
-  const out = dev.empty(2 * bufs.length); // doubles
+  const out = dev.scratch(8 * bufs.length); // doubles
   const k = dev.kernels;
   for (let first = 0; first < bufs.length; first += 65535) {
     const group = bufs.slice(first, first + 65535), count = group.length;
@@ -417,19 +480,23 @@ export async function sumsOfSquares(
       table[2 * i] = b.pointer;
       table[2 * i + 1] = BigInt(ns[first + i]);
     });
-    const t = dev.empty(4 * count), partials = dev.empty(2 * P * count);
-    dev.driver.copyToDevice(t.pointer, table);
-    k.launch("sum_of_squares_partial", [P, count], THREADS, [partials.pointer, t.pointer, count]);
+    const t = dev.scratch(16 * count), partials = dev.scratch(8 * P * count);
+    dev.driver.copyToDevice(t, table);
+    k.launch("sum_of_squares_partial", [P, count], THREADS, [partials, t, count]);
     k.launch("sum_of_squares_finish", dev.blocks(count), THREADS, [
-      out.pointer + BigInt(8 * first),
-      partials.pointer,
+      out + BigInt(8 * first),
+      partials,
       P,
       count,
     ]);
-    dev.release(t, partials);
+    dev.giveBack(t, partials);
   }
-  const bytes = await dev.readBytes(out.pointer, 8 * bufs.length);
-  dev.release(out);
+  let bytes: ArrayBuffer;
+  try {
+    bytes = await dev.readBytes(out, 8 * bufs.length);
+  } finally {
+    dev.giveBack(out);
+  }
   return [...new Float64Array(bytes)];
 }
 

@@ -90,8 +90,8 @@ export function matmulForward(
 
 /**
  * dinp += dout @ weight; dweight += dout^T @ inp; dbias += column sums of dout. With
- * `overwrite.dinp` or `overwrite.dweight` that product is written (beta 0: the buffer held
- * no values yet), not added.
+ * `overwrite.dinp`, `overwrite.dweight` or `overwrite.dbias` that gradient is written (beta
+ * 0: the buffer held no values yet), not added.
  */
 export function matmulBackward(
   ctx: MatmulContext,
@@ -99,7 +99,7 @@ export function matmulBackward(
     dinp: CudaBuffer | null;
     dweight: CudaBuffer | null;
     dbias: CudaBuffer | null;
-    overwrite?: { dinp: boolean; dweight: boolean };
+    overwrite?: { dinp: boolean; dweight: boolean; dbias?: boolean };
   },
   dout: CudaBuffer,
   inp: CudaBuffer,
@@ -118,14 +118,14 @@ export function matmulBackward(
     dev.written(d);
   }
   if (grads.dbias) {
-    columnSums(dev, grads.dbias, dout, N, OC);
+    columnSums(dev, grads.dbias, dout, N, OC, grads.overwrite?.dbias ?? false);
     dev.written(grads.dbias);
   }
 }
 
 /**
- * dst (cols) += sum over rows of src (rows, cols): partial sums over fixed chunks of rows,
- * then the chunks in order (matmul_bias.cu), deterministic.
+ * dst (cols) += sum over rows of src (rows, cols), or = with `overwrite`: partial sums over
+ * fixed chunks of rows, then the chunks in order (matmul_bias.cu), deterministic.
  */
 export function columnSums(
   dev: CudaDevice,
@@ -133,14 +133,15 @@ export function columnSums(
   src: CudaBuffer,
   rows: number,
   cols: number,
+  overwrite = false,
 ): void {
   if (rows === 0 || cols === 0) return;
   const rowsPerChunk = Math.max(64, Math.ceil(rows / 1024));
   const chunks = Math.ceil(rows / rowsPerChunk);
-  const partials = dev.empty(chunks * cols);
+  const partials = dev.scratch(4 * chunks * cols);
   const k = dev.kernels;
   k.launch("column_sums_partial", [Math.ceil(cols / 32), chunks], [32, 8], [
-    partials.pointer,
+    partials,
     src.pointer,
     rows,
     cols,
@@ -149,11 +150,12 @@ export function columnSums(
   k.launch("column_sums_finish", dev.blocks(cols), 256, [
     dst.pointer,
     0n,
-    partials.pointer,
+    partials,
     chunks,
     cols,
+    overwrite ? 1 : 0,
   ]);
-  dev.release(partials);
+  dev.giveBack(partials);
 }
 
 /**
@@ -186,7 +188,7 @@ function runGemm(
         beta,
         bias: bias ? bias.pointer : 0n,
       };
-      ctx.gemm.run(call, ctx.precision);
+      ctx.gemm.run(call, ctx.precision, plan);
       return plan.biasEpilogue && bias !== null;
     } catch (e) {
       if (!(e instanceof GemmPlanRejected) || attempt >= 4) throw e;

@@ -19,6 +19,11 @@
  * read it are still queued is safe to hand out again: later work runs after them. Only
  * returning memory to the driver (`trim`) waits for the stream first.
  *
+ * A kernel's temporary (partial sums, an uploaded table) is a `scratch` block instead: no
+ * owner, no `WeakRef` and no finalizer, handed back by the caller once its last use is
+ * enqueued. A block's record is never unregistered from the finalizers: one returned early
+ * (`release`, `collect`) is marked dead, and its finalizer, when it runs, does nothing.
+ *
  * @module
  */
 
@@ -59,6 +64,8 @@ export class DevicePool {
   readonly #live = new Set<Held>();
   readonly #byOwner = new WeakMap<object, Held>();
   readonly #registry = new FinalizationRegistry<Held>((held) => this.#reclaim(held));
+  /** Scratch blocks handed out and not yet given back, by address: their size classes. */
+  readonly #scratch = new Map<bigint, number>();
   readonly #gc: (() => void) | null;
   readonly #softLimit: number;
   readonly #collectEvery: number;
@@ -114,7 +121,7 @@ export class DevicePool {
     const held: Held = { pointer, size, live: true, owner: new WeakRef(owner) };
     this.#live.add(held);
     this.#byOwner.set(owner, held);
-    this.#registry.register(owner, held, held);
+    this.#registry.register(owner, held);
     return owner;
   }
 
@@ -126,8 +133,31 @@ export class DevicePool {
     const held = this.#byOwner.get(owner);
     if (!held?.live) return;
     this.#byOwner.delete(owner);
-    this.#registry.unregister(held);
-    this.#reclaim(held);
+    this.#reclaim(held); // its finalizer finds it dead
+  }
+
+  /**
+   * A block of at least `bytes` with no owner, for a temporary the caller gives back with
+   * `giveBack` once its last use is enqueued (cheaper than `allocate`: nothing for the
+   * garbage collector to track).
+   */
+  scratch(bytes: number): bigint {
+    const size = sizeClass(bytes);
+    const pointer = this.#take(size);
+    this.#scratch.set(pointer, size);
+    return pointer;
+  }
+
+  /** Returns a block from `scratch` to the pool (later users of it run after its last use). */
+  giveBack(pointer: bigint): void {
+    const size = this.#scratch.get(pointer);
+    if (size === undefined) {
+      throw new Error(
+        `Expected a scratch block of this pool, found address 0x${pointer.toString(16)}`,
+      );
+    }
+    this.#scratch.delete(pointer);
+    this.#push(size, pointer);
   }
 
   /** A full garbage collection, when enough was taken from the driver since the last one. */
@@ -146,7 +176,6 @@ export class DevicePool {
     let returned = 0;
     for (const held of this.#live) {
       if (held.owner.deref() === undefined) {
-        this.#registry.unregister(held);
         returned += held.size;
         this.#reclaim(held);
       }
@@ -170,11 +199,12 @@ export class DevicePool {
   destroy(): void {
     this.#driver.synchronize();
     for (const held of this.#live) {
-      this.#registry.unregister(held);
-      held.live = false;
+      held.live = false; // its finalizer finds it dead
       this.#driver.free(held.pointer);
     }
     this.#live.clear();
+    for (const p of this.#scratch.keys()) this.#driver.free(p);
+    this.#scratch.clear();
     for (const list of this.#free.values()) for (const p of list) this.#driver.free(p);
     this.#free.clear();
     this.#driverBytes = this.#freeBytes = 0;
@@ -231,10 +261,14 @@ export class DevicePool {
     if (!held.live) return;
     held.live = false;
     this.#live.delete(held);
-    const list = this.#free.get(held.size) ?? [];
-    list.push(held.pointer);
-    this.#free.set(held.size, list);
-    this.#freeBytes += held.size;
+    this.#push(held.size, held.pointer);
+  }
+
+  #push(size: number, pointer: bigint): void {
+    const list = this.#free.get(size);
+    if (list) list.push(pointer);
+    else this.#free.set(size, [pointer]);
+    this.#freeBytes += size;
   }
 }
 

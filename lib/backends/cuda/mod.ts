@@ -447,14 +447,15 @@ export class CudaBackend implements Backend {
   accumulate(dst: DeviceBuffer, src: DeviceBuffer, n: number, nDst: number): void {
     const d = this.#dev;
     const source = d.f32(src, n, "accumulate src");
-    if (n === nDst && n > 0) {
-      // a gradient's first contribution is a copy (no fill, no kernel)
+    if (n > 0 && nDst > 0) {
+      // a gradient's first contribution is written: a copy (no fill, no kernel), or the sums
       const out = d.writable(dst, nDst, "accumulate dst");
-      if (out.fresh) {
+      if (out.fresh && n === nDst) {
         d.driver.copyOnDevice(out.buf.pointer, source.pointer, 4 * n);
         d.written(out.buf);
         return;
       }
+      return layers.accumulate(d, out.buf, source, n, nDst, out.fresh);
     }
     layers.accumulate(d, d.f32(dst, nDst, "accumulate dst"), source, n, nDst);
   }
@@ -494,13 +495,17 @@ export class CudaBackend implements Backend {
     C: number,
   ): void {
     const d = this.#dev;
+    const w = d.own(dweight);
+    // a gradient's first contribution: layers.embeddingBackward writes it or fills it
+    const out = C > 0 ? d.writable(w, w.length, "embeddingBackward dweight") : null;
     layers.embeddingBackward(
       d,
-      d.f32(dweight, C, "embeddingBackward dweight"),
+      d.f32(out?.buf ?? w, C, "embeddingBackward dweight"),
       d.f32(dout, N * C, "embeddingBackward dout"),
       d.i32(idx, N, "embeddingBackward idx"),
       N,
       C,
+      out?.fresh ?? false,
     );
   }
 
@@ -538,11 +543,21 @@ export class CudaBackend implements Backend {
       };
     const dinpOut = gemmOut(dinp, N * C, "matmulBackward dinp");
     const dweightOut = gemmOut(dweight, OC * C, "matmulBackward dweight");
+    // the bias gradient's column sums write every element whenever N and OC are positive
+    const dbiasOut = !dbias
+      ? null
+      : N > 0 && OC > 0
+      ? d.writable(dbias, OC, "matmulBackward dbias")
+      : { buf: d.f32(dbias, OC, "matmulBackward dbias"), fresh: false };
     const grads = {
       dinp: dinpOut?.buf ?? null,
       dweight: dweightOut?.buf ?? null,
-      dbias: dbias && d.f32(dbias, OC, "matmulBackward dbias"),
-      overwrite: { dinp: dinpOut?.fresh ?? false, dweight: dweightOut?.fresh ?? false },
+      dbias: dbiasOut?.buf ?? null,
+      overwrite: {
+        dinp: dinpOut?.fresh ?? false,
+        dweight: dweightOut?.fresh ?? false,
+        dbias: dbiasOut?.fresh ?? false,
+      },
     };
     matmulBackward(
       this.#matmul(),
@@ -567,13 +582,19 @@ export class CudaBackend implements Backend {
     bias: DeviceBuffer,
     { N, C }: RowDims,
   ): void {
-    const d = this.#dev, what = "layernormForward";
+    const d = this.#dev;
     layers.layernormForward(
       d,
-      d.f32(out, N * C, `${what} out`),
-      { mean: d.f32(mean, N, `${what} mean`), rstd: d.f32(rstd, N, `${what} rstd`) },
-      d.f32(inp, N * C, `${what} inp`),
-      { weight: d.f32(weight, C, `${what} weight`), bias: d.f32(bias, C, `${what} bias`) },
+      d.f32(out, N * C, "layernormForward out"),
+      {
+        mean: d.f32(mean, N, "layernormForward mean"),
+        rstd: d.f32(rstd, N, "layernormForward rstd"),
+      },
+      d.f32(inp, N * C, "layernormForward inp"),
+      {
+        weight: d.f32(weight, C, "layernormForward weight"),
+        bias: d.f32(bias, C, "layernormForward bias"),
+      },
       N,
       C,
     );
@@ -585,20 +606,27 @@ export class CudaBackend implements Backend {
     { inp, weight, mean, rstd }: LayerNormSaved,
     { N, C }: RowDims,
   ): void {
-    const d = this.#dev, what = "layernormBackward";
+    const d = this.#dev;
+    // each gradient is written in full when N and C are positive: its first contribution is a write
+    const out = (buf: DeviceBuffer, n: number, what: string) =>
+      N > 0 && C > 0 ? d.writable(buf, n, what) : { buf: d.f32(buf, n, what), fresh: false };
+    const gi = out(dinp, N * C, "layernormBackward dinp");
+    const gw = out(dweight, C, "layernormBackward dweight");
+    const gb = out(dbias, C, "layernormBackward dbias");
     layers.layernormBackward(
       d,
       {
-        dinp: d.f32(dinp, N * C, `${what} dinp`),
-        dweight: d.f32(dweight, C, `${what} dweight`),
-        dbias: d.f32(dbias, C, `${what} dbias`),
+        dinp: gi.buf,
+        dweight: gw.buf,
+        dbias: gb.buf,
+        overwrite: { dinp: gi.fresh, dweight: gw.fresh, dbias: gb.fresh },
       },
-      d.f32(dout, N * C, `${what} dout`),
+      d.f32(dout, N * C, "layernormBackward dout"),
       {
-        inp: d.f32(inp, N * C, `${what} inp`),
-        weight: d.f32(weight, C, `${what} weight`),
-        mean: d.f32(mean, N, `${what} mean`),
-        rstd: d.f32(rstd, N, `${what} rstd`),
+        inp: d.f32(inp, N * C, "layernormBackward inp"),
+        weight: d.f32(weight, C, "layernormBackward weight"),
+        mean: d.f32(mean, N, "layernormBackward mean"),
+        rstd: d.f32(rstd, N, "layernormBackward rstd"),
       },
       N,
       C,
