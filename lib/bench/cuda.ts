@@ -16,10 +16,11 @@
  * @module
  */
 
+import process from "node:process";
 import type { Backend, DeviceCalls, MatmulPrecision } from "../backend.ts";
 import { backendRow, createBackend } from "../backends/mod.ts";
 import { type GPTConfig, gptConfig } from "../model/gpt.ts";
-import { stepRunner, stepTiming, trainFlopsPerToken } from "./step.ts";
+import { median, stepRunner, stepTiming, trainFlopsPerToken } from "./step.ts";
 import { runTorchGpuPeer, type TorchGpuTiming, torchGpuUnavailable } from "./torch_gpu_peer.ts";
 
 /** The precisions the benchmark times, named as build-nanogpt and the peer name them. */
@@ -321,6 +322,12 @@ export interface CudaHostRow extends CudaBenchConfig {
   result: {
     medianMs: number;
     minMs: number;
+    /**
+     * The process's CPU time per step (user and system, every thread: V8's collector and
+     * compiler too), median and least, ms: less sensitive to other processes than wall time.
+     */
+    cpuMedianMs: number;
+    cpuMinMs: number;
     /** Per step, the mean over the timed steps. */
     perStep: DeviceCalls;
     /** The most device memory the backend held during the row, bytes. */
@@ -401,12 +408,16 @@ export async function runCudaHostBench(o: CudaHostOptions): Promise<CudaHostRepo
         try {
           backend.setMatmulPrecision(backendPrecision(c.precision));
           backend.resetPeakMemory?.();
-          const times: number[] = [];
+          const times: number[] = [], cpu: number[] = [];
           let before = backend.deviceCalls();
           for (let i = 0; i < o.warmup + o.iters; i++) {
             if (i === o.warmup) before = backend.deviceCalls();
+            const c0 = process.cpuUsage();
             times.push(await step());
+            const c = process.cpuUsage(c0);
+            cpu.push((c.user + c.system) / 1000);
           }
+          const cpuTimed = cpu.slice(o.warmup);
           const perStep = callsBetween(before, backend.deviceCalls(), o.iters);
           const t = stepTiming(shape, times.slice(o.warmup));
           const peak = backend.peakMemoryBytes?.() ?? 0;
@@ -415,6 +426,8 @@ export async function runCudaHostBench(o: CudaHostOptions): Promise<CudaHostRepo
             result: {
               medianMs: t.medianMs,
               minMs: t.minMs,
+              cpuMedianMs: median(cpuTimed),
+              cpuMinMs: Math.min(...cpuTimed),
               perStep,
               peakMemoryBytes: peak,
               fits: peak <= fitBytes,
@@ -446,30 +459,35 @@ export function cudaHostTable(report: CudaHostReport): string {
   const lines = [
     `GPT-2 124M (vocab 50304) training step, host side on ${report.device}: median of ${report.iters} steps after ${report.warmup} warm-up`,
     "",
-    "| step | precision | host ms (min) | launches | GEMMs | copies | memsets | collections " +
-    `| peak GiB | fits ${gib(report.fitBytes).replace(/\.00$/, "")} GiB |`,
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| step | precision | host ms (min) | CPU ms (min) | launches | GEMMs | copies | memsets " +
+    `| collections | peak GiB | fits ${gib(report.fitBytes).replace(/\.00$/, "")} GiB |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   const count = (x: number) => Number.isInteger(x) ? String(x) : x.toFixed(2);
   for (const r of report.rows) {
     const o = r.result;
-    const cells = "failed" in o ? [`failed: ${o.failed}`, "-", "-", "-", "-", "-", "-", "no"] : [
-      `${ms(o.medianMs)} (${ms(o.minMs)})`,
-      count(o.perStep.launches),
-      count(o.perStep.gemms),
-      count(o.perStep.copies),
-      count(o.perStep.memsets),
-      count(o.perStep.collections),
-      gib(o.peakMemoryBytes),
-      o.fits ? "yes" : "no",
-    ];
+    const cells = "failed" in o
+      ? [`failed: ${o.failed}`, "-", "-", "-", "-", "-", "-", "-", "no"]
+      : [
+        `${ms(o.medianMs)} (${ms(o.minMs)})`,
+        `${ms(o.cpuMedianMs)} (${ms(o.cpuMinMs)})`,
+        count(o.perStep.launches),
+        count(o.perStep.gemms),
+        count(o.perStep.copies),
+        count(o.perStep.memsets),
+        count(o.perStep.collections),
+        gib(o.peakMemoryBytes),
+        o.fits ? "yes" : "no",
+      ];
     lines.push(`| train B=${r.B} T=${r.T} | ${r.precision} | ${cells.join(" | ")} |`);
   }
   lines.push(
     "",
     "Host ms: a step's wall time where the device runs nothing (what the host costs on a GPU, " +
-      "where the kernels would overlap it). Launches, GEMMs, copies, memsets and the memory " +
-      "pool's garbage collections are per step; peak: the most device memory held in the row.",
+      "where the kernels would overlap it); CPU ms: the process's CPU time in the step (every " +
+      "thread), which other processes on the machine disturb less. Launches, GEMMs, copies, " +
+      "memsets and the memory pool's garbage collections are per step; peak: the most device " +
+      "memory held in the row.",
   );
   return lines.join("\n");
 }
