@@ -1,9 +1,10 @@
 // The CUDA backend's host-side costs per training step, on the CPU emulator through the real
 // FFI (tests/cuda_emulator/: libcuda_emu.cpp opened by driver.ts): a forward enqueues no zero fill (its outputs are `empty`, and the
 // emulator's fresh blocks are NaN, so an output a kernel left unwritten would show in the
-// loss), and the embedding's bucketed backward equals the reference's bit for bit. Ignored,
+// loss), ids and targets held on the host are range-checked there after each write, and the
+// embedding's bucketed backward equals the reference's bit for bit. Ignored,
 // saying so, without a C++ compiler.
-import { equal, ok } from "node:assert/strict";
+import { equal, ok, throws } from "node:assert/strict";
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import type { CudaBackend } from "../../lib/backends/cuda/mod.ts";
 import { GPT } from "../../lib/model/gpt.ts";
@@ -70,6 +71,31 @@ if (!(await hasCxx())) {
       } zero fills in a step of ${params.length} parameters, found ${fills}`,
     );
     for (const p of params) ok((await p.grad!.toArray()).every(Number.isFinite));
+  });
+
+  Deno.test("cuda (emulated): ids and targets the host holds are checked on the host, each write anew", async () => {
+    const backend = await shared();
+    const [N, C, V] = [6, 4, 5];
+    const weight = backend.upload(randn(V * C)), out = backend.empty(N * C, "f32");
+    const idx = backend.upload(Int32Array.from([0, 1, 2, 3, 4, 0]));
+    backend.embeddingForward(out, idx, weight, N, C); // in range: remembered
+    backend.write(idx, Int32Array.from([0, 1, 2, 5, 4, 0]));
+    throws(
+      () => backend.embeddingForward(out, idx, weight, N, C),
+      (e: Error) => e instanceof RangeError && /Token id 5 at position 3/.test(e.message),
+    );
+    // an id out of range past the first N is none of this call's
+    backend.write(idx, Int32Array.from([0, 1, 2, 3, 4, -1]));
+    backend.embeddingForward(out, idx, weight, N - 1, C);
+    const logits = backend.upload(randn(N * V)), loss = backend.empty(1, "f32");
+    const targets = backend.upload(Int32Array.from([4, 3, 2, 1, 0, 4]));
+    backend.crossEntropyForward(loss, logits, targets, N, V);
+    backend.write(targets, Int32Array.from([4, 3, -2, 1, 0, 4]));
+    throws(
+      () => backend.crossEntropyForward(loss, logits, targets, N, V),
+      (e: Error) => e instanceof RangeError && /Target -2 at position 2/.test(e.message),
+    );
+    ok(Number.isFinite((await backend.read(out))[0]));
   });
 
   Deno.test("cuda (emulated): the embedding backward's buckets equal the reference", async () => {

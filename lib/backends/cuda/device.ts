@@ -26,7 +26,10 @@ import type { DevicePool } from "./memory.ts";
 export class CudaBuffer implements DeviceBuffer {
   /** Bumped by every write (kernel, copy, fill); derived copies compare it. */
   version = 0;
-  /** The host's copy of an i32 buffer's values, as last uploaded or written, or null. */
+  /**
+   * The host's copy of an i32 buffer's values, as last uploaded or written, or null: a new
+   * array at each write, never changed in place (layers.ts remembers each copy's range).
+   */
   hostInts: Int32Array | null = null;
   /**
    * Whether the buffer stands for zeros no fill has written yet (`alloc`, `zero`): the first

@@ -12,6 +12,31 @@ import { type Bf16Copies, columnSums } from "./matmul.ts";
 
 const THREADS = 256;
 
+/** The least and greatest value of each host copy of ids seen (the copy is never changed). */
+const idRanges = new WeakMap<Int32Array, { least: number; greatest: number }>();
+
+/**
+ * Whether every id of `host` (an i32 buffer's host copy, replaced, never changed, when the
+ * buffer is written) is in [0, V): one pass per copy, then a lookup, so a batch's ids are
+ * scanned once however many kernels check them. False sends the caller to its own scan,
+ * which names the first id out of range.
+ */
+function idsWithin(host: Int32Array, V: number): boolean {
+  let range = idRanges.get(host);
+  if (!range) {
+    let least = 0, greatest = 0;
+    if (host.length > 0) least = greatest = host[0];
+    for (let n = 1; n < host.length; n++) {
+      const id = host[n];
+      if (id < least) least = id;
+      else if (id > greatest) greatest = id;
+    }
+    range = { least, greatest };
+    idRanges.set(host, range);
+  }
+  return range.least >= 0 && range.greatest < V;
+}
+
 /** out[i] = a[i] + b[i % nb]. */
 export function addForward(
   dev: CudaDevice,
@@ -98,7 +123,7 @@ export function embeddingForward(
 ): void {
   const V = Math.floor(weight.length / C);
   const host = idx.hostInts;
-  if (host) {
+  if (host && !idsWithin(host, V)) {
     for (let n = 0; n < N; n++) {
       const token = host[n];
       if (token < 0 || token >= V) {
@@ -376,6 +401,7 @@ function classifierThreads(V: number): number {
 function targetFault(dev: CudaDevice, targets: CudaBuffer, N: number, V: number): bigint {
   const host = targets.hostInts;
   if (!host) return dev.faultPointer();
+  if (idsWithin(host, V)) return 0n;
   for (let n = 0; n < N; n++) {
     if (host[n] < 0 || host[n] >= V) {
       throw new RangeError(`Target ${host[n]} at position ${n} is outside the vocabulary of ${V}`);
