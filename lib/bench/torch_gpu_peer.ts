@@ -86,11 +86,9 @@ export interface TorchGpuRun {
   iters: number;
 }
 
-/** Runs the peer once and returns its timing; an error carries the end of its output. */
-export async function runTorchGpuPeer(o: TorchGpuRun): Promise<TorchGpuTiming> {
-  const python = await torchGpuPython();
-  if (!python) throw new Error(`The PyTorch GPU peer cannot run: ${await torchGpuUnavailable()}`);
-  const args = [
+/** The peer's command line after the interpreter: the script and its flags for `o`. */
+export function torchGpuArgs(o: TorchGpuRun): string[] {
+  return [
     torchGpuScript(),
     "--B",
     String(o.B),
@@ -104,6 +102,13 @@ export async function runTorchGpuPeer(o: TorchGpuRun): Promise<TorchGpuTiming> {
     String(o.iters),
     ...(o.compile ? ["--compile"] : []),
   ];
+}
+
+/** Runs the peer once and returns its timing; an error carries the end of its output. */
+export async function runTorchGpuPeer(o: TorchGpuRun): Promise<TorchGpuTiming> {
+  const python = await torchGpuPython();
+  if (!python) throw new Error(`The PyTorch GPU peer cannot run: ${await torchGpuUnavailable()}`);
+  const args = torchGpuArgs(o);
   const r = await new Deno.Command(python, { args, env: { PYTHONUNBUFFERED: "1" } }).output();
   const dec = new TextDecoder();
   const out = dec.decode(r.stdout), s = parseSummary(out);
