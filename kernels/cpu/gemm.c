@@ -421,15 +421,45 @@ static inline vf vf_bf16_round(vf v) {
   return (vf)((nan & quiet) | (~nan & rounded));
 }
 
+// A stored transposed (dweight's dout^T): A'[ic + s * MR + i][pc + k] into dst[s][k][i], k
+// outermost. Each k's mc values of A' lie side by side in memory, so they are read through
+// once and dealt out MR to a strip; strip by strip instead, every k of a strip read a cache
+// line (and, one row of A being 3072 floats and more, a page) of its own, and the next strip
+// read the same lines again: 3 cycles an element, 6% of the GEMM.
+static void pack_a_across(const gemm_args* g, int ic, int pc, int mc, int kc,
+                          float* restrict dst) {
+  int full = mc / MR * MR;
+  for (int k = 0; k < kc; k++) {
+    const float* src = g->A + (size_t)(pc + k) * g->csa + ic;
+    float* d = dst + (size_t)k * MR;
+    int s = 0;
+    if (g->bf16) {
+      for (; s < full; s += MR, d += (size_t)kc * MR) {
+        for (int i = 0; i < MR; i++) d[i] = bf16_round(src[s + i]);
+      }
+    } else {
+      for (; s < full; s += MR, d += (size_t)kc * MR) {
+        for (int i = 0; i < MR; i++) d[i] = src[s + i];
+      }
+    }
+    if (s < mc) {  // the last strip, short: zeros past the rows of A'
+      for (int i = 0; i < MR; i++) {
+        float x = s + i < mc ? src[s + i] : 0.0f;
+        d[i] = g->bf16 ? bf16_round(x) : x;
+      }
+    }
+  }
+}
+
 // A'[ic + s * MR + i][pc + k] into dst[s][k][i] for mc rows and kc columns of A'.
 static void pack_a(const gemm_args* g, int ic, int pc, int mc, int kc, float* restrict dst) {
-  for (int s = 0; s < mc; s += MR, dst += (size_t)kc * MR) {
+  if (g->csa != 1) {  // A stored transposed: MR rows of A' side by side
+    pack_a_across(g, ic, pc, mc, kc, dst);
+    return;
+  }
+  for (int s = 0; s < mc; s += MR, dst += (size_t)kc * MR) {  // A as stored: rows along k
     int rows = mc - s < MR ? mc - s : MR;
-    if (g->csa == 1) {  // A as stored: each row of A' along k
-      pack_transposed(g->A + (size_t)(ic + s) * g->rsa + pc, g->rsa, rows, kc, MR, dst);
-    } else {  // A stored transposed: MR rows of A' side by side
-      pack_copy(g->A + (size_t)pc * g->csa + ic + s, g->csa, rows, kc, MR, dst);
-    }
+    pack_transposed(g->A + (size_t)(ic + s) * g->rsa + pc, g->rsa, rows, kc, MR, dst);
     if (g->bf16) bf16_round_array(dst, (size_t)kc * MR);  // while the strip is in L1
   }
 }
