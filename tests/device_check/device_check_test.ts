@@ -33,6 +33,7 @@ import {
   trainArgv,
   WEBGPU_FILES,
 } from "../../tools/device_check/commands.ts";
+import { pruneCache, resourceTableFile } from "../../tools/device_check/prepare.ts";
 import {
   copyFiles,
   HIDDEN_PROGRAMS,
@@ -366,5 +367,27 @@ Deno.test("device-check: a rehearsal runs from a copy of what travels (no node_m
     assertEquals(new TextDecoder().decode(r.stdout).split("\n")[0], "none");
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("device-check: --prepare keeps in .gpu/cache only the kernels and the resource table of the sources now", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "device_check_cache_" });
+  try {
+    const table = { arch: "sm_90", kernels: { gelu_forward: { registers: 16 } } };
+    Deno.writeTextFileSync(join(dir, "kernels-old.fatbin"), "earlier sources");
+    Deno.writeTextFileSync(join(dir, "kernels-new.fatbin"), "these sources");
+    Deno.writeTextFileSync(join(dir, "resources-old.json"), JSON.stringify({ arch: "sm_80" }));
+    Deno.writeTextFileSync(join(dir, "resources-new.json"), JSON.stringify(table, null, 2));
+    Deno.writeTextFileSync(join(dir, "resources-broken.json"), "{");
+    assertEquals(resourceTableFile(dir, table), "resources-new.json");
+    assertEquals(resourceTableFile(dir, { arch: "sm_75" }), null);
+    const removed = pruneCache(dir, ["kernels-new.fatbin", "resources-new.json"]);
+    assertEquals(removed, ["kernels-old.fatbin", "resources-broken.json", "resources-old.json"]);
+    assertEquals(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["kernels-new.fatbin", "resources-new.json"],
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
   }
 });

@@ -12,7 +12,8 @@
  *   read (the tiny models, `reference.safetensors`, the 124M hash reference, Tiny
  *   Shakespeare, the PyTorch GPU peer);
  * - `cache/`: the kernels' fatbin and nvcc's resource tables built here, so the GPU machine
- *   finds them by their hash when its nvcc is the same (else it compiles its own);
+ *   finds them by their hash when its nvcc is the same (else it compiles its own); only those
+ *   of the sources now (what earlier prepares built is removed);
  * - `run.sh`: the entry there, which unpacks all of this and runs `tools/device_check/mod.ts`.
  *
  * @module
@@ -180,20 +181,57 @@ async function downloadGl(): Promise<void> {
 }
 
 /**
+ * The resource table's file in `dir` whose contents are `table` (the one `kernelResources`
+ * read or wrote), or null.
+ */
+export function resourceTableFile(dir: string, table: object): string | null {
+  const wanted = JSON.stringify(table);
+  for (const e of Deno.readDirSync(dir)) {
+    if (!/^resources-.*\.json$/.test(e.name)) continue;
+    try {
+      if (JSON.stringify(JSON.parse(Deno.readTextFileSync(join(dir, e.name)))) === wanted) {
+        return e.name;
+      }
+    } catch {
+      // unreadable: not the table
+    }
+  }
+  return null;
+}
+
+/**
+ * Removes every file of `dir` but `keep` (names): builds of earlier sources are found by a
+ * hash no later source has, and would only add to what travels. Returns the names removed.
+ */
+export function pruneCache(dir: string, keep: readonly string[]): string[] {
+  const removed: string[] = [];
+  for (const e of Deno.readDirSync(dir)) {
+    if (keep.includes(e.name)) continue;
+    Deno.removeSync(join(dir, e.name), { recursive: true });
+    removed.push(e.name);
+  }
+  return removed.sort();
+}
+
+/**
  * `.gpu/cache`: the kernels built here and nvcc's resource tables of them, or why not (the
- * GPU machine then builds them).
+ * GPU machine then builds them); what earlier prepares left there for other sources removed.
  */
 async function prebuildKernels(): Promise<void> {
-  const cache = join(GPU_DIR, "cache");
-  Deno.mkdirSync(cache, { recursive: true });
+  const cache = join(GPU_DIR, "cache"), cuda = join(cache, "cuda");
+  Deno.mkdirSync(cuda, { recursive: true });
   const saved = Deno.env.get("GPT2_CACHE_DIR");
   Deno.env.set("GPT2_CACHE_DIR", cache);
+  const keep: string[] = [];
   try {
     const { buildCudaKernels } = await import("../../lib/backends/cuda/build.ts");
     const build = await buildCudaKernels({ quiet: true });
+    if (dirname(build.path) === cuda) keep.push(basename(build.path));
     say(`cache/: the CUDA kernels built by ${build.via} (${mib(sizeOf(build.path))})`);
     const { kernelResources } = await import("../../lib/backends/cuda/resources.ts");
     const table = await kernelResources({ quiet: true });
+    const file = table ? resourceTableFile(cuda, table) : null;
+    if (file) keep.push(file);
     say(`cache/: ${table ? "nvcc's resource tables of the kernels" : "no resource tables"}`);
   } catch (e) {
     say(`cache/: no prebuilt CUDA kernels (${(e as Error).message.split("\n")[0]})`);
@@ -201,6 +239,8 @@ async function prebuildKernels(): Promise<void> {
     if (saved === undefined) Deno.env.delete("GPT2_CACHE_DIR");
     else Deno.env.set("GPT2_CACHE_DIR", saved);
   }
+  const removed = pruneCache(cuda, keep);
+  if (removed.length) say(`cache/: removed what earlier sources built: ${removed.join(", ")}`);
 }
 
 /** What was prepared, from which commit, for results.md there (the .git folder stays here). */
