@@ -9,7 +9,9 @@
 //                               with p = exp(score - lse), dp = dout . v, ds = p (dp - D),
 //                               all recomputed from q, k, v and lse
 // Two kernels for the backward instead of one with atomics, so every element of dqkv is
-// summed by one thread in a fixed order: deterministic, and += as every backward does.
+// summed by one thread in a fixed order: deterministic, and += as every backward does (= with
+// `overwrite`: dqkv's first contribution, no zero fill before it; each element is written by
+// one of the two kernels).
 //
 // The tiled kernels (_hs16, _hs32, _hs64, _hs128) take 64 queries x 64 keys per step with
 // 256 threads as 16 x 16, each thread a 4 x 4 patch of the scores and 4 rows x hs/16
@@ -166,7 +168,7 @@ DEVICE void flash_forward(float* out, float* lse, const float* qkv, int B, int T
 template <int HS>
 DEVICE void flash_backward_dkdv(float* dqkv, const float* dout, const float* qkv,
                                 const float* lse, const float* Dvec, int B, int T, int C,
-                                int NH) {
+                                int NH, int overwrite) {
   const int QS = FlashSmem<HS>::QS, J = HS / 16;
   require_smem(FlashSmem<HS>::dkdv);
   float* Ks = reinterpret_cast<float*>(gpt2_dynamic_smem);  // [64][QS]
@@ -247,8 +249,10 @@ DEVICE void flash_backward_dkdv(float* dqkv, const float* dout, const float* qkv
     float* dst = dqkv + ((long long)b * T + k) * C3 + h * HS;
 #pragma unroll
     for (int j = 0; j < J; j++) {
-      dst[C + tx + 16 * j] += dk[i][j] * scale;
-      dst[2 * C + tx + 16 * j] += dv[i][j];
+      float* dkp = dst + C + tx + 16 * j;
+      float* dvp = dst + 2 * C + tx + 16 * j;
+      *dkp = overwrite ? dk[i][j] * scale : *dkp + dk[i][j] * scale;
+      *dvp = overwrite ? dv[i][j] : *dvp + dv[i][j];
     }
   }
 }
@@ -256,7 +260,7 @@ DEVICE void flash_backward_dkdv(float* dqkv, const float* dout, const float* qkv
 // grid (ceil(T / 64), B NH): a block per (query tile, head), the longest rows first
 template <int HS>
 DEVICE void flash_backward_dq(float* dqkv, const float* dout, const float* qkv, const float* lse,
-                              const float* Dvec, int B, int T, int C, int NH) {
+                              const float* Dvec, int B, int T, int C, int NH, int overwrite) {
   const int QS = FlashSmem<HS>::QS, J = HS / 16;
   require_smem(FlashSmem<HS>::dq);
   float* Qs = reinterpret_cast<float*>(gpt2_dynamic_smem);  // [64][QS]
@@ -324,7 +328,10 @@ DEVICE void flash_backward_dq(float* dqkv, const float* dout, const float* qkv, 
     if (q >= T) continue;
     float* dst = dqkv + ((long long)b * T + q) * C3 + h * HS;
 #pragma unroll
-    for (int j = 0; j < J; j++) dst[tx + 16 * j] += dq[i][j] * scale;
+    for (int j = 0; j < J; j++) {
+      float* dqp = dst + tx + 16 * j;
+      *dqp = overwrite ? dq[i][j] * scale : *dqp + dq[i][j] * scale;
+    }
   }
 }
 
@@ -336,13 +343,13 @@ DEVICE void flash_backward_dq(float* dqkv, const float* dout, const float* qkv, 
   }                                                                                           \
   extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_hs##HS(   \
       float* dqkv, const float* dout, const float* qkv, const float* lse, const float* Dvec,  \
-      int B, int T, int C, int NH) {                                                          \
-    flash_backward_dkdv<HS>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH);                         \
+      int B, int T, int C, int NH, int overwrite) {                                           \
+    flash_backward_dkdv<HS>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH, overwrite);              \
   }                                                                                           \
   extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_hs##HS(     \
       float* dqkv, const float* dout, const float* qkv, const float* lse, const float* Dvec,  \
-      int B, int T, int C, int NH) {                                                          \
-    flash_backward_dq<HS>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH);                           \
+      int B, int T, int C, int NH, int overwrite) {                                           \
+    flash_backward_dq<HS>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH, overwrite);                \
   }
 
 FLASH_KERNELS(16)
@@ -404,7 +411,7 @@ extern "C" __global__ void attention_forward_generic(float* out, float* lse, con
 extern "C" __global__ void attention_backward_dq_generic(float* dqkv, const float* dout,
                                                          const float* qkv, const float* lse,
                                                          const float* Dvec, int B, int T, int C,
-                                                         int NH) {
+                                                         int NH, int overwrite) {
   int hs = C / NH, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
   GRID_STRIDE(e, (long long)B * NH * T) {
@@ -412,6 +419,9 @@ extern "C" __global__ void attention_backward_dq_generic(float* dqkv, const floa
     const float* q = qkv + ((long long)b * T + t) * C3 + h * hs;
     const float* d = dout + ((long long)b * T + t) * C + h * hs;
     float* dq = dqkv + ((long long)b * T + t) * C3 + h * hs;
+    if (overwrite) {
+      for (int i = 0; i < hs; i++) dq[i] = 0.0f;  // this thread's row, added to below
+    }
     float L = lse[e], D = Dvec[e];
     for (int t2 = 0; t2 <= t; t2++) {
       const float* k = qkv + ((long long)b * T + t2) * C3 + C + h * hs;
@@ -430,7 +440,7 @@ extern "C" __global__ void attention_backward_dq_generic(float* dqkv, const floa
 extern "C" __global__ void attention_backward_dkdv_generic(float* dqkv, const float* dout,
                                                            const float* qkv, const float* lse,
                                                            const float* Dvec, int B, int T, int C,
-                                                           int NH) {
+                                                           int NH, int overwrite) {
   int hs = C / NH, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
   GRID_STRIDE(e, (long long)B * NH * T) {
@@ -439,6 +449,9 @@ extern "C" __global__ void attention_backward_dkdv_generic(float* dqkv, const fl
     const float* v = k + C;
     float* dk = dqkv + ((long long)b * T + t2) * C3 + C + h * hs;
     float* dv = dk + C;
+    if (overwrite) {
+      for (int i = 0; i < hs; i++) dk[i] = dv[i] = 0.0f;  // this thread's rows, added to below
+    }
     for (int t = t2; t < T; t++) {
       const float* q = qkv + ((long long)b * T + t) * C3 + h * hs;
       const float* d = dout + ((long long)b * T + t) * C + h * hs;

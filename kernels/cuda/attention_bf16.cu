@@ -9,7 +9,8 @@
 //   attention_backward_dq_bf16_*:    dq += scale sum_t2 ds k, a block per query tile
 //                                    with p = exp(score - lse), dp = dout . v, ds = p (dp - D),
 //                                    D from attention.cu's attention_backward_prep
-// Two backward kernels as in attention.cu, no atomics: deterministic, and += into dqkv.
+// Two backward kernels as in attention.cu, no atomics: deterministic, and += into dqkv (= with
+// `overwrite`, as attention.cu's).
 //
 // Precision (as PyTorch's bf16 SDPA): tiles of q, k, v and dout are read from f32 global
 // memory and rounded to bf16 (to nearest even) in shared memory; every product of tiles runs
@@ -239,7 +240,7 @@ DEVICE void flash_forward_bf16(float* out, float* lse, const float* qkv, int B, 
 template <int HS, class P>
 DEVICE void flash_backward_dkdv_bf16(float* dqkv, const float* dout, const float* qkv,
                                      const float* lse, const float* Dvec, int B, int T, int C,
-                                     int NH) {
+                                     int NH, int overwrite) {
   typedef Bf16Smem<HS, P> S;
   typedef typename P::elem E;
   const int HALF = HS / 2;
@@ -309,8 +310,8 @@ DEVICE void flash_backward_dkdv_bf16(float* dqkv, const float* dout, const float
     const float* dvRow = scratchP + r * S::LDO + HALF * half;
 #pragma unroll
     for (int c = 0; c < HALF; c++) {
-      dst[C + c] += dkRow[c] * scale;
-      dst[2 * C + c] += dvRow[c];
+      dst[C + c] = overwrite ? dkRow[c] * scale : dst[C + c] + dkRow[c] * scale;
+      dst[2 * C + c] = overwrite ? dvRow[c] : dst[2 * C + c] + dvRow[c];
     }
   }
 }
@@ -319,7 +320,7 @@ DEVICE void flash_backward_dkdv_bf16(float* dqkv, const float* dout, const float
 template <int HS, class P>
 DEVICE void flash_backward_dq_bf16(float* dqkv, const float* dout, const float* qkv,
                                    const float* lse, const float* Dvec, int B, int T, int C,
-                                   int NH) {
+                                   int NH, int overwrite) {
   typedef Bf16Smem<HS, P> S;
   typedef typename P::elem E;
   const int HALF = HS / 2;
@@ -372,7 +373,7 @@ DEVICE void flash_backward_dq_bf16(float* dqkv, const float* dout, const float* 
     float* dst = dqkv + ((long long)b * T + q) * C3 + h * HS + HALF * half;
     const float* row = scratchS + r * S::LDO + HALF * half;
 #pragma unroll
-    for (int c = 0; c < HALF; c++) dst[c] += row[c] * scale;
+    for (int c = 0; c < HALF; c++) dst[c] = overwrite ? row[c] * scale : dst[c] + row[c] * scale;
   }
 }
 
@@ -392,15 +393,15 @@ extern "C" __global__ void __launch_bounds__(ATT_BF16_THREADS)
 extern "C" __global__ void __launch_bounds__(ATT_BF16_THREADS)
     attention_backward_dkdv_bf16_hs64(float* dqkv, const float* dout, const float* qkv,
                                        const float* lse, const float* Dvec, int B, int T, int C,
-                                       int NH) {
-  FLASH_BF16_CALL((flash_backward_dkdv_bf16<64, PrecBf16>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH)));
+                                       int NH, int overwrite) {
+  FLASH_BF16_CALL((flash_backward_dkdv_bf16<64, PrecBf16>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH, overwrite)));
 }
 
 extern "C" __global__ void __launch_bounds__(ATT_BF16_THREADS)
     attention_backward_dq_bf16_hs64(float* dqkv, const float* dout, const float* qkv,
                                      const float* lse, const float* Dvec, int B, int T, int C,
-                                     int NH) {
-  FLASH_BF16_CALL((flash_backward_dq_bf16<64, PrecBf16>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH)));
+                                     int NH, int overwrite) {
+  FLASH_BF16_CALL((flash_backward_dq_bf16<64, PrecBf16>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH, overwrite)));
 }
 
 extern "C" __global__ void __launch_bounds__(ATT_BF16_THREADS)
@@ -412,15 +413,15 @@ extern "C" __global__ void __launch_bounds__(ATT_BF16_THREADS)
 extern "C" __global__ void __launch_bounds__(ATT_BF16_THREADS)
     attention_backward_dkdv_bf16_hs128(float* dqkv, const float* dout, const float* qkv,
                                        const float* lse, const float* Dvec, int B, int T, int C,
-                                       int NH) {
-  FLASH_BF16_CALL((flash_backward_dkdv_bf16<128, PrecBf16>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH)));
+                                       int NH, int overwrite) {
+  FLASH_BF16_CALL((flash_backward_dkdv_bf16<128, PrecBf16>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH, overwrite)));
 }
 
 extern "C" __global__ void __launch_bounds__(ATT_BF16_THREADS)
     attention_backward_dq_bf16_hs128(float* dqkv, const float* dout, const float* qkv,
                                      const float* lse, const float* Dvec, int B, int T, int C,
-                                     int NH) {
-  FLASH_BF16_CALL((flash_backward_dq_bf16<128, PrecBf16>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH)));
+                                     int NH, int overwrite) {
+  FLASH_BF16_CALL((flash_backward_dq_bf16<128, PrecBf16>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH, overwrite)));
 }
 
 // TF32 (head size 64 only: at 128 the f32 tiles need more shared memory than sm_80 has)
@@ -433,13 +434,13 @@ extern "C" __global__ void __launch_bounds__(ATT_BF16_THREADS)
 extern "C" __global__ void __launch_bounds__(ATT_BF16_THREADS)
     attention_backward_dkdv_tf32_hs64(float* dqkv, const float* dout, const float* qkv,
                                       const float* lse, const float* Dvec, int B, int T, int C,
-                                      int NH) {
-  FLASH_BF16_CALL((flash_backward_dkdv_bf16<64, PrecTf32>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH)));
+                                      int NH, int overwrite) {
+  FLASH_BF16_CALL((flash_backward_dkdv_bf16<64, PrecTf32>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH, overwrite)));
 }
 
 extern "C" __global__ void __launch_bounds__(ATT_BF16_THREADS)
     attention_backward_dq_tf32_hs64(float* dqkv, const float* dout, const float* qkv,
                                     const float* lse, const float* Dvec, int B, int T, int C,
-                                    int NH) {
-  FLASH_BF16_CALL((flash_backward_dq_bf16<64, PrecTf32>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH)));
+                                    int NH, int overwrite) {
+  FLASH_BF16_CALL((flash_backward_dq_bf16<64, PrecTf32>(dqkv, dout, qkv, lse, Dvec, B, T, C, NH, overwrite)));
 }

@@ -587,12 +587,13 @@ if (noGpu === null) {
         const args = kind === "forward"
           ? [out, stats, qkv].map(pointer)
           : [grads, dout, qkv, stats, stats].map(pointer);
+        const overwrite = kind === "forward" ? [] : [0]; // the backward's: add into dqkv
         const launch = (shared: number) =>
           launcher.launch(
             name as "attention_forward_bf16_hs64",
             1,
             BF16_ATTENTION_THREADS,
-            [...args, 1, 3, 64, 1] as never,
+            [...args, 1, 3, 64, 1, ...overwrite] as never,
             shared,
           );
         launch(bytes); // enough

@@ -121,7 +121,11 @@ export function attentionForward(
   return lse;
 }
 
-/** dqkv += attention's backward of dout, by whichever forward made `saved`. */
+/**
+ * dqkv += attention's backward of dout, by whichever forward made `saved`. `fresh`: dqkv
+ * holds zeros no fill has written yet; the flash kernels then write it (every element, its
+ * first contribution), the materialized backward fills it first.
+ */
 export function attentionBackward(
   dev: CudaDevice,
   dqkv: CudaBuffer,
@@ -129,11 +133,14 @@ export function attentionBackward(
   qkv: CudaBuffer,
   saved: AttentionSaved,
   dims: AttentionDims,
+  fresh = false,
 ): void {
-  if (saved.kind === "materialized") {
+  const { B, T, C } = dims;
+  if (saved.kind === "materialized" || B * T * C === 0) {
+    if (fresh) dev.fillZeros(dqkv);
     naiveBackward(dev, dqkv, dout, qkv, saved, dims);
   } else {
-    flashBackward(dev, dqkv, dout, qkv, saved, dims);
+    flashBackward(dev, dqkv, dout, qkv, saved, dims, fresh);
   }
   dev.written(dqkv);
 }
@@ -181,6 +188,7 @@ function flashBackward(
   qkv: CudaBuffer,
   saved: AttentionSaved,
   dims: AttentionDims,
+  overwrite: boolean,
 ): void {
   const { B, T, C, NH } = dims, hs = C / NH;
   if (B * T * C === 0) return;
@@ -214,6 +222,7 @@ function flashBackward(
     T,
     C,
     NH,
+    overwrite ? 1 : 0,
   ] as const;
   if (operand) {
     const grid = [Math.ceil(T / TILE), B * NH] as const;

@@ -19,7 +19,18 @@ import { largestBlock } from "./resources.ts";
 export type ParamType = "ptr" | "i32" | "i64" | "f32" | "f64";
 
 const ATTENTION = ["ptr", "ptr", "ptr", "i32", "i32", "i32", "i32"] as const;
-const ATTENTION_BACKWARD = ["ptr", "ptr", "ptr", "ptr", "ptr", "i32", "i32", "i32", "i32"] as const;
+const ATTENTION_BACKWARD = [
+  "ptr",
+  "ptr",
+  "ptr",
+  "ptr",
+  "ptr",
+  "i32",
+  "i32",
+  "i32",
+  "i32",
+  "i32",
+] as const;
 const NAIVE = ["ptr", "ptr", "ptr", "i32", "i32", "i32", "i32"] as const;
 
 /** Every kernel by name, with its parameters' types in order. */

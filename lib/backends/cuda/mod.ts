@@ -688,13 +688,16 @@ export class CudaBackend implements Backend {
         "Expected the buffer that attentionForward of the cuda backend returned, for the same sizes",
       );
     }
+    // a gradient's first contribution: the flash kernels write every element of it
+    const out = d.writable(dqkv, B * T * 3 * C, "attentionBackward dqkv");
     attentionBackward(
       d,
-      d.f32(dqkv, B * T * 3 * C, "attentionBackward dqkv"),
+      out.buf,
       d.f32(dout, B * T * C, "attentionBackward dout"),
       d.f32(qkv, B * T * 3 * C, "attentionBackward qkv"),
       saved,
       dims,
+      out.fresh,
     );
   }
 
