@@ -25,38 +25,15 @@ import {
   SHARED_OPTIN_BYTES,
 } from "../../lib/backends/cuda/resources.ts";
 import { cacheDir } from "../../lib/io/cache.ts";
+import { buildCachedLibrary } from "./cxx_library.ts";
 import { buildEmulator } from "./kernel_library.ts";
 
 const SOURCE = fileURLToPath(new URL("libcuda_emu.cpp", import.meta.url));
 const FLAGS = ["-O2", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall"];
 
 /** `libcuda_emu.so`, built now or found in the cache. */
-export async function buildEmulatorLibrary(): Promise<string> {
-  const source = await Deno.readTextFile(SOURCE);
-  const cxx = Deno.env.get("CXX") ?? "c++";
-  const key = createHash("sha256").update(source).update(FLAGS.join(" ")).update(cxx).digest("hex")
-    .slice(0, 16);
-  const dir = cacheDir("cuda");
-  const path = join(dir, `libcuda_emu-${key}.so`);
-  try {
-    if (Deno.statSync(path).isFile) return path;
-  } catch {
-    // not built yet
-  }
-  await Deno.mkdir(dir, { recursive: true });
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  const r = await new Deno.Command(cxx, {
-    args: [...FLAGS, "-o", tmp, SOURCE, "-ldl"],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!r.success) {
-    throw new Error(
-      `Compiling ${SOURCE} with ${cxx} failed:\n${new TextDecoder().decode(r.stderr)}`,
-    );
-  }
-  await Deno.rename(tmp, path);
-  return path;
+export function buildEmulatorLibrary(): Promise<string> {
+  return buildCachedLibrary(SOURCE, FLAGS, ["-ldl"]);
 }
 
 /** `to`, a copy of `from` made now unless it exists. */

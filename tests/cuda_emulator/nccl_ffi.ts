@@ -8,41 +8,15 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { cacheDir } from "../../lib/io/cache.ts";
+import { buildCachedLibrary } from "./cxx_library.ts";
 
 const SOURCE = fileURLToPath(new URL("libnccl_emu.cpp", import.meta.url));
 const FLAGS = ["-O2", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall", "-Werror"];
 
 /** `libnccl_emu.so`, built now or found in the cache. */
-export async function buildNcclEmulatorLibrary(): Promise<string> {
-  const source = await Deno.readTextFile(SOURCE);
-  const cxx = Deno.env.get("CXX") ?? "c++";
-  const key = createHash("sha256").update(source).update(FLAGS.join(" ")).update(cxx).digest("hex")
-    .slice(0, 16);
-  const dir = cacheDir("cuda");
-  const path = join(dir, `libnccl_emu-${key}.so`);
-  try {
-    if (Deno.statSync(path).isFile) return path;
-  } catch {
-    // not built yet
-  }
-  await Deno.mkdir(dir, { recursive: true });
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  const r = await new Deno.Command(cxx, {
-    args: [...FLAGS, "-o", tmp, SOURCE],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!r.success) {
-    throw new Error(
-      `Compiling ${SOURCE} with ${cxx} failed:\n${new TextDecoder().decode(r.stderr)}`,
-    );
-  }
-  await Deno.rename(tmp, path);
-  return path;
+export function buildNcclEmulatorLibrary(): Promise<string> {
+  return buildCachedLibrary(SOURCE, FLAGS);
 }
 
 /** The variable that points NCCL at the emulator's library. */
