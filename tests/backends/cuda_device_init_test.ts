@@ -10,7 +10,7 @@ import { createCudaBackend, cudaUnavailable } from "../../lib/backends/cuda/mod.
 import { initOnDevice } from "../../lib/model/device_init.ts";
 import { GPT, type GPTConfig } from "../../lib/model/gpt.ts";
 import { Generator } from "../../lib/model/random.ts";
-import { useEmulatorLibrary } from "../cuda_emulator/ffi.ts";
+import { EMULATOR_VARIABLES, useEmulatorLibrary } from "../cuda_emulator/ffi.ts";
 import { hasCxx } from "../support.ts";
 
 const gpu = (await cudaUnavailable()) === null && !Deno.env.get("GPT2_CUDA_DRIVER_LIB");
@@ -21,17 +21,9 @@ const why = gpu
   : null;
 if (why) console.log(`cuda (FFI emulator) device init: skipped: ${why}`);
 
-const VARIABLES = [
-  "GPT2_CUDA_DRIVER_LIB",
-  "GPT2_CUBLASLT_LIB",
-  "GPT2_CUDA_EMU_KERNELS",
-  "GPT2_CUDA_EMU_NULL",
-  "GPT2_CUDA_EMU_MEMORY",
-];
-
 /** Runs `fn` on a backend over the emulator's library, the variables put back afterwards. */
 async function onEmulator(fn: (b: Awaited<ReturnType<typeof createCudaBackend>>) => Promise<void>) {
-  const before = VARIABLES.map((k) => [k, Deno.env.get(k)] as const);
+  const before = EMULATOR_VARIABLES.map((k) => [k, Deno.env.get(k)] as const);
   try {
     await useEmulatorLibrary({ memoryBytes: 2 ** 30 });
     const backend = await createCudaBackend({ quiet: true });

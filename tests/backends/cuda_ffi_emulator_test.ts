@@ -10,18 +10,9 @@ import { deepStrictEqual as assertEquals, ok, strictEqual } from "node:assert/st
 import { CpuBackend } from "../../lib/backends/cpu/mod.ts";
 import { createCudaBackend, cudaUnavailable } from "../../lib/backends/cuda/mod.ts";
 import { findCudaLibrary } from "../../lib/backends/cuda/libraries.ts";
-import { emulatorEnv, useEmulatorLibrary } from "../cuda_emulator/ffi.ts";
+import { EMULATOR_VARIABLES, emulatorEnv, useEmulatorLibrary } from "../cuda_emulator/ffi.ts";
 import { hasCxx, repoRoot, smallModelFlags } from "../support.ts";
 import { assertSameRun, trainSteps } from "./train_steps.ts";
-
-/** What useEmulatorLibrary sets in this process. */
-const EMULATOR_VARIABLES = [
-  "GPT2_CUDA_DRIVER_LIB",
-  "GPT2_CUBLASLT_LIB",
-  "GPT2_CUDA_EMU_KERNELS",
-  "GPT2_CUDA_EMU_NULL",
-  "GPT2_CUDA_EMU_MEMORY",
-];
 
 const gpu = (await cudaUnavailable()) === null && !Deno.env.get("GPT2_CUDA_DRIVER_LIB");
 const cxx = await hasCxx();

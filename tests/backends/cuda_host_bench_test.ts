@@ -10,7 +10,7 @@ import { createCudaBackend, cudaUnavailable } from "../../lib/backends/cuda/mod.
 import { cudaHostTable, runCudaHostBench } from "../../lib/bench/cuda.ts";
 import { stepRunner } from "../../lib/bench/step.ts";
 import type { GPTConfig } from "../../lib/model/gpt.ts";
-import { type EmulatorEnv, useEmulatorLibrary } from "../cuda_emulator/ffi.ts";
+import { EMULATOR_VARIABLES, type EmulatorEnv, useEmulatorLibrary } from "../cuda_emulator/ffi.ts";
 import { hasCxx } from "../support.ts";
 
 /** A small GPT-2 with GPT-2's vocabulary (the step's token ids go up to 50256). */
@@ -27,14 +27,7 @@ if (why) console.log(`cuda (null device) host bench: skipped: ${why}`);
 
 /** Runs `fn` with the null device's variables set, then puts the variables back as they were. */
 async function onNullDevice<R>(fn: (env: EmulatorEnv) => Promise<R>): Promise<R> {
-  const names = [
-    "GPT2_CUDA_DRIVER_LIB",
-    "GPT2_CUBLASLT_LIB",
-    "GPT2_CUDA_EMU_KERNELS",
-    "GPT2_CUDA_EMU_NULL",
-    "GPT2_CUDA_EMU_MEMORY",
-  ];
-  const before = names.map((k) => [k, Deno.env.get(k)] as const);
+  const before = EMULATOR_VARIABLES.map((k) => [k, Deno.env.get(k)] as const);
   try {
     return await fn(await useEmulatorLibrary({ nullDevice: true }));
   } finally {
