@@ -181,31 +181,24 @@ EXPORT ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* state) 
   return ncclSuccess;
 }
 
-EXPORT ncclResult_t ncclCommCount(ncclComm_t comm, int* count) {
+// One field of a live communicator into *out, as ncclCommCount and its like answer.
+static ncclResult_t answer(ncclComm_t comm, int* out, int ncclComm::*field, const char* why) {
   std::lock_guard<std::mutex> lock(mutex);
-  if (!alive(comm) || count == nullptr) {
-    return fail(ncclInvalidArgument, "ncclCommCount: invalid argument");
-  }
-  *count = comm->nranks;
+  if (!alive(comm) || out == nullptr) return fail(ncclInvalidArgument, why);
+  *out = comm->*field;
   return ncclSuccess;
+}
+
+EXPORT ncclResult_t ncclCommCount(ncclComm_t comm, int* count) {
+  return answer(comm, count, &ncclComm::nranks, "ncclCommCount: invalid argument");
 }
 
 EXPORT ncclResult_t ncclCommCuDevice(ncclComm_t comm, int* device) {
-  std::lock_guard<std::mutex> lock(mutex);
-  if (!alive(comm) || device == nullptr) {
-    return fail(ncclInvalidArgument, "ncclCommCuDevice: invalid argument");
-  }
-  *device = comm->device;
-  return ncclSuccess;
+  return answer(comm, device, &ncclComm::device, "ncclCommCuDevice: invalid argument");
 }
 
 EXPORT ncclResult_t ncclCommUserRank(ncclComm_t comm, int* rank) {
-  std::lock_guard<std::mutex> lock(mutex);
-  if (!alive(comm) || rank == nullptr) {
-    return fail(ncclInvalidArgument, "ncclCommUserRank: invalid argument");
-  }
-  *rank = comm->rank;
-  return ncclSuccess;
+  return answer(comm, rank, &ncclComm::rank, "ncclCommUserRank: invalid argument");
 }
 
 EXPORT ncclResult_t ncclCommFinalize(ncclComm_t comm) {
@@ -216,22 +209,22 @@ EXPORT ncclResult_t ncclCommFinalize(ncclComm_t comm) {
   return comm->blocking ? ncclSuccess : ncclInProgress;
 }
 
-EXPORT ncclResult_t ncclCommDestroy(ncclComm_t comm) {
+// Frees a live communicator (ncclCommDestroy and ncclCommAbort: one rank has nothing in flight).
+static ncclResult_t destroy(ncclComm_t comm, const char* why) {
   std::lock_guard<std::mutex> lock(mutex);
   if (comm == nullptr) return ncclSuccess;  // NCCL: destroying a null communicator is no error
-  if (!alive(comm)) return fail(ncclInvalidArgument, "ncclCommDestroy: invalid communicator");
+  if (!alive(comm)) return fail(ncclInvalidArgument, why);
   communicators.erase(comm);
   delete comm;
   return ncclSuccess;
 }
 
+EXPORT ncclResult_t ncclCommDestroy(ncclComm_t comm) {
+  return destroy(comm, "ncclCommDestroy: invalid communicator");
+}
+
 EXPORT ncclResult_t ncclCommAbort(ncclComm_t comm) {
-  std::lock_guard<std::mutex> lock(mutex);
-  if (comm == nullptr) return ncclSuccess;
-  if (!alive(comm)) return fail(ncclInvalidArgument, "ncclCommAbort: invalid communicator");
-  communicators.erase(comm);
-  delete comm;
-  return ncclSuccess;
+  return destroy(comm, "ncclCommAbort: invalid communicator");
 }
 
 EXPORT const char* ncclGetErrorString(ncclResult_t rc) {
