@@ -1,5 +1,5 @@
 // deno task device-check: what it reads from deno test and the training runs, its loss
-// comparison, its steps' time budgets against the device tool's calls, each step's own
+// comparison, its steps' time budgets against the remote GPU runner's calls, each step's own
 // command line run here scaled down (so a flag the trainer or the bench rejects fails here,
 // not on a GPU), and a run without a GPU, which must report each step as failed or skipped
 // with a reason, write results.json and results.md, and not crash.
@@ -101,7 +101,7 @@ function filesUnder(dir: string, prefix = ""): string[] {
   );
 }
 
-/** OUTDIR holds only what the device tool brings back: few files, plainly named, shallow. */
+/** OUTDIR holds only what the remote GPU runner brings back: few files, plainly named, shallow. */
 function assertBroughtBack(dir: string): void {
   const files = filesUnder(dir);
   ok(files.length <= OUT_FILE_LIMIT, `${files.length} files in OUTDIR: ${files.join(" ")}`);
@@ -160,7 +160,7 @@ Deno.test("device-check: the help, and an unknown step is an error", async () =>
   ok(bad.stderr.includes("--only expects steps of env, suites, train, bench, webgpu, found gpu"));
 });
 
-Deno.test("device-check: each call's steps fit its time, and a call fits the device tool's 10 minutes with a machine start", () => {
+Deno.test("device-check: each call's steps fit its time, and a call fits the remote GPU runner's 10 minutes with a machine start", () => {
   const machineStartS = 180, unpackS = 30;
   ok(DEFAULT_MINUTES * 60 + machineStartS + unpackS <= 600, `--minutes ${DEFAULT_MINUTES}`);
   // results.json, results.md, a log per step and bench.json: all of them come back
@@ -278,7 +278,7 @@ Deno.test({
       );
       ok(steps[1].summary.startsWith("losses agree"), steps[1].summary);
       ok(/null device.*6 rows timed/.test(steps[2].summary), steps[2].summary);
-      // the training runs' log folders stayed off OUTDIR: what the device tool brings back
+      // the training runs' log folders stayed off OUTDIR: what the remote GPU runner brings back
       assertBroughtBack(out);
     } finally {
       await Deno.remove(out, { recursive: true });

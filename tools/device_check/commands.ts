@@ -31,7 +31,7 @@ export const STEP_NAMES = ["env", "suites", "train", "bench", "webgpu"] as const
 export type StepName = (typeof STEP_NAMES)[number];
 
 /**
- * Each step's most seconds. The check runs in two calls of the device tool, each at most 10
+ * Each step's most seconds. The check runs in two calls of the remote GPU runner, each at most 10
  * minutes including a machine's start (a few minutes) and Deno's unpacking: `--only
  * suites,train` and `--only bench` (env runs in both), each within `DEFAULT_MINUTES`. WebGPU
  * is a third call (`--only webgpu`).
@@ -45,13 +45,13 @@ export const STEP_BUDGET_S: Readonly<Record<StepName, number>> = {
 };
 
 /**
- * The most files of OUTDIR the device tool brings back from a call (each at most 16 MiB, at
+ * The most files of OUTDIR the remote GPU runner brings back from a call (each at most 16 MiB, at
  * most two folders down, named in letters, digits, `.`, `_` and `-`): the check writes
  * `results.json`, `results.md`, one log per step and `bench.json` there, nothing else.
  */
 export const OUT_FILE_LIMIT = 8;
 
-/** The whole check's default time limit, minutes (one call of the device tool). */
+/** The whole check's default time limit, minutes (one call of the remote GPU runner). */
 export const DEFAULT_MINUTES = 6.5;
 
 /** The calls the README documents: the steps of each (env always runs). */

@@ -5,7 +5,7 @@
  *   and `.gl/` with what the check needs there (tools/device_check/prepare.ts) and prints the
  *   command to run.
  * - `bash .gpu/run.sh OUTDIR --only suites,train`, then `--only bench` (there, no network;
- *   two calls of the device tool, each within `--minutes`): unpacks Deno and the packages,
+ *   two calls of the remote GPU runner, each within `--minutes`): unpacks Deno and the packages,
  *   then runs this file with OUTDIR: the environment (nvidia-smi, always), the CUDA suites
  *   (each test file in a process of its own: the PyTorch reference suite and the 124M hash
  *   check, every kernel against the reference backend, TF32/bf16, a one-rank NCCL
@@ -298,7 +298,7 @@ async function trainStep(ctx: StepContext): Promise<StepOutcome> {
   // a rehearsal trains --backend cuda on the CPU emulator's library where --rehearse built it
   const emulator = ctx.rehearse ? rehearsalEnv(REHEARSAL_CUDA_ENV) : null;
   // the runs' log folders (weights and checkpoints: GBs at 124M; a report, a record) stay off
-  // OUTDIR, of which the device tool brings back OUT_FILE_LIMIT files: train.log has their output
+  // OUTDIR, of which the remote GPU runner brings back OUT_FILE_LIMIT files: train.log has their output
   const scratch = await Deno.makeTempDir({ prefix: "device_check_train_" });
   try {
     for (const precision of ["f32", "bf16"] as const) {

@@ -360,7 +360,7 @@ export async function prepareDeviceCheck(): Promise<void> {
   }
   const rel = relative(REPO_ROOT, script);
   console.log(`
-On the GPU machine (the device tool), two calls, each within one 10-minute call with the
+On the GPU machine (the remote GPU runner), two calls, each within one 10-minute call with the
 machine's start (each writes results.json, results.md and a log per step into $OUT):
   run  command: bash ${rel} $OUT --only suites,train
        carry:   ["${basename(GPU_DIR)}", "${basename(GL_DIR)}"]

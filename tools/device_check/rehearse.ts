@@ -21,7 +21,7 @@ export const HIDDEN_PROGRAMS: readonly string[] = ["xz", "unxz", "xzcat", "lzma"
 
 /**
  * The files that travel to the GPU machine, relative to the repository: the working tree's
- * tracked files and untracked ones git does not ignore (as the device tool copies them), then
+ * tracked files and untracked ones git does not ignore (as the remote GPU runner copies them), then
  * every file under `.gpu/` and `.gl/` (carried).
  */
 export async function travellingFiles(root = REPO_ROOT): Promise<string[]> {
